@@ -1,0 +1,666 @@
+import { DagworkError } from '../errors.js';
+import { Heap } from './heap.js';
+import { graphOptions, type GraphOptions } from './options.js';
+import { RateWindow } from './rate.js';
+import {
+  emptyCounts,
+  type Completion,
+  type FailResult,
+  type GraphStatus,
+  type LeasedTask,
+  type StateChange,
+  type StateCounts,
+  type StealResult,
+  type TaskOutcome,
+  type TaskRecord,
+  type TaskResult,
+  type TaskSpec,
+  type TaskSpecInput,
+  type TaskState,
+} from './types.js';
+import { checkBatch, checkName, checkWorker, normalizeSpec, sameSpec } from './validate.js';
+
+const EMPTY = new Uint8Array(0);
+/** Longest failure reason kept, in characters; the rest is cut. */
+const MAX_REASON_CHARS = 16_384;
+
+/** A task inside the graph: its record, plus links derived from all records (never stored). */
+class Task implements TaskRecord {
+  state: TaskState = 'waiting';
+  attempts = 0;
+  worker = '';
+  leaseDeadline = 0;
+  notBefore = 0;
+  result: Uint8Array = EMPTY;
+  lastError = '';
+  log: StateChange[] = [];
+  /** Dependencies not done yet, the ones that do not exist yet included. */
+  pendingDeps = 0;
+  dependents: Task[] = [];
+  /** Sitting in its pool's ready heap. */
+  queued = false;
+
+  constructor(
+    readonly spec: TaskSpec,
+    readonly seq: number,
+  ) {}
+
+  static fromRecord(record: TaskRecord): Task {
+    const task = new Task(record.spec, record.seq);
+    task.state = record.state;
+    task.attempts = record.attempts;
+    task.worker = record.worker;
+    task.leaseDeadline = record.leaseDeadline;
+    task.notBefore = record.notBefore;
+    task.result = record.result;
+    task.lastError = record.lastError;
+    task.log = record.log;
+    return task;
+  }
+}
+
+/** Higher priority first, then creation order. */
+function handsOutBefore(a: Task, b: Task): boolean {
+  return a.spec.priority > b.spec.priority || (a.spec.priority === b.spec.priority && a.seq < b.seq);
+}
+
+class PoolQueue {
+  readonly ready = new Heap<Task>(handsOutBefore);
+  readonly counts = emptyCounts();
+
+  /** The next task to hand out, dropping entries that stopped being ready while queued. */
+  head(): Task | undefined {
+    let task = this.ready.peek();
+    while (task !== undefined && task.state !== 'ready') {
+      this.ready.pop();
+      task.queued = false;
+      task = this.ready.peek();
+    }
+    return task;
+  }
+
+  mayStillHaveWork(): boolean {
+    return this.counts.waiting + this.counts.ready + this.counts.running > 0;
+  }
+}
+
+interface WorkerStats {
+  lastSeen: number;
+  done: number;
+  failed: number;
+  leases: Set<Task>;
+}
+
+interface Timed {
+  task: Task;
+  at: number;
+}
+const earlier = (a: Timed, b: Timed): boolean => a.at < b.at;
+
+/**
+ * The task graph and its state machine: pure, with no I/O and no clock of its own. Every operation
+ * takes the time `now` (ms since the epoch), first applies what that time implies (expired leases,
+ * ended backoffs), then changes tasks. Changed tasks are collected for the store: `takeDirty()`.
+ * Request-level problems throw DagworkError before anything changes.
+ */
+export class Graph {
+  readonly options: GraphOptions;
+  private readonly tasks = new Map<string, Task>();
+  /** Names that existing tasks depend on but that do not exist yet, with those tasks. */
+  private readonly missing = new Map<string, Task[]>();
+  private readonly pools = new Map<string, PoolQueue>();
+  private readonly counts = emptyCounts();
+  private readonly failedTasks = new Set<Task>();
+  private readonly backoffs = new Heap<Timed>(earlier);
+  private readonly leases = new Heap<Timed>(earlier);
+  private readonly workers = new Map<string, WorkerStats>();
+  private readonly doneRate = new RateWindow();
+  private dirty = new Set<Task>();
+  private nextSeq = 1;
+
+  constructor(options: Partial<GraphOptions> = {}) {
+    this.options = graphOptions(options);
+  }
+
+  /** A graph holding `records` as they were stored. Tasks that were running keep their leases. */
+  static restore(records: Iterable<TaskRecord>, options: Partial<GraphOptions> = {}): Graph {
+    const graph = new Graph(options);
+    for (const record of records) {
+      const task = Task.fromRecord(record);
+      graph.tasks.set(task.spec.name, task);
+      graph.nextSeq = Math.max(graph.nextSeq, task.seq + 1);
+      graph.countIn(task);
+      if (task.state === 'running') {
+        graph.leases.push({ task, at: task.leaseDeadline });
+        graph.stats(task.worker, 0).leases.add(task);
+      } else if (task.state === 'ready') {
+        if (task.notBefore > 0) graph.backoffs.push({ task, at: task.notBefore });
+        else graph.enqueue(task);
+      }
+    }
+    for (const task of graph.tasks.values()) graph.link(task);
+    return graph;
+  }
+
+  get size(): number {
+    return this.tasks.size;
+  }
+
+  /**
+   * Create a batch of tasks, all or nothing. A task that exists with an identical definition is
+   * left alone; a different definition under an existing name (CONFLICT), a cycle (CYCLE) or a
+   * bad field throws, naming the task, and nothing changes.
+   * Writes: the new tasks, and tasks blocked because a new task starts out blocked.
+   */
+  create(inputs: readonly TaskSpecInput[], now: number): { created: number; unchanged: number } {
+    checkBatch(inputs.length, this.options, 'create');
+    const fresh = new Map<string, TaskSpec>();
+    let unchanged = 0;
+    for (const input of inputs) {
+      const spec = normalizeSpec(input, this.options);
+      const existing = this.tasks.get(spec.name)?.spec ?? fresh.get(spec.name);
+      if (existing === undefined) {
+        fresh.set(spec.name, spec);
+      } else if (sameSpec(existing, spec)) {
+        unchanged++;
+      } else {
+        throw new DagworkError('CONFLICT', `task "${spec.name}" already exists with a different definition`, { task: spec.name });
+      }
+    }
+    const order = this.batchOrder(fresh);
+    this.advance(now);
+
+    const added = order.map((name) => new Task(fresh.get(name) as TaskSpec, this.nextSeq++));
+    for (const task of added) this.tasks.set(task.spec.name, task);
+    for (const task of added) this.link(task);
+    // `order` puts dependencies first, so a dependency's state is settled before its dependents'.
+    for (const task of added) {
+      const blocked = task.spec.deps.some((dep) => {
+        const state = this.tasks.get(dep)?.state;
+        return state === 'failed' || state === 'blocked';
+      });
+      task.state = blocked ? 'blocked' : task.pendingDeps === 0 ? 'ready' : 'waiting';
+      this.countIn(task);
+      this.appendLog(task, { state: task.state, at: now, worker: '', note: 'created' });
+      if (task.state === 'ready') this.enqueue(task);
+    }
+    // Tasks created earlier that waited for one of these names inherit its blocked state.
+    for (const task of added) if (task.state === 'blocked') this.blockDescendants(task, now);
+    return { created: added.length, unchanged };
+  }
+
+  /**
+   * Lease up to `n` ready tasks of `pools` (all pools when empty) to `worker`, highest priority
+   * first, FIFO within a priority. Writes: each leased task (running, attempts + 1).
+   */
+  steal(worker: string, n: number, pools: readonly string[], now: number): StealResult {
+    checkWorker(worker);
+    for (const pool of pools) checkName(pool, this.options, 'pool');
+    this.advance(now);
+    this.stats(worker, now);
+    const want = Math.min(Math.max(n, 1), this.options.maxSteal);
+    const queues = this.queuesOf(pools);
+    const tasks: LeasedTask[] = [];
+    while (tasks.length < want) {
+      let best: PoolQueue | undefined;
+      let bestTask: Task | undefined;
+      for (const queue of queues) {
+        const head = queue.head();
+        if (head !== undefined && (bestTask === undefined || handsOutBefore(head, bestTask))) {
+          best = queue;
+          bestTask = head;
+        }
+      }
+      if (best === undefined || bestTask === undefined) break;
+      best.ready.pop();
+      bestTask.queued = false;
+      tasks.push(this.lease(bestTask, worker, now));
+    }
+    const finished = tasks.length === 0 && !queues.some((queue) => queue.mayStillHaveWork());
+    return { tasks, finished };
+  }
+
+  /** True when a steal of `pools` would hand out a task at `now`. */
+  hasReady(pools: readonly string[], now: number): boolean {
+    this.advance(now);
+    return this.queuesOf(pools).some((queue) => queue.head() !== undefined);
+  }
+
+  /**
+   * Mark tasks done with their results and release successors whose dependencies are all done.
+   * Accepted: the worker's own lease, or a late completion (its lease expired) of a task nobody
+   * else holds. Writes: each completed task and each successor made ready.
+   */
+  complete(worker: string, completions: readonly Completion[], now: number): TaskResult[] {
+    checkWorker(worker);
+    checkBatch(completions.length, this.options, 'complete');
+    for (const { name, result } of completions) {
+      if (result !== undefined && result.length > this.options.maxResultBytes) {
+        throw new DagworkError('TOO_LARGE', `result of task "${name}" is ${result.length} bytes; the limit is ${this.options.maxResultBytes}`, {
+          task: name,
+        });
+      }
+    }
+    this.advance(now);
+    const stats = this.stats(worker, now);
+    return completions.map(({ name, result }) => {
+      const task = this.tasks.get(name);
+      const refusal = this.refuse(task, name, worker, true);
+      if (refusal !== undefined || task === undefined) return refusal ?? notFound(name);
+      const late = task.state !== 'running';
+      if (task.state === 'running') this.dropLease(task);
+      const wasFailed = task.state === 'failed';
+      task.result = result ?? EMPTY;
+      task.notBefore = 0;
+      this.setState(task, 'done', now, worker, late ? 'late completion after the lease ended' : '');
+      stats.done++;
+      this.doneRate.add(now);
+      for (const dependent of task.dependents) {
+        dependent.pendingDeps--;
+        if (dependent.pendingDeps === 0 && dependent.state === 'waiting') this.makeReady(dependent, now, '', 'dependencies done');
+      }
+      if (wasFailed) this.unblockDescendants(task, now);
+      return accepted(name, late ? 'accepted late: the lease had ended but nobody else held the task' : '');
+    });
+  }
+
+  /**
+   * A worker reports that its run of a task failed. While attempts remain the task is ready again
+   * after an exponential backoff; otherwise (or when `permanent`) it fails and every descendant
+   * is blocked. Writes: the task, and the descendants it blocks.
+   */
+  fail(worker: string, name: string, reason: string, permanent: boolean, now: number): FailResult {
+    checkWorker(worker);
+    this.advance(now);
+    const stats = this.stats(worker, now);
+    const task = this.tasks.get(name);
+    const refusal = this.refuse(task, name, worker, false);
+    if (refusal !== undefined || task === undefined) return { result: refusal ?? notFound(name), state: task?.state, notBefore: 0 };
+    this.dropLease(task);
+    stats.failed++;
+    task.lastError = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}... (cut)` : reason;
+    if (permanent || task.attempts >= task.spec.maxAttempts) {
+      this.failTask(task, now, worker, permanent ? `failed permanently: ${task.lastError}` : `attempts used up: ${task.lastError}`);
+    } else {
+      const backoff = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (task.attempts - 1));
+      this.makeReady(task, now, worker, `failed: ${task.lastError}`, now + backoff);
+    }
+    return { result: accepted(name, ''), state: task.state, notBefore: task.notBefore };
+  }
+
+  /**
+   * Extend the leases `worker` holds on `names`. Returns the ones it does not hold any more.
+   * Writes: each renewed task (its new deadline).
+   */
+  heartbeat(worker: string, names: readonly string[], now: number): TaskResult[] {
+    checkWorker(worker);
+    checkBatch(names.length, this.options, 'heartbeat');
+    this.advance(now);
+    this.stats(worker, now);
+    const lost: TaskResult[] = [];
+    for (const name of names) {
+      const task = this.tasks.get(name);
+      if (task?.state === 'running' && task.worker === worker) {
+        task.leaseDeadline = now + task.spec.leaseMs;
+        this.leases.push({ task, at: task.leaseDeadline });
+        this.dirty.add(task);
+      } else {
+        lost.push(this.refuse(task, name, worker, false) ?? notLeased(name, 'the lease is gone'));
+      }
+    }
+    return lost;
+  }
+
+  /** Give leased tasks back without using an attempt. Writes: each released task. */
+  release(worker: string, names: readonly string[], now: number): TaskResult[] {
+    checkWorker(worker);
+    checkBatch(names.length, this.options, 'release');
+    this.advance(now);
+    this.stats(worker, now);
+    return names.map((name) => {
+      const task = this.tasks.get(name);
+      if (task?.state === 'running' && task.worker === worker) {
+        this.giveBack(task, now, 'released');
+        return accepted(name, '');
+      }
+      return this.refuse(task, name, worker, false) ?? notLeased(name, 'not leased to this worker');
+    });
+  }
+
+  /** `worker` leaves: each lease it holds goes back to ready without using an attempt. */
+  workerExit(worker: string, now: number): number {
+    checkWorker(worker);
+    this.advance(now);
+    const stats = this.stats(worker, now);
+    const held = [...stats.leases];
+    for (const task of held) this.giveBack(task, now, 'worker exited');
+    return held.length;
+  }
+
+  /**
+   * Put failed tasks (the named ones, or all when `names` is undefined) back to work with fresh
+   * attempts, and unblock their descendants. Writes: each retried task and unblocked descendant.
+   */
+  retry(names: readonly string[] | undefined, now: number): { retried: number; results: TaskResult[] } {
+    if (names !== undefined) checkBatch(names.length, this.options, 'retry');
+    this.advance(now);
+    const results: TaskResult[] = [];
+    const targets: Task[] = [];
+    if (names === undefined) {
+      targets.push(...this.failedTasks);
+    } else {
+      for (const name of names) {
+        const task = this.tasks.get(name);
+        if (task === undefined) results.push(notFound(name));
+        else if (task.state !== 'failed') results.push(result(name, 'NOT_FAILED', `task is ${task.state}, not failed`));
+        else {
+          targets.push(task);
+          results.push(accepted(name, ''));
+        }
+      }
+    }
+    for (const task of targets) {
+      if (task.state !== 'failed') continue; // named twice
+      task.attempts = 0;
+      // A task only runs once its dependencies are done, so a failed task is ready at once.
+      this.makeReady(task, now, '', 'retry');
+      this.unblockDescendants(task, now);
+    }
+    return { retried: new Set(targets).size, results };
+  }
+
+  /** Apply what time `now` implies: expired leases, ended backoffs. */
+  advance(now: number): void {
+    for (let entry = this.leases.peek(); entry !== undefined && entry.at <= now; entry = this.leases.peek()) {
+      this.leases.pop();
+      const task = entry.task;
+      if (task.state !== 'running' || task.leaseDeadline !== entry.at) continue; // renewed or ended
+      const worker = task.worker;
+      this.dropLease(task);
+      this.stats(worker, 0).failed++;
+      task.lastError = `lease expired (worker ${worker}, attempt ${task.attempts})`;
+      if (task.attempts >= task.spec.maxAttempts) this.failTask(task, now, worker, `${task.lastError}; attempts used up`);
+      else this.makeReady(task, now, worker, task.lastError);
+    }
+    for (let entry = this.backoffs.peek(); entry !== undefined && entry.at <= now; entry = this.backoffs.peek()) {
+      this.backoffs.pop();
+      const task = entry.task;
+      if (task.state !== 'ready' || task.notBefore !== entry.at) continue;
+      task.notBefore = 0;
+      this.dirty.add(task);
+      this.enqueue(task);
+    }
+  }
+
+  /** The earliest time at which `advance` would change something, if any. */
+  nextWakeAt(): number | undefined {
+    const lease = this.leases.peek()?.at;
+    const backoff = this.backoffs.peek()?.at;
+    if (lease === undefined) return backoff;
+    return backoff === undefined ? lease : Math.min(lease, backoff);
+  }
+
+  status(now: number): GraphStatus {
+    this.advance(now);
+    const pools = [...this.pools.entries()]
+      .filter(([, queue]) => Object.values(queue.counts).some((c) => c > 0))
+      .map(([pool, queue]) => ({ pool, counts: { ...queue.counts } }))
+      .sort((a, b) => (a.pool < b.pool ? -1 : a.pool > b.pool ? 1 : 0));
+    const workers = [...this.workers.entries()]
+      .map(([worker, s]) => ({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed }))
+      .sort((a, b) => (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0));
+    return { counts: { ...this.counts }, pools, workers, donePerSecond: this.doneRate.perSecond(now), now, total: this.tasks.size };
+  }
+
+  /** The task's record and the names of its dependents; UNKNOWN_TASK if there is none. */
+  lookup(name: string, now: number): { task: TaskRecord; dependents: string[] } {
+    this.advance(now);
+    const task = this.tasks.get(name);
+    if (task === undefined) throw new DagworkError('UNKNOWN_TASK', `no task named "${name}"`, { task: name });
+    return { task, dependents: task.dependents.map((d) => d.spec.name) };
+  }
+
+  /** The tasks changed since the last call, for the store to write. */
+  takeDirty(): TaskRecord[] {
+    const dirty = [...this.dirty];
+    this.dirty = new Set();
+    return dirty;
+  }
+
+  // --- transitions -----------------------------------------------------------------------
+
+  /** Why `worker` may not complete (`forCompletion`) or otherwise act on `task`, or undefined. */
+  private refuse(task: Task | undefined, name: string, worker: string, forCompletion: boolean): TaskResult | undefined {
+    if (task === undefined) return notFound(name);
+    switch (task.state) {
+      case 'running':
+        return task.worker === worker ? undefined : result(name, 'LEASED_TO_OTHER', `leased to worker ${task.worker}`);
+      case 'done':
+        return result(name, 'ALREADY_DONE', `completed by worker ${task.worker}`);
+      case 'ready':
+      case 'failed':
+        // Its lease ended; the last holder may still complete it while nobody else has it.
+        if (forCompletion && task.worker === worker && task.attempts > 0) return undefined;
+        return notLeased(name, `task is ${task.state}${task.worker === '' ? '' : `; last leased to ${task.worker}`}`);
+      default:
+        return notLeased(name, `task is ${task.state}; it was never handed out`);
+    }
+  }
+
+  private lease(task: Task, worker: string, now: number): LeasedTask {
+    task.attempts++;
+    task.worker = worker;
+    task.leaseDeadline = now + task.spec.leaseMs;
+    this.setState(task, 'running', now, worker, `attempt ${task.attempts}`);
+    this.leases.push({ task, at: task.leaseDeadline });
+    this.stats(worker, now).leases.add(task);
+    const { name, payload, leaseMs, pool, priority } = task.spec;
+    return { name, payload, attempt: task.attempts, leaseDeadline: task.leaseDeadline, leaseMs, pool, priority };
+  }
+
+  private dropLease(task: Task): void {
+    this.workers.get(task.worker)?.leases.delete(task);
+    task.leaseDeadline = 0;
+  }
+
+  /** Running back to ready without using an attempt (release, worker exit). */
+  private giveBack(task: Task, now: number, note: string): void {
+    const worker = task.worker;
+    this.dropLease(task);
+    task.attempts--;
+    this.makeReady(task, now, worker, note);
+  }
+
+  private makeReady(task: Task, now: number, worker: string, note: string, notBefore = 0): void {
+    this.setState(task, 'ready', now, worker, note);
+    if (notBefore > now) {
+      task.notBefore = notBefore;
+      this.backoffs.push({ task, at: notBefore });
+    } else {
+      task.notBefore = 0;
+      this.enqueue(task);
+    }
+  }
+
+  private failTask(task: Task, now: number, worker: string, note: string): void {
+    this.setState(task, 'failed', now, worker, note);
+    this.blockDescendants(task, now);
+  }
+
+  private blockDescendants(task: Task, now: number): void {
+    const note = `ancestor "${task.spec.name}" is ${task.state}`;
+    const stack = [...task.dependents];
+    for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+      if (next.state !== 'waiting') continue; // blocked already, with its descendants
+      this.setState(next, 'blocked', now, '', note);
+      stack.push(...next.dependents);
+    }
+  }
+
+  /** After `task` stopped being failed: unblock descendants that have no failed ancestor left. */
+  private unblockDescendants(task: Task, now: number): void {
+    const stack = [...task.dependents];
+    for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+      if (next.state !== 'blocked') continue;
+      const stillBlocked = next.spec.deps.some((dep) => {
+        const state = this.tasks.get(dep)?.state;
+        return state === 'failed' || state === 'blocked';
+      });
+      if (stillBlocked) continue; // a blocked dependency unblocked later pushes it again
+      if (next.pendingDeps === 0) this.makeReady(next, now, '', 'unblocked');
+      else this.setState(next, 'waiting', now, '', 'unblocked');
+      stack.push(...next.dependents);
+    }
+  }
+
+  private setState(task: Task, state: TaskState, now: number, worker: string, note: string): void {
+    this.countOut(task);
+    task.state = state;
+    this.countIn(task);
+    this.appendLog(task, { state, at: now, worker, note });
+  }
+
+  private appendLog(task: Task, change: StateChange): void {
+    const log = task.log;
+    // Keep the first entry (creation) and the latest ones.
+    if (log.length >= this.options.maxLogEntries) log.splice(1, log.length - this.options.maxLogEntries + 1);
+    log.push(change);
+    this.dirty.add(task);
+  }
+
+  // --- bookkeeping -----------------------------------------------------------------------
+
+  /** Connect `task` to its dependencies (existing or not) and to tasks that waited for its name. */
+  private link(task: Task): void {
+    for (const dep of task.spec.deps) {
+      const parent = this.tasks.get(dep);
+      if (parent === undefined) {
+        const waiting = this.missing.get(dep);
+        if (waiting === undefined) this.missing.set(dep, [task]);
+        else waiting.push(task);
+        task.pendingDeps++;
+      } else {
+        parent.dependents.push(task);
+        if (parent.state !== 'done') task.pendingDeps++;
+      }
+    }
+    const waiting = this.missing.get(task.spec.name);
+    if (waiting !== undefined) {
+      task.dependents.push(...waiting);
+      this.missing.delete(task.spec.name);
+    }
+  }
+
+  /**
+   * The names of `fresh` ordered dependencies first; throws CYCLE if they would close a cycle.
+   * The existing graph is acyclic, so a cycle must run through a new task. Only waiting or blocked
+   * existing tasks can lead back to a new one (through a name they waited for), so the search
+   * enters no other existing task.
+   */
+  private batchOrder(fresh: Map<string, TaskSpec>): string[] {
+    const depsOf = (name: string): readonly string[] => {
+      const spec = fresh.get(name);
+      if (spec !== undefined) return spec.deps;
+      const task = this.tasks.get(name);
+      return task !== undefined && (task.state === 'waiting' || task.state === 'blocked') ? task.spec.deps : [];
+    };
+    const ON_PATH = 1;
+    const FINISHED = 2;
+    const color = new Map<string, number>();
+    const order: string[] = [];
+    for (const root of fresh.keys()) {
+      if (color.has(root)) continue;
+      const path: { name: string; next: number }[] = [{ name: root, next: 0 }];
+      color.set(root, ON_PATH);
+      while (path.length > 0) {
+        const frame = path[path.length - 1] as { name: string; next: number };
+        const deps = depsOf(frame.name);
+        if (frame.next < deps.length) {
+          const dep = deps[frame.next++] as string;
+          const seen = color.get(dep);
+          if (seen === ON_PATH) {
+            const names = path.map((f) => f.name);
+            const cycle = [...names.slice(names.indexOf(dep)), dep];
+            const task = cycle.find((n) => fresh.has(n)) ?? root;
+            throw new DagworkError('CYCLE', `task "${task}" would close a cycle: ${cycle.join(' -> ')} (each depends on the next)`, {
+              task,
+            });
+          }
+          if (seen === undefined) {
+            color.set(dep, ON_PATH);
+            path.push({ name: dep, next: 0 });
+          }
+        } else {
+          color.set(frame.name, FINISHED);
+          if (fresh.has(frame.name)) order.push(frame.name);
+          path.pop();
+        }
+      }
+    }
+    return order;
+  }
+
+  private queuesOf(pools: readonly string[]): PoolQueue[] {
+    if (pools.length === 0) return [...this.pools.values()];
+    const queues: PoolQueue[] = [];
+    for (const pool of new Set(pools)) {
+      const queue = this.pools.get(pool);
+      if (queue !== undefined) queues.push(queue);
+    }
+    return queues;
+  }
+
+  private pool(name: string): PoolQueue {
+    let queue = this.pools.get(name);
+    if (queue === undefined) {
+      queue = new PoolQueue();
+      this.pools.set(name, queue);
+    }
+    return queue;
+  }
+
+  private enqueue(task: Task): void {
+    if (task.queued) return;
+    task.queued = true;
+    this.pool(task.spec.pool).ready.push(task);
+  }
+
+  private countIn(task: Task): void {
+    this.counts[task.state]++;
+    this.pool(task.spec.pool).counts[task.state]++;
+    if (task.state === 'failed') this.failedTasks.add(task);
+  }
+
+  private countOut(task: Task): void {
+    this.counts[task.state]--;
+    this.pool(task.spec.pool).counts[task.state]--;
+    if (task.state === 'failed') this.failedTasks.delete(task);
+  }
+
+  /** The worker's statistics, marked as seen at `now` (0: not seen, only referred to). */
+  private stats(worker: string, now: number): WorkerStats {
+    let stats = this.workers.get(worker);
+    if (stats === undefined) {
+      stats = { lastSeen: now, done: 0, failed: 0, leases: new Set() };
+      this.workers.set(worker, stats);
+    } else if (now > stats.lastSeen) {
+      stats.lastSeen = now;
+    }
+    return stats;
+  }
+}
+
+function result(name: string, outcome: TaskOutcome, message: string): TaskResult {
+  return { name, outcome, message };
+}
+function accepted(name: string, message: string): TaskResult {
+  return result(name, 'ACCEPTED', message);
+}
+function notFound(name: string): TaskResult {
+  return result(name, 'NOT_FOUND', `no task named "${name}"`);
+}
+function notLeased(name: string, message: string): TaskResult {
+  return result(name, 'NOT_LEASED', message);
+}
+
+export type { StateCounts };

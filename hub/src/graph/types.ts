@@ -1,0 +1,121 @@
+/** The domain types of the task graph. The wire codec maps these to and from proto/dagwork.proto. */
+
+export const TASK_STATES = ['waiting', 'ready', 'running', 'done', 'failed', 'blocked'] as const;
+export type TaskState = (typeof TASK_STATES)[number];
+
+/** A task's definition, with every default filled in. */
+export interface TaskSpec {
+  name: string;
+  /** Names of tasks that must be done first; unique, in the order given. */
+  deps: string[];
+  payload: Uint8Array;
+  priority: number;
+  pool: string;
+  maxAttempts: number;
+  leaseMs: number;
+}
+
+/** A task's definition as a client gives it: everything but the name may be left out. */
+export interface TaskSpecInput {
+  name: string;
+  deps?: readonly string[];
+  payload?: Uint8Array;
+  priority?: number;
+  pool?: string;
+  maxAttempts?: number;
+  leaseMs?: number;
+}
+
+export interface StateChange {
+  state: TaskState;
+  /** ms since the epoch */
+  at: number;
+  worker: string;
+  note: string;
+}
+
+/** Everything known of a task: what lookup returns and what the store keeps. */
+export interface TaskRecord {
+  spec: TaskSpec;
+  state: TaskState;
+  /** Times handed out, released leases excepted. */
+  attempts: number;
+  /** The current lease holder, or the last one. */
+  worker: string;
+  /** Running: when the lease ends (ms since the epoch); 0 otherwise. */
+  leaseDeadline: number;
+  /** Ready after a failure: not handed out before this time; 0 otherwise. */
+  notBefore: number;
+  result: Uint8Array;
+  lastError: string;
+  log: StateChange[];
+  /** Creation order. */
+  seq: number;
+}
+
+export const TASK_OUTCOMES = [
+  'ACCEPTED',
+  'NOT_FOUND',
+  'ALREADY_DONE',
+  'LEASED_TO_OTHER',
+  'NOT_LEASED',
+  'NOT_FAILED',
+] as const;
+export type TaskOutcome = (typeof TASK_OUTCOMES)[number];
+
+/** How one task of a multi-task operation went. */
+export interface TaskResult {
+  name: string;
+  outcome: TaskOutcome;
+  message: string;
+}
+
+export interface LeasedTask {
+  name: string;
+  payload: Uint8Array;
+  attempt: number;
+  leaseDeadline: number;
+  leaseMs: number;
+  pool: string;
+  priority: number;
+}
+
+export interface StealResult {
+  tasks: LeasedTask[];
+  /** Nothing handed out, and nothing waiting, ready or running in the asked pools. */
+  finished: boolean;
+}
+
+export interface Completion {
+  name: string;
+  result?: Uint8Array;
+}
+
+export interface FailResult {
+  result: TaskResult;
+  state: TaskState | undefined;
+  notBefore: number;
+}
+
+export type StateCounts = Record<TaskState, number>;
+
+export interface WorkerStatus {
+  worker: string;
+  lastSeen: number;
+  running: number;
+  done: number;
+  failed: number;
+}
+
+export interface GraphStatus {
+  counts: StateCounts;
+  pools: { pool: string; counts: StateCounts }[];
+  workers: WorkerStatus[];
+  donePerSecond: number;
+  now: number;
+  total: number;
+}
+
+export function emptyCounts(): StateCounts {
+  return { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0 };
+}

@@ -1,0 +1,323 @@
+import { describe, expect, it } from 'vitest';
+import { DagworkError } from '../hub/src/errors.js';
+import { Graph } from '../hub/src/graph/graph.js';
+import type { TaskSpecInput } from '../hub/src/graph/types.js';
+
+const T0 = 1_700_000_000_000;
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+const text = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+function stateOf(graph: Graph, name: string): string {
+  return graph.lookup(name, T0).task.state;
+}
+
+function names(graph: Graph, worker: string, n: number, now = T0, pools: string[] = []): string[] {
+  return graph.steal(worker, n, pools, now).tasks.map((t) => t.name);
+}
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof DagworkError) return err.code;
+    throw err;
+  }
+  return 'no error';
+}
+
+describe('create', () => {
+  it('makes tasks without deps ready and the rest waiting', () => {
+    const g = new Graph();
+    expect(g.create([{ name: 'a' }, { name: 'b', deps: ['a'] }], T0)).toEqual({ created: 2, unchanged: 0 });
+    expect(stateOf(g, 'a')).toBe('ready');
+    expect(stateOf(g, 'b')).toBe('waiting');
+    expect(g.status(T0).counts).toMatchObject({ ready: 1, waiting: 1 });
+  });
+
+  it('treats an identical re-creation as a no-op and a different one as a conflict', () => {
+    const g = new Graph();
+    const batch: TaskSpecInput[] = [{ name: 'a', payload: bytes('echo a') }, { name: 'b', deps: ['a'] }];
+    g.create(batch, T0);
+    expect(g.create(batch, T0)).toEqual({ created: 0, unchanged: 2 });
+    expect(codeOf(() => g.create([{ name: 'c' }, { name: 'a', payload: bytes('echo other') }], T0))).toBe('CONFLICT');
+    expect(() => g.lookup('c', T0)).toThrow(/no task named "c"/); // all or nothing
+    expect(codeOf(() => g.create([{ name: 'x', priority: 1 }, { name: 'x', priority: 2 }], T0))).toBe('CONFLICT');
+  });
+
+  it('refuses bad names and oversized payloads, naming the task, and changes nothing', () => {
+    const g = new Graph({ maxPayloadBytes: 4, maxNameBytes: 8 });
+    expect(codeOf(() => g.create([{ name: '' }], T0))).toBe('INVALID_NAME');
+    expect(codeOf(() => g.create([{ name: 'ok' }, { name: 'far-too-long' }], T0))).toBe('INVALID_NAME');
+    expect(codeOf(() => g.create([{ name: 'tab\there' }], T0))).toBe('INVALID_NAME');
+    expect(() => g.create([{ name: 'p', payload: bytes('12345') }], T0)).toThrow(/task "p" has a payload of 5 bytes/);
+    expect(codeOf(() => g.create([{ name: 'z', maxAttempts: -1 }], T0))).toBe('INVALID_ARGUMENT');
+    expect(g.size).toBe(0);
+  });
+
+  it('refuses cycles, within a batch and through forward references, and changes nothing', () => {
+    const g = new Graph();
+    expect(codeOf(() => g.create([{ name: 'self', deps: ['self'] }], T0))).toBe('CYCLE');
+    expect(() => g.create([{ name: 'a', deps: ['c'] }, { name: 'b', deps: ['a'] }, { name: 'c', deps: ['b'] }], T0)).toThrow(
+      /cycle: .*a.*->.*->.*->/,
+    );
+    // x waits for y, which does not exist yet; y depending on x would close a cycle.
+    g.create([{ name: 'x', deps: ['y'] }], T0);
+    expect(codeOf(() => g.create([{ name: 'y', deps: ['x'] }], T0))).toBe('CYCLE');
+    expect(codeOf(() => g.create([{ name: 'y', deps: ['w'] }, { name: 'w', deps: ['x'] }], T0))).toBe('CYCLE');
+    expect(g.size).toBe(1);
+    g.create([{ name: 'y' }], T0);
+    expect(stateOf(g, 'y')).toBe('ready');
+  });
+
+  it('lets deps name tasks created later: the task waits until they exist and are done', () => {
+    const g = new Graph();
+    g.create([{ name: 'late', deps: ['early'] }], T0);
+    expect(stateOf(g, 'late')).toBe('waiting');
+    expect(g.steal('w', 5, [], T0)).toEqual({ tasks: [], finished: false });
+    g.create([{ name: 'early' }], T0);
+    expect(names(g, 'w', 5)).toEqual(['early']);
+    g.complete('w', [{ name: 'early' }], T0);
+    expect(names(g, 'w', 5)).toEqual(['late']);
+  });
+});
+
+describe('steal and complete', () => {
+  it('hands out the highest priority first, FIFO within a priority', () => {
+    const g = new Graph();
+    g.create([{ name: 'low1' }, { name: 'high1', priority: 5 }, { name: 'low2' }, { name: 'high2', priority: 5 }, { name: 'neg', priority: -1 }], T0);
+    expect(names(g, 'w', 10)).toEqual(['high1', 'high2', 'low1', 'low2', 'neg']);
+  });
+
+  it('runs a diamond in dependency order and reports when the work is finished', () => {
+    const g = new Graph();
+    g.create([{ name: 'top' }, { name: 'left', deps: ['top'] }, { name: 'right', deps: ['top'] }, { name: 'bottom', deps: ['left', 'right'] }], T0);
+    expect(names(g, 'w', 10)).toEqual(['top']);
+    expect(g.steal('w', 10, [], T0)).toEqual({ tasks: [], finished: false });
+    g.complete('w', [{ name: 'top' }], T0);
+    expect(names(g, 'w', 10)).toEqual(['left', 'right']);
+    g.complete('w', [{ name: 'left' }], T0);
+    expect(names(g, 'w', 10)).toEqual([]);
+    g.complete('w', [{ name: 'right', result: bytes('r') }], T0);
+    expect(names(g, 'w', 10)).toEqual(['bottom']);
+    g.complete('w', [{ name: 'bottom' }], T0);
+    expect(g.steal('w', 10, [], T0)).toEqual({ tasks: [], finished: true });
+    expect(text(g.lookup('right', T0).task.result)).toBe('r');
+    expect(g.lookup('top', T0).dependents.sort()).toEqual(['left', 'right']);
+  });
+
+  it('leases with a deadline and an attempt number, and keeps a state log', () => {
+    const g = new Graph();
+    g.create([{ name: 'a', leaseMs: 5000, payload: bytes('echo') }], T0);
+    const [leased] = g.steal('w1', 1, [], T0 + 10).tasks;
+    expect(leased).toMatchObject({ name: 'a', attempt: 1, leaseDeadline: T0 + 5010, leaseMs: 5000, pool: 'default' });
+    expect(text(leased?.payload ?? new Uint8Array())).toBe('echo');
+    g.complete('w1', [{ name: 'a' }], T0 + 20);
+    const record = g.lookup('a', T0 + 20).task;
+    expect(record.log.map((c) => [c.state, c.at, c.worker])).toEqual([
+      ['ready', T0, ''],
+      ['running', T0 + 10, 'w1'],
+      ['done', T0 + 20, 'w1'],
+    ]);
+  });
+
+  it('keeps pools apart', () => {
+    const g = new Graph();
+    g.create([{ name: 'gpu1', pool: 'gpu' }, { name: 'cpu1' }], T0);
+    expect(names(g, 'w', 10, T0, ['gpu'])).toEqual(['gpu1']);
+    expect(g.steal('w', 10, ['gpu'], T0)).toEqual({ tasks: [], finished: false }); // gpu1 is running
+    g.complete('w', [{ name: 'gpu1' }], T0);
+    expect(g.steal('w', 10, ['gpu'], T0).finished).toBe(true);
+    expect(g.steal('w', 10, ['nosuchpool'], T0).finished).toBe(true);
+    expect(names(g, 'w', 10)).toEqual(['cpu1']);
+    expect(g.status(T0).pools.map((p) => [p.pool, p.counts.done, p.counts.running])).toEqual([
+      ['default', 0, 1],
+      ['gpu', 1, 0],
+    ]);
+  });
+
+  it('answers each completion it cannot accept with the reason', () => {
+    const g = new Graph();
+    g.create([{ name: 'a' }, { name: 'b' }, { name: 'c', deps: ['a'] }], T0);
+    g.steal('w1', 1, [], T0); // a
+    g.steal('w2', 1, [], T0); // b
+    const results = g.complete('w1', [{ name: 'a' }, { name: 'a' }, { name: 'b' }, { name: 'nope' }, { name: 'c' }], T0);
+    expect(results.map((r) => r.outcome)).toEqual(['ACCEPTED', 'ALREADY_DONE', 'LEASED_TO_OTHER', 'NOT_FOUND', 'NOT_LEASED']);
+    expect(stateOf(g, 'b')).toBe('running');
+  });
+
+  it('accepts a late completion of a task nobody else holds, but not of one re-leased elsewhere', () => {
+    const g = new Graph();
+    g.create([{ name: 'a', leaseMs: 100 }, { name: 'b', leaseMs: 100 }], T0);
+    g.steal('slow', 2, [], T0);
+    // Both leases expire; b is taken by another worker, a is not.
+    expect(names(g, 'fast', 1, T0 + 200)).toEqual(['a']);
+    const results = g.complete('slow', [{ name: 'a' }, { name: 'b' }], T0 + 250);
+    expect(results.map((r) => r.outcome)).toEqual(['LEASED_TO_OTHER', 'ACCEPTED']);
+    expect(stateOf(g, 'b')).toBe('done');
+    expect(g.steal('x', 5, [], T0 + 250).tasks).toEqual([]); // b is no longer handed out
+  });
+
+  it('steals with n = 0 as one task and caps n at maxSteal', () => {
+    const g = new Graph({ maxSteal: 3 });
+    g.create(Array.from({ length: 10 }, (_, i) => ({ name: `t${i}` })), T0);
+    expect(names(g, 'w', 0)).toHaveLength(1);
+    expect(names(g, 'w', 1000)).toHaveLength(3);
+    expect(codeOf(() => g.steal('', 1, [], T0))).toBe('INVALID_ARGUMENT');
+  });
+});
+
+describe('failure, backoff and retry', () => {
+  it('retries after an exponential backoff, then fails and blocks every descendant', () => {
+    const g = new Graph({ backoffBaseMs: 1000 });
+    g.create([{ name: 'a', maxAttempts: 3 }, { name: 'b', deps: ['a'] }, { name: 'c', deps: ['b'] }, { name: 'other' }], T0);
+    expect(names(g, 'w', 1)).toEqual(['a']);
+    expect(g.fail('w', 'a', 'boom 1', false, T0)).toMatchObject({ state: 'ready', notBefore: T0 + 1000 });
+    expect(names(g, 'w', 1, T0 + 999)).toEqual(['other']); // a is still backing off
+    expect(g.nextWakeAt()).toBe(T0 + 1000);
+    expect(names(g, 'w', 1, T0 + 1000)).toEqual(['a']);
+    expect(g.fail('w', 'a', 'boom 2', false, T0 + 1000)).toMatchObject({ state: 'ready', notBefore: T0 + 3000 });
+    expect(names(g, 'w', 1, T0 + 3000)).toEqual(['a']);
+    expect(g.fail('w', 'a', 'boom 3', false, T0 + 3000).state).toBe('failed');
+    expect(stateOf(g, 'b')).toBe('blocked');
+    expect(stateOf(g, 'c')).toBe('blocked');
+    const record = g.lookup('a', T0).task;
+    expect(record.attempts).toBe(3);
+    expect(record.lastError).toBe('boom 3');
+    g.complete('w', [{ name: 'other' }], T0 + 3000);
+    // Nothing can run any more: the work is finished (with failures).
+    expect(g.steal('w', 1, [], T0 + 3000).finished).toBe(true);
+  });
+
+  it('fails a permanent error at once', () => {
+    const g = new Graph();
+    g.create([{ name: 'a', maxAttempts: 5 }], T0);
+    g.steal('w', 1, [], T0);
+    expect(g.fail('w', 'a', 'bad input', true, T0).state).toBe('failed');
+    expect(g.lookup('a', T0).task.attempts).toBe(1);
+  });
+
+  it('refuses a failure report from a worker that does not hold the lease', () => {
+    const g = new Graph();
+    g.create([{ name: 'a' }], T0);
+    g.steal('w1', 1, [], T0);
+    expect(g.fail('w2', 'a', 'x', false, T0).result.outcome).toBe('LEASED_TO_OTHER');
+    expect(g.fail('w2', 'zz', 'x', false, T0).result.outcome).toBe('NOT_FOUND');
+    expect(stateOf(g, 'a')).toBe('running');
+  });
+
+  it('retry puts failed tasks back with fresh attempts and unblocks descendants', () => {
+    const g = new Graph();
+    g.create(
+      [
+        { name: 'a', maxAttempts: 1 },
+        { name: 'b', maxAttempts: 1 },
+        { name: 'ab', deps: ['a', 'b'] },
+        { name: 'after', deps: ['ab'] },
+      ],
+      T0,
+    );
+    g.steal('w', 2, [], T0);
+    g.fail('w', 'a', 'x', false, T0);
+    g.fail('w', 'b', 'y', false, T0);
+    expect(stateOf(g, 'after')).toBe('blocked');
+    expect(g.retry(['a', 'after', 'nope'], T0).results.map((r) => r.outcome)).toEqual(['ACCEPTED', 'NOT_FAILED', 'NOT_FOUND']);
+    expect(stateOf(g, 'a')).toBe('ready');
+    expect(stateOf(g, 'ab')).toBe('blocked'); // b is still failed
+    expect(g.retry(undefined, T0).retried).toBe(1);
+    expect(stateOf(g, 'ab')).toBe('waiting');
+    expect(stateOf(g, 'after')).toBe('waiting');
+    expect(names(g, 'w', 5)).toEqual(['a', 'b']);
+    expect(g.lookup('a', T0).task.attempts).toBe(1);
+  });
+
+  it('blocks a task created under a failed ancestor, and tasks that waited for its name', () => {
+    const g = new Graph();
+    g.create([{ name: 'f', maxAttempts: 1 }, { name: 'waits', deps: ['child'] }], T0);
+    g.steal('w', 1, [], T0);
+    g.fail('w', 'f', 'x', false, T0);
+    g.create([{ name: 'child', deps: ['f'] }], T0);
+    expect(stateOf(g, 'child')).toBe('blocked');
+    expect(stateOf(g, 'waits')).toBe('blocked');
+    g.retry(['f'], T0);
+    expect(stateOf(g, 'waits')).toBe('waiting');
+  });
+
+  it('a late completion of a failed task unblocks its descendants', () => {
+    const g = new Graph();
+    g.create([{ name: 'a', maxAttempts: 1, leaseMs: 10 }, { name: 'b', deps: ['a'] }], T0);
+    g.steal('w', 1, [], T0);
+    g.advance(T0 + 10);
+    expect(stateOf(g, 'a')).toBe('failed');
+    expect(stateOf(g, 'b')).toBe('blocked');
+    expect(g.complete('w', [{ name: 'a' }], T0 + 20)[0]?.outcome).toBe('ACCEPTED');
+    expect(stateOf(g, 'b')).toBe('ready');
+  });
+});
+
+describe('leases', () => {
+  it('expires a lease: the task is ready again with an attempt used, and a dead worker loses nothing', () => {
+    const g = new Graph();
+    g.create([{ name: 'a', leaseMs: 1000, maxAttempts: 2 }], T0);
+    g.steal('dead', 1, [], T0);
+    expect(g.nextWakeAt()).toBe(T0 + 1000);
+    expect(names(g, 'live', 1, T0 + 999)).toEqual([]);
+    const [again] = g.steal('live', 1, [], T0 + 1000).tasks;
+    expect(again).toMatchObject({ name: 'a', attempt: 2 });
+    expect(g.lookup('a', T0).task.lastError).toMatch(/lease expired \(worker dead, attempt 1\)/);
+    g.advance(T0 + 2000);
+    expect(stateOf(g, 'a')).toBe('failed');
+    expect(g.status(T0 + 2000).workers.find((w) => w.worker === 'dead')?.failed).toBe(1);
+  });
+
+  it('heartbeat extends a lease and lists the leases the worker lost', () => {
+    const g = new Graph();
+    g.create([{ name: 'a', leaseMs: 1000 }, { name: 'b', leaseMs: 1000 }], T0);
+    g.steal('w', 2, [], T0);
+    expect(g.heartbeat('w', ['a'], T0 + 900)).toEqual([]);
+    g.advance(T0 + 1500); // b expires, a does not
+    expect(stateOf(g, 'a')).toBe('running');
+    expect(stateOf(g, 'b')).toBe('ready');
+    g.steal('other', 1, [], T0 + 1500);
+    const lost = g.heartbeat('w', ['a', 'b', 'ghost'], T0 + 1600);
+    expect(lost.map((r) => [r.name, r.outcome])).toEqual([
+      ['b', 'LEASED_TO_OTHER'],
+      ['ghost', 'NOT_FOUND'],
+    ]);
+    expect(g.lookup('a', T0).task.leaseDeadline).toBe(T0 + 2600);
+  });
+
+  it('release and worker exit give tasks back without using an attempt', () => {
+    const g = new Graph();
+    g.create([{ name: 'a' }, { name: 'b' }, { name: 'c' }], T0);
+    g.steal('w', 3, [], T0);
+    expect(g.release('w', ['a', 'zz'], T0).map((r) => r.outcome)).toEqual(['ACCEPTED', 'NOT_FOUND']);
+    expect(g.release('other', ['b'], T0)[0]?.outcome).toBe('LEASED_TO_OTHER');
+    expect(g.workerExit('w', T0)).toBe(2);
+    expect(g.status(T0).counts).toMatchObject({ ready: 3, running: 0 });
+    const again = g.steal('w2', 3, [], T0).tasks;
+    expect(again.map((t) => t.attempt)).toEqual([1, 1, 1]);
+  });
+});
+
+describe('restore', () => {
+  it('rebuilds the graph, its queues and its leases from the records', () => {
+    const g = new Graph();
+    g.create([{ name: 'a', leaseMs: 1000 }, { name: 'b', priority: 2 }, { name: 'c', deps: ['a', 'b'] }, { name: 'd', deps: ['future'] }], T0);
+    g.steal('w', 1, [], T0); // b (priority 2)
+    g.complete('w', [{ name: 'b', result: bytes('B') }], T0);
+    g.steal('w', 1, [], T0); // a
+    const records = g.takeDirty();
+    expect(records.map((r) => r.spec.name).sort()).toEqual(['a', 'b', 'c', 'd']);
+    expect(g.takeDirty()).toEqual([]);
+
+    const h = Graph.restore(records.map((r) => structuredClone({ ...r })));
+    expect(h.status(T0).counts).toEqual(g.status(T0).counts);
+    expect(text(h.lookup('b', T0).task.result)).toBe('B');
+    // The lease on a survives and expires on time.
+    expect(h.complete('w', [{ name: 'a' }], T0 + 10)[0]?.outcome).toBe('ACCEPTED');
+    expect(names(h, 'w', 5, T0 + 10)).toEqual(['c']);
+    h.create([{ name: 'future' }], T0);
+    expect(stateOf(h, 'd')).toBe('waiting');
+    expect(names(h, 'w', 5, T0 + 10)).toEqual(['future']);
+  });
+});
