@@ -1,0 +1,77 @@
+#!/usr/bin/env node
+/** dhub: the dagwork hub daemon. */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { DagworkError } from './errors.js';
+import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
+import { defaultHubOptions, Hub } from './server.js';
+
+const defaults = defaultHubOptions();
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+const program = new Command('dhub')
+  .description(
+    'The dagwork hub: holds a DAG of tasks, hands ready tasks to workers that steal them, and keeps\n' +
+      'every acknowledged change in a LevelDB store so that a crash loses nothing.',
+  )
+  .option('--bind <endpoint>', 'ZeroMQ endpoint to listen on (tcp://HOST:* picks a free port)', defaults.bind)
+  .option('--db <dir>', 'store directory (created if missing)', defaults.db)
+  .option('--sync', 'fsync every group commit: survives power loss, not only a crash of the hub', false)
+  .addOption(new Option('--log-level <level>', 'how much to log to stderr').choices(LOG_LEVELS).default('info'))
+  .option('--max-message-bytes <n>', 'largest request accepted', positiveInt, defaults.maxMessageBytes)
+  .option('--max-payload-bytes <n>', 'largest task payload', positiveInt, 1 << 20)
+  .option('--max-result-bytes <n>', 'largest task result', positiveInt, 1 << 20)
+  .option('--max-wait-ms <n>', 'longest long poll a steal may ask for', positiveInt, defaults.maxWaitMs)
+  .addHelpText(
+    'after',
+    `
+Examples:
+  dhub                                   listen on ${defaults.bind}, store in ${defaults.db}
+  dhub --bind tcp://0.0.0.0:6125 --db /scratch/run1
+                                         serve a whole cluster (no encryption: trusted networks only)
+
+Stop it with Ctrl-C or SIGTERM: it finishes the write in flight, closes the store and exits 0.
+A second dhub on the same --db is refused while the first runs.`,
+  )
+  .action(async (opts: Record<string, unknown>) => {
+    const log = createLogger(opts.logLevel as LogLevel);
+    const bind = String(opts.bind);
+    if (!/^(tcp:\/\/(127\.[\d.]+|localhost|\[::1\]):|ipc:|inproc:)/.test(bind)) {
+      log.warn(`binding ${bind}: any host that reaches it can read and change the task graph (no encryption, no authentication)`);
+    }
+    let hub: Hub;
+    try {
+      hub = await Hub.start({
+        bind,
+        db: String(opts.db),
+        sync: opts.sync === true,
+        maxMessageBytes: opts.maxMessageBytes as number,
+        maxWaitMs: opts.maxWaitMs as number,
+        graph: { maxPayloadBytes: opts.maxPayloadBytes as number, maxResultBytes: opts.maxResultBytes as number },
+        log,
+      });
+    } catch (err) {
+      process.stderr.write(`dhub: ${err instanceof DagworkError ? err.message : (err as Error).stack}\n`);
+      process.exit(1);
+    }
+    log.info(`listening on ${hub.endpoint} (store ${String(opts.db)}${opts.sync === true ? ', fsync on' : ''})`);
+    const shutdown = (signal: string): void => {
+      log.info(`${signal}: stopping`);
+      hub.stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.once('SIGINT', () => shutdown('SIGINT'));
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    hub.done.catch((err: unknown) => {
+      process.stderr.write(`dhub: ${(err as Error).message}\n`);
+      process.exit(1);
+    });
+  });
+
+await program.parseAsync();

@@ -1,0 +1,363 @@
+/**
+ * The hub daemon's shell around the graph: a ZeroMQ ROUTER socket in front, the LevelDB store
+ * behind. Requests are applied to the graph as they arrive; their replies wait in an outbox until
+ * the changes they acknowledge are written (one batch for everything that arrived meanwhile: group
+ * commit). Steals that ask to wait are parked and answered when work appears or their time is up.
+ */
+import { Router } from 'zeromq';
+import { DagworkError } from './errors.js';
+import { Graph } from './graph/graph.js';
+import type { GraphOptions } from './graph/options.js';
+import type { StealResult, TaskRecord } from './graph/types.js';
+import { silentLogger, type Logger } from './log.js';
+import { Store } from './store.js';
+import { decodeRequest, encodeReply, type Reply, type Request, type StealArgs, type WireError } from './wire/codec.js';
+
+export interface HubOptions {
+  /** ZeroMQ endpoint to bind; `tcp://127.0.0.1:*` picks a free port. Default tcp://127.0.0.1:6125. */
+  bind: string;
+  /** Store directory. Default ./dagwork-db. */
+  db: string;
+  /** fsync every group commit. Default false (a crash of the hub loses nothing; power loss may). */
+  sync: boolean;
+  /** Largest request accepted, in bytes; larger ones get TOO_LARGE. Default 64 MiB. */
+  maxMessageBytes: number;
+  /** Longest long poll a steal may ask for, in ms; longer waits are cut to it. Default 300,000. */
+  maxWaitMs: number;
+  /** Most steals parked in a long poll at once; past it a steal is answered at once. Default 10,000. */
+  maxParked: number;
+  /** Limits and policies of the graph. */
+  graph: Partial<GraphOptions>;
+  log: Logger;
+  /** ms since the epoch. Default Date.now. */
+  clock: () => number;
+}
+
+export function defaultHubOptions(): HubOptions {
+  return {
+    bind: 'tcp://127.0.0.1:6125',
+    db: './dagwork-db',
+    sync: false,
+    maxMessageBytes: 64 << 20,
+    maxWaitMs: 300_000,
+    maxParked: 10_000,
+    graph: {},
+    log: silentLogger,
+    clock: Date.now,
+  };
+}
+
+type Envelope = Buffer[];
+
+interface Outgoing {
+  envelope: Envelope;
+  /** The encoded reply, or the error to send instead when the batch cannot be written. */
+  frame: Uint8Array;
+}
+
+interface ParkedSteal {
+  envelope: Envelope;
+  args: StealArgs;
+  deadline: number;
+  respond: (result: StealResult) => Reply;
+}
+
+export class Hub {
+  private outbox: Outgoing[] = [];
+  private flushing: Promise<void> | undefined;
+  private parked: ParkedSteal[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+  private stopping = false;
+  private recovering = false;
+  private readonly receiving: Promise<void>;
+  /** Settles when the hub has stopped, or rejects when it cannot go on (its store broke). */
+  readonly done: Promise<void>;
+  private settle!: (error?: unknown) => void;
+
+  private constructor(
+    private readonly options: HubOptions,
+    private graph: Graph,
+    private readonly store: Store,
+    private readonly router: Router,
+    readonly endpoint: string,
+  ) {
+    this.done = new Promise((resolve, reject) => {
+      this.settle = (error) => (error === undefined ? resolve() : reject(error));
+    });
+    this.receiving = this.receiveLoop();
+    this.scheduleTimer();
+  }
+
+  /** Opens the store, recovers the graph and binds the endpoint. */
+  static async start(overrides: Partial<HubOptions> = {}): Promise<Hub> {
+    const options = { ...defaultHubOptions(), ...overrides };
+    const log = options.log;
+    const store = await Store.open(options.db, { sync: options.sync });
+    let router: Router | undefined;
+    try {
+      const started = Date.now();
+      const graph = await loadGraph(store, options.graph);
+      log.info(`recovered ${graph.size} tasks from ${options.db} in ${Date.now() - started} ms`);
+      // The socket drops anything far over the limit without buffering it; up to the limit plus
+      // slack, the hub reads the message and answers TOO_LARGE.
+      router = new Router({ maxMessageSize: options.maxMessageBytes + 65_536, linger: 1000 });
+      try {
+        await router.bind(options.bind);
+      } catch (err) {
+        throw new DagworkError('INVALID_ARGUMENT', `cannot bind ${options.bind}: ${(err as Error).message}`, { cause: err });
+      }
+      const endpoint = router.lastEndpoint ?? options.bind;
+      return new Hub(options, graph, store, router, endpoint);
+    } catch (err) {
+      router?.close();
+      await store.close();
+      throw err;
+    }
+  }
+
+  /** Answers parked steals, writes what is pending, closes the socket and the store. */
+  async stop(): Promise<void> {
+    if (this.stopping) return this.done;
+    this.stopping = true;
+    clearTimeout(this.timer);
+    for (const p of this.parked) this.queueError(p.envelope, { code: 'SHUTTING_DOWN', message: 'the hub is stopping', task: '' });
+    this.parked = [];
+    await this.drain();
+    this.router.close();
+    await this.receiving;
+    await this.drain();
+    await this.store.close();
+    this.options.log.info('stopped');
+    this.settle();
+  }
+
+  // --- receiving -------------------------------------------------------------------------
+
+  private async receiveLoop(): Promise<void> {
+    try {
+      for await (const frames of this.router) this.onMessage(frames);
+    } catch (err) {
+      if (!this.stopping) this.options.log.error(`receive loop ended: ${(err as Error).message}`);
+    }
+  }
+
+  private onMessage(frames: Buffer[]): void {
+    const log = this.options.log;
+    // A REQ client's message reaches the ROUTER as [routing id, empty delimiter, body]; the reply
+    // goes back with the same envelope. A DEALER may leave the delimiter out.
+    const delimiter = frames.findIndex((f, i) => i > 0 && f.length === 0);
+    const envelope = delimiter > 0 ? frames.slice(0, delimiter + 1) : frames.slice(0, 1);
+    const body = frames.slice(envelope.length);
+    if (body.length !== 1) {
+      log.warn(`malformed message: ${body.length} frames after the envelope`);
+      return this.reject(envelope, 'MALFORMED', `expected one frame holding one length-delimited Request, got ${body.length} frames`);
+    }
+    const data = body[0] as Buffer;
+    if (data.length > this.options.maxMessageBytes) {
+      return this.reject(envelope, 'TOO_LARGE', `request of ${data.length} bytes is over the limit of ${this.options.maxMessageBytes}`);
+    }
+    if (this.stopping) return this.reject(envelope, 'SHUTTING_DOWN', 'the hub is stopping; try again when it is back');
+    if (this.recovering) return this.reject(envelope, 'STORE_FAILED', 'the hub is recovering from a store failure; try again');
+    let request: Request;
+    try {
+      request = decodeRequest(data);
+    } catch (err) {
+      const error = toWireError(err, log);
+      log.warn(`rejected a request: ${error.code}: ${error.message}`);
+      return this.queueError(envelope, error);
+    }
+    const now = this.options.clock();
+    try {
+      this.handle(envelope, request, now);
+    } catch (err) {
+      this.queueError(envelope, toWireError(err, log));
+    }
+    if (request.op !== 'status' && request.op !== 'lookup') this.serveParked(now);
+    this.scheduleFlush();
+    this.scheduleTimer();
+  }
+
+  private handle(envelope: Envelope, request: Request, now: number): void {
+    const graph = this.graph;
+    switch (request.op) {
+      case 'create':
+        return this.queue(envelope, { op: 'create', ...graph.create(request.tasks, now) });
+      case 'steal':
+        return this.steal(envelope, request, now, (result) => ({ op: 'steal', ...result }));
+      case 'complete': {
+        const results = graph.complete(request.worker, request.tasks, now);
+        if (request.next === undefined) return this.queue(envelope, { op: 'complete', results, next: undefined });
+        const next = { ...request.next, worker: request.next.worker || request.worker };
+        return this.steal(envelope, next, now, (result) => ({ op: 'complete', results, next: result }));
+      }
+      case 'fail':
+        return this.queue(envelope, { op: 'fail', ...graph.fail(request.worker, request.name, request.reason, request.permanent, now) });
+      case 'heartbeat':
+        return this.queue(envelope, { op: 'heartbeat', lost: graph.heartbeat(request.worker, request.names, now) });
+      case 'release':
+        return this.queue(envelope, { op: 'release', results: graph.release(request.worker, request.names, now) });
+      case 'workerExit':
+        return this.queue(envelope, { op: 'workerExit', released: graph.workerExit(request.worker, now) });
+      case 'retry':
+        return this.queue(envelope, { op: 'retry', ...graph.retry(request.allFailed ? undefined : request.names, now) });
+      case 'status':
+        return this.queue(envelope, { op: 'status', ...graph.status(now) });
+      case 'lookup':
+        return this.queue(envelope, { op: 'lookup', ...graph.lookup(request.name, now) });
+    }
+  }
+
+  /** Steals now; with nothing to hand out and a wait asked for, parks the request instead. */
+  private steal(envelope: Envelope, args: StealArgs, now: number, respond: (result: StealResult) => Reply): void {
+    const result = this.graph.steal(args.worker, args.n, args.pools, now);
+    if (result.tasks.length === 0 && args.waitMs > 0 && this.parked.length < this.options.maxParked) {
+      const deadline = now + Math.min(args.waitMs, this.options.maxWaitMs);
+      this.parked.push({ envelope, args, deadline, respond });
+      return;
+    }
+    this.queue(envelope, respond(result));
+  }
+
+  /** Hands work to parked steals that can have some now, oldest first, and ends the overdue ones. */
+  private serveParked(now: number): void {
+    if (this.parked.length === 0) return;
+    const still: ParkedSteal[] = [];
+    for (const p of this.parked) {
+      const due = p.deadline <= now;
+      if (!due && !this.graph.hasReady(p.args.pools, now)) {
+        still.push(p);
+        continue;
+      }
+      try {
+        const result = this.graph.steal(p.args.worker, p.args.n, p.args.pools, now);
+        if (result.tasks.length === 0 && !due) still.push(p);
+        else this.queue(p.envelope, p.respond(result));
+      } catch (err) {
+        this.queueError(p.envelope, toWireError(err, this.options.log));
+      }
+    }
+    this.parked = still;
+  }
+
+  // --- timers ----------------------------------------------------------------------------
+
+  /** Arms one timer for the earliest of: a lease deadline, a backoff end, a parked steal's end. */
+  private scheduleTimer(): void {
+    if (this.stopping) return;
+    let at = this.graph.nextWakeAt() ?? Infinity;
+    for (const p of this.parked) at = Math.min(at, p.deadline);
+    if (at >= this.timerAt) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    if (at === Infinity) return;
+    this.timer = setTimeout(() => this.onTimer(), Math.max(0, at - this.options.clock()));
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    if (this.stopping) return;
+    const now = this.options.clock();
+    this.graph.advance(now);
+    this.serveParked(now);
+    this.scheduleFlush();
+    this.scheduleTimer();
+  }
+
+  // --- replies and the group commit ------------------------------------------------------
+
+  private queue(envelope: Envelope, reply: Reply): void {
+    // Encoded now: the reply must show the state at this moment, not at send time.
+    this.outbox.push({ envelope, frame: encodeReply(reply) });
+  }
+
+  private queueError(envelope: Envelope, error: WireError): void {
+    this.queue(envelope, { op: 'error', error });
+  }
+
+  private reject(envelope: Envelope, code: WireError['code'], message: string): void {
+    this.queueError(envelope, { code, message, task: '' });
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushing !== undefined) return;
+    // setImmediate lets every message already received be applied first, so they share one write.
+    this.flushing = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.flush())
+      .finally(() => {
+        this.flushing = undefined;
+      });
+  }
+
+  private async drain(): Promise<void> {
+    this.scheduleFlush();
+    while (this.flushing !== undefined) await this.flushing;
+  }
+
+  /** Writes every pending change in one batch, then sends the replies that waited for it. */
+  private async flush(): Promise<void> {
+    for (;;) {
+      const records = this.graph.takeDirty();
+      const outgoing = this.outbox;
+      this.outbox = [];
+      if (records.length === 0 && outgoing.length === 0) return;
+      try {
+        await this.store.write(records);
+      } catch (err) {
+        await this.storeFailed(err, outgoing);
+        return;
+      }
+      for (const { envelope, frame } of outgoing) await this.send(envelope, frame);
+    }
+  }
+
+  private async send(envelope: Envelope, frame: Uint8Array): Promise<void> {
+    try {
+      await this.router.send([...envelope, frame]);
+    } catch (err) {
+      this.options.log.warn(`could not send a reply: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * A write failed: nothing it carried may be acknowledged. Every waiting reply becomes a
+   * STORE_FAILED error, and the graph is rebuilt from the store, dropping the unwritten changes.
+   * If even that fails the hub stops with an error.
+   */
+  private async storeFailed(err: unknown, outgoing: Outgoing[]): Promise<void> {
+    const log = this.options.log;
+    log.error(`store write failed: ${(err as Error).message}`);
+    this.recovering = true;
+    // Parked steals may carry completions of the lost batch (complete with next): fail them too.
+    const failed = [...outgoing, ...this.outbox, ...this.parked];
+    this.outbox = [];
+    this.parked = [];
+    const error = encodeReply({ op: 'error', error: { code: 'STORE_FAILED', message: `the store could not be written: ${(err as Error).message}`, task: '' } });
+    for (const { envelope } of failed) await this.send(envelope, error);
+    try {
+      this.graph = await loadGraph(this.store, this.options.graph);
+      log.warn(`reloaded ${this.graph.size} tasks from the store after the failed write`);
+      this.recovering = false;
+    } catch (reloadError) {
+      log.error(`cannot reload the store: ${(reloadError as Error).message}; stopping`);
+      this.stopping = true;
+      this.router.close();
+      await this.store.close().catch(() => undefined);
+      this.settle(reloadError);
+    }
+  }
+}
+
+async function loadGraph(store: Store, options: Partial<GraphOptions>): Promise<Graph> {
+  const records: TaskRecord[] = [];
+  for await (const record of store.records()) records.push(record);
+  return Graph.restore(records, options);
+}
+
+function toWireError(err: unknown, log: Logger): WireError {
+  if (err instanceof DagworkError) return { code: err.code, message: err.message, task: err.task };
+  log.error(`internal error: ${(err as Error)?.stack ?? String(err)}`);
+  return { code: 'INTERNAL', message: `internal error in the hub: ${(err as Error)?.message ?? String(err)}`, task: '' };
+}

@@ -1,0 +1,360 @@
+/**
+ * The wire codec: turns frames of proto/dagwork.proto into the domain types of the graph and back.
+ * It owns the framing (one length-delimited message per ZeroMQ frame) and knows nothing of sockets
+ * or of the graph's rules.
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs';
+import { DagworkError, type ErrorCode } from '../errors.js';
+import type {
+  Completion,
+  FailResult,
+  GraphStatus,
+  LeasedTask,
+  StateCounts,
+  StealResult,
+  TaskRecord,
+  TaskResult,
+  TaskSpecInput,
+  TaskState,
+} from '../graph/types.js';
+
+/** The parameters of a steal, as sent on its own or as `next` of a complete. */
+export interface StealArgs {
+  worker: string;
+  n: number;
+  pools: string[];
+  waitMs: number;
+}
+
+export type Request =
+  | { op: 'create'; tasks: TaskSpecInput[] }
+  | ({ op: 'steal' } & StealArgs)
+  | { op: 'complete'; worker: string; tasks: Completion[]; next: StealArgs | undefined }
+  | { op: 'fail'; worker: string; name: string; reason: string; permanent: boolean }
+  | { op: 'heartbeat'; worker: string; names: string[] }
+  | { op: 'release'; worker: string; names: string[] }
+  | { op: 'workerExit'; worker: string }
+  | { op: 'retry'; names: string[]; allFailed: boolean }
+  | { op: 'status' }
+  | { op: 'lookup'; name: string };
+
+export type Operation = Request['op'];
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+  task: string;
+}
+
+export type Reply =
+  | { op: 'error'; error: WireError }
+  | { op: 'create'; created: number; unchanged: number }
+  | ({ op: 'steal' } & StealResult)
+  | { op: 'complete'; results: TaskResult[]; next: StealResult | undefined }
+  | ({ op: 'fail' } & FailResult)
+  | { op: 'heartbeat'; lost: TaskResult[] }
+  | { op: 'release'; results: TaskResult[] }
+  | { op: 'workerExit'; released: number }
+  | { op: 'retry'; retried: number; results: TaskResult[] }
+  | ({ op: 'status' } & GraphStatus)
+  | { op: 'lookup'; task: TaskRecord; dependents: string[] };
+
+/** Finds proto/dagwork.proto from wherever this module runs (sources or compiled output). */
+export function protoPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, 'proto', 'dagwork.proto');
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('proto/dagwork.proto not found above ' + fileURLToPath(import.meta.url));
+    dir = parent;
+  }
+}
+
+const root = protobuf.loadSync(protoPath());
+const RequestType = root.lookupType('dagwork.v1.Request');
+const ReplyType = root.lookupType('dagwork.v1.Reply');
+const RecordType = root.lookupType('dagwork.v1.TaskRecord');
+
+// int64 fields may decode as Long objects; every time and count we send fits in a double.
+const TO_OBJECT: protobuf.IConversionOptions = { enums: String, longs: Number, defaults: true, arrays: true, oneofs: true };
+const EMPTY = new Uint8Array(0);
+
+type Obj = Record<string, unknown>;
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v ?? 0));
+const bool = (v: unknown): boolean => v === true;
+const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : EMPTY);
+const list = (v: unknown): Obj[] => (Array.isArray(v) ? (v as Obj[]) : []);
+const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(str) : []);
+const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === 'object' ? (v as Obj) : undefined);
+const stateOf = (v: unknown): TaskState => str(v).toLowerCase() as TaskState;
+const stateName = (s: TaskState | undefined): string => (s === undefined ? 'STATE_UNSPECIFIED' : s.toUpperCase());
+
+// --- framing ---------------------------------------------------------------------------------
+
+function frame(type: protobuf.Type, message: Obj): Uint8Array {
+  return type.encodeDelimited(type.fromObject(message)).finish();
+}
+
+/** Decodes one length-delimited message filling exactly `data`; throws MALFORMED otherwise. */
+function unframe(type: protobuf.Type, data: Uint8Array): Obj {
+  if (data.length === 0) throw new DagworkError('MALFORMED', 'empty frame: expected a length-delimited message');
+  try {
+    const reader = protobuf.Reader.create(data);
+    const length = reader.uint32();
+    if (reader.pos + length !== data.length) {
+      throw new DagworkError(
+        'MALFORMED',
+        `length prefix says ${length} bytes but the frame holds ${data.length - reader.pos} after it: expected one length-delimited message per frame`,
+      );
+    }
+    return type.toObject(type.decode(reader, length), TO_OBJECT);
+  } catch (err) {
+    if (err instanceof DagworkError) throw err;
+    throw new DagworkError('MALFORMED', `frame is not a valid ${type.name}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+// --- requests --------------------------------------------------------------------------------
+
+function stealArgs(m: Obj): StealArgs {
+  return { worker: str(m.worker), n: num(m.n), pools: strings(m.pools), waitMs: num(m.waitMs) };
+}
+
+function specInput(m: Obj): TaskSpecInput {
+  return {
+    name: str(m.name),
+    deps: strings(m.deps),
+    payload: bytes(m.payload),
+    priority: num(m.priority),
+    pool: str(m.pool),
+    maxAttempts: num(m.maxAttempts),
+    leaseMs: num(m.leaseMs),
+  };
+}
+
+/** The request in `data`; throws MALFORMED or UNKNOWN_OPERATION. */
+export function decodeRequest(data: Uint8Array): Request {
+  const m = unframe(RequestType, data);
+  const op = str(m.op);
+  const body = obj(m[op]) ?? {};
+  switch (op) {
+    case 'create':
+      return { op, tasks: list(body.tasks).map(specInput) };
+    case 'steal':
+      return { op, ...stealArgs(body) };
+    case 'complete': {
+      const next = obj(body.next);
+      return {
+        op,
+        worker: str(body.worker),
+        tasks: list(body.tasks).map((c) => ({ name: str(c.name), result: bytes(c.result) })),
+        next: next === undefined ? undefined : stealArgs(next),
+      };
+    }
+    case 'fail':
+      return { op, worker: str(body.worker), name: str(body.name), reason: str(body.reason), permanent: bool(body.permanent) };
+    case 'heartbeat':
+    case 'release':
+      return { op, worker: str(body.worker), names: strings(body.names) };
+    case 'workerExit':
+      return { op, worker: str(body.worker) };
+    case 'retry':
+      return { op, names: strings(body.names), allFailed: bool(body.allFailed) };
+    case 'status':
+      return { op };
+    case 'lookup':
+      return { op, name: str(body.name) };
+    default:
+      throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
+  }
+}
+
+export function encodeRequest(request: Request): Uint8Array {
+  const { op, ...body } = request;
+  return frame(RequestType, { [op]: body });
+}
+
+// --- replies ---------------------------------------------------------------------------------
+
+function leasedTask(m: Obj): LeasedTask {
+  return {
+    name: str(m.name),
+    payload: bytes(m.payload),
+    attempt: num(m.attempt),
+    leaseDeadline: num(m.leaseDeadlineMs),
+    leaseMs: num(m.leaseMs),
+    pool: str(m.pool),
+    priority: num(m.priority),
+  };
+}
+
+function stealResultFrom(m: Obj): StealResult {
+  return { tasks: list(m.tasks).map(leasedTask), finished: bool(m.finished) };
+}
+
+function stealResultTo(s: StealResult): Obj {
+  return {
+    tasks: s.tasks.map((t) => ({ ...t, leaseDeadlineMs: t.leaseDeadline })),
+    finished: s.finished,
+  };
+}
+
+function taskResult(m: Obj): TaskResult {
+  return { name: str(m.name), outcome: str(m.outcome) as TaskResult['outcome'], message: str(m.message) };
+}
+
+function counts(m: Obj | undefined): StateCounts {
+  return {
+    waiting: num(m?.waiting),
+    ready: num(m?.ready),
+    running: num(m?.running),
+    done: num(m?.done),
+    failed: num(m?.failed),
+    blocked: num(m?.blocked),
+  };
+}
+
+export function recordToMessage(r: TaskRecord): Obj {
+  return {
+    spec: r.spec,
+    state: stateName(r.state),
+    attempts: r.attempts,
+    worker: r.worker,
+    leaseDeadlineMs: r.leaseDeadline,
+    notBeforeMs: r.notBefore,
+    result: r.result,
+    lastError: r.lastError,
+    log: r.log.map((c) => ({ state: stateName(c.state), atMs: c.at, worker: c.worker, note: c.note })),
+    seq: r.seq,
+  };
+}
+
+export function recordFromMessage(m: Obj): TaskRecord {
+  const spec = obj(m.spec) ?? {};
+  return {
+    spec: {
+      name: str(spec.name),
+      deps: strings(spec.deps),
+      payload: bytes(spec.payload),
+      priority: num(spec.priority),
+      pool: str(spec.pool),
+      maxAttempts: num(spec.maxAttempts),
+      leaseMs: num(spec.leaseMs),
+    },
+    state: stateOf(m.state),
+    attempts: num(m.attempts),
+    worker: str(m.worker),
+    leaseDeadline: num(m.leaseDeadlineMs),
+    notBefore: num(m.notBeforeMs),
+    result: bytes(m.result),
+    lastError: str(m.lastError),
+    log: list(m.log).map((c) => ({ state: stateOf(c.state), at: num(c.atMs), worker: str(c.worker), note: str(c.note) })),
+    seq: num(m.seq),
+  };
+}
+
+export function encodeReply(reply: Reply): Uint8Array {
+  switch (reply.op) {
+    case 'error':
+      return frame(ReplyType, { error: reply.error });
+    case 'steal':
+      return frame(ReplyType, { steal: stealResultTo(reply) });
+    case 'complete':
+      return frame(ReplyType, {
+        complete: { results: reply.results, ...(reply.next === undefined ? {} : { next: stealResultTo(reply.next) }) },
+      });
+    case 'fail':
+      return frame(ReplyType, { fail: { result: reply.result, state: stateName(reply.state), notBeforeMs: reply.notBefore } });
+    case 'status':
+      return frame(ReplyType, {
+        status: {
+          counts: reply.counts,
+          pools: reply.pools,
+          workers: reply.workers.map((w) => ({ ...w, lastSeenMs: w.lastSeen })),
+          donePerSecond: reply.donePerSecond,
+          nowMs: reply.now,
+          total: reply.total,
+        },
+      });
+    case 'lookup':
+      return frame(ReplyType, { lookup: { task: recordToMessage(reply.task), dependents: reply.dependents } });
+    default: {
+      const { op, ...body } = reply;
+      return frame(ReplyType, { [op]: body });
+    }
+  }
+}
+
+/** The reply in `data`; throws MALFORMED if it is not one. */
+export function decodeReply(data: Uint8Array): Reply {
+  const m = unframe(ReplyType, data);
+  const error = obj(m.error);
+  if (error !== undefined) {
+    return { op: 'error', error: { code: str(error.code) as ErrorCode, message: str(error.message), task: str(error.task) } };
+  }
+  const op = str(m.result);
+  const body = obj(m[op]) ?? {};
+  switch (op) {
+    case 'create':
+      return { op, created: num(body.created), unchanged: num(body.unchanged) };
+    case 'steal':
+      return { op, ...stealResultFrom(body) };
+    case 'complete': {
+      const next = obj(body.next);
+      return { op, results: list(body.results).map(taskResult), next: next === undefined ? undefined : stealResultFrom(next) };
+    }
+    case 'fail': {
+      const state = str(body.state);
+      return {
+        op,
+        result: taskResult(obj(body.result) ?? {}),
+        state: state === 'STATE_UNSPECIFIED' ? undefined : stateOf(state),
+        notBefore: num(body.notBeforeMs),
+      };
+    }
+    case 'heartbeat':
+      return { op, lost: list(body.lost).map(taskResult) };
+    case 'release':
+      return { op, results: list(body.results).map(taskResult) };
+    case 'workerExit':
+      return { op, released: num(body.released) };
+    case 'retry':
+      return { op, retried: num(body.retried), results: list(body.results).map(taskResult) };
+    case 'status':
+      return {
+        op,
+        counts: counts(obj(body.counts)),
+        pools: list(body.pools).map((p) => ({ pool: str(p.pool), counts: counts(obj(p.counts)) })),
+        workers: list(body.workers).map((w) => ({
+          worker: str(w.worker),
+          lastSeen: num(w.lastSeenMs),
+          running: num(w.running),
+          done: num(w.done),
+          failed: num(w.failed),
+        })),
+        donePerSecond: num(body.donePerSecond),
+        now: num(body.nowMs),
+        total: num(body.total),
+      };
+    case 'lookup':
+      return { op, task: recordFromMessage(obj(body.task) ?? {}), dependents: strings(body.dependents) };
+    default:
+      throw new DagworkError('MALFORMED', 'the reply carries no result this client knows (is the hub newer than the client?)');
+  }
+}
+
+// --- stored records --------------------------------------------------------------------------
+
+/** A task record as the store keeps it: the TaskRecord message, not length-delimited. */
+export function encodeRecord(record: TaskRecord): Uint8Array {
+  return RecordType.encode(RecordType.fromObject(recordToMessage(record))).finish();
+}
+
+export function decodeRecord(data: Uint8Array): TaskRecord {
+  return recordFromMessage(RecordType.toObject(RecordType.decode(data), TO_OBJECT));
+}

@@ -1,0 +1,189 @@
+/**
+ * Client: a typed, promise-based API over every operation of the dagwork wire contract.
+ *
+ * One REQ socket, one request at a time (calls are queued). A reply that does not come within the
+ * timeout is treated as lost: the socket is closed and rebuilt and the request sent again (the
+ * "lazy pirate" pattern). Every operation is safe to repeat: re-creating a task is a no-op, a
+ * repeated completion is answered ALREADY_DONE, and leases from a steal whose reply was lost
+ * expire and go back to the pool.
+ */
+import { hostname } from 'node:os';
+import { Request as ReqSocket } from 'zeromq';
+import { DagworkError } from '../../hub/src/errors.js';
+import type { Completion, FailResult, GraphStatus, StealResult, TaskRecord, TaskResult, TaskSpecInput } from '../../hub/src/graph/types.js';
+import { decodeReply, encodeRequest, type Reply, type Request } from '../../hub/src/wire/codec.js';
+
+export interface ClientOptions {
+  /** The hub's endpoint. Default: $DAGWORK_HUB, else tcp://127.0.0.1:6125. */
+  hub: string;
+  /** This worker's identity. Default: $DAGWORK_WORKER, else the host name. */
+  worker: string;
+  /** How long to wait for a reply (on top of a steal's own wait), in ms. Default 5,000. */
+  timeoutMs: number;
+  /** How many times to resend a request whose reply did not come. Default 2. */
+  retries: number;
+}
+
+export function defaultClientOptions(env: NodeJS.ProcessEnv = process.env): ClientOptions {
+  return {
+    hub: env.DAGWORK_HUB || 'tcp://127.0.0.1:6125',
+    worker: env.DAGWORK_WORKER || hostname(),
+    timeoutMs: 5_000,
+    retries: 2,
+  };
+}
+
+/** The hub did not answer: after every retry, no reply came within the timeout. */
+export class HubUnreachableError extends Error {
+  override name = 'HubUnreachableError';
+  readonly code = 'UNREACHABLE';
+}
+
+export interface StealOptions {
+  /** How many tasks at most. Default 1. */
+  n?: number;
+  /** Pools to take from; empty or absent means every pool. */
+  pools?: string[];
+  /** With nothing ready, wait up to this long for work (ms). Default 0. */
+  waitMs?: number;
+}
+
+type ReplyOf<Op extends Reply['op']> = Extract<Reply, { op: Op }>;
+
+export class Client {
+  readonly options: ClientOptions;
+  private socket: ReqSocket | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(options: Partial<ClientOptions> = {}) {
+    this.options = { ...defaultClientOptions(), ...options };
+    if (!Number.isFinite(this.options.timeoutMs) || this.options.timeoutMs <= 0) throw new TypeError('timeoutMs must be positive');
+  }
+
+  get worker(): string {
+    return this.options.worker;
+  }
+
+  /** Create tasks, all or nothing. */
+  async create(tasks: TaskSpecInput[]): Promise<{ created: number; unchanged: number }> {
+    const { created, unchanged } = await this.call({ op: 'create', tasks }, 'create');
+    return { created, unchanged };
+  }
+
+  /** Lease ready tasks; `finished` says no more work can come to those pools. */
+  async steal(options: StealOptions = {}): Promise<StealResult> {
+    const { tasks, finished } = await this.call({ op: 'steal', ...this.stealArgs(options) }, 'steal', options.waitMs);
+    return { tasks, finished };
+  }
+
+  /** Mark tasks done; with `next`, steal in the same round trip. */
+  async complete(completions: Completion[], next?: StealOptions): Promise<{ results: TaskResult[]; next: StealResult | undefined }> {
+    const request: Request = {
+      op: 'complete',
+      worker: this.worker,
+      tasks: completions,
+      next: next === undefined ? undefined : this.stealArgs(next),
+    };
+    const { results, next: stolen } = await this.call(request, 'complete', next?.waitMs);
+    return { results, next: stolen };
+  }
+
+  /** Report a failed run; `permanent` uses up the task's attempts at once. */
+  async fail(name: string, reason: string, options: { permanent?: boolean } = {}): Promise<FailResult> {
+    const { result, state, notBefore } = await this.call(
+      { op: 'fail', worker: this.worker, name, reason, permanent: options.permanent ?? false },
+      'fail',
+    );
+    return { result, state, notBefore };
+  }
+
+  /** Extend leases; returns the ones this worker lost. */
+  async heartbeat(names: string[]): Promise<TaskResult[]> {
+    return (await this.call({ op: 'heartbeat', worker: this.worker, names }, 'heartbeat')).lost;
+  }
+
+  /** Give tasks back without using an attempt. */
+  async release(names: string[]): Promise<TaskResult[]> {
+    return (await this.call({ op: 'release', worker: this.worker, names }, 'release')).results;
+  }
+
+  /** Tell the hub a worker (this one by default) leaves: its leases go back to ready. */
+  async exit(worker: string = this.worker): Promise<number> {
+    return (await this.call({ op: 'workerExit', worker }, 'workerExit')).released;
+  }
+
+  /** Retry failed tasks: the named ones, or every failed task with 'all-failed'. */
+  async retry(names: string[] | 'all-failed'): Promise<{ retried: number; results: TaskResult[] }> {
+    const request: Request = names === 'all-failed' ? { op: 'retry', names: [], allFailed: true } : { op: 'retry', names, allFailed: false };
+    const { retried, results } = await this.call(request, 'retry');
+    return { retried, results };
+  }
+
+  async status(): Promise<GraphStatus> {
+    const { op: _op, ...status } = await this.call({ op: 'status' }, 'status');
+    return status;
+  }
+
+  /** A task's whole record; throws DagworkError UNKNOWN_TASK if there is none. */
+  async lookup(name: string): Promise<{ task: TaskRecord; dependents: string[] }> {
+    const { task, dependents } = await this.call({ op: 'lookup', name }, 'lookup');
+    return { task, dependents };
+  }
+
+  /** Close the socket; pending calls fail. */
+  close(): void {
+    this.closed = true;
+    this.socket?.close();
+    this.socket = undefined;
+  }
+
+  private stealArgs(options: StealOptions): { worker: string; n: number; pools: string[]; waitMs: number } {
+    return { worker: this.worker, n: options.n ?? 1, pools: options.pools ?? [], waitMs: options.waitMs ?? 0 };
+  }
+
+  /** Sends `request` (after any call in progress) and returns its reply, checked to be of kind `op`. */
+  private call<Op extends Reply['op']>(request: Request, op: Op, waitMs = 0): Promise<ReplyOf<Op>> {
+    const run = this.queue.then(() => this.roundTrip(request, waitMs));
+    this.queue = run.catch(() => undefined);
+    return run.then((reply) => {
+      if (reply.op === 'error') throw new DagworkError(reply.error.code, reply.error.message, { task: reply.error.task });
+      if (reply.op !== op) throw new DagworkError('MALFORMED', `asked for ${request.op}, the hub answered ${reply.op}`);
+      return reply as ReplyOf<Op>;
+    });
+  }
+
+  private async roundTrip(request: Request, waitMs: number): Promise<Reply> {
+    const frame = encodeRequest(request);
+    const timeout = this.options.timeoutMs + waitMs;
+    for (let attempt = 0; ; attempt++) {
+      if (this.closed) throw new Error('client is closed');
+      const socket = this.connect(timeout);
+      try {
+        await socket.send(frame);
+        const [reply] = await socket.receive();
+        if (reply === undefined) throw new DagworkError('MALFORMED', 'empty reply from the hub');
+        return decodeReply(reply);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EAGAIN') throw err;
+        // No reply in time: the socket may hold a lost request; only a new one can go on.
+        socket.close();
+        if (this.socket === socket) this.socket = undefined;
+        if (attempt >= this.options.retries) {
+          throw new HubUnreachableError(
+            `no reply from the hub at ${this.options.hub} within ${timeout} ms, ${attempt + 1} times: is dhub running there?`,
+          );
+        }
+      }
+    }
+  }
+
+  private connect(receiveTimeout: number): ReqSocket {
+    if (this.socket === undefined) {
+      this.socket = new ReqSocket({ linger: 0, sendTimeout: this.options.timeoutMs });
+      this.socket.connect(this.options.hub);
+    }
+    this.socket.receiveTimeout = receiveTimeout;
+    return this.socket;
+  }
+}

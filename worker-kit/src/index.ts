@@ -1,0 +1,16 @@
+/** worker-kit: the public API for programs that talk to a dagwork hub. */
+export { Client, HubUnreachableError, defaultClientOptions, type ClientOptions, type StealOptions } from './client.js';
+export { DagworkError, ERROR_CODES, type ErrorCode } from '../../hub/src/errors.js';
+export type {
+  Completion,
+  FailResult,
+  GraphStatus,
+  LeasedTask,
+  StateCounts,
+  StealResult,
+  TaskOutcome,
+  TaskRecord,
+  TaskResult,
+  TaskSpecInput,
+  TaskState,
+} from '../../hub/src/graph/types.js';
