@@ -143,6 +143,12 @@ export class Hub {
   }
 
   private onMessage(frames: Buffer[]): void {
+    this.dispatch(frames);
+    this.scheduleFlush();
+    this.scheduleTimer();
+  }
+
+  private dispatch(frames: Buffer[]): void {
     const log = this.options.log;
     // A REQ client's message reaches the ROUTER as [routing id, empty delimiter, body]; the reply
     // goes back with the same envelope. A DEALER may leave the delimiter out.
@@ -174,8 +180,6 @@ export class Hub {
       this.queueError(envelope, toWireError(err, log));
     }
     if (request.op !== 'status' && request.op !== 'lookup') this.serveParked(now);
-    this.scheduleFlush();
-    this.scheduleTimer();
   }
 
   private handle(envelope: Envelope, request: Request, now: number): void {
@@ -278,7 +282,6 @@ export class Hub {
 
   private reject(envelope: Envelope, code: WireError['code'], message: string): void {
     this.queueError(envelope, { code, message, task: '' });
-    this.scheduleFlush();
   }
 
   private scheduleFlush(): void {

@@ -1,1 +1,276 @@
 #!/usr/bin/env node
+/** dquery: the dagwork command line. Every command is one or a few requests to the hub. */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { DagworkError } from '../../hub/src/errors.js';
+import type { TaskResult, TaskSpecInput } from '../../hub/src/graph/types.js';
+import { Client, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
+import { formatLookup, formatStatus, lookupJson, statusJson } from './format.js';
+import { parseDuration, parseTaskFile, TaskFileError } from './taskfile.js';
+
+/** Exit statuses, documented in --help and README. */
+export const EXIT = { ok: 0, error: 1, usage: 2, nothingReady: 3, finished: 4 } as const;
+
+const env = defaultClientOptions();
+
+function int(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected an integer');
+  return n;
+}
+function positive(value: string): number {
+  const n = int(value);
+  if (n <= 0) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+function duration(value: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+function readInput(path: string): Buffer {
+  return readFileSync(path === '-' ? 0 : path);
+}
+const utf8 = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
+
+const program = new Command('dquery')
+  .description('Talk to a dagwork hub (dhub): add tasks, take and finish them from scripts, watch progress.')
+  .option('--hub <endpoint>', 'hub endpoint (env DAGWORK_HUB)', env.hub)
+  .option('--worker <id>', 'worker identity for steal/complete/... (env DAGWORK_WORKER, else the host name)', env.worker)
+  .option('--timeout <ms>', 'how long to wait for each reply before retrying', positive, env.timeoutMs)
+  .showHelpAfterError('(add --help for usage)')
+  .addHelpText(
+    'after',
+    `
+Exit status: 0 ok; 1 error (message on stderr); 2 bad usage; for steal also
+  3 nothing ready now (try again later) and 4 all work finished (nothing waiting, ready or running).
+
+Example, a worker in plain shell:
+  while :; do
+    line=$(dquery steal --wait 10000); rc=$?
+    [ $rc -eq 4 ] && break; [ $rc -ne 0 ] && continue
+    name=\${line%%$'\\t'*}; cmd=\${line#*$'\\t'}
+    if out=$(sh -c "$cmd"); then printf '%s' "$out" | dquery complete "$name" --result -
+    else dquery fail "$name" --reason "exit $?"; fi
+  done`,
+  );
+
+let client: Client | undefined;
+function hub(): Client {
+  const o = program.opts<{ hub: string; worker: string; timeout: number }>();
+  client ??= new Client({ hub: o.hub, worker: o.worker, timeoutMs: o.timeout });
+  return client;
+}
+
+/** Prints results that were not accepted to stderr; true if all were. */
+function reportResults(results: TaskResult[], verb: string): boolean {
+  let ok = true;
+  for (const r of results) {
+    if (r.outcome === 'ACCEPTED') continue;
+    ok = false;
+    process.stderr.write(`dquery: ${verb} ${r.name}: ${r.outcome}: ${r.message}\n`);
+  }
+  return ok;
+}
+
+program
+  .command('create')
+  .description('create one task (re-creating an identical task is a no-op)')
+  .argument('<name>', 'task name')
+  .argument('[deps...]', 'tasks that must be done first (they may be created later)')
+  .option('--cmd <command>', 'shell command to run (the payload)')
+  .option('--payload <text>', 'payload, when it is not a shell command')
+  .option('--priority <n>', 'higher runs first', int, 0)
+  .option('--pool <pool>', 'pool of workers that may take it', 'default')
+  .option('--attempts <n>', 'runs before it counts as failed', positive, 3)
+  .option('--lease <duration>', 'how long a worker may hold it without a heartbeat (90, 90s, 10m, 2h)', duration, 60_000)
+  .addHelpText('after', '\nExample:\n  dquery create render-7 fetch-7 --cmd "./render 7" --priority 5 --lease 10m')
+  .action(async (name: string, deps: string[], o: Record<string, unknown>) => {
+    if (o.cmd !== undefined && o.payload !== undefined) throw new InvalidArgumentError('give --cmd or --payload, not both');
+    const text = (o.cmd ?? o.payload) as string | undefined;
+    const spec: TaskSpecInput = {
+      name,
+      deps,
+      priority: o.priority as number,
+      pool: o.pool as string,
+      maxAttempts: o.attempts as number,
+      leaseMs: o.lease as number,
+      ...(text === undefined ? {} : { payload: Buffer.from(text, 'utf8') }),
+    };
+    const { created } = await hub().create([spec]);
+    console.log(created === 1 ? `created ${name}` : `${name} exists already, unchanged`);
+  });
+
+program
+  .command('addfile')
+  .description('add every task of a file (or - for stdin): all lines are checked before any is sent')
+  .argument('<file>', 'task file, or - for standard input')
+  .option('--batch <n>', 'tasks per request', positive, 5000)
+  .addHelpText(
+    'after',
+    `
+Lines (both forms may be mixed; blank lines and # comments are skipped):
+  name,dep1,dep2,...                                   dwork's format, no payload
+  {"name":"b","deps":["a"],"cmd":"echo b","priority":1,"pool":"default","attempts":3,"lease":"10m"}
+
+Re-adding the same file is safe: identical tasks are left alone.
+Example:
+  python3 gen_tasks.py 100 1000 | dquery addfile -`,
+  )
+  .action(async (file: string, o: { batch: number }) => {
+    const specs = parseTaskFile(readInput(file).toString('utf8'));
+    let created = 0;
+    let unchanged = 0;
+    for (let i = 0; i < specs.length; i += o.batch) {
+      try {
+        const r = await hub().create(specs.slice(i, i + o.batch));
+        created += r.created;
+        unchanged += r.unchanged;
+      } catch (err) {
+        if (i > 0) process.stderr.write(`dquery: the first ${i} tasks of the file were added; fix the file and run addfile again\n`);
+        throw err;
+      }
+    }
+    console.log(`added ${created} tasks${unchanged > 0 ? ` (${unchanged} were there already)` : ''}`);
+  });
+
+program
+  .command('steal')
+  .description('take ready tasks: prints "NAME<TAB>PAYLOAD" a line (exit 3: nothing ready now, 4: all finished)')
+  .option('-n, --n <n>', 'how many tasks at most', positive, 1)
+  .option('--wait <ms>', 'with nothing ready, wait up to this long for work', int, 0)
+  .option('--pool <pool...>', 'take only from these pools')
+  .option('-q, --quiet', 'print only the task names, one a line')
+  .option('--json', 'print one JSON object a line: name, payload, attempt, leaseDeadline, ...')
+  .addHelpText('after', '\nExample:\n  for t in $(dquery steal -n 8 -q); do ...; dquery complete "$t"; done')
+  .action(async (o: { n: number; wait: number; pool?: string[]; quiet?: boolean; json?: boolean }) => {
+    const { tasks, finished } = await hub().steal({ n: o.n, waitMs: o.wait, pools: o.pool ?? [] });
+    for (const t of tasks) {
+      if (o.json === true) console.log(JSON.stringify({ ...t, payload: utf8(t.payload) }));
+      else if (o.quiet === true) console.log(t.name);
+      else console.log(`${t.name}\t${utf8(t.payload).replace(/\n/g, ' ')}`);
+    }
+    if (tasks.length === 0) {
+      if (o.quiet !== true) process.stderr.write(finished ? 'all work is finished\n' : 'nothing ready now\n');
+      process.exitCode = finished ? EXIT.finished : EXIT.nothingReady;
+    }
+  });
+
+program
+  .command('complete')
+  .description('mark tasks done, releasing the tasks that depend on them')
+  .argument('<names...>', 'tasks this worker holds')
+  .option('--result <file>', 'keep this file (or - for stdin) as the result (one task only)')
+  .action(async (names: string[], o: { result?: string }) => {
+    if (o.result !== undefined && names.length !== 1) throw new InvalidArgumentError('--result takes exactly one task name');
+    const result = o.result === undefined ? undefined : readInput(o.result);
+    const { results } = await hub().complete(names.map((name) => (result === undefined ? { name } : { name, result })));
+    if (!reportResults(results, 'complete')) process.exitCode = EXIT.error;
+  });
+
+program
+  .command('fail')
+  .description('report a failed run: retried after a backoff while attempts remain, then failed')
+  .argument('<name>', 'task this worker holds')
+  .requiredOption('--reason <text>', 'what went wrong (kept as the task\'s last error)')
+  .option('--permanent', 'do not retry: fail it now and block what depends on it')
+  .action(async (name: string, o: { reason: string; permanent?: boolean }) => {
+    const r = await hub().fail(name, o.reason, { permanent: o.permanent === true });
+    if (!reportResults([r.result], 'fail')) process.exitCode = EXIT.error;
+    else if (r.state === 'failed') console.log(`${name} failed for good`);
+    else console.log(`${name} will be retried from ${new Date(r.notBefore).toISOString()}`);
+  });
+
+program
+  .command('heartbeat')
+  .description('extend the leases of tasks this worker runs; lists the ones it lost (exit 1 if any)')
+  .argument('<names...>')
+  .action(async (names: string[]) => {
+    const lost = await hub().heartbeat(names);
+    for (const r of lost) console.log(`lost ${r.name}: ${r.outcome}: ${r.message}`);
+    if (lost.length > 0) process.exitCode = EXIT.error;
+  });
+
+program
+  .command('release')
+  .description('give tasks back without using an attempt')
+  .argument('<names...>')
+  .action(async (names: string[]) => {
+    if (!reportResults(await hub().release(names), 'release')) process.exitCode = EXIT.error;
+  });
+
+program
+  .command('exit')
+  .description('tell the hub a worker leaves: every lease it holds goes back to ready')
+  .argument('[worker]', 'worker id (default: this worker)')
+  .action(async (worker?: string) => {
+    const released = await hub().exit(worker);
+    console.log(`released ${released} task${released === 1 ? '' : 's'}`);
+  });
+
+program
+  .command('retry')
+  .description('put failed tasks back to work with fresh attempts, unblocking what depends on them')
+  .argument('[names...]')
+  .option('--failed', 'retry every failed task')
+  .action(async (names: string[], o: { failed?: boolean }) => {
+    if ((o.failed === true) === names.length > 0) throw new InvalidArgumentError('give task names or --failed');
+    const r = await hub().retry(o.failed === true ? 'all-failed' : names);
+    console.log(`retried ${r.retried} task${r.retried === 1 ? '' : 's'}`);
+    if (!reportResults(r.results, 'retry')) process.exitCode = EXIT.error;
+  });
+
+program
+  .command('status')
+  .description('counts per state and pool, workers, completion rate')
+  .option('--json', 'print a JSON object (counts: waiting, ready, running, done, failed, blocked)')
+  .action(async (o: { json?: boolean }) => {
+    const status = await hub().status();
+    console.log(o.json === true ? JSON.stringify(statusJson(status), null, 2) : formatStatus(status));
+  });
+
+program
+  .command('lookup')
+  .description("a task's whole record: state, deps, payload, result, last error, state log")
+  .argument('<name>')
+  .option('--json', 'print a JSON object')
+  .action(async (name: string, o: { json?: boolean }) => {
+    const found = await hub().lookup(name);
+    console.log(o.json === true ? JSON.stringify(lookupJson(found), null, 2) : formatLookup(found));
+  });
+
+program.exitOverride();
+program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+for (const command of program.commands) command.exitOverride();
+
+try {
+  await program.parseAsync();
+} catch (err) {
+  process.exitCode = exitFor(err);
+} finally {
+  client?.close();
+}
+
+function exitFor(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // --help and --version end through here too, with code 0.
+    return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  }
+  if (err instanceof InvalidArgumentError) {
+    process.stderr.write(`dquery: ${err.message}\n`);
+    return EXIT.usage;
+  }
+  if (err instanceof DagworkError) {
+    process.stderr.write(`dquery: ${err.code}: ${err.message}\n`);
+  } else if (err instanceof HubUnreachableError || err instanceof TaskFileError) {
+    process.stderr.write(`dquery: ${err.message}\n`);
+  } else if ((err as { code?: string }).code === 'ENOENT') {
+    process.stderr.write(`dquery: ${(err as Error).message}\n`);
+  } else {
+    process.stderr.write(`dquery: ${(err as Error)?.stack ?? String(err)}\n`);
+  }
+  return EXIT.error;
+}
+

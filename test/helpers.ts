@@ -1,0 +1,116 @@
+/** Test helpers: start the real dhub on a free loopback port with its own store, run dquery. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const DHUB = join(ROOT, 'dist/hub/src/main.js');
+export const DQUERY = join(ROOT, 'dist/query/src/main.js');
+
+const made: string[] = [];
+
+/** A fresh temporary directory, removed by `cleanTempDirs`. */
+export function tempDir(prefix = 'dagwork-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+export function cleanTempDirs(): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+}
+
+export interface RunningHub {
+  endpoint: string;
+  db: string;
+  proc: ChildProcess;
+  /** Everything the hub wrote to stderr so far. */
+  log(): string;
+  /** Sends `signal` and resolves with the exit code (null if killed by a signal). */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts dhub on 127.0.0.1 with a free port; resolves once it listens. */
+export async function startHub(options: { db?: string; args?: string[] } = {}): Promise<RunningHub> {
+  const db = options.db ?? join(tempDir(), 'db');
+  const proc = spawn(process.execPath, [DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', db, ...(options.args ?? [])], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`dhub did not start in 10 s:\n${stderr}`)), 10_000);
+    proc.stderr?.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      const match = /listening on (\S+)/.exec(stderr);
+      if (match?.[1] !== undefined) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`dhub exited with ${code} before listening:\n${stderr}`));
+    });
+  });
+  return {
+    endpoint,
+    db,
+    proc,
+    log: () => stderr,
+    stop: (signal = 'SIGTERM') => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a node script to the end (bounded by `timeoutMs`), feeding it `input`. */
+export function runNode(args: string[], options: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`timed out: ${args.join(' ')}\n${stderr}`));
+    }, options.timeoutMs ?? 60_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** Runs dquery against `hub` as worker `worker`. */
+export function dquery(hub: RunningHub, args: string[], options: { input?: string; worker?: string } = {}): Promise<Run> {
+  return runNode([DQUERY, ...args], {
+    ...(options.input === undefined ? {} : { input: options.input }),
+    env: { DAGWORK_HUB: hub.endpoint, DAGWORK_WORKER: options.worker ?? 'test-worker' },
+  });
+}
+
+/** dwork's tests/gen_tasks.py shape: N columns by T rows, each task depending on up to 3 of the row before. */
+export function stencil(columns: number, rows: number): string {
+  const lines: string[] = [];
+  for (let n = 0; n < columns; n++) lines.push(String(n));
+  for (let t = 1; t < rows; t++) {
+    for (let c = 0; c < columns; c++) {
+      const n = t * columns + c;
+      const deps = [c - 1, c, c + 1].filter((x) => x >= 0 && x < columns).map((x) => n - columns + (x - c));
+      lines.push([n, ...deps].join(','));
+    }
+  }
+  return lines.join('\n') + '\n';
+}
