@@ -13,6 +13,9 @@ export const EXIT = { ok: 0, error: 1, usage: 2, nothingReady: 3, finished: 4 } 
 
 const env = defaultClientOptions();
 
+/** Bad usage found by a command itself (commander reports its own). */
+class UsageError extends Error {}
+
 function int(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected an integer');
@@ -88,7 +91,7 @@ program
   .option('--lease <duration>', 'how long a worker may hold it without a heartbeat (90, 90s, 10m, 2h)', duration, 60_000)
   .addHelpText('after', '\nExample:\n  dquery create render-7 fetch-7 --cmd "./render 7" --priority 5 --lease 10m')
   .action(async (name: string, deps: string[], o: Record<string, unknown>) => {
-    if (o.cmd !== undefined && o.payload !== undefined) throw new InvalidArgumentError('give --cmd or --payload, not both');
+    if (o.cmd !== undefined && o.payload !== undefined) throw new UsageError('give --cmd or --payload, not both');
     const text = (o.cmd ?? o.payload) as string | undefined;
     const spec: TaskSpecInput = {
       name,
@@ -164,7 +167,7 @@ program
   .argument('<names...>', 'tasks this worker holds')
   .option('--result <file>', 'keep this file (or - for stdin) as the result (one task only)')
   .action(async (names: string[], o: { result?: string }) => {
-    if (o.result !== undefined && names.length !== 1) throw new InvalidArgumentError('--result takes exactly one task name');
+    if (o.result !== undefined && names.length !== 1) throw new UsageError('--result takes exactly one task name');
     const result = o.result === undefined ? undefined : readInput(o.result);
     const { results } = await hub().complete(names.map((name) => (result === undefined ? { name } : { name, result })));
     if (!reportResults(results, 'complete')) process.exitCode = EXIT.error;
@@ -216,7 +219,7 @@ program
   .argument('[names...]')
   .option('--failed', 'retry every failed task')
   .action(async (names: string[], o: { failed?: boolean }) => {
-    if ((o.failed === true) === names.length > 0) throw new InvalidArgumentError('give task names or --failed');
+    if ((o.failed === true) === names.length > 0) throw new UsageError('give task names or --failed');
     const r = await hub().retry(o.failed === true ? 'all-failed' : names);
     console.log(`retried ${r.retried} task${r.retried === 1 ? '' : 's'}`);
     if (!reportResults(r.results, 'retry')) process.exitCode = EXIT.error;
@@ -258,7 +261,7 @@ function exitFor(err: unknown): number {
     // --help and --version end through here too, with code 0.
     return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
-  if (err instanceof InvalidArgumentError) {
+  if (err instanceof UsageError) {
     process.stderr.write(`dquery: ${err.message}\n`);
     return EXIT.usage;
   }
