@@ -226,10 +226,12 @@ export class Hub {
   /** Hands work to parked steals that can have some now, oldest first, and ends the overdue ones. */
   private serveParked(now: number): void {
     if (this.parked.length === 0) return;
+    // One look at every pool first: with nothing ready anywhere only the overdue steals need work.
+    const anyReady = this.graph.hasReady([], now);
     const still: ParkedSteal[] = [];
     for (const p of this.parked) {
       const due = p.deadline <= now;
-      if (!due && !this.graph.hasReady(p.args.pools, now)) {
+      if (!due && (!anyReady || !this.graph.hasReady(p.args.pools, now))) {
         still.push(p);
         continue;
       }

@@ -166,6 +166,7 @@ program
   .description('mark tasks done, releasing the tasks that depend on them')
   .argument('<names...>', 'tasks this worker holds')
   .option('--result <file>', 'keep this file (or - for stdin) as the result (one task only)')
+  .addHelpText('after', '\nExample:\n  ./run.sh > out.txt && dquery complete render-7 --result out.txt')
   .action(async (names: string[], o: { result?: string }) => {
     if (o.result !== undefined && names.length !== 1) throw new UsageError('--result takes exactly one task name');
     const result = o.result === undefined ? undefined : readInput(o.result);
@@ -179,6 +180,7 @@ program
   .argument('<name>', 'task this worker holds')
   .requiredOption('--reason <text>', 'what went wrong (kept as the task\'s last error)')
   .option('--permanent', 'do not retry: fail it now and block what depends on it')
+  .addHelpText('after', '\nExample:\n  dquery fail render-7 --reason "exit 3: input missing" --permanent')
   .action(async (name: string, o: { reason: string; permanent?: boolean }) => {
     const r = await hub().fail(name, o.reason, { permanent: o.permanent === true });
     if (!reportResults([r.result], 'fail')) process.exitCode = EXIT.error;
@@ -189,6 +191,7 @@ program
 program
   .command('heartbeat')
   .description('extend the leases of tasks this worker runs; lists the ones it lost (exit 1 if any)')
+  .addHelpText('after', '\nExample:\n  while sleep 20; do dquery heartbeat render-7 || kill $job; done')
   .argument('<names...>')
   .action(async (names: string[]) => {
     const lost = await hub().heartbeat(names);
@@ -199,6 +202,7 @@ program
 program
   .command('release')
   .description('give tasks back without using an attempt')
+  .addHelpText('after', '\nExample:\n  trap \'dquery release "$name"\' TERM')
   .argument('<names...>')
   .action(async (names: string[]) => {
     if (!reportResults(await hub().release(names), 'release')) process.exitCode = EXIT.error;
@@ -207,6 +211,7 @@ program
 program
   .command('exit')
   .description('tell the hub a worker leaves: every lease it holds goes back to ready')
+  .addHelpText('after', '\nExample:\n  dquery exit node17-worker3     # that worker died; hand its tasks out again now')
   .argument('[worker]', 'worker id (default: this worker)')
   .action(async (worker?: string) => {
     const released = await hub().exit(worker);
@@ -218,6 +223,7 @@ program
   .description('put failed tasks back to work with fresh attempts, unblocking what depends on them')
   .argument('[names...]')
   .option('--failed', 'retry every failed task')
+  .addHelpText('after', '\nExample:\n  dquery retry render-7 render-9    # or: dquery retry --failed')
   .action(async (names: string[], o: { failed?: boolean }) => {
     if ((o.failed === true) === names.length > 0) throw new UsageError('give task names or --failed');
     const r = await hub().retry(o.failed === true ? 'all-failed' : names);
@@ -229,6 +235,7 @@ program
   .command('status')
   .description('counts per state and pool, workers, completion rate')
   .option('--json', 'print a JSON object (counts: waiting, ready, running, done, failed, blocked)')
+  .addHelpText('after', '\nExample:\n  watch -n 5 dquery status         # or: dquery status --json | jq .counts')
   .action(async (o: { json?: boolean }) => {
     const status = await hub().status();
     console.log(o.json === true ? JSON.stringify(statusJson(status), null, 2) : formatStatus(status));
@@ -237,6 +244,7 @@ program
 program
   .command('lookup')
   .description("a task's whole record: state, deps, payload, result, last error, state log")
+  .addHelpText('after', '\nExample:\n  dquery lookup render-7 --json | jq -r .result')
   .argument('<name>')
   .option('--json', 'print a JSON object')
   .action(async (name: string, o: { json?: boolean }) => {

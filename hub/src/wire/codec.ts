@@ -17,6 +17,7 @@ import type {
   StealResult,
   TaskRecord,
   TaskResult,
+  TaskSpec,
   TaskSpecInput,
   TaskState,
 } from '../graph/types.js';
@@ -125,7 +126,8 @@ function stealArgs(m: Obj): StealArgs {
   return { worker: str(m.worker), n: num(m.n), pools: strings(m.pools), waitMs: num(m.waitMs) };
 }
 
-function specInput(m: Obj): TaskSpecInput {
+/** A TaskSpec message's fields; in a request, zero values mean "the default". */
+function specFrom(m: Obj): TaskSpec {
   return {
     name: str(m.name),
     deps: strings(m.deps),
@@ -144,7 +146,7 @@ export function decodeRequest(data: Uint8Array): Request {
   const body = obj(m[op]) ?? {};
   switch (op) {
     case 'create':
-      return { op, tasks: list(body.tasks).map(specInput) };
+      return { op, tasks: list(body.tasks).map(specFrom) };
     case 'steal':
       return { op, ...stealArgs(body) };
     case 'complete': {
@@ -235,17 +237,8 @@ export function recordToMessage(r: TaskRecord): Obj {
 }
 
 export function recordFromMessage(m: Obj): TaskRecord {
-  const spec = obj(m.spec) ?? {};
   return {
-    spec: {
-      name: str(spec.name),
-      deps: strings(spec.deps),
-      payload: bytes(spec.payload),
-      priority: num(spec.priority),
-      pool: str(spec.pool),
-      maxAttempts: num(spec.maxAttempts),
-      leaseMs: num(spec.leaseMs),
-    },
+    spec: specFrom(obj(m.spec) ?? {}),
     state: stateOf(m.state),
     attempts: num(m.attempts),
     worker: str(m.worker),
