@@ -137,16 +137,23 @@ describe('dhub', () => {
     try {
       const empty = await waiter.steal({ waitMs: 200 });
       expect(empty).toEqual({ tasks: [], finished: true });
-      const pending = waiter.steal({ waitMs: 20_000 });
+      // The hub is finished (empty): a pilot's wait ends at once; a waiter for new work stays.
+      expect(await waiter.steal({ waitMs: 20_000 })).toEqual({ tasks: [], finished: true });
+      const pending = waiter.steal({ waitMs: 20_000, waitWhenFinished: true });
       await submitter.create([{ name: 'late' }]);
       const got = await pending;
       expect(got.tasks.map((t) => t.name)).toEqual(['late']);
       // complete-and-steal may wait too.
-      const next = waiter.complete([{ name: 'late' }], { waitMs: 20_000 });
+      const next = waiter.complete([{ name: 'late' }], { waitMs: 20_000, waitWhenFinished: true });
       await submitter.create([{ name: 'later', deps: ['late'] }, { name: 'other' }]);
       const { results, next: stolen } = await next;
       expect(results[0]?.outcome).toBe('ACCEPTED');
       expect(stolen?.tasks.map((t) => t.name)).toEqual(['later']);
+      // A waiting steal is answered as soon as its pool becomes finished.
+      await waiter.steal({ n: 5 }); // takes 'other' too
+      const finishing = submitter.steal({ waitMs: 20_000 });
+      await waiter.complete([{ name: 'later' }, { name: 'other' }]);
+      expect(await finishing).toEqual({ tasks: [], finished: true });
     } finally {
       waiter.close();
       submitter.close();

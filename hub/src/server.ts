@@ -215,7 +215,8 @@ export class Hub {
   /** Steals now; with nothing to hand out and a wait asked for, parks the request instead. */
   private steal(envelope: Envelope, args: StealArgs, now: number, respond: (result: StealResult) => Reply): void {
     const result = this.graph.steal(args.worker, args.n, args.pools, now);
-    if (result.tasks.length === 0 && args.waitMs > 0 && this.parked.length < this.options.maxParked) {
+    const mayWait = !result.finished || args.waitWhenFinished;
+    if (result.tasks.length === 0 && args.waitMs > 0 && mayWait && this.parked.length < this.options.maxParked) {
       const deadline = now + Math.min(args.waitMs, this.options.maxWaitMs);
       this.parked.push({ envelope, args, deadline, respond });
       return;
@@ -223,14 +224,17 @@ export class Hub {
     this.queue(envelope, respond(result));
   }
 
-  /** Hands work to parked steals that can have some now, oldest first, and ends the overdue ones. */
+  /**
+   * Hands work to parked steals that can have some now, oldest first, and answers the overdue ones
+   * and those whose pools became finished.
+   */
   private serveParked(now: number): void {
     if (this.parked.length === 0) return;
     // One look at every pool first: with nothing ready anywhere only the overdue steals need work.
     const anyReady = this.graph.hasReady([], now);
     const still: ParkedSteal[] = [];
     for (const p of this.parked) {
-      const due = p.deadline <= now;
+      const due = p.deadline <= now || (!p.args.waitWhenFinished && this.graph.isFinished(p.args.pools));
       if (!due && (!anyReady || !this.graph.hasReady(p.args.pools, now))) {
         still.push(p);
         continue;

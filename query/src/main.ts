@@ -143,13 +143,14 @@ program
   .command('steal')
   .description('take ready tasks: prints "NAME<TAB>PAYLOAD" a line (exit 3: nothing ready now, 4: all finished)')
   .option('-n, --n <n>', 'how many tasks at most', positive, 1)
-  .option('--wait <ms>', 'with nothing ready, wait up to this long for work', int, 0)
+  .option('--wait <ms>', 'with nothing ready, wait up to this long for work (returns at once when all is finished)', int, 0)
+  .option('--wait-when-finished', 'keep waiting even when all work is finished, for tasks not created yet')
   .option('--pool <pool...>', 'take only from these pools')
   .option('-q, --quiet', 'print only the task names, one a line')
   .option('--json', 'print one JSON object a line: name, payload, attempt, leaseDeadline, ...')
   .addHelpText('after', '\nExample:\n  for t in $(dquery steal -n 8 -q); do ...; dquery complete "$t"; done')
-  .action(async (o: { n: number; wait: number; pool?: string[]; quiet?: boolean; json?: boolean }) => {
-    const { tasks, finished } = await hub().steal({ n: o.n, waitMs: o.wait, pools: o.pool ?? [] });
+  .action(async (o: { n: number; wait: number; waitWhenFinished?: boolean; pool?: string[]; quiet?: boolean; json?: boolean }) => {
+    const { tasks, finished } = await hub().steal({ n: o.n, waitMs: o.wait, pools: o.pool ?? [], waitWhenFinished: o.waitWhenFinished === true });
     for (const t of tasks) {
       if (o.json === true) console.log(JSON.stringify({ ...t, payload: utf8(t.payload) }));
       else if (o.quiet === true) console.log(t.name);

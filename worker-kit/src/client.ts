@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { Request as ReqSocket } from 'zeromq';
 import { DagworkError } from '../../hub/src/errors.js';
 import type { Completion, FailResult, GraphStatus, StealResult, TaskRecord, TaskResult, TaskSpecInput } from '../../hub/src/graph/types.js';
-import { decodeReply, encodeRequest, type Reply, type Request } from '../../hub/src/wire/codec.js';
+import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../hub/src/wire/codec.js';
 
 export interface ClientOptions {
   /** The hub's endpoint. Default: $DAGWORK_HUB, else tcp://127.0.0.1:6125. */
@@ -46,6 +46,8 @@ export interface StealOptions {
   pools?: string[];
   /** With nothing ready, wait up to this long for work (ms). Default 0. */
   waitMs?: number;
+  /** Keep waiting even when the pools are finished, for tasks not created yet. Default false. */
+  waitWhenFinished?: boolean;
 }
 
 type ReplyOf<Op extends Reply['op']> = Extract<Reply, { op: Op }>;
@@ -138,8 +140,14 @@ export class Client {
     this.socket = undefined;
   }
 
-  private stealArgs(options: StealOptions): { worker: string; n: number; pools: string[]; waitMs: number } {
-    return { worker: this.worker, n: options.n ?? 1, pools: options.pools ?? [], waitMs: options.waitMs ?? 0 };
+  private stealArgs(options: StealOptions): StealArgs {
+    return {
+      worker: this.worker,
+      n: options.n ?? 1,
+      pools: options.pools ?? [],
+      waitMs: options.waitMs ?? 0,
+      waitWhenFinished: options.waitWhenFinished ?? false,
+    };
   }
 
   /** Sends `request` (after any call in progress) and returns its reply, checked to be of kind `op`. */

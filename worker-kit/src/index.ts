@@ -14,3 +14,5 @@ export type {
   TaskSpecInput,
   TaskState,
 } from '../../hub/src/graph/types.js';
+export { runWorker, Worker, PermanentError, type Handler, type TaskContext, type WorkerOptions, type WorkerSummary, type StopReason } from './worker.js';
+export { shellHandler, type ShellOptions } from './shell.js';

@@ -216,8 +216,13 @@ export class Graph {
       bestTask.queued = false;
       tasks.push(this.lease(bestTask, worker, now));
     }
-    const finished = tasks.length === 0 && !queues.some((queue) => queue.mayStillHaveWork());
+    const finished = tasks.length === 0 && this.isFinished(pools);
     return { tasks, finished };
+  }
+
+  /** True when no task of `pools` (all when empty) is waiting, ready or running. */
+  isFinished(pools: readonly string[]): boolean {
+    return !this.queuesOf(pools).some((queue) => queue.mayStillHaveWork());
   }
 
   /** True when a steal of `pools` would hand out a task at `now`. */

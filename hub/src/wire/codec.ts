@@ -28,6 +28,8 @@ export interface StealArgs {
   n: number;
   pools: string[];
   waitMs: number;
+  /** Wait even when the pools are finished (for tasks not created yet). */
+  waitWhenFinished: boolean;
 }
 
 export type Request =
@@ -123,7 +125,7 @@ function unframe(type: protobuf.Type, data: Uint8Array): Obj {
 // --- requests --------------------------------------------------------------------------------
 
 function stealArgs(m: Obj): StealArgs {
-  return { worker: str(m.worker), n: num(m.n), pools: strings(m.pools), waitMs: num(m.waitMs) };
+  return { worker: str(m.worker), n: num(m.n), pools: strings(m.pools), waitMs: num(m.waitMs), waitWhenFinished: bool(m.waitWhenFinished) };
 }
 
 /** A TaskSpec message's fields; in a request, zero values mean "the default". */
