@@ -26,6 +26,7 @@ const program = new Command('dhub')
   .option('--max-payload-bytes <n>', 'largest task payload', positiveInt, 1 << 20)
   .option('--max-result-bytes <n>', 'largest task result', positiveInt, 1 << 20)
   .option('--max-wait-ms <n>', 'longest long poll a steal may ask for', positiveInt, defaults.maxWaitMs)
+  .option('--retry-backoff-ms <n>', 'wait before a failed task is handed out again; doubles each failure, up to 60 s', positiveInt, 1000)
   .addHelpText(
     'after',
     `
@@ -51,7 +52,11 @@ A second dhub on the same --db is refused while the first runs.`,
         sync: opts.sync === true,
         maxMessageBytes: opts.maxMessageBytes as number,
         maxWaitMs: opts.maxWaitMs as number,
-        graph: { maxPayloadBytes: opts.maxPayloadBytes as number, maxResultBytes: opts.maxResultBytes as number },
+        graph: {
+          maxPayloadBytes: opts.maxPayloadBytes as number,
+          maxResultBytes: opts.maxResultBytes as number,
+          backoffBaseMs: opts.retryBackoffMs as number,
+        },
         log,
       });
     } catch (err) {

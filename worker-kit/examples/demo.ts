@@ -3,14 +3,11 @@
  * four workers that steal, run and complete them, and the status at the end.
  * Run it twice: the second run finds every task done already (re-creating a task is a no-op).
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { Hub } from '../../hub/src/server.js';
 import { createLogger } from '../../hub/src/log.js';
 import { formatStatus } from '../../query/src/format.js';
-import { Client, type TaskSpecInput } from '../src/index.js';
+import { Client, runWorker, shellHandler, type TaskSpecInput } from '../src/index.js';
 
-const run = promisify(execFile);
 const db = './dagwork-db';
 const hub = await Hub.start({ bind: 'tcp://127.0.0.1:*', db, log: createLogger('warn') });
 console.log(`dhub listening on ${hub.endpoint}, store in ${db}`);
@@ -28,36 +25,14 @@ const submitter = new Client({ hub: hub.endpoint, worker: 'submitter' });
 const { created, unchanged } = await submitter.create(tasks);
 console.log(`created ${created} tasks, ${unchanged} existed already`);
 
-async function worker(id: string): Promise<number> {
-  const client = new Client({ hub: hub.endpoint, worker: id });
-  let ran = 0;
-  let done: { name: string; result: Uint8Array }[] = [];
-  for (;;) {
-    // Complete what was run and take the next task in one round trip.
-    const { next } = await client.complete(done, { n: 1, waitMs: 500 });
-    done = [];
-    const task = next?.tasks[0];
-    if (task === undefined) {
-      if (next?.finished === true) break;
-      continue;
-    }
-    try {
-      const { stdout } = await run('sh', ['-c', new TextDecoder().decode(task.payload)]);
-      done.push({ name: task.name, result: new TextEncoder().encode(stdout) });
-      ran++;
-    } catch (err) {
-      await client.fail(task.name, (err as Error).message);
-    }
-  }
-  client.close();
-  return ran;
-}
-
-const ran = await Promise.all(['worker-1', 'worker-2', 'worker-3', 'worker-4'].map(worker));
-console.log(`workers ran ${ran.join(' + ')} tasks`);
+// Four workers in this process, each running one shell command at a time in a scratch directory.
+const summaries = await Promise.all(
+  [1, 2, 3, 4].map((i) => runWorker({ hub: hub.endpoint, worker: `worker-${i}`, handler: shellHandler(), handleSignals: false }).done),
+);
+console.log(`workers ran ${summaries.map((s) => s.done).join(' + ')} tasks`);
 console.log(formatStatus(await submitter.status()));
-const sum = await submitter.lookup('square-7');
-console.log(`result of square-7: ${new TextDecoder().decode(sum.task.result).trim()}`);
+const square = await submitter.lookup('square-7');
+console.log(`result of square-7: ${new TextDecoder().decode(square.task.result).trim()}`);
 submitter.close();
 await hub.stop();
 console.log(`(the store stays in ${db}: run again to see nothing re-run, or remove it to start over)`);

@@ -1,0 +1,238 @@
+/** worker-kit and dworker against the real dhub. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Client, HubUnreachableError, PermanentError, runWorker, type TaskRecord } from '../worker-kit/src/index.js';
+import { cleanTempDirs, dquery, ROOT, startHub, tempDir, type RunningHub } from './helpers.js';
+
+afterAll(cleanTempDirs);
+
+const DWORKER = join(ROOT, 'dist/worker-kit/src/dworker.js');
+const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls the hub until `check` holds for the task (bounded: 20 s). */
+async function waitFor(client: Client, name: string, check: (t: TaskRecord) => boolean): Promise<TaskRecord> {
+  for (let i = 0; i < 400; i++) {
+    const { task } = await client.lookup(name);
+    if (check(task)) return task;
+    await pause(50);
+  }
+  throw new Error(`task ${name} never got there: ${JSON.stringify((await client.lookup(name)).task.state)}`);
+}
+
+function startDworker(hub: RunningHub, args: string[]): { proc: ChildProcess; exit: Promise<{ code: number | null; stdout: string; stderr: string }> } {
+  const proc = spawn(process.execPath, [DWORKER, '--hub', hub.endpoint, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));
+  proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
+  const killer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+  const exit = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    proc.once('exit', (code) => {
+      clearTimeout(killer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
+  return { proc, exit };
+}
+
+describe('runWorker', () => {
+  it("keeps a handler's result, and exits by itself when the graph is finished", async () => {
+    const hub = await startHub();
+    const client = new Client({ hub: hub.endpoint, worker: 'submitter' });
+    try {
+      await client.create([{ name: 'a', payload: Buffer.from('2') }, { name: 'b', deps: ['a'], payload: Buffer.from('3') }, { name: 'c', payload: Buffer.from('4') }]);
+      const order: string[] = [];
+      const worker = runWorker({
+        hub: hub.endpoint,
+        worker: 'kit',
+        concurrency: 2,
+        handleSignals: false,
+        handler: (task) => {
+          order.push(task.name);
+          return String(Number(text(task.payload)) ** 2);
+        },
+      });
+      const summary = await worker.done;
+      expect(summary).toMatchObject({ worker: 'kit', reason: 'finished', done: 3, failed: 0, lost: 0, released: 0 });
+      expect(order.indexOf('a')).toBeLessThan(order.indexOf('b'));
+      expect(text((await client.lookup('b')).task.result)).toBe('9');
+      expect((await client.status()).counts.done).toBe(3);
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+
+  it('retries a thrown error and then fails the task with its message; a permanent error uses one attempt', async () => {
+    const hub = await startHub({ args: ['--retry-backoff-ms', '50'] });
+    const client = new Client({ hub: hub.endpoint, worker: 'submitter' });
+    try {
+      await client.create([
+        { name: 'flaky', maxAttempts: 2 },
+        { name: 'broken', maxAttempts: 5 },
+        { name: 'after', deps: ['flaky'] },
+      ]);
+      let runs = 0;
+      const failures: string[] = [];
+      const worker = runWorker({
+        hub: hub.endpoint,
+        handleSignals: false,
+        handler: (task) => {
+          if (task.name === 'broken') throw new PermanentError('input file is corrupt');
+          throw new Error(`boom ${++runs}`);
+        },
+      });
+      worker.on('failed', (task, err, permanent) => failures.push(`${task.name}:${err.message}:${permanent}`));
+      const summary = await worker.done;
+      expect(summary).toMatchObject({ reason: 'finished', done: 0, failed: 3 });
+      expect(failures.sort()).toEqual(['broken:input file is corrupt:true', 'flaky:boom 1:false', 'flaky:boom 2:false'].sort());
+      expect((await client.lookup('flaky')).task).toMatchObject({ state: 'failed', attempts: 2, lastError: 'boom 2' });
+      expect((await client.lookup('broken')).task).toMatchObject({ state: 'failed', attempts: 1, lastError: 'input file is corrupt' });
+      expect((await client.lookup('after')).task.state).toBe('blocked');
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+
+  it('aborts a handler whose lease was lost, and reports nothing for it', async () => {
+    const hub = await startHub();
+    const admin = new Client({ hub: hub.endpoint, worker: 'admin' });
+    try {
+      await admin.create([{ name: 'long', leaseMs: 600 }]);
+      let calls = 0;
+      let abortedWith = '';
+      const worker = runWorker({
+        hub: hub.endpoint,
+        worker: 'loser',
+        handleSignals: false,
+        handler: (_task, { signal }) => {
+          if (++calls > 1) return 'second run';
+          return new Promise<string>((_, reject) =>
+            signal.addEventListener('abort', () => {
+              abortedWith = (signal.reason as Error).message;
+              reject(signal.reason as Error);
+            }),
+          );
+        },
+      });
+      await waitFor(admin, 'long', (t) => t.state === 'running');
+      // Someone declares the worker gone: its lease goes back, and the next heartbeat learns it.
+      expect(await admin.exit('loser')).toBe(1);
+      const summary = await worker.done;
+      expect(abortedWith).toMatch(/lease lost: NOT_LEASED/);
+      expect(summary).toMatchObject({ reason: 'finished', lost: 1, done: 1, failed: 0 });
+      expect(text((await admin.lookup('long')).task.result)).toBe('second run');
+    } finally {
+      admin.close();
+      await hub.stop();
+    }
+  });
+
+  it('keeps a lease alive with heartbeats while a handler runs longer than the lease', async () => {
+    const hub = await startHub();
+    const client = new Client({ hub: hub.endpoint, worker: 'c' });
+    try {
+      await client.create([{ name: 'slow', leaseMs: 300 }]);
+      const worker = runWorker({ hub: hub.endpoint, handleSignals: false, handler: () => pause(1200).then(() => 'made it') });
+      const summary = await worker.done;
+      expect(summary).toMatchObject({ done: 1, lost: 0 });
+      expect((await client.lookup('slow')).task).toMatchObject({ attempts: 1, result: Buffer.from('made it') });
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+
+  it('tells the caller clearly when the hub is unreachable', async () => {
+    const client = new Client({ hub: 'tcp://127.0.0.1:9', timeoutMs: 200, retries: 1 });
+    const err = await client.status().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HubUnreachableError);
+    expect((err as Error).message).toBe('no reply from the hub at tcp://127.0.0.1:9 within 200 ms, 2 times: is dhub running there?');
+    client.close();
+  });
+});
+
+describe('dworker', () => {
+  it('runs a DAG of real commands: results kept, a failure and a timeout reported, scratch dirs removed', async () => {
+    const hub = await startHub();
+    const client = new Client({ hub: hub.endpoint, worker: 'c' });
+    const scratch = tempDir();
+    try {
+      const lines = [
+        { name: 'a', cmd: 'echo "$TASK_NAME $TASK_ATTEMPT $DAGWORK_WORKER"; pwd; touch here' },
+        { name: 'b', deps: ['a'], cmd: 'echo $((1 + 2 + 3 + 4 + 5))' },
+        { name: 'bad', deps: ['a'], cmd: 'echo partial; echo "no such input" >&2; exit 2', attempts: 1 },
+        { name: 'slow', deps: ['a'], cmd: 'sleep 30 & sleep 30', attempts: 1 },
+        { name: 'c', deps: ['b'], cmd: 'head -c 3000 /dev/zero | tr "\\0" x' },
+        { name: 'never', deps: ['bad'] },
+      ];
+      await dquery(hub, ['addfile', '-'], { input: lines.map((l) => JSON.stringify(l)).join('\n') });
+      const run = startDworker(hub, ['--worker', 'dw', '-c', '3', '--task-timeout', '700ms', '--scratch', scratch, '--max-output-bytes', '1000']);
+      const { code, stdout, stderr } = await run.exit;
+      expect(code).toBe(0);
+      expect(stdout).toMatch(/^dworker dw: finished: 3 done, 2 failed, 0 lost, 0 released in [\d.]+ s \(busy [\d.]+ s\)\n$/);
+      expect(stderr).toMatch(/fail {2}bad: exit 2: no such input/);
+
+      const a = text((await client.lookup('a')).task.result).split('\n');
+      expect(a[0]).toBe('a 1 dw');
+      expect(a[1]).toMatch(new RegExp(`^${scratch}/dagwork-a-`));
+      expect(existsSync(a[1] as string)).toBe(false); // removed afterwards
+      expect(text((await client.lookup('b')).task.result).trim()).toBe('15');
+      const c = text((await client.lookup('c')).task.result);
+      expect(c).toBe(`${'x'.repeat(1000)}\n[dagwork: output cut: first 1000 of 3000 bytes kept]\n`);
+      expect((await client.lookup('bad')).task).toMatchObject({ state: 'failed', lastError: 'exit 2: no such input' });
+      expect((await client.lookup('slow')).task).toMatchObject({ state: 'failed', lastError: 'timed out after 700 ms' });
+      expect((await client.lookup('never')).task.state).toBe('blocked');
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+
+  it('a worker killed with SIGKILL mid-task: another runs the task after the lease expires', async () => {
+    const hub = await startHub();
+    const client = new Client({ hub: hub.endpoint, worker: 'c' });
+    try {
+      // The first run takes long (its orphaned sleep ends by itself); the second is quick.
+      await client.create([{ name: 'job', payload: Buffer.from('[ "$TASK_ATTEMPT" = 1 ] && sleep 5; echo "ran by $DAGWORK_WORKER"'), leaseMs: 1000 }]);
+      const first = startDworker(hub, ['--worker', 'doomed']);
+      await waitFor(client, 'job', (t) => t.state === 'running' && t.worker === 'doomed');
+      first.proc.kill('SIGKILL');
+      await first.exit;
+      const second = startDworker(hub, ['--worker', 'rescuer']);
+      expect((await second.exit).code).toBe(0);
+      const job = (await client.lookup('job')).task;
+      expect(job).toMatchObject({ state: 'done', attempts: 2, worker: 'rescuer' });
+      expect(text(job.result)).toBe('ran by rescuer\n');
+      expect(job.log.map((c) => c.note)).toContain('lease expired (worker doomed, attempt 1)');
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+
+  it('on SIGTERM releases what it runs, so that another worker takes it at once', async () => {
+    const hub = await startHub();
+    const client = new Client({ hub: hub.endpoint, worker: 'other' });
+    try {
+      await client.create([{ name: 'long', payload: Buffer.from('sleep 30'), leaseMs: 600_000 }]);
+      const run = startDworker(hub, ['--worker', 'leaving', '--grace', '200ms']);
+      await waitFor(client, 'long', (t) => t.state === 'running');
+      run.proc.kill('SIGTERM');
+      const { code, stdout } = await run.exit;
+      expect(code).toBe(0);
+      expect(stdout).toMatch(/^dworker leaving: signal: 0 done, 0 failed, 0 lost, 1 released/);
+      const { tasks } = await client.steal();
+      expect(tasks.map((t) => [t.name, t.attempt])).toEqual([['long', 1]]);
+      const status = await client.status();
+      expect(status.workers.find((w) => w.worker === 'leaving')).toMatchObject({ running: 0 });
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+});
