@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseDuration, parseTaskFile, TaskFileError } from '../query/src/taskfile.js';
+import { parseDuration } from '../hub/src/args.js';
+import { parseTaskFile, TaskFileError } from '../query/src/taskfile.js';
 import { stencil } from './helpers.js';
 
 function lineError(text: string): string {

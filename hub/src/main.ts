@@ -1,17 +1,12 @@
 #!/usr/bin/env node
 /** dhub: the dagwork hub daemon. */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { positiveArg } from './args.js';
 import { DagworkError } from './errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { defaultHubOptions, Hub } from './server.js';
 
 const defaults = defaultHubOptions();
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
 
 const program = new Command('dhub')
   .description(
@@ -22,11 +17,11 @@ const program = new Command('dhub')
   .option('--db <dir>', 'store directory (created if missing)', defaults.db)
   .option('--sync', 'fsync every group commit: survives power loss, not only a crash of the hub', false)
   .addOption(new Option('--log-level <level>', 'how much to log to stderr').choices(LOG_LEVELS).default('info'))
-  .option('--max-message-bytes <n>', 'largest request accepted', positiveInt, defaults.maxMessageBytes)
-  .option('--max-payload-bytes <n>', 'largest task payload', positiveInt, 1 << 20)
-  .option('--max-result-bytes <n>', 'largest task result', positiveInt, 1 << 20)
-  .option('--max-wait-ms <n>', 'longest long poll a steal may ask for', positiveInt, defaults.maxWaitMs)
-  .option('--retry-backoff-ms <n>', 'wait before a failed task is handed out again; doubles each failure, up to 60 s', positiveInt, 1000)
+  .option('--max-message-bytes <n>', 'largest request accepted', positiveArg, defaults.maxMessageBytes)
+  .option('--max-payload-bytes <n>', 'largest task payload', positiveArg, 1 << 20)
+  .option('--max-result-bytes <n>', 'largest task result', positiveArg, 1 << 20)
+  .option('--max-wait-ms <n>', 'longest long poll a steal may ask for', positiveArg, defaults.maxWaitMs)
+  .option('--retry-backoff-ms <n>', 'wait before a failed task is handed out again; doubles each failure, up to 60 s', positiveArg, 1000)
   .addHelpText(
     'after',
     `

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /** dquery: the dagwork command line. Every command is one or a few requests to the hub. */
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError } from 'commander';
+import { durationArg, integerArg, positiveArg } from '../../hub/src/args.js';
 import { DagworkError } from '../../hub/src/errors.js';
 import type { TaskResult, TaskSpecInput } from '../../hub/src/graph/types.js';
 import { Client, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
 import { formatLookup, formatStatus, lookupJson, statusJson } from './format.js';
-import { parseDuration, parseTaskFile, TaskFileError } from './taskfile.js';
+import { parseTaskFile, TaskFileError } from './taskfile.js';
 
 /** Exit statuses, documented in --help and README. */
 export const EXIT = { ok: 0, error: 1, usage: 2, nothingReady: 3, finished: 4 } as const;
@@ -16,23 +17,6 @@ const env = defaultClientOptions();
 /** Bad usage found by a command itself (commander reports its own). */
 class UsageError extends Error {}
 
-function int(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected an integer');
-  return n;
-}
-function positive(value: string): number {
-  const n = int(value);
-  if (n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-function duration(value: string): number {
-  try {
-    return parseDuration(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
 function readInput(path: string): Buffer {
   return readFileSync(path === '-' ? 0 : path);
 }
@@ -42,7 +26,7 @@ const program = new Command('dquery')
   .description('Talk to a dagwork hub (dhub): add tasks, take and finish them from scripts, watch progress.')
   .option('--hub <endpoint>', 'hub endpoint (env DAGWORK_HUB)', env.hub)
   .option('--worker <id>', 'worker identity for steal/complete/... (env DAGWORK_WORKER, else the host name)', env.worker)
-  .option('--timeout <ms>', 'how long to wait for each reply before retrying', positive, env.timeoutMs)
+  .option('--timeout <ms>', 'how long to wait for each reply before retrying', positiveArg, env.timeoutMs)
   .showHelpAfterError('(add --help for usage)')
   .addHelpText(
     'after',
@@ -85,10 +69,10 @@ program
   .argument('[deps...]', 'tasks that must be done first (they may be created later)')
   .option('--cmd <command>', 'shell command to run (the payload)')
   .option('--payload <text>', 'payload, when it is not a shell command')
-  .option('--priority <n>', 'higher runs first', int, 0)
+  .option('--priority <n>', 'higher runs first', integerArg, 0)
   .option('--pool <pool>', 'pool of workers that may take it', 'default')
-  .option('--attempts <n>', 'runs before it counts as failed', positive, 3)
-  .option('--lease <duration>', 'how long a worker may hold it without a heartbeat (90, 90s, 10m, 2h)', duration, 60_000)
+  .option('--attempts <n>', 'runs before it counts as failed', positiveArg, 3)
+  .option('--lease <duration>', 'how long a worker may hold it without a heartbeat (90, 90s, 10m, 2h)', durationArg, 60_000)
   .addHelpText('after', '\nExample:\n  dquery create render-7 fetch-7 --cmd "./render 7" --priority 5 --lease 10m')
   .action(async (name: string, deps: string[], o: Record<string, unknown>) => {
     if (o.cmd !== undefined && o.payload !== undefined) throw new UsageError('give --cmd or --payload, not both');
@@ -110,7 +94,7 @@ program
   .command('addfile')
   .description('add every task of a file (or - for stdin): all lines are checked before any is sent')
   .argument('<file>', 'task file, or - for standard input')
-  .option('--batch <n>', 'tasks per request', positive, 5000)
+  .option('--batch <n>', 'tasks per request', positiveArg, 5000)
   .addHelpText(
     'after',
     `
@@ -142,8 +126,8 @@ Example:
 program
   .command('steal')
   .description('take ready tasks: prints "NAME<TAB>PAYLOAD" a line (exit 3: nothing ready now, 4: all finished)')
-  .option('-n, --n <n>', 'how many tasks at most', positive, 1)
-  .option('--wait <ms>', 'with nothing ready, wait up to this long for work (returns at once when all is finished)', int, 0)
+  .option('-n, --n <n>', 'how many tasks at most', positiveArg, 1)
+  .option('--wait <ms>', 'with nothing ready, wait up to this long for work (returns at once when all is finished)', integerArg, 0)
   .option('--wait-when-finished', 'keep waiting even when all work is finished, for tasks not created yet')
   .option('--pool <pool...>', 'take only from these pools')
   .option('-q, --quiet', 'print only the task names, one a line')

@@ -7,6 +7,7 @@
  *                 "attempts": 5, "lease": "10m"}
  * Blank lines and lines starting with # are skipped.
  */
+import { parseDuration } from '../../hub/src/args.js';
 import { DagworkError } from '../../hub/src/errors.js';
 import { Graph } from '../../hub/src/graph/graph.js';
 import type { TaskSpecInput } from '../../hub/src/graph/types.js';
@@ -20,21 +21,6 @@ export class TaskFileError extends Error {
   ) {
     super(`line ${line}: ${message}`);
   }
-}
-
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
-
-/** "90" or "90s" → 90,000 ms; also ms, m and h. Throws on anything else. */
-export function parseDuration(value: string | number): number {
-  if (typeof value === 'number') {
-    if (!(value > 0) || !Number.isFinite(value)) throw new Error(`duration ${value} must be a positive number of seconds`);
-    return Math.round(value * 1000);
-  }
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(value);
-  if (match === null) throw new Error(`"${value}" is not a duration (examples: 90, 90s, 500ms, 10m, 2h)`);
-  const ms = Math.round(Number(match[1]) * (UNITS[match[2] ?? 's'] ?? 1000));
-  if (ms <= 0) throw new Error(`duration "${value}" must be positive`);
-  return ms;
 }
 
 const JSON_KEYS = new Set(['name', 'deps', 'cmd', 'payload', 'priority', 'pool', 'attempts', 'lease']);

@@ -1,23 +1,11 @@
 #!/usr/bin/env node
 /** dworker: the ready-made worker. Runs each task's payload as a shell command. */
 import { availableParallelism, hostname } from 'node:os';
-import { Command, InvalidArgumentError } from 'commander';
-import { parseDuration } from '../../query/src/taskfile.js';
+import { Command } from 'commander';
+import { durationArg, positiveArg } from '../../hub/src/args.js';
 import { DEFAULT_MAX_OUTPUT_BYTES, shellHandler } from './shell.js';
 import { runWorker, type WorkerSummary } from './worker.js';
 
-function positive(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-function duration(value: string): number {
-  try {
-    return parseDuration(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
 export function summaryLine(s: WorkerSummary): string {
@@ -33,16 +21,16 @@ const program = new Command('dworker')
   .option('--hub <endpoint>', 'hub endpoint (env DAGWORK_HUB)', process.env.DAGWORK_HUB || 'tcp://127.0.0.1:6125')
   .option('--worker <id>', 'worker identity (env DAGWORK_WORKER, else HOST-PID)', process.env.DAGWORK_WORKER || `${hostname()}-${process.pid}`)
   .option('--pool <pool...>', 'take tasks only from these pools (default: all)')
-  .option('-c, --concurrency <n>', 'commands running at once', positive, availableParallelism())
+  .option('-c, --concurrency <n>', 'commands running at once', positiveArg, availableParallelism())
   .option('--task-timeout <duration>', 'kill a command (its whole process group) after this long: 90, 90s, 10m, 2h')
   .option('--max-time <duration>', 'take no new task after this long (pilot jobs in a batch slot)')
-  .option('--max-tasks <n>', 'take no more than this many tasks', positive)
+  .option('--max-tasks <n>', 'take no more than this many tasks', positiveArg)
   .option('--idle-timeout <duration>', 'exit when there has been no work for this long')
   .option('--no-exit-when-finished', 'keep waiting for work when the hub says everything is finished')
   .option('--grace <duration>', 'on SIGTERM/SIGINT, how long running commands may finish before they are killed and released', '10s')
   .option('--keep-failed', "keep a failed command's scratch directory (its path is printed)")
   .option('--scratch <dir>', 'where scratch directories are made (default: the system temporary directory)')
-  .option('--max-output-bytes <n>', 'stdout kept as the result; the rest is cut with a note', positive, DEFAULT_MAX_OUTPUT_BYTES)
+  .option('--max-output-bytes <n>', 'stdout kept as the result; the rest is cut with a note', positiveArg, DEFAULT_MAX_OUTPUT_BYTES)
   .option('-v, --verbose', 'print a line per task started, done or failed')
   .addHelpText(
     'after',
@@ -55,7 +43,7 @@ Examples:
   sbatch --wrap "dworker --hub tcp://hub:6125 --max-time 3h50m"   # a pilot job in a 4-hour slot`,
   )
   .action(async (o: Record<string, unknown>) => {
-    const ms = (key: string): number | undefined => (o[key] === undefined ? undefined : duration(String(o[key])));
+    const ms = (key: string): number | undefined => (o[key] === undefined ? undefined : durationArg(String(o[key])));
     const verbose = o.verbose === true;
     const say = (line: string): boolean => process.stderr.write(`${line}\n`);
     const maxTimeMs = ms('maxTime');
