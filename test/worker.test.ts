@@ -147,6 +147,25 @@ describe('runWorker', () => {
     }
   });
 
+  it('stops at --max-tasks, and at the idle timeout when told to wait for new work', async () => {
+    const hub = await startHub();
+    const client = new Client({ hub: hub.endpoint, worker: 'c' });
+    try {
+      await client.create(Array.from({ length: 5 }, (_, i) => ({ name: `t${i}` })));
+      const capped = await runWorker({ hub: hub.endpoint, maxTasks: 2, handleSignals: false, handler: () => 'ok' }).done;
+      expect(capped).toMatchObject({ reason: 'max-tasks', done: 2 });
+      const rest = await runWorker({ hub: hub.endpoint, handleSignals: false, handler: () => 'ok' }).done;
+      expect(rest).toMatchObject({ reason: 'finished', done: 3 });
+      const idle = await runWorker({ hub: hub.endpoint, exitWhenFinished: false, idleTimeoutMs: 300, handleSignals: false, handler: () => 'ok' }).done;
+      expect(idle).toMatchObject({ reason: 'idle', done: 0 });
+      const timed = runWorker({ hub: hub.endpoint, exitWhenFinished: false, maxTimeMs: 300, handleSignals: false, handler: () => 'ok' });
+      expect(await timed.done).toMatchObject({ reason: 'max-time' });
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+
   it('tells the caller clearly when the hub is unreachable', async () => {
     const client = new Client({ hub: 'tcp://127.0.0.1:9', timeoutMs: 200, retries: 1 });
     const err = await client.status().catch((e: unknown) => e);
