@@ -1,0 +1,140 @@
+"""A minimal dagwork client in plain Python, written from proto/dagwork.proto alone.
+
+Framing: every request and reply is ONE ZeroMQ frame holding ONE length-delimited protobuf
+message: a base-128 varint with the message's length, then the message bytes.
+
+The Python protobuf module is generated from the .proto with protoc when it is missing or older
+than the .proto (into python-example/gen/, never committed), so it cannot drift from the contract.
+"""
+import importlib
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import zmq
+
+HERE = pathlib.Path(__file__).resolve().parent
+PROTO = HERE.parent / "proto" / "dagwork.proto"
+GEN = HERE / "gen"
+
+
+def _load_pb2():
+    module = GEN / "dagwork_pb2.py"
+    if not module.exists() or module.stat().st_mtime < PROTO.stat().st_mtime:
+        GEN.mkdir(exist_ok=True)
+        # Generate beside, then rename: several processes may start at once.
+        scratch = tempfile.mkdtemp(dir=GEN)
+        try:
+            subprocess.run(["protoc", f"-I{PROTO.parent}", f"--python_out={scratch}", str(PROTO)], check=True)
+            os.replace(os.path.join(scratch, "dagwork_pb2.py"), module)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    sys.path.insert(0, str(GEN))
+    return importlib.import_module("dagwork_pb2")
+
+
+pb = _load_pb2()
+
+
+def encode_frame(message):
+    """A message, length-delimited: varint length, then the bytes."""
+    body = message.SerializeToString()
+    n, prefix = len(body), bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        prefix.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(prefix) + body
+
+
+def decode_frame(frame, message_type):
+    """The one length-delimited message filling `frame`."""
+    length = shift = pos = 0
+    while True:
+        byte = frame[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    if pos + length != len(frame):
+        raise ValueError("frame does not hold exactly one length-delimited message")
+    return message_type.FromString(frame[pos:])
+
+
+class HubError(Exception):
+    """The hub refused a request; `code` is the ErrorCode name (e.g. 'CYCLE')."""
+
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class Hub:
+    """One REQ socket to dhub. A reply that does not come in time: rebuild the socket and resend
+    (every dagwork operation is safe to repeat)."""
+
+    def __init__(self, endpoint=None, worker=None, timeout_ms=5000, retries=2):
+        self.endpoint = endpoint or os.environ.get("DAGWORK_HUB", "tcp://127.0.0.1:6125")
+        self.worker = worker or os.environ.get("DAGWORK_WORKER") or f"{os.uname().nodename}-{os.getpid()}"
+        self.timeout_ms, self.retries = timeout_ms, retries
+        self.context = zmq.Context.instance()
+        self.socket = None
+
+    def call(self, request, wait_ms=0):
+        """Sends a Request, returns the Reply; raises HubError if the hub refused it."""
+        frame = encode_frame(request)
+        for attempt in range(self.retries + 1):
+            if self.socket is None:
+                self.socket = self.context.socket(zmq.REQ)
+                self.socket.setsockopt(zmq.LINGER, 0)
+                self.socket.connect(self.endpoint)
+            self.socket.setsockopt(zmq.RCVTIMEO, self.timeout_ms + wait_ms)
+            self.socket.send(frame)
+            try:
+                reply = decode_frame(self.socket.recv(), pb.Reply)
+            except zmq.Again:
+                self.socket.close()
+                self.socket = None
+                continue
+            if reply.HasField("error"):
+                raise HubError(pb.ErrorCode.Name(reply.error.code), reply.error.message)
+            return reply
+        raise ConnectionError(f"no reply from the hub at {self.endpoint}: is dhub running there?")
+
+    # One method per operation used by the examples.
+    def create(self, tasks):
+        return self.call(pb.Request(create=pb.CreateRequest(tasks=tasks))).create
+
+    def steal_args(self, n=1, wait_ms=0):
+        return pb.StealRequest(worker=self.worker, n=n, wait_ms=wait_ms)
+
+    def steal(self, n=1, wait_ms=0):
+        return self.call(pb.Request(steal=self.steal_args(n, wait_ms)), wait_ms).steal
+
+    def complete(self, completions, next_n=0, wait_ms=0):
+        request = pb.CompleteRequest(worker=self.worker, tasks=completions)
+        if next_n:
+            request.next.CopyFrom(self.steal_args(next_n, wait_ms))
+        return self.call(pb.Request(complete=request), wait_ms).complete
+
+    def fail(self, name, reason):
+        return self.call(pb.Request(fail=pb.FailRequest(worker=self.worker, name=name, reason=reason))).fail
+
+    def heartbeat(self, names):
+        return self.call(pb.Request(heartbeat=pb.HeartbeatRequest(worker=self.worker, names=names))).heartbeat.lost
+
+    def status(self):
+        return self.call(pb.Request(status=pb.StatusRequest())).status
+
+    def lookup(self, name):
+        return self.call(pb.Request(lookup=pb.LookupRequest(name=name))).lookup.task
+
+    def close(self):
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
