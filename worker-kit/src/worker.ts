@@ -45,7 +45,7 @@ export interface WorkerOptions {
   exitWhenFinished?: boolean;
   /** On stop, how long running handlers may take before they are aborted and released (ms). Default 10,000. */
   graceMs?: number;
-  /** Longest long poll for work while nothing runs (ms). Default 5,000. */
+  /** Longest long poll for work while nothing runs (ms); a stop waits for it to end. Default 2,000. */
   pollMs?: number;
   /** Stop on SIGTERM and SIGINT. Default true. */
   handleSignals?: boolean;
@@ -123,7 +123,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       concurrency,
       exitWhenFinished: options.exitWhenFinished ?? true,
       graceMs: options.graceMs ?? 10_000,
-      pollMs: options.pollMs ?? 5_000,
+      pollMs: options.pollMs ?? 2_000,
       handleSignals: options.handleSignals ?? true,
       ...(options.maxTimeMs === undefined ? {} : { maxTimeMs: options.maxTimeMs }),
       ...(options.maxTasks === undefined ? {} : { maxTasks: options.maxTasks }),
@@ -175,7 +175,10 @@ export class Worker extends EventEmitter<WorkerEvents> {
 
   private async loop(): Promise<void> {
     let retryDelay = 100;
+    let lastStealEmpty = false;
     while (this.stopReason === undefined) {
+      // Let handlers that just ended file their results first, so they go with this request.
+      await new Promise((resolve) => setImmediate(resolve));
       this.checkLimits();
       if (this.stopReason !== undefined) break;
       const free = this.options.concurrency - this.running.size;
@@ -186,8 +189,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
         else await this.waitForChange(this.options.pollMs);
         continue;
       }
-      // With handlers running, poll briefly so their completions are not held back by a long wait.
-      const waitMs = this.running.size > 0 ? 100 : this.pollWait();
+      // While handlers run, never block the socket in a long poll (their results would wait
+      // behind it): poll instead, at most every 100 ms unless a handler ends sooner.
+      const busy = this.running.size > 0;
+      if (busy && lastStealEmpty && this.completions.length === 0) await this.waitForChange(100);
+      if (this.stopReason !== undefined) break;
+      const waitMs = busy ? 0 : this.pollWait();
       try {
         const next = await this.flushCompletions({
           n: remaining,
@@ -197,7 +204,13 @@ export class Worker extends EventEmitter<WorkerEvents> {
         });
         retryDelay = 100;
         if (next === undefined) continue;
+        if (this.stopReason !== undefined) {
+          // Stopped during the steal: hand back what it brought without running it.
+          await this.releaseUnstarted(next.tasks);
+          break;
+        }
         for (const task of next.tasks) this.startTask(task);
+        lastStealEmpty = next.tasks.length === 0;
         if (next.tasks.length > 0) this.lastActive = Date.now();
         else if (next.finished && this.running.size === 0 && this.completions.length === 0 && this.options.exitWhenFinished) this.stopReason = 'finished';
       } catch (err) {
@@ -240,6 +253,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
       if (!(err instanceof DagworkError) || err.code === 'STORE_FAILED' || err.code === 'SHUTTING_DOWN') this.completions.unshift(...batch);
       throw err;
     }
+  }
+
+  private async releaseUnstarted(tasks: LeasedTask[]): Promise<void> {
+    if (tasks.length === 0) return;
+    const results = await this.control.release(tasks.map((t) => t.name));
+    this.counts.released += results.filter((r) => r.outcome === 'ACCEPTED').length;
   }
 
   private startTask(task: LeasedTask): void {

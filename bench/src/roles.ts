@@ -1,0 +1,178 @@
+/**
+ * The benchmark's client processes. `node roles.js ROLE 'JSON args'` runs one role and prints its
+ * figures as one JSON line on stdout. Each role is bounded in time or count and ends by itself.
+ */
+import { Reply, Request } from 'zeromq';
+import { Client, runWorker, type TaskSpecInput } from '../../worker-kit/src/index.js';
+
+type Args = Record<string, unknown>;
+const now = (): number => performance.timeOrigin + performance.now();
+const print = (figures: object): void => {
+  process.stdout.write(`${JSON.stringify(figures)}\n`);
+};
+
+/** dwork's gen_tasks.py stencil: `columns` wide, `rows` deep, each task on up to 3 of the row before. */
+export function stencilSpecs(columns: number, rows: number): TaskSpecInput[] {
+  const specs: TaskSpecInput[] = [];
+  for (let t = 0; t < rows; t++) {
+    for (let c = 0; c < columns; c++) {
+      const n = t * columns + c;
+      const deps = t === 0 ? [] : [c - 1, c, c + 1].filter((x) => x >= 0 && x < columns).map((x) => String(n - columns + (x - c)));
+      specs.push({ name: String(n), deps });
+    }
+  }
+  return specs;
+}
+
+export function independentSpecs(count: number, prefix = 't'): TaskSpecInput[] {
+  return Array.from({ length: count }, (_, i) => ({ name: `${prefix}${i}` }));
+}
+
+const roles: Record<string, (args: Args) => Promise<void>> = {
+  /** Answers every message with itself until killed. */
+  async 'echo-server'() {
+    const socket = new Reply();
+    await socket.bind('tcp://127.0.0.1:*');
+    print({ endpoint: socket.lastEndpoint });
+    for await (const [msg] of socket) await socket.send(msg as Buffer);
+  },
+
+  /** REQ/REP round trips of `size`-byte messages for `seconds`. */
+  async 'echo-client'(args) {
+    const socket = new Request({ receiveTimeout: 5000 });
+    socket.connect(String(args.endpoint));
+    const msg = Buffer.alloc(Number(args.size), 7);
+    const end = now() + Number(args.seconds) * 1000;
+    let count = 0;
+    const start = now();
+    while (now() < end) {
+      for (let i = 0; i < 100; i++) {
+        await socket.send(msg);
+        await socket.receive();
+      }
+      count += 100;
+    }
+    print({ perSecond: count / ((now() - start) / 1000) });
+    socket.close();
+  },
+
+  /** Creates a stencil or independent tasks in batches through the client API. */
+  async create(args) {
+    const client = new Client({ hub: String(args.hub), worker: 'bench-create', timeoutMs: 120_000 });
+    const specs = args.stencil !== undefined ? stencilSpecs(Number(args.columns), Number(args.rows)) : independentSpecs(Number(args.count), String(args.prefix ?? 't'));
+    const batch = Number(args.batch ?? 5000);
+    const start = now();
+    for (let i = 0; i < specs.length; i += batch) await client.create(specs.slice(i, i + batch));
+    const seconds = (now() - start) / 1000;
+    print({ count: specs.length, seconds, perSecond: specs.length / seconds });
+    client.close();
+  },
+
+  /** Steal + complete with no work until the pools are finished; `n` tasks a round trip. */
+  async drain(args) {
+    const client = new Client({ hub: String(args.hub), worker: String(args.worker ?? `drain-${process.pid}`), timeoutMs: 60_000 });
+    const n = Number(args.n);
+    let held: string[] = [];
+    let count = 0;
+    const start = now();
+    for (;;) {
+      const { next } = await client.complete(
+        held.map((name) => ({ name })),
+        { n, waitMs: 1000 },
+      );
+      count += held.length;
+      held = next?.tasks.map((t) => t.name) ?? [];
+      if (held.length === 0 && next?.finished === true) break;
+    }
+    const end = now();
+    print({ count, start, end, perSecond: count / ((end - start) / 1000) });
+    client.close();
+  },
+
+  /** One worker-kit worker with a no-op handler, until the graph is finished. */
+  async 'kit-worker'(args) {
+    const start = now();
+    const summary = await runWorker({
+      hub: String(args.hub),
+      worker: `kit-${process.pid}`,
+      concurrency: Number(args.concurrency ?? 64),
+      handleSignals: false,
+      client: { timeoutMs: 60_000 },
+      handler: () => undefined,
+    }).done;
+    print({ count: summary.done, start, end: now() });
+  },
+
+  /** Waits in a long poll; reports, per task, the time from its creation (in the payload) to its handler. */
+  async 'latency-worker'(args) {
+    const worker = runWorker({
+      hub: String(args.hub),
+      worker: 'latency',
+      exitWhenFinished: false,
+      handleSignals: false,
+      handler: (task) => {
+        const created = Number(Buffer.from(task.payload).toString());
+        process.send?.({ latencyMs: now() - created });
+      },
+    });
+    process.once('disconnect', () => void worker.stop());
+    print(await worker.done);
+  },
+
+  /** Complete-and-steal round trips of one task, timed one by one, for `seconds`. */
+  async 'steal-probe'(args) {
+    const client = new Client({ hub: String(args.hub), worker: 'probe', timeoutMs: 60_000 });
+    const times: number[] = [];
+    const end = now() + Number(args.seconds) * 1000;
+    let held: string[] = [];
+    while (now() < end) {
+      const t0 = now();
+      const { next } = await client.complete(
+        held.map((name) => ({ name })),
+        { n: 1 },
+      );
+      times.push(now() - t0);
+      held = next?.tasks.map((t) => t.name) ?? [];
+      if (held.length === 0 && next?.finished === true) break;
+    }
+    print({ times });
+    client.close();
+  },
+
+  /** The same independent-jobs drain through BullMQ on a local Redis. */
+  async 'bullmq-drain'(args) {
+    const { Queue, Worker } = await import('bullmq');
+    const connection = { host: '127.0.0.1', port: Number(args.port) };
+    const name = `bench-${process.pid}`;
+    const queue = new Queue(name, { connection });
+    const count = Number(args.count);
+    const jobs = Array.from({ length: count }, (_, i) => ({ name: 'job', data: { i } }));
+    const loadStart = now();
+    for (let i = 0; i < count; i += 5000) await queue.addBulk(jobs.slice(i, i + 5000));
+    const loadSeconds = (now() - loadStart) / 1000;
+    let done = 0;
+    const start = now();
+    const finished = new Promise<void>((resolve) => {
+      const worker = new Worker(name, async () => undefined, { connection, concurrency: Number(args.concurrency) });
+      worker.on('completed', () => {
+        if (++done === count) void worker.close().then(resolve);
+      });
+    });
+    await finished;
+    const seconds = (now() - start) / 1000;
+    await queue.obliterate({ force: true });
+    await queue.close();
+    print({ loadPerSecond: count / loadSeconds, perSecond: count / seconds });
+  },
+};
+
+const [role, json] = process.argv.slice(2);
+if (role !== undefined && import.meta.url === `file://${process.argv[1]}`) {
+  const run = roles[role];
+  if (run === undefined) {
+    process.stderr.write(`unknown role ${role}; known: ${Object.keys(roles).join(', ')}\n`);
+    process.exit(2);
+  }
+  await run(JSON.parse(json ?? '{}') as Args);
+  process.exit(0);
+}
