@@ -82,25 +82,33 @@ const RequestType = root.lookupType('dagwork.v1.Request');
 const ReplyType = root.lookupType('dagwork.v1.Reply');
 const RecordType = root.lookupType('dagwork.v1.TaskRecord');
 
-// int64 fields may decode as Long objects; every time and count we send fits in a double.
-const TO_OBJECT: protobuf.IConversionOptions = { enums: String, longs: Number, defaults: true, arrays: true, oneofs: true };
+// Messages are encoded from plain objects and read from decoded messages directly (no
+// fromObject/toObject copies: they cost more than the encoding itself). So enums travel as
+// numbers here, mapped to and from the domain's names below.
 const EMPTY = new Uint8Array(0);
+const stateEnum = root.lookupEnum('dagwork.v1.TaskState');
+const outcomeEnum = root.lookupEnum('dagwork.v1.TaskOutcome');
+const errorEnum = root.lookupEnum('dagwork.v1.ErrorCode');
 
 type Obj = Record<string, unknown>;
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
-const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v ?? 0));
+// int64 fields decode as Long objects; every time and count we send fits in a double.
+const num = (v: unknown): number => (typeof v === 'number' ? v : v === null || v === undefined ? 0 : Number(String(v)));
 const bool = (v: unknown): boolean => v === true;
 const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : EMPTY);
 const list = (v: unknown): Obj[] => (Array.isArray(v) ? (v as Obj[]) : []);
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(str) : []);
 const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === 'object' ? (v as Obj) : undefined);
-const stateOf = (v: unknown): TaskState => str(v).toLowerCase() as TaskState;
-const stateName = (s: TaskState | undefined): string => (s === undefined ? 'STATE_UNSPECIFIED' : s.toUpperCase());
+const enumName = (e: protobuf.Enum, v: unknown): string => e.valuesById[num(v)] ?? `UNKNOWN_${num(v)}`;
+const stateOf = (v: unknown): TaskState => enumName(stateEnum, v).toLowerCase() as TaskState;
+const stateNumber = (s: TaskState | undefined): number => (s === undefined ? 0 : (stateEnum.values[s.toUpperCase()] ?? 0));
+const outcomeOf = (v: unknown): TaskResult['outcome'] => enumName(outcomeEnum, v) as TaskResult['outcome'];
+const results = (rs: readonly TaskResult[]): Obj[] => rs.map((r) => ({ name: r.name, outcome: outcomeEnum.values[r.outcome], message: r.message }));
 
 // --- framing ---------------------------------------------------------------------------------
 
 function frame(type: protobuf.Type, message: Obj): Uint8Array {
-  return type.encodeDelimited(type.fromObject(message)).finish();
+  return type.encodeDelimited(message).finish();
 }
 
 /** Decodes one length-delimited message filling exactly `data`; throws MALFORMED otherwise. */
@@ -115,7 +123,7 @@ function unframe(type: protobuf.Type, data: Uint8Array): Obj {
         `length prefix says ${length} bytes but the frame holds ${data.length - reader.pos} after it: expected one length-delimited message per frame`,
       );
     }
-    return type.toObject(type.decode(reader, length), TO_OBJECT);
+    return type.decode(reader, length) as unknown as Obj;
   } catch (err) {
     if (err instanceof DagworkError) throw err;
     throw new DagworkError('MALFORMED', `frame is not a valid ${type.name}: ${(err as Error).message}`, { cause: err });
@@ -209,7 +217,7 @@ function stealResultTo(s: StealResult): Obj {
 }
 
 function taskResult(m: Obj): TaskResult {
-  return { name: str(m.name), outcome: str(m.outcome) as TaskResult['outcome'], message: str(m.message) };
+  return { name: str(m.name), outcome: outcomeOf(m.outcome), message: str(m.message) };
 }
 
 function counts(m: Obj | undefined): StateCounts {
@@ -226,14 +234,14 @@ function counts(m: Obj | undefined): StateCounts {
 export function recordToMessage(r: TaskRecord): Obj {
   return {
     spec: r.spec,
-    state: stateName(r.state),
+    state: stateNumber(r.state),
     attempts: r.attempts,
     worker: r.worker,
     leaseDeadlineMs: r.leaseDeadline,
     notBeforeMs: r.notBefore,
     result: r.result,
     lastError: r.lastError,
-    log: r.log.map((c) => ({ state: stateName(c.state), atMs: c.at, worker: c.worker, note: c.note })),
+    log: r.log.map((c) => ({ state: stateNumber(c.state), atMs: c.at, worker: c.worker, note: c.note })),
     seq: r.seq,
   };
 }
@@ -256,15 +264,21 @@ export function recordFromMessage(m: Obj): TaskRecord {
 export function encodeReply(reply: Reply): Uint8Array {
   switch (reply.op) {
     case 'error':
-      return frame(ReplyType, { error: reply.error });
+      return frame(ReplyType, { error: { ...reply.error, code: errorEnum.values[reply.error.code] } });
     case 'steal':
       return frame(ReplyType, { steal: stealResultTo(reply) });
     case 'complete':
       return frame(ReplyType, {
-        complete: { results: reply.results, ...(reply.next === undefined ? {} : { next: stealResultTo(reply.next) }) },
+        complete: { results: results(reply.results), ...(reply.next === undefined ? {} : { next: stealResultTo(reply.next) }) },
       });
     case 'fail':
-      return frame(ReplyType, { fail: { result: reply.result, state: stateName(reply.state), notBeforeMs: reply.notBefore } });
+      return frame(ReplyType, { fail: { result: results([reply.result])[0], state: stateNumber(reply.state), notBeforeMs: reply.notBefore } });
+    case 'heartbeat':
+      return frame(ReplyType, { heartbeat: { lost: results(reply.lost) } });
+    case 'release':
+      return frame(ReplyType, { release: { results: results(reply.results) } });
+    case 'retry':
+      return frame(ReplyType, { retry: { retried: reply.retried, results: results(reply.results) } });
     case 'status':
       return frame(ReplyType, {
         status: {
@@ -290,7 +304,7 @@ export function decodeReply(data: Uint8Array): Reply {
   const m = unframe(ReplyType, data);
   const error = obj(m.error);
   if (error !== undefined) {
-    return { op: 'error', error: { code: str(error.code) as ErrorCode, message: str(error.message), task: str(error.task) } };
+    return { op: 'error', error: { code: enumName(errorEnum, error.code) as ErrorCode, message: str(error.message), task: str(error.task) } };
   }
   const op = str(m.result);
   const body = obj(m[op]) ?? {};
@@ -304,11 +318,10 @@ export function decodeReply(data: Uint8Array): Reply {
       return { op, results: list(body.results).map(taskResult), next: next === undefined ? undefined : stealResultFrom(next) };
     }
     case 'fail': {
-      const state = str(body.state);
       return {
         op,
         result: taskResult(obj(body.result) ?? {}),
-        state: state === 'STATE_UNSPECIFIED' ? undefined : stateOf(state),
+        state: num(body.state) === 0 ? undefined : stateOf(body.state),
         notBefore: num(body.notBeforeMs),
       };
     }
@@ -347,9 +360,9 @@ export function decodeReply(data: Uint8Array): Reply {
 
 /** A task record as the store keeps it: the TaskRecord message, not length-delimited. */
 export function encodeRecord(record: TaskRecord): Uint8Array {
-  return RecordType.encode(RecordType.fromObject(recordToMessage(record))).finish();
+  return RecordType.encode(recordToMessage(record)).finish();
 }
 
 export function decodeRecord(data: Uint8Array): TaskRecord {
-  return recordFromMessage(RecordType.toObject(RecordType.decode(data), TO_OBJECT));
+  return recordFromMessage(RecordType.decode(data) as unknown as Obj);
 }
