@@ -157,12 +157,22 @@ describe('steal and complete', () => {
     expect(g.steal('x', 5, [], T0 + 250).tasks).toEqual([]); // b is no longer handed out
   });
 
-  it('steals with n = 0 as one task and caps n at maxSteal', () => {
+  it('steals with n = 0 as one task, and refuses more than maxSteal', () => {
     const g = new Graph({ maxSteal: 3 });
     g.create(Array.from({ length: 10 }, (_, i) => ({ name: `t${i}` })), T0);
     expect(names(g, 'w', 0)).toHaveLength(1);
-    expect(names(g, 'w', 1000)).toHaveLength(3);
+    expect(names(g, 'w', 3)).toHaveLength(3);
+    expect(() => g.steal('w', 2 ** 31, [], T0)).toThrow('steal asks for 2147483648 tasks; the limit is 3 per request');
     expect(codeOf(() => g.steal('', 1, [], T0))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('refuses batches and graphs over their limits, changing nothing', () => {
+    const g = new Graph({ maxBatch: 3, maxTasks: 4 });
+    expect(() => g.create([{ name: 'a' }, { name: 'b' }, { name: 'c' }, { name: 'd' }], T0)).toThrow('create names 4 tasks; the limit is 3 per request');
+    g.create([{ name: 'a' }, { name: 'b' }, { name: 'c' }], T0);
+    expect(() => g.create([{ name: 'd' }, { name: 'e' }], T0)).toThrow('the graph would hold 5 tasks; the limit is 4');
+    expect(g.create([{ name: 'a' }, { name: 'd' }], T0)).toEqual({ created: 1, unchanged: 1 });
+    expect(codeOf(() => g.complete('w', [{ name: 'a' }, { name: 'b' }, { name: 'c' }, { name: 'd' }], T0))).toBe('TOO_LARGE');
   });
 });
 

@@ -32,10 +32,10 @@ export interface RunningHub {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts dhub on 127.0.0.1 with a free port; resolves once it listens. */
-export async function startHub(options: { db?: string; args?: string[] } = {}): Promise<RunningHub> {
+/** Starts dhub on 127.0.0.1 (a free port unless `bind` says); resolves once it listens. */
+export async function startHub(options: { db?: string; args?: string[]; bind?: string } = {}): Promise<RunningHub> {
   const db = options.db ?? join(tempDir(), 'db');
-  const proc = spawn(process.execPath, [DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', db, ...(options.args ?? [])], {
+  const proc = spawn(process.execPath, [DHUB, '--bind', options.bind ?? 'tcp://127.0.0.1:*', '--db', db, ...(options.args ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';

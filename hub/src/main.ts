@@ -2,9 +2,10 @@
 /** dhub: the dagwork hub daemon. */
 import { Command, Option } from 'commander';
 import { positiveArg } from './args.js';
+import { readAuthorizedKeys, readKeyFile } from './auth.js';
 import { DagworkError } from './errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
-import { defaultHubOptions, Hub } from './server.js';
+import { defaultHubOptions, Hub, isLocal, type HubOptions } from './server.js';
 
 const defaults = defaultHubOptions();
 
@@ -21,6 +22,11 @@ const program = new Command('dhub')
   .option('--max-payload-bytes <n>', 'largest task payload', positiveArg, 1 << 20)
   .option('--max-result-bytes <n>', 'largest task result', positiveArg, 1 << 20)
   .option('--max-wait-ms <n>', 'longest long poll a steal may ask for', positiveArg, defaults.maxWaitMs)
+  .option('--max-batch <n>', 'most tasks one request may name (create, complete, ...)', positiveArg, 100_000)
+  .option('--max-steal <n>', 'most tasks one steal may ask for', positiveArg, 10_000)
+  .option('--max-tasks <n>', 'most tasks the graph may hold', positiveArg, 100_000_000)
+  .option('--curve-secret <file>', "the hub's CURVE key pair (dquery keygen): encrypt every connection, admit only authorized keys")
+  .option('--authorized-keys <file>', 'with --curve-secret: client public keys and their roles, "KEY ROLE" a line (worker, submit, admin)')
   .option('--retry-backoff-ms <n>', 'wait before a failed task is handed out again; doubles each failure, up to 60 s', positiveArg, 1000)
   .addHelpText(
     'after',
@@ -30,17 +36,31 @@ Examples:
   dhub --bind tcp://0.0.0.0:6125 --db /scratch/run1
                                          serve a whole cluster (no encryption: trusted networks only)
 
+With CURVE, one endpoint per role: workers connect to --bind's port, submitters (create) to the
+next one, admins (retry too) to the one after:
+  dquery keygen hub && dquery keygen alice
+  echo "$(grep public-key alice.pub | cut -d' ' -f3) submit alice" > authorized-keys
+  dhub --bind tcp://0.0.0.0:6125 --curve-secret hub.key --authorized-keys authorized-keys
+
 Stop it with Ctrl-C or SIGTERM: it finishes the write in flight, closes the store and exits 0.
 A second dhub on the same --db is refused while the first runs.`,
   )
   .action(async (opts: Record<string, unknown>) => {
     const log = createLogger(opts.logLevel as LogLevel);
     const bind = String(opts.bind);
-    if (!/^(tcp:\/\/(127\.[\d.]+|localhost|\[::1\]):|ipc:|inproc:)/.test(bind)) {
-      log.warn(`binding ${bind}: any host that reaches it can read and change the task graph (no encryption, no authentication)`);
-    }
     let hub: Hub;
     try {
+      if ((opts.curveSecret === undefined) !== (opts.authorizedKeys === undefined)) {
+        throw new DagworkError('INVALID_ARGUMENT', '--curve-secret and --authorized-keys go together');
+      }
+      let curve: HubOptions['curve'];
+      if (opts.curveSecret !== undefined) {
+        const pair = readKeyFile(String(opts.curveSecret));
+        if (pair.secretKey === undefined) throw new DagworkError('INVALID_ARGUMENT', `${String(opts.curveSecret)} holds no secret-key: give the key pair file, not the .pub`);
+        curve = { publicKey: pair.publicKey, secretKey: pair.secretKey, authorizedKeys: readAuthorizedKeys(String(opts.authorizedKeys)) };
+      } else if (!isLocal(bind)) {
+        log.warn(`binding ${bind} without --curve-secret: any host that reaches it can read and change the task graph (no encryption, no authentication)`);
+      }
       hub = await Hub.start({
         bind,
         db: String(opts.db),
@@ -51,14 +71,21 @@ A second dhub on the same --db is refused while the first runs.`,
           maxPayloadBytes: opts.maxPayloadBytes as number,
           maxResultBytes: opts.maxResultBytes as number,
           backoffBaseMs: opts.retryBackoffMs as number,
+          maxBatch: opts.maxBatch as number,
+          maxSteal: opts.maxSteal as number,
+          maxTasks: opts.maxTasks as number,
         },
         log,
+        curve,
       });
     } catch (err) {
       process.stderr.write(`dhub: ${err instanceof DagworkError ? err.message : (err as Error).stack}\n`);
       process.exit(1);
     }
-    log.info(`listening on ${hub.endpoint} (store ${String(opts.db)}${opts.sync === true ? ', fsync on' : ''})`);
+    for (const { role, endpoint } of hub.endpoints) {
+      const how = opts.curveSecret === undefined ? `store ${String(opts.db)}${opts.sync === true ? ', fsync on' : ''}` : `CURVE, role ${role}`;
+      log.info(`listening on ${endpoint} (${how})`);
+    }
     const shutdown = (signal: string): void => {
       log.info(`${signal}: stopping`);
       hub.stop().then(

@@ -5,12 +5,13 @@
  * commit). Steals that ask to wait are parked and answered when work appears or their time is up.
  */
 import { Router } from 'zeromq';
+import { allows, ROLES, ZapHandler, type KeyPair, type Role } from './auth.js';
 import { DagworkError } from './errors.js';
 import { Graph } from './graph/graph.js';
 import type { GraphOptions } from './graph/options.js';
 import type { StealResult, TaskRecord } from './graph/types.js';
 import { silentLogger, type Logger } from './log.js';
-import { Store } from './store.js';
+import { Store, type StoreOptions, type TaskStore } from './store.js';
 import { decodeRequest, encodeReply, type Reply, type Request, type StealArgs, type WireError } from './wire/codec.js';
 
 export interface HubOptions {
@@ -31,6 +32,33 @@ export interface HubOptions {
   log: Logger;
   /** ms since the epoch. Default Date.now. */
   clock: () => number;
+  /** Opens the store. Default: LevelDB (Store.open). */
+  openStore: (location: string, options: StoreOptions) => Promise<TaskStore>;
+  /**
+   * CURVE encryption and authentication: the hub's key pair and the clients' public keys with
+   * their roles. With it the hub binds one endpoint per role (see roleEndpoints). Default: none
+   * (one endpoint, every operation allowed).
+   */
+  curve: (KeyPair & { authorizedKeys: Map<string, Role> }) | undefined;
+}
+
+/** Loopback and local transports: reachable from this machine only. */
+export function isLocal(bind: string): boolean {
+  return /^(tcp:\/\/(127\.[\d.]+|localhost|\[::1\]):|ipc:|inproc:)/.test(bind);
+}
+
+/**
+ * With CURVE, the endpoint of each role: the worker endpoint is `bind` itself, submit and admin
+ * the next two ports (tcp://h:6125 -> :6126, :6127; a `*` port stays `*`; ipc paths get a suffix).
+ */
+export function roleEndpoints(bind: string): Record<Role, string> {
+  const tcp = /^(tcp:\/\/.+):(\d+|\*)$/.exec(bind);
+  const at = (offset: number, role: Role): string => {
+    if (offset === 0) return bind;
+    if (tcp === null) return `${bind}-${role}`;
+    return tcp[2] === '*' ? bind : `${tcp[1]}:${Number(tcp[2]) + offset}`;
+  };
+  return { worker: at(0, 'worker'), submit: at(1, 'submit'), admin: at(2, 'admin') };
 }
 
 export function defaultHubOptions(): HubOptions {
@@ -44,10 +72,23 @@ export function defaultHubOptions(): HubOptions {
     graph: {},
     log: silentLogger,
     clock: Date.now,
+    openStore: (location, options) => Store.open(location, options),
+    curve: undefined,
   };
 }
 
-type Envelope = Buffer[];
+/** A bound socket and the role its clients have. */
+interface Listener {
+  router: Router;
+  role: Role;
+  endpoint: string;
+}
+
+/** Where a request came from: the socket, and the frames to put before the reply. */
+interface Envelope {
+  listener: Listener;
+  frames: Buffer[];
+}
 
 interface Outgoing {
   envelope: Envelope;
@@ -78,39 +119,63 @@ export class Hub {
   private constructor(
     private readonly options: HubOptions,
     private graph: Graph,
-    private readonly store: Store,
-    private readonly router: Router,
-    readonly endpoint: string,
+    private readonly store: TaskStore,
+    private readonly listeners: Listener[],
+    private readonly zap: ZapHandler | undefined,
   ) {
     this.done = new Promise((resolve, reject) => {
       this.settle = (error) => (error === undefined ? resolve() : reject(error));
     });
-    this.receiving = this.receiveLoop();
+    this.receiving = Promise.all(listeners.map((l) => this.receiveLoop(l))).then(() => undefined);
     this.scheduleTimer();
   }
 
-  /** Opens the store, recovers the graph and binds the endpoint. */
+  /** The endpoint of the worker role (the only one without CURVE). */
+  get endpoint(): string {
+    return (this.listeners[0] as Listener).endpoint;
+  }
+
+  /** Every bound endpoint with its role. */
+  get endpoints(): { role: Role; endpoint: string }[] {
+    return this.listeners.map(({ role, endpoint }) => ({ role, endpoint }));
+  }
+
+  /** Opens the store, recovers the graph and binds the endpoint(s). */
   static async start(overrides: Partial<HubOptions> = {}): Promise<Hub> {
     const options = { ...defaultHubOptions(), ...overrides };
     const log = options.log;
-    const store = await Store.open(options.db, { sync: options.sync });
-    let router: Router | undefined;
+    const store = await options.openStore(options.db, { sync: options.sync });
+    const listeners: Listener[] = [];
+    let zap: ZapHandler | undefined;
     try {
       const started = Date.now();
       const graph = await loadGraph(store, options.graph);
       log.info(`recovered ${graph.size} tasks from ${options.db} in ${Date.now() - started} ms`);
-      // The socket drops anything far over the limit without buffering it; up to the limit plus
-      // slack, the hub reads the message and answers TOO_LARGE.
-      router = new Router({ maxMessageSize: options.maxMessageBytes + 65_536, linger: 1000 });
-      try {
-        await router.bind(options.bind);
-      } catch (err) {
-        throw new DagworkError('INVALID_ARGUMENT', `cannot bind ${options.bind}: ${(err as Error).message}`, { cause: err });
+      const curve = options.curve;
+      if (curve !== undefined) zap = await ZapHandler.start(curve.authorizedKeys, log);
+      const binds: [Role, string][] = curve === undefined ? [['admin', options.bind]] : ROLES.map((role) => [role, roleEndpoints(options.bind)[role]]);
+      for (const [role, bind] of binds) {
+        // The socket drops anything far over the limit without buffering it; up to the limit plus
+        // slack, the hub reads the message and answers TOO_LARGE.
+        const router = new Router({ maxMessageSize: options.maxMessageBytes + 65_536, linger: 1000 });
+        if (curve !== undefined) {
+          router.curveServer = true;
+          router.curveSecretKey = curve.secretKey;
+          router.curvePublicKey = curve.publicKey;
+          router.zapDomain = role;
+        }
+        listeners.push({ router, role, endpoint: bind });
+        try {
+          await router.bind(bind);
+        } catch (err) {
+          throw new DagworkError('INVALID_ARGUMENT', `cannot bind ${bind}: ${(err as Error).message}`, { cause: err });
+        }
+        (listeners[listeners.length - 1] as Listener).endpoint = router.lastEndpoint ?? bind;
       }
-      const endpoint = router.lastEndpoint ?? options.bind;
-      return new Hub(options, graph, store, router, endpoint);
+      return new Hub(options, graph, store, listeners, zap);
     } catch (err) {
-      router?.close();
+      for (const l of listeners) l.router.close();
+      await zap?.close();
       await store.close();
       throw err;
     }
@@ -124,9 +189,10 @@ export class Hub {
     for (const p of this.parked) this.queueError(p.envelope, { code: 'SHUTTING_DOWN', message: 'the hub is stopping', task: '' });
     this.parked = [];
     await this.drain();
-    this.router.close();
+    for (const l of this.listeners) l.router.close();
     await this.receiving;
     await this.drain();
+    await this.zap?.close();
     await this.store.close();
     this.options.log.info('stopped');
     this.settle();
@@ -134,27 +200,28 @@ export class Hub {
 
   // --- receiving -------------------------------------------------------------------------
 
-  private async receiveLoop(): Promise<void> {
+  private async receiveLoop(listener: Listener): Promise<void> {
     try {
-      for await (const frames of this.router) this.onMessage(frames);
+      for await (const frames of listener.router) this.onMessage(listener, frames);
     } catch (err) {
       if (!this.stopping) this.options.log.error(`receive loop ended: ${(err as Error).message}`);
     }
   }
 
-  private onMessage(frames: Buffer[]): void {
-    this.dispatch(frames);
+  private onMessage(listener: Listener, frames: Buffer[]): void {
+    this.dispatch(listener, frames);
     this.scheduleFlush();
     this.scheduleTimer();
   }
 
-  private dispatch(frames: Buffer[]): void {
+  private dispatch(listener: Listener, frames: Buffer[]): void {
     const log = this.options.log;
     // A REQ client's message reaches the ROUTER as [routing id, empty delimiter, body]; the reply
     // goes back with the same envelope. A DEALER may leave the delimiter out.
     const delimiter = frames.findIndex((f, i) => i > 0 && f.length === 0);
-    const envelope = delimiter > 0 ? frames.slice(0, delimiter + 1) : frames.slice(0, 1);
-    const body = frames.slice(envelope.length);
+    const head = delimiter > 0 ? frames.slice(0, delimiter + 1) : frames.slice(0, 1);
+    const envelope: Envelope = { listener, frames: head };
+    const body = frames.slice(head.length);
     if (body.length !== 1) {
       log.warn(`malformed message: ${body.length} frames after the envelope`);
       return this.reject(envelope, 'MALFORMED', `expected one frame holding one length-delimited Request, got ${body.length} frames`);
@@ -172,6 +239,9 @@ export class Hub {
       const error = toWireError(err, log);
       log.warn(`rejected a request: ${error.code}: ${error.message}`);
       return this.queueError(envelope, error);
+    }
+    if (!allows(listener.role, request.op)) {
+      return this.reject(envelope, 'FORBIDDEN', `${request.op} is not allowed on the ${listener.role} endpoint`);
     }
     const now = this.options.clock();
     try {
@@ -324,7 +394,7 @@ export class Hub {
 
   private async send(envelope: Envelope, frame: Uint8Array): Promise<void> {
     try {
-      await this.router.send([...envelope, frame]);
+      await envelope.listener.router.send([...envelope.frames, frame]);
     } catch (err) {
       this.options.log.warn(`could not send a reply: ${(err as Error).message}`);
     }
@@ -352,14 +422,14 @@ export class Hub {
     } catch (reloadError) {
       log.error(`cannot reload the store: ${(reloadError as Error).message}; stopping`);
       this.stopping = true;
-      this.router.close();
+      for (const l of this.listeners) l.router.close();
       await this.store.close().catch(() => undefined);
       this.settle(reloadError);
     }
   }
 }
 
-async function loadGraph(store: Store, options: Partial<GraphOptions>): Promise<Graph> {
+async function loadGraph(store: TaskStore, options: Partial<GraphOptions>): Promise<Graph> {
   const records: TaskRecord[] = [];
   for await (const record of store.records()) records.push(record);
   return Graph.restore(records, options);

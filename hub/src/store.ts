@@ -21,7 +21,16 @@ export interface StoreOptions {
 
 type Db = Level<string, Uint8Array>;
 
-export class Store {
+/** What the hub needs of a store: a way in, a way out. Tests wrap the real one to inject faults. */
+export interface TaskStore {
+  /** Every stored task record. */
+  records(): AsyncIterable<TaskRecord>;
+  /** Writes the records atomically: all or none. */
+  write(records: readonly TaskRecord[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class Store implements TaskStore {
   private constructor(
     private readonly db: Db,
     readonly location: string,

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /** dquery: the dagwork command line. Every command is one or a few requests to the hub. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { curveKeyPair } from 'zeromq';
+import { formatKeyFile, formatPublicKeyFile } from '../../hub/src/auth.js';
 import { Command, CommanderError } from 'commander';
 import { durationArg, integerArg, positiveArg } from '../../hub/src/args.js';
 import { DagworkError } from '../../hub/src/errors.js';
 import type { TaskResult, TaskSpecInput } from '../../hub/src/graph/types.js';
-import { Client, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
+import { Client, curveOptions, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
 import { formatLookup, formatStatus, lookupJson, statusJson } from './format.js';
 import { parseTaskFile, TaskFileError } from './taskfile.js';
 
@@ -27,6 +29,8 @@ const program = new Command('dquery')
   .option('--hub <endpoint>', 'hub endpoint (env DAGWORK_HUB)', env.hub)
   .option('--worker <id>', 'worker identity for steal/complete/... (env DAGWORK_WORKER, else the host name)', env.worker)
   .option('--timeout <ms>', 'how long to wait for each reply before retrying', positiveArg, env.timeoutMs)
+  .option('--curve-server-key <key|file>', "the hub's CURVE public key, or its .pub file (env DAGWORK_CURVE_SERVER_KEY)", process.env.DAGWORK_CURVE_SERVER_KEY)
+  .option('--curve-key <file>', "this client's key pair file from dquery keygen (env DAGWORK_CURVE_KEY)", process.env.DAGWORK_CURVE_KEY)
   .showHelpAfterError('(add --help for usage)')
   .addHelpText(
     'after',
@@ -46,8 +50,10 @@ Example, a worker in plain shell:
 
 let client: Client | undefined;
 function hub(): Client {
-  const o = program.opts<{ hub: string; worker: string; timeout: number }>();
-  client ??= new Client({ hub: o.hub, worker: o.worker, timeoutMs: o.timeout });
+  const o = program.opts<{ hub: string; worker: string; timeout: number; curveServerKey?: string; curveKey?: string }>();
+  if ((o.curveServerKey === undefined) !== (o.curveKey === undefined)) throw new UsageError('--curve-server-key and --curve-key go together');
+  const curve = o.curveServerKey === undefined || o.curveKey === undefined ? undefined : curveOptions(o.curveServerKey, o.curveKey);
+  client ??= new Client({ hub: o.hub, worker: o.worker, timeoutMs: o.timeout, curve });
   return client;
 }
 
@@ -237,6 +243,21 @@ program
     console.log(o.json === true ? JSON.stringify(lookupJson(found), null, 2) : formatLookup(found));
   });
 
+program
+  .command('keygen')
+  .description('write a CURVE key pair: NAME.key (secret: keep it so) and NAME.pub (for the hub\'s authorized keys)')
+  .argument('<name>', 'file name without extension')
+  .addHelpText(
+    'after',
+    '\nExample:\n  dquery keygen node17 && echo "$(grep public-key node17.pub | cut -d\' \' -f3) worker node17" >> authorized-keys',
+  )
+  .action((name: string) => {
+    const pair = curveKeyPair();
+    writeFileSync(`${name}.key`, formatKeyFile(pair), { mode: 0o600, flag: 'wx' });
+    writeFileSync(`${name}.pub`, formatPublicKeyFile(pair.publicKey), { flag: 'wx' });
+    console.log(`wrote ${name}.key (keep it secret) and ${name}.pub\npublic key: ${pair.publicKey}`);
+  });
+
 program.exitOverride();
 program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
 for (const command of program.commands) command.exitOverride();
@@ -262,7 +283,7 @@ function exitFor(err: unknown): number {
     process.stderr.write(`dquery: ${err.code}: ${err.message}\n`);
   } else if (err instanceof HubUnreachableError || err instanceof TaskFileError) {
     process.stderr.write(`dquery: ${err.message}\n`);
-  } else if ((err as { code?: string }).code === 'ENOENT') {
+  } else if ((err as { code?: string }).code === 'ENOENT' || (err as { code?: string }).code === 'EEXIST') {
     process.stderr.write(`dquery: ${(err as Error).message}\n`);
   } else {
     process.stderr.write(`dquery: ${(err as Error)?.stack ?? String(err)}\n`);

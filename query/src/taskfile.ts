@@ -98,7 +98,7 @@ export function parseTaskFile(text: string): TaskSpecInput[] {
   try {
     // Sizes are left to the hub, whose limits may be raised; names, duplicates and cycles are not.
     const unbounded = Number.MAX_SAFE_INTEGER;
-    new Graph({ maxBatch: unbounded, maxDeps: unbounded, maxPayloadBytes: unbounded, maxAttempts: unbounded, maxLeaseMs: unbounded }).create(specs, 0);
+    new Graph({ maxBatch: unbounded, maxTasks: unbounded, maxDeps: unbounded, maxPayloadBytes: unbounded, maxAttempts: unbounded, maxLeaseMs: unbounded }).create(specs, 0);
   } catch (err) {
     if (err instanceof DagworkError) throw new TaskFileError(lineOf.get(err.task) ?? 0, err.message);
     throw err;

@@ -7,8 +7,10 @@
  * repeated completion is answered ALREADY_DONE, and leases from a steal whose reply was lost
  * expire and go back to the pool.
  */
+import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Request as ReqSocket } from 'zeromq';
+import { readKeyFile } from '../../hub/src/auth.js';
 import { DagworkError } from '../../hub/src/errors.js';
 import type { Completion, FailResult, GraphStatus, StealResult, TaskRecord, TaskResult, TaskSpecInput } from '../../hub/src/graph/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../hub/src/wire/codec.js';
@@ -22,6 +24,25 @@ export interface ClientOptions {
   timeoutMs: number;
   /** How many times to resend a request whose reply did not come. Default 2. */
   retries: number;
+  /** CURVE: the hub's public key and this client's key pair (see curveOptions). Default: none. */
+  curve: CurveOptions | undefined;
+}
+
+export interface CurveOptions {
+  serverKey: string;
+  publicKey: string;
+  secretKey: string;
+}
+
+/**
+ * CURVE options from what a user passes: the hub's public key (40 Z85 characters, or a file
+ * holding it) and the path of this client's key pair file (from `dquery keygen`).
+ */
+export function curveOptions(serverKey: string, keyFile: string): CurveOptions {
+  const server = /^.{40}$/.test(serverKey) && !existsSync(serverKey) ? serverKey : readKeyFile(serverKey).publicKey;
+  const pair = readKeyFile(keyFile);
+  if (pair.secretKey === undefined) throw new DagworkError('INVALID_ARGUMENT', `${keyFile} holds no secret-key: give this client's key pair file, not its .pub`);
+  return { serverKey: server, publicKey: pair.publicKey, secretKey: pair.secretKey };
 }
 
 export function defaultClientOptions(env: NodeJS.ProcessEnv = process.env): ClientOptions {
@@ -30,6 +51,7 @@ export function defaultClientOptions(env: NodeJS.ProcessEnv = process.env): Clie
     worker: env.DAGWORK_WORKER || hostname(),
     timeoutMs: 5_000,
     retries: 2,
+    curve: undefined,
   };
 }
 
@@ -179,7 +201,9 @@ export class Client {
         if (this.socket === socket) this.socket = undefined;
         if (attempt >= this.options.retries) {
           throw new HubUnreachableError(
-            `no reply from the hub at ${this.options.hub} within ${timeout} ms, ${attempt + 1} times: is dhub running there?`,
+            `no reply from the hub at ${this.options.hub} within ${timeout} ms, ${attempt + 1} times: is dhub running there${
+              this.options.curve === undefined ? '' : ', and is this key authorized for that endpoint'
+            }?`,
           );
         }
       }
@@ -189,6 +213,12 @@ export class Client {
   private connect(receiveTimeout: number): ReqSocket {
     if (this.socket === undefined) {
       this.socket = new ReqSocket({ linger: 0, sendTimeout: this.options.timeoutMs });
+      const curve = this.options.curve;
+      if (curve !== undefined) {
+        this.socket.curveServerKey = curve.serverKey;
+        this.socket.curvePublicKey = curve.publicKey;
+        this.socket.curveSecretKey = curve.secretKey;
+      }
       this.socket.connect(this.options.hub);
     }
     this.socket.receiveTimeout = receiveTimeout;

@@ -4,6 +4,7 @@ import { availableParallelism, hostname } from 'node:os';
 import { Command } from 'commander';
 import { durationArg, positiveArg } from '../../hub/src/args.js';
 import { DEFAULT_MAX_OUTPUT_BYTES, shellHandler } from './shell.js';
+import { curveOptions } from './client.js';
 import { runWorker, type WorkerSummary } from './worker.js';
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
@@ -20,6 +21,8 @@ const program = new Command('dworker')
   )
   .option('--hub <endpoint>', 'hub endpoint (env DAGWORK_HUB)', process.env.DAGWORK_HUB || 'tcp://127.0.0.1:6125')
   .option('--worker <id>', 'worker identity (env DAGWORK_WORKER, else HOST-PID)', process.env.DAGWORK_WORKER || `${hostname()}-${process.pid}`)
+  .option('--curve-server-key <key|file>', "the hub's CURVE public key, or its .pub file (env DAGWORK_CURVE_SERVER_KEY)", process.env.DAGWORK_CURVE_SERVER_KEY)
+  .option('--curve-key <file>', "this worker's key pair file from dquery keygen (env DAGWORK_CURVE_KEY)", process.env.DAGWORK_CURVE_KEY)
   .option('--pool <pool...>', 'take tasks only from these pools (default: all)')
   .option('-c, --concurrency <n>', 'commands running at once', positiveArg, availableParallelism())
   .option('--task-timeout <duration>', 'kill a command (its whole process group) after this long: 90, 90s, 10m, 2h')
@@ -50,7 +53,10 @@ Examples:
     const maxTasks = o.maxTasks as number | undefined;
     const idleTimeoutMs = ms('idleTimeout');
     const taskTimeoutMs = ms('taskTimeout');
+    if ((o.curveServerKey === undefined) !== (o.curveKey === undefined)) program.error('--curve-server-key and --curve-key go together');
+    const curve = o.curveServerKey === undefined ? undefined : curveOptions(String(o.curveServerKey), String(o.curveKey));
     const worker = runWorker({
+      client: { curve },
       hub: String(o.hub),
       worker: String(o.worker),
       pools: (o.pool as string[] | undefined) ?? [],
@@ -83,4 +89,9 @@ Examples:
     console.log(summaryLine(summary));
   });
 
-await program.parseAsync();
+try {
+  await program.parseAsync();
+} catch (err) {
+  process.stderr.write(`dworker: ${(err as Error).message}\n`);
+  process.exitCode = 1;
+}

@@ -1,5 +1,5 @@
 /** worker-kit: the public API for programs that talk to a dagwork hub. */
-export { Client, HubUnreachableError, defaultClientOptions, type ClientOptions, type StealOptions } from './client.js';
+export { Client, HubUnreachableError, curveOptions, defaultClientOptions, type ClientOptions, type CurveOptions, type StealOptions } from './client.js';
 export { DagworkError, ERROR_CODES, type ErrorCode } from '../../hub/src/errors.js';
 export type {
   Completion,

@@ -50,7 +50,7 @@ export interface WorkerOptions {
   /** Stop on SIGTERM and SIGINT. Default true. */
   handleSignals?: boolean;
   /** Request timeout and retries of the underlying clients. */
-  client?: Partial<Pick<ClientOptions, 'timeoutMs' | 'retries'>>;
+  client?: Partial<Pick<ClientOptions, 'timeoutMs' | 'retries' | 'curve'>>;
 }
 
 export type StopReason = 'finished' | 'stopped' | 'max-time' | 'max-tasks' | 'idle' | 'signal';
@@ -75,6 +75,8 @@ export interface WorkerSummary {
 export interface WorkerEvents {
   start: [task: LeasedTask];
   done: [task: LeasedTask, ms: number];
+  /** The hub recorded the completion of this task (the result went with it). */
+  completed: [name: string];
   failed: [task: LeasedTask, error: Error, permanent: boolean];
   lost: [task: LeasedTask, outcome: TaskResult];
   /** The hub could not be reached or refused a request; the worker retries. */
@@ -245,6 +247,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       const { results, next } = await this.control.complete(batch, steal);
       for (const r of results) {
         // ALREADY_DONE after a resend: the first send was recorded.
+        if (r.outcome === 'ACCEPTED') this.emit('completed', r.name);
         if (r.outcome === 'ACCEPTED' || r.outcome === 'ALREADY_DONE') this.counts.done++;
         else this.emit('error', new Error(`completion of ${r.name} refused: ${r.outcome}: ${r.message}`));
       }

@@ -154,6 +154,12 @@ export class Graph {
    */
   create(inputs: readonly TaskSpecInput[], now: number): { created: number; unchanged: number } {
     checkBatch(inputs.length, this.options, 'create');
+    if (this.tasks.size + inputs.length > this.options.maxTasks) {
+      const fresh = inputs.filter((input) => !this.tasks.has(input.name)).length;
+      if (this.tasks.size + fresh > this.options.maxTasks) {
+        throw new DagworkError('TOO_LARGE', `the graph would hold ${this.tasks.size + fresh} tasks; the limit is ${this.options.maxTasks}`);
+      }
+    }
     const fresh = new Map<string, TaskSpec>();
     let unchanged = 0;
     for (const input of inputs) {
@@ -195,10 +201,14 @@ export class Graph {
    */
   steal(worker: string, n: number, pools: readonly string[], now: number): StealResult {
     checkWorker(worker);
+    if (n > this.options.maxSteal) {
+      throw new DagworkError('TOO_LARGE', `steal asks for ${n} tasks; the limit is ${this.options.maxSteal} per request`);
+    }
+    checkBatch(pools.length, this.options, 'steal');
     for (const pool of pools) checkName(pool, this.options, 'pool');
     this.advance(now);
     this.stats(worker, now);
-    const want = Math.min(Math.max(n, 1), this.options.maxSteal);
+    const want = Math.max(n, 1);
     const queues = this.queuesOf(pools);
     const tasks: LeasedTask[] = [];
     while (tasks.length < want) {
@@ -558,14 +568,18 @@ export class Graph {
 
   /**
    * The names of `fresh` ordered dependencies first; throws CYCLE if they would close a cycle.
-   * The existing graph is acyclic, so a cycle must run through a new task. Only waiting or blocked
-   * existing tasks can lead back to a new one (through a name they waited for), so the search
-   * enters no other existing task.
+   * The existing graph is acyclic, so a cycle must run through a new task, and from there back
+   * into it through an existing task that waited for a new task's name. Without such a task (the
+   * usual case: dependencies created first) the search stays inside the batch; with one, it enters
+   * only waiting or blocked existing tasks, the only ones that can wait for a name.
    */
   private batchOrder(fresh: Map<string, TaskSpec>): string[] {
+    let awaited = false;
+    for (const name of fresh.keys()) if (this.missing.has(name)) awaited = true;
     const depsOf = (name: string): readonly string[] => {
       const spec = fresh.get(name);
       if (spec !== undefined) return spec.deps;
+      if (!awaited) return [];
       const task = this.tasks.get(name);
       return task !== undefined && (task.state === 'waiting' || task.state === 'blocked') ? task.spec.deps : [];
     };

@@ -12,8 +12,10 @@ export interface GraphOptions {
   maxDeps: number;
   /** Most tasks in one create, complete, heartbeat, release or retry request. Default 100,000. */
   maxBatch: number;
-  /** Most tasks one steal may take. Default 10,000. */
+  /** Most tasks one steal may take; a steal asking for more gets TOO_LARGE. Default 10,000. */
   maxSteal: number;
+  /** Most tasks in the graph; a create past it gets TOO_LARGE. Default 100,000,000. */
+  maxTasks: number;
   /** Attempts of a task that does not say. Default 3. */
   defaultAttempts: number;
   /** Most attempts a task may ask for. Default 1,000. */
@@ -38,6 +40,7 @@ export function defaultGraphOptions(): GraphOptions {
     maxDeps: 10_000,
     maxBatch: 100_000,
     maxSteal: 10_000,
+    maxTasks: 100_000_000,
     defaultAttempts: 3,
     maxAttempts: 1_000,
     defaultLeaseMs: 60_000,

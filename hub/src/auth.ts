@@ -1,0 +1,158 @@
+/**
+ * CURVE authentication and roles. ZeroMQ's CurveZMQ encrypts every connection and authenticates
+ * clients by their public key during the handshake, through a ZAP handler in the same process.
+ *
+ * zeromq.js cannot tell which key sent a given message, so roles are enforced by endpoint: the hub
+ * binds one socket per role, each with the role as its ZAP domain; the ZAP handler admits a key
+ * on an endpoint only if the key's role includes that endpoint's role, and each endpoint serves
+ * only the operations of its role.
+ */
+import { readFileSync } from 'node:fs';
+import { Router } from 'zeromq';
+import { DagworkError } from './errors.js';
+import type { Logger } from './log.js';
+import type { Operation } from './wire/codec.js';
+
+export const ROLES = ['worker', 'submit', 'admin'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** The operations each role may use; a role includes the ones before it. */
+const OPERATIONS: Record<Role, readonly Operation[]> = {
+  worker: ['steal', 'complete', 'fail', 'heartbeat', 'release', 'workerExit', 'status', 'lookup'],
+  submit: ['steal', 'complete', 'fail', 'heartbeat', 'release', 'workerExit', 'status', 'lookup', 'create'],
+  admin: ['steal', 'complete', 'fail', 'heartbeat', 'release', 'workerExit', 'status', 'lookup', 'create', 'retry'],
+};
+
+export function allows(role: Role, op: Operation): boolean {
+  return OPERATIONS[role].includes(op);
+}
+
+const rank = (role: Role): number => ROLES.indexOf(role);
+
+export interface KeyPair {
+  publicKey: string;
+  secretKey: string;
+}
+
+const Z85_KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
+
+/**
+ * Reads a key file as `dquery keygen` writes it: `public-key = ...` and `secret-key = ...` lines
+ * (a public-key file has only the first).
+ */
+export function readKeyFile(path: string): { publicKey: string; secretKey?: string } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new DagworkError('INVALID_ARGUMENT', `cannot read the key file ${path}: ${(err as Error).message}`);
+  }
+  const keys: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const match = /^\s*(public|secret)-key\s*=\s*"?([^"\s]+)"?\s*$/.exec(line);
+    if (match?.[1] !== undefined && match[2] !== undefined) keys[match[1]] = match[2];
+  }
+  const publicKey = keys.public;
+  if (publicKey === undefined || !Z85_KEY.test(publicKey)) throw new DagworkError('INVALID_ARGUMENT', `${path} holds no valid public-key line (40 Z85 characters)`);
+  if (keys.secret !== undefined && !Z85_KEY.test(keys.secret)) throw new DagworkError('INVALID_ARGUMENT', `${path}: the secret-key is not 40 Z85 characters`);
+  return keys.secret === undefined ? { publicKey } : { publicKey, secretKey: keys.secret };
+}
+
+export function formatKeyFile(pair: KeyPair): string {
+  return `# dagwork CURVE key pair: keep this file secret\npublic-key = ${pair.publicKey}\nsecret-key = ${pair.secretKey}\n`;
+}
+
+export function formatPublicKeyFile(publicKey: string): string {
+  return `# dagwork CURVE public key: give it to the hub's authorized-keys file\npublic-key = ${publicKey}\n`;
+}
+
+/** Reads `KEY ROLE [comment]` lines (# starts a comment); a bad line is an error naming it. */
+export function readAuthorizedKeys(path: string): Map<string, Role> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new DagworkError('INVALID_ARGUMENT', `cannot read the authorized keys ${path}: ${(err as Error).message}`);
+  }
+  const keys = new Map<string, Role>();
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/#.*/, '').trim();
+    if (line === '') return;
+    const [key, role] = line.split(/\s+/);
+    if (key === undefined || !Z85_KEY.test(key)) throw new DagworkError('INVALID_ARGUMENT', `${path} line ${i + 1}: expected a 40-character Z85 public key`);
+    if (!(ROLES as readonly string[]).includes(role ?? '')) {
+      throw new DagworkError('INVALID_ARGUMENT', `${path} line ${i + 1}: role "${role ?? ''}" is not one of ${ROLES.join(', ')}`);
+    }
+    keys.set(key, role as Role);
+  });
+  return keys;
+}
+
+/** Z85-encodes a 32-byte CURVE key (ZAP hands the client key over as raw bytes). */
+export function z85(bytes: Uint8Array): string {
+  const alphabet = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#';
+  let out = '';
+  for (let i = 0; i < bytes.length; i += 4) {
+    let value = (((bytes[i] ?? 0) << 24) | ((bytes[i + 1] ?? 0) << 16) | ((bytes[i + 2] ?? 0) << 8) | (bytes[i + 3] ?? 0)) >>> 0;
+    let chunk = '';
+    for (let j = 0; j < 5; j++) {
+      chunk = alphabet[value % 85] + chunk;
+      value = Math.floor(value / 85);
+    }
+    out += chunk;
+  }
+  return out;
+}
+
+/**
+ * The ZAP handler (RFC 27): admits a CURVE client on an endpoint whose domain is a role when the
+ * client's key is authorized with that role or a larger one. Must run before the sockets bind.
+ */
+export class ZapHandler {
+  private readonly socket = new Router();
+  private readonly loop: Promise<void>;
+
+  private constructor(
+    private readonly keys: Map<string, Role>,
+    private readonly log: Logger,
+  ) {
+    this.loop = this.serve();
+  }
+
+  static async start(keys: Map<string, Role>, log: Logger): Promise<ZapHandler> {
+    const handler = new ZapHandler(keys, log);
+    await handler.socket.bind('inproc://zeromq.zap.01');
+    return handler;
+  }
+
+  private async serve(): Promise<void> {
+    try {
+      for await (const frames of this.socket) {
+        // [routing id, empty, version, request id, domain, address, identity, mechanism, credentials...]
+        const [id, empty, version, requestId, domain, address, , mechanism, credentials] = frames;
+        const key = mechanism?.toString() === 'CURVE' && credentials !== undefined ? z85(credentials) : '';
+        const role = this.keys.get(key);
+        const wanted = domain?.toString() as Role | undefined;
+        const ok = role !== undefined && wanted !== undefined && ROLES.includes(wanted) && rank(role) >= rank(wanted);
+        if (!ok) this.log.warn(`refused a client from ${address?.toString() ?? '?'} on the ${wanted ?? '?'} endpoint: key ${key || '(none)'} ${role === undefined ? 'is not authorized' : `has role ${role}`}`);
+        await this.socket.send([
+          id as Buffer,
+          empty as Buffer,
+          version as Buffer,
+          requestId as Buffer,
+          ok ? '200' : '400',
+          ok ? 'OK' : 'not authorized',
+          ok ? key : '',
+          '',
+        ]);
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  async close(): Promise<void> {
+    this.socket.close();
+    await this.loop;
+  }
+}

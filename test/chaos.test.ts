@@ -1,0 +1,114 @@
+/**
+ * Chaos, bounded in time: a stencil DAG run by several worker processes while the hub is killed
+ * with SIGKILL and restarted, and workers are killed too. At the end every task is done, recorded
+ * once, in dependency order, and every completion a worker saw acknowledged is in the store.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Store } from '../hub/src/store.js';
+import type { TaskRecord } from '../hub/src/graph/types.js';
+import { Client } from '../worker-kit/src/index.js';
+import { cleanTempDirs, ROOT, startHub, stencil, tempDir, dquery, type RunningHub } from './helpers.js';
+import { writeFileSync } from 'node:fs';
+
+afterAll(cleanTempDirs);
+
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+interface WorkerProc {
+  name: string;
+  proc: ChildProcess;
+  out: string;
+  exited: Promise<void>;
+}
+
+function startWorker(endpoint: string, name: string): WorkerProc {
+  const proc = spawn(process.execPath, [join(ROOT, 'test/chaos-worker.mjs'), endpoint, name], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const w: WorkerProc = { name, proc, out: '', exited: new Promise((resolve) => proc.once('exit', () => resolve())) };
+  proc.stdout?.on('data', (c: Buffer) => (w.out += c.toString()));
+  return w;
+}
+
+describe('chaos', () => {
+  it('loses nothing while the hub and workers are killed with SIGKILL at random moments', async () => {
+    const port = await freePort();
+    const endpoint = `tcp://127.0.0.1:${port}`;
+    const db = join(tempDir(), 'db');
+    const args = ['--retry-backoff-ms', '50'];
+    const columns = 30;
+    const rows = 100;
+    let hub: RunningHub = await startHub({ db, bind: endpoint, args });
+    const file = join(tempDir(), 'stencil.txt');
+    // Short leases, so that the tasks of killed workers come back quickly.
+    writeFileSync(file, stencil(columns, rows).trim().split('\n').map((line) => {
+      const [name, ...deps] = line.split(',');
+      return JSON.stringify({ name, deps, lease: '1s', attempts: 1000 });
+    }).join('\n'));
+    expect((await dquery(hub, ['addfile', file])).code).toBe(0);
+
+    const workers: WorkerProc[] = [1, 2, 3].map((i) => startWorker(endpoint, `w${i}`));
+    let next = 4;
+    const deadline = Date.now() + 120_000;
+    const status = new Client({ hub: endpoint, worker: 'observer', timeoutMs: 500, retries: 0 });
+    const done = async (): Promise<number> => (await status.status().catch(() => undefined))?.counts.done ?? -1;
+    try {
+      for (let round = 0; round < 4 && Date.now() < deadline; round++) {
+        await pause(400 + Math.random() * 800);
+        // Kill the hub mid-flight, then bring it back on the same store and port.
+        await hub.stop('SIGKILL');
+        await pause(Math.random() * 300);
+        hub = await startHub({ db, bind: endpoint, args });
+        // And one worker, replaced by a new one.
+        const victim = workers[Math.floor(Math.random() * workers.length)] as WorkerProc;
+        victim.proc.kill('SIGKILL');
+        workers.push(startWorker(endpoint, `w${next++}`));
+      }
+      while ((await done()) < columns * rows && Date.now() < deadline) await pause(200);
+      await Promise.race([Promise.all(workers.map((w) => w.exited)), pause(Math.max(0, deadline - Date.now()))]);
+    } finally {
+      status.close();
+      for (const w of workers) w.proc.kill('SIGKILL');
+      await hub.stop();
+    }
+
+    const store = await Store.open(db);
+    const tasks = new Map<string, TaskRecord>();
+    for await (const r of store.records()) tasks.set(r.spec.name, r);
+    await store.close();
+    expect(tasks.size).toBe(columns * rows);
+    const problems: string[] = [];
+    const doneAt = (r: TaskRecord | undefined): number => r?.log.find((c) => c.state === 'done')?.at ?? NaN;
+    for (const t of tasks.values()) {
+      if (t.state !== 'done') problems.push(`${t.spec.name} is ${t.state}`);
+      const dones = t.log.filter((c) => c.state === 'done').length;
+      if (dones !== 1) problems.push(`${t.spec.name} recorded done ${dones} times`);
+      const firstRun = t.log.find((c) => c.state === 'running')?.at ?? NaN;
+      for (const dep of t.spec.deps) if (!(firstRun >= doneAt(tasks.get(dep)))) problems.push(`${t.spec.name} ran before ${dep} was done`);
+    }
+    // Every acknowledged completion is in the store, by the worker that was told so, and only once.
+    const ackedBy = new Map<string, string[]>();
+    for (const w of workers) {
+      for (const line of w.out.split('\n')) {
+        if (line.startsWith('ack ')) ackedBy.set(line.slice(4), [...(ackedBy.get(line.slice(4)) ?? []), w.name]);
+      }
+    }
+    for (const [name, by] of ackedBy) {
+      if (by.length !== 1) problems.push(`${name} acknowledged to ${by.join(', ')}`);
+      if (tasks.get(name)?.worker !== by[0]) problems.push(`${name} acknowledged to ${by[0]} but recorded for ${tasks.get(name)?.worker}`);
+    }
+    expect(problems.slice(0, 20)).toEqual([]);
+    expect(ackedBy.size).toBeGreaterThan(columns * rows * 0.5); // most acks made it to stdout
+  }, 180_000);
+});

@@ -1,0 +1,194 @@
+/**
+ * Property-based tests of the graph core: random sequences of every operation and of clock
+ * advances, checked after each step against the invariants the hub promises, against what the
+ * state before the step allows, and against a graph restored from the records it marked dirty.
+ */
+import fc from 'fast-check';
+import { describe, it } from 'vitest';
+import { DagworkError } from '../hub/src/errors.js';
+import { Graph } from '../hub/src/graph/graph.js';
+import type { TaskRecord, TaskSpecInput } from '../hub/src/graph/types.js';
+
+const NAMES = ['a', 'b', 'c', 'd', 'e', 'f'];
+const WORKERS = ['w1', 'w2', 'w3'];
+const T0 = 1_700_000_000_000;
+
+type Op =
+  | { op: 'create'; names: string[]; conflicting: boolean }
+  | { op: 'steal'; worker: string; n: number; pools: string[] }
+  | { op: 'complete'; worker: string; names: string[] }
+  | { op: 'fail'; worker: string; name: string; permanent: boolean }
+  | { op: 'heartbeat'; worker: string; names: string[] }
+  | { op: 'release'; worker: string; names: string[] }
+  | { op: 'exit'; worker: string }
+  | { op: 'retry'; names: string[] | undefined }
+  | { op: 'advance'; ms: number };
+
+const name = fc.constantFrom(...NAMES);
+const worker = fc.constantFrom(...WORKERS);
+const names = fc.uniqueArray(name, { maxLength: 3 });
+/** One definition per name for a whole run, so that most creates are new or identical. */
+const spec = (n: string): fc.Arbitrary<TaskSpecInput> =>
+  fc.record({
+  name: fc.constant(n),
+  deps: fc.uniqueArray(name, { maxLength: 2 }),
+  priority: fc.integer({ min: 0, max: 2 }),
+  pool: fc.constantFrom('default', 'gpu'),
+  maxAttempts: fc.integer({ min: 1, max: 3 }),
+  leaseMs: fc.constantFrom(100, 500, 2000),
+});
+const specs = fc.tuple(...NAMES.map(spec));
+const op: fc.Arbitrary<Op> = fc.oneof(
+  { arbitrary: fc.record({ op: fc.constant('create' as const), names: fc.uniqueArray(name, { minLength: 1, maxLength: 3 }), conflicting: fc.boolean() }), weight: 3 },
+  { arbitrary: fc.record({ op: fc.constant('steal' as const), worker, n: fc.integer({ min: 1, max: 3 }), pools: fc.constantFrom([], ['default'], ['gpu']) }), weight: 3 },
+  { arbitrary: fc.record({ op: fc.constant('complete' as const), worker, names }), weight: 3 },
+  fc.record({ op: fc.constant('fail' as const), worker, name, permanent: fc.boolean() }),
+  fc.record({ op: fc.constant('heartbeat' as const), worker, names }),
+  fc.record({ op: fc.constant('release' as const), worker, names }),
+  fc.record({ op: fc.constant('exit' as const), worker }),
+  fc.record({ op: fc.constant('retry' as const), names: fc.option(names, { nil: undefined }) }),
+  { arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 2500 }) }), weight: 2 },
+);
+
+function snapshot(graph: Graph, now: number): Map<string, TaskRecord> {
+  const out = new Map<string, TaskRecord>();
+  for (const n of NAMES) {
+    try {
+      // The record's own fields only: the graph's links and queue marks are not part of it.
+      const { spec, state, attempts, worker, leaseDeadline, notBefore, result, lastError, log, seq } = graph.lookup(n, now).task;
+      out.set(n, structuredClone({ spec, state, attempts, worker, leaseDeadline, notBefore, result, lastError, log, seq }));
+    } catch (err) {
+      if (!(err instanceof DagworkError && err.code === 'UNKNOWN_TASK')) throw err;
+    }
+  }
+  return out;
+}
+
+function fail(message: string): never {
+  throw new Error(message);
+}
+
+/** The promises that hold after every step, whatever happened. */
+function checkInvariants(graph: Graph, tasks: Map<string, TaskRecord>, now: number): void {
+  const tally: Record<string, number> = { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0 };
+  for (const t of tasks.values()) {
+    tally[t.state] = (tally[t.state] ?? 0) + 1;
+    const deps = t.spec.deps.map((d) => tasks.get(d));
+    const allDone = deps.every((d) => d?.state === 'done');
+    const anyBad = deps.some((d) => d?.state === 'failed' || d?.state === 'blocked');
+    const where = `${t.spec.name} (${t.state}, deps ${t.spec.deps.map((d) => `${d}:${tasks.get(d)?.state ?? 'missing'}`).join(' ')})`;
+    if ((t.state === 'ready' || t.state === 'running') && !allDone) fail(`${where} runnable before its deps are done`);
+    if (t.state === 'waiting' && (allDone || anyBad)) fail(`${where} waiting for nothing, or for a failed ancestor`);
+    if (t.state === 'blocked' && !anyBad) fail(`${where} blocked without a failed or blocked dep`);
+    if (t.state === 'running' && (t.worker === '' || t.leaseDeadline <= now)) fail(`${where} running without a live lease`);
+    if (t.attempts > t.spec.maxAttempts || t.attempts < 0) fail(`${where} has ${t.attempts} attempts of ${t.spec.maxAttempts}`);
+  }
+  const status = graph.status(now);
+  for (const [state, count] of Object.entries(tally)) {
+    if (status.counts[state as keyof typeof status.counts] !== count) fail(`status counts ${state} ${status.counts[state as keyof typeof status.counts]}, tasks say ${count}`);
+  }
+  if (status.total !== tasks.size) fail(`status total ${status.total}, ${tasks.size} tasks exist`);
+}
+
+function run(definitions: TaskSpecInput[], ops: Op[]): void {
+  const definition = (n: string): TaskSpecInput => definitions.find((d) => d.name === n) as TaskSpecInput;
+  const graph = new Graph({ backoffBaseMs: 200 });
+  const stored = new Map<string, TaskRecord>(); // what a store would hold: the dirty records
+  const completions = new Map<string, number>();
+  let now = T0;
+  for (const step of ops) {
+    const before = snapshot(graph, now);
+    const existed = new Set(before.keys());
+    try {
+      switch (step.op) {
+        case 'create':
+          // A conflicting batch redefines its last task; the whole batch must then be refused.
+          graph.create(
+            step.names.map((n, i) => (step.conflicting && i === step.names.length - 1 ? { ...definition(n), priority: 99 } : definition(n))),
+            now,
+          );
+          break;
+        case 'steal': {
+          const { tasks, finished } = graph.steal(step.worker, step.n, step.pools, now);
+          const after = snapshot(graph, now);
+          for (const t of tasks) {
+            if (before.get(t.name)?.state !== 'ready') fail(`stole ${t.name}, which was ${before.get(t.name)?.state}: leased twice?`);
+            if (t.attempt !== (before.get(t.name)?.attempts ?? 0) + 1) fail(`stole ${t.name} with attempt ${t.attempt}`);
+          }
+          // Highest priority first: nothing better is left behind in the asked pools.
+          const lowest = Math.min(...tasks.map((t) => t.priority));
+          for (const t of after.values()) {
+            const asked = step.pools.length === 0 || step.pools.includes(t.spec.pool);
+            if (asked && t.state === 'ready' && t.notBefore === 0 && t.spec.priority > lowest) fail(`left ${t.spec.name} (priority ${t.spec.priority}) for a lower one`);
+            if (asked && t.state === 'ready' && t.notBefore === 0 && tasks.length < step.n) fail(`left ready ${t.spec.name} behind`);
+          }
+          if (finished && [...after.values()].some((t) => (step.pools.length === 0 || step.pools.includes(t.spec.pool)) && ['waiting', 'ready', 'running'].includes(t.state))) {
+            fail('finished while work may still come');
+          }
+          break;
+        }
+        case 'complete':
+          for (const r of graph.complete(step.worker, step.names.map((n) => ({ name: n })), now)) {
+            const prior = before.get(r.name);
+            const mine = prior?.worker === step.worker;
+            const allowed = prior !== undefined && mine && (prior.state === 'running' || ((prior.state === 'ready' || prior.state === 'failed') && prior.attempts > 0));
+            if ((r.outcome === 'ACCEPTED') !== allowed) fail(`complete ${r.name} by ${step.worker} from ${prior?.state}/${prior?.worker}: ${r.outcome}`);
+            if (r.outcome === 'ACCEPTED') {
+              completions.set(r.name, (completions.get(r.name) ?? 0) + 1);
+              if ((completions.get(r.name) ?? 0) > 1) fail(`${r.name} completed twice`);
+              before.set(r.name, { ...(prior as TaskRecord), state: 'done' }); // a repeat in the same request
+            }
+          }
+          break;
+        case 'fail': {
+          const prior = before.get(step.name);
+          const { result } = graph.fail(step.worker, step.name, 'boom', step.permanent, now);
+          const allowed = prior?.state === 'running' && prior.worker === step.worker;
+          if ((result.outcome === 'ACCEPTED') !== allowed) fail(`fail ${step.name} by ${step.worker} from ${prior?.state}: ${result.outcome}`);
+          break;
+        }
+        case 'heartbeat':
+          for (const r of graph.heartbeat(step.worker, step.names, now)) {
+            const prior = before.get(r.name);
+            if (prior?.state === 'running' && prior.worker === step.worker) fail(`heartbeat lost a live lease on ${r.name}`);
+          }
+          break;
+        case 'release':
+          graph.release(step.worker, step.names, now);
+          break;
+        case 'exit':
+          graph.workerExit(step.worker, now);
+          if ([...snapshot(graph, now).values()].some((t) => t.state === 'running' && t.worker === step.worker)) fail(`${step.worker} kept a lease after exit`);
+          break;
+        case 'retry':
+          graph.retry(step.names, now);
+          break;
+        case 'advance':
+          now += step.ms;
+          graph.advance(now);
+          break;
+      }
+    } catch (err) {
+      if (!(err instanceof DagworkError)) throw err;
+      // A refused request changes nothing.
+      const after = snapshot(graph, now);
+      if (JSON.stringify([...after]) !== JSON.stringify([...before])) fail(`refused ${step.op} (${err.code}) but changed the graph`);
+    }
+    for (const r of graph.takeDirty()) stored.set(r.spec.name, structuredClone(r));
+    const tasks = snapshot(graph, now);
+    for (const n of existed) if (!tasks.has(n)) fail(`task ${n} was lost`);
+    checkInvariants(graph, tasks, now);
+    // What the store holds is the graph: a restart from it sees the same tasks.
+    const restored = snapshot(Graph.restore([...stored.values()].map((r) => structuredClone(r))), now);
+    if (JSON.stringify([...restored]) !== JSON.stringify([...tasks])) fail(`a graph restored from the store differs after ${step.op}`);
+  }
+}
+
+describe('graph properties', () => {
+  it('holds its invariants under random sequences of every operation and clock advances', () => {
+    fc.assert(
+      fc.property(specs, fc.array(op, { minLength: 5, maxLength: 80, size: 'max' }), (definitions, ops) => run(definitions, ops)),
+      { numRuns: 300 },
+    );
+  });
+});
