@@ -9,7 +9,7 @@ const w = runWorker({
   concurrency: 4,
   pollMs: 500,
   client: { timeoutMs: 400, retries: 1 },
-  handler: () => new Promise((resolve) => setTimeout(resolve, Math.random() * 4)),
+  handler: () => new Promise((resolve) => setTimeout(resolve, 2 + Math.random() * 8)),
 });
 w.on('completed', (name) => process.stdout.write(`ack ${name}\n`));
 const summary = await w.done;

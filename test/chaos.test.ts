@@ -60,12 +60,16 @@ describe('chaos', () => {
 
     const workers: WorkerProc[] = [1, 2, 3].map((i) => startWorker(endpoint, `w${i}`));
     let next = 4;
+    const kills: number[] = [];
     const deadline = Date.now() + 120_000;
     const status = new Client({ hub: endpoint, worker: 'observer', timeoutMs: 500, retries: 0 });
     const done = async (): Promise<number> => (await status.status().catch(() => undefined))?.counts.done ?? -1;
     try {
-      for (let round = 0; round < 4 && Date.now() < deadline; round++) {
-        await pause(400 + Math.random() * 800);
+      // Kill mid-flight: once 15%, 35%, 55% and 75% of the work is done, at a random moment after.
+      for (const fraction of [0.15, 0.35, 0.55, 0.75]) {
+        while ((await done()) < fraction * columns * rows && Date.now() < deadline) await pause(20);
+        await pause(Math.random() * 100);
+        kills.push(await done());
         // Kill the hub mid-flight, then bring it back on the same store and port.
         await hub.stop('SIGKILL');
         await pause(Math.random() * 300);
@@ -109,6 +113,7 @@ describe('chaos', () => {
       if (tasks.get(name)?.worker !== by[0]) problems.push(`${name} acknowledged to ${by[0]} but recorded for ${tasks.get(name)?.worker}`);
     }
     expect(problems.slice(0, 20)).toEqual([]);
+    expect(kills.every((d) => d < columns * rows), `killed at ${kills.join(', ')} tasks done`).toBe(true);
     expect(ackedBy.size).toBeGreaterThan(columns * rows * 0.5); // most acks made it to stdout
   }, 180_000);
 });

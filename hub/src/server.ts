@@ -111,6 +111,8 @@ export class Hub {
   private timerAt = Infinity;
   private stopping = false;
   private recovering = false;
+  /** Messages that arrived while the graph was being reloaded after a failed write. */
+  private held: [Listener, Buffer[]][] = [];
   private readonly receiving: Promise<void>;
   /** Settles when the hub has stopped, or rejects when it cannot go on (its store broke). */
   readonly done: Promise<void>;
@@ -209,6 +211,11 @@ export class Hub {
   }
 
   private onMessage(listener: Listener, frames: Buffer[]): void {
+    if (this.recovering && this.held.length < this.options.maxParked) {
+      // The graph is being rebuilt from the store: answer these once it is back.
+      this.held.push([listener, frames]);
+      return;
+    }
     this.dispatch(listener, frames);
     this.scheduleFlush();
     this.scheduleTimer();
@@ -231,7 +238,7 @@ export class Hub {
       return this.reject(envelope, 'TOO_LARGE', `request of ${data.length} bytes is over the limit of ${this.options.maxMessageBytes}`);
     }
     if (this.stopping) return this.reject(envelope, 'SHUTTING_DOWN', 'the hub is stopping; try again when it is back');
-    if (this.recovering) return this.reject(envelope, 'STORE_FAILED', 'the hub is recovering from a store failure; try again');
+    if (this.recovering) return this.reject(envelope, 'STORE_FAILED', 'the hub is recovering from a store failure and holds too many requests; try again');
     let request: Request;
     try {
       request = decodeRequest(data);
@@ -367,6 +374,8 @@ export class Hub {
       .then(() => this.flush())
       .finally(() => {
         this.flushing = undefined;
+        // Replies queued while a failed write was being handled still need their flush.
+        if (this.outbox.length > 0 && !this.recovering) this.scheduleFlush();
       });
   }
 
@@ -419,6 +428,7 @@ export class Hub {
       this.graph = await loadGraph(this.store, this.options.graph);
       log.warn(`reloaded ${this.graph.size} tasks from the store after the failed write`);
       this.recovering = false;
+      for (const [listener, frames] of this.held.splice(0)) this.dispatch(listener, frames);
     } catch (reloadError) {
       log.error(`cannot reload the store: ${(reloadError as Error).message}; stopping`);
       this.stopping = true;
