@@ -74,9 +74,23 @@ class HubError(Exception):
         self.code = code
 
 
+def read_keys(path):
+    """The keys of a file written by `dquery keygen`: {'public': ..., 'secret': ...}."""
+    keys = {}
+    with open(path) as f:
+        for line in f:
+            name, sep, value = line.partition("=")
+            if sep and name.strip() in ("public-key", "secret-key"):
+                keys[name.strip().split("-")[0]] = value.strip().strip('"')
+    return keys
+
+
 class Hub:
     """One REQ socket to dhub. A reply that does not come in time: rebuild the socket and resend
-    (every dagwork operation is safe to repeat)."""
+    (every dagwork operation is safe to repeat).
+
+    CURVE: set DAGWORK_CURVE_SERVER_KEY (the hub's .pub file) and DAGWORK_CURVE_KEY (this
+    client's key pair file), and connect to the endpoint of the role the key has."""
 
     def __init__(self, endpoint=None, worker=None, timeout_ms=5000, retries=2):
         self.endpoint = endpoint or os.environ.get("DAGWORK_HUB", "tcp://127.0.0.1:6125")
@@ -84,6 +98,11 @@ class Hub:
         self.timeout_ms, self.retries = timeout_ms, retries
         self.context = zmq.Context.instance()
         self.socket = None
+        self.curve = None
+        server, mine = os.environ.get("DAGWORK_CURVE_SERVER_KEY"), os.environ.get("DAGWORK_CURVE_KEY")
+        if server and mine:
+            server_key = server if len(server) == 40 and not os.path.exists(server) else read_keys(server)["public"]
+            self.curve = (server_key, read_keys(mine))
 
     def call(self, request, wait_ms=0):
         """Sends a Request, returns the Reply; raises HubError if the hub refused it."""
@@ -92,6 +111,11 @@ class Hub:
             if self.socket is None:
                 self.socket = self.context.socket(zmq.REQ)
                 self.socket.setsockopt(zmq.LINGER, 0)
+                if self.curve:
+                    server_key, keys = self.curve
+                    self.socket.curve_serverkey = server_key.encode()
+                    self.socket.curve_publickey = keys["public"].encode()
+                    self.socket.curve_secretkey = keys["secret"].encode()
                 self.socket.connect(self.endpoint)
             self.socket.setsockopt(zmq.RCVTIMEO, self.timeout_ms + wait_ms)
             self.socket.send(frame)

@@ -3,7 +3,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, type TaskRecord } from '../worker-kit/src/index.js';
-import { cleanTempDirs, ROOT, startHub } from './helpers.js';
+import { writeFileSync } from 'node:fs';
+import { readKeyFile } from '../hub/src/auth.js';
+import { cleanTempDirs, DQUERY, ROOT, runNode, startHub, tempDir } from './helpers.js';
 
 afterAll(cleanTempDirs);
 
@@ -56,6 +58,32 @@ describe.runIf(runIt)('python-example', () => {
         expect(task.state).toBe('done');
         for (const dep of task.spec.deps) expect(at(task, 'running')).toBeGreaterThanOrEqual(at(tasks.get(dep) as TaskRecord, 'done'));
       }
+    } finally {
+      await hub.stop();
+    }
+  });
+
+  it('works over CURVE with pyzmq: a submit key creates, a worker key runs', async () => {
+    const dir = tempDir();
+    for (const name of ['hub', 'alice', 'node1']) expect((await runNode([DQUERY, 'keygen', join(dir, name)])).code).toBe(0);
+    const pub = (name: string): string => readKeyFile(join(dir, `${name}.pub`)).publicKey;
+    writeFileSync(join(dir, 'keys'), `${pub('alice')} submit\n${pub('node1')} worker\n`);
+    const hub = await startHub({ args: ['--curve-secret', join(dir, 'hub.key'), '--authorized-keys', join(dir, 'keys')] });
+    try {
+      const endpoints: Record<string, string> = {};
+      for (let i = 0; i < 100 && Object.keys(endpoints).length < 3; i++) {
+        for (const m of hub.log().matchAll(/listening on (\S+) \(CURVE, role (\w+)\)/g)) endpoints[m[2] as string] = m[1] as string;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      const curve = { DAGWORK_CURVE_SERVER_KEY: join(dir, 'hub.pub') };
+      let submitted!: () => void;
+      const created = new Promise<void>((resolve) => (submitted = resolve));
+      const client = python('client.py', ['--hub', endpoints.submit as string], { ...curve, DAGWORK_CURVE_KEY: join(dir, 'alice.key') }, (out) => out.includes('created 5 tasks') && submitted());
+      await created;
+      const worker = await python('worker.py', ['--hub', endpoints.worker as string, '--worker', 'py-secure'], { ...curve, DAGWORK_CURVE_KEY: join(dir, 'node1.key') });
+      expect(worker).toMatchObject({ code: 0 });
+      expect(worker.out).toMatch(/worker py-secure: 5 done, 0 failed/);
+      expect(await client).toMatchObject({ code: 0 });
     } finally {
       await hub.stop();
     }

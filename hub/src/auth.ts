@@ -66,7 +66,10 @@ export function formatPublicKeyFile(publicKey: string): string {
   return `# dagwork CURVE public key: give it to the hub's authorized-keys file\npublic-key = ${publicKey}\n`;
 }
 
-/** Reads `KEY ROLE [comment]` lines (# starts a comment); a bad line is an error naming it. */
+/**
+ * Reads `KEY ROLE [comment]` lines; lines starting with # are comments (not a # elsewhere: Z85
+ * keys may hold one). A bad line is an error naming it.
+ */
 export function readAuthorizedKeys(path: string): Map<string, Role> {
   let text: string;
   try {
@@ -76,8 +79,8 @@ export function readAuthorizedKeys(path: string): Map<string, Role> {
   }
   const keys = new Map<string, Role>();
   text.split('\n').forEach((raw, i) => {
-    const line = raw.replace(/#.*/, '').trim();
-    if (line === '') return;
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
     const [key, role] = line.split(/\s+/);
     if (key === undefined || !Z85_KEY.test(key)) throw new DagworkError('INVALID_ARGUMENT', `${path} line ${i + 1}: expected a 40-character Z85 public key`);
     if (!(ROLES as readonly string[]).includes(role ?? '')) {

@@ -1,0 +1,120 @@
+/** CURVE: encryption, authentication in the handshake, and roles by endpoint, against the real dhub. */
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readKeyFile } from '../hub/src/auth.js';
+import { Client, curveOptions, HubUnreachableError, type CurveOptions } from '../worker-kit/src/index.js';
+import { cleanTempDirs, DQUERY, ROOT, runNode, startHub, tempDir, type RunningHub } from './helpers.js';
+
+const dir = tempDir();
+let hub: RunningHub;
+const endpoints: Record<string, string> = {};
+const key = (name: string): CurveOptions => curveOptions(join(dir, 'hub.pub'), join(dir, `${name}.key`));
+
+async function keygen(name: string): Promise<void> {
+  const run = await runNode([DQUERY, 'keygen', join(dir, name)]);
+  expect(run.code, run.stderr).toBe(0);
+}
+
+function client(role: string, name: string | undefined): Client {
+  return new Client({ hub: endpoints[role] as string, worker: name ?? 'plain', timeoutMs: 500, retries: 0, curve: name === undefined ? undefined : key(name) });
+}
+
+async function errorOf(call: Promise<unknown>): Promise<unknown> {
+  return call.then(
+    () => 'no error',
+    (err: unknown) => err,
+  );
+}
+
+beforeAll(async () => {
+  for (const name of ['hub', 'w1', 'alice', 'root', 'stranger']) await keygen(name);
+  const pub = (name: string): string => readKeyFile(join(dir, `${name}.pub`)).publicKey;
+  writeFileSync(join(dir, 'authorized-keys'), `# dagwork clients\n${pub('w1')} worker node 1\n${pub('alice')} submit\n${pub("root")}   admin  ops team\n`);
+  hub = await startHub({ args: ['--curve-secret', join(dir, 'hub.key'), '--authorized-keys', join(dir, 'authorized-keys')] });
+  for (let i = 0; i < 100 && Object.keys(endpoints).length < 3; i++) {
+    for (const m of hub.log().matchAll(/listening on (\S+) \(CURVE, role (\w+)\)/g)) endpoints[m[2] as string] = m[1] as string;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+});
+
+afterAll(async () => {
+  await hub.stop();
+  cleanTempDirs();
+});
+
+describe('CURVE', () => {
+  it('writes key pairs the hub and clients read, and refuses to overwrite one', async () => {
+    expect(Object.keys(endpoints).sort()).toEqual(['admin', 'submit', 'worker']);
+    const text = readFileSync(join(dir, 'w1.key'), 'utf8');
+    expect(text).toMatch(/^# dagwork CURVE key pair: keep this file secret\npublic-key = .{40}\nsecret-key = .{40}\n$/);
+    const again = await runNode([DQUERY, 'keygen', join(dir, 'w1')]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/EEXIST/);
+  });
+
+  it('lets each role do exactly its operations', async () => {
+    const submitter = client('submit', 'alice');
+    const worker = client('worker', 'w1');
+    const admin = client('admin', 'root');
+    try {
+      expect(await submitter.create([{ name: 'a', maxAttempts: 1 }, { name: 'b', deps: ['a'] }])).toEqual({ created: 2, unchanged: 0 });
+      expect(await errorOf(submitter.retry('all-failed'))).toMatchObject({ code: 'FORBIDDEN', message: 'retry is not allowed on the submit endpoint' });
+
+      expect(await errorOf(worker.create([{ name: 'x' }]))).toMatchObject({ code: 'FORBIDDEN', message: 'create is not allowed on the worker endpoint' });
+      expect(await errorOf(worker.retry(['a']))).toMatchObject({ code: 'FORBIDDEN' });
+      expect((await worker.steal()).tasks.map((t) => t.name)).toEqual(['a']);
+      expect((await worker.heartbeat(['a'])).length).toBe(0);
+      expect((await worker.fail('a', 'broken')).state).toBe('failed');
+      expect((await worker.status()).counts).toMatchObject({ failed: 1, blocked: 1 });
+      expect((await worker.lookup('a')).task.lastError).toBe('broken');
+
+      expect((await admin.retry(['a'])).retried).toBe(1);
+      expect((await admin.create([{ name: 'c' }])).created).toBe(1);
+    } finally {
+      submitter.close();
+      worker.close();
+      admin.close();
+    }
+  });
+
+  it('refuses unknown keys, keys on an endpoint above their role, and plain clients, in the handshake', async () => {
+    for (const [role, name] of [
+      ['worker', 'stranger'],
+      ['submit', 'w1'],
+      ['admin', 'alice'],
+      ['worker', undefined],
+    ] as const) {
+      const c = client(role, name);
+      const err = await errorOf(c.status());
+      c.close();
+      expect(err, `${name ?? 'a plain client'} on ${role}`).toBeInstanceOf(HubUnreachableError);
+    }
+    expect(hub.log()).toMatch(/refused a client from 127\.0\.0\.1 on the worker endpoint: key \S+ is not authorized/);
+    expect(hub.log()).toMatch(/refused a client from 127\.0\.0\.1 on the submit endpoint: key \S+ has role worker/);
+  });
+
+  it('runs work end to end over CURVE with dworker', async () => {
+    const admin = client('admin', 'root');
+    await admin.create([{ name: 'shell', payload: Buffer.from('echo secret work'), pool: 'secure' }]);
+    const run = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [join(ROOT, 'dist/worker-kit/src/dworker.js'), '--hub', endpoints.worker as string, '--worker', 'w1', '--curve-server-key', join(dir, 'hub.pub'), '--curve-key', join(dir, 'w1.key'), '--pool', 'secure'],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve({ code, out });
+      });
+    });
+    expect(run.code, run.out).toBe(0);
+    expect(Buffer.from((await admin.lookup('shell')).task.result).toString()).toBe('secret work\n');
+    admin.close();
+  });
+});
