@@ -9,7 +9,6 @@ import { DagworkError } from '../../hub/src/errors.js';
 import type { TaskResult, TaskSpecInput } from '../../hub/src/graph/types.js';
 import { Client, curveOptions, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
 import { formatLookup, formatStatus, lookupJson, statusJson } from './format.js';
-import { parseTaskFile, TaskFileError } from './taskfile.js';
 
 /** Exit statuses, documented in --help and README. */
 export const EXIT = { ok: 0, error: 1, usage: 2, nothingReady: 3, finished: 4 } as const;
@@ -113,6 +112,8 @@ Example:
   python3 gen_tasks.py 100 1000 | dquery addfile -`,
   )
   .action(async (file: string, o: { batch: number }) => {
+    // Loaded here only: the other commands need not pay for the graph's code at start.
+    const { parseTaskFile } = await import('./taskfile.js');
     const specs = parseTaskFile(readInput(file).toString('utf8'));
     let created = 0;
     let unchanged = 0;
@@ -281,12 +282,11 @@ function exitFor(err: unknown): number {
   }
   if (err instanceof DagworkError) {
     process.stderr.write(`dquery: ${err.code}: ${err.message}\n`);
-  } else if (err instanceof HubUnreachableError || err instanceof TaskFileError) {
-    process.stderr.write(`dquery: ${err.message}\n`);
-  } else if ((err as { code?: string }).code === 'ENOENT' || (err as { code?: string }).code === 'EEXIST') {
-    process.stderr.write(`dquery: ${(err as Error).message}\n`);
   } else {
-    process.stderr.write(`dquery: ${(err as Error)?.stack ?? String(err)}\n`);
+    // Expected failures get their message; anything else is a bug, shown with its stack.
+    const expected =
+      err instanceof HubUnreachableError || (err as Error).name === 'TaskFileError' || ['ENOENT', 'EEXIST', 'EACCES', 'EISDIR'].includes((err as { code?: string }).code ?? '');
+    process.stderr.write(`dquery: ${expected ? (err as Error).message : ((err as Error)?.stack ?? String(err))}\n`);
   }
   return EXIT.error;
 }

@@ -3,10 +3,12 @@
  * It owns the framing (one length-delimited message per ZeroMQ frame) and knows nothing of sockets
  * or of the graph's rules.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import protobuf from 'protobufjs';
+import protobuf from 'protobufjs/light.js';
+import { DESCRIPTOR_FILE, protoPath } from './proto-path.js';
 import { DagworkError, type ErrorCode } from '../errors.js';
 import type {
   Completion,
@@ -65,19 +67,18 @@ export type Reply =
   | ({ op: 'status' } & GraphStatus)
   | { op: 'lookup'; task: TaskRecord; dependents: string[] };
 
-/** Finds proto/dagwork.proto from wherever this module runs (sources or compiled output). */
-export function protoPath(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, 'proto', 'dagwork.proto');
-    if (existsSync(candidate)) return candidate;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('proto/dagwork.proto not found above ' + fileURLToPath(import.meta.url));
-    dir = parent;
-  }
+/**
+ * The contract: from the JSON descriptor the build writes beside this module (no parsing at
+ * start), or, when running from sources, from the .proto itself.
+ */
+function loadRoot(): protobuf.Root {
+  const descriptor = join(dirname(fileURLToPath(import.meta.url)), DESCRIPTOR_FILE);
+  if (existsSync(descriptor)) return protobuf.Root.fromJSON(JSON.parse(readFileSync(descriptor, 'utf8')) as protobuf.INamespace);
+  const full = createRequire(import.meta.url)('protobufjs') as typeof protobuf & { loadSync(path: string): protobuf.Root };
+  return full.loadSync(protoPath());
 }
 
-const root = protobuf.loadSync(protoPath());
+const root = loadRoot();
 const RequestType = root.lookupType('dagwork.v1.Request');
 const ReplyType = root.lookupType('dagwork.v1.Reply');
 const RecordType = root.lookupType('dagwork.v1.TaskRecord');
