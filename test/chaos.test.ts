@@ -89,7 +89,7 @@ describe('chaos', () => {
 
     const store = await Store.open(db);
     const tasks = new Map<string, TaskRecord>();
-    for await (const r of store.records()) tasks.set(r.spec.name, r);
+    for (const r of await store.loadAll()) tasks.set(r.spec.name, r);
     await store.close();
     expect(tasks.size).toBe(columns * rows);
     const problems: string[] = [];

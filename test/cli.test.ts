@@ -149,7 +149,7 @@ describe('dquery', () => {
 
     const store = await Store.open(hub.db);
     const tasks = new Map<string, TaskRecord>();
-    for await (const r of store.records()) tasks.set(r.spec.name, r);
+    for (const r of await store.loadAll()) tasks.set(r.spec.name, r);
     await store.close();
     expect(tasks.size).toBe(columns * rows);
     const at = (r: TaskRecord, state: string): number => r.log.find((c) => c.state === state)?.at ?? NaN;

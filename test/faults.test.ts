@@ -35,7 +35,7 @@ describe('store faults', () => {
       openStore: async (location, options): Promise<TaskStore> => {
         const real = await Store.open(location, options);
         return {
-          records: () => real.records(),
+          loadAll: () => real.loadAll(),
           write: (records) => (failWrites ? Promise.reject(new Error('No space left on device')) : real.write(records)),
           close: () => real.close(),
         };
@@ -61,7 +61,7 @@ describe('store faults', () => {
     }
     const store = await Store.open(db);
     const names: string[] = [];
-    for await (const r of store.records()) names.push(`${r.spec.name}:${r.state}`);
+    for (const r of await store.loadAll()) names.push(`${r.spec.name}:${r.state}`);
     await store.close();
     expect(names).toEqual(['kept:running']);
   });

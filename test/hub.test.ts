@@ -14,7 +14,7 @@ const bytes = (s: string): Buffer => Buffer.from(s, 'utf8');
 async function records(db: string): Promise<Map<string, TaskRecord>> {
   const store = await Store.open(db);
   const out = new Map<string, TaskRecord>();
-  for await (const r of store.records()) out.set(r.spec.name, r);
+  for (const r of await store.loadAll()) out.set(r.spec.name, r);
   await store.close();
   return out;
 }

@@ -162,7 +162,7 @@ export async function drain(ctx: Context): Promise<Figure[]> {
 async function checkOrder(db: string): Promise<{ tasks: number; early: number }> {
   const store = await Store.open(db);
   const tasks = new Map<string, TaskRecord>();
-  for await (const r of store.records()) tasks.set(r.spec.name, r);
+  for (const r of await store.loadAll()) tasks.set(r.spec.name, r);
   await store.close();
   const at = (r: TaskRecord | undefined, state: string): number => r?.log.find((c) => c.state === state)?.at ?? NaN;
   let early = 0;

@@ -9,7 +9,7 @@ import { allows, ROLES, ZapHandler, type KeyPair, type Role } from './auth.js';
 import { DagworkError } from './errors.js';
 import { Graph } from './graph/graph.js';
 import type { GraphOptions } from './graph/options.js';
-import type { StealResult, TaskRecord } from './graph/types.js';
+import type { StealResult } from './graph/types.js';
 import { silentLogger, type Logger } from './log.js';
 import { Store, type StoreOptions, type TaskStore } from './store.js';
 import { decodeRequest, encodeReply, type Reply, type Request, type StealArgs, type WireError } from './wire/codec.js';
@@ -440,9 +440,7 @@ export class Hub {
 }
 
 async function loadGraph(store: TaskStore, options: Partial<GraphOptions>): Promise<Graph> {
-  const records: TaskRecord[] = [];
-  for await (const record of store.records()) records.push(record);
-  return Graph.restore(records, options);
+  return Graph.restore(await store.loadAll(), options);
 }
 
 function toWireError(err: unknown, log: Logger): WireError {

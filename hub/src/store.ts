@@ -24,7 +24,7 @@ type Db = Level<string, Uint8Array>;
 /** What the hub needs of a store: a way in, a way out. Tests wrap the real one to inject faults. */
 export interface TaskStore {
   /** Every stored task record. */
-  records(): AsyncIterable<TaskRecord>;
+  loadAll(): Promise<TaskRecord[]>;
   /** Writes the records atomically: all or none. */
   write(records: readonly TaskRecord[]): Promise<void>;
   close(): Promise<void>;
@@ -73,9 +73,18 @@ export class Store implements TaskStore {
     }
   }
 
-  /** Every stored task record. */
-  async *records(): AsyncGenerator<TaskRecord> {
-    for await (const value of this.db.values({ gte: TASK_PREFIX, lt: TASK_END })) yield decodeRecord(value);
+  /** Every stored task record, read in large batches (a restart reads millions). */
+  async loadAll(): Promise<TaskRecord[]> {
+    const records: TaskRecord[] = [];
+    const values = this.db.values({ gte: TASK_PREFIX, lt: TASK_END });
+    try {
+      for (let batch = await values.nextv(10_000); batch.length > 0; batch = await values.nextv(10_000)) {
+        for (const value of batch) records.push(decodeRecord(value));
+      }
+    } finally {
+      await values.close();
+    }
+    return records;
   }
 
   /**

@@ -94,9 +94,10 @@ const errorEnum = root.lookupEnum('dagwork.v1.ErrorCode');
 type Obj = Record<string, unknown>;
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 // int64 fields decode as Long objects; every time and count we send fits in a double.
-const num = (v: unknown): number => (typeof v === 'number' ? v : v === null || v === undefined ? 0 : Number(String(v)));
+const num = (v: unknown): number =>
+  typeof v === 'number' ? v : typeof (v as { toNumber?: unknown } | null)?.toNumber === 'function' ? (v as { toNumber(): number }).toNumber() : Number(v ?? 0);
 const bool = (v: unknown): boolean => v === true;
-const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array ? v : EMPTY);
+const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array && v.length > 0 ? v : EMPTY);
 const list = (v: unknown): Obj[] => (Array.isArray(v) ? (v as Obj[]) : []);
 const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(str) : []);
 const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === 'object' ? (v as Obj) : undefined);
@@ -232,17 +233,22 @@ function counts(m: Obj | undefined): StateCounts {
   };
 }
 
+// Fields at their default are left out, as proto3 would: smaller records, and nothing for the
+// decoder to allocate (an empty bytes field still costs a Buffer).
+const unlessEmpty = <T extends string | number | Uint8Array>(v: T): T | undefined => (v === 0 || v === '' || (v instanceof Uint8Array && v.length === 0) ? undefined : v);
+
 export function recordToMessage(r: TaskRecord): Obj {
+  const spec = r.spec;
   return {
-    spec: r.spec,
+    spec: { ...spec, payload: unlessEmpty(spec.payload), priority: unlessEmpty(spec.priority), deps: spec.deps.length === 0 ? undefined : spec.deps },
     state: stateNumber(r.state),
-    attempts: r.attempts,
-    worker: r.worker,
-    leaseDeadlineMs: r.leaseDeadline,
-    notBeforeMs: r.notBefore,
-    result: r.result,
-    lastError: r.lastError,
-    log: r.log.map((c) => ({ state: stateNumber(c.state), atMs: c.at, worker: c.worker, note: c.note })),
+    attempts: unlessEmpty(r.attempts),
+    worker: unlessEmpty(r.worker),
+    leaseDeadlineMs: unlessEmpty(r.leaseDeadline),
+    notBeforeMs: unlessEmpty(r.notBefore),
+    result: unlessEmpty(r.result),
+    lastError: unlessEmpty(r.lastError),
+    log: r.log.map((c) => ({ state: stateNumber(c.state), atMs: c.at, worker: unlessEmpty(c.worker), note: unlessEmpty(c.note) })),
     seq: r.seq,
   };
 }

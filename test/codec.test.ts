@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import type { TaskRecord } from '../hub/src/graph/types.js';
+import { decodeRecord, decodeReply, decodeRequest, encodeRecord, encodeReply, encodeRequest } from '../hub/src/wire/codec.js';
+
+const full: TaskRecord = {
+  spec: { name: 'n', deps: ['a', 'b'], payload: Buffer.from('echo'), priority: -3, pool: 'gpu', maxAttempts: 5, leaseMs: 90_000 },
+  state: 'running',
+  attempts: 2,
+  worker: 'w',
+  leaseDeadline: 1_795_000_000_123,
+  notBefore: 1_795_000_000_456,
+  result: Buffer.from('r'),
+  lastError: 'boom',
+  log: [
+    { state: 'waiting', at: 1_795_000_000_000, worker: '', note: 'created' },
+    { state: 'running', at: 1_795_000_000_100, worker: 'w', note: 'attempt 2' },
+  ],
+  seq: 2 ** 40,
+};
+
+describe('codec', () => {
+  it('round-trips a stored record, full or with every field at its default', () => {
+    expect(decodeRecord(encodeRecord(full))).toEqual(full);
+    const bare: TaskRecord = {
+      ...full,
+      spec: { ...full.spec, deps: [], payload: new Uint8Array(0), priority: 0 },
+      state: 'waiting',
+      attempts: 0,
+      worker: '',
+      leaseDeadline: 0,
+      notBefore: 0,
+      result: new Uint8Array(0),
+      lastError: '',
+      log: [],
+      seq: 1,
+    };
+    expect(decodeRecord(encodeRecord(bare))).toEqual(bare);
+    expect(encodeRecord(bare).length).toBeLessThan(40);
+  });
+
+  it('round-trips requests and replies, enums and 64-bit times included', () => {
+    const steal = { op: 'steal' as const, worker: 'w', n: 3, pools: ['a'], waitMs: 10, waitWhenFinished: true };
+    expect(decodeRequest(encodeRequest(steal))).toEqual(steal);
+    const reply = { op: 'complete' as const, results: [{ name: 'x', outcome: 'LEASED_TO_OTHER' as const, message: 'm' }], next: { tasks: [], finished: true } };
+    expect(decodeReply(encodeReply(reply))).toEqual(reply);
+    expect(decodeReply(encodeReply({ op: 'error', error: { code: 'FORBIDDEN', message: 'no', task: 't' } }))).toEqual({
+      op: 'error',
+      error: { code: 'FORBIDDEN', message: 'no', task: 't' },
+    });
+    expect(decodeReply(encodeReply({ op: 'lookup', task: full, dependents: ['d'] }))).toEqual({ op: 'lookup', task: full, dependents: ['d'] });
+  });
+});
