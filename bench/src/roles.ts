@@ -142,9 +142,11 @@ const roles: Record<string, (args: Args) => Promise<void>> = {
   /** The same independent-jobs drain through BullMQ on a local Redis. */
   async 'bullmq-drain'(args) {
     const { Queue, Worker } = await import('bullmq');
-    const connection = { host: '127.0.0.1', port: Number(args.port) };
+    const { Redis } = await import('ioredis');
+    // BullMQ wants its own connection per queue and worker; under ESM it takes built clients.
+    const connect = (): InstanceType<typeof Redis> => new Redis({ host: '127.0.0.1', port: Number(args.port), maxRetriesPerRequest: null });
     const name = `bench-${process.pid}`;
-    const queue = new Queue(name, { connection });
+    const queue = new Queue(name, { connection: connect() });
     const count = Number(args.count);
     const jobs = Array.from({ length: count }, (_, i) => ({ name: 'job', data: { i } }));
     const loadStart = now();
@@ -153,7 +155,7 @@ const roles: Record<string, (args: Args) => Promise<void>> = {
     let done = 0;
     const start = now();
     const finished = new Promise<void>((resolve) => {
-      const worker = new Worker(name, async () => undefined, { connection, concurrency: Number(args.concurrency) });
+      const worker = new Worker(name, async () => undefined, { connection: connect(), concurrency: Number(args.concurrency) });
       worker.on('completed', () => {
         if (++done === count) void worker.close().then(resolve);
       });
