@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readKeyFile } from '../hub/src/auth.js';
 import { Client, curveOptions, HubUnreachableError, type CurveOptions } from '../worker-kit/src/index.js';
-import { cleanTempDirs, DQUERY, ROOT, runNode, startHub, tempDir, type RunningHub } from './helpers.js';
+import { cleanTempDirs, DQUERY, roleEndpointsOf, ROOT, runNode, startHub, tempDir, type RunningHub } from './helpers.js';
 
 const dir = tempDir();
 let hub: RunningHub;
-const endpoints: Record<string, string> = {};
+let endpoints: Record<string, string> = {};
 const key = (name: string): CurveOptions => curveOptions(join(dir, 'hub.pub'), join(dir, `${name}.key`));
 
 async function keygen(name: string): Promise<void> {
@@ -33,10 +33,7 @@ beforeAll(async () => {
   const pub = (name: string): string => readKeyFile(join(dir, `${name}.pub`)).publicKey;
   writeFileSync(join(dir, 'authorized-keys'), `# dagwork clients\n${pub('w1')} worker node 1\n${pub('alice')} submit\n${pub("root")}   admin  ops team\n`);
   hub = await startHub({ args: ['--curve-secret', join(dir, 'hub.key'), '--authorized-keys', join(dir, 'authorized-keys')] });
-  for (let i = 0; i < 100 && Object.keys(endpoints).length < 3; i++) {
-    for (const m of hub.log().matchAll(/listening on (\S+) \(CURVE, role (\w+)\)/g)) endpoints[m[2] as string] = m[1] as string;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  endpoints = await roleEndpointsOf(hub);
 });
 
 afterAll(async () => {

@@ -67,6 +67,16 @@ export async function startHub(options: { db?: string; args?: string[]; bind?: s
   };
 }
 
+/** With CURVE, the endpoint of each role, as the hub logged them at start. */
+export async function roleEndpointsOf(hub: RunningHub): Promise<Record<string, string>> {
+  const endpoints: Record<string, string> = {};
+  for (let i = 0; i < 100 && Object.keys(endpoints).length < 3; i++) {
+    for (const m of hub.log().matchAll(/listening on (\S+) \(CURVE, role (\w+)\)/g)) endpoints[m[2] as string] = m[1] as string;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return endpoints;
+}
+
 export interface Run {
   code: number | null;
   stdout: string;

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Client, type TaskRecord } from '../worker-kit/src/index.js';
 import { writeFileSync } from 'node:fs';
 import { readKeyFile } from '../hub/src/auth.js';
-import { cleanTempDirs, DQUERY, ROOT, runNode, startHub, tempDir } from './helpers.js';
+import { cleanTempDirs, DQUERY, roleEndpointsOf, ROOT, runNode, startHub, tempDir } from './helpers.js';
 
 afterAll(cleanTempDirs);
 
@@ -70,11 +70,7 @@ describe.runIf(runIt)('python-example', () => {
     writeFileSync(join(dir, 'keys'), `${pub('alice')} submit\n${pub('node1')} worker\n`);
     const hub = await startHub({ args: ['--curve-secret', join(dir, 'hub.key'), '--authorized-keys', join(dir, 'keys')] });
     try {
-      const endpoints: Record<string, string> = {};
-      for (let i = 0; i < 100 && Object.keys(endpoints).length < 3; i++) {
-        for (const m of hub.log().matchAll(/listening on (\S+) \(CURVE, role (\w+)\)/g)) endpoints[m[2] as string] = m[1] as string;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      const endpoints = await roleEndpointsOf(hub);
       const curve = { DAGWORK_CURVE_SERVER_KEY: join(dir, 'hub.pub') };
       let submitted!: () => void;
       const created = new Promise<void>((resolve) => (submitted = resolve));
