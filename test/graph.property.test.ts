@@ -15,7 +15,7 @@ const T0 = 1_700_000_000_000;
 
 type Op =
   | { op: 'create'; names: string[]; conflicting: boolean }
-  | { op: 'steal'; worker: string; n: number; pools: string[] }
+  | { op: 'steal'; worker: string; n: number; pools: readonly string[] }
   | { op: 'complete'; worker: string; names: string[] }
   | { op: 'fail'; worker: string; name: string; permanent: boolean }
   | { op: 'heartbeat'; worker: string; names: string[] }
