@@ -74,6 +74,8 @@ describe('wire fuzzing', () => {
         ['a redefinition', encodeRequest({ op: 'create', tasks: [{ name: 'a', payload: Buffer.from('other') }] })],
         ['complete of 200,000 names', encodeRequest({ op: 'complete', worker: 'w', tasks: Array.from({ length: 200_000 }, (_, i) => ({ name: `n${i}` })), next: undefined })],
         ['an empty worker id', encodeRequest({ op: 'heartbeat', worker: '', names: ['a'] })],
+        // The lease holder's own completion, with a next steal out of bounds: refused whole, a stays running.
+        ['complete with n = 2^31 next', encodeRequest({ op: 'complete', worker: 'fuzz', tasks: [{ name: 'a' }], next: { worker: '', n: 2 ** 31, pools: [], waitMs: 0, waitWhenFinished: false } })],
         ['lookup of nothing', encodeRequest({ op: 'lookup', name: '' })],
       ];
       for (const [what, frame] of absurd) expectError(await ask(frame), what);

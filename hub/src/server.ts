@@ -92,7 +92,7 @@ interface Envelope {
 
 interface Outgoing {
   envelope: Envelope;
-  /** The encoded reply, or the error to send instead when the batch cannot be written. */
+  /** The encoded reply. */
   frame: Uint8Array;
 }
 
@@ -128,11 +128,13 @@ export class Hub {
     this.done = new Promise((resolve, reject) => {
       this.settle = (error) => (error === undefined ? resolve() : reject(error));
     });
+    // An embedding program that never looks at `done` must not die of an unhandled rejection.
+    this.done.catch(() => undefined);
     this.receiving = Promise.all(listeners.map((l) => this.receiveLoop(l))).then(() => undefined);
     this.scheduleTimer();
   }
 
-  /** The endpoint of the worker role (the only one without CURVE). */
+  /** The first endpoint: the only one without CURVE, the worker role's with it. */
   get endpoint(): string {
     return (this.listeners[0] as Listener).endpoint;
   }
@@ -267,9 +269,11 @@ export class Hub {
       case 'steal':
         return this.steal(envelope, request, now, (result) => ({ op: 'steal', ...result }));
       case 'complete': {
+        const next = request.next === undefined ? undefined : { ...request.next, worker: request.next.worker || request.worker };
+        // A bad `next` refuses the whole request, before any completion is applied.
+        if (next !== undefined) graph.checkSteal(next.worker, next.n, next.pools);
         const results = graph.complete(request.worker, request.tasks, now);
-        if (request.next === undefined) return this.queue(envelope, { op: 'complete', results, next: undefined });
-        const next = { ...request.next, worker: request.next.worker || request.worker };
+        if (next === undefined) return this.queue(envelope, { op: 'complete', results, next: undefined });
         return this.steal(envelope, next, now, (result) => ({ op: 'complete', results, next: result }));
       }
       case 'fail':

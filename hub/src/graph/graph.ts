@@ -200,12 +200,7 @@ export class Graph {
    * first, FIFO within a priority. Writes: each leased task (running, attempts + 1).
    */
   steal(worker: string, n: number, pools: readonly string[], now: number): StealResult {
-    checkWorker(worker);
-    if (n > this.options.maxSteal) {
-      throw new DagworkError('TOO_LARGE', `steal asks for ${n} tasks; the limit is ${this.options.maxSteal} per request`);
-    }
-    checkBatch(pools.length, this.options, 'steal');
-    for (const pool of pools) checkName(pool, this.options, 'pool');
+    this.checkSteal(worker, n, pools);
     this.advance(now);
     this.stats(worker, now);
     const want = Math.max(n, 1);
@@ -228,6 +223,16 @@ export class Graph {
     }
     const finished = tasks.length === 0 && this.isFinished(pools);
     return { tasks, finished };
+  }
+
+  /** Throws what `steal` would throw for these arguments (a complete checks its `next` first). */
+  checkSteal(worker: string, n: number, pools: readonly string[]): void {
+    checkWorker(worker);
+    if (n > this.options.maxSteal) {
+      throw new DagworkError('TOO_LARGE', `steal asks for ${n} tasks; the limit is ${this.options.maxSteal} per request`);
+    }
+    checkBatch(pools.length, this.options, 'steal');
+    for (const pool of pools) checkName(pool, this.options, 'pool');
   }
 
   /** True when no task of `pools` (all when empty) is waiting, ready or running. */
