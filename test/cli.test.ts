@@ -80,6 +80,12 @@ describe('dquery', () => {
       const lookup = JSON.parse((await dquery(hub, ['lookup', 'f', '--json'])).stdout) as { state: string; attempts: number };
       expect(lookup).toMatchObject({ state: 'ready', attempts: 0 });
       expect(await dquery(hub, ['retry'])).toMatchObject({ code: 2, stderr: 'dquery: give task names or --failed\n' });
+      expect(await dquery(hub, ['cancel', 'after', 'ghost', '--reason', 'not needed'])).toMatchObject({
+        code: 1,
+        stdout: 'cancelled 1 task\n',
+        stderr: 'dquery: cancel ghost: NOT_FOUND: no task named "ghost"\n',
+      });
+      expect((await dquery(hub, ['lookup', 'after', '--json'])).stdout).toMatch(/"lastError": "cancelled: not needed"/);
       expect((await dquery(hub, ['create', 'bad', '--lease', 'soon'])).code).toBe(2);
     } finally {
       await hub.stop();

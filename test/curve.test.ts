@@ -67,7 +67,10 @@ describe('CURVE', () => {
       expect((await worker.status()).counts).toMatchObject({ failed: 1, blocked: 1 });
       expect((await worker.lookup('a')).task.lastError).toBe('broken');
 
+      expect(await errorOf(submitter.cancel(['b']))).toMatchObject({ code: 'FORBIDDEN', message: 'cancel is not allowed on the submit endpoint' });
+      expect(await errorOf(worker.cancel(['b']))).toMatchObject({ code: 'FORBIDDEN' });
       expect((await admin.retry(['a'])).retried).toBe(1);
+      expect((await admin.cancel(['b'], 'not needed')).cancelled).toBe(1);
       expect((await admin.create([{ name: 'c' }])).created).toBe(1);
     } finally {
       submitter.close();

@@ -22,6 +22,7 @@ type Op =
   | { op: 'release'; worker: string; names: string[] }
   | { op: 'exit'; worker: string }
   | { op: 'retry'; names: string[] | undefined }
+  | { op: 'cancel'; names: string[] }
   | { op: 'advance'; ms: number };
 
 const name = fc.constantFrom(...NAMES);
@@ -47,6 +48,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('release' as const), worker, names }),
   fc.record({ op: fc.constant('exit' as const), worker }),
   fc.record({ op: fc.constant('retry' as const), names: fc.option(names, { nil: undefined }) }),
+  fc.record({ op: fc.constant('cancel' as const), names }),
   { arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 2500 }) }), weight: 2 },
 );
 
@@ -162,6 +164,14 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
           break;
         case 'retry':
           graph.retry(step.names, now);
+          break;
+        case 'cancel':
+          for (const r of graph.cancel(step.names, 'stop', now).results) {
+            const prior = before.get(r.name);
+            const expected = prior === undefined ? 'NOT_FOUND' : prior.state === 'done' ? 'ALREADY_DONE' : 'ACCEPTED';
+            if (r.outcome !== expected) fail(`cancel ${r.name} from ${prior?.state}: ${r.outcome}`);
+          }
+          for (const n of step.names) if (before.has(n) && before.get(n)?.state !== 'done' && snapshot(graph, now).get(n)?.state !== 'failed') fail(`cancelled ${n} is not failed`);
           break;
         case 'advance':
           now += step.ms;

@@ -240,6 +240,25 @@ describe('failure, backoff and retry', () => {
     expect(g.lookup('a', T0).task.attempts).toBe(1);
   });
 
+  it('cancel fails tasks at once, revoking a lease and blocking descendants; retry undoes it', () => {
+    const g = new Graph();
+    g.create([{ name: 'run' }, { name: 'wait', deps: ['run'] }, { name: 'ready' }, { name: 'done' }], T0);
+    g.steal('w', 1, [], T0); // run
+    g.steal('x', 1, [], T0); // ready (FIFO after run)
+    g.complete('x', [{ name: 'ready' }], T0);
+    const { cancelled, results } = g.cancel(['run', 'ready', 'done', 'nope'], 'wrong input', T0);
+    expect(results.map((r) => r.outcome)).toEqual(['ACCEPTED', 'ALREADY_DONE', 'ACCEPTED', 'NOT_FOUND']);
+    expect(cancelled).toBe(2);
+    expect(g.lookup('run', T0).task).toMatchObject({ state: 'failed', lastError: 'cancelled: wrong input' });
+    expect(stateOf(g, 'wait')).toBe('blocked');
+    expect(g.heartbeat('w', ['run'], T0).map((r) => r.outcome)).toEqual(['NOT_LEASED']);
+    expect(g.complete('w', [{ name: 'run' }], T0)[0]?.outcome).toBe('ACCEPTED'); // the last holder may still finish it
+    expect(stateOf(g, 'wait')).toBe('ready');
+    expect(g.steal('y', 5, [], T0).tasks.map((t) => t.name)).toEqual(['wait']);
+    g.retry(['done'], T0);
+    expect(stateOf(g, 'done')).toBe('ready');
+  });
+
   it('blocks a task created under a failed ancestor, and tasks that waited for its name', () => {
     const g = new Graph();
     g.create([{ name: 'f', maxAttempts: 1 }, { name: 'waits', deps: ['child'] }], T0);

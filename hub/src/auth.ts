@@ -20,7 +20,7 @@ export type Role = (typeof ROLES)[number];
 const OPERATIONS: Record<Role, readonly Operation[]> = {
   worker: ['steal', 'complete', 'fail', 'heartbeat', 'release', 'workerExit', 'status', 'lookup'],
   submit: ['steal', 'complete', 'fail', 'heartbeat', 'release', 'workerExit', 'status', 'lookup', 'create'],
-  admin: ['steal', 'complete', 'fail', 'heartbeat', 'release', 'workerExit', 'status', 'lookup', 'create', 'retry'],
+  admin: ['steal', 'complete', 'fail', 'heartbeat', 'release', 'workerExit', 'status', 'lookup', 'create', 'retry', 'cancel'],
 };
 
 export function allows(role: Role, op: Operation): boolean {

@@ -290,6 +290,8 @@ export class Hub {
         return this.queue(envelope, { op: 'status', ...graph.status(now) });
       case 'lookup':
         return this.queue(envelope, { op: 'lookup', ...graph.lookup(request.name, now) });
+      case 'cancel':
+        return this.queue(envelope, { op: 'cancel', ...graph.cancel(request.names, request.reason, now) });
     }
   }
 

@@ -224,6 +224,18 @@ program
   });
 
 program
+  .command('cancel')
+  .description('stop tasks for good: they fail (a running one loses its lease) and what depends on them is blocked')
+  .argument('<names...>')
+  .option('--reason <text>', 'kept as the tasks\' last error', '')
+  .addHelpText('after', '\nExample:\n  dquery cancel render-7 --reason "wrong input"    # undo: dquery retry render-7')
+  .action(async (names: string[], o: { reason: string }) => {
+    const r = await hub().cancel(names, o.reason);
+    console.log(`cancelled ${r.cancelled} task${r.cancelled === 1 ? '' : 's'}`);
+    if (!reportResults(r.results, 'cancel')) process.exitCode = EXIT.error;
+  });
+
+program
   .command('status')
   .description('counts per state and pool, workers, completion rate')
   .option('--json', 'print a JSON object (counts: waiting, ready, running, done, failed, blocked)')

@@ -144,6 +144,12 @@ export class Client {
     return { retried, results };
   }
 
+  /** Stop tasks for good (failed, descendants blocked); retry undoes it. */
+  async cancel(names: string[], reason = ''): Promise<{ cancelled: number; results: TaskResult[] }> {
+    const { cancelled, results } = await this.call({ op: 'cancel', names, reason }, 'cancel');
+    return { cancelled, results };
+  }
+
   async status(): Promise<GraphStatus> {
     const { op: _op, ...status } = await this.call({ op: 'status' }, 'status');
     return status;

@@ -181,11 +181,7 @@ export class Graph {
     for (const task of added) this.link(task);
     // `order` puts dependencies first, so a dependency's state is settled before its dependents'.
     for (const task of added) {
-      const blocked = task.spec.deps.some((dep) => {
-        const state = this.tasks.get(dep)?.state;
-        return state === 'failed' || state === 'blocked';
-      });
-      task.state = blocked ? 'blocked' : task.pendingDeps === 0 ? 'ready' : 'waiting';
+      task.state = this.stateFromDeps(task);
       this.countIn(task);
       this.appendLog(task, { state: task.state, at: now, worker: '', note: 'created' });
       if (task.state === 'ready') this.enqueue(task);
@@ -382,11 +378,34 @@ export class Graph {
     for (const task of targets) {
       if (task.state !== 'failed') continue; // named twice
       task.attempts = 0;
-      // A task only runs once its dependencies are done, so a failed task is ready at once.
-      this.makeReady(task, now, '', 'retry');
+      // A task that failed running had its deps done; a cancelled one may not have.
+      this.resettle(task, now, 'retry');
       this.unblockDescendants(task, now);
     }
     return { retried: new Set(targets).size, results };
+  }
+
+  /**
+   * Stop tasks for good: each not yet done becomes failed (a running one loses its lease) and its
+   * descendants blocked. Writes: each cancelled task and the descendants it blocks.
+   */
+  cancel(names: readonly string[], reason: string, now: number): { cancelled: number; results: TaskResult[] } {
+    checkBatch(names.length, this.options, 'cancel');
+    this.advance(now);
+    let cancelled = 0;
+    const results = names.map((name) => {
+      const task = this.tasks.get(name);
+      if (task === undefined) return notFound(name);
+      if (task.state === 'done') return result(name, 'ALREADY_DONE', `completed by worker ${task.worker}`);
+      if (task.state !== 'failed') {
+        if (task.state === 'running') this.dropLease(task);
+        task.lastError = `cancelled: ${reason.slice(0, MAX_REASON_CHARS)}`;
+        this.failTask(task, now, '', task.lastError);
+        cancelled++;
+      }
+      return accepted(name, '');
+    });
+    return { cancelled, results };
   }
 
   /** Apply what time `now` implies: expired leases, ended backoffs. */
@@ -521,16 +540,26 @@ export class Graph {
   private unblockDescendants(task: Task, now: number): void {
     const stack = [...task.dependents];
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
-      if (next.state !== 'blocked') continue;
-      const stillBlocked = next.spec.deps.some((dep) => {
-        const state = this.tasks.get(dep)?.state;
-        return state === 'failed' || state === 'blocked';
-      });
-      if (stillBlocked) continue; // a blocked dependency unblocked later pushes it again
-      if (next.pendingDeps === 0) this.makeReady(next, now, '', 'unblocked');
-      else this.setState(next, 'waiting', now, '', 'unblocked');
+      if (next.state !== 'blocked' || this.stateFromDeps(next) === 'blocked') continue; // a blocked dependency unblocked later pushes it again
+      this.resettle(next, now, 'unblocked');
       stack.push(...next.dependents);
     }
+  }
+
+  /** The state its dependencies give a task that is not running, done or failed. */
+  private stateFromDeps(task: Task): 'blocked' | 'ready' | 'waiting' {
+    for (const dep of task.spec.deps) {
+      const state = this.tasks.get(dep)?.state;
+      if (state === 'failed' || state === 'blocked') return 'blocked';
+    }
+    return task.pendingDeps === 0 ? 'ready' : 'waiting';
+  }
+
+  /** Moves a task to the state its dependencies give it. */
+  private resettle(task: Task, now: number, note: string): void {
+    const state = this.stateFromDeps(task);
+    if (state === 'ready') this.makeReady(task, now, '', note);
+    else this.setState(task, state, now, '', note);
   }
 
   private setState(task: Task, state: TaskState, now: number, worker: string, note: string): void {

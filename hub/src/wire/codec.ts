@@ -44,7 +44,8 @@ export type Request =
   | { op: 'workerExit'; worker: string }
   | { op: 'retry'; names: string[]; allFailed: boolean }
   | { op: 'status' }
-  | { op: 'lookup'; name: string };
+  | { op: 'lookup'; name: string }
+  | { op: 'cancel'; names: string[]; reason: string };
 
 export type Operation = Request['op'];
 
@@ -65,7 +66,8 @@ export type Reply =
   | { op: 'workerExit'; released: number }
   | { op: 'retry'; retried: number; results: TaskResult[] }
   | ({ op: 'status' } & GraphStatus)
-  | { op: 'lookup'; task: TaskRecord; dependents: string[] };
+  | { op: 'lookup'; task: TaskRecord; dependents: string[] }
+  | { op: 'cancel'; cancelled: number; results: TaskResult[] };
 
 /**
  * The contract: from the JSON descriptor the build writes beside this module (no parsing at
@@ -183,6 +185,8 @@ export function decodeRequest(data: Uint8Array): Request {
       return { op };
     case 'lookup':
       return { op, name: str(body.name) };
+    case 'cancel':
+      return { op, names: strings(body.names), reason: str(body.reason) };
     default:
       throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
   }
@@ -286,6 +290,8 @@ export function encodeReply(reply: Reply): Uint8Array {
       return frame(ReplyType, { release: { results: results(reply.results) } });
     case 'retry':
       return frame(ReplyType, { retry: { retried: reply.retried, results: results(reply.results) } });
+    case 'cancel':
+      return frame(ReplyType, { cancel: { cancelled: reply.cancelled, results: results(reply.results) } });
     case 'status':
       return frame(ReplyType, {
         status: {
@@ -358,6 +364,8 @@ export function decodeReply(data: Uint8Array): Reply {
       };
     case 'lookup':
       return { op, task: recordFromMessage(obj(body.task) ?? {}), dependents: strings(body.dependents) };
+    case 'cancel':
+      return { op, cancelled: num(body.cancelled), results: list(body.results).map(taskResult) };
     default:
       throw new DagworkError('MALFORMED', 'the reply carries no result this client knows (is the hub newer than the client?)');
   }
