@@ -1,14 +1,19 @@
 /**
- * The hub's store: task records in LevelDB, one key per task. The graph decides what changed;
- * the store only writes it, in one batch per group commit.
+ * The hub's store: task records in LevelDB, one key per task, in front of them a write-ahead log.
+ * The graph decides what changed; the store writes it: one frame appended to the log per group
+ * commit (durable when `write` resolves), and into LevelDB in the background, many commits at a
+ * time, each task's latest record only. A start puts whatever the log still holds into LevelDB.
  */
 import { Level } from 'level';
 import { DagworkError } from './errors.js';
 import type { TaskRecord } from './graph/types.js';
+import { Wal, type WalEntry } from './wal.js';
 import { decodeRecord, encodeRecord } from './wire/codec.js';
 
 /** Bumped when the layout of the store changes; a hub refuses a store newer than itself. */
-export const STORE_FORMAT = 1;
+export const STORE_FORMAT = 2; // 2: the write-ahead log
+/** How long changes wait in the log before they go into LevelDB together (ms). */
+const BACKGROUND_MS = 200;
 const FORMAT_KEY = 'meta:format';
 const TASK_PREFIX = 't:';
 // ';' sorts right after ':', so [t:, t;) holds exactly the task keys.
@@ -31,6 +36,14 @@ export interface TaskStore {
 }
 
 export class Store implements TaskStore {
+  private wal: Wal | undefined;
+  /** Logged, not yet in LevelDB: the latest value of each key. */
+  private pending = new Map<string, Uint8Array>();
+  private timer: NodeJS.Timeout | undefined;
+  private background: Promise<void> | undefined;
+  /** Why the last background write into LevelDB failed, if it did (it is retried). */
+  lastBackgroundError: Error | undefined;
+
   private constructor(
     private readonly db: Db,
     readonly location: string,
@@ -54,51 +67,113 @@ export class Store implements TaskStore {
     const store = new Store(db, location, options);
     try {
       await store.checkFormat();
+      const { wal, recovered } = Wal.open(location, options.sync);
+      store.wal = wal;
+      // What the last run logged but had not put into LevelDB goes there first.
+      store.stage(recovered);
+      await store.toLevel();
+      if (store.lastBackgroundError !== undefined) throw store.lastBackgroundError;
     } catch (err) {
+      store.wal?.close(false);
       await db.close();
-      throw err;
+      if (err instanceof DagworkError) throw err;
+      throw new DagworkError('STORE_FAILED', `cannot open the store ${location}: ${causeMessage(err)}`, { cause: err });
     }
     return store;
   }
 
   private async checkFormat(): Promise<void> {
     const stored = await this.db.get(FORMAT_KEY);
-    if (stored === undefined) {
-      await this.db.put(FORMAT_KEY, new TextEncoder().encode(String(STORE_FORMAT)), { sync: true });
-      return;
-    }
-    const format = Number(new TextDecoder().decode(stored));
+    const format = stored === undefined ? 0 : Number(new TextDecoder().decode(stored));
     if (!(format <= STORE_FORMAT)) {
       throw new DagworkError('STORE_FAILED', `the store ${this.location} has format ${format}, newer than this dhub's ${STORE_FORMAT}: upgrade dagwork`);
     }
+    // Older layouts are read as they are; the record says which hub may open the store now.
+    if (format < STORE_FORMAT) await this.db.put(FORMAT_KEY, new TextEncoder().encode(String(STORE_FORMAT)), { sync: true });
   }
 
-  /** Every stored task record, read in large batches (a restart reads millions). */
+  /** Every stored task record, LevelDB's and the log's, read in large batches (a restart reads millions). */
   async loadAll(): Promise<TaskRecord[]> {
+    await this.background;
+    const logged = new Map(this.pending);
     const records: TaskRecord[] = [];
-    const values = this.db.values({ gte: TASK_PREFIX, lt: TASK_END });
+    const entries = this.db.iterator({ gte: TASK_PREFIX, lt: TASK_END });
     try {
-      for (let batch = await values.nextv(10_000); batch.length > 0; batch = await values.nextv(10_000)) {
-        for (const value of batch) records.push(decodeRecord(value));
+      for (let batch = await entries.nextv(10_000); batch.length > 0; batch = await entries.nextv(10_000)) {
+        for (const [key, value] of batch) if (!logged.has(key)) records.push(decodeRecord(value));
       }
     } finally {
-      await values.close();
+      await entries.close();
     }
+    for (const value of logged.values()) records.push(decodeRecord(value));
     return records;
   }
 
   /**
-   * Writes `records` in one atomic batch. The records are encoded before this returns its promise,
-   * so later changes to them do not leak into this write.
+   * Writes `records` atomically: one frame appended to the log. When the promise resolves they
+   * are durable. They are encoded before it returns, so later changes to them do not leak in.
    */
   write(records: readonly TaskRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
-    const batch = records.map((r) => ({ type: 'put' as const, key: TASK_PREFIX + r.spec.name, value: encodeRecord(r) }));
-    return this.db.batch(batch, { sync: this.options.sync });
+    try {
+      const entries = records.map((r) => ({ key: TASK_PREFIX + r.spec.name, value: encodeRecord(r) }));
+      (this.wal as Wal).append(entries);
+      this.stage(entries);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.background;
+    await this.toLevel();
+    // With everything in LevelDB the log goes; otherwise the next start puts it there.
+    this.wal?.close(this.pending.size === 0 && this.lastBackgroundError === undefined);
     await this.db.close();
+  }
+
+  private stage(entries: readonly WalEntry[]): void {
+    for (const e of entries) this.pending.set(e.key, e.value);
+    if (this.timer === undefined && this.pending.size > 0) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.toLevel();
+      }, BACKGROUND_MS);
+    }
+  }
+
+  /** Puts what is pending into LevelDB in one batch, then drops the log segments it came from. */
+  private toLevel(): Promise<void> {
+    if (this.background !== undefined) return this.background;
+    if (this.pending.size === 0) return Promise.resolve();
+    const batch = this.pending;
+    this.pending = new Map();
+    const wal = this.wal as Wal;
+    const segments = wal.rotate();
+    this.background = this.db
+      .batch(
+        [...batch].map(([key, value]) => ({ type: 'put' as const, key, value })),
+        { sync: this.options.sync },
+      )
+      .then(
+        () => {
+          wal.discard(segments);
+          this.lastBackgroundError = undefined;
+        },
+        (err: unknown) => {
+          // Still in the log; try again with whatever comes next (newer values win).
+          this.lastBackgroundError = err instanceof Error ? err : new Error(String(err));
+          for (const [key, value] of batch) if (!this.pending.has(key)) this.pending.set(key, value);
+        },
+      )
+      .finally(() => {
+        this.background = undefined;
+        if (this.pending.size > 0) this.stage([]);
+      });
+    return this.background;
   }
 }
 
