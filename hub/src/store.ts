@@ -14,6 +14,11 @@ import { decodeRecord, encodeRecord } from './wire/codec.js';
 export const STORE_FORMAT = 2; // 2: the write-ahead log
 /** How long changes wait in the log before they go into LevelDB together (ms). */
 const BACKGROUND_MS = 200;
+/**
+ * Records per LevelDB batch in the background. Preparing a batch runs on the event loop, so big
+ * ones would hold up requests; between chunks the hub answers.
+ */
+const BACKGROUND_CHUNK = 1000;
 const FORMAT_KEY = 'meta:format';
 const TASK_PREFIX = 't:';
 // ';' sorts right after ':', so [t:, t;) holds exactly the task keys.
@@ -153,11 +158,13 @@ export class Store implements TaskStore {
     this.pending = new Map();
     const wal = this.wal as Wal;
     const segments = wal.rotate();
-    this.background = this.db
-      .batch(
-        [...batch].map(([key, value]) => ({ type: 'put' as const, key, value })),
-        { sync: this.options.sync },
-      )
+    const operations = [...batch].map(([key, value]) => ({ type: 'put' as const, key, value }));
+    const writeAll = async (): Promise<void> => {
+      for (let i = 0; i < operations.length; i += BACKGROUND_CHUNK) {
+        await this.db.batch(operations.slice(i, i + BACKGROUND_CHUNK), { sync: this.options.sync });
+      }
+    };
+    this.background = writeAll()
       .then(
         () => {
           wal.discard(segments);
