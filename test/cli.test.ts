@@ -52,6 +52,11 @@ describe('dquery', () => {
       const table = await dquery(hub, ['status']);
       expect(table.stdout).toMatch(/^3 tasks, 3 done \(100\.0%\)/);
       expect(table.stdout).toMatch(/^test-worker +0 +3 +0 /m);
+      // Watching a finished graph prints once and ends.
+      const watched = await dquery(hub, ['status', '--watch', '0.05']);
+      expect(watched.code).toBe(0);
+      expect(watched.stdout.match(/^3 tasks, 3 done/gm)).toHaveLength(1);
+      expect((await dquery(hub, ['status', '--watch', 'often'])).code).toBe(2);
       const missing = await dquery(hub, ['lookup', 'nope']);
       expect(missing).toMatchObject({ code: 1, stderr: 'dquery: UNKNOWN_TASK: no task named "nope"\n' });
     } finally {
@@ -87,6 +92,24 @@ describe('dquery', () => {
       });
       expect((await dquery(hub, ['lookup', 'after', '--json'])).stdout).toMatch(/"lastError": "cancelled: not needed"/);
       expect((await dquery(hub, ['create', 'bad', '--lease', 'soon'])).code).toBe(2);
+    } finally {
+      await hub.stop();
+    }
+  });
+
+  it('follows a run with status --watch until it is finished', async () => {
+    const hub = await startHub();
+    try {
+      await dquery(hub, ['create', 'only']);
+      const watching = dquery(hub, ['status', '--watch', '0.05']);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await dquery(hub, ['steal']);
+      await dquery(hub, ['complete', 'only']);
+      const { code, stdout } = await watching;
+      expect(code).toBe(0);
+      const headers = stdout.match(/^\d+ tasks, .*$/gm) ?? [];
+      expect(headers[0]).toMatch(/^1 tasks, 0 done \(0\.0%\)/);
+      expect(headers[headers.length - 1]).toMatch(/^1 tasks, 1 done \(100\.0%\)/);
     } finally {
       await hub.stop();
     }

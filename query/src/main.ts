@@ -239,10 +239,21 @@ program
   .command('status')
   .description('counts per state and pool, workers, completion rate')
   .option('--json', 'print a JSON object (counts: waiting, ready, running, done, failed, blocked)')
-  .addHelpText('after', '\nExample:\n  watch -n 5 dquery status         # or: dquery status --json | jq .counts')
-  .action(async (o: { json?: boolean }) => {
-    const status = await hub().status();
-    console.log(o.json === true ? JSON.stringify(statusJson(status), null, 2) : formatStatus(status));
+  .option('-w, --watch [seconds]', 'print it again every few seconds (default 2) until nothing is waiting, ready or running')
+  .addHelpText('after', '\nExamples:\n  dquery status --watch           # follow a run to its end\n  dquery status --json | jq .counts')
+  .action(async (o: { json?: boolean; watch?: string | boolean }) => {
+    const every = o.watch === undefined ? 0 : o.watch === true ? 2 : Number(o.watch);
+    if (!(every >= 0) || !Number.isFinite(every)) throw new UsageError(`--watch takes seconds, not "${String(o.watch)}"`);
+    for (;;) {
+      const status = await hub().status();
+      const { waiting, ready, running } = status.counts;
+      const finished = waiting + ready + running === 0;
+      // On a terminal each round replaces the last; into a pipe or file they follow each other.
+      if (every > 0 && process.stdout.isTTY) process.stdout.write('\x1b[H\x1b[2J');
+      console.log(o.json === true ? JSON.stringify(statusJson(status), null, 2) : formatStatus(status));
+      if (every === 0 || finished) return;
+      await new Promise((resolve) => setTimeout(resolve, every * 1000));
+    }
   });
 
 program
