@@ -4,9 +4,9 @@
  * once, in dependency order, and every completion a worker saw acknowledged is in the store.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from '../bench/src/proc.js';
 import { Store } from '../hub/src/store.js';
 import type { TaskRecord } from '../hub/src/graph/types.js';
 import { Client } from '../worker-kit/src/index.js';
@@ -16,16 +16,6 @@ import { writeFileSync } from 'node:fs';
 afterAll(cleanTempDirs);
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 interface WorkerProc {
   name: string;

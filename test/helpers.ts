@@ -111,16 +111,5 @@ export function dquery(hub: RunningHub, args: string[], options: { input?: strin
   });
 }
 
-/** dwork's tests/gen_tasks.py shape: N columns by T rows, each task depending on up to 3 of the row before. */
-export function stencil(columns: number, rows: number): string {
-  const lines: string[] = [];
-  for (let n = 0; n < columns; n++) lines.push(String(n));
-  for (let t = 1; t < rows; t++) {
-    for (let c = 0; c < columns; c++) {
-      const n = t * columns + c;
-      const deps = [c - 1, c, c + 1].filter((x) => x >= 0 && x < columns).map((x) => n - columns + (x - c));
-      lines.push([n, ...deps].join(','));
-    }
-  }
-  return lines.join('\n') + '\n';
-}
+/** dwork's tests/gen_tasks.py stencil in its file format: the bench's, so both run the same graph. */
+export { stencilFile as stencil } from '../bench/src/workloads.js';

@@ -3,30 +3,14 @@
  * figures as one JSON line on stdout. Each role is bounded in time or count and ends by itself.
  */
 import { Reply, Request } from 'zeromq';
-import { Client, runWorker, type TaskSpecInput } from '../../worker-kit/src/index.js';
+import { Client, runWorker } from '../../worker-kit/src/index.js';
+import { independentSpecs, stencilSpecs } from './workloads.js';
 
 type Args = Record<string, unknown>;
 const now = (): number => performance.timeOrigin + performance.now();
 const print = (figures: object): void => {
   process.stdout.write(`${JSON.stringify(figures)}\n`);
 };
-
-/** dwork's gen_tasks.py stencil: `columns` wide, `rows` deep, each task on up to 3 of the row before. */
-export function stencilSpecs(columns: number, rows: number): TaskSpecInput[] {
-  const specs: TaskSpecInput[] = [];
-  for (let t = 0; t < rows; t++) {
-    for (let c = 0; c < columns; c++) {
-      const n = t * columns + c;
-      const deps = t === 0 ? [] : [c - 1, c, c + 1].filter((x) => x >= 0 && x < columns).map((x) => String(n - columns + (x - c)));
-      specs.push({ name: String(n), deps });
-    }
-  }
-  return specs;
-}
-
-export function independentSpecs(count: number, prefix = 't'): TaskSpecInput[] {
-  return Array.from({ length: count }, (_, i) => ({ name: `${prefix}${i}` }));
-}
 
 const roles: Record<string, (args: Args) => Promise<void>> = {
   /** Answers every message with itself until killed. */

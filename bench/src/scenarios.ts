@@ -1,13 +1,12 @@
 /** The benchmark's scenarios. Each runs real processes on 127.0.0.1 and returns its figures. */
 import { spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../hub/src/store.js';
 import type { TaskRecord } from '../../hub/src/graph/types.js';
 import { Client } from '../../worker-kit/src/index.js';
-import { DQUERY, now, role, spawnRole, startHub, tempDir, timed } from './proc.js';
-import { stencilSpecs } from './roles.js';
+import { DQUERY, freePort, now, role, spawnRole, startHub, tempDir, timed } from './proc.js';
+import { stencilFile } from './workloads.js';
 
 export interface Figure {
   scenario: string;
@@ -131,7 +130,7 @@ export async function load(ctx: Context): Promise<Figure[]> {
     }
   });
   const file = join(tempDir(), 'stencil.txt');
-  writeFileSync(file, stencilSpecs(columns, rows).map((s) => [s.name, ...(s.deps ?? [])].join(',')).join('\n') + '\n');
+  writeFileSync(file, stencilFile(columns, rows));
   const cli = await repeat(ctx.runs, async () => {
     const hub = await startHub();
     try {
@@ -334,16 +333,6 @@ export async function cli(ctx: Context): Promise<Figure[]> {
   } finally {
     await hub.stop();
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 export async function peer(ctx: Context): Promise<Figure[]> {

@@ -37,10 +37,6 @@ export function formatStatus(status: GraphStatus): string {
   return lines.join('\n');
 }
 
-export function statusJson(status: GraphStatus): object {
-  return status;
-}
-
 export function lookupJson({ task, dependents }: { task: TaskRecord; dependents: string[] }): object {
   return {
     ...task,

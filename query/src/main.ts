@@ -8,7 +8,7 @@ import { durationArg, integerArg, positiveArg } from '../../hub/src/args.js';
 import { DagworkError } from '../../hub/src/errors.js';
 import type { TaskResult, TaskSpecInput } from '../../hub/src/graph/types.js';
 import { Client, curveOptions, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
-import { formatLookup, formatStatus, lookupJson, statusJson } from './format.js';
+import { formatLookup, formatStatus, lookupJson } from './format.js';
 
 /** Exit statuses, documented in --help and README. */
 export const EXIT = { ok: 0, error: 1, usage: 2, nothingReady: 3, finished: 4 } as const;
@@ -250,7 +250,7 @@ program
       const finished = waiting + ready + running === 0;
       // On a terminal each round replaces the last; into a pipe or file they follow each other.
       if (every > 0 && process.stdout.isTTY) process.stdout.write('\x1b[H\x1b[2J');
-      console.log(o.json === true ? JSON.stringify(statusJson(status), null, 2) : formatStatus(status));
+      console.log(o.json === true ? JSON.stringify(status, null, 2) : formatStatus(status));
       if (every === 0 || finished) return;
       await new Promise((resolve) => setTimeout(resolve, every * 1000));
     }
