@@ -6,9 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from '../bench/src/proc.js';
-import { Store } from '../hub/src/store.js';
-import type { TaskRecord } from '../hub/src/graph/types.js';
+import { freePort } from './support/proc.js';
+import { Store } from '../hub/src/store/store.js';
+import type { TaskRecord } from '../proto/src/types.js';
 import { Client } from '../worker-kit/src/index.js';
 import { cleanTempDirs, ROOT, startHub, stencil, tempDir, dquery, type RunningHub } from './helpers.js';
 import { writeFileSync } from 'node:fs';

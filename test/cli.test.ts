@@ -3,8 +3,8 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { TaskRecord } from '../hub/src/graph/types.js';
-import { Store } from '../hub/src/store.js';
+import type { TaskRecord } from '../proto/src/types.js';
+import { Store } from '../hub/src/store/store.js';
 import { Client } from '../worker-kit/src/index.js';
 import { cleanTempDirs, DQUERY, dquery, ROOT, startHub, stencil, tempDir } from './helpers.js';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { TaskRecord } from '../hub/src/graph/types.js';
-import { decodeRecord, decodeReply, decodeRequest, encodeRecord, encodeReply, encodeRequest } from '../hub/src/wire/codec.js';
+import type { TaskRecord } from '../proto/src/types.js';
+import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../proto/src/codec.js';
+import { decodeRecord, encodeRecord } from '../hub/src/store/record.js';
 
 const full: TaskRecord = {
   spec: { name: 'n', deps: ['a', 'b'], payload: Buffer.from('echo'), priority: -3, pool: 'gpu', maxAttempts: 5, leaseMs: 90_000 },
@@ -18,7 +19,7 @@ const full: TaskRecord = {
   seq: 2 ** 40,
 };
 
-describe('codec', () => {
+describe('store record codec', () => {
   it('round-trips a stored record, full or with every field at its default', () => {
     expect(decodeRecord(encodeRecord(full))).toEqual(full);
     const bare: TaskRecord = {
@@ -37,7 +38,9 @@ describe('codec', () => {
     expect(decodeRecord(encodeRecord(bare))).toEqual(bare);
     expect(encodeRecord(bare).length).toBeLessThan(40);
   });
+});
 
+describe('wire codec', () => {
   it('round-trips requests and replies, enums and 64-bit times included', () => {
     const steal = { op: 'steal' as const, worker: 'w', n: 3, pools: ['a'], waitMs: 10, waitWhenFinished: true };
     expect(decodeRequest(encodeRequest(steal))).toEqual(steal);

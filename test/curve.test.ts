@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readKeyFile } from '../hub/src/auth.js';
+import { readKeyFile } from '../proto/src/keys.js';
 import { Client, curveOptions, HubUnreachableError, type CurveOptions } from '../worker-kit/src/index.js';
 import { cleanTempDirs, DQUERY, roleEndpointsOf, ROOT, runNode, startHub, tempDir, type RunningHub } from './helpers.js';
 

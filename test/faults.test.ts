@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Hub } from '../hub/src/server.js';
-import { Store, STORE_FORMAT, type TaskStore } from '../hub/src/store.js';
+import { Store, STORE_FORMAT, type TaskStore } from '../hub/src/store/store.js';
 import { Client, DagworkError } from '../worker-kit/src/index.js';
 import { cleanTempDirs, DHUB, runNode, tempDir } from './helpers.js';
 

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { Dealer, Request } from 'zeromq';
 import { afterAll, describe, expect, it } from 'vitest';
-import { decodeReply, encodeRequest, type Reply } from '../hub/src/wire/codec.js';
+import { decodeReply, encodeRequest, type Reply } from '../proto/src/codec.js';
 import { Client } from '../worker-kit/src/index.js';
 import { cleanTempDirs, startHub } from './helpers.js';
 

@@ -5,9 +5,9 @@
  */
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
-import { DagworkError } from '../hub/src/errors.js';
+import { DagworkError } from '../proto/src/errors.js';
 import { Graph } from '../hub/src/graph/graph.js';
-import type { TaskRecord, TaskSpecInput } from '../hub/src/graph/types.js';
+import type { TaskRecord, TaskSpecInput } from '../proto/src/types.js';
 
 const NAMES = ['a', 'b', 'c', 'd', 'e', 'f'];
 const WORKERS = ['w1', 'w2', 'w3'];

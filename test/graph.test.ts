@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { DagworkError } from '../hub/src/errors.js';
+import { DagworkError } from '../proto/src/errors.js';
 import { Graph } from '../hub/src/graph/graph.js';
-import type { TaskSpecInput } from '../hub/src/graph/types.js';
+import type { TaskSpecInput } from '../proto/src/types.js';
 
 const T0 = 1_700_000_000_000;
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);

@@ -1,26 +1,9 @@
 /** Test helpers: start the real dhub on a free loopback port with its own store, run dquery. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { DQUERY, spawnHub, tempDir } from './support/proc.js';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const DHUB = join(ROOT, 'dist/hub/src/main.js');
-export const DQUERY = join(ROOT, 'dist/query/src/main.js');
-
-const made: string[] = [];
-
-/** A fresh temporary directory, removed by `cleanTempDirs`. */
-export function tempDir(prefix = 'dagwork-test-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  made.push(dir);
-  return dir;
-}
-
-export function cleanTempDirs(): void {
-  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
-}
+export { cleanTempDirs, DHUB, DQUERY, freePort, ROOT, tempDir } from './support/proc.js';
 
 export interface RunningHub {
   endpoint: string;
@@ -35,31 +18,12 @@ export interface RunningHub {
 /** Starts dhub on 127.0.0.1 (a free port unless `bind` says); resolves once it listens. */
 export async function startHub(options: { db?: string; args?: string[]; bind?: string } = {}): Promise<RunningHub> {
   const db = options.db ?? join(tempDir(), 'db');
-  const proc = spawn(process.execPath, [DHUB, '--bind', options.bind ?? 'tcp://127.0.0.1:*', '--db', db, ...(options.args ?? [])], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`dhub did not start in 10 s:\n${stderr}`)), 10_000);
-    proc.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-      const match = /listening on (\S+)/.exec(stderr);
-      if (match?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`dhub exited with ${code} before listening:\n${stderr}`));
-    });
-  });
+  const { endpoint, proc, log, exited } = await spawnHub(['--bind', options.bind ?? 'tcp://127.0.0.1:*', '--db', db, ...(options.args ?? [])]);
   return {
     endpoint,
     db,
     proc,
-    log: () => stderr,
+    log,
     stop: (signal = 'SIGTERM') => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       return exited;
@@ -112,4 +76,4 @@ export function dquery(hub: RunningHub, args: string[], options: { input?: strin
 }
 
 /** dwork's tests/gen_tasks.py stencil in its file format: the bench's, so both run the same graph. */
-export { stencilFile as stencil } from '../bench/src/workloads.js';
+export { stencilFile as stencil } from './support/workloads.js';

@@ -1,9 +1,9 @@
 /** The real dhub process, spoken to over ZeroMQ on 127.0.0.1. */
 import { Dealer, Request } from 'zeromq';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Store } from '../hub/src/store.js';
-import { decodeReply, encodeRequest } from '../hub/src/wire/codec.js';
-import type { TaskRecord } from '../hub/src/graph/types.js';
+import { Store } from '../hub/src/store/store.js';
+import { decodeReply, encodeRequest } from '../proto/src/codec.js';
+import type { TaskRecord } from '../proto/src/types.js';
 import { Client, DagworkError } from '../worker-kit/src/index.js';
 import { cleanTempDirs, DHUB, runNode, startHub, tempDir } from './helpers.js';
 

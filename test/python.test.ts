@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, type TaskRecord } from '../worker-kit/src/index.js';
 import { writeFileSync } from 'node:fs';
-import { readKeyFile } from '../hub/src/auth.js';
+import { readKeyFile } from '../proto/src/keys.js';
 import { cleanTempDirs, DQUERY, roleEndpointsOf, ROOT, runNode, startHub, tempDir } from './helpers.js';
 
 afterAll(cleanTempDirs);

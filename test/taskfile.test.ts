@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDuration } from '../hub/src/args.js';
+import { parseDuration } from '../proto/src/args.js';
 import { parseTaskFile, TaskFileError } from '../query/src/taskfile.js';
 import { stencil } from './helpers.js';
 

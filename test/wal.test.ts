@@ -2,10 +2,10 @@
 import { appendFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { TaskRecord } from '../hub/src/graph/types.js';
-import { Store } from '../hub/src/store.js';
-import { decodeSegment, encodeFrame } from '../hub/src/wal.js';
-import { encodeRecord } from '../hub/src/wire/codec.js';
+import type { TaskRecord } from '../proto/src/types.js';
+import { Store } from '../hub/src/store/store.js';
+import { decodeSegment, encodeFrame } from '../hub/src/store/wal.js';
+import { encodeRecord } from '../hub/src/store/record.js';
 import { cleanTempDirs, tempDir } from './helpers.js';
 
 afterAll(cleanTempDirs);

@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 import { Command } from 'commander';
-import { positiveArg } from '../../hub/src/args.js';
+import { positiveArg } from '../../proto/src/args.js';
 import { cleanTempDirs } from './proc.js';
 import { FULL, QUICK, SCENARIOS, type Context, type Figure, type ScenarioName } from './scenarios.js';
 

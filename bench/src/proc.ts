@@ -1,27 +1,18 @@
 /** Processes of the benchmark: the real dhub, role processes, timed commands. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnHub, tempDir as sharedTempDir } from '../../test/support/proc.js';
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-export const ROOT = resolve(HERE, '../../..');
-export const DHUB = join(ROOT, 'dist/hub/src/main.js');
-export const DQUERY = join(ROOT, 'dist/query/src/main.js');
-const ROLES = join(HERE, 'roles.js');
+export { cleanTempDirs, DQUERY, freePort } from '../../test/support/proc.js';
+
+const ROLES = join(dirname(fileURLToPath(import.meta.url)), 'roles.js');
 
 export const now = (): number => performance.timeOrigin + performance.now();
 
-const dirs: string[] = [];
 export function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dagwork-bench-'));
-  dirs.push(dir);
-  return dir;
-}
-export function cleanTempDirs(): void {
-  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  return sharedTempDir('dagwork-bench-');
 }
 
 export interface BenchHub {
@@ -37,23 +28,9 @@ export interface BenchHub {
 export async function startHub(options: { db?: string; sync?: boolean } = {}): Promise<BenchHub & { startedAt: number }> {
   const db = options.db ?? join(tempDir(), 'db');
   const startedAt = now();
-  const proc = spawn(process.execPath, [DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', db, '--log-level', 'info', ...(options.sync === true ? ['--sync'] : [])], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  let log = '';
-  const endpoint = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`dhub did not start:\n${log}`)), 120_000);
-    proc.stderr?.on('data', (c: Buffer) => {
-      log += c.toString();
-      const match = /listening on (\S+)/.exec(log);
-      if (match?.[1] !== undefined) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    });
-    void exited.then(() => reject(new Error(`dhub exited:\n${log}`)));
-  });
+  const args = ['--bind', 'tcp://127.0.0.1:*', '--db', db, '--log-level', 'info', ...(options.sync === true ? ['--sync'] : [])];
+  // Bounded: 120 s, for big stores.
+  const { endpoint, proc, exited } = await spawnHub(args, 120_000);
   const pid = proc.pid as number;
   return {
     endpoint,
@@ -123,16 +100,5 @@ export function timed(command: string, args: string[], options: { env?: NodeJS.P
       else resolve(now() - start);
     });
     child.stdin.end(options.input ?? '');
-  });
-}
-
-/** A TCP port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no port'))));
-    });
   });
 }

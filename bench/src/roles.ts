@@ -4,7 +4,7 @@
  */
 import { Reply, Request } from 'zeromq';
 import { Client, runWorker } from '../../worker-kit/src/index.js';
-import { independentSpecs, stencilSpecs } from './workloads.js';
+import { independentSpecs, stencilSpecs } from '../../test/support/workloads.js';
 
 type Args = Record<string, unknown>;
 const now = (): number => performance.timeOrigin + performance.now();

@@ -2,11 +2,11 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Store } from '../../hub/src/store.js';
-import type { TaskRecord } from '../../hub/src/graph/types.js';
+import { Store } from '../../hub/src/store/store.js';
+import type { TaskRecord } from '../../proto/src/types.js';
 import { Client } from '../../worker-kit/src/index.js';
 import { DQUERY, freePort, now, role, spawnRole, startHub, tempDir, timed } from './proc.js';
-import { stencilFile } from './workloads.js';
+import { stencilFile } from '../../test/support/workloads.js';
 
 export interface Figure {
   scenario: string;

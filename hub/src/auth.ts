@@ -9,62 +9,10 @@
  */
 import { readFileSync } from 'node:fs';
 import { Router } from 'zeromq';
-import { DagworkError } from './errors.js';
+import { DagworkError } from '../../proto/src/errors.js';
+import { Z85_KEY } from '../../proto/src/keys.js';
+import { ROLES, roleRank as rank, type Role } from '../../proto/src/roles.js';
 import type { Logger } from './log.js';
-import type { Operation } from './wire/codec.js';
-
-export const ROLES = ['worker', 'submit', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
-
-/** The operations each role may use; a role includes the ones before it. */
-const OPERATIONS: Record<Role, readonly Operation[]> = {
-  worker: ['steal', 'complete', 'fail', 'heartbeat', 'release', 'workerExit', 'status', 'lookup'],
-  submit: ['steal', 'complete', 'fail', 'heartbeat', 'release', 'workerExit', 'status', 'lookup', 'create'],
-  admin: ['steal', 'complete', 'fail', 'heartbeat', 'release', 'workerExit', 'status', 'lookup', 'create', 'retry', 'cancel'],
-};
-
-export function allows(role: Role, op: Operation): boolean {
-  return OPERATIONS[role].includes(op);
-}
-
-const rank = (role: Role): number => ROLES.indexOf(role);
-
-export interface KeyPair {
-  publicKey: string;
-  secretKey: string;
-}
-
-const Z85_KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
-
-/**
- * Reads a key file as `dquery keygen` writes it: `public-key = ...` and `secret-key = ...` lines
- * (a public-key file has only the first).
- */
-export function readKeyFile(path: string): { publicKey: string; secretKey?: string } {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new DagworkError('INVALID_ARGUMENT', `cannot read the key file ${path}: ${(err as Error).message}`);
-  }
-  const keys: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const match = /^\s*(public|secret)-key\s*=\s*"?([^"\s]+)"?\s*$/.exec(line);
-    if (match?.[1] !== undefined && match[2] !== undefined) keys[match[1]] = match[2];
-  }
-  const publicKey = keys.public;
-  if (publicKey === undefined || !Z85_KEY.test(publicKey)) throw new DagworkError('INVALID_ARGUMENT', `${path} holds no valid public-key line (40 Z85 characters)`);
-  if (keys.secret !== undefined && !Z85_KEY.test(keys.secret)) throw new DagworkError('INVALID_ARGUMENT', `${path}: the secret-key is not 40 Z85 characters`);
-  return keys.secret === undefined ? { publicKey } : { publicKey, secretKey: keys.secret };
-}
-
-export function formatKeyFile(pair: KeyPair): string {
-  return `# dagwork CURVE key pair: keep this file secret\npublic-key = ${pair.publicKey}\nsecret-key = ${pair.secretKey}\n`;
-}
-
-export function formatPublicKeyFile(publicKey: string): string {
-  return `# dagwork CURVE public key: give it to the hub's authorized-keys file\npublic-key = ${publicKey}\n`;
-}
 
 /**
  * Reads `KEY ROLE [comment]` lines; lines starting with # are comments (not a # elsewhere: Z85

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /** dhub: the dagwork hub daemon. */
 import { Command, Option } from 'commander';
-import { positiveArg } from './args.js';
-import { readAuthorizedKeys, readKeyFile } from './auth.js';
-import { DagworkError } from './errors.js';
+import { positiveArg } from '../../proto/src/args.js';
+import { readAuthorizedKeys } from './auth.js';
+import { readKeyFile } from '../../proto/src/keys.js';
+import { DagworkError } from '../../proto/src/errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { defaultHubOptions, Hub, isLocal, type HubOptions } from './server.js';
 

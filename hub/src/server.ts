@@ -5,14 +5,16 @@
  * commit). Steals that ask to wait are parked and answered when work appears or their time is up.
  */
 import { Router } from 'zeromq';
-import { allows, ROLES, ZapHandler, type KeyPair, type Role } from './auth.js';
-import { DagworkError } from './errors.js';
+import { ZapHandler } from './auth.js';
+import type { KeyPair } from '../../proto/src/keys.js';
+import { allows, ROLES, type Role } from '../../proto/src/roles.js';
+import { DagworkError } from '../../proto/src/errors.js';
 import { Graph } from './graph/graph.js';
 import type { GraphOptions } from './graph/options.js';
-import type { StealResult } from './graph/types.js';
+import type { StealResult } from '../../proto/src/types.js';
 import { silentLogger, type Logger } from './log.js';
-import { Store, type StoreOptions, type TaskStore } from './store.js';
-import { decodeRequest, encodeReply, type Reply, type Request, type StealArgs, type WireError } from './wire/codec.js';
+import { Store, type StoreOptions, type TaskStore } from './store/store.js';
+import { decodeRequest, encodeReply, type Reply, type Request, type StealArgs, type WireError } from '../../proto/src/codec.js';
 
 export interface HubOptions {
   /** ZeroMQ endpoint to bind; `tcp://127.0.0.1:*` picks a free port. Default tcp://127.0.0.1:6125. */

@@ -1,5 +1,5 @@
 /** How dquery shows status and task records: readable tables, and stable JSON for scripts. */
-import { TASK_STATES, type GraphStatus, type StateCounts, type TaskRecord } from '../../hub/src/graph/types.js';
+import { TASK_STATES, type GraphStatus, type StateCounts, type TaskRecord } from '../../proto/src/types.js';
 
 const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
 

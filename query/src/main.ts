@@ -2,11 +2,11 @@
 /** dquery: the dagwork command line. Every command is one or a few requests to the hub. */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { curveKeyPair } from 'zeromq';
-import { formatKeyFile, formatPublicKeyFile } from '../../hub/src/auth.js';
+import { formatKeyFile, formatPublicKeyFile } from '../../proto/src/keys.js';
 import { Command, CommanderError } from 'commander';
-import { durationArg, integerArg, positiveArg } from '../../hub/src/args.js';
-import { DagworkError } from '../../hub/src/errors.js';
-import type { TaskResult, TaskSpecInput } from '../../hub/src/graph/types.js';
+import { durationArg, integerArg, positiveArg } from '../../proto/src/args.js';
+import { DagworkError } from '../../proto/src/errors.js';
+import type { TaskResult, TaskSpecInput } from '../../proto/src/types.js';
 import { Client, curveOptions, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
 import { formatLookup, formatStatus, lookupJson } from './format.js';
 

@@ -7,10 +7,10 @@
  *                 "attempts": 5, "lease": "10m"}
  * Blank lines and lines starting with # are skipped.
  */
-import { parseDuration } from '../../hub/src/args.js';
-import { DagworkError } from '../../hub/src/errors.js';
-import { Graph } from '../../hub/src/graph/graph.js';
-import type { TaskSpecInput } from '../../hub/src/graph/types.js';
+import { parseDuration } from '../../proto/src/args.js';
+import { DagworkError } from '../../proto/src/errors.js';
+import { defaultSpecLimits, dependencyOrder, normalizeSpec, sameSpec, type SpecLimits } from '../../proto/src/spec.js';
+import type { TaskSpecInput } from '../../proto/src/types.js';
 
 /** A problem with one line of a task file. */
 export class TaskFileError extends Error {
@@ -96,12 +96,31 @@ export function parseTaskFile(text: string): TaskSpecInput[] {
     lineOf.set(spec.name, i + 1);
   }
   try {
-    // Sizes are left to the hub, whose limits may be raised; names, duplicates and cycles are not.
-    const unbounded = Number.MAX_SAFE_INTEGER;
-    new Graph({ maxBatch: unbounded, maxTasks: unbounded, maxDeps: unbounded, maxPayloadBytes: unbounded, maxAttempts: unbounded, maxLeaseMs: unbounded }).create(specs, 0);
+    checkSpecs(specs);
   } catch (err) {
     if (err instanceof DagworkError) throw new TaskFileError(lineOf.get(err.task) ?? 0, err.message);
     throw err;
   }
   return specs;
+}
+
+// Sizes are left to the hub, whose limits may be raised; names, duplicates and cycles are not.
+const UNBOUNDED: SpecLimits = {
+  ...defaultSpecLimits(),
+  maxPayloadBytes: Number.MAX_SAFE_INTEGER,
+  maxDeps: Number.MAX_SAFE_INTEGER,
+  maxAttempts: Number.MAX_SAFE_INTEGER,
+  maxLeaseMs: Number.MAX_SAFE_INTEGER,
+};
+
+/** The checks the hub makes of one create, by the contract's rules: throws DagworkError naming the task. */
+function checkSpecs(specs: readonly TaskSpecInput[]): void {
+  const byName = new Map<string, ReturnType<typeof normalizeSpec>>();
+  for (const input of specs) {
+    const spec = normalizeSpec(input, UNBOUNDED);
+    const earlier = byName.get(spec.name);
+    if (earlier === undefined) byName.set(spec.name, spec);
+    else if (!sameSpec(earlier, spec)) throw new DagworkError('CONFLICT', `task "${spec.name}" already exists with a different definition`, { task: spec.name });
+  }
+  dependencyOrder(byName.keys(), (name) => byName.has(name), (name) => byName.get(name)?.deps ?? []);
 }

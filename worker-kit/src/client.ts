@@ -10,10 +10,10 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Request as ReqSocket } from 'zeromq';
-import { readKeyFile } from '../../hub/src/auth.js';
-import { DagworkError } from '../../hub/src/errors.js';
-import type { Completion, FailResult, GraphStatus, StealResult, TaskRecord, TaskResult, TaskSpecInput } from '../../hub/src/graph/types.js';
-import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../hub/src/wire/codec.js';
+import { readKeyFile } from '../../proto/src/keys.js';
+import { DagworkError } from '../../proto/src/errors.js';
+import type { Completion, FailResult, GraphStatus, StealResult, TaskRecord, TaskResult, TaskSpecInput } from '../../proto/src/types.js';
+import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
 
 export interface ClientOptions {
   /** The hub's endpoint. Default: $DAGWORK_HUB, else tcp://127.0.0.1:6125. */

@@ -2,7 +2,7 @@
 /** dworker: the ready-made worker. Runs each task's payload as a shell command. */
 import { availableParallelism, hostname } from 'node:os';
 import { Command } from 'commander';
-import { durationArg, positiveArg } from '../../hub/src/args.js';
+import { durationArg, positiveArg } from '../../proto/src/args.js';
 import { DEFAULT_MAX_OUTPUT_BYTES, shellHandler } from './shell.js';
 import { curveOptions } from './client.js';
 import { runWorker, type WorkerSummary } from './worker.js';

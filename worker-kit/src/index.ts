@@ -1,6 +1,6 @@
 /** worker-kit: the public API for programs that talk to a dagwork hub. */
 export { Client, HubUnreachableError, curveOptions, defaultClientOptions, type ClientOptions, type CurveOptions, type StealOptions } from './client.js';
-export { DagworkError, ERROR_CODES, type ErrorCode } from '../../hub/src/errors.js';
+export { DagworkError, ERROR_CODES, type ErrorCode } from '../../proto/src/errors.js';
 export type {
   Completion,
   FailResult,
@@ -13,6 +13,6 @@ export type {
   TaskResult,
   TaskSpecInput,
   TaskState,
-} from '../../hub/src/graph/types.js';
+} from '../../proto/src/types.js';
 export { runWorker, Worker, PermanentError, type Handler, type TaskContext, type WorkerOptions, type WorkerSummary, type StopReason } from './worker.js';
 export { shellHandler, type ShellOptions } from './shell.js';

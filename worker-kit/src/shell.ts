@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { LeasedTask } from '../../hub/src/graph/types.js';
+import type { LeasedTask } from '../../proto/src/types.js';
 import type { Handler, TaskContext } from './worker.js';
 
 export interface ShellOptions {

@@ -6,8 +6,8 @@
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import { DagworkError } from '../../hub/src/errors.js';
-import type { LeasedTask, StealResult, TaskResult } from '../../hub/src/graph/types.js';
+import { DagworkError } from '../../proto/src/errors.js';
+import type { LeasedTask, StealResult, TaskResult } from '../../proto/src/types.js';
 import { Client, HubUnreachableError, type ClientOptions, type StealOptions } from './client.js';
 
 /** Throw (or reject with) this from a handler to fail the task at once, without retries. */

@@ -1,6 +1,6 @@
-import { DagworkError } from '../errors.js';
+import { DagworkError } from '../../../proto/src/errors.js';
 import { Heap } from './heap.js';
-import { graphOptions, type GraphOptions } from './options.js';
+import { checkBatch, graphOptions, type GraphOptions } from './options.js';
 import { RateWindow } from './rate.js';
 import {
   emptyCounts,
@@ -17,8 +17,8 @@ import {
   type TaskSpec,
   type TaskSpecInput,
   type TaskState,
-} from './types.js';
-import { checkBatch, checkName, checkWorker, normalizeSpec, sameSpec } from './validate.js';
+} from '../../../proto/src/types.js';
+import { checkName, checkWorker, dependencyOrder, normalizeSpec, sameSpec } from '../../../proto/src/spec.js';
 
 const EMPTY = new Uint8Array(0);
 /** Longest failure reason kept, in characters; the rest is cut. */
@@ -617,40 +617,7 @@ export class Graph {
       const task = this.tasks.get(name);
       return task !== undefined && (task.state === 'waiting' || task.state === 'blocked') ? task.spec.deps : [];
     };
-    const ON_PATH = 1;
-    const FINISHED = 2;
-    const color = new Map<string, number>();
-    const order: string[] = [];
-    for (const root of fresh.keys()) {
-      if (color.has(root)) continue;
-      const path: { name: string; next: number }[] = [{ name: root, next: 0 }];
-      color.set(root, ON_PATH);
-      while (path.length > 0) {
-        const frame = path[path.length - 1] as { name: string; next: number };
-        const deps = depsOf(frame.name);
-        if (frame.next < deps.length) {
-          const dep = deps[frame.next++] as string;
-          const seen = color.get(dep);
-          if (seen === ON_PATH) {
-            const names = path.map((f) => f.name);
-            const cycle = [...names.slice(names.indexOf(dep)), dep];
-            const task = cycle.find((n) => fresh.has(n)) ?? root;
-            throw new DagworkError('CYCLE', `task "${task}" would close a cycle: ${cycle.join(' -> ')} (each depends on the next)`, {
-              task,
-            });
-          }
-          if (seen === undefined) {
-            color.set(dep, ON_PATH);
-            path.push({ name: dep, next: 0 });
-          }
-        } else {
-          color.set(frame.name, FINISHED);
-          if (fresh.has(frame.name)) order.push(frame.name);
-          path.pop();
-        }
-      }
-    }
-    return order;
+    return dependencyOrder(fresh.keys(), (name) => fresh.has(name), depsOf);
   }
 
   private queuesOf(pools: readonly string[]): PoolQueue[] {

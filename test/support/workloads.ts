@@ -1,5 +1,5 @@
 /** The task graphs the benchmark and the tests run. */
-import type { TaskSpecInput } from '../../worker-kit/src/index.js';
+import type { TaskSpecInput } from '../../proto/src/types.js';
 
 /** dwork's gen_tasks.py stencil: `columns` wide, `rows` deep, each task on up to 3 of the row before. */
 export function stencilSpecs(columns: number, rows: number): TaskSpecInput[] {

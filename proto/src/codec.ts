@@ -1,7 +1,7 @@
 /**
- * The wire codec: turns frames of proto/dagwork.proto into the domain types of the graph and back.
- * It owns the framing (one length-delimited message per ZeroMQ frame) and knows nothing of sockets
- * or of the graph's rules.
+ * The wire codec: turns frames of proto/dagwork.proto into the contract's TypeScript types and
+ * back. It owns the framing (one length-delimited message per ZeroMQ frame) and knows nothing of
+ * sockets, of the graph's rules or of how the hub stores tasks.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs/light.js';
 import { DESCRIPTOR_FILE, protoPath } from './proto-path.js';
-import { DagworkError, type ErrorCode } from '../errors.js';
+import { DagworkError, type ErrorCode } from './errors.js';
 import type {
   Completion,
   FailResult,
@@ -22,7 +22,7 @@ import type {
   TaskSpec,
   TaskSpecInput,
   TaskState,
-} from '../graph/types.js';
+} from './types.js';
 
 /** The parameters of a steal, as sent on its own or as `next` of a complete. */
 export interface StealArgs {
@@ -83,7 +83,6 @@ function loadRoot(): protobuf.Root {
 const root = loadRoot();
 const RequestType = root.lookupType('dagwork.v1.Request');
 const ReplyType = root.lookupType('dagwork.v1.Reply');
-const RecordType = root.lookupType('dagwork.v1.TaskRecord');
 
 // Messages are encoded from plain objects and read from decoded messages directly (no
 // fromObject/toObject copies: they cost more than the encoding itself). So enums travel as
@@ -241,7 +240,7 @@ function counts(m: Obj | undefined): StateCounts {
 // decoder to allocate (an empty bytes field still costs a Buffer).
 const unlessEmpty = <T extends string | number | Uint8Array>(v: T): T | undefined => (v === 0 || v === '' || (v instanceof Uint8Array && v.length === 0) ? undefined : v);
 
-export function recordToMessage(r: TaskRecord): Obj {
+function recordToMessage(r: TaskRecord): Obj {
   const spec = r.spec;
   return {
     spec: { ...spec, payload: unlessEmpty(spec.payload), priority: unlessEmpty(spec.priority), deps: spec.deps.length === 0 ? undefined : spec.deps },
@@ -257,7 +256,7 @@ export function recordToMessage(r: TaskRecord): Obj {
   };
 }
 
-export function recordFromMessage(m: Obj): TaskRecord {
+function recordFromMessage(m: Obj): TaskRecord {
   return {
     spec: specFrom(obj(m.spec) ?? {}),
     state: stateOf(m.state),
@@ -369,15 +368,4 @@ export function decodeReply(data: Uint8Array): Reply {
     default:
       throw new DagworkError('MALFORMED', 'the reply carries no result this client knows (is the hub newer than the client?)');
   }
-}
-
-// --- stored records --------------------------------------------------------------------------
-
-/** A task record as the store keeps it: the TaskRecord message, not length-delimited. */
-export function encodeRecord(record: TaskRecord): Uint8Array {
-  return RecordType.encode(recordToMessage(record)).finish();
-}
-
-export function decodeRecord(data: Uint8Array): TaskRecord {
-  return recordFromMessage(RecordType.decode(data) as unknown as Obj);
 }

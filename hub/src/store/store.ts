@@ -5,10 +5,10 @@
  * time, each task's latest record only. A start puts whatever the log still holds into LevelDB.
  */
 import { Level } from 'level';
-import { DagworkError } from './errors.js';
-import type { TaskRecord } from './graph/types.js';
+import { DagworkError } from '../../../proto/src/errors.js';
+import type { TaskRecord } from '../../../proto/src/types.js';
 import { Wal, type WalEntry } from './wal.js';
-import { decodeRecord, encodeRecord } from './wire/codec.js';
+import { decodeRecord, encodeRecord } from './record.js';
 
 /** Bumped when the layout of the store changes; a hub refuses a store newer than itself. */
 export const STORE_FORMAT = 2; // 2: the write-ahead log

@@ -1,0 +1,121 @@
+/**
+ * The stored form of a task: the store's own schema, versioned with the store (STORE_FORMAT), not
+ * the wire's. Today it has the field numbers the wire's TaskRecord had when the two were one
+ * (stores of format 2 read as they are); from here on each can change without the other.
+ */
+import protobuf from 'protobufjs/light.js';
+import { TASK_STATES, type TaskRecord, type TaskState } from '../../../proto/src/types.js';
+
+const root = protobuf.Root.fromJSON({
+  nested: {
+    StoredSpec: {
+      fields: {
+        name: { type: 'string', id: 1 },
+        deps: { rule: 'repeated', type: 'string', id: 2 },
+        payload: { type: 'bytes', id: 3 },
+        priority: { type: 'int32', id: 4 },
+        pool: { type: 'string', id: 5 },
+        maxAttempts: { type: 'uint32', id: 6 },
+        leaseMs: { type: 'uint32', id: 7 },
+      },
+    },
+    StoredChange: {
+      fields: {
+        state: { type: 'uint32', id: 1 },
+        atMs: { type: 'int64', id: 2 },
+        worker: { type: 'string', id: 3 },
+        note: { type: 'string', id: 4 },
+      },
+    },
+    StoredTask: {
+      fields: {
+        spec: { type: 'StoredSpec', id: 1 },
+        state: { type: 'uint32', id: 2 },
+        attempts: { type: 'uint32', id: 3 },
+        worker: { type: 'string', id: 4 },
+        leaseDeadlineMs: { type: 'int64', id: 5 },
+        notBeforeMs: { type: 'int64', id: 6 },
+        result: { type: 'bytes', id: 7 },
+        lastError: { type: 'string', id: 8 },
+        log: { rule: 'repeated', type: 'StoredChange', id: 9 },
+        seq: { type: 'uint64', id: 10 },
+      },
+    },
+  },
+});
+const StoredTask = root.lookupType('StoredTask');
+
+/** The number each state is stored as. Numbers are never reused: a store outlives hub versions. */
+const STATE_NUMBER: Record<TaskState, number> = { waiting: 1, ready: 2, running: 3, done: 4, failed: 5, blocked: 6 };
+const STATE_OF = new Map<number, TaskState>(TASK_STATES.map((s) => [STATE_NUMBER[s], s]));
+
+/** A stored record that cannot be read: names what is wrong, for the store to name the key. */
+export class RecordError extends Error {
+  override name = 'RecordError';
+}
+
+type Obj = Record<string, unknown>;
+const EMPTY = new Uint8Array(0);
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+// int64 fields decode as Long objects; every time and count we store fits in a double.
+const num = (v: unknown): number =>
+  typeof v === 'number' ? v : typeof (v as { toNumber?: unknown } | null)?.toNumber === 'function' ? (v as { toNumber(): number }).toNumber() : Number(v ?? 0);
+const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array && v.length > 0 ? v : EMPTY);
+const list = (v: unknown): Obj[] => (Array.isArray(v) ? (v as Obj[]) : []);
+// Fields at their default are left out: smaller records, and nothing for the decoder to allocate.
+const unlessEmpty = <T extends string | number | Uint8Array>(v: T): T | undefined => (v === 0 || v === '' || (v instanceof Uint8Array && v.length === 0) ? undefined : v);
+
+function stateOf(v: unknown): TaskState {
+  const state = STATE_OF.get(num(v));
+  if (state === undefined) throw new RecordError(`unknown state number ${num(v)}`);
+  return state;
+}
+
+export function encodeRecord(r: TaskRecord): Uint8Array {
+  const spec = r.spec;
+  return StoredTask.encode({
+    spec: { ...spec, payload: unlessEmpty(spec.payload), priority: unlessEmpty(spec.priority), deps: spec.deps.length === 0 ? undefined : spec.deps },
+    state: STATE_NUMBER[r.state],
+    attempts: unlessEmpty(r.attempts),
+    worker: unlessEmpty(r.worker),
+    leaseDeadlineMs: unlessEmpty(r.leaseDeadline),
+    notBeforeMs: unlessEmpty(r.notBefore),
+    result: unlessEmpty(r.result),
+    lastError: unlessEmpty(r.lastError),
+    log: r.log.map((c) => ({ state: STATE_NUMBER[c.state], atMs: c.at, worker: unlessEmpty(c.worker), note: unlessEmpty(c.note) })),
+    seq: r.seq,
+  }).finish();
+}
+
+/** The record in `data`; throws RecordError naming what is wrong. */
+export function decodeRecord(data: Uint8Array): TaskRecord {
+  let m: Obj;
+  try {
+    m = StoredTask.decode(data) as unknown as Obj;
+  } catch (err) {
+    throw new RecordError(`not a stored task: ${(err as Error).message}`);
+  }
+  const spec = (m.spec ?? {}) as Obj;
+  const name = str(spec.name);
+  if (name === '') throw new RecordError('the record has no task name');
+  return {
+    spec: {
+      name,
+      deps: Array.isArray(spec.deps) ? spec.deps.map(str) : [],
+      payload: bytes(spec.payload),
+      priority: num(spec.priority),
+      pool: str(spec.pool),
+      maxAttempts: num(spec.maxAttempts),
+      leaseMs: num(spec.leaseMs),
+    },
+    state: stateOf(m.state),
+    attempts: num(m.attempts),
+    worker: str(m.worker),
+    leaseDeadline: num(m.leaseDeadlineMs),
+    notBefore: num(m.notBeforeMs),
+    result: bytes(m.result),
+    lastError: str(m.lastError),
+    log: list(m.log).map((c) => ({ state: stateOf(c.state), at: num(c.atMs), worker: str(c.worker), note: str(c.note) })),
+    seq: num(m.seq),
+  };
+}
