@@ -28,7 +28,7 @@ describe('dquery', () => {
       expect(conflict).toMatchObject({ code: 1, stderr: 'dquery: CONFLICT: task "a" already exists with a different definition\n' });
       const status = JSON.parse((await dquery(hub, ['status', '--json'])).stdout) as { counts: Record<string, number>; total: number };
       expect(status.total).toBe(3); // none of the bad files' tasks were added
-      expect(status.counts).toEqual({ waiting: 2, ready: 1, running: 0, done: 0, failed: 0, blocked: 0 });
+      expect(status.counts).toEqual({ waiting: 2, ready: 1, running: 0, done: 0, failed: 0, blocked: 0, cancelled: 0 });
 
       expect(await dquery(hub, ['steal', '-q'])).toMatchObject({ code: 0, stdout: 'a\n' });
       expect(await dquery(hub, ['steal', '-q'])).toMatchObject({ code: 3, stdout: '' });

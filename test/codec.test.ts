@@ -44,7 +44,7 @@ describe('wire codec', () => {
   it('round-trips requests and replies, enums and 64-bit times included', () => {
     const steal = { op: 'steal' as const, worker: 'w', n: 3, pools: ['a'], waitMs: 10, waitWhenFinished: true };
     expect(decodeRequest(encodeRequest(steal))).toEqual(steal);
-    const reply = { op: 'complete' as const, results: [{ name: 'x', outcome: 'LEASED_TO_OTHER' as const, message: 'm' }], next: { tasks: [], finished: true } };
+    const reply = { op: 'complete' as const, results: [{ name: 'x', outcome: 'LEASED_TO_OTHER' as const, message: 'm' }], next: { tasks: [], finished: true, retryAfterMs: 250 } };
     expect(decodeReply(encodeReply(reply))).toEqual(reply);
     expect(decodeReply(encodeReply({ op: 'error', error: { code: 'FORBIDDEN', message: 'no', task: 't' } }))).toEqual({
       op: 'error',

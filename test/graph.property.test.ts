@@ -72,7 +72,7 @@ function fail(message: string): never {
 
 /** The promises that hold after every step, whatever happened. */
 function checkInvariants(graph: Graph, tasks: Map<string, TaskRecord>, now: number): void {
-  const tally: Record<string, number> = { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0 };
+  const tally: Record<string, number> = { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0, cancelled: 0 };
   for (const t of tasks.values()) {
     tally[t.state] = (tally[t.state] ?? 0) + 1;
     const deps = t.spec.deps.map((d) => tasks.get(d));

@@ -73,7 +73,7 @@ describe('create', () => {
     const g = new Graph();
     g.create([{ name: 'late', deps: ['early'] }], T0);
     expect(stateOf(g, 'late')).toBe('waiting');
-    expect(g.steal('w', 5, [], T0)).toEqual({ tasks: [], finished: false });
+    expect(g.steal('w', 5, [], T0)).toEqual({ tasks: [], finished: false, retryAfterMs: 0 });
     g.create([{ name: 'early' }], T0);
     expect(names(g, 'w', 5)).toEqual(['early']);
     g.complete('w', [{ name: 'early' }], T0);
@@ -92,7 +92,7 @@ describe('steal and complete', () => {
     const g = new Graph();
     g.create([{ name: 'top' }, { name: 'left', deps: ['top'] }, { name: 'right', deps: ['top'] }, { name: 'bottom', deps: ['left', 'right'] }], T0);
     expect(names(g, 'w', 10)).toEqual(['top']);
-    expect(g.steal('w', 10, [], T0)).toEqual({ tasks: [], finished: false });
+    expect(g.steal('w', 10, [], T0)).toEqual({ tasks: [], finished: false, retryAfterMs: 0 });
     g.complete('w', [{ name: 'top' }], T0);
     expect(names(g, 'w', 10)).toEqual(['left', 'right']);
     g.complete('w', [{ name: 'left' }], T0);
@@ -100,7 +100,7 @@ describe('steal and complete', () => {
     g.complete('w', [{ name: 'right', result: bytes('r') }], T0);
     expect(names(g, 'w', 10)).toEqual(['bottom']);
     g.complete('w', [{ name: 'bottom' }], T0);
-    expect(g.steal('w', 10, [], T0)).toEqual({ tasks: [], finished: true });
+    expect(g.steal('w', 10, [], T0)).toEqual({ tasks: [], finished: true, retryAfterMs: 0 });
     expect(text(g.lookup('right', T0).task.result)).toBe('r');
     expect(g.lookup('top', T0).dependents.sort()).toEqual(['left', 'right']);
   });
@@ -124,7 +124,7 @@ describe('steal and complete', () => {
     const g = new Graph();
     g.create([{ name: 'gpu1', pool: 'gpu' }, { name: 'cpu1' }], T0);
     expect(names(g, 'w', 10, T0, ['gpu'])).toEqual(['gpu1']);
-    expect(g.steal('w', 10, ['gpu'], T0)).toEqual({ tasks: [], finished: false }); // gpu1 is running
+    expect(g.steal('w', 10, ['gpu'], T0)).toEqual({ tasks: [], finished: false, retryAfterMs: 0 }); // gpu1 is running
     g.complete('w', [{ name: 'gpu1' }], T0);
     expect(g.steal('w', 10, ['gpu'], T0).finished).toBe(true);
     expect(g.steal('w', 10, ['nosuchpool'], T0).finished).toBe(true);

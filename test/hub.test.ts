@@ -49,7 +49,7 @@ describe('dhub', () => {
       const b = await d.lookup('b');
       expect(b.task).toMatchObject({ state: 'running', worker: 'w1', attempts: 1 });
       expect((await d.complete([{ name: 'b' }])).results[0]?.outcome).toBe('ACCEPTED');
-      expect(await d.steal()).toEqual({ tasks: [], finished: true });
+      expect(await d.steal()).toEqual({ tasks: [], finished: true, retryAfterMs: 0 });
     } finally {
       d.close();
       expect(await again.stop('SIGINT')).toBe(0);
@@ -136,9 +136,9 @@ describe('dhub', () => {
     const submitter = new Client({ hub: hub.endpoint, worker: 'submitter' });
     try {
       const empty = await waiter.steal({ waitMs: 200 });
-      expect(empty).toEqual({ tasks: [], finished: true });
+      expect(empty).toEqual({ tasks: [], finished: true, retryAfterMs: 0 });
       // The hub is finished (empty): a pilot's wait ends at once; a waiter for new work stays.
-      expect(await waiter.steal({ waitMs: 20_000 })).toEqual({ tasks: [], finished: true });
+      expect(await waiter.steal({ waitMs: 20_000 })).toEqual({ tasks: [], finished: true, retryAfterMs: 0 });
       const pending = waiter.steal({ waitMs: 20_000, waitWhenFinished: true });
       await submitter.create([{ name: 'late' }]);
       const got = await pending;
@@ -153,7 +153,7 @@ describe('dhub', () => {
       await waiter.steal({ n: 5 }); // takes 'other' too
       const finishing = submitter.steal({ waitMs: 20_000 });
       await waiter.complete([{ name: 'later' }, { name: 'other' }]);
-      expect(await finishing).toEqual({ tasks: [], finished: true });
+      expect(await finishing).toEqual({ tasks: [], finished: true, retryAfterMs: 0 });
     } finally {
       waiter.close();
       submitter.close();

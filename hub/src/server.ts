@@ -11,7 +11,7 @@ import { allows, ROLES, type Role } from '../../proto/src/roles.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { Graph } from './graph/graph.js';
 import type { GraphOptions } from './graph/options.js';
-import type { StealResult } from '../../proto/src/types.js';
+import type { Limits, StealResult } from '../../proto/src/types.js';
 import { silentLogger, type Logger } from './log.js';
 import { Store, type StoreOptions, type TaskStore } from './store/store.js';
 import { decodeRequest, encodeReply, type Reply, type Request, type StealArgs, type WireError } from '../../proto/src/codec.js';
@@ -289,7 +289,7 @@ export class Hub {
       case 'retry':
         return this.queue(envelope, { op: 'retry', ...graph.retry(request.allFailed ? undefined : request.names, now) });
       case 'status':
-        return this.queue(envelope, { op: 'status', ...graph.status(now) });
+        return this.queue(envelope, { op: 'status', ...graph.status(now), limits: this.limits() });
       case 'lookup':
         return this.queue(envelope, { op: 'lookup', ...graph.lookup(request.name, now) });
       case 'cancel':
@@ -333,6 +333,20 @@ export class Hub {
       }
     }
     this.parked = still;
+  }
+
+  /** The limits a client needs to size its batches. */
+  private limits(): Limits {
+    const g = this.graph.options;
+    return {
+      maxMessageBytes: this.options.maxMessageBytes,
+      maxBatch: g.maxBatch,
+      maxSteal: g.maxSteal,
+      maxPayloadBytes: g.maxPayloadBytes,
+      maxResultBytes: g.maxResultBytes,
+      maxNameBytes: g.maxNameBytes,
+      maxWaitMs: this.options.maxWaitMs,
+    };
   }
 
   // --- timers ----------------------------------------------------------------------------

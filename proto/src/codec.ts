@@ -13,9 +13,10 @@ import { DagworkError, type ErrorCode } from './errors.js';
 import type {
   Completion,
   FailResult,
-  GraphStatus,
   LeasedTask,
+  Limits,
   StateCounts,
+  Status,
   StealResult,
   TaskRecord,
   TaskResult,
@@ -65,7 +66,7 @@ export type Reply =
   | { op: 'release'; results: TaskResult[] }
   | { op: 'workerExit'; released: number }
   | { op: 'retry'; retried: number; results: TaskResult[] }
-  | ({ op: 'status' } & GraphStatus)
+  | ({ op: 'status' } & Status)
   | { op: 'lookup'; task: TaskRecord; dependents: string[] }
   | { op: 'cancel'; cancelled: number; results: TaskResult[] };
 
@@ -211,13 +212,14 @@ function leasedTask(m: Obj): LeasedTask {
 }
 
 function stealResultFrom(m: Obj): StealResult {
-  return { tasks: list(m.tasks).map(leasedTask), finished: bool(m.finished) };
+  return { tasks: list(m.tasks).map(leasedTask), finished: bool(m.finished), retryAfterMs: num(m.retryAfterMs) };
 }
 
 function stealResultTo(s: StealResult): Obj {
   return {
     tasks: s.tasks.map((t) => ({ ...t, leaseDeadlineMs: t.leaseDeadline })),
     finished: s.finished,
+    retryAfterMs: s.retryAfterMs,
   };
 }
 
@@ -233,6 +235,19 @@ function counts(m: Obj | undefined): StateCounts {
     done: num(m?.done),
     failed: num(m?.failed),
     blocked: num(m?.blocked),
+    cancelled: num(m?.cancelled),
+  };
+}
+
+function limitsFrom(m: Obj | undefined): Limits {
+  return {
+    maxMessageBytes: num(m?.maxMessageBytes),
+    maxBatch: num(m?.maxBatch),
+    maxSteal: num(m?.maxSteal),
+    maxPayloadBytes: num(m?.maxPayloadBytes),
+    maxResultBytes: num(m?.maxResultBytes),
+    maxNameBytes: num(m?.maxNameBytes),
+    maxWaitMs: num(m?.maxWaitMs),
   };
 }
 
@@ -300,6 +315,8 @@ export function encodeReply(reply: Reply): Uint8Array {
           donePerSecond: reply.donePerSecond,
           nowMs: reply.now,
           total: reply.total,
+          limits: reply.limits,
+          workersTotal: reply.workersTotal,
         },
       });
     case 'lookup':
@@ -360,6 +377,8 @@ export function decodeReply(data: Uint8Array): Reply {
         donePerSecond: num(body.donePerSecond),
         now: num(body.nowMs),
         total: num(body.total),
+        limits: limitsFrom(obj(body.limits)),
+        workersTotal: num(body.workersTotal),
       };
     case 'lookup':
       return { op, task: recordFromMessage(obj(body.task) ?? {}), dependents: strings(body.dependents) };

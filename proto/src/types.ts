@@ -1,6 +1,7 @@
-/** The domain types of the task graph. The wire codec maps these to and from proto/dagwork.proto. */
+/** The contract's types, as TypeScript sees them. The codec maps these to and from proto/dagwork.proto. */
 
-export const TASK_STATES = ['waiting', 'ready', 'running', 'done', 'failed', 'blocked'] as const;
+/** In the order of the .proto's TaskState numbers (1, 2, ...). */
+export const TASK_STATES = ['waiting', 'ready', 'running', 'done', 'failed', 'blocked', 'cancelled'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
 /** A task's definition, with every default filled in. */
@@ -60,6 +61,10 @@ export const TASK_OUTCOMES = [
   'LEASED_TO_OTHER',
   'NOT_LEASED',
   'NOT_FAILED',
+  'LEASE_EXPIRED',
+  'TASK_CANCELLED',
+  'TASK_FAILED',
+  'RESULT_TOO_LARGE',
 ] as const;
 export type TaskOutcome = (typeof TASK_OUTCOMES)[number];
 
@@ -84,6 +89,8 @@ export interface StealResult {
   tasks: LeasedTask[];
   /** Nothing handed out, and nothing waiting, ready or running in the asked pools. */
   finished: boolean;
+  /** Set (> 0) when the steal asked to wait but could not be parked: ask again after this long (ms). */
+  retryAfterMs: number;
 }
 
 export interface Completion {
@@ -107,15 +114,33 @@ export interface WorkerStatus {
   failed: number;
 }
 
+/** The hub's limits, so that a client can size its batches. */
+export interface Limits {
+  maxMessageBytes: number;
+  maxBatch: number;
+  maxSteal: number;
+  maxPayloadBytes: number;
+  maxResultBytes: number;
+  maxNameBytes: number;
+  maxWaitMs: number;
+}
+
 export interface GraphStatus {
   counts: StateCounts;
   pools: { pool: string; counts: StateCounts }[];
+  /** The workers holding leases and the most recently seen others, capped. */
   workers: WorkerStatus[];
+  /** Workers the hub knows. */
+  workersTotal: number;
   donePerSecond: number;
   now: number;
   total: number;
 }
 
+export interface Status extends GraphStatus {
+  limits: Limits;
+}
+
 export function emptyCounts(): StateCounts {
-  return { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0 };
+  return { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0, cancelled: 0 };
 }

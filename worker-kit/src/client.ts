@@ -12,7 +12,7 @@ import { hostname } from 'node:os';
 import { Request as ReqSocket } from 'zeromq';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
-import type { Completion, FailResult, GraphStatus, StealResult, TaskRecord, TaskResult, TaskSpecInput } from '../../proto/src/types.js';
+import type { Completion, FailResult, Status, StealResult, TaskRecord, TaskResult, TaskSpecInput } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
 
 export interface ClientOptions {
@@ -97,8 +97,8 @@ export class Client {
 
   /** Lease ready tasks; `finished` says no more work can come to those pools. */
   async steal(options: StealOptions = {}): Promise<StealResult> {
-    const { tasks, finished } = await this.call({ op: 'steal', ...this.stealArgs(options) }, 'steal', options.waitMs);
-    return { tasks, finished };
+    const { tasks, finished, retryAfterMs } = await this.call({ op: 'steal', ...this.stealArgs(options) }, 'steal', options.waitMs);
+    return { tasks, finished, retryAfterMs };
   }
 
   /** Mark tasks done; with `next`, steal in the same round trip. */
@@ -150,7 +150,7 @@ export class Client {
     return { cancelled, results };
   }
 
-  async status(): Promise<GraphStatus> {
+  async status(): Promise<Status> {
     const { op: _op, ...status } = await this.call({ op: 'status' }, 'status');
     return status;
   }

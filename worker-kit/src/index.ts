@@ -5,6 +5,8 @@ export type {
   Completion,
   FailResult,
   GraphStatus,
+  Limits,
+  Status,
   LeasedTask,
   StateCounts,
   StealResult,

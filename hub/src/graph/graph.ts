@@ -218,7 +218,7 @@ export class Graph {
       tasks.push(this.lease(bestTask, worker, now));
     }
     const finished = tasks.length === 0 && this.isFinished(pools);
-    return { tasks, finished };
+    return { tasks, finished, retryAfterMs: 0 };
   }
 
   /** Throws what `steal` would throw for these arguments (a complete checks its `next` first). */
@@ -448,7 +448,7 @@ export class Graph {
     const workers = [...this.workers.entries()]
       .map(([worker, s]) => ({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed }))
       .sort((a, b) => (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0));
-    return { counts: { ...this.counts }, pools, workers, donePerSecond: this.doneRate.perSecond(now), now, total: this.tasks.size };
+    return { counts: { ...this.counts }, pools, workers, workersTotal: this.workers.size, donePerSecond: this.doneRate.perSecond(now), now, total: this.tasks.size };
   }
 
   /** The task's record and the names of its dependents; UNKNOWN_TASK if there is none. */
