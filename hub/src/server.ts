@@ -11,6 +11,7 @@ import { allows, ROLES, type Role } from '../../proto/src/roles.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { Graph } from './graph/graph.js';
 import type { GraphOptions } from './graph/options.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
 import type { Limits, StealResult } from '../../proto/src/types.js';
 import { silentLogger, type Logger } from './log.js';
 import { Store, type StoreOptions, type TaskStore } from './store/store.js';
@@ -68,7 +69,7 @@ export function defaultHubOptions(): HubOptions {
     bind: 'tcp://127.0.0.1:6125',
     db: './dagwork-db',
     sync: false,
-    maxMessageBytes: 64 << 20,
+    maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
     maxWaitMs: 300_000,
     maxParked: 10_000,
     graph: {},

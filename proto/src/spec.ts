@@ -36,6 +36,9 @@ export function defaultSpecLimits(): SpecLimits {
   };
 }
 
+/** The largest request a hub accepts unless told otherwise (dhub --max-message-bytes), in bytes. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 64 << 20;
+
 /** The pool of a task that names none. */
 export const DEFAULT_POOL = 'default';
 
