@@ -76,7 +76,7 @@ describe('dquery', () => {
       expect(failed).toMatchObject({ code: 0, stdout: 'f failed for good\n' });
       expect((await dquery(hub, ['lookup', 'after', '--json'])).stdout).toMatch(/"state": "blocked"/);
       const lost = await dquery(hub, ['heartbeat', 'f']);
-      expect(lost).toMatchObject({ code: 1, stdout: 'lost f: NOT_LEASED: task is failed; last leased to test-worker\n' });
+      expect(lost).toMatchObject({ code: 1, stdout: 'lost f: TASK_FAILED: exit 1\n' });
       expect(await dquery(hub, ['retry', '--failed'])).toMatchObject({ code: 0, stdout: 'retried 1 task\n' });
       expect((await dquery(hub, ['lookup', 'after', '--json'])).stdout).toMatch(/"state": "waiting"/);
       expect((await dquery(hub, ['steal', '-n', '5', '-q'])).stdout).toBe('f\nr\n');
