@@ -6,9 +6,11 @@ import { readAuthorizedKeys } from './auth.js';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
+import { defaultGraphOptions } from './graph/options.js';
 import { defaultHubOptions, Hub, isLocal, type HubOptions } from './server.js';
 
 const defaults = defaultHubOptions();
+const graphDefaults = defaultGraphOptions();
 
 const program = new Command('dhub')
   .description(
@@ -20,15 +22,16 @@ const program = new Command('dhub')
   .option('--sync', 'fsync every group commit: survives power loss, not only a crash of the hub', false)
   .addOption(new Option('--log-level <level>', 'how much to log to stderr').choices(LOG_LEVELS).default('info'))
   .option('--max-message-bytes <n>', 'largest request accepted', positiveArg, defaults.maxMessageBytes)
-  .option('--max-payload-bytes <n>', 'largest task payload', positiveArg, 1 << 20)
-  .option('--max-result-bytes <n>', 'largest task result', positiveArg, 1 << 20)
+  .option('--max-payload-bytes <n>', 'largest task payload', positiveArg, graphDefaults.maxPayloadBytes)
+  .option('--max-result-bytes <n>', 'largest task result', positiveArg, graphDefaults.maxResultBytes)
   .option('--max-wait-ms <n>', 'longest long poll a steal may ask for', positiveArg, defaults.maxWaitMs)
-  .option('--max-batch <n>', 'most tasks one request may name (create, complete, ...)', positiveArg, 100_000)
-  .option('--max-steal <n>', 'most tasks one steal may ask for', positiveArg, 10_000)
-  .option('--max-tasks <n>', 'most tasks the graph may hold', positiveArg, 100_000_000)
+  .option('--max-parked <n>', 'most steals waiting in a long poll at once (past it: answered at once, with retry_after_ms)', positiveArg, defaults.maxParked)
+  .option('--max-batch <n>', 'most tasks one request may name (create, complete, ...)', positiveArg, graphDefaults.maxBatch)
+  .option('--max-steal <n>', 'most tasks one steal may ask for', positiveArg, graphDefaults.maxSteal)
+  .option('--max-tasks <n>', 'most tasks the graph may hold', positiveArg, graphDefaults.maxTasks)
   .option('--curve-secret <file>', "the hub's CURVE key pair (dquery keygen): encrypt every connection, admit only authorized keys")
   .option('--authorized-keys <file>', 'with --curve-secret: client public keys and their roles, "KEY ROLE" a line (worker, submit, admin)')
-  .option('--retry-backoff-ms <n>', 'wait before a failed task is handed out again; doubles each failure, up to 60 s', positiveArg, 1000)
+  .option('--retry-backoff-ms <n>', `wait before a failed task is handed out again; doubles each failure, up to ${graphDefaults.backoffMaxMs / 1000} s`, positiveArg, graphDefaults.backoffBaseMs)
   .addHelpText(
     'after',
     `
@@ -68,6 +71,7 @@ A second dhub on the same --db is refused while the first runs.`,
         sync: opts.sync === true,
         maxMessageBytes: opts.maxMessageBytes as number,
         maxWaitMs: opts.maxWaitMs as number,
+        maxParked: opts.maxParked as number,
         graph: {
           maxPayloadBytes: opts.maxPayloadBytes as number,
           maxResultBytes: opts.maxResultBytes as number,
