@@ -20,7 +20,8 @@ async function records(db: string): Promise<Map<string, TaskRecord>> {
 }
 
 describe('dhub', () => {
-  it('runs a small DAG end to end and keeps everything across a restart', async () => {
+  /** Creates a -> b, runs a (result "A!") and steals b as w1, then stops the hub. */
+  async function smallRun(check: (c: Client) => Promise<void> = async () => undefined): Promise<string> {
     const hub = await startHub();
     const c = new Client({ hub: hub.endpoint, worker: 'w1' });
     try {
@@ -30,15 +31,24 @@ describe('dhub', () => {
       const { results, next } = await c.complete([{ name: 'a', result: bytes('A!') }], { n: 5 });
       expect(results[0]?.outcome).toBe('ACCEPTED');
       expect(next?.tasks.map((t) => t.name)).toEqual(['b']);
-      const status = await c.status();
-      expect(status.counts).toMatchObject({ done: 1, running: 1 });
-      expect(status.workers.map((w) => [w.worker, w.done, w.running])).toEqual([['w1', 1, 1]]);
+      await check(c);
     } finally {
       c.close();
     }
     expect(await hub.stop('SIGTERM')).toBe(0);
+    return hub.db;
+  }
 
-    const again = await startHub({ db: hub.db });
+  it('runs a small DAG end to end: steal, complete with the next steal, status', async () => {
+    await smallRun(async (c) => {
+      const status = await c.status();
+      expect(status.counts).toMatchObject({ done: 1, running: 1 });
+      expect(status.workers.map((w) => [w.worker, w.done, w.running])).toEqual([['w1', 1, 1]]);
+    });
+  });
+
+  it('keeps results, dependents and leases across a restart', async () => {
+    const again = await startHub({ db: await smallRun() });
     const d = new Client({ hub: again.endpoint, worker: 'w1' });
     try {
       const a = await d.lookup('a');
