@@ -1,6 +1,6 @@
 /** CURVE: encryption, authentication in the handshake, and roles by endpoint, against the real dhub. */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readKeyFile } from '../proto/src/keys.js';
@@ -93,6 +93,23 @@ describe('CURVE', () => {
     }
     expect(hub.log()).toMatch(/refused a client from 127\.0\.0\.1 on the worker endpoint: key \S+ is not authorized/);
     expect(hub.log()).toMatch(/refused a client from 127\.0\.0\.1 on the submit endpoint: key \S+ has role worker/);
+  });
+
+  it('checks the role before reading the body: a worker key’s oversized create is FORBIDDEN, not TOO_LARGE', async () => {
+    const worker = new Client({ hub: endpoints.worker as string, worker: 'w1', timeoutMs: 20_000, retries: 0, curve: key('w1') });
+    const names = Array.from({ length: 200_000 }, (_, i) => ({ name: `n${i}` }));
+    expect(await errorOf(worker.create(names))).toMatchObject({ code: 'FORBIDDEN' });
+    worker.close();
+  });
+
+  it('warns of a secret key others can read and of an authorized-keys file that authorizes nobody', async () => {
+    writeFileSync(join(dir, 'nobody'), '# no keys yet\n');
+    chmodSync(join(dir, 'hub.key'), 0o644);
+    const lax = await startHub({ args: ['--curve-secret', join(dir, 'hub.key'), '--authorized-keys', join(dir, 'nobody')] });
+    chmodSync(join(dir, 'hub.key'), 0o600);
+    await lax.stop();
+    expect(lax.log()).toMatch(/hub\.key can be read by other users: whoever reads it can pose as this hub \(chmod 600 it\)/);
+    expect(lax.log()).toMatch(/nobody authorizes no key: every client will be refused/);
   });
 
   it('runs work end to end over CURVE with dworker', async () => {

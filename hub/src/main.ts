@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** dhub: the dagwork hub daemon. */
+import { statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { positiveArg } from '../../proto/src/args.js';
 import { readAuthorizedKeys } from './auth.js';
@@ -62,6 +63,10 @@ A second dhub on the same --db is refused while the first runs.`,
         const pair = readKeyFile(String(opts.curveSecret));
         if (pair.secretKey === undefined) throw new DagworkError('INVALID_ARGUMENT', `${String(opts.curveSecret)} holds no secret-key: give the key pair file, not the .pub`);
         curve = { publicKey: pair.publicKey, secretKey: pair.secretKey, authorizedKeys: readAuthorizedKeys(String(opts.authorizedKeys)) };
+        if ((statSync(String(opts.curveSecret)).mode & 0o077) !== 0) {
+          log.warn(`${String(opts.curveSecret)} can be read by other users: whoever reads it can pose as this hub (chmod 600 it)`);
+        }
+        if (curve.authorizedKeys.size === 0) log.warn(`${String(opts.authorizedKeys)} authorizes no key: every client will be refused`);
       } else if (!isLocal(bind)) {
         log.warn(`binding ${bind} without --curve-secret: any host that reaches it can read and change the task graph (no encryption, no authentication)`);
       }

@@ -301,9 +301,12 @@ export class Hub {
     if (this.recovering) return this.reject(envelope, 'STORE_FAILED', 'the hub is recovering from a store failure and holds too many requests; try again');
     let request: Request;
     try {
-      // The operation and the counts of its repeated fields, read before anything is decoded.
-      const op = inspectRequest(data, { maxBatch: this.graph.options.maxBatch, maxDeps: this.graph.options.maxDeps, maxPools: this.graph.options.maxPools });
-      if (!allows(listener.role, op)) return this.reject(envelope, 'FORBIDDEN', `${op} is not allowed on the ${listener.role} endpoint`);
+      // The operation (checked against the role), then the counts of its repeated fields, read
+      // before anything is decoded.
+      const { maxBatch, maxDeps, maxPools } = this.graph.options;
+      inspectRequest(data, { maxBatch, maxDeps, maxPools }, (op) => {
+        if (!allows(listener.role, op)) throw new DagworkError('FORBIDDEN', `${op} is not allowed on the ${listener.role} endpoint`);
+      });
       request = decodeRequest(data);
     } catch (err) {
       const error = toWireError(err);

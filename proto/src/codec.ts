@@ -227,11 +227,12 @@ function checkShape(data: Uint8Array, start: number, end: number, shape: Shape, 
 }
 
 /**
- * The operation `data` carries, read without decoding it, after checking the counts of its
- * repeated fields against `bounds`. Throws MALFORMED (not one length-delimited Request, or more
- * than one operation), UNKNOWN_OPERATION, or TOO_LARGE.
+ * The operation `data` carries, read without decoding it; then, once `allowed` said yes (a role
+ * check: it throws to refuse), the counts of its repeated fields are checked against `bounds`.
+ * Throws MALFORMED (not one length-delimited Request, or more than one operation),
+ * UNKNOWN_OPERATION, what `allowed` throws, or TOO_LARGE.
  */
-export function inspectRequest(data: Uint8Array, bounds: RequestBounds): Operation {
+export function inspectRequest(data: Uint8Array, bounds: RequestBounds, allowed: (op: Operation) => void): Operation {
   try {
     if (data.length === 0) throw new DagworkError('MALFORMED', 'empty frame: expected a length-delimited message');
     const reader = protobuf.Reader.create(data);
@@ -257,6 +258,7 @@ export function inspectRequest(data: Uint8Array, bounds: RequestBounds): Operati
       reader.skip(size);
     }
     if (found === undefined) throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
+    allowed(found.op);
     checkShape(data, found.start, found.end, SHAPES[found.op], bounds, found.op);
     return found.op;
   } catch (err) {
