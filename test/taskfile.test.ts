@@ -37,16 +37,18 @@ describe('task files', () => {
     expect(specs.find((s) => s.name === '7')?.deps).toEqual(['2', '3']);
   });
 
-  it('names the line of every kind of bad input', () => {
-    expect(lineError('a\nb,,a\n')).toBe('line 2: empty name in "b,,a" (expected name,dep1,dep2,...)');
-    expect(lineError('a\n{"name": "b", "deps": "a"}')).toBe('line 2: "deps" must be a list of task names');
-    expect(lineError('{"name": "b", "cmd": "x", "payload": "y"}')).toMatch(/^line 1: give "cmd" or "payload"/);
-    expect(lineError('{"name": "b", "comand": "x"}')).toMatch(/^line 1: unknown field "comand"/);
-    expect(lineError('{"name": "b",')).toMatch(/^line 1: not valid JSON/);
-    expect(lineError('{"name": "b", "lease": "soon"}')).toMatch(/^line 1: "soon" is not a duration/);
-    expect(lineError('a\nb,a\na,b\n')).toMatch(/^line 3: task "a" already exists with a different definition/);
-    expect(lineError('a,c\nb,a\nc,b\n')).toMatch(/^line \d: task "\w" would close a cycle: /);
-    expect(lineError('x\n{"name": "tab\\there"}')).toMatch(/^line 2: task name "tab\\there" holds a control character/);
+  it.each([
+    ['an empty name in dwork\'s form', 'a\nb,,a\n', /^line 2: empty name in "b,,a" \(expected name,dep1,dep2,...\)$/],
+    ['deps that are not a list', 'a\n{"name": "b", "deps": "a"}', /^line 2: "deps" must be a list of task names$/],
+    ['both cmd and payload', '{"name": "b", "cmd": "x", "payload": "y"}', /^line 1: give "cmd" or "payload"/],
+    ['an unknown field', '{"name": "b", "comand": "x"}', /^line 1: unknown field "comand"/],
+    ['JSON that does not parse', '{"name": "b",', /^line 1: not valid JSON/],
+    ['a lease that is not a duration', '{"name": "b", "lease": "soon"}', /^line 1: "soon" is not a duration/],
+    ['a second, different definition of a name', 'a\nb,a\na,b\n', /^line 3: task "a" already exists with a different definition/],
+    ['a cycle', 'a,c\nb,a\nc,b\n', /^line \d: task "\w" would close a cycle: /],
+    ['a control character in a name', 'x\n{"name": "tab\\there"}', /^line 2: task name "tab\\there" holds a control character/],
+  ])('names the line of %s', (_what, text, message) => {
+    expect(lineError(text)).toMatch(message);
   });
 
   it('accepts an identical duplicate line and forward references', () => {
