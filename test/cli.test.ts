@@ -75,7 +75,7 @@ describe('dquery addfile', () => {
   it('refuses a task that exists with a different definition, and adds none of the file', async () => {
     await ok(['addfile', '-'], { input: THREE });
     const conflict = await dquery(hub, ['addfile', '-'], { input: 'new\na,new\n' });
-    expect(conflict).toMatchObject({ code: 1, stderr: 'dquery: CONFLICT: task "a" already exists with a different definition\n' });
+    expect(conflict).toMatchObject({ code: 1, stderr: 'dquery: line 2: CONFLICT: task "a" already exists with a different definition\n' });
     expect((await statusJson()).total).toBe(3);
   });
 });
