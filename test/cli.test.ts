@@ -208,7 +208,7 @@ describe('dquery fail, heartbeat, retry, release, exit, cancel', () => {
     await holdF();
     await ok(['fail', 'f', '--reason', 'exit 1']);
     const lost = await dquery(hub, ['heartbeat', 'f']);
-    expect(lost).toMatchObject({ code: 1, stdout: 'lost f: NOT_LEASED: task is failed; last leased to test-worker\n' });
+    expect(lost).toMatchObject({ code: 1, stdout: 'lost f: TASK_FAILED: exit 1\n' });
   });
 
   it('retry --failed brings failed tasks back and unblocks their dependents', async () => {

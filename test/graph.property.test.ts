@@ -57,8 +57,8 @@ function snapshot(graph: Graph, now: number): Map<string, TaskRecord> {
   for (const n of NAMES) {
     try {
       // The record's own fields only: the graph's links and queue marks are not part of it.
-      const { spec, state, attempts, worker, leaseDeadline, notBefore, result, lastError, log, seq } = graph.lookup(n, now).task;
-      out.set(n, structuredClone({ spec, state, attempts, worker, leaseDeadline, notBefore, result, lastError, log, seq }));
+      const { spec, state, attempts, worker, holder, leaseDeadline, notBefore, result, lastError, log, seq } = graph.lookup(n, now).task;
+      out.set(n, structuredClone({ spec, state, attempts, worker, holder, leaseDeadline, notBefore, result, lastError, log, seq }));
     } catch (err) {
       if (!(err instanceof DagworkError && err.code === 'UNKNOWN_TASK')) throw err;
     }
@@ -77,7 +77,7 @@ function checkInvariants(graph: Graph, tasks: Map<string, TaskRecord>, now: numb
     tally[t.state] = (tally[t.state] ?? 0) + 1;
     const deps = t.spec.deps.map((d) => tasks.get(d));
     const allDone = deps.every((d) => d?.state === 'done');
-    const anyBad = deps.some((d) => d?.state === 'failed' || d?.state === 'blocked');
+    const anyBad = deps.some((d) => d?.state === 'failed' || d?.state === 'blocked' || d?.state === 'cancelled');
     const where = `${t.spec.name} (${t.state}, deps ${t.spec.deps.map((d) => `${d}:${tasks.get(d)?.state ?? 'missing'}`).join(' ')})`;
     if ((t.state === 'ready' || t.state === 'running') && !allDone) fail(`${where} runnable before its deps are done`);
     if (t.state === 'waiting' && (allDone || anyBad)) fail(`${where} waiting for nothing, or for a failed ancestor`);
@@ -97,6 +97,9 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
   const graph = new Graph({ backoffBaseMs: 200 });
   const stored = new Map<string, TaskRecord>(); // what a store would hold: the dirty records
   const completions = new Map<string, number>();
+  // The reference model of who may still complete a task: set by a steal, kept when the lease
+  // expires, dropped when the worker gives the task up or it is otherwise settled.
+  const holders = new Map<string, string>();
   let now = T0;
   for (const step of ops) {
     const before = snapshot(graph, now);
@@ -114,6 +117,7 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
           const { tasks, finished } = graph.steal(step.worker, step.n, step.pools, now);
           const after = snapshot(graph, now);
           for (const t of tasks) {
+            holders.set(t.name, step.worker);
             if (before.get(t.name)?.state !== 'ready') fail(`stole ${t.name}, which was ${before.get(t.name)?.state}: leased twice?`);
             if (t.attempt !== (before.get(t.name)?.attempts ?? 0) + 1) fail(`stole ${t.name} with attempt ${t.attempt}`);
           }
@@ -132,10 +136,15 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
         case 'complete':
           for (const r of graph.complete(step.worker, step.names.map((n) => ({ name: n })), now)) {
             const prior = before.get(r.name);
+            // Its own lease, or its own lease that expired while nobody else took the task: after a
+            // release, an exit, its own fail or a cancel the holder is gone.
             const mine = prior?.worker === step.worker;
-            const allowed = prior !== undefined && mine && (prior.state === 'running' || ((prior.state === 'ready' || prior.state === 'failed') && prior.attempts > 0));
+            const expiredMine = mine && holders.get(r.name) === step.worker && (prior?.state === 'ready' || prior?.state === 'failed');
+            const allowed = prior !== undefined && mine && (prior.state === 'running' || expiredMine);
+            if (prior?.state === 'cancelled' && r.outcome !== 'TASK_CANCELLED') fail(`complete of cancelled ${r.name}: ${r.outcome}`);
             if ((r.outcome === 'ACCEPTED') !== allowed) fail(`complete ${r.name} by ${step.worker} from ${prior?.state}/${prior?.worker}: ${r.outcome}`);
             if (r.outcome === 'ACCEPTED') {
+              holders.delete(r.name);
               completions.set(r.name, (completions.get(r.name) ?? 0) + 1);
               if ((completions.get(r.name) ?? 0) > 1) fail(`${r.name} completed twice`);
               before.set(r.name, { ...(prior as TaskRecord), state: 'done' }); // a repeat in the same request
@@ -147,6 +156,7 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
           const { result } = graph.fail(step.worker, step.name, 'boom', step.permanent, now);
           const allowed = prior?.state === 'running' && prior.worker === step.worker;
           if ((result.outcome === 'ACCEPTED') !== allowed) fail(`fail ${step.name} by ${step.worker} from ${prior?.state}: ${result.outcome}`);
+          if (allowed) holders.delete(step.name);
           break;
         }
         case 'heartbeat':
@@ -156,22 +166,32 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
           }
           break;
         case 'release':
-          graph.release(step.worker, step.names, now);
+          for (const r of graph.release(step.worker, step.names, now)) if (r.outcome === 'ACCEPTED') holders.delete(r.name);
           break;
         case 'exit':
           graph.workerExit(step.worker, now);
+          for (const [n, t] of before) if (t.state === 'running' && t.worker === step.worker) holders.delete(n);
           if ([...snapshot(graph, now).values()].some((t) => t.state === 'running' && t.worker === step.worker)) fail(`${step.worker} kept a lease after exit`);
           break;
-        case 'retry':
+        case 'retry': {
           graph.retry(step.names, now);
+          const after = snapshot(graph, now);
+          for (const [n, t] of before) {
+            const asked = step.names === undefined ? t.state === 'failed' : step.names.includes(n) && (t.state === 'failed' || t.state === 'cancelled');
+            if (asked) holders.delete(n);
+            const stayed = after.get(n)?.state === t.state;
+            if ((t.state === 'failed' || t.state === 'cancelled') && asked === stayed) fail(`retry ${step.names?.join(',') ?? '(all failed)'} ${asked ? 'left' : 'moved'} ${t.state} ${n}`);
+          }
           break;
+        }
         case 'cancel':
           for (const r of graph.cancel(step.names, 'stop', now).results) {
             const prior = before.get(r.name);
-            const expected = prior === undefined ? 'NOT_FOUND' : prior.state === 'done' ? 'ALREADY_DONE' : 'ACCEPTED';
+            const expected = prior === undefined ? 'NOT_FOUND' : prior.state === 'done' ? 'ALREADY_DONE' : prior.state === 'cancelled' ? 'TASK_CANCELLED' : 'ACCEPTED';
             if (r.outcome !== expected) fail(`cancel ${r.name} from ${prior?.state}: ${r.outcome}`);
+            if (r.outcome === 'ACCEPTED') holders.delete(r.name);
           }
-          for (const n of step.names) if (before.has(n) && before.get(n)?.state !== 'done' && snapshot(graph, now).get(n)?.state !== 'failed') fail(`cancelled ${n} is not failed`);
+          for (const n of step.names) if (before.has(n) && before.get(n)?.state !== 'done' && snapshot(graph, now).get(n)?.state !== 'cancelled') fail(`${n} is not cancelled`);
           break;
         case 'advance':
           now += step.ms;
@@ -188,8 +208,16 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
     const tasks = snapshot(graph, now);
     for (const n of existed) if (!tasks.has(n)) fail(`task ${n} was lost`);
     checkInvariants(graph, tasks, now);
-    // What the store holds is the graph: a restart from it sees the same tasks.
-    const restored = snapshot(Graph.restore([...stored.values()].map((r) => structuredClone(r))), now);
+    // What the store holds is the graph: a restart from it sees the same tasks, but for the
+    // leases, which a restart renews to their full length (renewals are not stored).
+    const restored = snapshot(Graph.restore([...stored.values()].map((r) => structuredClone(r)), now), now);
+    for (const [n, t] of tasks) {
+      const r = restored.get(n);
+      if (t.state === 'running' && r !== undefined) {
+        if (r.leaseDeadline !== now + t.spec.leaseMs || t.leaseDeadline > r.leaseDeadline) fail(`restored lease of ${n} ends at ${r.leaseDeadline}, live at ${t.leaseDeadline}`);
+        r.leaseDeadline = t.leaseDeadline;
+      }
+    }
     if (JSON.stringify([...restored]) !== JSON.stringify([...tasks])) fail(`a graph restored from the store differs after ${step.op}`);
   }
 }

@@ -145,6 +145,40 @@ describe('steal and complete', () => {
     expect(stateOf(g, 'b')).toBe('running');
   });
 
+  it('refuses an oversized result alone and keeps the other completions of the batch', () => {
+    const g = new Graph({ maxResultBytes: 4 });
+    g.create([{ name: 'a' }, { name: 'b' }], T0);
+    g.steal('w', 2, [], T0);
+    const results = g.complete('w', [{ name: 'a', result: bytes('12345') }, { name: 'b', result: bytes('ok') }], T0);
+    expect(results.map((r) => r.outcome)).toEqual(['RESULT_TOO_LARGE', 'ACCEPTED']);
+    expect(stateOf(g, 'a')).toBe('running');
+    expect(stateOf(g, 'b')).toBe('done');
+  });
+
+  it('creates a task with 150,000 dependents waiting for its name, and runs them', () => {
+    const g = new Graph({ maxBatch: 200_000 });
+    g.create(Array.from({ length: 150_000 }, (_, i) => ({ name: `leaf${i}`, deps: ['root'] })), T0);
+    expect(g.create([{ name: 'root' }], T0)).toEqual({ created: 1, unchanged: 0 });
+    expect(names(g, 'w', 1)).toEqual(['root']);
+    g.complete('w', [{ name: 'root' }], T0);
+    expect(g.status(T0).counts.ready).toBe(150_000);
+  });
+
+  it('refuses a priority outside int32, changing nothing', () => {
+    const g = new Graph();
+    expect(codeOf(() => g.create([{ name: 'p', priority: 2 ** 31 }], T0))).toBe('INVALID_ARGUMENT');
+    expect(codeOf(() => g.create([{ name: 'p', priority: -(2 ** 31) - 1 }], T0))).toBe('INVALID_ARGUMENT');
+    expect(g.create([{ name: 'p', priority: 2 ** 31 - 1 }, { name: 'q', priority: -(2 ** 31) }], T0).created).toBe(2);
+  });
+
+  it('caps a steal by payload bytes, always handing out at least one task', () => {
+    const g = new Graph({ maxStealBytes: 10 });
+    g.create([{ name: 'a', payload: bytes('123456') }, { name: 'b', payload: bytes('123456') }, { name: 'c', payload: bytes('12345678901') }], T0);
+    expect(names(g, 'w', 10)).toEqual(['a']);
+    expect(names(g, 'w', 10)).toEqual(['b']);
+    expect(names(g, 'w', 10)).toEqual(['c']);
+  });
+
   it('accepts a late completion of a task nobody else holds, but not of one re-leased elsewhere', () => {
     const g = new Graph();
     g.create([{ name: 'a', leaseMs: 100 }, { name: 'b', leaseMs: 100 }], T0);
@@ -240,7 +274,7 @@ describe('failure, backoff and retry', () => {
     expect(g.lookup('a', T0).task.attempts).toBe(1);
   });
 
-  it('cancel fails tasks at once, revoking a lease and blocking descendants; retry undoes it', () => {
+  it('cancel makes tasks cancelled at once, revoking a lease and blocking descendants', () => {
     const g = new Graph();
     g.create([{ name: 'run' }, { name: 'wait', deps: ['run'] }, { name: 'ready' }, { name: 'done' }], T0);
     g.steal('w', 1, [], T0); // run
@@ -249,14 +283,93 @@ describe('failure, backoff and retry', () => {
     const { cancelled, results } = g.cancel(['run', 'ready', 'done', 'nope'], 'wrong input', T0);
     expect(results.map((r) => r.outcome)).toEqual(['ACCEPTED', 'ALREADY_DONE', 'ACCEPTED', 'NOT_FOUND']);
     expect(cancelled).toBe(2);
-    expect(g.lookup('run', T0).task).toMatchObject({ state: 'failed', lastError: 'cancelled: wrong input' });
+    expect(g.lookup('run', T0).task).toMatchObject({ state: 'cancelled', lastError: 'cancelled: wrong input' });
     expect(stateOf(g, 'wait')).toBe('blocked');
-    expect(g.heartbeat('w', ['run'], T0).map((r) => r.outcome)).toEqual(['NOT_LEASED']);
-    expect(g.complete('w', [{ name: 'run' }], T0)[0]?.outcome).toBe('ACCEPTED'); // the last holder may still finish it
-    expect(stateOf(g, 'wait')).toBe('ready');
-    expect(g.steal('y', 5, [], T0).tasks.map((t) => t.name)).toEqual(['wait']);
+    expect(g.status(T0).counts).toMatchObject({ cancelled: 2, blocked: 1 });
+  });
+
+  it('tells the worker of a cancelled task so, and refuses its late completion', () => {
+    const g = new Graph();
+    g.create([{ name: 'run' }, { name: 'child', deps: ['run'] }], T0);
+    g.steal('w', 1, [], T0);
+    g.cancel(['run'], 'stop', T0);
+    expect(g.heartbeat('w', ['run'], T0).map((r) => r.outcome)).toEqual(['TASK_CANCELLED']);
+    expect(g.complete('w', [{ name: 'run' }], T0)[0]?.outcome).toBe('TASK_CANCELLED');
+    expect(stateOf(g, 'run')).toBe('cancelled');
+    expect(stateOf(g, 'child')).toBe('blocked');
+  });
+
+  it('cancels a failed or blocked task too, and answers a second cancel TASK_CANCELLED', () => {
+    const g = new Graph();
+    g.create([{ name: 'f', maxAttempts: 1 }, { name: 'b', deps: ['f'] }], T0);
+    g.steal('w', 1, [], T0);
+    g.fail('w', 'f', 'boom', false, T0);
+    expect(g.cancel(['f', 'b'], 'enough', T0).cancelled).toBe(2);
+    expect(stateOf(g, 'f')).toBe('cancelled');
+    expect(stateOf(g, 'b')).toBe('cancelled');
+    expect(g.cancel(['f'], 'again', T0).results[0]?.outcome).toBe('TASK_CANCELLED');
+  });
+
+  it('retry of every failed task leaves cancelled ones alone; retry by name brings them back', () => {
+    const g = new Graph();
+    g.create([{ name: 'f', maxAttempts: 1 }, { name: 'c' }, { name: 'after-c', deps: ['c'] }], T0);
+    g.steal('w', 1, [], T0); // f
+    g.fail('w', 'f', 'boom', false, T0);
+    g.cancel(['c'], 'not needed', T0);
+    expect(g.retry(undefined, T0).retried).toBe(1);
+    expect(stateOf(g, 'f')).toBe('ready');
+    expect(stateOf(g, 'c')).toBe('cancelled');
+    expect(g.retry(['c'], T0).retried).toBe(1);
+    expect(stateOf(g, 'c')).toBe('ready');
+    expect(stateOf(g, 'after-c')).toBe('waiting');
+  });
+
+  it('refuses a completion after the worker failed the task permanently', () => {
+    const g = new Graph();
+    g.create([{ name: 'p' }, { name: 'child', deps: ['p'] }], T0);
+    g.steal('w', 1, [], T0);
+    g.fail('w', 'p', 'bad input', true, T0);
+    expect(g.complete('w', [{ name: 'p' }], T0)[0]?.outcome).toBe('TASK_FAILED');
+    expect(stateOf(g, 'p')).toBe('failed');
+    expect(stateOf(g, 'child')).toBe('blocked');
+  });
+
+  it('refuses a completion after release or worker exit, whatever came before', () => {
+    const g = new Graph();
+    g.create([{ name: 'r', leaseMs: 100 }, { name: 'x' }], T0);
+    // r: leased, expired, re-leased to w, released: w gave it back, so its completion is refused.
+    g.steal('w', 1, [], T0);
+    g.advance(T0 + 100);
+    g.steal('w', 1, [], T0 + 100);
+    g.release('w', ['r'], T0 + 100);
+    expect(g.complete('w', [{ name: 'r' }], T0 + 100)[0]?.outcome).toBe('NOT_LEASED');
+    g.steal('v', 2, [], T0 + 100); // r and x
+    g.workerExit('v', T0 + 100);
+    expect(g.complete('v', [{ name: 'r' }, { name: 'x' }], T0 + 100).map((r) => r.outcome)).toEqual(['NOT_LEASED', 'NOT_LEASED']);
+  });
+
+  it('answers LEASE_EXPIRED to the heartbeat of an expired lease nobody took, and still accepts its completion', () => {
+    const g = new Graph();
+    g.create([{ name: 'a', leaseMs: 100 }], T0);
+    g.steal('w', 1, [], T0);
+    expect(g.heartbeat('w', ['a'], T0 + 150).map((r) => r.outcome)).toEqual(['LEASE_EXPIRED']);
+    expect(g.complete('w', [{ name: 'a' }], T0 + 160)[0]?.outcome).toBe('ACCEPTED');
+  });
+
+  it('retry by name undoes a cancel', () => {
+    const g = new Graph();
+    g.create([{ name: 'done' }], T0);
+    g.cancel(['done'], 'oops', T0);
     g.retry(['done'], T0);
     expect(stateOf(g, 'done')).toBe('ready');
+  });
+
+  it('refuses a cycle through a cancelled task that waits for a name', () => {
+    const g = new Graph();
+    g.create([{ name: 'X', deps: ['N'] }], T0);
+    g.cancel(['X'], 'stop', T0);
+    expect(codeOf(() => g.create([{ name: 'N', deps: ['X'] }], T0))).toBe('CYCLE');
+    expect(g.size).toBe(1);
   });
 
   it('blocks a task created under a failed ancestor, and tasks that waited for its name', () => {
@@ -275,7 +388,7 @@ describe('failure, backoff and retry', () => {
     const g = new Graph();
     g.create([{ name: 'a', maxAttempts: 1, leaseMs: 10 }, { name: 'b', deps: ['a'] }], T0);
     g.steal('w', 1, [], T0);
-    g.advance(T0 + 10);
+    g.advance(T0 + 10); // the lease expired: failed, but its holder may still complete it
     expect(stateOf(g, 'a')).toBe('failed');
     expect(stateOf(g, 'b')).toBe('blocked');
     expect(g.complete('w', [{ name: 'a' }], T0 + 20)[0]?.outcome).toBe('ACCEPTED');
@@ -328,6 +441,54 @@ describe('leases', () => {
   });
 });
 
+describe('bounds', () => {
+  it('keeps one lease entry per task however often it is renewed', () => {
+    const g = new Graph({ maxLeaseMs: 7 * 24 * 3600 * 1000 });
+    g.create([{ name: 'a', leaseMs: 7 * 24 * 3600 * 1000 }, { name: 'b' }], T0);
+    g.steal('w', 2, [], T0);
+    for (let i = 1; i <= 1000; i++) g.heartbeat('w', ['a', 'a', 'b'], T0 + i);
+    expect(g.timedEntries).toBe(2);
+    expect(g.lookup('a', T0 + 1000).task.leaseDeadline).toBe(T0 + 1000 + 7 * 24 * 3600 * 1000);
+  });
+
+  it('still expires a renewed lease at its new deadline', () => {
+    const g = new Graph();
+    g.create([{ name: 'a', leaseMs: 100 }], T0);
+    g.steal('w', 1, [], T0);
+    g.heartbeat('w', ['a'], T0 + 50);
+    g.advance(T0 + 100);
+    expect(stateOf(g, 'a')).toBe('running');
+    expect(g.nextWakeAt()).toBe(T0 + 150);
+    g.advance(T0 + 150);
+    expect(g.lookup('a', T0 + 150).task.state).toBe('ready');
+  });
+
+  it('answers a name repeated in one heartbeat once', () => {
+    const g = new Graph();
+    expect(g.heartbeat('w', ['x', 'x', 'x'], T0)).toHaveLength(1);
+  });
+
+  it('writes nothing for a heartbeat', () => {
+    const g = new Graph();
+    g.create([{ name: 'a' }], T0);
+    g.steal('w', 1, [], T0);
+    g.takeDirty();
+    g.heartbeat('w', ['a'], T0 + 10);
+    expect(g.takeDirty()).toEqual([]);
+  });
+
+  it('forgets workers idle for an hour that hold no lease', () => {
+    const g = new Graph();
+    g.create([{ name: 'a', leaseMs: 2 * 3600_000 }], T0);
+    g.steal('busy', 1, [], T0);
+    g.heartbeat('idle', [], T0);
+    expect(g.status(T0 + 3600_000 - 1).workersTotal).toBe(2);
+    const later = g.status(T0 + 3600_001);
+    expect(later.workers.map((w) => w.worker)).toEqual(['busy']);
+    expect(later.workersTotal).toBe(1);
+  });
+});
+
 describe('restore', () => {
   it('rebuilds the graph, its queues and its leases from the records', () => {
     const g = new Graph();
@@ -339,10 +500,11 @@ describe('restore', () => {
     expect(records.map((r) => r.spec.name).sort()).toEqual(['a', 'b', 'c', 'd']);
     expect(g.takeDirty()).toEqual([]);
 
-    const h = Graph.restore(records.map((r) => structuredClone({ ...r })));
+    const h = Graph.restore(records.map((r) => structuredClone({ ...r })), T0);
     expect(h.status(T0).counts).toEqual(g.status(T0).counts);
     expect(text(h.lookup('b', T0).task.result)).toBe('B');
-    // The lease on a survives and expires on time.
+    // The lease on a survives, renewed to its full length from the restart.
+    expect(h.lookup('a', T0 + 500).task.leaseDeadline).toBe(T0 + 1000);
     expect(h.complete('w', [{ name: 'a' }], T0 + 10)[0]?.outcome).toBe('ACCEPTED');
     expect(names(h, 'w', 5, T0 + 10)).toEqual(['c']);
     h.create([{ name: 'future' }], T0);

@@ -15,6 +15,7 @@ const record = (name: string, state: TaskRecord['state'] = 'ready'): TaskRecord 
   state,
   attempts: 0,
   worker: '',
+  holder: '',
   leaseDeadline: 0,
   notBefore: 0,
   result: new Uint8Array(0),

@@ -11,11 +11,11 @@ import { allows, ROLES, type Role } from '../../proto/src/roles.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { Graph } from './graph/graph.js';
 import type { GraphOptions } from './graph/options.js';
-import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_POOL } from '../../proto/src/spec.js';
 import type { Limits, StealResult } from '../../proto/src/types.js';
 import { silentLogger, type Logger } from './log.js';
 import { Store, type StoreOptions, type TaskStore } from './store/store.js';
-import { decodeRequest, encodeReply, type Reply, type Request, type StealArgs, type WireError } from '../../proto/src/codec.js';
+import { decodeRequest, encodeReply, inspectRequest, type Reply, type Request, type StealArgs, type WireError } from '../../proto/src/codec.js';
 
 export interface HubOptions {
   /** ZeroMQ endpoint to bind; `tcp://127.0.0.1:*` picks a free port. Default tcp://127.0.0.1:6125. */
@@ -87,27 +87,57 @@ interface Listener {
   endpoint: string;
 }
 
-/** Where a request came from: the socket, and the frames to put before the reply. */
+/**
+ * Where a request came from: the socket, and the frames to put before the reply (the routing id,
+ * and the empty delimiter when the client sent one). Nothing else of the client's is kept.
+ */
 interface Envelope {
   listener: Listener;
   frames: Buffer[];
+}
+
+/** Leases a reply hands out: given back if the reply cannot be delivered. */
+interface Handed {
+  worker: string;
+  names: string[];
 }
 
 interface Outgoing {
   envelope: Envelope;
   /** The encoded reply. */
   frame: Uint8Array;
+  handed: Handed | undefined;
 }
 
 interface ParkedSteal {
   envelope: Envelope;
   args: StealArgs;
+  /** The asked pools ("" read as "default"); empty: every pool. */
+  pools: Set<string>;
   deadline: number;
   respond: (result: StealResult) => Reply;
 }
 
+const EMPTY_FRAME = Buffer.alloc(0);
+/** What a steal that could not be parked is told to wait before asking again (ms). */
+const PARKED_FULL_RETRY_MS = 1_000;
+/**
+ * Replies queued for one peer at most (ZeroMQ's send high-water mark, in messages). A REQ client
+ * has one request out at a time; a DEALER that pipelines requests and never reads has its
+ * further replies dropped instead of held (replies are bounded in bytes, so this bounds memory).
+ */
+const PEER_QUEUE_MESSAGES = 16;
+/** Bytes of requests held while the graph reloads after a failed write; past it they are refused. */
+const HELD_BYTES = 256 << 20;
+/**
+ * Bytes of encoded replies waiting for the group commit; past it the hub stops reading requests
+ * until they are sent. A burst of big lookups then costs this much memory, not a reply each.
+ */
+const OUTBOX_BYTES = 64 << 20;
+
 export class Hub {
   private outbox: Outgoing[] = [];
+  private outboxBytes = 0;
   private flushing: Promise<void> | undefined;
   private parked: ParkedSteal[] = [];
   private timer: NodeJS.Timeout | undefined;
@@ -116,6 +146,7 @@ export class Hub {
   private recovering = false;
   /** Messages that arrived while the graph was being reloaded after a failed write. */
   private held: [Listener, Buffer[]][] = [];
+  private heldBytes = 0;
   private readonly receiving: Promise<void>;
   /** Settles when the hub has stopped, or rejects when it cannot go on (its store broke). */
   readonly done: Promise<void>;
@@ -156,15 +187,25 @@ export class Hub {
     let zap: ZapHandler | undefined;
     try {
       const started = Date.now();
-      const graph = await loadGraph(store, options.graph);
+      const graph = await loadGraph(store, options);
       log.info(`recovered ${graph.size} tasks from ${options.db} in ${Date.now() - started} ms`);
       const curve = options.curve;
       if (curve !== undefined) zap = await ZapHandler.start(curve.authorizedKeys, log);
       const binds: [Role, string][] = curve === undefined ? [['admin', options.bind]] : ROLES.map((role) => [role, roleEndpoints(options.bind)[role]]);
       for (const [role, bind] of binds) {
-        // The socket drops anything far over the limit without buffering it; up to the limit plus
-        // slack, the hub reads the message and answers TOO_LARGE.
-        const router = new Router({ maxMessageSize: options.maxMessageBytes + 65_536, linger: 1000 });
+        const router = new Router({
+          // The socket drops anything far over the limit without buffering it (and closes that
+          // connection); up to the limit plus slack, the hub reads the message and answers TOO_LARGE.
+          maxMessageSize: options.maxMessageBytes + 65_536,
+          linger: 1000,
+          // A reply to a peer that is gone fails (EHOSTUNREACH) instead of vanishing, so that the
+          // leases it carried go back at once; a peer that does not read gets no more replies.
+          mandatory: true,
+          sendHighWaterMark: PEER_QUEUE_MESSAGES,
+          sendTimeout: 0,
+          // Connections that never finish their handshake (no CURVE key, say) are dropped after this.
+          handshakeInterval: 10_000,
+        });
         if (curve !== undefined) {
           router.curveServer = true;
           router.curveSecretKey = curve.secretKey;
@@ -209,57 +250,74 @@ export class Hub {
 
   private async receiveLoop(listener: Listener): Promise<void> {
     try {
-      for await (const frames of listener.router) this.onMessage(listener, frames);
+      for await (const frames of listener.router) {
+        this.onMessage(listener, frames);
+        if (this.outboxBytes > OUTBOX_BYTES) await this.drain();
+      }
     } catch (err) {
       if (!this.stopping) this.options.log.error(`receive loop ended: ${(err as Error).message}`);
     }
   }
 
   private onMessage(listener: Listener, frames: Buffer[]): void {
-    if (this.recovering && this.held.length < this.options.maxParked) {
-      // The graph is being rebuilt from the store: answer these once it is back.
-      this.held.push([listener, frames]);
+    if (this.recovering) {
+      const bytes = frames.reduce((sum, f) => sum + f.length, 0);
+      if (this.heldBytes + bytes <= HELD_BYTES && this.held.length < this.options.maxParked) {
+        // The graph is being rebuilt from the store: answer these once it is back.
+        this.held.push([listener, frames]);
+        this.heldBytes += bytes;
+        return;
+      }
+    }
+    try {
+      this.dispatch(listener, frames);
+    } catch (err) {
+      // A transition threw what it should not: the graph may be half-changed. Start again from the store.
+      this.options.log.error(`internal error: ${(err as Error)?.stack ?? String(err)}`);
+      void this.recover(err, 'INTERNAL');
       return;
     }
-    this.dispatch(listener, frames);
     this.scheduleFlush();
     this.scheduleTimer();
   }
 
   private dispatch(listener: Listener, frames: Buffer[]): void {
     const log = this.options.log;
-    // A REQ client's message reaches the ROUTER as [routing id, empty delimiter, body]; the reply
-    // goes back with the same envelope. A DEALER may leave the delimiter out.
-    const delimiter = frames.findIndex((f, i) => i > 0 && f.length === 0);
-    const head = delimiter > 0 ? frames.slice(0, delimiter + 1) : frames.slice(0, 1);
-    const envelope: Envelope = { listener, frames: head };
-    const body = frames.slice(head.length);
-    if (body.length !== 1) {
-      log.warn(`malformed message: ${body.length} frames after the envelope`);
-      return this.reject(envelope, 'MALFORMED', `expected one frame holding one length-delimited Request, got ${body.length} frames`);
+    // A REQ client's message reaches the ROUTER as [routing id, empty delimiter, body]; a DEALER
+    // may leave the delimiter out. Nothing else may stand before the body.
+    const id = frames[0] as Buffer;
+    const delimited = frames.length === 3 && (frames[1] as Buffer).length === 0;
+    const envelope: Envelope = { listener, frames: delimited || frames[1]?.length === 0 ? [id, EMPTY_FRAME] : [id] };
+    if (frames.length !== 2 && !delimited) {
+      log.warn(`malformed message: ${frames.length - 1} frames after the routing id`);
+      return this.reject(envelope, 'MALFORMED', `expected one frame holding one length-delimited Request (after one empty delimiter frame at most), got ${frames.length - 1} frames`);
     }
-    const data = body[0] as Buffer;
+    const data = frames[frames.length - 1] as Buffer;
     if (data.length > this.options.maxMessageBytes) {
+      log.warn(`refused a request of ${data.length} bytes (limit ${this.options.maxMessageBytes})`);
       return this.reject(envelope, 'TOO_LARGE', `request of ${data.length} bytes is over the limit of ${this.options.maxMessageBytes}`);
     }
     if (this.stopping) return this.reject(envelope, 'SHUTTING_DOWN', 'the hub is stopping; try again when it is back');
     if (this.recovering) return this.reject(envelope, 'STORE_FAILED', 'the hub is recovering from a store failure and holds too many requests; try again');
     let request: Request;
     try {
+      // The operation and the counts of its repeated fields, read before anything is decoded.
+      const op = inspectRequest(data, { maxBatch: this.graph.options.maxBatch, maxDeps: this.graph.options.maxDeps, maxPools: this.graph.options.maxPools });
+      if (!allows(listener.role, op)) return this.reject(envelope, 'FORBIDDEN', `${op} is not allowed on the ${listener.role} endpoint`);
       request = decodeRequest(data);
     } catch (err) {
-      const error = toWireError(err, log);
+      const error = toWireError(err);
       log.warn(`rejected a request: ${error.code}: ${error.message}`);
       return this.queueError(envelope, error);
-    }
-    if (!allows(listener.role, request.op)) {
-      return this.reject(envelope, 'FORBIDDEN', `${request.op} is not allowed on the ${listener.role} endpoint`);
     }
     const now = this.options.clock();
     try {
       this.handle(envelope, request, now);
     } catch (err) {
-      this.queueError(envelope, toWireError(err, log));
+      this.queueError(envelope, toWireError(err));
+      // Refusals are DagworkErrors thrown before anything changed; anything else may have left the
+      // graph half-changed: the caller reloads it (and answers every waiting reply with the error).
+      if (!(err instanceof DagworkError)) throw err;
     }
     if (request.op !== 'status' && request.op !== 'lookup') this.serveParked(now);
   }
@@ -272,7 +330,11 @@ export class Hub {
       case 'steal':
         return this.steal(envelope, request, now, (result) => ({ op: 'steal', ...result }));
       case 'complete': {
-        const next = request.next === undefined ? undefined : { ...request.next, worker: request.next.worker || request.worker };
+        const asked = request.next;
+        if (asked !== undefined && asked.worker !== '' && asked.worker !== request.worker) {
+          throw new DagworkError('INVALID_ARGUMENT', `next.worker "${asked.worker}" is not the completing worker "${request.worker}": a worker takes leases for itself only`);
+        }
+        const next = asked === undefined ? undefined : { ...asked, worker: request.worker };
         // A bad `next` refuses the whole request, before any completion is applied.
         if (next !== undefined) graph.checkSteal(next.worker, next.n, next.pools);
         const results = graph.complete(request.worker, request.tasks, now);
@@ -295,6 +357,10 @@ export class Hub {
         return this.queue(envelope, { op: 'lookup', ...graph.lookup(request.name, now) });
       case 'cancel':
         return this.queue(envelope, { op: 'cancel', ...graph.cancel(request.names, request.reason, now) });
+      default: {
+        const missing: never = request;
+        throw new Error(`no handler for ${JSON.stringify(missing)}`);
+      }
     }
   }
 
@@ -302,35 +368,41 @@ export class Hub {
   private steal(envelope: Envelope, args: StealArgs, now: number, respond: (result: StealResult) => Reply): void {
     const result = this.graph.steal(args.worker, args.n, args.pools, now);
     const mayWait = !result.finished || args.waitWhenFinished;
-    if (result.tasks.length === 0 && args.waitMs > 0 && mayWait && this.parked.length < this.options.maxParked) {
-      const deadline = now + Math.min(args.waitMs, this.options.maxWaitMs);
-      this.parked.push({ envelope, args, deadline, respond });
-      return;
+    if (result.tasks.length === 0 && args.waitMs > 0 && mayWait) {
+      if (this.parked.length < this.options.maxParked) {
+        const deadline = now + Math.min(args.waitMs, this.options.maxWaitMs);
+        this.parked.push({ envelope, args, pools: new Set(args.pools.map((p) => p || DEFAULT_POOL)), deadline, respond });
+        return;
+      }
+      return this.queue(envelope, respond({ ...result, retryAfterMs: PARKED_FULL_RETRY_MS }), args.worker);
     }
-    this.queue(envelope, respond(result));
+    this.queue(envelope, respond(result), args.worker);
   }
 
   /**
    * Hands work to parked steals that can have some now, oldest first, and answers the overdue ones
-   * and those whose pools became finished.
+   * and those whose pools became finished. Only steals asking for a pool that changed (a task
+   * became ready in it, or it ran out of work) are looked at, besides the overdue ones.
    */
   private serveParked(now: number): void {
+    this.graph.advance(now);
+    const woken = this.graph.takeWoken();
     if (this.parked.length === 0) return;
-    // One look at every pool first: with nothing ready anywhere only the overdue steals need work.
-    const anyReady = this.graph.hasReady([], now);
     const still: ParkedSteal[] = [];
     for (const p of this.parked) {
-      const due = p.deadline <= now || (!p.args.waitWhenFinished && this.graph.isFinished(p.args.pools));
-      if (!due && (!anyReady || !this.graph.hasReady(p.args.pools, now))) {
+      const overdue = p.deadline <= now;
+      if (!overdue && !wakes(p.pools, woken)) {
         still.push(p);
         continue;
       }
+      const due = overdue || (!p.args.waitWhenFinished && this.graph.isFinished(p.args.pools));
       try {
         const result = this.graph.steal(p.args.worker, p.args.n, p.args.pools, now);
         if (result.tasks.length === 0 && !due) still.push(p);
-        else this.queue(p.envelope, p.respond(result));
+        else this.queue(p.envelope, p.respond(result), p.args.worker);
       } catch (err) {
-        this.queueError(p.envelope, toWireError(err, this.options.log));
+        if (!(err instanceof DagworkError)) throw err;
+        this.queueError(p.envelope, toWireError(err));
       }
     }
     this.parked = still;
@@ -367,19 +439,30 @@ export class Hub {
   private onTimer(): void {
     this.timer = undefined;
     this.timerAt = Infinity;
-    if (this.stopping) return;
-    const now = this.options.clock();
-    this.graph.advance(now);
-    this.serveParked(now);
+    if (this.stopping || this.recovering) return;
+    try {
+      const now = this.options.clock();
+      this.graph.advance(now);
+      this.serveParked(now);
+    } catch (err) {
+      this.options.log.error(`internal error: ${(err as Error)?.stack ?? String(err)}`);
+      void this.recover(err, 'INTERNAL');
+      return;
+    }
     this.scheduleFlush();
     this.scheduleTimer();
   }
 
   // --- replies and the group commit ------------------------------------------------------
 
-  private queue(envelope: Envelope, reply: Reply): void {
+  /** Queues a reply; `worker` names whose leases a steal reply carries, to give back if it cannot be delivered. */
+  private queue(envelope: Envelope, reply: Reply, worker = ''): void {
+    const stolen = reply.op === 'steal' ? reply.tasks : reply.op === 'complete' ? reply.next?.tasks : undefined;
+    const handed = stolen === undefined || stolen.length === 0 ? undefined : { worker, names: stolen.map((t) => t.name) };
     // Encoded now: the reply must show the state at this moment, not at send time.
-    this.outbox.push({ envelope, frame: encodeReply(reply) });
+    const frame = encodeReply(reply);
+    this.outboxBytes += frame.length;
+    this.outbox.push({ envelope, frame, handed });
   }
 
   private queueError(envelope: Envelope, error: WireError): void {
@@ -395,6 +478,7 @@ export class Hub {
     // setImmediate lets every message already received be applied first, so they share one write.
     this.flushing = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.flush())
+      .catch((err: unknown) => this.options.log.error(`flush failed: ${(err as Error)?.stack ?? String(err)}`))
       .finally(() => {
         this.flushing = undefined;
         // Replies queued while a failed write was being handled still need their flush.
@@ -413,45 +497,72 @@ export class Hub {
       const records = this.graph.takeDirty();
       const outgoing = this.outbox;
       this.outbox = [];
+      this.outboxBytes = 0;
       if (records.length === 0 && outgoing.length === 0) return;
       try {
         await this.store.write(records);
       } catch (err) {
-        await this.storeFailed(err, outgoing);
+        await this.recover(err, 'STORE_FAILED', outgoing);
         return;
       }
-      for (const { envelope, frame } of outgoing) await this.send(envelope, frame);
+      let undelivered = false;
+      for (const { envelope, frame, handed } of outgoing) {
+        if (!(await this.send(envelope, frame)) && handed !== undefined) {
+          // Its client is gone or does not read: nobody runs these tasks. They go back now, not
+          // when their leases expire (the change is written with the next batch).
+          this.graph.undelivered(handed.worker, handed.names, this.options.clock());
+          undelivered = true;
+        }
+      }
+      if (undelivered) {
+        this.serveParked(this.options.clock());
+        this.scheduleTimer();
+      }
     }
   }
 
-  private async send(envelope: Envelope, frame: Uint8Array): Promise<void> {
+  /** Sends one reply; false when it could not be (the peer is gone, or its queue is full). */
+  private async send(envelope: Envelope, frame: Uint8Array): Promise<boolean> {
     try {
       await envelope.listener.router.send([...envelope.frames, frame]);
+      return true;
     } catch (err) {
-      this.options.log.warn(`could not send a reply: ${(err as Error).message}`);
+      if (!this.stopping) this.options.log.warn(`could not deliver a reply (the client left or does not read): ${(err as Error).message}`);
+      return false;
     }
   }
 
   /**
-   * A write failed: nothing it carried may be acknowledged. Every waiting reply becomes a
-   * STORE_FAILED error, and the graph is rebuilt from the store, dropping the unwritten changes.
-   * If even that fails the hub stops with an error.
+   * The graph can no longer be trusted to match the store: a write failed (nothing it carried may
+   * be acknowledged), or a transition threw unexpectedly (it may be half-done). Every waiting
+   * reply becomes an error with `code`, and the graph is rebuilt from the store, dropping the
+   * unwritten changes. If even that fails the hub stops with an error.
    */
-  private async storeFailed(err: unknown, outgoing: Outgoing[]): Promise<void> {
+  private async recover(err: unknown, code: 'STORE_FAILED' | 'INTERNAL', outgoing: Outgoing[] = []): Promise<void> {
     const log = this.options.log;
-    log.error(`store write failed: ${(err as Error).message}`);
+    if (this.recovering) return;
+    if (code === 'STORE_FAILED') log.error(`store write failed: ${(err as Error).message}`);
     this.recovering = true;
     // Parked steals may carry completions of the lost batch (complete with next): fail them too.
     const failed = [...outgoing, ...this.outbox, ...this.parked];
     this.outbox = [];
+    this.outboxBytes = 0;
     this.parked = [];
-    const error = encodeReply({ op: 'error', error: { code: 'STORE_FAILED', message: `the store could not be written: ${(err as Error).message}`, task: '' } });
+    const message =
+      code === 'STORE_FAILED'
+        ? `the store could not be written: ${(err as Error).message}`
+        : `internal error in the hub: ${(err as Error)?.message ?? String(err)}; it reloaded its graph from the store`;
+    const error = encodeReply({ op: 'error', error: { code, message, task: '' } });
     for (const { envelope } of failed) await this.send(envelope, error);
     try {
-      this.graph = await loadGraph(this.store, this.options.graph);
-      log.warn(`reloaded ${this.graph.size} tasks from the store after the failed write`);
+      this.graph = await loadGraph(this.store, this.options);
+      log.warn(`reloaded ${this.graph.size} tasks from the store after ${code === 'STORE_FAILED' ? 'the failed write' : 'an internal error'}`);
       this.recovering = false;
-      for (const [listener, frames] of this.held.splice(0)) this.dispatch(listener, frames);
+      const held = this.held.splice(0);
+      this.heldBytes = 0;
+      for (const [listener, frames] of held) this.onMessage(listener, frames);
+      this.scheduleFlush();
+      this.scheduleTimer();
     } catch (reloadError) {
       log.error(`cannot reload the store: ${(reloadError as Error).message}; stopping`);
       this.stopping = true;
@@ -462,12 +573,22 @@ export class Hub {
   }
 }
 
-async function loadGraph(store: TaskStore, options: Partial<GraphOptions>): Promise<Graph> {
-  return Graph.restore(await store.loadAll(), options);
+/** True when a parked steal asking for `pools` (empty: all) should look at the graph again. */
+function wakes(pools: ReadonlySet<string>, woken: ReadonlySet<string>): boolean {
+  if (woken.size === 0) return false;
+  if (pools.size === 0) return true;
+  const [small, large] = pools.size < woken.size ? [pools, woken] : [woken, pools];
+  for (const pool of small) if (large.has(pool)) return true;
+  return false;
 }
 
-function toWireError(err: unknown, log: Logger): WireError {
+/** The graph the store holds, its leases renewed from now (the hub was away: see Graph.restore). */
+async function loadGraph(store: TaskStore, options: HubOptions): Promise<Graph> {
+  const records = await store.loadAll();
+  return Graph.restore(records, options.clock(), options.graph);
+}
+
+function toWireError(err: unknown): WireError {
   if (err instanceof DagworkError) return { code: err.code, message: err.message, task: err.task };
-  log.error(`internal error: ${(err as Error)?.stack ?? String(err)}`);
   return { code: 'INTERNAL', message: `internal error in the hub: ${(err as Error)?.message ?? String(err)}`, task: '' };
 }

@@ -153,6 +153,118 @@ function specFrom(m: Obj): TaskSpec {
   };
 }
 
+// --- reading a request's shape before decoding it ------------------------------------------
+//
+// Decoding allocates an object per element of every repeated field: 64 MiB of two-byte empty
+// TaskSpecs would be 33 million objects. So the hub first walks the frame without allocating:
+// which operation it carries (to check the role before anything else), and how many elements
+// each repeated field holds (to refuse TOO_LARGE before decoding).
+
+/** Counts a request may not exceed, checked before decoding. */
+export interface RequestBounds {
+  /** Tasks or names in one request (create, complete, heartbeat, release, retry, cancel). */
+  maxBatch: number;
+  /** Dependencies of one task. */
+  maxDeps: number;
+  /** Pools named by one steal. */
+  maxPools: number;
+}
+
+/** The operation of each field number of Request's `op` oneof, from the contract itself. */
+const OP_OF_FIELD = new Map<number, Operation>(
+  (RequestType.oneofs.op as protobuf.OneOf).fieldsArray.map((f) => [f.id, f.name as Operation]),
+);
+
+/** A repeated field to count (by field number), with its bound, and messages to look into. */
+interface Shape {
+  counts?: Record<number, { bound: keyof RequestBounds; what: string }>;
+  /** Message fields to look into (each element of a repeated one has its own counts). */
+  nested?: Record<number, Shape>;
+}
+const TASK_SPEC: Shape = { counts: { 2: { bound: 'maxDeps', what: 'dependencies of one task' } } };
+const STEAL: Shape = { counts: { 3: { bound: 'maxPools', what: 'pools' } } };
+const NAMES_AT = (field: number, what: string): Shape => ({ counts: { [field]: { bound: 'maxBatch', what } } });
+const SHAPES: Record<Operation, Shape> = {
+  create: { counts: { 1: { bound: 'maxBatch', what: 'tasks' } }, nested: { 1: TASK_SPEC } },
+  steal: STEAL,
+  complete: { counts: { 2: { bound: 'maxBatch', what: 'completions' } }, nested: { 3: STEAL } },
+  fail: {},
+  heartbeat: NAMES_AT(2, 'names'),
+  release: NAMES_AT(2, 'names'),
+  workerExit: {},
+  retry: NAMES_AT(1, 'names'),
+  status: {},
+  lookup: {},
+  cancel: NAMES_AT(1, 'names'),
+};
+
+const LENGTH_DELIMITED = 2;
+
+/** Walks the message in data[start, end) by `shape`, throwing TOO_LARGE past a bound. */
+function checkShape(data: Uint8Array, start: number, end: number, shape: Shape, bounds: RequestBounds, op: Operation): void {
+  const reader = protobuf.Reader.create(data.subarray(start, end));
+  const counted = new Map<number, number>();
+  while (reader.pos < reader.len) {
+    const tag = reader.uint32();
+    const field = tag >>> 3;
+    const count = shape.counts?.[field];
+    if (count !== undefined) {
+      const n = (counted.get(field) ?? 0) + 1;
+      counted.set(field, n);
+      if (n > bounds[count.bound]) {
+        throw new DagworkError('TOO_LARGE', `${op} holds more than ${bounds[count.bound]} ${count.what}; that is the limit per request`);
+      }
+    }
+    const inner = shape.nested?.[field];
+    if (inner !== undefined && (tag & 7) === LENGTH_DELIMITED) {
+      const length = reader.uint32();
+      checkShape(data, start + reader.pos, start + reader.pos + length, inner, bounds, op);
+      reader.skip(length);
+    } else {
+      reader.skipType(tag & 7);
+    }
+  }
+}
+
+/**
+ * The operation `data` carries, read without decoding it, after checking the counts of its
+ * repeated fields against `bounds`. Throws MALFORMED (not one length-delimited Request, or more
+ * than one operation), UNKNOWN_OPERATION, or TOO_LARGE.
+ */
+export function inspectRequest(data: Uint8Array, bounds: RequestBounds): Operation {
+  try {
+    if (data.length === 0) throw new DagworkError('MALFORMED', 'empty frame: expected a length-delimited message');
+    const reader = protobuf.Reader.create(data);
+    const length = reader.uint32();
+    if (reader.pos + length !== data.length) {
+      throw new DagworkError(
+        'MALFORMED',
+        `length prefix says ${length} bytes but the frame holds ${data.length - reader.pos} after it: expected one length-delimited message per frame`,
+      );
+    }
+    let found: { op: Operation; start: number; end: number } | undefined;
+    while (reader.pos < reader.len) {
+      const tag = reader.uint32();
+      const op = OP_OF_FIELD.get(tag >>> 3);
+      if (op === undefined) {
+        reader.skipType(tag & 7);
+        continue;
+      }
+      if (found !== undefined) throw new DagworkError('MALFORMED', `the request carries two operations (${found.op} and ${op}); send one per request`);
+      if ((tag & 7) !== LENGTH_DELIMITED) throw new DagworkError('MALFORMED', `field ${op} of Request is not a message`);
+      const size = reader.uint32();
+      found = { op, start: reader.pos, end: reader.pos + size };
+      reader.skip(size);
+    }
+    if (found === undefined) throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
+    checkShape(data, found.start, found.end, SHAPES[found.op], bounds, found.op);
+    return found.op;
+  } catch (err) {
+    if (err instanceof DagworkError) throw err;
+    throw new DagworkError('MALFORMED', `frame is not a valid Request: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 /** The request in `data`; throws MALFORMED or UNKNOWN_OPERATION. */
 export function decodeRequest(data: Uint8Array): Request {
   const m = unframe(RequestType, data);
@@ -268,6 +380,7 @@ function recordToMessage(r: TaskRecord): Obj {
     lastError: unlessEmpty(r.lastError),
     log: r.log.map((c) => ({ state: stateNumber(c.state), atMs: c.at, worker: unlessEmpty(c.worker), note: unlessEmpty(c.note) })),
     seq: r.seq,
+    holder: unlessEmpty(r.holder),
   };
 }
 
@@ -277,6 +390,7 @@ function recordFromMessage(m: Obj): TaskRecord {
     state: stateOf(m.state),
     attempts: num(m.attempts),
     worker: str(m.worker),
+    holder: str(m.holder),
     leaseDeadline: num(m.leaseDeadlineMs),
     notBefore: num(m.notBeforeMs),
     result: bytes(m.result),

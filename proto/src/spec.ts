@@ -87,7 +87,7 @@ export function normalizeSpec(input: TaskSpecInput, options: SpecLimits): TaskSp
     });
   }
   const priority = input.priority ?? 0;
-  if (!Number.isInteger(priority) || Math.abs(priority) > 2 ** 31) {
+  if (!Number.isInteger(priority) || priority < -(2 ** 31) || priority > 2 ** 31 - 1) {
     throw new DagworkError('INVALID_ARGUMENT', `task "${name}" has priority ${priority}; it must be a 32-bit integer`, { task: name });
   }
   const maxAttempts = input.maxAttempts || options.defaultAttempts;

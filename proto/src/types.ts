@@ -43,6 +43,12 @@ export interface TaskRecord {
   attempts: number;
   /** The current lease holder, or the last one. */
   worker: string;
+  /**
+   * The worker whose lease is honoured: the holder while running; after its lease expired, still
+   * that worker (its completion is accepted) until another takes the task or it is settled
+   * otherwise (release, exit, fail, cancel, retry); empty otherwise.
+   */
+  holder: string;
   /** Running: when the lease ends (ms since the epoch); 0 otherwise. */
   leaseDeadline: number;
   /** Ready after a failure: not handed out before this time; 0 otherwise. */

@@ -4,6 +4,7 @@ import { checkBatch, graphOptions, type GraphOptions } from './options.js';
 import { RateWindow } from './rate.js';
 import {
   emptyCounts,
+  type WorkerStatus,
   type Completion,
   type FailResult,
   type GraphStatus,
@@ -18,17 +19,24 @@ import {
   type TaskSpecInput,
   type TaskState,
 } from '../../../proto/src/types.js';
-import { checkName, checkWorker, dependencyOrder, normalizeSpec, sameSpec } from '../../../proto/src/spec.js';
+import { checkName, checkWorker, DEFAULT_POOL, dependencyOrder, normalizeSpec, sameSpec } from '../../../proto/src/spec.js';
 
 const EMPTY = new Uint8Array(0);
 /** Longest failure reason kept, in characters; the rest is cut. */
 const MAX_REASON_CHARS = 16_384;
+/** A worker holding no lease and unseen for this long is forgotten (ms). */
+const WORKER_IDLE_MS = 3600_000;
+/** Most workers the table keeps; past it the longest-idle ones without leases are forgotten first. */
+const MAX_WORKERS = 100_000;
+/** Most workers a status lists (those holding leases first, then the most recently seen). */
+const MAX_STATUS_WORKERS = 1_000;
 
 /** A task inside the graph: its record, plus links derived from all records (never stored). */
 class Task implements TaskRecord {
   state: TaskState = 'waiting';
   attempts = 0;
   worker = '';
+  holder = '';
   leaseDeadline = 0;
   notBefore = 0;
   result: Uint8Array = EMPTY;
@@ -39,6 +47,8 @@ class Task implements TaskRecord {
   dependents: Task[] = [];
   /** Sitting in its pool's ready heap. */
   queued = false;
+  /** Has an entry in the lease heap (one at most: a renewal moves the deadline, not the entry). */
+  leaseQueued = false;
 
   constructor(
     readonly spec: TaskSpec,
@@ -50,6 +60,7 @@ class Task implements TaskRecord {
     task.state = record.state;
     task.attempts = record.attempts;
     task.worker = record.worker;
+    task.holder = record.holder;
     task.leaseDeadline = record.leaseDeadline;
     task.notBefore = record.notBefore;
     task.result = record.result;
@@ -116,14 +127,20 @@ export class Graph {
   private readonly workers = new Map<string, WorkerStats>();
   private readonly doneRate = new RateWindow();
   private dirty = new Set<Task>();
+  /** Pools that got a ready task or ran out of work since `takeWoken` (parked steals look at these). */
+  private woken = new Set<string>();
   private nextSeq = 1;
 
   constructor(options: Partial<GraphOptions> = {}) {
     this.options = graphOptions(options);
   }
 
-  /** A graph holding `records` as they were stored. Tasks that were running keep their leases. */
-  static restore(records: Iterable<TaskRecord>, options: Partial<GraphOptions> = {}): Graph {
+  /**
+   * A graph holding `records` as they were stored, at time `now`. Tasks that were running keep
+   * their leases, each renewed to its full length from `now`: the hub was away, so their workers
+   * could not heartbeat (and renewals are not stored).
+   */
+  static restore(records: Iterable<TaskRecord>, now: number, options: Partial<GraphOptions> = {}): Graph {
     const graph = new Graph(options);
     for (const record of records) {
       const task = Task.fromRecord(record);
@@ -131,7 +148,8 @@ export class Graph {
       graph.nextSeq = Math.max(graph.nextSeq, task.seq + 1);
       graph.countIn(task);
       if (task.state === 'running') {
-        graph.leases.push({ task, at: task.leaseDeadline });
+        task.leaseDeadline = Math.max(task.leaseDeadline, now + task.spec.leaseMs);
+        graph.queueLease(task);
         graph.stats(task.worker, 0).leases.add(task);
       } else if (task.state === 'ready') {
         if (task.notBefore > 0) graph.backoffs.push({ task, at: task.notBefore });
@@ -202,7 +220,9 @@ export class Graph {
     const want = Math.max(n, 1);
     const queues = this.queuesOf(pools);
     const tasks: LeasedTask[] = [];
-    while (tasks.length < want) {
+    let bytes = 0;
+    // The reply is bounded by bytes as well as by count; the first task always goes.
+    while (tasks.length < want && (tasks.length === 0 || bytes < this.options.maxStealBytes)) {
       let best: PoolQueue | undefined;
       let bestTask: Task | undefined;
       for (const queue of queues) {
@@ -213,8 +233,10 @@ export class Graph {
         }
       }
       if (best === undefined || bestTask === undefined) break;
+      if (tasks.length > 0 && bytes + bestTask.spec.payload.length > this.options.maxStealBytes) break;
       best.ready.pop();
       bestTask.queued = false;
+      bytes += bestTask.spec.payload.length;
       tasks.push(this.lease(bestTask, worker, now));
     }
     const finished = tasks.length === 0 && this.isFinished(pools);
@@ -227,8 +249,10 @@ export class Graph {
     if (n > this.options.maxSteal) {
       throw new DagworkError('TOO_LARGE', `steal asks for ${n} tasks; the limit is ${this.options.maxSteal} per request`);
     }
-    checkBatch(pools.length, this.options, 'steal');
-    for (const pool of pools) checkName(pool, this.options, 'pool');
+    if (pools.length > this.options.maxPools) {
+      throw new DagworkError('TOO_LARGE', `steal names ${pools.length} pools; the limit is ${this.options.maxPools}`);
+    }
+    for (const pool of pools) if (pool !== '') checkName(pool, this.options, 'pool');
   }
 
   /** True when no task of `pools` (all when empty) is waiting, ready or running. */
@@ -244,31 +268,29 @@ export class Graph {
 
   /**
    * Mark tasks done with their results and release successors whose dependencies are all done.
-   * Accepted: the worker's own lease, or a late completion (its lease expired) of a task nobody
-   * else holds. Writes: each completed task and each successor made ready.
+   * Accepted: the worker's own lease, or its lease that expired while nobody else took the task
+   * (see `refuse`). Answered per task: a result over the limit is refused alone.
+   * Writes: each completed task and each successor made ready or unblocked.
    */
   complete(worker: string, completions: readonly Completion[], now: number): TaskResult[] {
     checkWorker(worker);
     checkBatch(completions.length, this.options, 'complete');
-    for (const { name, result } of completions) {
-      if (result !== undefined && result.length > this.options.maxResultBytes) {
-        throw new DagworkError('TOO_LARGE', `result of task "${name}" is ${result.length} bytes; the limit is ${this.options.maxResultBytes}`, {
-          task: name,
-        });
-      }
-    }
     this.advance(now);
     const stats = this.stats(worker, now);
     return completions.map(({ name, result }) => {
       const task = this.tasks.get(name);
       const refusal = this.refuse(task, name, worker, true);
       if (refusal !== undefined || task === undefined) return refusal ?? notFound(name);
+      if (result !== undefined && result.length > this.options.maxResultBytes) {
+        return outcome(name, 'RESULT_TOO_LARGE', `result of ${result.length} bytes is over the limit of ${this.options.maxResultBytes}`);
+      }
       const late = task.state !== 'running';
       if (task.state === 'running') this.dropLease(task);
       const wasFailed = task.state === 'failed';
+      task.holder = '';
       task.result = result ?? EMPTY;
       task.notBefore = 0;
-      this.setState(task, 'done', now, worker, late ? 'late completion after the lease ended' : '');
+      this.setState(task, 'done', now, worker, late ? 'late completion after the lease expired' : '');
       stats.done++;
       this.doneRate.add(now);
       for (const dependent of task.dependents) {
@@ -276,7 +298,7 @@ export class Graph {
         if (dependent.pendingDeps === 0 && dependent.state === 'waiting') this.makeReady(dependent, now, '', 'dependencies done');
       }
       if (wasFailed) this.unblockDescendants(task, now);
-      return accepted(name, late ? 'accepted late: the lease had ended but nobody else held the task' : '');
+      return accepted(name, late ? 'accepted late: the lease had expired but nobody else held the task' : '');
     });
   }
 
@@ -293,6 +315,7 @@ export class Graph {
     const refusal = this.refuse(task, name, worker, false);
     if (refusal !== undefined || task === undefined) return { result: refusal ?? notFound(name), state: task?.state, notBefore: 0 };
     this.dropLease(task);
+    task.holder = '';
     stats.failed++;
     task.lastError = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}... (cut)` : reason;
     if (permanent || task.attempts >= task.spec.maxAttempts) {
@@ -305,8 +328,9 @@ export class Graph {
   }
 
   /**
-   * Extend the leases `worker` holds on `names`. Returns the ones it does not hold any more.
-   * Writes: each renewed task (its new deadline).
+   * Extend the leases `worker` holds on `names` (a name repeated counts once). Returns the ones it
+   * does not hold any more. Writes nothing: a renewal lives in memory only, and a restart renews
+   * every lease anyway (see `restore`).
    */
   heartbeat(worker: string, names: readonly string[], now: number): TaskResult[] {
     checkWorker(worker);
@@ -314,12 +338,11 @@ export class Graph {
     this.advance(now);
     this.stats(worker, now);
     const lost: TaskResult[] = [];
-    for (const name of names) {
+    for (const name of new Set(names)) {
       const task = this.tasks.get(name);
       if (task?.state === 'running' && task.worker === worker) {
+        // The heap entry stays where it is; `advance` moves it when it comes due.
         task.leaseDeadline = now + task.spec.leaseMs;
-        this.leases.push({ task, at: task.leaseDeadline });
-        this.dirty.add(task);
       } else {
         lost.push(this.refuse(task, name, worker, false) ?? notLeased(name, 'the lease is gone'));
       }
@@ -354,8 +377,10 @@ export class Graph {
   }
 
   /**
-   * Put failed tasks (the named ones, or all when `names` is undefined) back to work with fresh
-   * attempts, and unblock their descendants. Writes: each retried task and unblocked descendant.
+   * Put tasks back to work with fresh attempts, and unblock their descendants: the named ones that
+   * are failed or cancelled, or (`names` undefined) every failed one, not the cancelled ones: an
+   * operator's cancel stands until that task is named.
+   * Writes: each retried task and unblocked descendant.
    */
   retry(names: readonly string[] | undefined, now: number): { retried: number; results: TaskResult[] } {
     if (names !== undefined) checkBatch(names.length, this.options, 'retry');
@@ -363,31 +388,35 @@ export class Graph {
     const results: TaskResult[] = [];
     const targets: Task[] = [];
     if (names === undefined) {
-      targets.push(...this.failedTasks);
+      for (const task of this.failedTasks) targets.push(task);
     } else {
       for (const name of names) {
         const task = this.tasks.get(name);
         if (task === undefined) results.push(notFound(name));
-        else if (task.state !== 'failed') results.push(result(name, 'NOT_FAILED', `task is ${task.state}, not failed`));
+        else if (task.state !== 'failed' && task.state !== 'cancelled') results.push(outcome(name, 'NOT_FAILED', `task is ${task.state}, not failed or cancelled`));
         else {
           targets.push(task);
           results.push(accepted(name, ''));
         }
       }
     }
+    let retried = 0;
     for (const task of targets) {
-      if (task.state !== 'failed') continue; // named twice
+      if (task.state !== 'failed' && task.state !== 'cancelled') continue; // named twice
+      retried++;
       task.attempts = 0;
+      task.holder = '';
       // A task that failed running had its deps done; a cancelled one may not have.
       this.resettle(task, now, 'retry');
       this.unblockDescendants(task, now);
     }
-    return { retried: new Set(targets).size, results };
+    return { retried, results };
   }
 
   /**
-   * Stop tasks for good: each not yet done becomes failed (a running one loses its lease) and its
-   * descendants blocked. Writes: each cancelled task and the descendants it blocks.
+   * Stop tasks for good: each not done becomes cancelled (a running one loses its lease; a failed
+   * or blocked one is cancelled too) and its descendants blocked. Final until `retry` names it.
+   * Writes: each cancelled task and the descendants it blocks.
    */
   cancel(names: readonly string[], reason: string, now: number): { cancelled: number; results: TaskResult[] } {
     checkBatch(names.length, this.options, 'cancel');
@@ -396,13 +425,15 @@ export class Graph {
     const results = names.map((name) => {
       const task = this.tasks.get(name);
       if (task === undefined) return notFound(name);
-      if (task.state === 'done') return result(name, 'ALREADY_DONE', `completed by worker ${task.worker}`);
-      if (task.state !== 'failed') {
-        if (task.state === 'running') this.dropLease(task);
-        task.lastError = `cancelled: ${reason.slice(0, MAX_REASON_CHARS)}`;
-        this.failTask(task, now, '', task.lastError);
-        cancelled++;
-      }
+      if (task.state === 'done') return outcome(name, 'ALREADY_DONE', `completed by worker ${task.worker}`);
+      if (task.state === 'cancelled') return outcome(name, 'TASK_CANCELLED', 'cancelled already');
+      if (task.state === 'running') this.dropLease(task);
+      task.holder = '';
+      task.notBefore = 0;
+      task.lastError = `cancelled: ${reason.slice(0, MAX_REASON_CHARS)}`;
+      this.setState(task, 'cancelled', now, '', task.lastError);
+      this.blockDescendants(task, now);
+      cancelled++;
       return accepted(name, '');
     });
     return { cancelled, results };
@@ -413,9 +444,15 @@ export class Graph {
     for (let entry = this.leases.peek(); entry !== undefined && entry.at <= now; entry = this.leases.peek()) {
       this.leases.pop();
       const task = entry.task;
-      if (task.state !== 'running' || task.leaseDeadline !== entry.at) continue; // renewed or ended
+      task.leaseQueued = false;
+      if (task.state !== 'running') continue; // the lease ended otherwise
+      if (task.leaseDeadline > now) {
+        this.queueLease(task); // renewed since the entry was made
+        continue;
+      }
       const worker = task.worker;
       this.dropLease(task);
+      // The worker may still complete it while nobody else takes it: `holder` stays.
       this.stats(worker, 0).failed++;
       task.lastError = `lease expired (worker ${worker}, attempt ${task.attempts})`;
       if (task.attempts >= task.spec.maxAttempts) this.failTask(task, now, worker, `${task.lastError}; attempts used up`);
@@ -431,7 +468,12 @@ export class Graph {
     }
   }
 
-  /** The earliest time at which `advance` would change something, if any. */
+  /** Entries in the lease and backoff heaps (what timers the graph keeps; for tests and metrics). */
+  get timedEntries(): number {
+    return this.leases.size + this.backoffs.size;
+  }
+
+  /** The earliest time at which `advance` would change something, if any (or look at a renewed lease). */
   nextWakeAt(): number | undefined {
     const lease = this.leases.peek()?.at;
     const backoff = this.backoffs.peek()?.at;
@@ -445,9 +487,17 @@ export class Graph {
       .filter(([, queue]) => Object.values(queue.counts).some((c) => c > 0))
       .map(([pool, queue]) => ({ pool, counts: { ...queue.counts } }))
       .sort((a, b) => (a.pool < b.pool ? -1 : a.pool > b.pool ? 1 : 0));
-    const workers = [...this.workers.entries()]
-      .map(([worker, s]) => ({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed }))
-      .sort((a, b) => (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0));
+    this.forgetIdleWorkers(now);
+    // Newest last in the map (see `stats`): walk from the end, those holding leases first.
+    const listed: WorkerStatus[] = [];
+    const entries = [...this.workers.entries()];
+    for (const holding of [true, false]) {
+      for (let i = entries.length - 1; i >= 0 && listed.length < MAX_STATUS_WORKERS; i--) {
+        const [worker, s] = entries[i] as [string, WorkerStats];
+        if (s.leases.size > 0 === holding) listed.push({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed });
+      }
+    }
+    const workers = listed.sort((a, b) => (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0));
     return { counts: { ...this.counts }, pools, workers, workersTotal: this.workers.size, donePerSecond: this.doneRate.perSecond(now), now, total: this.tasks.size };
   }
 
@@ -459,6 +509,25 @@ export class Graph {
     return { task, dependents: task.dependents.map((d) => d.spec.name) };
   }
 
+  /**
+   * A steal's reply could not be delivered (its client is gone): the tasks it leased go back to
+   * ready without using an attempt. Writes: each task given back.
+   */
+  undelivered(worker: string, names: readonly string[], now: number): void {
+    this.advance(now);
+    for (const name of names) {
+      const task = this.tasks.get(name);
+      if (task?.state === 'running' && task.worker === worker) this.giveBack(task, now, 'the steal reply could not be delivered');
+    }
+  }
+
+  /** The pools that got a ready task or ran out of work since the last call. */
+  takeWoken(): Set<string> {
+    const woken = this.woken;
+    this.woken = new Set();
+    return woken;
+  }
+
   /** The tasks changed since the last call, for the store to write. */
   takeDirty(): TaskRecord[] {
     const dirty = [...this.dirty];
@@ -468,30 +537,44 @@ export class Graph {
 
   // --- transitions -----------------------------------------------------------------------
 
-  /** Why `worker` may not complete (`forCompletion`) or otherwise act on `task`, or undefined. */
+  /**
+   * Why `worker` may not complete (`forCompletion`) or otherwise act on `task`, or undefined when
+   * it may. One rule, whatever came before: the worker acts on its lease while it runs; after the
+   * lease expired (and only then: not after release, exit, its own fail or a cancel) it may still
+   * complete the task while nobody else took it, the task being ready or failed by that expiry.
+   */
   private refuse(task: Task | undefined, name: string, worker: string, forCompletion: boolean): TaskResult | undefined {
     if (task === undefined) return notFound(name);
+    const expiredMine = task.holder === worker && task.worker === worker;
     switch (task.state) {
       case 'running':
-        return task.worker === worker ? undefined : result(name, 'LEASED_TO_OTHER', `leased to worker ${task.worker}`);
+        return task.worker === worker ? undefined : outcome(name, 'LEASED_TO_OTHER', `leased to worker ${task.worker}`);
       case 'done':
-        return result(name, 'ALREADY_DONE', `completed by worker ${task.worker}`);
+        return outcome(name, 'ALREADY_DONE', `completed by worker ${task.worker}`);
+      case 'cancelled':
+        return outcome(name, 'TASK_CANCELLED', task.lastError);
       case 'ready':
       case 'failed':
-        // Its lease ended; the last holder may still complete it while nobody else has it.
-        if (forCompletion && task.worker === worker && task.attempts > 0) return undefined;
-        return notLeased(name, `task is ${task.state}${task.worker === '' ? '' : `; last leased to ${task.worker}`}`);
-      default:
-        return notLeased(name, `task is ${task.state}; it was never handed out`);
+        if (expiredMine) return forCompletion ? undefined : outcome(name, 'LEASE_EXPIRED', `the lease expired; task is ${task.state}`);
+        if (task.state === 'failed') return outcome(name, 'TASK_FAILED', task.lastError);
+        return notLeased(name, `task is ready${task.worker === '' ? '' : `; last leased to ${task.worker}`}`);
+      case 'waiting':
+      case 'blocked':
+        return notLeased(name, `task is ${task.state}`);
+      default: {
+        const unknown: never = task.state;
+        throw new Error(`unknown state ${String(unknown)}`);
+      }
     }
   }
 
   private lease(task: Task, worker: string, now: number): LeasedTask {
     task.attempts++;
     task.worker = worker;
+    task.holder = worker;
     task.leaseDeadline = now + task.spec.leaseMs;
     this.setState(task, 'running', now, worker, `attempt ${task.attempts}`);
-    this.leases.push({ task, at: task.leaseDeadline });
+    this.queueLease(task);
     this.stats(worker, now).leases.add(task);
     const { name, payload, leaseMs, pool, priority } = task.spec;
     return { name, payload, attempt: task.attempts, leaseDeadline: task.leaseDeadline, leaseMs, pool, priority };
@@ -502,10 +585,18 @@ export class Graph {
     task.leaseDeadline = 0;
   }
 
+  /** One lease-heap entry per task, at or before its deadline (`advance` moves it on). */
+  private queueLease(task: Task): void {
+    if (task.leaseQueued) return;
+    task.leaseQueued = true;
+    this.leases.push({ task, at: task.leaseDeadline });
+  }
+
   /** Running back to ready without using an attempt (release, worker exit). */
   private giveBack(task: Task, now: number, note: string): void {
     const worker = task.worker;
     this.dropLease(task);
+    task.holder = '';
     task.attempts--;
     this.makeReady(task, now, worker, note);
   }
@@ -532,7 +623,7 @@ export class Graph {
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
       if (next.state !== 'waiting') continue; // blocked already, with its descendants
       this.setState(next, 'blocked', now, '', note);
-      stack.push(...next.dependents);
+      for (const d of next.dependents) stack.push(d);
     }
   }
 
@@ -542,15 +633,15 @@ export class Graph {
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
       if (next.state !== 'blocked' || this.stateFromDeps(next) === 'blocked') continue; // a blocked dependency unblocked later pushes it again
       this.resettle(next, now, 'unblocked');
-      stack.push(...next.dependents);
+      for (const d of next.dependents) stack.push(d);
     }
   }
 
-  /** The state its dependencies give a task that is not running, done or failed. */
+  /** The state its dependencies give a task that is not running, done, failed or cancelled. */
   private stateFromDeps(task: Task): 'blocked' | 'ready' | 'waiting' {
     for (const dep of task.spec.deps) {
       const state = this.tasks.get(dep)?.state;
-      if (state === 'failed' || state === 'blocked') return 'blocked';
+      if (state === 'failed' || state === 'blocked' || state === 'cancelled') return 'blocked';
     }
     return task.pendingDeps === 0 ? 'ready' : 'waiting';
   }
@@ -567,6 +658,8 @@ export class Graph {
     task.state = state;
     this.countIn(task);
     this.appendLog(task, { state, at: now, worker, note });
+    const pool = this.pool(task.spec.pool);
+    if (!pool.mayStillHaveWork()) this.woken.add(task.spec.pool);
   }
 
   private appendLog(task: Task, change: StateChange): void {
@@ -595,7 +688,8 @@ export class Graph {
     }
     const waiting = this.missing.get(task.spec.name);
     if (waiting !== undefined) {
-      task.dependents.push(...waiting);
+      // A loop, not push(...waiting): a name can be awaited by more tasks than a call takes arguments.
+      for (const w of waiting) task.dependents.push(w);
       this.missing.delete(task.spec.name);
     }
   }
@@ -605,7 +699,7 @@ export class Graph {
    * The existing graph is acyclic, so a cycle must run through a new task, and from there back
    * into it through an existing task that waited for a new task's name. Without such a task (the
    * usual case: dependencies created first) the search stays inside the batch; with one, it enters
-   * only waiting or blocked existing tasks, the only ones that can wait for a name.
+   * only existing tasks with a dependency not done, the only ones that can wait for a name.
    */
   private batchOrder(fresh: Map<string, TaskSpec>): string[] {
     let awaited = false;
@@ -614,8 +708,10 @@ export class Graph {
       const spec = fresh.get(name);
       if (spec !== undefined) return spec.deps;
       if (!awaited) return [];
+      // Only a task with a dependency not done can lie on a cycle with a new task, whatever its
+      // state (waiting, blocked, or cancelled before its deps were done).
       const task = this.tasks.get(name);
-      return task !== undefined && (task.state === 'waiting' || task.state === 'blocked') ? task.spec.deps : [];
+      return task !== undefined && task.pendingDeps > 0 ? task.spec.deps : [];
     };
     return dependencyOrder(fresh.keys(), (name) => fresh.has(name), depsOf);
   }
@@ -623,7 +719,7 @@ export class Graph {
   private queuesOf(pools: readonly string[]): PoolQueue[] {
     if (pools.length === 0) return [...this.pools.values()];
     const queues: PoolQueue[] = [];
-    for (const pool of new Set(pools)) {
+    for (const pool of new Set(pools.map((p) => p || DEFAULT_POOL))) {
       const queue = this.pools.get(pool);
       if (queue !== undefined) queues.push(queue);
     }
@@ -643,6 +739,7 @@ export class Graph {
     if (task.queued) return;
     task.queued = true;
     this.pool(task.spec.pool).ready.push(task);
+    this.woken.add(task.spec.pool);
   }
 
   private countIn(task: Task): void {
@@ -657,30 +754,46 @@ export class Graph {
     if (task.state === 'failed') this.failedTasks.delete(task);
   }
 
-  /** The worker's statistics, marked as seen at `now` (0: not seen, only referred to). */
+  /**
+   * The worker's statistics, marked as seen at `now` (0: not seen, only referred to). The table
+   * is kept in the order workers were last seen (a touch moves a worker to the end), so the
+   * longest idle are first to be forgotten.
+   */
   private stats(worker: string, now: number): WorkerStats {
     let stats = this.workers.get(worker);
     if (stats === undefined) {
       stats = { lastSeen: now, done: 0, failed: 0, leases: new Set() };
       this.workers.set(worker, stats);
+      if (this.workers.size > MAX_WORKERS) this.forgetIdleWorkers(now);
     } else if (now > stats.lastSeen) {
       stats.lastSeen = now;
+      this.workers.delete(worker);
+      this.workers.set(worker, stats);
     }
     return stats;
   }
+
+  /** Forgets workers holding no lease that were not seen for an hour, or the longest idle past the cap. */
+  private forgetIdleWorkers(now: number): void {
+    for (const [worker, stats] of this.workers) {
+      const stale = stats.lastSeen < now - WORKER_IDLE_MS;
+      if (!stale && this.workers.size <= MAX_WORKERS) return;
+      if (stats.leases.size === 0) this.workers.delete(worker);
+    }
+  }
 }
 
-function result(name: string, outcome: TaskOutcome, message: string): TaskResult {
-  return { name, outcome, message };
+function outcome(name: string, what: TaskOutcome, message: string): TaskResult {
+  return { name, outcome: what, message };
 }
 function accepted(name: string, message: string): TaskResult {
-  return result(name, 'ACCEPTED', message);
+  return outcome(name, 'ACCEPTED', message);
 }
 function notFound(name: string): TaskResult {
-  return result(name, 'NOT_FOUND', `no task named "${name}"`);
+  return outcome(name, 'NOT_FOUND', `no task named "${name}"`);
 }
 function notLeased(name: string, message: string): TaskResult {
-  return result(name, 'NOT_LEASED', message);
+  return outcome(name, 'NOT_LEASED', message);
 }
 
 export type { StateCounts };

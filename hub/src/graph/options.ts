@@ -9,6 +9,10 @@ export interface GraphOptions extends SpecLimits {
   maxBatch: number;
   /** Most tasks one steal may take; a steal asking for more gets TOO_LARGE. Default 10,000. */
   maxSteal: number;
+  /** Payload bytes one steal hands out at most (past it the reply holds fewer tasks; one always goes). Default 16 MiB. */
+  maxStealBytes: number;
+  /** Most pools one steal may name. Default 1,000. */
+  maxPools: number;
   /** Most tasks in the graph; a create past it gets TOO_LARGE. Default 100,000,000. */
   maxTasks: number;
   /** Backoff after the first failure, in ms; doubles with each further failure. Default 1,000. */
@@ -25,6 +29,8 @@ export function defaultGraphOptions(): GraphOptions {
     maxResultBytes: 1 << 20,
     maxBatch: 100_000,
     maxSteal: 10_000,
+    maxStealBytes: 16 << 20,
+    maxPools: 1_000,
     maxTasks: 100_000_000,
     backoffBaseMs: 1_000,
     backoffMaxMs: 60_000,

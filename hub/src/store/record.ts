@@ -39,6 +39,7 @@ const root = protobuf.Root.fromJSON({
         lastError: { type: 'string', id: 8 },
         log: { rule: 'repeated', type: 'StoredChange', id: 9 },
         seq: { type: 'uint64', id: 10 },
+        holder: { type: 'string', id: 11 },
       },
     },
   },
@@ -84,6 +85,7 @@ export function encodeRecord(r: TaskRecord): Uint8Array {
     lastError: unlessEmpty(r.lastError),
     log: r.log.map((c) => ({ state: STATE_NUMBER[c.state], atMs: c.at, worker: unlessEmpty(c.worker), note: unlessEmpty(c.note) })),
     seq: r.seq,
+    holder: unlessEmpty(r.holder),
   }).finish();
 }
 
@@ -111,6 +113,7 @@ export function decodeRecord(data: Uint8Array): TaskRecord {
     state: stateOf(m.state),
     attempts: num(m.attempts),
     worker: str(m.worker),
+    holder: str(m.holder),
     leaseDeadline: num(m.leaseDeadlineMs),
     notBefore: num(m.notBeforeMs),
     result: bytes(m.result),
