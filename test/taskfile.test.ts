@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseDuration } from '../proto/src/args.js';
-import { parseTaskFile, TaskFileError } from '../query/src/taskfile.js';
+import { decodeTaskFile, parseTaskFile, TaskFileError } from '../query/src/taskfile.js';
 import { stencil } from './helpers.js';
 
 function lineError(text: string): string {
@@ -15,7 +15,7 @@ function lineError(text: string): string {
 
 describe('task files', () => {
   it("reads dwork's format and JSON Lines, mixed, skipping blanks and comments", () => {
-    const specs = parseTaskFile(
+    const { specs } = parseTaskFile(
       ['# a comment', '0', '1, 0', '', '{"name":"j","deps":["0","1"],"cmd":"echo hi","priority":2,"pool":"gpu","attempts":5,"lease":"10m"}'].join(
         '\n',
       ),
@@ -30,27 +30,30 @@ describe('task files', () => {
   });
 
   it('reads a stencil file as gen_tasks.py writes it', () => {
-    const specs = parseTaskFile(stencil(4, 3));
+    const { specs } = parseTaskFile(stencil(4, 3));
     expect(specs).toHaveLength(12);
     expect(specs.find((s) => s.name === '4')?.deps).toEqual(['0', '1']);
     expect(specs.find((s) => s.name === '5')?.deps).toEqual(['0', '1', '2']);
     expect(specs.find((s) => s.name === '7')?.deps).toEqual(['2', '3']);
   });
 
-  it('names the line of every kind of bad input', () => {
-    expect(lineError('a\nb,,a\n')).toBe('line 2: empty name in "b,,a" (expected name,dep1,dep2,...)');
-    expect(lineError('a\n{"name": "b", "deps": "a"}')).toBe('line 2: "deps" must be a list of task names');
-    expect(lineError('{"name": "b", "cmd": "x", "payload": "y"}')).toMatch(/^line 1: give "cmd" or "payload"/);
-    expect(lineError('{"name": "b", "comand": "x"}')).toMatch(/^line 1: unknown field "comand"/);
-    expect(lineError('{"name": "b",')).toMatch(/^line 1: not valid JSON/);
-    expect(lineError('{"name": "b", "lease": "soon"}')).toMatch(/^line 1: "soon" is not a duration/);
-    expect(lineError('a\nb,a\na,b\n')).toMatch(/^line 3: task "a" already exists with a different definition/);
-    expect(lineError('a,c\nb,a\nc,b\n')).toMatch(/^line \d: task "\w" would close a cycle: /);
-    expect(lineError('x\n{"name": "tab\\there"}')).toMatch(/^line 2: task name "tab\\there" holds a control character/);
+  it.each([
+    ['an empty name in dwork\'s form', 'a\nb,,a\n', /^line 2: empty name in "b,,a" \(expected name,dep1,dep2,...\)$/],
+    ['deps that are not a list', 'a\n{"name": "b", "deps": "a"}', /^line 2: "deps" must be a list of task names$/],
+    ['both cmd and payload', '{"name": "b", "cmd": "x", "payload": "y"}', /^line 1: give "cmd" or "payload"/],
+    ['an unknown field', '{"name": "b", "comand": "x"}', /^line 1: unknown field "comand"/],
+    ['JSON that does not parse', '{"name": "b",', /^line 1: not valid JSON/],
+    ['a lease that is not a duration', '{"name": "b", "lease": "soon"}', /^line 1: "soon" is not a duration/],
+    ['a second, different definition of a name', 'a\nb,a\na,b\n', /^line 3: task "a" is defined differently on line 1$/],
+    ['a cycle', 'a,c\nb,a\nc,b\n', /^line \d: task "\w" would close a cycle: /],
+    ['a name that is not valid, on its own line though a later line repeats it', '{"name": "tab\\there"}\n{"name": "tab\\there"}', /^line 1: task name "tab\\there" holds a control character/],
+    ['a control character in a name', 'x\n{"name": "tab\\there"}', /^line 2: task name "tab\\there" holds a control character/],
+  ])('names the line of %s', (_what, text, message) => {
+    expect(lineError(text)).toMatch(message);
   });
 
   it('accepts an identical duplicate line and forward references', () => {
-    expect(parseTaskFile('b,a\na\nb,a\n').map((s) => s.name)).toEqual(['b', 'a', 'b']);
+    expect(parseTaskFile('b,a\na\nb,a\n').specs.map((s) => s.name)).toEqual(['b', 'a', 'b']);
   });
 
   it('parses durations with units, plain numbers as seconds', () => {
@@ -59,5 +62,77 @@ describe('task files', () => {
     ]);
     expect(() => parseDuration('0')).toThrow(/positive/);
     expect(() => parseDuration('ten')).toThrow(/not a duration/);
+  });
+
+  it('reads compound and H:MM:SS leases', () => {
+    const { specs } = parseTaskFile('{"name": "a", "lease": "1d2h"}\n{"name": "b", "lease": "01:30:00"}\n');
+    expect(specs.map((s) => s.leaseMs)).toEqual([93_600_000, 5_400_000]);
+  });
+});
+
+describe('task files: numbers the wire cannot carry are refused, not wrapped', () => {
+  it.each([
+    ['a lease over 2^32 ms (1200h would arrive as 7 h)', '{"name": "a", "lease": "1200h"}', /^line 1: "lease" 1200h is 4320000000 ms, over the longest lease the wire carries/],
+    ['a lease in seconds over 2^32 ms', '{"name": "a", "lease": 4294968}', /^line 1: "lease" 4294968 is 4294968000 ms, over/],
+    ['attempts over 2^32 (4294967297 would arrive as 1)', '{"name": "a", "attempts": 4294967297}', /^line 1: "attempts" 4294967297 is out of range: expected an integer from 1 to 4294967295$/],
+    ['attempts 0', '{"name": "a", "attempts": 0}', /^line 1: "attempts" 0 is out of range/],
+    ['priority 2^31 (would arrive as the lowest)', 'x\n{"name": "a", "priority": 2147483648}', /^line 2: "priority" 2147483648 is out of range: expected an integer from -2147483648 to 2147483647$/],
+    ['priority below -2^31', '{"name": "a", "priority": -2147483649}', /^line 1: "priority" -2147483649 is out of range/],
+  ])('%s', (_what, text, message) => {
+    expect(lineError(text)).toMatch(message);
+  });
+
+  it('takes the extremes the wire carries', () => {
+    const { specs } = parseTaskFile('{"name": "a", "priority": -2147483648, "attempts": 4294967295, "lease": "1193h"}\n{"name": "b", "priority": 2147483647}');
+    expect(specs.map((s) => [s.priority, s.maxAttempts, s.leaseMs])).toEqual([
+      [-2147483648, 4294967295, 4_294_800_000],
+      [2147483647, undefined, undefined],
+    ]);
+  });
+});
+
+describe('task files: text must be UTF-8', () => {
+  const latin1 = (text: string): Uint8Array => Buffer.from(text, 'latin1');
+
+  it('refuses Latin-1 text, naming the first line that is not UTF-8, instead of merging names', () => {
+    // "café" and "cafè" in Latin-1 both decode lossily to "caf\ufffd": one task instead of two.
+    expect(() => decodeTaskFile(latin1('ok\ncafé\ncafè,café\n'))).toThrow(
+      new TaskFileError(2, 'not valid UTF-8 (byte 0xe9 at byte 4 of the line); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8'),
+    );
+  });
+
+  it('names the line of a bad byte after many good lines, and of a sequence cut at the end', () => {
+    expect(() => decodeTaskFile(Buffer.concat([Buffer.from('a\n'.repeat(1000)), Buffer.from([0x62, 0xff, 0x0a])]))).toThrow(/^line 1001: not valid UTF-8 \(byte 0xff/);
+    expect(() => decodeTaskFile(Buffer.from([0x61, 0x0a, 0x62, 0xc3]))).toThrow(/^line 2: not valid UTF-8 \(byte 0xc3 at byte 2/);
+  });
+
+  it('reads UTF-8, dropping a byte order mark', () => {
+    expect(decodeTaskFile(Buffer.from('\ufeffcafé\nnaïve,café\n', 'utf8'))).toBe('café\nnaïve,café\n');
+  });
+});
+
+describe('task files: comments', () => {
+  it('skips a line whose first character is #, even one that looks like a task', () => {
+    expect(parseTaskFile('#x,a\na\n# a note\n').specs.map((s) => s.name)).toEqual(['a']);
+  });
+
+  it('reads a task whose name starts with # when written as JSON', () => {
+    expect(parseTaskFile('{"name": "#x", "deps": ["a"]}\na').specs.map((s) => [s.name, s.deps])).toEqual([
+      ['#x', ['a']],
+      ['a', []],
+    ]);
+  });
+
+  it('takes # inside a dwork line as part of a name', () => {
+    expect(parseTaskFile('a#1,b#2\nb#2').specs.map((s) => [s.name, s.deps])).toEqual([
+      ['a#1', ['b#2']],
+      ['b#2', []],
+    ]);
+  });
+
+  it('refuses an indented # line instead of guessing whether it is a comment or a task', () => {
+    expect(lineError('a\n  #x,a\n')).toBe(
+      'line 2: a task name in dwork\'s form may not start with # (a comment starts with # as the line\'s first character; write a task named "#x" as JSON: {"name": "#x"})',
+    );
   });
 });

@@ -4,16 +4,36 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { curveKeyPair } from 'zeromq';
 import { formatKeyFile, formatPublicKeyFile } from '../../proto/src/keys.js';
 import { Command, CommanderError } from 'commander';
-import { durationArg, integerArg, positiveArg } from '../../proto/src/args.js';
+import { countArg, int32Arg, leaseArg, positiveArg, uint32Arg } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
-import type { TaskResult, TaskSpecInput } from '../../proto/src/types.js';
+import { DEFAULT_POOL, defaultSpecLimits } from '../../proto/src/spec.js';
+import type { LeasedTask, TaskResult, TaskSpecInput } from '../../proto/src/types.js';
 import { Client, curveOptions, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
-import { formatLookup, formatStatus, lookupJson } from './format.js';
+import { formatLookup, formatStatus, lookupJson, shown } from './format.js';
 
 /** Exit statuses, documented in --help and README. */
 export const EXIT = { ok: 0, error: 1, usage: 2, nothingReady: 3, finished: 4 } as const;
 
 const env = defaultClientOptions();
+
+/** Writes an error line to stderr, its control characters shown escaped (messages may quote worker text). */
+function complain(message: string): void {
+  process.stderr.write(`dquery: ${shown(message, { lines: true })}\n`);
+}
+
+// A reader that went away (`dquery --help | head -1`, `dquery status --watch | head`) ends dquery
+// quietly: with 0 for help, with the command's own status otherwise (the hub has answered by the
+// time anything is printed). Without a listener, Node reports EPIPE with a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(process.exitCode ?? EXIT.ok);
+});
+process.stderr.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+});
+
+/** The hub's defaults, for --help only: dquery sends zero and the hub fills them in. */
+const SPEC_DEFAULTS = defaultSpecLimits();
 
 /** Bad usage found by a command itself (commander reports its own). */
 class UsageError extends Error {}
@@ -48,8 +68,9 @@ Example, a worker in plain shell:
   );
 
 let client: Client | undefined;
+const globalOptions = (): { hub: string; worker: string; timeout: number; curveServerKey?: string; curveKey?: string } => program.opts();
 function hub(): Client {
-  const o = program.opts<{ hub: string; worker: string; timeout: number; curveServerKey?: string; curveKey?: string }>();
+  const o = globalOptions();
   if ((o.curveServerKey === undefined) !== (o.curveKey === undefined)) throw new UsageError('--curve-server-key and --curve-key go together');
   const curve = o.curveServerKey === undefined || o.curveKey === undefined ? undefined : curveOptions(o.curveServerKey, o.curveKey);
   client ??= new Client({ hub: o.hub, worker: o.worker, timeoutMs: o.timeout, curve });
@@ -62,7 +83,7 @@ function reportResults(results: TaskResult[], verb: string): boolean {
   for (const r of results) {
     if (r.outcome === 'ACCEPTED') continue;
     ok = false;
-    process.stderr.write(`dquery: ${verb} ${r.name}: ${r.outcome}: ${r.message}\n`);
+    complain(`${verb} ${r.name}: ${r.outcome}: ${r.message}`);
   }
   return ok;
 }
@@ -74,21 +95,26 @@ program
   .argument('[deps...]', 'tasks that must be done first (they may be created later)')
   .option('--cmd <command>', 'shell command to run (the payload)')
   .option('--payload <text>', 'payload, when it is not a shell command')
-  .option('--priority <n>', 'higher runs first', integerArg, 0)
-  .option('--pool <pool>', 'pool of workers that may take it', 'default')
-  .option('--attempts <n>', 'runs before it counts as failed', positiveArg, 3)
-  .option('--lease <duration>', 'how long a worker may hold it without a heartbeat (90, 90s, 10m, 2h)', durationArg, 60_000)
+  // No defaults here: what is not given is sent as zero, and the hub applies its own.
+  .option('--priority <n>', 'higher runs first, from -2147483648 to 2147483647 (default: 0)', int32Arg)
+  .option('--pool <pool>', `pool of workers that may take it (default: the hub's, "${DEFAULT_POOL}")`)
+  .option('--attempts <n>', `runs before it counts as failed (default: the hub's, ${SPEC_DEFAULTS.defaultAttempts})`, countArg)
+  .option(
+    '--lease <duration>',
+    `how long a worker may hold it without a heartbeat: 90 (seconds), 90s, 10m, 2h, 1d2h, 3h50m, 01:30:00 (default: the hub's, ${SPEC_DEFAULTS.defaultLeaseMs / 1000}s)`,
+    leaseArg,
+  )
   .addHelpText('after', '\nExample:\n  dquery create render-7 fetch-7 --cmd "./render 7" --priority 5 --lease 10m')
-  .action(async (name: string, deps: string[], o: Record<string, unknown>) => {
+  .action(async (name: string, deps: string[], o: { cmd?: string; payload?: string; priority?: number; pool?: string; attempts?: number; lease?: number }) => {
     if (o.cmd !== undefined && o.payload !== undefined) throw new UsageError('give --cmd or --payload, not both');
-    const text = (o.cmd ?? o.payload) as string | undefined;
+    const text = o.cmd ?? o.payload;
     const spec: TaskSpecInput = {
       name,
       deps,
-      priority: o.priority as number,
-      pool: o.pool as string,
-      maxAttempts: o.attempts as number,
-      leaseMs: o.lease as number,
+      ...(o.priority === undefined ? {} : { priority: o.priority }),
+      ...(o.pool === undefined ? {} : { pool: o.pool }),
+      ...(o.attempts === undefined ? {} : { maxAttempts: o.attempts }),
+      ...(o.lease === undefined ? {} : { leaseMs: o.lease }),
       ...(text === undefined ? {} : { payload: Buffer.from(text, 'utf8') }),
     };
     const { created } = await hub().create([spec]);
@@ -97,61 +123,75 @@ program
 
 program
   .command('addfile')
-  .description('add every task of a file (or - for stdin): all lines are checked before any is sent')
-  .argument('<file>', 'task file, or - for standard input')
-  .option('--batch <n>', 'tasks per request', positiveArg, 5000)
+  .description('add every task of a file (or - for stdin): all lines are checked before any is sent, then sent in batches')
+  .argument('<file>', 'task file (UTF-8), or - for standard input')
+  .option('--batch <n>', "most tasks per request (fewer when the hub's --max-batch or --max-message-bytes say so)", positiveArg, 5000)
   .addHelpText(
     'after',
     `
-Lines (both forms may be mixed; blank lines and # comments are skipped):
+Lines (both forms may be mixed; blank lines are skipped, and so is a line whose first character is #):
   name,dep1,dep2,...                                   dwork's format, no payload
   {"name":"b","deps":["a"],"cmd":"echo b","priority":1,"pool":"default","attempts":3,"lease":"10m"}
+A task whose name starts with # is written as JSON: {"name":"#b"}.
 
-Re-adding the same file is safe: identical tasks are left alone.
+Every line is checked first (syntax, names, numbers, duplicates, cycles, the hub's size limits);
+a bad line is reported with its number and nothing is sent. The tasks then go in batches sized to
+the hub's limits: each batch is added all or nothing; a file of several batches is not. If the hub
+refuses a later batch (a task that exists with another definition, say), the error names its line
+and says which batches were added. Re-adding the same file is safe: identical tasks are left alone.
+
 Example:
   python3 gen_tasks.py 100 1000 | dquery addfile -`,
   )
   .action(async (file: string, o: { batch: number }) => {
     // Loaded here only: the other commands need not pay for the graph's code at start.
-    const { parseTaskFile } = await import('./taskfile.js');
-    const specs = parseTaskFile(readInput(file).toString('utf8'));
-    let created = 0;
-    let unchanged = 0;
-    for (let i = 0; i < specs.length; i += o.batch) {
-      try {
-        const r = await hub().create(specs.slice(i, i + o.batch));
-        created += r.created;
-        unchanged += r.unchanged;
-      } catch (err) {
-        if (i > 0) process.stderr.write(`dquery: the first ${i} tasks of the file were added; fix the file and run addfile again\n`);
-        throw err;
-      }
+    const { decodeTaskFile, parseTaskFile } = await import('./taskfile.js');
+    const { addTaskFile, AddFileError } = await import('./addfile.js');
+    const tasks = parseTaskFile(decodeTaskFile(readInput(file)));
+    try {
+      const { created, unchanged } = await addTaskFile(hub(), tasks, o.batch);
+      console.log(`added ${created} tasks${unchanged > 0 ? ` (${unchanged} were there already)` : ''}`);
+    } catch (err) {
+      if (!(err instanceof AddFileError)) throw err;
+      process.exitCode = exitFor(err.cause);
+      if (err.added !== undefined) complain(err.added);
     }
-    console.log(`added ${created} tasks${unchanged > 0 ? ` (${unchanged} were there already)` : ''}`);
   });
 
 program
   .command('steal')
   .description('take ready tasks: prints "NAME<TAB>PAYLOAD" a line (exit 3: nothing ready now, 4: all finished)')
-  .option('-n, --n <n>', 'how many tasks at most', positiveArg, 1)
-  .option('--wait <ms>', 'with nothing ready, wait up to this long for work (returns at once when all is finished)', integerArg, 0)
+  .option('-n, --n <n>', 'how many tasks at most', countArg, 1)
+  .option('--wait <ms>', 'with nothing ready, wait up to this long for work (returns at once when all is finished)', uint32Arg, 0)
   .option('--wait-when-finished', 'keep waiting even when all work is finished, for tasks not created yet')
   .option('--pool <pool...>', 'take only from these pools')
   .option('-q, --quiet', 'print only the task names, one a line')
   .option('--json', 'print one JSON object a line: name, payload, attempt, leaseDeadline, ...')
-  .addHelpText('after', '\nExample:\n  for t in $(dquery steal -n 8 -q); do ...; dquery complete "$t"; done')
+  .addHelpText(
+    'after',
+    `
+Into a pipe or file each payload is printed as it is (newlines as spaces, so one task a line);
+on a terminal its control characters are shown as \\xHH, so a payload cannot rewrite the screen.
+Example:
+  for t in $(dquery steal -n 8 -q); do ...; dquery complete "$t"; done`,
+  )
   .action(async (o: { n: number; wait: number; waitWhenFinished?: boolean; pool?: string[]; quiet?: boolean; json?: boolean }) => {
     const { tasks, finished } = await hub().steal({ n: o.n, waitMs: o.wait, pools: o.pool ?? [], waitWhenFinished: o.waitWhenFinished === true });
     for (const t of tasks) {
       if (o.json === true) console.log(JSON.stringify({ ...t, payload: utf8(t.payload) }));
-      else if (o.quiet === true) console.log(t.name);
-      else console.log(`${t.name}\t${utf8(t.payload).replace(/\n/g, ' ')}`);
+      else console.log(stealLine(t, o.quiet === true, process.stdout.isTTY === true));
     }
     if (tasks.length === 0) {
       if (o.quiet !== true) process.stderr.write(finished ? 'all work is finished\n' : 'nothing ready now\n');
       process.exitCode = finished ? EXIT.finished : EXIT.nothingReady;
     }
   });
+
+/** How steal prints a task: for scripts the bytes as they are, on a terminal its control characters shown. */
+function stealLine(t: LeasedTask, quiet: boolean, tty: boolean): string {
+  const show = tty ? shown : (s: string): string => s;
+  return quiet ? show(t.name) : `${show(t.name)}\t${show(utf8(t.payload).replace(/\n/g, ' '))}`;
+}
 
 program
   .command('complete')
@@ -187,7 +227,7 @@ program
   .argument('<names...>')
   .action(async (names: string[]) => {
     const lost = await hub().heartbeat(names);
-    for (const r of lost) console.log(`lost ${r.name}: ${r.outcome}: ${r.message}`);
+    for (const r of lost) console.log(shown(`lost ${r.name}: ${r.outcome}: ${r.message}`));
     if (lost.length > 0) process.exitCode = EXIT.error;
   });
 
@@ -238,7 +278,7 @@ program
 program
   .command('status')
   .description('counts per state and pool, workers, completion rate')
-  .option('--json', 'print a JSON object (counts: waiting, ready, running, done, failed, blocked)')
+  .option('--json', 'print a JSON object (counts: waiting, ready, running, done, failed, blocked, cancelled)')
   .option('-w, --watch [seconds]', 'print it again every few seconds (default 2) until nothing is waiting, ready or running')
   .addHelpText('after', '\nExamples:\n  dquery status --watch           # follow a run to its end\n  dquery status --json | jq .counts')
   .action(async (o: { json?: boolean; watch?: string | boolean }) => {
@@ -300,16 +340,23 @@ function exitFor(err: unknown): number {
     return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   }
   if (err instanceof UsageError) {
-    process.stderr.write(`dquery: ${err.message}\n`);
+    complain(err.message);
     return EXIT.usage;
   }
   if (err instanceof DagworkError) {
-    process.stderr.write(`dquery: ${err.code}: ${err.message}\n`);
+    complain(`${err.code}: ${err.message}`);
+  } else if (err instanceof HubUnreachableError) {
+    const o = globalOptions();
+    // A CURVE hub never answers a plain client: its handshake fails, which looks like silence.
+    const hint =
+      o.curveServerKey === undefined && o.curveKey === undefined
+        ? ' If it uses CURVE (dhub --curve-secret), give --curve-server-key and --curve-key (or DAGWORK_CURVE_SERVER_KEY and DAGWORK_CURVE_KEY).'
+        : '';
+    complain(`${err.message}${hint}`);
   } else {
     // Expected failures get their message; anything else is a bug, shown with its stack.
-    const expected =
-      err instanceof HubUnreachableError || (err as Error).name === 'TaskFileError' || ['ENOENT', 'EEXIST', 'EACCES', 'EISDIR'].includes((err as { code?: string }).code ?? '');
-    process.stderr.write(`dquery: ${expected ? (err as Error).message : ((err as Error)?.stack ?? String(err))}\n`);
+    const expected = (err as Error).name === 'TaskFileError' || ['ENOENT', 'EEXIST', 'EACCES', 'EISDIR'].includes((err as { code?: string }).code ?? '');
+    complain(expected ? (err as Error).message : ((err as Error)?.stack ?? String(err)));
   }
   return EXIT.error;
 }
