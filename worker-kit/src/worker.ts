@@ -119,7 +119,15 @@ interface Finished {
 }
 
 const encoder = new TextEncoder();
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits for `promise`, at most `ms`; the timer does not outlive the wait (it would hold the process). */
+async function atMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, Math.min(Math.max(0, ms), 2 ** 31 - 1))))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 /** setTimeout fires at once past this (and warns): every timer is clamped to it. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Heartbeats never come closer together than this, whatever lease the hub hands out. */
@@ -552,7 +560,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
     // Running handlers get the grace period; the ones still running then are aborted and released.
     const deadline = Date.now() + (this.stopReason === 'finished' || this.stopReason === 'max-tasks' ? Infinity : this.options.graceMs);
     while (this.running.size > 0 && Date.now() < deadline) {
-      await Promise.race([...[...this.running.values()].map((r) => r.promise), sleep(Math.min(deadline - Date.now(), 1000))]);
+      await atMost(Promise.race([...this.running.values()].map((r) => r.promise)), Math.min(deadline - Date.now(), 1000));
     }
     const left = [...this.running.values()];
     for (const r of left) r.controller.abort(new Error('worker shutting down'));
@@ -569,7 +577,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.tell('error', asError(err));
     }
     // A handler that ignores its abort does not hold the worker for ever.
-    await Promise.race([Promise.allSettled(left.map((r) => r.promise)), sleep(ABORTED_HANDLER_WAIT_MS)]);
+    await atMost(Promise.allSettled(left.map((r) => r.promise)), ABORTED_HANDLER_WAIT_MS);
   }
 }
 
