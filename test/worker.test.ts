@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Client, HubUnreachableError, PermanentError, runWorker, type TaskRecord } from '../worker-kit/src/index.js';
+import { Client, DagworkError, HubUnreachableError, PermanentError, replyTimeout, runWorker, type TaskRecord } from '../worker-kit/src/index.js';
 import { cleanTempDirs, dquery, ROOT, startHub, tempDir, type RunningHub } from './helpers.js';
 
 afterAll(cleanTempDirs);
@@ -20,6 +20,29 @@ async function waitFor(client: Client, name: string, check: (t: TaskRecord) => b
     await pause(50);
   }
   throw new Error(`task ${name} never got there: ${JSON.stringify((await client.lookup(name)).task.state)}`);
+}
+
+/** A handler whose runs all return together once `n` have started (so that their results go in one batch). */
+function together(n: number, result: string | ((name: string) => string)): (task: { name: string }) => Promise<string> {
+  let started = 0;
+  let go: () => void = () => undefined;
+  const all = new Promise<void>((resolve) => (go = resolve));
+  return async (task) => {
+    if (++started === n) go();
+    await all;
+    return typeof result === 'string' ? result : result(task.name);
+  };
+}
+
+/** The worker's summary, or a failure naming the wait if it does not stop within `ms`. */
+async function within<T>(done: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`did not end within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([done, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function startDworker(hub: RunningHub, args: string[]): { proc: ChildProcess; exit: Promise<{ code: number | null; stdout: string; stderr: string }> } {
@@ -166,12 +189,77 @@ describe('runWorker', () => {
     }
   });
 
-  it('tells the caller clearly when the hub is unreachable', async () => {
+  it("splits a batch of completions that would be over the hub's message limit, so that every result arrives", async () => {
+    // Scaled down from dworker -c 140 with 1 MB outputs against 64 MiB: 8 results of 120 kB at once
+    // against a hub whose socket drops anything over 150 kB + 64 kB without a reply.
+    const hub = await startHub({ args: ['--max-message-bytes', '150000'] });
+    const client = new Client({ hub: hub.endpoint, worker: 'submitter' });
+    try {
+      await client.create(Array.from({ length: 8 }, (_, i) => ({ name: `out${i}` })));
+      const worker = runWorker({ hub: hub.endpoint, concurrency: 8, handleSignals: false, client: { timeoutMs: 1_000, retries: 1 }, handler: together(8, 'o'.repeat(120_000)) });
+      const summary = await within(worker.done, 20_000);
+      expect(summary).toMatchObject({ reason: 'finished', done: 8, failed: 0, lost: 0 });
+      expect((await client.lookup('out5')).task.result.length).toBe(120_000);
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+
+  it("fails only the task whose result is over the hub's limit, and completes the others of its batch", async () => {
+    const hub = await startHub({ args: ['--max-result-bytes', '1000'] });
+    const client = new Client({ hub: hub.endpoint, worker: 'submitter' });
+    try {
+      await client.create([{ name: 'huge', maxAttempts: 1 }, { name: 'r1' }, { name: 'r2' }, { name: 'r3' }]);
+      const results: Record<string, string> = { huge: 'h'.repeat(2000) };
+      const worker = runWorker({ hub: hub.endpoint, concurrency: 4, handleSignals: false, handler: together(4, (name) => results[name] ?? name) });
+      const summary = await within(worker.done, 20_000);
+      expect(summary).toMatchObject({ reason: 'finished', done: 3, failed: 1 });
+      expect((await client.lookup('huge')).task).toMatchObject({ state: 'failed', lastError: "result of 2000 bytes is over the hub's limit of 1000" });
+      expect(text((await client.lookup('r2')).task.result)).toBe('r2');
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+
+  it('tells the caller clearly when the hub is unreachable, and that it may require CURVE', async () => {
     const client = new Client({ hub: 'tcp://127.0.0.1:9', timeoutMs: 200, retries: 1 });
     const err = await client.status().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HubUnreachableError);
-    expect((err as Error).message).toBe('no reply from the hub at tcp://127.0.0.1:9 within 200 ms, 2 times: is dhub running there?');
+    expect((err as Error).message).toBe(
+      "no reply from the hub at tcp://127.0.0.1:9 within 200 ms, 2 times: is dhub running there? If it requires CURVE, give its public key and this client's key pair (--curve-server-key, --curve-key)",
+    );
     client.close();
+  });
+});
+
+describe('Client and the size of requests', () => {
+  it("refuses locally, with TOO_LARGE naming the size and the limit, a request over its maxMessageBytes", async () => {
+    // No hub at all: a request that is sent would end in HubUnreachableError instead.
+    const client = new Client({ hub: 'tcp://127.0.0.1:9', timeoutMs: 200, retries: 0, maxMessageBytes: 10_000 });
+    const err = await client.create([{ name: 'big', payload: new Uint8Array(20_000) }]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DagworkError);
+    expect(err).toMatchObject({ code: 'TOO_LARGE' });
+    expect((err as Error).message).toMatch(/^create request of 200\d\d bytes is over the hub's limit of 10000 bytes per message/);
+    client.close();
+  });
+
+  it('gives a large request more time for its reply, so that a slow but successful create is not a failure', async () => {
+    const hub = await startHub();
+    // 40 MiB of payloads take the hub far longer than 50 ms to read, check and log.
+    const client = new Client({ hub: hub.endpoint, worker: 'big', timeoutMs: 50, retries: 0 });
+    try {
+      const tasks = Array.from({ length: 40 }, (_, i) => ({ name: `big${i}`, payload: new Uint8Array(1 << 20).fill(65) }));
+      expect(await client.create(tasks)).toEqual({ created: 40, unchanged: 0 });
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+
+  it('allows timeoutMs, the wait and timeoutPerMiBMs for each MiB of the request', () => {
+    expect(replyTimeout({ timeoutMs: 5_000, timeoutPerMiBMs: 1_000 }, 32 << 20, 2_000)).toBe(39_000);
   });
 });
 

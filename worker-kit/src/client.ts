@@ -6,12 +6,17 @@
  * "lazy pirate" pattern). Every operation is safe to repeat: re-creating a task is a no-op, a
  * repeated completion is answered ALREADY_DONE, and leases from a steal whose reply was lost
  * expire and go back to the pool.
+ *
+ * Size: a request whose frame is over `maxMessageBytes` is refused here with TOO_LARGE (the hub's
+ * socket would drop it without a reply, and every resend with it). A big request also takes the
+ * hub longer to read and write, so the time allowed for its reply grows with its size.
  */
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Request as ReqSocket } from 'zeromq';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
 import type { Completion, FailResult, Status, StealResult, TaskRecord, TaskResult, TaskSpecInput } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
 
@@ -20,10 +25,25 @@ export interface ClientOptions {
   hub: string;
   /** This worker's identity. Default: $DAGWORK_WORKER, else the host name. */
   worker: string;
-  /** How long to wait for a reply (on top of a steal's own wait), in ms. Default 5,000. */
+  /**
+   * How long to wait for a reply, in ms, on top of a steal's own wait and of `timeoutPerMiBMs` for
+   * each MiB of the request. Default 5,000.
+   */
   timeoutMs: number;
+  /**
+   * More time for the reply of a large request, in ms per MiB of its frame (the hub reads, checks
+   * and writes it to its log before it answers). Default 1,000: a 32 MiB batch of completions waits
+   * 5 s + 32 s before it is deemed lost and sent again.
+   */
+  timeoutPerMiBMs: number;
   /** How many times to resend a request whose reply did not come. Default 2. */
   retries: number;
+  /**
+   * The largest request frame sent, in bytes: the hub's `max_message_bytes` (dhub
+   * --max-message-bytes). A larger request is refused here with TOO_LARGE. Default 64 MiB, the
+   * hub's default.
+   */
+  maxMessageBytes: number;
   /** CURVE: the hub's public key and this client's key pair (see curveOptions). Default: none. */
   curve: CurveOptions | undefined;
 }
@@ -50,7 +70,9 @@ export function defaultClientOptions(env: NodeJS.ProcessEnv = process.env): Clie
     hub: env.DAGWORK_HUB || 'tcp://127.0.0.1:6125',
     worker: env.DAGWORK_WORKER || hostname(),
     timeoutMs: 5_000,
+    timeoutPerMiBMs: 1_000,
     retries: 2,
+    maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
     curve: undefined,
   };
 }
@@ -59,6 +81,11 @@ export function defaultClientOptions(env: NodeJS.ProcessEnv = process.env): Clie
 export class HubUnreachableError extends Error {
   override name = 'HubUnreachableError';
   readonly code = 'UNREACHABLE';
+}
+
+/** How long a client waits for the reply to a request of `frameBytes` that asked to wait `waitMs`. */
+export function replyTimeout(options: Pick<ClientOptions, 'timeoutMs' | 'timeoutPerMiBMs'>, frameBytes: number, waitMs: number): number {
+  return Math.round(options.timeoutMs + waitMs + (options.timeoutPerMiBMs * frameBytes) / (1 << 20));
 }
 
 export interface StealOptions {
@@ -82,8 +109,16 @@ export class Client {
 
   constructor(options: Partial<ClientOptions> = {}) {
     this.options = { ...defaultClientOptions(), ...options };
-    if (!Number.isFinite(this.options.timeoutMs) || this.options.timeoutMs <= 0) throw new TypeError('timeoutMs must be positive');
+    const { timeoutMs, timeoutPerMiBMs, retries, maxMessageBytes } = this.options;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new TypeError('timeoutMs must be positive');
+    if (!Number.isFinite(timeoutPerMiBMs) || timeoutPerMiBMs < 0) throw new TypeError('timeoutPerMiBMs must be zero or positive');
+    if (!Number.isInteger(retries) || retries < 0) throw new TypeError('retries must be a non-negative integer');
+    if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes <= 0) throw new TypeError('maxMessageBytes must be a positive integer');
+    this.maxMessageBytes = maxMessageBytes;
   }
+
+  /** The largest request frame this client sends (bytes); runWorker sets it to the hub's limit. */
+  maxMessageBytes: number;
 
   get worker(): string {
     return this.options.worker;
@@ -191,7 +226,14 @@ export class Client {
 
   private async roundTrip(request: Request, waitMs: number): Promise<Reply> {
     const frame = encodeRequest(request);
-    const timeout = this.options.timeoutMs + waitMs;
+    if (frame.length > this.maxMessageBytes) {
+      // The hub's socket would drop it without a word, and so every resend: refuse it here.
+      throw new DagworkError(
+        'TOO_LARGE',
+        `${request.op} request of ${frame.length} bytes is over the hub's limit of ${this.maxMessageBytes} bytes per message: send it in smaller batches`,
+      );
+    }
+    const timeout = replyTimeout(this.options, frame.length, waitMs);
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new Error('client is closed');
       const socket = this.connect(timeout);
@@ -208,8 +250,10 @@ export class Client {
         if (attempt >= this.options.retries) {
           throw new HubUnreachableError(
             `no reply from the hub at ${this.options.hub} within ${timeout} ms, ${attempt + 1} times: is dhub running there${
-              this.options.curve === undefined ? '' : ', and is this key authorized for that endpoint'
-            }?`,
+              this.options.curve === undefined
+                ? '? If it requires CURVE, give its public key and this client\'s key pair (--curve-server-key, --curve-key)'
+                : ', and is this key authorized for that endpoint?'
+            }`,
           );
         }
       }

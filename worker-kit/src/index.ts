@@ -1,5 +1,5 @@
 /** worker-kit: the public API for programs that talk to a dagwork hub. */
-export { Client, HubUnreachableError, curveOptions, defaultClientOptions, type ClientOptions, type CurveOptions, type StealOptions } from './client.js';
+export { Client, HubUnreachableError, curveOptions, defaultClientOptions, replyTimeout, type ClientOptions, type CurveOptions, type StealOptions } from './client.js';
 export { DagworkError, ERROR_CODES, type ErrorCode } from '../../proto/src/errors.js';
 export type {
   Completion,
@@ -16,5 +16,6 @@ export type {
   TaskSpecInput,
   TaskState,
 } from '../../proto/src/types.js';
-export { runWorker, Worker, PermanentError, type Handler, type TaskContext, type WorkerOptions, type WorkerSummary, type StopReason } from './worker.js';
+export { runWorker, Worker, PermanentError, WorkerFault, type Handler, type TaskContext, type WorkerOptions, type WorkerSummary, type StopReason } from './worker.js';
 export { shellHandler, type ShellOptions } from './shell.js';
+export { FALLBACK_LIMITS, effectiveLimits, nextBatchSize, type HubLimits } from './limits.js';

@@ -1,19 +1,35 @@
 /**
- * runWorker: the loop of a long-running worker. It steals tasks in batches, keeps up to
- * `concurrency` handlers running, heartbeats their leases, completes (batched, with the next steal
- * in the same round trip) or fails them, aborts a handler whose lease was lost, and stops cleanly:
- * no new task, running ones get a grace period, the rest are released, and the hub is told.
+ * runWorker: the loop of a long-running worker. It learns the hub's limits, steals tasks in
+ * batches, keeps up to `concurrency` handlers running, heartbeats their leases, completes (in
+ * batches that fit the hub's limits, with the next steal in the same round trip) or fails them,
+ * aborts a handler whose lease was lost, and stops cleanly: no new task, running ones get a grace
+ * period, the rest are released, and the hub is told.
+ *
+ * A task is known here by its name and the attempt of its current lease. When the hub hands out a
+ * name that still runs here (its lease lapsed and it came back to this worker), the run goes on
+ * under the new lease: one run, one result, reported once.
  */
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { DagworkError } from '../../proto/src/errors.js';
 import type { LeasedTask, StealResult, TaskResult } from '../../proto/src/types.js';
-import { Client, HubUnreachableError, type ClientOptions, type StealOptions } from './client.js';
+import { Client, type ClientOptions, type StealOptions } from './client.js';
+import { chunks, effectiveLimits, FALLBACK_LIMITS, nextBatchSize, type HubLimits } from './limits.js';
 
 /** Throw (or reject with) this from a handler to fail the task at once, without retries. */
 export class PermanentError extends Error {
   override name = 'PermanentError';
   readonly permanent = true;
+}
+
+/**
+ * Throw (or reject with) this from a handler when the worker, not the task, is at fault (no room
+ * for a scratch directory, a shell that cannot be started): the task is released without using an
+ * attempt, and the worker pauses before it takes more work (1 s, doubling up to a minute).
+ */
+export class WorkerFault extends Error {
+  override name = 'WorkerFault';
+  readonly workerFault = true;
 }
 
 export interface TaskContext {
@@ -49,8 +65,8 @@ export interface WorkerOptions {
   pollMs?: number;
   /** Stop on SIGTERM and SIGINT. Default true. */
   handleSignals?: boolean;
-  /** Request timeout and retries of the underlying clients. */
-  client?: Partial<Pick<ClientOptions, 'timeoutMs' | 'retries' | 'curve'>>;
+  /** Request timeouts and retries of the underlying clients. */
+  client?: Partial<Pick<ClientOptions, 'timeoutMs' | 'timeoutPerMiBMs' | 'retries' | 'curve'>>;
 }
 
 export type StopReason = 'finished' | 'stopped' | 'max-time' | 'max-tasks' | 'idle' | 'signal';
@@ -60,11 +76,11 @@ export interface WorkerSummary {
   reason: StopReason;
   /** Tasks completed and accepted by the hub. */
   done: number;
-  /** Tasks whose handler threw. */
+  /** Tasks whose handler threw, or whose result the hub would not take (too large). */
   failed: number;
-  /** Tasks whose lease was lost while the handler ran. */
+  /** Tasks whose lease was lost while the handler ran, or whose completion the hub refused (cancelled, taken by another...). */
   lost: number;
-  /** Tasks given back at shutdown. */
+  /** Tasks given back: at shutdown, or because the worker was at fault (WorkerFault). */
   released: number;
   /** Time handlers ran, summed (ms). */
   busyMs: number;
@@ -78,22 +94,57 @@ export interface WorkerEvents {
   /** The hub recorded the completion of this task (the result went with it). */
   completed: [name: string];
   failed: [task: LeasedTask, error: Error, permanent: boolean];
+  /** The task is no longer this worker's: its handler was aborted, or its completion refused. */
   lost: [task: LeasedTask, outcome: TaskResult];
-  /** The hub could not be reached or refused a request; the worker retries. */
+  /** The hub could not be reached or refused a request, or the worker was at fault; the worker goes on. */
   error: [error: Error];
   stop: [summary: WorkerSummary];
 }
 
 interface Running {
+  /** The current lease: the hub may hand the same name to this worker again while it runs. */
   task: LeasedTask;
   controller: AbortController;
   started: number;
   lastBeat: number;
+  /** The hub said LEASE_EXPIRED: the lease lapsed, nobody else has the task, a completion still counts. */
+  expired: boolean;
   promise: Promise<void>;
 }
 
+/** A result waiting to be sent (and kept until the hub has answered for it). */
+interface Finished {
+  task: LeasedTask;
+  result: Uint8Array;
+}
+
 const encoder = new TextEncoder();
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** Waits for `promise`, at most `ms`; the timer does not outlive the wait (it would hold the process). */
+async function atMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([promise, new Promise((resolve) => (timer = setTimeout(resolve, Math.min(Math.max(0, ms), 2 ** 31 - 1))))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+/** setTimeout fires at once past this (and warns): every timer is clamped to it. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Heartbeats never come closer together than this, whatever lease the hub hands out. */
+const MIN_BEAT_MS = 10;
+/** After an abort at shutdown, how long a handler may take to return before the worker stops without it. */
+const ABORTED_HANDLER_WAIT_MS = 10_000;
+/** Longest wait a hub's retry_after_ms may impose. */
+const MAX_RETRY_AFTER_MS = 60_000;
+/** Pause after a WorkerFault: the first, and the longest (it doubles in between). */
+const FAULT_PAUSE_MS = 1_000;
+const MAX_FAULT_PAUSE_MS = 60_000;
+/** Request-level errors after which a request may simply be sent again later. */
+const TRANSIENT = new Set(['STORE_FAILED', 'SHUTTING_DOWN']);
+
+/** True when the hub (or the client) refused the request as a whole, for good: resending it as is would not help. */
+const isRefusal = (err: unknown): err is DagworkError => err instanceof DagworkError && !TRANSIENT.has(err.code);
+const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
 
 export class Worker extends EventEmitter<WorkerEvents> {
   readonly id: string;
@@ -104,10 +155,15 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private readonly control: Client;
   private readonly beats: Client;
   private readonly running = new Map<string, Running>();
-  private completions: { name: string; result: Uint8Array }[] = [];
+  /** Results not yet answered for by the hub, in the order they came; at most one per name. */
+  private readonly finished = new Map<string, Finished>();
+  private limits: HubLimits | undefined;
   private stopReason: StopReason | undefined;
   private wake: (() => void) | undefined;
   private beatTimer: NodeJS.Timeout | undefined;
+  private beating = false;
+  private pauseUntil = 0;
+  private faultPauseMs = FAULT_PAUSE_MS;
   private readonly startedAt = Date.now();
   private lastActive = Date.now();
   private taken = 0;
@@ -159,6 +215,15 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.wake?.();
   }
 
+  /** Emits without letting a listener's exception escape into a timer or a handler's promise. */
+  private tell<K extends keyof WorkerEvents>(event: K, ...args: WorkerEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: WorkerEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      if (event !== 'error') this.tell('error', asError(err));
+    }
+  }
+
   private async run(): Promise<WorkerSummary> {
     try {
       await this.loop();
@@ -171,8 +236,27 @@ export class Worker extends EventEmitter<WorkerEvents> {
       this.beats.close();
     }
     const summary: WorkerSummary = { worker: this.id, reason: this.stopReason ?? 'stopped', ...this.counts, elapsedMs: Date.now() - this.startedAt };
-    this.emit('stop', summary);
+    this.tell('stop', summary);
     return summary;
+  }
+
+  private get hubLimits(): HubLimits {
+    return this.limits ?? FALLBACK_LIMITS;
+  }
+
+  /** Asks the hub its limits once. A hub that answers but will not say: the defaults. Unreachable: throws, asked again later. */
+  private async learnLimits(): Promise<void> {
+    let limits: HubLimits;
+    try {
+      limits = effectiveLimits((await this.control.status()).limits);
+    } catch (err) {
+      if (!(err instanceof DagworkError)) throw err;
+      this.tell('error', new Error(`the hub would not tell its limits (${err.code}: ${err.message}); using the defaults`));
+      limits = effectiveLimits(undefined);
+    }
+    this.limits = limits;
+    this.control.maxMessageBytes = limits.maxMessageBytes;
+    this.beats.maxMessageBytes = limits.maxMessageBytes;
   }
 
   private async loop(): Promise<void> {
@@ -183,41 +267,39 @@ export class Worker extends EventEmitter<WorkerEvents> {
       await new Promise((resolve) => setImmediate(resolve));
       this.checkLimits();
       if (this.stopReason !== undefined) break;
-      const free = this.options.concurrency - this.running.size;
-      const remaining = this.options.maxTasks === undefined ? free : Math.min(free, this.options.maxTasks - this.taken);
-      if (remaining <= 0) {
-        // Full: send finished work (if any) now, then wait for a handler to end.
-        if (this.completions.length > 0) await this.flushCompletions(undefined);
-        else await this.waitForChange(this.options.pollMs);
-        continue;
-      }
-      // While handlers run, never block the socket in a long poll (their results would wait
-      // behind it): poll instead, at most every 100 ms unless a handler ends sooner.
-      const busy = this.running.size > 0;
-      if (busy && lastStealEmpty && this.completions.length === 0) await this.waitForChange(100);
-      if (this.stopReason !== undefined) break;
-      const waitMs = busy ? 0 : this.pollWait();
       try {
-        const next = await this.flushCompletions({
-          n: remaining,
-          pools: this.options.pools,
-          waitMs,
-          waitWhenFinished: !this.options.exitWhenFinished,
-        });
+        if (this.limits === undefined) await this.learnLimits();
+        const free = this.options.concurrency - this.running.size;
+        const remaining = Math.min(this.hubLimits.maxSteal, this.options.maxTasks === undefined ? free : Math.min(free, this.options.maxTasks - this.taken));
+        const paused = this.pauseUntil - Date.now();
+        if (remaining <= 0 || paused > 0) {
+          // Full, or pausing after a fault of this worker: send finished work (if any), else wait.
+          if (this.finished.size > 0) await this.flushCompletions(undefined);
+          else await this.waitForChange(paused > 0 ? Math.min(paused, this.options.pollMs) : this.options.pollMs);
+          continue;
+        }
+        // While handlers run, never block the socket in a long poll (their results would wait
+        // behind it): poll instead, at most every 100 ms unless a handler ends sooner.
+        const busy = this.running.size > 0;
+        if (busy && lastStealEmpty && this.finished.size === 0) await this.waitForChange(100);
+        if (this.stopReason !== undefined) break;
+        const waitMs = busy ? 0 : this.pollWait();
+        const next = await this.flushCompletions({ n: remaining, pools: this.options.pools, waitMs, waitWhenFinished: !this.options.exitWhenFinished });
         retryDelay = 100;
         if (next === undefined) continue;
         if (this.stopReason !== undefined) {
           // Stopped during the steal: hand back what it brought without running it.
-          await this.releaseUnstarted(next.tasks);
+          await this.releaseTasks(next.tasks.filter((t) => !this.running.has(t.name) && !this.finished.has(t.name)));
           break;
         }
-        for (const task of next.tasks) this.startTask(task);
-        lastStealEmpty = next.tasks.length === 0;
+        const started = this.accept(next.tasks, remaining);
+        lastStealEmpty = started === 0;
         if (next.tasks.length > 0) this.lastActive = Date.now();
-        else if (next.finished && this.running.size === 0 && this.completions.length === 0 && this.options.exitWhenFinished) this.stopReason = 'finished';
+        else if (next.finished && this.running.size === 0 && this.finished.size === 0 && this.options.exitWhenFinished) this.stopReason = 'finished';
+        else if (next.retryAfterMs > 0) await this.waitForChange(Math.min(next.retryAfterMs, MAX_RETRY_AFTER_MS));
       } catch (err) {
-        // The hub is away (restarting?) or refused: keep the completions and try again.
-        this.emit('error', err as Error);
+        // The hub is away (restarting?) or refused: keep the results and try again.
+        this.tell('error', asError(err));
         await this.waitForChange(retryDelay);
         retryDelay = Math.min(retryDelay * 2, 5_000);
       }
@@ -239,104 +321,231 @@ export class Worker extends EventEmitter<WorkerEvents> {
     else if (this.options.idleTimeoutMs !== undefined && this.running.size === 0 && now - this.lastActive >= this.options.idleTimeoutMs) this.stopReason = 'idle';
   }
 
-  /** Sends the finished work, and steals in the same round trip when `steal` is given. */
-  private async flushCompletions(steal: StealOptions | undefined): Promise<StealResult | undefined> {
-    const batch = this.completions;
-    this.completions = [];
-    try {
-      const { results, next } = await this.control.complete(batch, steal);
-      for (const r of results) {
-        // ALREADY_DONE after a resend: the first send was recorded.
-        if (r.outcome === 'ACCEPTED') this.emit('completed', r.name);
-        if (r.outcome === 'ACCEPTED' || r.outcome === 'ALREADY_DONE') this.counts.done++;
-        else this.emit('error', new Error(`completion of ${r.name} refused: ${r.outcome}: ${r.message}`));
+  /**
+   * Starts the tasks a steal brought, at most `room` new ones. A name that still runs here, or whose
+   * result waits to be sent, is not started again: the run (or result) goes on under the new lease.
+   * Anything over `room` (a hub that sent more than asked) is released. Returns how many started.
+   */
+  private accept(tasks: readonly LeasedTask[], room: number): number {
+    const extra: LeasedTask[] = [];
+    let started = 0;
+    for (const task of tasks) {
+      const run = this.running.get(task.name);
+      const result = this.finished.get(task.name);
+      if (run !== undefined && !run.controller.signal.aborted) {
+        run.task = task;
+        run.lastBeat = Date.now();
+        run.expired = false;
+      } else if (result !== undefined) {
+        result.task = task;
+      } else if (run !== undefined || started >= room) {
+        extra.push(task);
+      } else {
+        started++;
+        this.startTask(task);
       }
-      return next;
+    }
+    if (extra.length > 0) void this.releaseTasks(extra).catch((err: unknown) => this.tell('error', asError(err)));
+    return started;
+  }
+
+  /**
+   * Sends the next batch of results (as many as fit the hub's limits), and steals in the same round
+   * trip when `steal` is given. Results stay queued until the hub has answered for them.
+   */
+  private async flushCompletions(steal: StealOptions | undefined): Promise<StealResult | undefined> {
+    const batch = [...this.finished.values()].slice(0, nextBatchSize(this.completionsOf(this.finished.values()), this.hubLimits));
+    // More results wait behind this batch: no long poll, they go next.
+    const next = steal !== undefined && batch.length < this.finished.size ? { ...steal, waitMs: 0 } : steal;
+    let answer: Awaited<ReturnType<Client['complete']>>;
+    try {
+      answer = await this.control.complete(this.completionsOf(batch), next);
     } catch (err) {
-      if (!(err instanceof DagworkError) || err.code === 'STORE_FAILED' || err.code === 'SHUTTING_DOWN') this.completions.unshift(...batch);
-      throw err;
+      if (!isRefusal(err) || batch.length === 0) throw err;
+      // Refused as a whole (too large for this hub, or the steal with it was refused): find out
+      // without the steal, half by half, which results the hub refuses; none is dropped unsaid.
+      this.tell('error', new Error(`the hub refused ${batch.length} completions as a whole (${err.code}: ${err.message}); sending them in smaller batches`));
+      await this.sendRefused(batch);
+      return undefined; // the loop steals again, alone: if the steal was at fault, that says so
+    }
+    await this.settle(batch, answer.results);
+    return answer.next;
+  }
+
+  private completionsOf(items: Iterable<Finished>): { name: string; result: Uint8Array }[] {
+    const out: { name: string; result: Uint8Array }[] = [];
+    for (const f of items) out.push({ name: f.task.name, result: f.result });
+    return out;
+  }
+
+  /** Resends results of a refused request in halves; a lone one refused is failed with the hub's reason. */
+  private async sendRefused(batch: Finished[]): Promise<void> {
+    try {
+      const { results } = await this.control.complete(this.completionsOf(batch));
+      await this.settle(batch, results);
+    } catch (err) {
+      if (!isRefusal(err)) throw err;
+      const [first] = batch;
+      if (batch.length === 1 && first !== undefined) {
+        this.finished.delete(first.task.name);
+        await this.reportFailure(first.task, new Error(`the hub refused its completion: ${err.code}: ${err.message}`), false);
+        return;
+      }
+      const half = Math.ceil(batch.length / 2);
+      await this.sendRefused(batch.slice(0, half));
+      await this.sendRefused(batch.slice(half));
     }
   }
 
-  private async releaseUnstarted(tasks: LeasedTask[]): Promise<void> {
-    if (tasks.length === 0) return;
-    const results = await this.control.release(tasks.map((t) => t.name));
-    this.counts.released += results.filter((r) => r.outcome === 'ACCEPTED').length;
+  /** What the hub said of each result: recorded, too large (failed), or no longer this worker's (lost). */
+  private async settle(batch: readonly Finished[], results: readonly TaskResult[]): Promise<void> {
+    const byName = new Map(results.map((r) => [r.name, r]));
+    for (const f of batch) {
+      this.finished.delete(f.task.name);
+      const r = byName.get(f.task.name);
+      if (r === undefined) {
+        this.counts.lost++;
+        this.tell('lost', f.task, { name: f.task.name, outcome: 'NOT_FOUND', message: 'the hub did not answer for this completion' });
+        continue;
+      }
+      switch (r.outcome) {
+        case 'ACCEPTED':
+          this.counts.done++;
+          this.tell('completed', r.name);
+          break;
+        case 'ALREADY_DONE': // a resend whose first send was recorded
+          this.counts.done++;
+          break;
+        case 'RESULT_TOO_LARGE':
+          await this.reportFailure(f.task, new Error(`result of ${f.result.length} bytes is over the hub's limit: ${r.message}`), false);
+          break;
+        default: // NOT_FOUND, LEASED_TO_OTHER, NOT_LEASED, TASK_CANCELLED, TASK_FAILED...: not this worker's any more
+          this.counts.lost++;
+          this.tell('lost', f.task, r);
+      }
+    }
+  }
+
+  /** Counts and reports a failed run to the hub; an unreachable hub lets the lease expire instead. */
+  private async reportFailure(task: LeasedTask, error: Error, permanent: boolean): Promise<void> {
+    this.counts.failed++;
+    this.tell('failed', task, error, permanent);
+    await this.control.fail(task.name, error.message || error.name, { permanent }).catch((err: unknown) => this.tell('error', asError(err)));
+  }
+
+  private async releaseTasks(tasks: readonly LeasedTask[]): Promise<void> {
+    for (const names of chunks(tasks.map((t) => t.name), this.hubLimits.maxBatch)) {
+      const results = await this.control.release(names);
+      this.counts.released += results.filter((r) => r.outcome === 'ACCEPTED').length;
+    }
   }
 
   private startTask(task: LeasedTask): void {
     this.taken++;
     const controller = new AbortController();
     const now = Date.now();
-    const entry: Running = { task, controller, started: now, lastBeat: now, promise: Promise.resolve() };
+    const entry: Running = { task, controller, started: now, lastBeat: now, expired: false, promise: Promise.resolve() };
     this.running.set(task.name, entry);
-    this.emit('start', task);
-    entry.promise = this.runHandler(entry);
+    this.tell('start', task);
+    entry.promise = this.runHandler(entry).catch((err: unknown) => this.tell('error', asError(err)));
     this.scheduleBeats();
   }
 
   private async runHandler(entry: Running): Promise<void> {
-    const { task, controller } = entry;
+    const { controller } = entry;
     let result: Uint8Array | undefined;
     let error: Error | undefined;
     try {
-      const value = await this.options.handler(task, { signal: controller.signal, worker: this.id });
+      const value = await this.options.handler(entry.task, { signal: controller.signal, worker: this.id });
       result = typeof value === 'string' ? encoder.encode(value) : value instanceof Uint8Array ? value : new Uint8Array(0);
     } catch (err) {
-      error = err instanceof Error ? err : new Error(String(err));
+      error = asError(err);
     }
+    const task = entry.task; // the current lease: the hub may have handed it out again meanwhile
     const ms = Date.now() - entry.started;
     this.counts.busyMs += ms;
-    this.running.delete(task.name);
+    if (this.running.get(task.name) === entry) this.running.delete(task.name);
     this.lastActive = Date.now();
-    if (controller.signal.aborted) {
-      // The lease is gone (or the worker is shutting down and releases it): report nothing.
-    } else if (error === undefined) {
-      this.completions.push({ name: task.name, result: result ?? new Uint8Array(0) });
-      this.emit('done', task, ms);
-    } else {
-      const permanent = (error as { permanent?: unknown }).permanent === true;
-      this.counts.failed++;
-      this.emit('failed', task, error, permanent);
-      await this.control.fail(task.name, error.message || error.name, { permanent }).catch((err: unknown) => this.emit('error', err as Error));
+    try {
+      if (controller.signal.aborted) {
+        // The lease is gone (or the worker is shutting down and releases it): report nothing.
+      } else if (error === undefined) {
+        const bytes = result ?? new Uint8Array(0);
+        this.faultPauseMs = FAULT_PAUSE_MS;
+        this.tell('done', task, ms);
+        const limit = this.hubLimits.maxResultBytes;
+        if (bytes.length > limit) await this.reportFailure(task, new Error(`result of ${bytes.length} bytes is over the hub's limit of ${limit}`), false);
+        else this.finished.set(task.name, { task, result: bytes });
+      } else if ((error as { workerFault?: unknown }).workerFault === true) {
+        await this.onFault(task, error);
+      } else {
+        await this.reportFailure(task, error, (error as { permanent?: unknown }).permanent === true);
+      }
+    } finally {
+      this.wake?.();
     }
-    this.wake?.();
   }
 
-  /** Heartbeats each lease at a third of its length, on the heartbeat socket. */
+  /** The worker could not run the task (its own fault): give it back, and pause before taking more. */
+  private async onFault(task: LeasedTask, error: Error): Promise<void> {
+    const pause = this.faultPauseMs;
+    this.faultPauseMs = Math.min(pause * 2, MAX_FAULT_PAUSE_MS);
+    this.pauseUntil = Math.max(this.pauseUntil, Date.now() + pause);
+    this.tell('error', new Error(`could not run ${task.name}: ${error.message}; released it, taking no task for ${pause} ms`));
+    await this.releaseTasks([task]).catch((err: unknown) => this.tell('error', asError(err)));
+  }
+
+  /** How often a lease is renewed: a third of it, within bounds whatever the hub says. */
+  private static beatInterval(r: Running): number {
+    return Math.min(Math.max(MIN_BEAT_MS, r.task.leaseMs / 3), MAX_TIMER_MS);
+  }
+
+  /** Heartbeats each lease at a third of its length, on the heartbeat socket; one beat at a time. */
   private scheduleBeats(): void {
+    if (this.beating) return; // the beat in flight schedules the next one
     clearTimeout(this.beatTimer);
     if (this.running.size === 0) return;
     let at = Infinity;
-    for (const r of this.running.values()) at = Math.min(at, r.lastBeat + r.task.leaseMs / 3);
-    this.beatTimer = setTimeout(() => void this.beat(), Math.max(10, at - Date.now()));
+    for (const r of this.running.values()) at = Math.min(at, r.lastBeat + Worker.beatInterval(r));
+    this.beatTimer = setTimeout(() => void this.beat(), Math.min(Math.max(MIN_BEAT_MS, at - Date.now()), MAX_TIMER_MS));
   }
 
   private async beat(): Promise<void> {
+    this.beating = true;
     const now = Date.now();
-    const due = [...this.running.values()].filter((r) => now >= r.lastBeat + r.task.leaseMs / 3 - 10);
+    const due = [...this.running.values()].filter((r) => now >= r.lastBeat + Worker.beatInterval(r) - MIN_BEAT_MS);
+    // The attempt each name was renewed for: an answer about an older lease says nothing of a newer one.
+    const sent = new Map(due.map((r) => [r.task.name, r.task.attempt]));
     try {
-      if (due.length > 0) {
-        const lost = await this.beats.heartbeat(due.map((r) => r.task.name));
-        for (const r of due) r.lastBeat = now;
-        for (const outcome of lost) {
-          const entry = this.running.get(outcome.name);
-          if (entry === undefined) continue;
-          this.counts.lost++;
-          this.emit('lost', entry.task, outcome);
-          entry.controller.abort(new Error(`lease lost: ${outcome.outcome}: ${outcome.message}`));
-        }
+      for (const names of chunks([...sent.keys()], this.hubLimits.maxBatch)) {
+        for (const outcome of await this.beats.heartbeat(names)) this.onLeaseNews(outcome, sent.get(outcome.name));
       }
     } catch (err) {
-      this.emit('error', err as Error);
-      if (err instanceof HubUnreachableError) for (const r of due) r.lastBeat = now; // try again a third of a lease later
+      this.tell('error', asError(err)); // tried again a third of a lease later
+    } finally {
+      for (const r of due) r.lastBeat = now;
+      this.beating = false;
+      this.scheduleBeats();
     }
-    this.scheduleBeats();
+  }
+
+  private onLeaseNews(outcome: TaskResult, attempt: number | undefined): void {
+    const entry = this.running.get(outcome.name);
+    if (entry === undefined || entry.task.attempt !== attempt || entry.controller.signal.aborted) return;
+    if (outcome.outcome === 'LEASE_EXPIRED') {
+      // Nobody else holds it and a completion is still accepted: run on. Heartbeats go on too,
+      // renewing nothing, to learn if another worker takes it.
+      entry.expired = true;
+      return;
+    }
+    this.counts.lost++;
+    this.tell('lost', entry.task, outcome);
+    entry.controller.abort(new Error(`lease lost: ${outcome.outcome}: ${outcome.message}`));
   }
 
   private waitForChange(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, Math.max(0, ms));
+      const timer = setTimeout(done, Math.min(Math.max(0, ms), MAX_TIMER_MS));
       const self = this; // eslint-disable-line @typescript-eslint/no-this-alias
       function done(): void {
         clearTimeout(timer);
@@ -351,21 +560,24 @@ export class Worker extends EventEmitter<WorkerEvents> {
     // Running handlers get the grace period; the ones still running then are aborted and released.
     const deadline = Date.now() + (this.stopReason === 'finished' || this.stopReason === 'max-tasks' ? Infinity : this.options.graceMs);
     while (this.running.size > 0 && Date.now() < deadline) {
-      await Promise.race([...[...this.running.values()].map((r) => r.promise), sleep(Math.min(deadline - Date.now(), 1000))]);
+      await atMost(Promise.race([...this.running.values()].map((r) => r.promise)), Math.min(deadline - Date.now(), 1000));
     }
     const left = [...this.running.values()];
     for (const r of left) r.controller.abort(new Error('worker shutting down'));
     try {
-      if (this.completions.length > 0) await this.flushCompletions(undefined);
-      if (left.length > 0) {
-        const results = await this.control.release(left.map((r) => r.task.name));
-        this.counts.released += results.filter((r) => r.outcome === 'ACCEPTED').length;
-      }
+      while (this.finished.size > 0) await this.flushCompletions(undefined);
+    } catch (err) {
+      const names = [...this.finished.keys()];
+      this.tell('error', new Error(`${names.length} results could not be delivered (${asError(err).message}): ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', ...' : ''}`));
+    }
+    try {
+      await this.releaseTasks(left.map((r) => r.task));
       await this.control.exit();
     } catch (err) {
-      this.emit('error', err as Error);
+      this.tell('error', asError(err));
     }
-    await Promise.allSettled(left.map((r) => r.promise));
+    // A handler that ignores its abort does not hold the worker for ever.
+    await atMost(Promise.allSettled(left.map((r) => r.promise)), ABORTED_HANDLER_WAIT_MS);
   }
 }
 
