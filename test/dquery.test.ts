@@ -314,7 +314,7 @@ describe('a plain client against a CURVE hub', () => {
     const hub = await hubWith('--curve-secret', join(dir, 'hub.key'), '--authorized-keys', join(dir, 'authorized-keys'));
     const run = await dquery(hub, ['--timeout', '300', 'status']);
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/is dhub running there\? If it uses CURVE \(dhub --curve-secret\), give --curve-server-key and --curve-key \(or DAGWORK_CURVE_SERVER_KEY and DAGWORK_CURVE_KEY\)\.\n$/);
+    expect(run.stderr).toMatch(/is dhub running there\? \(A hub that uses CURVE never answers a client without CURVE keys: its handshake fails silently\.\) If it uses CURVE \(dhub --curve-secret\), give --curve-server-key and --curve-key \(or DAGWORK_CURVE_SERVER_KEY and DAGWORK_CURVE_KEY\)\.\n$/);
   });
 
   it('is not told so when it gave CURVE options', async () => {

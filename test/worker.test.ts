@@ -228,7 +228,7 @@ describe('runWorker', () => {
     const err = await client.status().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HubUnreachableError);
     expect((err as Error).message).toBe(
-      "no reply from the hub at tcp://127.0.0.1:9 within 200 ms, 2 times: is dhub running there? If it requires CURVE, give its public key and this client's key pair (--curve-server-key, --curve-key)",
+      "no reply from the hub at tcp://127.0.0.1:9 within 200 ms, 2 times: is dhub running there? (A hub that uses CURVE never answers a client without CURVE keys: its handshake fails silently.)",
     );
     client.close();
   });

@@ -11,7 +11,7 @@ import { allows, ROLES, type Role } from '../../proto/src/roles.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { Graph } from './graph/graph.js';
 import type { GraphOptions } from './graph/options.js';
-import { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_POOL } from '../../proto/src/spec.js';
+import { DEFAULT_POOL, defaultLimits } from '../../proto/src/spec.js';
 import type { Limits, StealResult } from '../../proto/src/types.js';
 import { silentLogger, type Logger } from './log.js';
 import { Store, type StoreOptions, type TaskStore } from './store/store.js';
@@ -69,8 +69,8 @@ export function defaultHubOptions(): HubOptions {
     bind: 'tcp://127.0.0.1:6125',
     db: './dagwork-db',
     sync: false,
-    maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
-    maxWaitMs: 300_000,
+    maxMessageBytes: defaultLimits().maxMessageBytes,
+    maxWaitMs: defaultLimits().maxWaitMs,
     maxParked: 10_000,
     graph: {},
     log: silentLogger,

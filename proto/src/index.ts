@@ -5,6 +5,6 @@
 export { ERROR_CODES, DagworkError, type ErrorCode } from './errors.js';
 export * from './types.js';
 export { decodeReply, decodeRequest, encodeReply, encodeRequest, type Operation, type Reply, type Request, type StealArgs, type WireError } from './codec.js';
-export { checkName, checkWorker, DEFAULT_MAX_MESSAGE_BYTES, defaultSpecLimits, dependencyOrder, normalizeSpec, sameSpec, DEFAULT_POOL, type SpecLimits } from './spec.js';
+export { checkName, checkWorker, DEFAULT_MAX_MESSAGE_BYTES, defaultLimits, defaultSpecLimits, dependencyOrder, normalizeSpec, sameSpec, DEFAULT_POOL, type SpecLimits } from './spec.js';
 export { allows, ROLES, type Role } from './roles.js';
 export { formatKeyFile, formatPublicKeyFile, readKeyFile, type KeyPair } from './keys.js';

@@ -4,7 +4,7 @@
  * create; `dquery addfile` applies the same ones to a whole file before it sends anything.
  */
 import { DagworkError } from './errors.js';
-import type { TaskSpec, TaskSpecInput } from './types.js';
+import type { Limits, TaskSpec, TaskSpecInput } from './types.js';
 
 /** The limits and defaults of task definitions, each with its unit. The hub may be told others. */
 export interface SpecLimits {
@@ -38,6 +38,23 @@ export function defaultSpecLimits(): SpecLimits {
 
 /** The largest request a hub accepts unless told otherwise (dhub --max-message-bytes), in bytes. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 64 << 20;
+
+/**
+ * The limits a hub started without options reports in StatusReply.limits: where each default
+ * lives (the hub's options derive from these), and what a client assumes of a hub that does not say.
+ */
+export function defaultLimits(): Limits {
+  const spec = defaultSpecLimits();
+  return {
+    maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
+    maxBatch: 100_000,
+    maxSteal: 10_000,
+    maxPayloadBytes: spec.maxPayloadBytes,
+    maxResultBytes: 1 << 20,
+    maxNameBytes: spec.maxNameBytes,
+    maxWaitMs: 300_000,
+  };
+}
 
 /** The pool of a task that names none. */
 export const DEFAULT_POOL = 'default';

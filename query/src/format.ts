@@ -18,7 +18,8 @@ export function shown(s: string, options: { lines?: boolean } = {}): string {
 }
 
 function table(rows: string[][]): string {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  // A reduce, not Math.max(...): a table may have more rows than a call takes arguments.
+  const widths = (rows[0] ?? []).map((_, i) => rows.reduce((width, r) => Math.max(width, (r[i] ?? '').length), 0));
   return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
 }
 

@@ -251,7 +251,7 @@ export class Client {
           throw new HubUnreachableError(
             `no reply from the hub at ${this.options.hub} within ${timeout} ms, ${attempt + 1} times: is dhub running there${
               this.options.curve === undefined
-                ? '? If it requires CURVE, give its public key and this client\'s key pair (--curve-server-key, --curve-key)'
+                ? '? (A hub that uses CURVE never answers a client without CURVE keys: its handshake fails silently.)'
                 : ', and is this key authorized for that endpoint?'
             }`,
           );

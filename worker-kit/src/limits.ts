@@ -2,7 +2,7 @@
  * The hub's limits as a worker uses them, and the split of finished work into requests that fit.
  * Pure: no sockets, no clock.
  */
-import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
+import { defaultLimits } from '../../proto/src/spec.js';
 import type { Completion, Limits } from '../../proto/src/types.js';
 
 /** The limits a worker sizes its requests by. */
@@ -20,15 +20,10 @@ export interface HubLimits {
 /**
  * What a hub started without options allows (dhub's defaults), for a hub that does not say: its
  * status failed, or a field is 0 (a hub older than StatusReply.limits).
- * TODO: maxBatch, maxSteal and maxResultBytes are the hub's graph defaults restated; they belong
- * beside DEFAULT_MAX_MESSAGE_BYTES in proto/src/spec.ts (outside worker-kit).
  */
-export const FALLBACK_LIMITS: Readonly<HubLimits> = {
-  maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
-  maxBatch: 100_000,
-  maxSteal: 10_000,
-  maxResultBytes: 1 << 20,
-};
+export const FALLBACK_LIMITS: Readonly<HubLimits> = (({ maxMessageBytes, maxBatch, maxSteal, maxResultBytes }) => ({ maxMessageBytes, maxBatch, maxSteal, maxResultBytes }))(
+  defaultLimits(),
+);
 
 /** The limits to use: each reported one that is set, else the fallback. */
 export function effectiveLimits(reported: Partial<Limits> | undefined): HubLimits {

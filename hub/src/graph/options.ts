@@ -1,5 +1,5 @@
 import { DagworkError } from '../../../proto/src/errors.js';
-import { defaultSpecLimits, type SpecLimits } from '../../../proto/src/spec.js';
+import { defaultLimits, defaultSpecLimits, type SpecLimits } from '../../../proto/src/spec.js';
 
 /** Limits and policies of the graph core: the task-definition limits of the contract, and more. */
 export interface GraphOptions extends SpecLimits {
@@ -24,11 +24,12 @@ export interface GraphOptions extends SpecLimits {
 }
 
 export function defaultGraphOptions(): GraphOptions {
+  const wire = defaultLimits();
   return {
     ...defaultSpecLimits(),
-    maxResultBytes: 1 << 20,
-    maxBatch: 100_000,
-    maxSteal: 10_000,
+    maxResultBytes: wire.maxResultBytes,
+    maxBatch: wire.maxBatch,
+    maxSteal: wire.maxSteal,
     maxStealBytes: 16 << 20,
     maxPools: 1_000,
     maxTasks: 100_000_000,
