@@ -110,6 +110,29 @@ describe('store faults', () => {
     expect(Buffer.from(aside ?? []).equals(Buffer.from([0x0a, 0xff, 0xff, 0x01]))).toBe(true);
   });
 
+  it('keeps serving when a new log segment cannot be opened: one write refused, then the next acknowledged', async () => {
+    const hub = await startHub();
+    mkdirSync(join(hub.db, 'dagwork-wal-2')); // where the next segment goes: its open fails (EISDIR), as with EMFILE
+    const client = new Client({ hub: hub.endpoint, worker: 'w', timeoutMs: 2000, retries: 0 });
+    const outcomes: string[] = [];
+    try {
+      // The background write (200 ms after a change) tries the new segment; the write after it is refused.
+      const deadline = Date.now() + 10_000;
+      while (!outcomes.includes('STORE_FAILED') && Date.now() < deadline) {
+        outcomes.push(await client.create([{ name: `t${outcomes.length}` }]).then(
+          () => 'ok',
+          (e: unknown) => String((e as { code?: unknown }).code ?? e),
+        ));
+      }
+      expect(outcomes.at(-1)).toBe('STORE_FAILED');
+      expect(await client.create([{ name: 'after' }])).toEqual({ created: 1, unchanged: 0 });
+    } finally {
+      client.close();
+    }
+    expect(await hub.stop()).toBe(0);
+    expect(hub.log()).toMatch(/error +cannot start a new log segment \S+dagwork-wal-2: EISDIR/);
+  });
+
   it('answers STORE_FAILED when a write fails, acknowledges nothing unwritten, and recovers', async () => {
     let failWrites = false;
     const db = join(tempDir(), 'db');

@@ -34,6 +34,13 @@ function segment(commits: WalEntry[][], maxFrameBytes = 1 << 20): Buffer {
   return Buffer.concat(parts);
 }
 
+/** Where each frame of a sound format-3 segment ends (a frame: 24-byte header, payload length at +4). */
+function frameEnds(data: Buffer): number[] {
+  const ends: number[] = [];
+  for (let at = SEGMENT_MAGIC.length; at < data.length; at += 24 + data.readUInt32LE(at + 4)) ends.push(at + 24 + data.readUInt32LE(at + 4));
+  return ends;
+}
+
 /** Every key a segment gives back, and what was found. */
 function decode(data: Buffer): { keys: string[]; report: SegmentReport } {
   const keys: string[] = [];
@@ -211,5 +218,46 @@ describe('a large log', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('a group commit larger than a frame', () => {
+  const big = (name: string): WalEntry => entry({ ...record(name), spec: { ...record(name).spec, payload: Buffer.alloc(300_000, 1) } });
+  const eight = (): WalEntry[] => range(8, (i) => `big${i}`).map(big);
+
+  it('is written as frames of at most maxFrameBytes', async () => {
+    const db = join(tempDir(), 'db');
+    const store = await Store.open(db, { sync: false, maxFrameBytes: 1 << 20 });
+    await store.write(range(8, (i) => `big${i}`).map((n) => ({ ...record(n), spec: { ...record(n).spec, payload: Buffer.alloc(300_000, 1) } })));
+    const data = readFileSync(join(db, 'dagwork-wal-1'));
+    await store.close();
+    const ends = frameEnds(data);
+    const sizes = ends.map((end, i) => end - (i === 0 ? SEGMENT_MAGIC.length : (ends[i - 1] as number)) - 24);
+    expect(sizes.length).toBe(3); // 3 + 3 + 2 entries of ~300 kB
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(1 << 20);
+  });
+
+  it('is replayed whole', () => {
+    const { keys, report } = decode(segment([eight(), [entry(record('after'))]], 1 << 20));
+    expect(keys).toEqual([...range(8, (i) => `t:big${i}`), 't:after']);
+    expect(report).toMatchObject({ commits: 2, damage: [], torn: undefined });
+  });
+
+  it('is dropped quietly when its last frames are missing at the tail', () => {
+    const whole = segment([[entry(record('before'))], eight()], 1 << 20);
+    const ends = frameEnds(whole); // 'before', then the big commit's parts 0, 1, 2
+    const { keys, report } = decode(whole.subarray(0, ends[2]));
+    expect(keys).toEqual(['t:before']);
+    expect(report.damage).toEqual([]);
+    expect(report.torn).toEqual({ offset: ends[0], bytes: (ends[2] as number) - (ends[0] as number) });
+  });
+
+  it('is dropped whole, and reported, when a frame in its middle is corrupt', () => {
+    const data = segment([eight(), [entry(record('after'))]], 1 << 20);
+    const secondFrame = frameEnds(data)[0] as number;
+    data[secondFrame + 100] = (data[secondFrame + 100] as number) ^ 0x01;
+    const { keys, report } = decode(data);
+    expect(keys).toEqual(['t:after']);
+    expect(report.damage.map((d) => d.what)).toEqual(['a corrupt frame', 'commit 1 lost its part 1; its 3 entries were not applied', 'part 2 of commit 1 has lost the parts before it; its 2 entries were not applied']);
   });
 });
