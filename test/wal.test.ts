@@ -206,6 +206,28 @@ describe('a format-2 segment with a corrupt frame in the middle', () => {
   });
 });
 
+describe('a format-3 segment with a corrupt frame in the middle', () => {
+  const ten = (): Buffer => segment(Array.from({ length: 10 }, (_, i) => [entry(record(`c${i}`))]));
+
+  it('skips a frame whose payload is corrupt by its length, and reads every frame after it', () => {
+    const data = ten();
+    const third = frameEnds(data)[1] as number;
+    data[third + 30] = (data[third + 30] as number) ^ 0x01;
+    const { keys, report } = decode(data);
+    expect(keys).toEqual(range(10, (i) => `t:c${i}`).filter((k) => k !== 't:c2'));
+    expect(report.damage).toEqual([{ offset: third, bytes: (frameEnds(data)[2] as number) - third, frames: 1, entries: 0, what: 'a corrupt frame' }]);
+  });
+
+  it('resynchronises after a frame whose header is corrupt, and reads every frame after it', () => {
+    const data = ten();
+    const third = frameEnds(data)[1] as number;
+    data[third + 5] = (data[third + 5] as number) ^ 0x40; // the length: now past the end of the segment
+    const { keys, report } = decode(data);
+    expect(keys).toEqual(range(10, (i) => `t:c${i}`).filter((k) => k !== 't:c2'));
+    expect(report.damage).toMatchObject([{ offset: third, frames: undefined, what: 'a corrupt frame' }]);
+  });
+});
+
 describe('a large log', () => {
   it('replays 200,000 entries left by a crashed hub', async () => {
     const db = await emptyStore();
