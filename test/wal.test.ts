@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { TaskRecord } from '../proto/src/types.js';
 import type { Logger } from '../hub/src/log.js';
-import { Store } from '../hub/src/store/store.js';
+import { Level } from 'level';
+import { Store, STORE_FORMAT } from '../hub/src/store/store.js';
 import { bufferSource, encodeCommit, encodeLegacyFrame as encodeFrame, readSegment, SEGMENT_MAGIC, type SegmentReport, type WalEntry } from '../hub/src/store/frame.js';
 import { encodeRecord } from '../hub/src/store/record.js';
 import { cleanTempDirs, tempDir } from './helpers.js';
@@ -225,6 +226,21 @@ describe('a format-3 segment with a corrupt frame in the middle', () => {
     const { keys, report } = decode(data);
     expect(keys).toEqual(range(10, (i) => `t:c${i}`).filter((k) => k !== 't:c2'));
     expect(report.damage).toMatchObject([{ offset: third, frames: undefined, what: 'a corrupt frame' }]);
+  });
+});
+
+describe('a store of format 2', () => {
+  it('opens with its log replayed, and is marked format 3', async () => {
+    const db = join(tempDir(), 'db');
+    const level = new Level<string, string>(db);
+    await level.put('meta:format', '2');
+    await level.close();
+    writeFileSync(join(db, 'dagwork-wal-4'), Buffer.concat([encodeFrame([entry(record('a'))]), encodeFrame([entry(record('b'))])]));
+    expect(await openNames(db)).toEqual(['a', 'b']);
+    const after = new Level<string, string>(db);
+    const format = await after.get('meta:format');
+    await after.close();
+    expect(format).toBe(String(STORE_FORMAT));
   });
 });
 
