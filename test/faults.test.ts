@@ -1,13 +1,30 @@
 /** Store faults: at start (unwritable, locked, newer format) and at run time (a failed write). */
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Hub } from '../hub/src/server.js';
 import { Store, STORE_FORMAT, type TaskStore } from '../hub/src/store/store.js';
+import { encodeRecord } from '../hub/src/store/record.js';
+import type { TaskRecord } from '../proto/src/types.js';
 import { Client, DagworkError } from '../worker-kit/src/index.js';
-import { cleanTempDirs, DHUB, runNode, tempDir } from './helpers.js';
+import { cleanTempDirs, DHUB, runNode, startHub, tempDir } from './helpers.js';
 
 afterAll(cleanTempDirs);
+
+const readyTask = (name: string): TaskRecord => ({
+  spec: { name, deps: [], payload: new Uint8Array(0), priority: 0, pool: 'default', maxAttempts: 3, leaseMs: 60_000 },
+  state: 'ready',
+  attempts: 0,
+  worker: '',
+  holder: '',
+  leaseDeadline: 0,
+  notBefore: 0,
+  result: new Uint8Array(0),
+  lastError: '',
+  log: [],
+  seq: 1,
+});
 
 describe('store faults', () => {
   it('refuses a store that cannot be created, with the reason', async () => {
@@ -24,6 +41,97 @@ describe('store faults', () => {
     const run = await runNode([DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', db], { timeoutMs: 20_000 });
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(`dhub: the store ${db} has format ${STORE_FORMAT + 1}, newer than this dhub's ${STORE_FORMAT}: upgrade dagwork\n`);
+  });
+
+  it('refuses a format record that is not a number, saying what it holds', async () => {
+    const db = join(tempDir(), 'db');
+    const level = new Level<string, string>(db);
+    await level.put('meta:format', 'v2-beta');
+    await level.close();
+    const run = await runNode([DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', db], { timeoutMs: 20_000 });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(new RegExp(`^dhub: the store ${db} has a format record \\(meta:format\\) holding "v2-beta", not a format number`));
+  });
+
+  it('refuses a non-empty directory that is not a dagwork store, and leaves it alone', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'thesis.tex'), 'chapter one');
+    const run = await runNode([DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', dir], { timeoutMs: 20_000 });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe(
+      `dhub: --db ${dir} is a non-empty directory that is not a dagwork store (no LevelDB files, no log segments; it holds thesis.tex): give a new or empty directory, or the store's own\n`,
+    );
+    expect(readdirSync(dir)).toEqual(['thesis.tex']);
+  });
+
+  it('opens an existing empty directory as a new store', async () => {
+    const dir = join(tempDir(), 'empty');
+    mkdirSync(dir);
+    const store = await Store.open(dir);
+    await store.close();
+    expect(readdirSync(dir)).toContain('CURRENT');
+  });
+
+  it('refuses a record it cannot read, naming its key and the way out', async () => {
+    const db = join(tempDir(), 'db');
+    await (await Store.open(db)).close();
+    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+    await level.put('t:good', encodeRecord(readyTask('good')));
+    await level.put('t:mangled', Buffer.from([0x0a, 0xff, 0xff, 0x01]));
+    await level.close();
+    const run = await runNode([DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', db], { timeoutMs: 20_000 });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(
+      new RegExp(`^dhub: the store ${db} holds a record that cannot be read: key "t:mangled" \\(task "mangled"\\): not a stored task: .*\\n.*--drop-record t:mangled`),
+    );
+  });
+
+  it('starts without a record named by --drop-record, and keeps it aside', async () => {
+    const db = join(tempDir(), 'db');
+    await (await Store.open(db)).close();
+    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+    await level.put('t:good', encodeRecord(readyTask('good')));
+    await level.put('t:mangled', Buffer.from([0x0a, 0xff, 0xff, 0x01]));
+    await level.close();
+    const hub = await startHub({ db, args: ['--drop-record', 't:mangled'] });
+    const client = new Client({ hub: hub.endpoint, worker: 'w' });
+    try {
+      expect((await client.status()).counts.ready).toBe(1);
+    } finally {
+      client.close();
+    }
+    expect(await hub.stop()).toBe(0);
+    const store = await Store.open(db);
+    const loaded = (await store.loadAll()).map((r) => r.spec.name);
+    await store.close();
+    expect(loaded).toEqual(['good']);
+    const after = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+    const aside = await after.get('dropped:t:mangled');
+    await after.close();
+    expect(Buffer.from(aside ?? []).equals(Buffer.from([0x0a, 0xff, 0xff, 0x01]))).toBe(true);
+  });
+
+  it('keeps serving when a new log segment cannot be opened: one write refused, then the next acknowledged', async () => {
+    const hub = await startHub();
+    mkdirSync(join(hub.db, 'dagwork-wal-2')); // where the next segment goes: its open fails (EISDIR), as with EMFILE
+    const client = new Client({ hub: hub.endpoint, worker: 'w', timeoutMs: 2000, retries: 0 });
+    const outcomes: string[] = [];
+    try {
+      // The background write (200 ms after a change) tries the new segment; the write after it is refused.
+      const deadline = Date.now() + 10_000;
+      while (!outcomes.includes('STORE_FAILED') && Date.now() < deadline) {
+        outcomes.push(await client.create([{ name: `t${outcomes.length}` }]).then(
+          () => 'ok',
+          (e: unknown) => String((e as { code?: unknown }).code ?? e),
+        ));
+      }
+      expect(outcomes.at(-1)).toBe('STORE_FAILED');
+      expect(await client.create([{ name: 'after' }])).toEqual({ created: 1, unchanged: 0 });
+    } finally {
+      client.close();
+    }
+    expect(await hub.stop()).toBe(0);
+    expect(hub.log()).toMatch(/error +cannot start a new log segment \S+dagwork-wal-2: EISDIR/);
   });
 
   it('answers STORE_FAILED when a write fails, acknowledges nothing unwritten, and recovers', async () => {

@@ -9,6 +9,7 @@ import { DagworkError } from '../../proto/src/errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { defaultGraphOptions } from './graph/options.js';
 import { defaultHubOptions, Hub, isLocal, type HubOptions } from './server.js';
+import { Store } from './store/store.js';
 
 const defaults = defaultHubOptions();
 const graphDefaults = defaultGraphOptions();
@@ -32,6 +33,12 @@ const program = new Command('dhub')
   .option('--max-tasks <n>', 'most tasks the graph may hold', positiveArg, graphDefaults.maxTasks)
   .option('--curve-secret <file>', "the hub's CURVE key pair (dquery keygen): encrypt every connection, admit only authorized keys")
   .option('--authorized-keys <file>', 'with --curve-secret: client public keys and their roles, "KEY ROLE" a line (worker, submit, admin)')
+  .option(
+    '--drop-record <key>',
+    'set the store record KEY aside (kept under dropped:KEY) before starting: the way past a record dhub cannot read, which it names at start; repeatable',
+    (key: string, keys: string[]) => [...keys, key],
+    [] as string[],
+  )
   .option('--retry-backoff-ms <n>', `wait before a failed task is handed out again; doubles each failure, up to ${graphDefaults.backoffMaxMs / 1000} s`, positiveArg, graphDefaults.backoffBaseMs)
   .addHelpText(
     'after',
@@ -48,7 +55,11 @@ next one, admins (retry too) to the one after:
   dhub --bind tcp://0.0.0.0:6125 --curve-secret hub.key --authorized-keys authorized-keys
 
 Stop it with Ctrl-C or SIGTERM: it finishes the write in flight, closes the store and exits 0.
-A second dhub on the same --db is refused while the first runs.`,
+A second dhub on the same --db is refused while the first runs.
+
+A store record dhub cannot read stops it at start, naming the key (t:NAME for task NAME); to start
+without it, move it aside (it is kept in the store under dropped:KEY, and the task leaves the graph):
+  dhub --db /scratch/run1 --drop-record t:render-17`,
   )
   .action(async (opts: Record<string, unknown>) => {
     const log = createLogger(opts.logLevel as LogLevel);
@@ -87,14 +98,11 @@ A second dhub on the same --db is refused while the first runs.`,
         },
         log,
         curve,
+        openStore: (location, options) => Store.open(location, { ...options, dropRecords: opts.dropRecord as string[] }),
       });
     } catch (err) {
       process.stderr.write(`dhub: ${err instanceof DagworkError ? err.message : (err as Error).stack}\n`);
       process.exit(1);
-    }
-    for (const { role, endpoint } of hub.endpoints) {
-      const how = opts.curveSecret === undefined ? `store ${String(opts.db)}${opts.sync === true ? ', fsync on' : ''}` : `CURVE, role ${role}`;
-      log.info(`listening on ${endpoint} (${how})`);
     }
     const shutdown = (signal: string): void => {
       log.info(`${signal}: stopping`);
@@ -103,8 +111,13 @@ A second dhub on the same --db is refused while the first runs.`,
         () => process.exit(1),
       );
     };
+    // Before "listening on": whoever saw that line may stop the hub at once.
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));
+    for (const { role, endpoint } of hub.endpoints) {
+      const how = opts.curveSecret === undefined ? `store ${String(opts.db)}${opts.sync === true ? ', fsync on' : ''}` : `CURVE, role ${role}`;
+      log.info(`listening on ${endpoint} (${how})`);
+    }
     hub.done.catch((err: unknown) => {
       process.stderr.write(`dhub: ${(err as Error).message}\n`);
       process.exit(1);

@@ -182,7 +182,7 @@ export class Hub {
   static async start(overrides: Partial<HubOptions> = {}): Promise<Hub> {
     const options = { ...defaultHubOptions(), ...overrides };
     const log = options.log;
-    const store = await options.openStore(options.db, { sync: options.sync });
+    const store = await options.openStore(options.db, { sync: options.sync, log: options.log });
     const listeners: Listener[] = [];
     let zap: ZapHandler | undefined;
     try {

@@ -1,32 +1,72 @@
 /**
  * The hub's store: task records in LevelDB, one key per task, in front of them a write-ahead log.
- * The graph decides what changed; the store writes it: one frame appended to the log per group
- * commit (durable when `write` resolves), and into LevelDB in the background, many commits at a
+ * The graph decides what changed; the store writes it: one group commit appended to the log per
+ * `write` (durable when it resolves), and into LevelDB in the background, many commits at a
  * time, each task's latest record only. A start puts whatever the log still holds into LevelDB.
+ *
+ * Failures: nothing is thrown from a timer or callback of the store. What goes wrong in the
+ * background is logged (StoreOptions.log) and, where a client must hear of it, refused on the
+ * next `write` (STORE_FAILED): a new log segment that cannot be opened (the log goes on in the
+ * current one), LevelDB refusing the background write while the log is full (maxPendingBytes).
  */
 import { Level } from 'level';
 import { DagworkError } from '../../../proto/src/errors.js';
 import type { TaskRecord } from '../../../proto/src/types.js';
-import { Wal, type WalEntry } from './wal.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { SegmentReport } from './frame.js';
 import { decodeRecord, encodeRecord } from './record.js';
+import { checkDirectory, checkFormat, dropRecords, FORMAT_KEY, unreadableRecords } from './startup.js';
+import { Wal, type WalEntry } from './wal.js';
 
 /** Bumped when the layout of the store changes; a hub refuses a store newer than itself. */
-export const STORE_FORMAT = 2; // 2: the write-ahead log
+export const STORE_FORMAT = 3; // 2: the write-ahead log; 3: log frames of bounded size (frame.ts)
 /** How long changes wait in the log before they go into LevelDB together (ms). */
 const BACKGROUND_MS = 200;
+/** Longest wait before the background write into LevelDB is tried again after failures (ms). */
+const BACKGROUND_RETRY_MAX_MS = 30_000;
 /**
- * Records per LevelDB batch in the background. Preparing a batch runs on the event loop, so big
- * ones would hold up requests; between chunks the hub answers.
+ * Records and bytes per LevelDB batch in the background. Preparing a batch runs on the event
+ * loop, so big ones would hold up requests; between chunks the hub answers. The byte bound keeps
+ * LevelDB's copy of a batch small when records are large (1,000 records of 1 MiB would be 1 GiB).
  */
 const BACKGROUND_CHUNK = 1000;
-const FORMAT_KEY = 'meta:format';
+const BACKGROUND_CHUNK_BYTES = 16 << 20;
 const TASK_PREFIX = 't:';
 // ';' sorts right after ':', so [t:, t;) holds exactly the task keys.
 const TASK_END = 't;';
+/** Unreadable records named in a refusal (all are counted). */
+const NAMED_BAD_RECORDS = 10;
 
 export interface StoreOptions {
   /** fsync every group commit (survives power loss, not only a crash of the hub). Default false. */
   sync: boolean;
+  /** Where the store reports what goes wrong in the background and what it found at open. Default: silent. */
+  log?: Logger;
+  /**
+   * Largest log frame payload, in bytes: a bigger group commit is written as several frames,
+   * replayed all or none. Default 32 MiB; 1 KiB to 1 GiB.
+   */
+  maxFrameBytes?: number;
+  /**
+   * Most bytes of records logged but not yet in LevelDB. Past it a write first waits for the
+   * background write into LevelDB (backpressure), and is refused if LevelDB fails. Default 256 MiB.
+   */
+  maxPendingBytes?: number;
+  /** Keys set aside at open under `dropped:KEY`, to start past unreadable records (dhub --drop-record). Default none. */
+  dropRecords?: readonly string[];
+}
+
+type Settings = Required<StoreOptions>;
+
+export function defaultStoreOptions(): Settings {
+  return { sync: false, log: silentLogger, maxFrameBytes: 32 << 20, maxPendingBytes: 256 << 20, dropRecords: [] };
+}
+
+function settingsOf(options: Partial<StoreOptions>): Settings {
+  const s: Settings = { ...defaultStoreOptions(), ...options };
+  if (!Number.isInteger(s.maxFrameBytes) || s.maxFrameBytes < 1024 || s.maxFrameBytes > 1 << 30) throw new TypeError(`maxFrameBytes ${s.maxFrameBytes} is not 1 KiB to 1 GiB`);
+  if (!Number.isInteger(s.maxPendingBytes) || s.maxPendingBytes < 0) throw new TypeError(`maxPendingBytes ${s.maxPendingBytes} is not a byte count`);
+  return s;
 }
 
 type Db = Level<string, Uint8Array>;
@@ -40,44 +80,54 @@ export interface TaskStore {
   close(): Promise<void>;
 }
 
+const toError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
+
 export class Store implements TaskStore {
   private wal: Wal | undefined;
-  /** Logged, not yet in LevelDB: the latest value of each key. */
+  /** Logged, not yet in LevelDB: the latest value of each key, and their bytes. */
   private pending = new Map<string, Uint8Array>();
+  private pendingBytes = 0;
   private timer: NodeJS.Timeout | undefined;
   private background: Promise<void> | undefined;
-  /** Why the last background write into LevelDB failed, if it did (it is retried). */
-  lastBackgroundError: Error | undefined;
+  private closing = false;
+  /** Why the background write into LevelDB failed, and how many times in a row. */
+  private levelError: Error | undefined;
+  private levelFailures = 0;
+  /** A new log segment could not be opened; `reported` once a write was refused for it. */
+  private segmentTrouble: { error: Error; reported: boolean; attempts: number } | undefined;
 
   private constructor(
     private readonly db: Db,
     readonly location: string,
-    private readonly options: StoreOptions,
+    private readonly options: Settings,
   ) {}
 
-  /** Opens (creating if needed) the store at `location`; clear errors for a locked, unwritable or newer store. */
-  static async open(location: string, options: StoreOptions = { sync: false }): Promise<Store> {
+  /**
+   * Opens (creating if needed) the store at `location`; clear errors for a locked, unwritable,
+   * unrelated or newer store; replays what the log still holds into LevelDB, reporting damage.
+   */
+  static async open(location: string, options: Partial<StoreOptions> = {}): Promise<Store> {
+    const settings = settingsOf(options);
+    checkDirectory(location);
     const db: Db = new Level<string, Uint8Array>(location, { valueEncoding: 'view' });
     try {
       await db.open();
     } catch (err) {
-      const code = errorCode(err);
-      if (code === 'LEVEL_LOCKED') {
+      if (errorCode(err) === 'LEVEL_LOCKED') {
         throw new DagworkError('STORE_FAILED', `the store ${location} is in use by another dhub (LevelDB lock held); stop that hub or use another --db`, {
           cause: err,
         });
       }
       throw new DagworkError('STORE_FAILED', `cannot open the store ${location}: ${causeMessage(err)}`, { cause: err });
     }
-    const store = new Store(db, location, options);
+    const store = new Store(db, location, settings);
     try {
-      await store.checkFormat();
-      const { wal, recovered } = Wal.open(location, options.sync);
+      await dropRecords(db, settings.dropRecords.filter((k) => k === FORMAT_KEY), settings.log);
+      await checkFormat(db, location, STORE_FORMAT);
+      const { wal, old } = Wal.open(location, { sync: settings.sync, maxFrameBytes: settings.maxFrameBytes });
       store.wal = wal;
-      // What the last run logged but had not put into LevelDB goes there first.
-      store.stage(recovered);
-      await store.toLevel();
-      if (store.lastBackgroundError !== undefined) throw store.lastBackgroundError;
+      await store.replay(wal, old);
+      await dropRecords(db, settings.dropRecords.filter((k) => k !== FORMAT_KEY), settings.log);
     } catch (err) {
       store.wal?.close(false);
       await db.close();
@@ -87,14 +137,45 @@ export class Store implements TaskStore {
     return store;
   }
 
-  private async checkFormat(): Promise<void> {
-    const stored = await this.db.get(FORMAT_KEY);
-    const format = stored === undefined ? 0 : Number(new TextDecoder().decode(stored));
-    if (!(format <= STORE_FORMAT)) {
-      throw new DagworkError('STORE_FAILED', `the store ${this.location} has format ${format}, newer than this dhub's ${STORE_FORMAT}: upgrade dagwork`);
+  /** Puts what the last run logged into LevelDB, segment by segment, then deletes the segments. */
+  private async replay(wal: Wal, old: readonly number[]): Promise<void> {
+    const started = Date.now();
+    let entries = 0;
+    for (const n of old) {
+      const commits = wal.replay(n);
+      for (let next = commits.next(); ; next = commits.next()) {
+        if (next.done === true) {
+          this.report(wal, n, next.value);
+          break;
+        }
+        this.hold(next.value);
+        entries += next.value.length;
+        if (this.pendingBytes > this.options.maxPendingBytes) await this.moveOrThrow();
+      }
     }
-    // Older layouts are read as they are; the record says which hub may open the store now.
-    if (format < STORE_FORMAT) await this.db.put(FORMAT_KEY, new TextEncoder().encode(String(STORE_FORMAT)), { sync: true });
+    await this.moveOrThrow();
+    for (const e of wal.discard(old)) this.options.log.warn(e.message);
+    if (old.length > 0) this.options.log.info(`replayed ${entries} log entries from ${old.length} segment(s) into LevelDB in ${Date.now() - started} ms`);
+  }
+
+  private async moveOrThrow(): Promise<void> {
+    await this.toLevel(false);
+    if (this.levelError !== undefined) throw this.levelError;
+  }
+
+  private report(wal: Wal, n: number, report: SegmentReport): void {
+    const log = this.options.log;
+    const path = wal.path(n);
+    if (report.torn !== undefined) {
+      log.info(`${path}: dropped a torn tail of ${report.torn.bytes} bytes at byte ${report.torn.offset} (the last write, cut by a crash: never acknowledged)`);
+    }
+    for (const d of report.damage) {
+      const lost =
+        d.what === 'a corrupt frame'
+          ? `${d.what} at byte ${d.offset}: ${d.frames === 1 ? `1 frame (${d.bytes} bytes)` : `${d.bytes} bytes (the frame's length was damaged too: how many frames is unknown)`} lost`
+          : `${d.what} (at byte ${d.offset})`;
+      log.error(`${path}: ${lost}; every sound frame after it was recovered; the segment is kept as ${wal.asidePath(n) ?? path}`);
+    }
   }
 
   /** Every stored task record, LevelDB's and the log's, read in large batches (a restart reads millions). */
@@ -102,85 +183,189 @@ export class Store implements TaskStore {
     await this.background;
     const logged = new Map(this.pending);
     const records: TaskRecord[] = [];
+    const bad: { key: string; reason: string }[] = [];
+    let badCount = 0;
+    const read = (key: string, value: Uint8Array): void => {
+      try {
+        records.push(decodeRecord(value));
+      } catch (err) {
+        badCount++;
+        if (bad.length < NAMED_BAD_RECORDS) bad.push({ key, reason: toError(err).message });
+      }
+    };
     const entries = this.db.iterator({ gte: TASK_PREFIX, lt: TASK_END });
     try {
       for (let batch = await entries.nextv(10_000); batch.length > 0; batch = await entries.nextv(10_000)) {
-        for (const [key, value] of batch) if (!logged.has(key)) records.push(decodeRecord(value));
+        for (const [key, value] of batch) if (!logged.has(key)) read(key, value);
       }
     } finally {
       await entries.close();
     }
-    for (const value of logged.values()) records.push(decodeRecord(value));
+    for (const [key, value] of logged) read(key, value);
+    if (badCount > 0) throw unreadableRecords(this.location, bad, badCount);
     return records;
   }
 
   /**
-   * Writes `records` atomically: one frame appended to the log. When the promise resolves they
-   * are durable. They are encoded before it returns, so later changes to them do not leak in.
+   * Writes `records` atomically: one group commit appended to the log. When the promise resolves
+   * they are durable. They are encoded before it returns, so later changes to them do not leak in.
+   * With maxPendingBytes not yet in LevelDB, it first waits for the background write.
    */
   write(records: readonly TaskRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
+    let entries: WalEntry[];
     try {
-      const entries = records.map((r) => ({ key: TASK_PREFIX + r.spec.name, value: encodeRecord(r) }));
+      entries = records.map((r) => ({ key: TASK_PREFIX + r.spec.name, value: encodeRecord(r) }));
+    } catch (err) {
+      return Promise.reject(toError(err));
+    }
+    if (this.pendingBytes <= this.options.maxPendingBytes) return this.append(entries);
+    return this.makeRoom().then(() => this.append(entries));
+  }
+
+  private append(entries: readonly WalEntry[]): Promise<void> {
+    try {
+      const trouble = this.segmentTrouble;
+      if (trouble !== undefined && !trouble.reported) {
+        trouble.reported = true;
+        throw trouble.error;
+      }
       (this.wal as Wal).append(entries);
-      this.stage(entries);
+      this.hold(entries);
+      this.schedule(BACKGROUND_MS);
       return Promise.resolve();
     } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      return Promise.reject(toError(err));
+    }
+  }
+
+  /** Backpressure: waits until LevelDB has taken enough of the log; refuses if it cannot. */
+  private async makeRoom(): Promise<void> {
+    while (this.pendingBytes > this.options.maxPendingBytes) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      await this.toLevel(true);
+      if (this.levelError !== undefined && this.pendingBytes > this.options.maxPendingBytes) {
+        throw new DagworkError(
+          'STORE_FAILED',
+          `LevelDB does not take the log's records (${this.pending.size} records, ${this.pendingBytes} bytes wait, over the limit of ${this.options.maxPendingBytes}): ${this.levelError.message}`,
+          { cause: this.levelError },
+        );
+      }
     }
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.background;
-    await this.toLevel();
+    await this.toLevel(false);
     // With everything in LevelDB the log goes; otherwise the next start puts it there.
-    this.wal?.close(this.pending.size === 0 && this.lastBackgroundError === undefined);
+    for (const e of this.wal?.close(this.pending.size === 0 && this.levelError === undefined) ?? []) this.options.log.warn(e.message);
     await this.db.close();
   }
 
-  private stage(entries: readonly WalEntry[]): void {
-    for (const e of entries) this.pending.set(e.key, e.value);
-    if (this.timer === undefined && this.pending.size > 0) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        void this.toLevel();
-      }, BACKGROUND_MS);
+  private hold(entries: readonly WalEntry[]): void {
+    for (const e of entries) {
+      const before = this.pending.get(e.key);
+      this.pendingBytes += e.value.length - (before?.length ?? -e.key.length);
+      this.pending.set(e.key, e.value);
     }
   }
 
-  /** Puts what is pending into LevelDB in one batch, then drops the log segments it came from. */
-  private toLevel(): Promise<void> {
+  private schedule(delayMs: number): void {
+    if (this.timer !== undefined || this.closing || this.pending.size === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      // toLevel catches everything itself; this is the last line for a mistake in it.
+      this.toLevel(true).catch((err: unknown) => this.options.log.error(`the store's background write failed: ${toError(err).stack ?? String(err)}`));
+    }, delayMs);
+  }
+
+  /**
+   * Puts what is pending into LevelDB; with `rotate`, starts a new log segment first and then
+   * drops the segments LevelDB now holds. Never rejects: a failure is kept in `levelError`,
+   * logged, and the records go back to pending, to be tried again after a backoff.
+   */
+  private toLevel(rotate: boolean): Promise<void> {
     if (this.background !== undefined) return this.background;
     if (this.pending.size === 0) return Promise.resolve();
+    const segments = rotate ? this.startSegment() : [];
     const batch = this.pending;
     this.pending = new Map();
-    const wal = this.wal as Wal;
-    const segments = wal.rotate();
-    const operations = [...batch].map(([key, value]) => ({ type: 'put' as const, key, value }));
-    const writeAll = async (): Promise<void> => {
-      for (let i = 0; i < operations.length; i += BACKGROUND_CHUNK) {
-        await this.db.batch(operations.slice(i, i + BACKGROUND_CHUNK), { sync: this.options.sync });
-      }
-    };
-    this.background = writeAll()
+    this.pendingBytes = 0;
+    this.background = this.putAll(batch)
       .then(
-        () => {
-          wal.discard(segments);
-          this.lastBackgroundError = undefined;
-        },
-        (err: unknown) => {
-          // Still in the log; try again with whatever comes next (newer values win).
-          this.lastBackgroundError = err instanceof Error ? err : new Error(String(err));
-          for (const [key, value] of batch) if (!this.pending.has(key)) this.pending.set(key, value);
-        },
+        () => this.moved(segments),
+        (err: unknown) => this.notMoved(batch, toError(err)),
       )
+      .catch((err: unknown) => this.options.log.error(`the store's background write failed: ${toError(err).stack ?? String(err)}`))
       .finally(() => {
         this.background = undefined;
-        if (this.pending.size > 0) this.stage([]);
+        this.schedule(this.levelFailures === 0 ? BACKGROUND_MS : Math.min(BACKGROUND_MS * 2 ** this.levelFailures, BACKGROUND_RETRY_MAX_MS));
       });
     return this.background;
+  }
+
+  /** A new log segment, returning the closed ones; on failure the log goes on in the current one. */
+  private startSegment(): number[] {
+    const wal = this.wal as Wal;
+    const log = this.options.log;
+    try {
+      const closed = wal.rotate();
+      if (this.segmentTrouble !== undefined) log.warn(`a new log segment is open again after ${this.segmentTrouble.attempts} failed attempts`);
+      this.segmentTrouble = undefined;
+      return closed;
+    } catch (err) {
+      const error = toError(err);
+      if (this.segmentTrouble === undefined) {
+        this.segmentTrouble = { error, reported: false, attempts: 1 };
+        log.error(`${error.message}; the log goes on in the current segment, the next write is refused so that clients hear of it, and a new segment is tried again`);
+      } else {
+        const attempts = ++this.segmentTrouble.attempts;
+        if (attempts >= 4 && (attempts & (attempts - 1)) === 0) log.error(`still no new log segment after ${attempts} attempts: ${error.message}`);
+      }
+      return wal.closedSegments();
+    }
+  }
+
+  /**
+   * Writes `batch` into LevelDB in chunks. Chained batches: an array batch with options copies the
+   * options into every operation, 10x slower (200,000 records: 4.8 s against 0.5 s).
+   */
+  private async putAll(batch: ReadonlyMap<string, Uint8Array>): Promise<void> {
+    let chunk = this.db.batch();
+    let bytes = 0;
+    for (const [key, value] of batch) {
+      chunk.put(key, value);
+      bytes += key.length + value.length;
+      if (chunk.length >= BACKGROUND_CHUNK || bytes >= BACKGROUND_CHUNK_BYTES) {
+        await chunk.write({ sync: this.options.sync });
+        chunk = this.db.batch();
+        bytes = 0;
+      }
+    }
+    if (chunk.length > 0) await chunk.write({ sync: this.options.sync });
+    else await chunk.close();
+  }
+
+  private moved(segments: readonly number[]): void {
+    if (this.levelError !== undefined) this.options.log.warn(`LevelDB takes the log's records again, after ${this.levelFailures} failed attempts`);
+    this.levelError = undefined;
+    this.levelFailures = 0;
+    for (const e of (this.wal as Wal).discard(segments)) this.options.log.warn(`${e.message}; it is tried again at the next background write`);
+  }
+
+  private notMoved(batch: ReadonlyMap<string, Uint8Array>, err: Error): void {
+    // Still in the log; newer values, written meanwhile, win.
+    for (const [key, value] of batch) if (!this.pending.has(key)) this.hold([{ key, value }]);
+    this.levelError = err;
+    this.levelFailures++;
+    const retry = Math.min(BACKGROUND_MS * 2 ** this.levelFailures, BACKGROUND_RETRY_MAX_MS);
+    this.options.log.error(
+      `cannot put ${batch.size} records from the log into LevelDB (failure ${this.levelFailures} in a row; tried again in ${retry} ms; they stay in the log): ${causeMessage(err)}`,
+    );
   }
 }
 

@@ -1,200 +1,253 @@
 /**
- * The store's write-ahead log: numbered segment files of checksummed frames, appended with one
- * write(2) per group commit. A write that returned survives a crash of the process (the kernel has
- * it); with `sync` it is also fdatasync'ed, and survives power loss. LevelDB gets the same entries
- * in the background; a segment is deleted once LevelDB holds everything in it.
+ * The store's write-ahead log: numbered segment files (`dagwork-wal-N`) of checksummed frames,
+ * appended once per group commit (one write(2) per frame; frame.ts has the format). A write that
+ * returned survives a crash of the process (the kernel has it); with `sync` it is also
+ * fdatasync'ed, and survives power loss. LevelDB gets the same entries in the background; a
+ * segment is deleted once LevelDB holds everything in it, except a segment found damaged at
+ * open, which is renamed aside (`corrupt-dagwork-wal-N-TIME`) and never deleted.
  *
- * Frame: u32 payload length, u32 FNV-1a of the payload (both little-endian), payload.
- * Payload: entries of varint key length, key (UTF-8), varint value length, value.
+ * Every failure is thrown from a call (open, append, rotate, discard, close) as a StoreError
+ * naming the file and the reason; nothing here runs from a timer.
  */
-import { closeSync, fdatasyncSync, fsyncSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fdatasyncSync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
+import { DagworkError } from '../../../proto/src/errors.js';
+import { encodeCommit, readSegment, SEGMENT_MAGIC, type SegmentReport, type Source, type WalEntry } from './frame.js';
 
-const PREFIX = 'dagwork-wal-';
-const HEADER = 8;
+export type { WalEntry } from './frame.js';
+export const WAL_PREFIX = 'dagwork-wal-';
+export const CORRUPT_PREFIX = 'corrupt-dagwork-wal-';
+// O_APPEND: after a failed write is cut off again with ftruncate, the next one lands at the end.
+const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_APPEND;
 
-export interface WalEntry {
-  key: string;
-  value: Uint8Array;
+export interface WalOptions {
+  /** fdatasync every append. */
+  sync: boolean;
+  /** Largest frame payload in bytes (frame.ts). */
+  maxFrameBytes: number;
 }
 
-function fnv1a(bytes: Uint8Array): number {
-  let hash = 0x811c9dc5;
-  for (let i = 0; i < bytes.length; i++) {
-    hash ^= bytes[i] as number;
-    hash = Math.imul(hash, 0x01000193);
-  }
-  return hash >>> 0;
+/** A failure of the store's files, with the reason as its cause; answered STORE_FAILED. */
+export function storeError(message: string, cause: unknown): DagworkError {
+  return new DagworkError('STORE_FAILED', `${message}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
 }
 
-function varintLength(n: number): number {
-  let length = 1;
-  while (n >= 0x80) {
-    n >>>= 7;
-    length++;
-  }
-  return length;
-}
-
-function writeVarint(buf: Buffer, at: number, n: number): number {
-  while (n >= 0x80) {
-    buf[at++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  buf[at++] = n;
-  return at;
-}
-
-function readVarint(buf: Buffer, at: number): [number, number] {
-  let n = 0;
-  let shift = 0;
-  for (;;) {
-    if (at >= buf.length || shift > 28) throw new Error('truncated varint');
-    const byte = buf[at++] as number;
-    n |= (byte & 0x7f) << shift;
-    if ((byte & 0x80) === 0) return [n >>> 0, at];
-    shift += 7;
-  }
-}
-
-/** One frame holding `entries`. */
-export function encodeFrame(entries: readonly WalEntry[]): Buffer {
-  const keys = entries.map((e) => Buffer.from(e.key, 'utf8'));
-  let size = 0;
-  entries.forEach((e, i) => {
-    const key = keys[i] as Buffer;
-    size += varintLength(key.length) + key.length + varintLength(e.value.length) + e.value.length;
-  });
-  const frame = Buffer.allocUnsafe(HEADER + size);
-  let at = HEADER;
-  entries.forEach((e, i) => {
-    const key = keys[i] as Buffer;
-    at = writeVarint(frame, at, key.length);
-    at += key.copy(frame, at);
-    at = writeVarint(frame, at, e.value.length);
-    frame.set(e.value, at);
-    at += e.value.length;
-  });
-  frame.writeUInt32LE(size, 0);
-  frame.writeUInt32LE(fnv1a(frame.subarray(HEADER)), 4);
-  return frame;
-}
-
-/**
- * The entries of a segment, in order. A torn or corrupt frame ends the segment: it can only be
- * the last write, cut short by a crash of the machine, and was never acknowledged.
- */
-export function decodeSegment(data: Buffer): { entries: WalEntry[]; torn: boolean } {
-  const entries: WalEntry[] = [];
-  let at = 0;
-  while (at < data.length) {
-    if (at + HEADER > data.length) return { entries, torn: true };
-    const size = data.readUInt32LE(at);
-    const payload = data.subarray(at + HEADER, at + HEADER + size);
-    if (payload.length !== size || fnv1a(payload) !== data.readUInt32LE(at + 4)) return { entries, torn: true };
-    let p = 0;
-    try {
-      while (p < payload.length) {
-        let length: number;
-        [length, p] = readVarint(payload, p);
-        const key = payload.toString('utf8', p, p + length);
-        p += length;
-        [length, p] = readVarint(payload, p);
-        entries.push({ key, value: payload.subarray(p, p + length) });
-        p += length;
-      }
-    } catch {
-      return { entries, torn: true };
-    }
-    at += HEADER + size;
-  }
-  return { entries, torn: false };
+function fileSource(path: string): { source: Source; close(): void } {
+  const fd = openSync(path, 'r');
+  const size = fstatSync(fd).size;
+  return {
+    source: {
+      size,
+      read(at, length) {
+        const buf = Buffer.allocUnsafe(Math.max(0, Math.min(length, size - at)));
+        let got = 0;
+        while (got < buf.length) {
+          const n = readSync(fd, buf, got, buf.length - got, at + got);
+          if (n === 0) break;
+          got += n;
+        }
+        return got === buf.length ? buf : buf.subarray(0, got);
+      },
+    },
+    close: () => closeSync(fd),
+  };
 }
 
 export class Wal {
   private fd: number;
   private segment: number;
+  /** Bytes in the current segment. */
+  private size = 0;
+  /** Group commits in the current segment. */
+  private commits = 0;
+  /** The current segment ends in a partial write that could not be cut off: append elsewhere. */
+  private poisoned = false;
   /** Segments closed and waiting for LevelDB to hold their entries. */
-  private closed: number[] = [];
+  private closed: number[];
+  /** Closed segments found damaged, and where they go instead of being deleted. */
+  private readonly damaged = new Map<number, string>();
 
   private constructor(
     private readonly dir: string,
-    private readonly sync: boolean,
+    private readonly options: WalOptions,
     existing: number[],
   ) {
     this.closed = existing;
     this.segment = (existing[existing.length - 1] ?? 0) + 1;
     this.fd = this.create(this.segment);
+    this.size = SEGMENT_MAGIC.length;
   }
 
-  /** The entries left by the last run (to be put into LevelDB), and a log ready for appends. */
-  static open(dir: string, sync: boolean): { wal: Wal; recovered: WalEntry[] } {
-    const existing = readdirSync(dir)
-      .filter((f) => f.startsWith(PREFIX))
-      .map((f) => Number(f.slice(PREFIX.length)))
-      .filter(Number.isSafeInteger)
+  /** Opens the log for appends, in a new segment after those left by the last run (`old`). */
+  static open(dir: string, options: WalOptions): { wal: Wal; old: number[] } {
+    const old = readdirSync(dir)
+      .filter((f) => f.startsWith(WAL_PREFIX))
+      .map((f) => Number(f.slice(WAL_PREFIX.length)))
+      .filter((n) => Number.isSafeInteger(n) && n > 0)
       .sort((a, b) => a - b);
-    const recovered: WalEntry[] = [];
-    for (const n of existing) recovered.push(...decodeSegment(readFileSync(join(dir, PREFIX + n))).entries);
-    return { wal: new Wal(dir, sync, existing), recovered };
+    return { wal: new Wal(dir, options, old.slice()), old };
+  }
+
+  path(n: number): string {
+    return join(this.dir, WAL_PREFIX + n);
+  }
+
+  /**
+   * The complete commits of old segment `n`, one at a time; returns what was found. A segment
+   * with damage is marked: `discard` renames it aside.
+   */
+  *replay(n: number): Generator<WalEntry[], SegmentReport> {
+    const file = fileSource(this.path(n));
+    try {
+      const report = yield* readSegment(file.source);
+      if (report.damage.length > 0) this.damaged.set(n, join(this.dir, `${CORRUPT_PREFIX}${n}-${new Date().toISOString().replace(/[:.]/g, '')}`));
+      return report;
+    } finally {
+      file.close();
+    }
+  }
+
+  /** Where `discard` keeps segment `n`, found damaged; undefined if it was not. */
+  asidePath(n: number): string | undefined {
+    return this.damaged.get(n);
   }
 
   private create(n: number): number {
-    const fd = openSync(join(this.dir, PREFIX + n), 'a');
-    if (this.sync) {
-      // The new file's name must survive a power cut too.
-      const dirFd = openSync(this.dir, 'r');
-      try {
-        fsyncSync(dirFd);
-      } finally {
-        closeSync(dirFd);
+    const path = this.path(n);
+    let fd: number | undefined;
+    try {
+      fd = openSync(path, CREATE_FLAGS);
+      writeSync(fd, SEGMENT_MAGIC);
+      if (this.options.sync) {
+        fdatasyncSync(fd);
+        // The new file's name must survive a power cut too.
+        const dirFd = openSync(this.dir, 'r');
+        try {
+          fsyncSync(dirFd);
+        } finally {
+          closeSync(dirFd);
+        }
       }
+      return fd;
+    } catch (err) {
+      if (fd !== undefined) closeSync(fd);
+      throw storeError(`cannot start a new log segment ${path}`, err);
     }
-    return fd;
   }
 
-  /** Appends one frame; when this returns the entries are durable (see the module comment). */
+  /**
+   * Appends one group commit (one or more frames); when this returns the entries are durable
+   * (see the module comment). On failure nothing of it stays in the log, or what stays is the
+   * torn tail of a segment that gets no more appends.
+   */
   append(entries: readonly WalEntry[]): void {
     if (entries.length === 0) return;
-    const frame = encodeFrame(entries);
+    if (this.poisoned) this.rotate();
+    const path = this.path(this.segment);
+    let links: number;
     try {
-      let written = 0;
-      while (written < frame.length) written += writeSync(this.fd, frame, written);
-      if (this.sync) fdatasyncSync(this.fd);
+      links = fstatSync(this.fd).nlink;
     } catch (err) {
-      // A partly written frame must stay the last of its segment, or it would hide the ones after.
-      try {
-        this.rotate();
-      } catch {
-        // the next append reports the trouble
+      throw storeError(`cannot write the log segment ${path}`, err);
+    }
+    if (links === 0) throw new DagworkError('STORE_FAILED', `the log segment ${path} was deleted (was the store directory ${this.dir} removed?): nothing can be written durably`);
+    const start = this.size;
+    try {
+      for (const frame of encodeCommit(entries, this.commits + 1, this.options.maxFrameBytes)) {
+        let written = 0;
+        while (written < frame.length) written += writeSync(this.fd, frame, written);
+        this.size += frame.length;
       }
-      throw err;
+      if (this.options.sync) fdatasyncSync(this.fd);
+      this.commits++;
+    } catch (err) {
+      try {
+        ftruncateSync(this.fd, start);
+        this.size = start;
+      } catch {
+        // A partly written commit must stay the last thing in its segment, or it would be
+        // taken for damage: the next append starts a new segment.
+        this.poisoned = true;
+      }
+      throw storeError(`cannot append to the log segment ${path}`, err);
     }
   }
 
-  /** Starts a new segment; the ones before it can go once LevelDB holds what they hold. */
+  /**
+   * Starts a new segment and returns the closed ones (they can go once LevelDB holds what they
+   * hold). If the new one cannot be opened this throws and the log goes on in the current one.
+   */
   rotate(): number[] {
-    closeSync(this.fd);
+    const fd = this.create(this.segment + 1);
+    try {
+      closeSync(this.fd);
+    } catch {
+      // The old descriptor is gone either way; its writes were already made.
+    }
     this.closed.push(this.segment);
     this.segment++;
-    this.fd = this.create(this.segment);
-    return [...this.closed];
+    this.fd = fd;
+    this.size = SEGMENT_MAGIC.length;
+    this.commits = 0;
+    this.poisoned = false;
+    return this.closed.slice();
   }
 
-  /** Deletes closed segments that LevelDB now holds. */
-  discard(segments: readonly number[]): void {
+  /** Closed segments, oldest first. */
+  closedSegments(): number[] {
+    return this.closed.slice();
+  }
+
+  /**
+   * Deletes closed segments that LevelDB now holds (renames damaged ones aside); returns the
+   * failures, each naming its file. A segment that could not go stays listed and is tried again.
+   */
+  discard(segments: readonly number[]): Error[] {
+    const errors: Error[] = [];
+    const gone = new Set<number>();
     for (const n of segments) {
-      unlinkSync(join(this.dir, PREFIX + n));
-      this.closed = this.closed.filter((c) => c !== n);
+      const aside = this.damaged.get(n);
+      try {
+        if (aside !== undefined) renameSync(this.path(n), aside);
+        else unlinkSync(this.path(n));
+        gone.add(n);
+        this.damaged.delete(n);
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 'ENOENT' && !this.damaged.has(n)) gone.add(n);
+        else errors.push(storeError(`cannot ${this.damaged.has(n) ? 'set aside' : 'delete'} the log segment ${this.path(n)}`, err));
+      }
     }
+    this.closed = this.closed.filter((c) => !gone.has(c));
+    return errors;
   }
 
   /** Closes the log; with `empty`, everything is in LevelDB and every segment goes. */
-  close(empty: boolean): void {
-    closeSync(this.fd);
-    if (empty) {
-      this.discard([...this.closed]);
-      unlinkSync(join(this.dir, PREFIX + this.segment));
+  close(empty: boolean): Error[] {
+    try {
+      closeSync(this.fd);
+    } catch {
+      // nothing more can be done with it
     }
+    if (!empty) return [];
+    const errors = this.discard(this.closed.slice());
+    try {
+      unlinkSync(this.path(this.segment));
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'ENOENT') errors.push(storeError(`cannot delete the log segment ${this.path(this.segment)}`, err));
+    }
+    return errors;
   }
 }
