@@ -252,9 +252,9 @@ program
 
 program
   .command('retry')
-  .description('put failed tasks back to work with fresh attempts, unblocking what depends on them')
-  .argument('[names...]')
-  .option('--failed', 'retry every failed task')
+  .description('put failed or cancelled tasks back to work with fresh attempts, unblocking what depends on them')
+  .argument('[names...]', 'failed or cancelled tasks')
+  .option('--failed', 'retry every failed task (not the cancelled ones: name those)')
   .addHelpText('after', '\nExample:\n  dquery retry render-7 render-9    # or: dquery retry --failed')
   .action(async (names: string[], o: { failed?: boolean }) => {
     if ((o.failed === true) === names.length > 0) throw new UsageError('give task names or --failed');
@@ -265,7 +265,7 @@ program
 
 program
   .command('cancel')
-  .description('stop tasks for good: they fail (a running one loses its lease) and what depends on them is blocked')
+  .description('stop tasks for good: they become cancelled (a running one loses its lease, and its late result is refused) and what depends on them is blocked')
   .argument('<names...>')
   .option('--reason <text>', 'kept as the tasks\' last error', '')
   .addHelpText('after', '\nExample:\n  dquery cancel render-7 --reason "wrong input"    # undo: dquery retry render-7')
