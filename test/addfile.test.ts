@@ -101,7 +101,7 @@ describe('addTaskFile', () => {
 
   it('sends every batch in order and adds up the counts', async () => {
     const hub = fakeHub(10, undefined);
-    expect(await addTaskFile(hub, file, 2)).toEqual({ created: 5, unchanged: 0 });
+    expect(await addTaskFile(hub, file, 2)).toMatchObject({ created: 5, unchanged: 0 });
     expect(hub.sent.map((b) => b.map((t) => t.name))).toEqual([['a', 'b'], ['c', 'd'], ['e']]);
   });
 

@@ -52,6 +52,6 @@ describe('wire codec', () => {
       op: 'error',
       error: { code: 'FORBIDDEN', message: 'no', task: 't' },
     });
-    expect(decodeReply(encodeReply({ op: 'lookup', task: full, dependents: ['d'] }))).toEqual({ op: 'lookup', task: full, dependents: ['d'] });
+    expect(decodeReply(encodeReply({ op: 'lookup', task: full, dependents: ['d'], missingDeps: ['m'] }))).toEqual({ op: 'lookup', task: full, dependents: ['d'], missingDeps: ['m'] });
   });
 });

@@ -56,7 +56,7 @@ describe('CURVE', () => {
     const worker = client('worker', 'w1');
     const admin = client('admin', 'root');
     try {
-      expect(await submitter.create([{ name: 'a', maxAttempts: 1 }, { name: 'b', deps: ['a'] }])).toEqual({ created: 2, unchanged: 0 });
+      expect(await submitter.create([{ name: 'a', maxAttempts: 1 }, { name: 'b', deps: ['a'] }])).toMatchObject({ created: 2, unchanged: 0 });
       expect(await errorOf(submitter.retry('all-failed'))).toMatchObject({ code: 'FORBIDDEN', message: 'retry is not allowed on the submit endpoint' });
 
       expect(await errorOf(worker.create([{ name: 'x' }]))).toMatchObject({ code: 'FORBIDDEN', message: 'create is not allowed on the worker endpoint' });

@@ -113,7 +113,7 @@ async function fakeHub(): Promise<{ endpoint: string; requests: Request[]; close
       requests.push(request);
       const reply =
         request.op === 'create'
-          ? encodeReply({ op: 'create', created: request.tasks.length, unchanged: 0 })
+          ? encodeReply({ op: 'create', created: request.tasks.length, unchanged: 0, missingDeps: [], missingDepsTotal: 0 })
           : encodeReply({ op: 'error', error: { code: 'UNKNOWN_OPERATION', message: 'the fake hub only creates', task: '' } });
       await router.send([id as Buffer, empty as Buffer, reply]);
     }

@@ -126,7 +126,7 @@ describe('store faults', () => {
         ));
       }
       expect(outcomes.at(-1)).toBe('STORE_FAILED');
-      expect(await client.create([{ name: 'after' }])).toEqual({ created: 1, unchanged: 0 });
+      expect(await client.create([{ name: 'after' }])).toMatchObject({ created: 1, unchanged: 0 });
     } finally {
       client.close();
     }
@@ -143,6 +143,7 @@ describe('store faults', () => {
       openStore: async (location, options): Promise<TaskStore> => {
         const real = await Store.open(location, options);
         return {
+          id: real.id,
           loadAll: () => real.loadAll(),
           write: (records) => (failWrites ? Promise.reject(new Error('No space left on device')) : real.write(records)),
           close: () => real.close(),

@@ -128,9 +128,12 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
             if (asked && t.state === 'ready' && t.notBefore === 0 && t.spec.priority > lowest) fail(`left ${t.spec.name} (priority ${t.spec.priority}) for a lower one`);
             if (asked && t.state === 'ready' && t.notBefore === 0 && tasks.length < step.n) fail(`left ready ${t.spec.name} behind`);
           }
-          if (finished && [...after.values()].some((t) => (step.pools.length === 0 || step.pools.includes(t.spec.pool)) && ['waiting', 'ready', 'running'].includes(t.state))) {
-            fail('finished while work may still come');
-          }
+          // Finished: nothing can come to these pools unless tasks are created. A waiting task can
+          // still become ready only while some task anywhere is ready or running.
+          const busy = [...after.values()].some((t) => t.state === 'ready' || t.state === 'running');
+          const asked = (t: TaskRecord): boolean => step.pools.length === 0 || step.pools.includes(t.spec.pool);
+          const mayCome = [...after.values()].some((t) => asked(t) && (t.state === 'ready' || t.state === 'running' || (t.state === 'waiting' && busy)));
+          if (finished !== (tasks.length === 0 && !mayCome)) fail(`finished is ${finished} while work ${mayCome ? 'may still come' : 'cannot come'}`);
           break;
         }
         case 'complete':

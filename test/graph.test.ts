@@ -28,7 +28,7 @@ function codeOf(fn: () => unknown): string {
 describe('create', () => {
   it('makes tasks without deps ready and the rest waiting', () => {
     const g = new Graph();
-    expect(g.create([{ name: 'a' }, { name: 'b', deps: ['a'] }], T0)).toEqual({ created: 2, unchanged: 0 });
+    expect(g.create([{ name: 'a' }, { name: 'b', deps: ['a'] }], T0)).toMatchObject({ created: 2, unchanged: 0 });
     expect(stateOf(g, 'a')).toBe('ready');
     expect(stateOf(g, 'b')).toBe('waiting');
     expect(g.status(T0).counts).toMatchObject({ ready: 1, waiting: 1 });
@@ -38,7 +38,7 @@ describe('create', () => {
     const g = new Graph();
     const batch: TaskSpecInput[] = [{ name: 'a', payload: bytes('echo a') }, { name: 'b', deps: ['a'] }];
     g.create(batch, T0);
-    expect(g.create(batch, T0)).toEqual({ created: 0, unchanged: 2 });
+    expect(g.create(batch, T0)).toMatchObject({ created: 0, unchanged: 2 });
     expect(codeOf(() => g.create([{ name: 'c' }, { name: 'a', payload: bytes('echo other') }], T0))).toBe('CONFLICT');
     expect(() => g.lookup('c', T0)).toThrow(/no task named "c"/); // all or nothing
     expect(codeOf(() => g.create([{ name: 'x', priority: 1 }, { name: 'x', priority: 2 }], T0))).toBe('CONFLICT');
@@ -73,7 +73,8 @@ describe('create', () => {
     const g = new Graph();
     g.create([{ name: 'late', deps: ['early'] }], T0);
     expect(stateOf(g, 'late')).toBe('waiting');
-    expect(g.steal('w', 5, [], T0)).toEqual({ tasks: [], finished: false, retryAfterMs: 0 });
+    // Finished: nothing can run unless someone creates 'early'.
+    expect(g.steal('w', 5, [], T0)).toEqual({ tasks: [], finished: true, retryAfterMs: 0 });
     g.create([{ name: 'early' }], T0);
     expect(names(g, 'w', 5)).toEqual(['early']);
     g.complete('w', [{ name: 'early' }], T0);
@@ -158,7 +159,7 @@ describe('steal and complete', () => {
   it('creates a task with 150,000 dependents waiting for its name, and runs them', () => {
     const g = new Graph({ maxBatch: 200_000 });
     g.create(Array.from({ length: 150_000 }, (_, i) => ({ name: `leaf${i}`, deps: ['root'] })), T0);
-    expect(g.create([{ name: 'root' }], T0)).toEqual({ created: 1, unchanged: 0 });
+    expect(g.create([{ name: 'root' }], T0)).toMatchObject({ created: 1, unchanged: 0 });
     expect(names(g, 'w', 1)).toEqual(['root']);
     g.complete('w', [{ name: 'root' }], T0);
     expect(g.status(T0).counts.ready).toBe(150_000);
@@ -205,7 +206,7 @@ describe('steal and complete', () => {
     expect(() => g.create([{ name: 'a' }, { name: 'b' }, { name: 'c' }, { name: 'd' }], T0)).toThrow('create names 4 tasks; the limit is 3 per request');
     g.create([{ name: 'a' }, { name: 'b' }, { name: 'c' }], T0);
     expect(() => g.create([{ name: 'd' }, { name: 'e' }], T0)).toThrow('the graph would hold 5 tasks; the limit is 4');
-    expect(g.create([{ name: 'a' }, { name: 'd' }], T0)).toEqual({ created: 1, unchanged: 1 });
+    expect(g.create([{ name: 'a' }, { name: 'd' }], T0)).toMatchObject({ created: 1, unchanged: 1 });
     expect(codeOf(() => g.complete('w', [{ name: 'a' }, { name: 'b' }, { name: 'c' }, { name: 'd' }], T0))).toBe('TOO_LARGE');
   });
 });
@@ -486,6 +487,62 @@ describe('bounds', () => {
     const later = g.status(T0 + 3600_001);
     expect(later.workers.map((w) => w.worker)).toEqual(['busy']);
     expect(later.workersTotal).toBe(1);
+  });
+});
+
+describe('missing dependencies', () => {
+  it('names the dependencies of a create that exist neither in the batch nor in the graph', () => {
+    const g = new Graph();
+    g.create([{ name: 'a' }], T0);
+    const result = g.create([{ name: 'b', deps: ['a', 'c', 'typo'] }, { name: 'c' }], T0);
+    expect(result).toEqual({ created: 2, unchanged: 0, missingDeps: ['typo'], missingDepsTotal: 1 });
+  });
+
+  it('shows them in lookup and counts them in status, until they are created', () => {
+    const g = new Graph();
+    g.create([{ name: 'x', deps: ['typo', 'later'] }, { name: 'y', deps: ['typo'] }], T0);
+    expect(g.lookup('x', T0).missingDeps).toEqual(['typo', 'later']);
+    expect(g.status(T0)).toMatchObject({ waitingOnMissing: 2, missingNames: 2, missingExamples: ['typo', 'later'] });
+    g.create([{ name: 'typo' }], T0);
+    expect(g.status(T0)).toMatchObject({ waitingOnMissing: 1, missingNames: 1, missingExamples: ['later'] });
+    expect(g.lookup('y', T0).missingDeps).toEqual([]);
+  });
+
+  it('is finished when the only tasks left wait on names that do not exist', () => {
+    const g = new Graph();
+    g.create([{ name: 'a' }, { name: 'stuck', deps: ['typo'] }], T0);
+    expect(g.steal('w', 5, [], T0).finished).toBe(false);
+    expect(g.isFinished([])).toBe(false); // a running task keeps every pool with waiting tasks open
+    g.complete('w', [{ name: 'a' }], T0);
+    expect(g.steal('w', 5, [], T0)).toEqual({ tasks: [], finished: true, retryAfterMs: 0 });
+  });
+
+  it('keeps a pool open while a task it waits for runs in another pool', () => {
+    const g = new Graph();
+    g.create([{ name: 'cpu', pool: 'cpu' }, { name: 'gpu', pool: 'gpu', deps: ['cpu'] }], T0);
+    g.steal('w', 1, ['cpu'], T0);
+    expect(g.steal('v', 1, ['gpu'], T0).finished).toBe(false);
+    g.complete('w', [{ name: 'cpu' }], T0);
+    expect(names(g, 'v', 1, T0, ['gpu'])).toEqual(['gpu']);
+  });
+});
+
+describe('workers', () => {
+  it('marks a worker that exited, until it is seen again', () => {
+    const g = new Graph();
+    g.heartbeat('w', [], T0);
+    g.workerExit('w', T0 + 1);
+    expect(g.status(T0 + 1).workers).toMatchObject([{ worker: 'w', exited: true }]);
+    g.heartbeat('w', [], T0 + 2);
+    expect(g.status(T0 + 2).workers).toMatchObject([{ worker: 'w', exited: false }]);
+  });
+
+  it('measures the completion rate over the time since the first completion when under a minute', () => {
+    const g = new Graph();
+    g.create(Array.from({ length: 10 }, (_, i) => ({ name: `t${i}` })), T0);
+    g.steal('w', 10, [], T0);
+    g.complete('w', Array.from({ length: 10 }, (_, i) => ({ name: `t${i}` })), T0);
+    expect(g.status(T0 + 1000).donePerSecond).toBe(5); // 10 over 2 whole seconds, not over 60
   });
 });
 

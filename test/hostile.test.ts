@@ -199,10 +199,9 @@ describe('the hub in process', () => {
     const first = new Client({ hub: hub.endpoint, worker: 'a' });
     const second = new Client({ hub: hub.endpoint, worker: 'b' });
     try {
-      await first.create([{ name: 'later', deps: ['never'] }]);
-      const parked = first.steal({ waitMs: 1000 });
-      const refused = await second.steal({ waitMs: 1000 });
-      expect(refused).toEqual({ tasks: [], finished: false, retryAfterMs: 1000 });
+      const parked = first.steal({ waitMs: 1000, waitWhenFinished: true });
+      const refused = await second.steal({ waitMs: 1000, waitWhenFinished: true });
+      expect(refused).toEqual({ tasks: [], finished: true, retryAfterMs: 1000 });
       expect((await parked).tasks).toEqual([]);
     } finally {
       first.close();

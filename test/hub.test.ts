@@ -25,7 +25,7 @@ describe('dhub', () => {
     const hub = await startHub();
     const c = new Client({ hub: hub.endpoint, worker: 'w1' });
     try {
-      expect(await c.create([{ name: 'a', payload: bytes('echo a') }, { name: 'b', deps: ['a'] }])).toEqual({ created: 2, unchanged: 0 });
+      expect(await c.create([{ name: 'a', payload: bytes('echo a') }, { name: 'b', deps: ['a'] }])).toMatchObject({ created: 2, unchanged: 0 });
       const { tasks } = await c.steal({ n: 5 });
       expect(tasks.map((t) => [t.name, Buffer.from(t.payload).toString(), t.attempt])).toEqual([['a', 'echo a', 1]]);
       const { results, next } = await c.complete([{ name: 'a', result: bytes('A!') }], { n: 5 });

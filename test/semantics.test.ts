@@ -110,14 +110,14 @@ describe('definitions', () => {
 
   it('counts the same task twice in one batch as created once, then unchanged, and an empty batch as nothing', async () => {
     const w = client('d2-worker');
-    expect(await w.create([{ name: 'd2', pool: 'd2' }, { name: 'd2', pool: 'd2' }])).toEqual({ created: 1, unchanged: 1 });
-    expect(await w.create([])).toEqual({ created: 0, unchanged: 0 });
+    expect(await w.create([{ name: 'd2', pool: 'd2' }, { name: 'd2', pool: 'd2' }])).toMatchObject({ created: 1, unchanged: 1 });
+    expect(await w.create([])).toMatchObject({ created: 0, unchanged: 0 });
   });
 
   it('treats defaults given or left out, and deps reordered or repeated, as the same definition', async () => {
     const w = client('d3-worker');
     await w.create([{ name: 'd3', deps: ['x', 'y'], pool: 'd3' }]);
-    expect(await w.create([{ name: 'd3', deps: ['y', 'x', 'y'], pool: 'd3', maxAttempts: 3, leaseMs: 60_000, priority: 0 }])).toEqual({ created: 0, unchanged: 1 });
+    expect(await w.create([{ name: 'd3', deps: ['y', 'x', 'y'], pool: 'd3', maxAttempts: 3, leaseMs: 60_000, priority: 0 }])).toMatchObject({ created: 0, unchanged: 1 });
     expect((await w.lookup('d3')).task.spec).toMatchObject({ deps: ['x', 'y'], maxAttempts: 3, leaseMs: 60_000 });
   });
 

@@ -251,7 +251,7 @@ describe('Client and the size of requests', () => {
     const client = new Client({ hub: hub.endpoint, worker: 'big', timeoutMs: 50, retries: 0 });
     try {
       const tasks = Array.from({ length: 40 }, (_, i) => ({ name: `big${i}`, payload: new Uint8Array(1 << 20).fill(65) }));
-      expect(await client.create(tasks)).toEqual({ created: 40, unchanged: 0 });
+      expect(await client.create(tasks)).toMatchObject({ created: 40, unchanged: 0 });
     } finally {
       client.close();
       await hub.stop();

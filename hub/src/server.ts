@@ -147,6 +147,7 @@ export class Hub {
   /** Messages that arrived while the graph was being reloaded after a failed write. */
   private held: [Listener, Buffer[]][] = [];
   private heldBytes = 0;
+  private readonly startedMs = Date.now();
   private readonly receiving: Promise<void>;
   /** Settles when the hub has stopped, or rejects when it cannot go on (its store broke). */
   readonly done: Promise<void>;
@@ -355,7 +356,7 @@ export class Hub {
       case 'retry':
         return this.queue(envelope, { op: 'retry', ...graph.retry(request.allFailed ? undefined : request.names, now) });
       case 'status':
-        return this.queue(envelope, { op: 'status', ...graph.status(now), limits: this.limits() });
+        return this.queue(envelope, { op: 'status', ...graph.status(now), limits: this.limits(), storeId: this.store.id, startedMs: this.startedMs });
       case 'lookup':
         return this.queue(envelope, { op: 'lookup', ...graph.lookup(request.name, now) });
       case 'cancel':

@@ -12,6 +12,8 @@ import { DESCRIPTOR_FILE, protoPath } from './proto-path.js';
 import { DagworkError, type ErrorCode } from './errors.js';
 import type {
   Completion,
+  CreateResult,
+  LookupResult,
   FailResult,
   LeasedTask,
   Limits,
@@ -58,7 +60,7 @@ export interface WireError {
 
 export type Reply =
   | { op: 'error'; error: WireError }
-  | { op: 'create'; created: number; unchanged: number }
+  | ({ op: 'create' } & CreateResult)
   | ({ op: 'steal' } & StealResult)
   | { op: 'complete'; results: TaskResult[]; next: StealResult | undefined }
   | ({ op: 'fail' } & FailResult)
@@ -67,7 +69,7 @@ export type Reply =
   | { op: 'workerExit'; released: number }
   | { op: 'retry'; retried: number; results: TaskResult[] }
   | ({ op: 'status' } & Status)
-  | { op: 'lookup'; task: TaskRecord; dependents: string[] }
+  | ({ op: 'lookup' } & LookupResult)
   | { op: 'cancel'; cancelled: number; results: TaskResult[] };
 
 /**
@@ -433,10 +435,15 @@ export function encodeReply(reply: Reply): Uint8Array {
           total: reply.total,
           limits: reply.limits,
           workersTotal: reply.workersTotal,
+          waitingOnMissing: reply.waitingOnMissing,
+          missingNames: reply.missingNames,
+          missingExamples: reply.missingExamples,
+          storeId: reply.storeId,
+          startedMs: reply.startedMs,
         },
       });
     case 'lookup':
-      return frame(ReplyType, { lookup: { task: recordToMessage(reply.task), dependents: reply.dependents } });
+      return frame(ReplyType, { lookup: { task: recordToMessage(reply.task), dependents: reply.dependents, missingDeps: reply.missingDeps } });
     default: {
       const { op, ...body } = reply;
       return frame(ReplyType, { [op]: body });
@@ -455,7 +462,7 @@ export function decodeReply(data: Uint8Array): Reply {
   const body = obj(m[op]) ?? {};
   switch (op) {
     case 'create':
-      return { op, created: num(body.created), unchanged: num(body.unchanged) };
+      return { op, created: num(body.created), unchanged: num(body.unchanged), missingDeps: strings(body.missingDeps), missingDepsTotal: num(body.missingDepsTotal) };
     case 'steal':
       return { op, ...stealResultFrom(body) };
     case 'complete': {
@@ -489,15 +496,21 @@ export function decodeReply(data: Uint8Array): Reply {
           running: num(w.running),
           done: num(w.done),
           failed: num(w.failed),
+          exited: bool(w.exited),
         })),
         donePerSecond: num(body.donePerSecond),
         now: num(body.nowMs),
         total: num(body.total),
         limits: limitsFrom(obj(body.limits)),
         workersTotal: num(body.workersTotal),
+        waitingOnMissing: num(body.waitingOnMissing),
+        missingNames: num(body.missingNames),
+        missingExamples: strings(body.missingExamples),
+        storeId: str(body.storeId),
+        startedMs: num(body.startedMs),
       };
     case 'lookup':
-      return { op, task: recordFromMessage(obj(body.task) ?? {}), dependents: strings(body.dependents) };
+      return { op, task: recordFromMessage(obj(body.task) ?? {}), dependents: strings(body.dependents), missingDeps: strings(body.missingDeps) };
     case 'cancel':
       return { op, cancelled: num(body.cancelled), results: list(body.results).map(taskResult) };
     default:

@@ -118,6 +118,24 @@ export interface WorkerStatus {
   running: number;
   done: number;
   failed: number;
+  /** It said it left, and has not been seen since. */
+  exited: boolean;
+}
+
+/** What a create did. */
+export interface CreateResult {
+  created: number;
+  unchanged: number;
+  /** Dependencies of the new tasks that exist neither in the batch nor in the hub (at most 100). */
+  missingDeps: string[];
+  missingDepsTotal: number;
+}
+
+/** A task's record, the tasks that depend on it, and its dependencies that do not exist. */
+export interface LookupResult {
+  task: TaskRecord;
+  dependents: string[];
+  missingDeps: string[];
 }
 
 /** The hub's limits, so that a client can size its batches. */
@@ -138,6 +156,12 @@ export interface GraphStatus {
   workers: WorkerStatus[];
   /** Workers the hub knows. */
   workersTotal: number;
+  /** Tasks waiting on at least one name that does not exist. */
+  waitingOnMissing: number;
+  /** Names that tasks depend on and that do not exist. */
+  missingNames: number;
+  /** A few of them (at most 10). */
+  missingExamples: string[];
   donePerSecond: number;
   now: number;
   total: number;
@@ -145,6 +169,10 @@ export interface GraphStatus {
 
 export interface Status extends GraphStatus {
   limits: Limits;
+  /** Made when the hub's store was created: a new store, a new id. */
+  storeId: string;
+  /** When the hub process started (ms since the epoch). */
+  startedMs: number;
 }
 
 export function emptyCounts(): StateCounts {

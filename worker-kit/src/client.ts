@@ -17,7 +17,7 @@ import { Request as ReqSocket } from 'zeromq';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
-import type { Completion, FailResult, Status, StealResult, TaskRecord, TaskResult, TaskSpecInput } from '../../proto/src/types.js';
+import type { Completion, CreateResult, FailResult, LookupResult, Status, StealResult, TaskResult, TaskSpecInput } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
 
 export interface ClientOptions {
@@ -124,10 +124,10 @@ export class Client {
     return this.options.worker;
   }
 
-  /** Create tasks, all or nothing. */
-  async create(tasks: TaskSpecInput[]): Promise<{ created: number; unchanged: number }> {
-    const { created, unchanged } = await this.call({ op: 'create', tasks }, 'create');
-    return { created, unchanged };
+  /** Create tasks, all or nothing; says which dependencies exist neither in the batch nor in the hub. */
+  async create(tasks: TaskSpecInput[]): Promise<CreateResult> {
+    const { op: _op, ...result } = await this.call({ op: 'create', tasks }, 'create');
+    return result;
   }
 
   /** Lease ready tasks; `finished` says no more work can come to those pools. */
@@ -191,9 +191,9 @@ export class Client {
   }
 
   /** A task's whole record; throws DagworkError UNKNOWN_TASK if there is none. */
-  async lookup(name: string): Promise<{ task: TaskRecord; dependents: string[] }> {
-    const { task, dependents } = await this.call({ op: 'lookup', name }, 'lookup');
-    return { task, dependents };
+  async lookup(name: string): Promise<LookupResult> {
+    const { op: _op, ...result } = await this.call({ op: 'lookup', name }, 'lookup');
+    return result;
   }
 
   /** Close the socket; pending calls fail. */

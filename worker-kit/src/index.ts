@@ -3,6 +3,8 @@ export { Client, HubUnreachableError, curveOptions, defaultClientOptions, replyT
 export { DagworkError, ERROR_CODES, type ErrorCode } from '../../proto/src/errors.js';
 export type {
   Completion,
+  CreateResult,
+  LookupResult,
   FailResult,
   GraphStatus,
   Limits,

@@ -4,6 +4,8 @@ import { checkBatch, graphOptions, type GraphOptions } from './options.js';
 import { RateWindow } from './rate.js';
 import {
   emptyCounts,
+  type CreateResult,
+  type LookupResult,
   type WorkerStatus,
   type Completion,
   type FailResult,
@@ -30,6 +32,10 @@ const WORKER_IDLE_MS = 3600_000;
 const MAX_WORKERS = 100_000;
 /** Most workers a status lists (those holding leases first, then the most recently seen). */
 const MAX_STATUS_WORKERS = 1_000;
+/** Missing dependencies a create names (it counts them all). */
+const MAX_MISSING_LISTED = 100;
+/** Missing names a status shows as examples. */
+const MAX_MISSING_EXAMPLES = 10;
 
 /** A task inside the graph: its record, plus links derived from all records (never stored). */
 class Task implements TaskRecord {
@@ -44,6 +50,8 @@ class Task implements TaskRecord {
   log: StateChange[] = [];
   /** Dependencies not done yet, the ones that do not exist yet included. */
   pendingDeps = 0;
+  /** Dependencies that do not exist yet. */
+  missingDeps = 0;
   dependents: Task[] = [];
   /** Sitting in its pool's ready heap. */
   queued = false;
@@ -90,12 +98,19 @@ class PoolQueue {
     return task;
   }
 
-  mayStillHaveWork(): boolean {
-    return this.counts.waiting + this.counts.ready + this.counts.running > 0;
+  /**
+   * Whether a steal of this pool may still get a task without new tasks being created: one is
+   * ready or running, or one is waiting while some task anywhere is ready or running (its
+   * dependency may complete). `busy`: the whole graph has a task ready or running.
+   */
+  mayStillHaveWork(busy: boolean): boolean {
+    return this.counts.ready + this.counts.running > 0 || (busy && this.counts.waiting > 0);
   }
 }
 
 interface WorkerStats {
+  /** Said it left (worker exit) and not seen since. */
+  exited: boolean;
   lastSeen: number;
   done: number;
   failed: number;
@@ -129,6 +144,10 @@ export class Graph {
   private dirty = new Set<Task>();
   /** Pools that got a ready task or ran out of work since `takeWoken` (parked steals look at these). */
   private woken = new Set<string>();
+  /** Every pool ran out of work (nothing ready or running anywhere) since `takeWoken`. */
+  private wokenAll = false;
+  /** Tasks with at least one dependency that does not exist. */
+  private onMissing = 0;
   private nextSeq = 1;
 
   constructor(options: Partial<GraphOptions> = {}) {
@@ -170,7 +189,7 @@ export class Graph {
    * bad field throws, naming the task, and nothing changes.
    * Writes: the new tasks, and tasks blocked because a new task starts out blocked.
    */
-  create(inputs: readonly TaskSpecInput[], now: number): { created: number; unchanged: number } {
+  create(inputs: readonly TaskSpecInput[], now: number): CreateResult {
     checkBatch(inputs.length, this.options, 'create');
     if (this.tasks.size + inputs.length > this.options.maxTasks) {
       const fresh = inputs.filter((input) => !this.tasks.has(input.name)).length;
@@ -206,7 +225,14 @@ export class Graph {
     }
     // Tasks created earlier that waited for one of these names inherit its blocked state.
     for (const task of added) if (task.state === 'blocked') this.blockDescendants(task, now);
-    return { created: added.length, unchanged };
+    const missing = new Set<string>();
+    for (const task of added) for (const dep of task.spec.deps) if (!this.tasks.has(dep)) missing.add(dep);
+    const missingDeps: string[] = [];
+    for (const name of missing) {
+      if (missingDeps.length === MAX_MISSING_LISTED) break;
+      missingDeps.push(name);
+    }
+    return { created: added.length, unchanged, missingDeps, missingDepsTotal: missing.size };
   }
 
   /**
@@ -255,9 +281,18 @@ export class Graph {
     for (const pool of pools) if (pool !== '') checkName(pool, this.options, 'pool');
   }
 
-  /** True when no task of `pools` (all when empty) is waiting, ready or running. */
+  /**
+   * True when a steal of `pools` (all when empty) cannot get a task unless tasks are created: none
+   * is ready or running there, and none waiting there can become ready (see PoolQueue.mayStillHaveWork).
+   */
   isFinished(pools: readonly string[]): boolean {
-    return !this.queuesOf(pools).some((queue) => queue.mayStillHaveWork());
+    const busy = this.busy();
+    return !this.queuesOf(pools).some((queue) => queue.mayStillHaveWork(busy));
+  }
+
+  /** Some task, in any pool, is ready or running. */
+  private busy(): boolean {
+    return this.counts.ready + this.counts.running > 0;
   }
 
   /** True when a steal of `pools` would hand out a task at `now`. */
@@ -373,6 +408,7 @@ export class Graph {
     const stats = this.stats(worker, now);
     const held = [...stats.leases];
     for (const task of held) this.giveBack(task, now, 'worker exited');
+    stats.exited = true;
     return held.length;
   }
 
@@ -494,19 +530,35 @@ export class Graph {
     for (const holding of [true, false]) {
       for (let i = entries.length - 1; i >= 0 && listed.length < MAX_STATUS_WORKERS; i--) {
         const [worker, s] = entries[i] as [string, WorkerStats];
-        if (s.leases.size > 0 === holding) listed.push({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed });
+        if (s.leases.size > 0 === holding) listed.push({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed, exited: s.exited });
       }
     }
     const workers = listed.sort((a, b) => (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0));
-    return { counts: { ...this.counts }, pools, workers, workersTotal: this.workers.size, donePerSecond: this.doneRate.perSecond(now), now, total: this.tasks.size };
+    const missingExamples: string[] = [];
+    for (const name of this.missing.keys()) {
+      if (missingExamples.length === MAX_MISSING_EXAMPLES) break;
+      missingExamples.push(name);
+    }
+    return {
+      counts: { ...this.counts },
+      pools,
+      workers,
+      workersTotal: this.workers.size,
+      waitingOnMissing: this.onMissing,
+      missingNames: this.missing.size,
+      missingExamples,
+      donePerSecond: this.doneRate.perSecond(now),
+      now,
+      total: this.tasks.size,
+    };
   }
 
-  /** The task's record and the names of its dependents; UNKNOWN_TASK if there is none. */
-  lookup(name: string, now: number): { task: TaskRecord; dependents: string[] } {
+  /** The task's record, the names of its dependents and of its deps that do not exist; UNKNOWN_TASK if there is none. */
+  lookup(name: string, now: number): LookupResult {
     this.advance(now);
     const task = this.tasks.get(name);
     if (task === undefined) throw new DagworkError('UNKNOWN_TASK', `no task named "${name}"`, { task: name });
-    return { task, dependents: task.dependents.map((d) => d.spec.name) };
+    return { task, dependents: task.dependents.map((d) => d.spec.name), missingDeps: task.spec.deps.filter((d) => !this.tasks.has(d)) };
   }
 
   /**
@@ -523,8 +575,9 @@ export class Graph {
 
   /** The pools that got a ready task or ran out of work since the last call. */
   takeWoken(): Set<string> {
-    const woken = this.woken;
+    const woken = this.wokenAll ? new Set(this.pools.keys()) : this.woken;
     this.woken = new Set();
+    this.wokenAll = false;
     return woken;
   }
 
@@ -658,8 +711,9 @@ export class Graph {
     task.state = state;
     this.countIn(task);
     this.appendLog(task, { state, at: now, worker, note });
-    const pool = this.pool(task.spec.pool);
-    if (!pool.mayStillHaveWork()) this.woken.add(task.spec.pool);
+    const busy = this.busy();
+    if (!busy) this.wokenAll = true;
+    else if (!this.pool(task.spec.pool).mayStillHaveWork(busy)) this.woken.add(task.spec.pool);
   }
 
   private appendLog(task: Task, change: StateChange): void {
@@ -681,6 +735,7 @@ export class Graph {
         if (waiting === undefined) this.missing.set(dep, [task]);
         else waiting.push(task);
         task.pendingDeps++;
+        if (task.missingDeps++ === 0) this.onMissing++;
       } else {
         parent.dependents.push(task);
         if (parent.state !== 'done') task.pendingDeps++;
@@ -689,7 +744,10 @@ export class Graph {
     const waiting = this.missing.get(task.spec.name);
     if (waiting !== undefined) {
       // A loop, not push(...waiting): a name can be awaited by more tasks than a call takes arguments.
-      for (const w of waiting) task.dependents.push(w);
+      for (const w of waiting) {
+        task.dependents.push(w);
+        if (--w.missingDeps === 0) this.onMissing--;
+      }
       this.missing.delete(task.spec.name);
     }
   }
@@ -762,11 +820,12 @@ export class Graph {
   private stats(worker: string, now: number): WorkerStats {
     let stats = this.workers.get(worker);
     if (stats === undefined) {
-      stats = { lastSeen: now, done: 0, failed: 0, leases: new Set() };
+      stats = { exited: false, lastSeen: now, done: 0, failed: 0, leases: new Set() };
       this.workers.set(worker, stats);
       if (this.workers.size > MAX_WORKERS) this.forgetIdleWorkers(now);
     } else if (now > stats.lastSeen) {
       stats.lastSeen = now;
+      stats.exited = false;
       this.workers.delete(worker);
       this.workers.set(worker, stats);
     }

@@ -3,6 +3,7 @@
  * directory (an unrelated one is never taken over), the format record, unreadable records; and
  * the way out itself, records set aside by `--drop-record`.
  */
+import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import type { Level } from 'level';
 import { DagworkError } from '../../../proto/src/errors.js';
@@ -71,6 +72,17 @@ export async function checkFormat(db: Db, location: string, current: number): Pr
     throw new DagworkError('STORE_FAILED', `the store ${location} has format ${format}, newer than this dhub's ${current}: upgrade dagwork`);
   }
   if (format < current) await db.put(FORMAT_KEY, new TextEncoder().encode(String(current)), { sync: true });
+}
+
+export const ID_KEY = 'meta:id';
+
+/** The store's id, made (random, 16 hex digits) and kept the first time the store is opened. */
+export async function storeId(db: Db): Promise<string> {
+  const stored = await db.get(ID_KEY);
+  if (stored !== undefined) return Buffer.from(stored).toString('latin1');
+  const id = randomBytes(8).toString('hex');
+  await db.put(ID_KEY, new TextEncoder().encode(id), { sync: true });
+  return id;
 }
 
 /** Moves each record named in `keys` to DROPPED_PREFIX + key, in one durable batch each. */

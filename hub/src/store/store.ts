@@ -15,7 +15,7 @@ import type { TaskRecord } from '../../../proto/src/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { SegmentReport } from './frame.js';
 import { decodeRecord, encodeRecord } from './record.js';
-import { checkDirectory, checkFormat, dropRecords, FORMAT_KEY, unreadableRecords } from './startup.js';
+import { checkDirectory, checkFormat, dropRecords, FORMAT_KEY, storeId, unreadableRecords } from './startup.js';
 import { Wal, type WalEntry } from './wal.js';
 
 /** Bumped when the layout of the store changes; a hub refuses a store newer than itself. */
@@ -73,6 +73,8 @@ type Db = Level<string, Uint8Array>;
 
 /** What the hub needs of a store: a way in, a way out. Tests wrap the real one to inject faults. */
 export interface TaskStore {
+  /** Made when the store was created: a new store, a new id. */
+  readonly id: string;
   /** Every stored task record. */
   loadAll(): Promise<TaskRecord[]>;
   /** Writes the records atomically: all or none. */
@@ -83,6 +85,7 @@ export interface TaskStore {
 const toError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
 
 export class Store implements TaskStore {
+  id = '';
   private wal: Wal | undefined;
   /** Logged, not yet in LevelDB: the latest value of each key, and their bytes. */
   private pending = new Map<string, Uint8Array>();
@@ -128,6 +131,7 @@ export class Store implements TaskStore {
       store.wal = wal;
       await store.replay(wal, old);
       await dropRecords(db, settings.dropRecords.filter((k) => k !== FORMAT_KEY), settings.log);
+      store.id = await storeId(db);
     } catch (err) {
       store.wal?.close(false);
       await db.close();
