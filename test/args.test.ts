@@ -1,7 +1,7 @@
 /** The command-line value parsers dhub, dquery and dworker share (proto/src/args.ts). */
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { countArg, int32Arg, leaseArg, parseDuration, uint32Arg } from '../proto/src/args.js';
+import { countArg, int32Arg, leaseArg, parseDuration, parseEndpoint, uint32Arg } from '../proto/src/args.js';
 
 describe('parseDuration', () => {
   it.each([
@@ -94,5 +94,26 @@ describe('integer option parsers', () => {
     expect(parsed(leaseArg, '1d2h')).toBe('accepted: 93600000');
     expect(parsed(leaseArg, '1193h')).toBe('accepted: 4294800000');
     expect(parsed(leaseArg, '1200h')).toBe('1200h is 4320000000 ms, over the longest lease the wire carries (4294967295 ms, about 49 days)');
+  });
+});
+
+describe('endpoints', () => {
+  it('takes tcp, ipc and inproc endpoints as they are', () => {
+    expect(parseEndpoint('tcp://127.0.0.1:6125')).toBe('tcp://127.0.0.1:6125');
+    expect(parseEndpoint('tcp://hub-node.example.org:6125')).toBe('tcp://hub-node.example.org:6125');
+    expect(parseEndpoint('tcp://[::1]:6125')).toBe('tcp://[::1]:6125');
+    expect(parseEndpoint('ipc:///tmp/hub')).toBe('ipc:///tmp/hub');
+    expect(parseEndpoint('tcp://0.0.0.0:*', true)).toBe('tcp://0.0.0.0:*');
+  });
+
+  it('refuses a host and port without tcp://, with the endpoint to write instead', () => {
+    expect(() => parseEndpoint('127.0.0.1:6125')).toThrow('"127.0.0.1:6125" is not a ZeroMQ endpoint: write tcp://HOST:PORT, e.g. tcp://127.0.0.1:6125');
+    expect(() => parseEndpoint('localhost')).toThrow('e.g. tcp://localhost:6125');
+    expect(() => parseEndpoint('tcp://localhost')).toThrow('e.g. tcp://localhost:6125');
+  });
+
+  it('refuses a port out of range, and * where a client connects', () => {
+    expect(() => parseEndpoint('tcp://h:70000')).toThrow('the port must be a number from 1 to 65535');
+    expect(() => parseEndpoint('tcp://h:*')).toThrow('the port must be a number from 1 to 65535');
   });
 });

@@ -2,7 +2,7 @@
 /** dhub: the dagwork hub daemon. */
 import { statSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { positiveArg } from '../../proto/src/args.js';
+import { bindArg, positiveArg } from '../../proto/src/args.js';
 import { readAuthorizedKeys } from './auth.js';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
@@ -19,7 +19,7 @@ const program = new Command('dhub')
     'The dagwork hub: holds a DAG of tasks, hands ready tasks to workers that steal them, and keeps\n' +
       'every acknowledged change in a LevelDB store so that a crash loses nothing.',
   )
-  .option('--bind <endpoint>', 'ZeroMQ endpoint to listen on (tcp://HOST:* picks a free port)', defaults.bind)
+  .option('--bind <endpoint>', 'ZeroMQ endpoint to listen on: tcp://HOST:PORT (tcp://HOST:* picks a free port)', bindArg, defaults.bind)
   .option('--db <dir>', 'store directory (created if missing)', defaults.db)
   .option('--sync', 'fsync every group commit: survives power loss, not only a crash of the hub', false)
   .addOption(new Option('--log-level <level>', 'how much to log to stderr').choices(LOG_LEVELS).default('info'))

@@ -124,3 +124,40 @@ export function leaseArg(value: string): number {
     throw new InvalidArgumentError((err as Error).message);
   }
 }
+
+/**
+ * A ZeroMQ endpoint a client connects to (`bind`: one a hub binds, where the port may be `*`):
+ * tcp://HOST:PORT, ipc://PATH or inproc://NAME. Anything else is refused with the form it should
+ * take, so that `127.0.0.1:6125` or `localhost` get a hint rather than an error from deep inside ZeroMQ.
+ */
+export function parseEndpoint(value: string, bind = false): string {
+  const text = value.trim();
+  const tcp = /^tcp:\/\/(\[[0-9a-fA-F:.]+\]|[^:/\s[\]]+):(\d+|\*)$/.exec(text);
+  if (tcp !== null) {
+    const port = tcp[2] as string;
+    if (port === '*' ? !bind : !(Number(port) >= 1 && Number(port) <= 65_535)) {
+      throw new RangeError(`"${value}": the port must be a number from 1 to 65535${bind ? ' (or * for any free port)' : ''}`);
+    }
+    return text;
+  }
+  if (/^(ipc|inproc):\/\/\S+$/.test(text)) return text;
+  const host = /^(?:[a-z]+:\/\/)?([^:/\s]+)(?::(\d+))?\/?$/.exec(text);
+  const example = host === null ? 'tcp://127.0.0.1:6125' : `tcp://${host[1]}:${host[2] ?? '6125'}`;
+  throw new RangeError(`"${value}" is not a ZeroMQ endpoint: write tcp://HOST:PORT, e.g. ${example}`);
+}
+
+export function endpointArg(value: string): string {
+  try {
+    return parseEndpoint(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+export function bindArg(value: string): string {
+  try {
+    return parseEndpoint(value, true);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
