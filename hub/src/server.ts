@@ -322,7 +322,7 @@ export class Hub {
       // graph half-changed: the caller reloads it (and answers every waiting reply with the error).
       if (!(err instanceof DagworkError)) throw err;
     }
-    if (request.op !== 'status' && request.op !== 'lookup') this.serveParked(now);
+    if (request.op !== 'status' && request.op !== 'lookup' && request.op !== 'list') this.serveParked(now);
   }
 
   private handle(envelope: Envelope, request: Request, now: number): void {
@@ -360,6 +360,8 @@ export class Hub {
         return this.queue(envelope, { op: 'lookup', ...graph.lookup(request.name, now) });
       case 'cancel':
         return this.queue(envelope, { op: 'cancel', ...graph.cancel(request.names, request.reason, now) });
+      case 'list':
+        return this.queue(envelope, { op: 'list', ...graph.list(request, now) });
       default: {
         const missing: never = request;
         throw new Error(`no handler for ${JSON.stringify(missing)}`);
