@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { Heap } from '../hub/src/graph/heap.js';
 import { DagworkError } from '../proto/src/errors.js';
 import { Graph } from '../hub/src/graph/graph.js';
 import type { TaskSpecInput } from '../proto/src/types.js';
@@ -524,6 +525,39 @@ describe('missing dependencies', () => {
     expect(g.steal('v', 1, ['gpu'], T0).finished).toBe(false);
     g.complete('w', [{ name: 'cpu' }], T0);
     expect(names(g, 'v', 1, T0, ['gpu'])).toEqual(['gpu']);
+  });
+});
+
+describe('many pools', () => {
+  const manyPools = (): Graph => {
+    const g = new Graph();
+    g.create(Array.from({ length: 20_000 }, (_, i) => ({ name: `t${i}`, pool: `p${i}` })), T0);
+    return g;
+  };
+
+  it('steals from every pool without looking at every pool for each task', () => {
+    const g = manyPools();
+    const peek = vi.spyOn(Heap.prototype, 'peek');
+    const { tasks } = g.steal('w', 1000, [], T0);
+    expect(tasks.map((t) => t.name)).toEqual(Array.from({ length: 1000 }, (_, i) => `t${i}`));
+    expect(peek.mock.calls.length).toBeLessThan(20_000); // once per pool per task would be 20 million
+    peek.mockRestore();
+  });
+
+  it('steals from named pools best task first, looking at each pool about once', () => {
+    const g = manyPools();
+    const pools = Array.from({ length: 1000 }, (_, i) => `p${999 - i}`);
+    const peek = vi.spyOn(Heap.prototype, 'peek');
+    const { tasks } = g.steal('w', 1000, pools, T0);
+    expect(tasks.map((t) => t.name)).toEqual(Array.from({ length: 1000 }, (_, i) => `t${i}`));
+    expect(peek.mock.calls.length).toBeLessThan(100_000); // once per pool per task would be a million
+    peek.mockRestore();
+  });
+
+  it('lists at most 1,000 pools in status and counts them all', () => {
+    const status = manyPools().status(T0);
+    expect(status.pools).toHaveLength(1000);
+    expect(status.poolsTotal).toBe(20_000);
   });
 });
 

@@ -116,6 +116,42 @@ describe('hostile requests', () => {
   });
 });
 
+describe('many peers that do not read', () => {
+  it('cost a bounded amount each: two queued replies', async () => {
+    const hub = await startHub();
+    const client = new Client({ hub: hub.endpoint, worker: 'w' });
+    const dealers: Dealer[] = [];
+    try {
+      // A record of 2 MiB: a 1 MiB payload and a 1 MiB result.
+      await client.create([{ name: 'big', payload: Buffer.alloc(MiB - 1024, 120) }]);
+      await client.steal();
+      await client.complete([{ name: 'big', result: Buffer.alloc(MiB - 1024, 121) }]);
+      const lookup = encodeRequest({ op: 'lookup', name: 'big' });
+      const flood = async (peers: number): Promise<number> => {
+        for (let p = 0; p < peers; p++) {
+          const dealer = new Dealer({ linger: 0, receiveHighWaterMark: 1 });
+          dealer.connect(hub.endpoint);
+          dealers.push(dealer);
+          for (let i = 0; i < 16; i++) await dealer.send([Buffer.alloc(0), lookup]);
+        }
+        await client.status();
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        await client.status();
+        return rss(hub);
+      };
+      const settled = await flood(5);
+      // 40 more peers asking 32 MB each: over 500 MB measured when each could hold 16 replies; two
+      // replies each (and one in ZeroMQ's hands) is 240 MB, plus replies encoded and dropped and
+      // not yet collected (measured: 360 MB in all).
+      expect((await flood(40)) - settled).toBeLessThan(450 * MiB);
+    } finally {
+      for (const d of dealers) d.close();
+      client.close();
+      await hub.stop();
+    }
+  });
+});
+
 describe('leases and the peers that hold them', () => {
   it('renews running leases when the hub restarts slower than they last', async () => {
     const hub = await startHub();

@@ -88,6 +88,7 @@ class ScriptedHub {
           pools: [],
           workers: [],
           workersTotal: 0,
+          poolsTotal: 0,
           waitingOnMissing: 0,
           missingNames: 0,
           missingExamples: [],

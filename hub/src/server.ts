@@ -123,9 +123,11 @@ const PARKED_FULL_RETRY_MS = 1_000;
 /**
  * Replies queued for one peer at most (ZeroMQ's send high-water mark, in messages). A REQ client
  * has one request out at a time; a DEALER that pipelines requests and never reads has its
- * further replies dropped instead of held (replies are bounded in bytes, so this bounds memory).
+ * further replies dropped instead of held. Replies are bounded in bytes (16 MiB of payloads a
+ * steal, 2 MiB a record), so a peer holds at most twice that; the number of peers is bounded by
+ * the process's file descriptors (`ulimit -n`), and under CURVE only authorized keys get that far.
  */
-const PEER_QUEUE_MESSAGES = 16;
+const PEER_QUEUE_MESSAGES = 2;
 /** Bytes of requests held while the graph reloads after a failed write; past it they are refused. */
 const HELD_BYTES = 256 << 20;
 /**

@@ -185,7 +185,9 @@ export interface Limits {
 
 export interface GraphStatus {
   counts: StateCounts;
+  /** At most 1,000 pools, the first made; `poolsTotal` counts them all. */
   pools: { pool: string; counts: StateCounts }[];
+  poolsTotal: number;
   /** The workers holding leases and the most recently seen others, capped. */
   workers: WorkerStatus[];
   /** Workers the hub knows. */

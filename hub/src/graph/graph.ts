@@ -4,6 +4,7 @@ import { checkBatch, graphOptions, type GraphOptions } from './options.js';
 import { RateWindow } from './rate.js';
 import {
   emptyCounts,
+  TASK_STATES,
   type CreateResult,
   type ListQuery,
   type ListResult,
@@ -41,6 +42,8 @@ const LIST_MAX = 1_000;
 const LIST_SCAN = 100_000;
 /** Characters of a last error a list shows. */
 const LIST_ERROR_CHARS = 1_000;
+/** Most pools a status lists. */
+const MAX_STATUS_POOLS = 1_000;
 /** Missing dependencies a create names (it counts them all). */
 const MAX_MISSING_LISTED = 100;
 /** Missing names a status shows as examples. */
@@ -64,6 +67,8 @@ class Task implements TaskRecord {
   dependents: Task[] = [];
   /** Sitting in its pool's ready heap. */
   queued = false;
+  /** Sitting in the graph's heap of every ready task (what a steal of every pool takes from). */
+  queuedAll = false;
   /** Has an entry in the lease heap (one at most: a renewal moves the deadline, not the entry). */
   leaseQueued = false;
 
@@ -87,6 +92,12 @@ class Task implements TaskRecord {
   }
 }
 
+/** Where a steal takes tasks from: the best ready one, and taking it. */
+interface ReadySource {
+  peek(): Task | undefined;
+  take(): void;
+}
+
 /** Higher priority first, then creation order. */
 function handsOutBefore(a: Task, b: Task): boolean {
   return a.spec.priority > b.spec.priority || (a.spec.priority === b.spec.priority && a.seq < b.seq);
@@ -105,6 +116,13 @@ class PoolQueue {
       task = this.ready.peek();
     }
     return task;
+  }
+
+  /** Tasks of this pool, in any state. */
+  size(): number {
+    let n = 0;
+    for (const state of TASK_STATES) n += this.counts[state];
+    return n;
   }
 
   /**
@@ -146,6 +164,8 @@ export class Graph {
   /** Names that existing tasks depend on but that do not exist yet, with those tasks. */
   private readonly missing = new Map<string, Task[]>();
   private readonly pools = new Map<string, PoolQueue>();
+  /** Every ready task of every pool, best first: a steal of all pools costs O(log n), not O(pools). */
+  private readonly allReady = new Heap<Task>(handsOutBefore);
   private readonly counts = emptyCounts();
   private readonly failedTasks = new Set<Task>();
   private readonly backoffs = new Heap<Timed>(earlier);
@@ -260,26 +280,15 @@ export class Graph {
     this.advance(now);
     this.stats(worker, now);
     const want = Math.max(n, 1);
-    const queues = this.queuesOf(pools);
+    const source = pools.length === 0 ? this.everyPool() : this.somePools(pools);
     const tasks: LeasedTask[] = [];
     let bytes = 0;
     // The reply is bounded by bytes as well as by count; the first task always goes.
-    while (tasks.length < want && (tasks.length === 0 || bytes < this.options.maxStealBytes)) {
-      let best: PoolQueue | undefined;
-      let bestTask: Task | undefined;
-      for (const queue of queues) {
-        const head = queue.head();
-        if (head !== undefined && (bestTask === undefined || handsOutBefore(head, bestTask))) {
-          best = queue;
-          bestTask = head;
-        }
-      }
-      if (best === undefined || bestTask === undefined) break;
-      if (tasks.length > 0 && bytes + bestTask.spec.payload.length > this.options.maxStealBytes) break;
-      best.ready.pop();
-      bestTask.queued = false;
-      bytes += bestTask.spec.payload.length;
-      tasks.push(this.lease(bestTask, worker, now));
+    for (let task = source.peek(); task !== undefined && tasks.length < want; task = source.peek()) {
+      if (tasks.length > 0 && bytes + task.spec.payload.length > this.options.maxStealBytes) break;
+      source.take();
+      bytes += task.spec.payload.length;
+      tasks.push(this.lease(task, worker, now));
     }
     const finished = tasks.length === 0 && this.isFinished(pools);
     return { tasks, finished, retryAfterMs: 0 };
@@ -303,18 +312,50 @@ export class Graph {
    */
   isFinished(pools: readonly string[]): boolean {
     const busy = this.busy();
+    // Every pool: with nothing ready or running anywhere, nothing waiting can become ready.
+    if (pools.length === 0) return !busy;
     return !this.queuesOf(pools).some((queue) => queue.mayStillHaveWork(busy));
+  }
+
+  /** The ready tasks of every pool, best first. */
+  private everyPool(): ReadySource {
+    const heap = this.allReady;
+    const peek = (): Task | undefined => {
+      let task = heap.peek();
+      while (task !== undefined && task.state !== 'ready') {
+        heap.pop();
+        task.queuedAll = false;
+        task = heap.peek();
+      }
+      return task;
+    };
+    return {
+      peek,
+      take: () => {
+        const task = heap.pop();
+        if (task !== undefined) task.queuedAll = false;
+      },
+    };
+  }
+
+  /** The ready tasks of `pools`, best first: a heap of the pools by their best task. */
+  private somePools(pools: readonly string[]): ReadySource {
+    const byHead = new Heap<PoolQueue>((a, b) => handsOutBefore(a.head() as Task, b.head() as Task));
+    for (const queue of this.queuesOf(pools)) if (queue.head() !== undefined) byHead.push(queue);
+    return {
+      peek: () => byHead.peek()?.head(),
+      take: () => {
+        const queue = byHead.pop() as PoolQueue;
+        const task = queue.ready.pop() as Task;
+        task.queued = false;
+        if (queue.head() !== undefined) byHead.push(queue);
+      },
+    };
   }
 
   /** Some task, in any pool, is ready or running. */
   private busy(): boolean {
     return this.counts.ready + this.counts.running > 0;
-  }
-
-  /** True when a steal of `pools` would hand out a task at `now`. */
-  hasReady(pools: readonly string[], now: number): boolean {
-    this.advance(now);
-    return this.queuesOf(pools).some((queue) => queue.head() !== undefined);
   }
 
   /**
@@ -535,10 +576,16 @@ export class Graph {
 
   status(now: number): GraphStatus {
     this.advance(now);
-    const pools = [...this.pools.entries()]
-      .filter(([, queue]) => Object.values(queue.counts).some((c) => c > 0))
-      .map(([pool, queue]) => ({ pool, counts: { ...queue.counts } }))
-      .sort((a, b) => (a.pool < b.pool ? -1 : a.pool > b.pool ? 1 : 0));
+    // At most MAX_STATUS_POOLS listed (the first made), so that a status costs the same with a
+    // million pools; `poolsTotal` counts them all.
+    const pools: { pool: string; counts: StateCounts }[] = [];
+    let poolsTotal = 0;
+    for (const [pool, queue] of this.pools) {
+      if (queue.size() === 0) continue;
+      poolsTotal++;
+      if (pools.length < MAX_STATUS_POOLS) pools.push({ pool, counts: { ...queue.counts } });
+    }
+    pools.sort((a, b) => (a.pool < b.pool ? -1 : a.pool > b.pool ? 1 : 0));
     this.forgetIdleWorkers(now);
     // Newest last in the map (see `stats`): walk from the end, those holding leases first.
     const listed: WorkerStatus[] = [];
@@ -558,6 +605,7 @@ export class Graph {
     return {
       counts: { ...this.counts },
       pools,
+      poolsTotal,
       workers,
       workersTotal: this.workers.size,
       waitingOnMissing: this.onMissing,
@@ -632,8 +680,8 @@ export class Graph {
   }
 
   /** The pools that got a ready task or ran out of work since the last call. */
-  takeWoken(): Set<string> {
-    const woken = this.wokenAll ? new Set(this.pools.keys()) : this.woken;
+  takeWoken(): { all: boolean; pools: ReadonlySet<string> } {
+    const woken = { all: this.wokenAll, pools: this.woken };
     this.woken = new Set();
     this.wokenAll = false;
     return woken;
@@ -852,6 +900,10 @@ export class Graph {
   }
 
   private enqueue(task: Task): void {
+    if (!task.queuedAll) {
+      task.queuedAll = true;
+      this.allReady.push(task);
+    }
     if (task.queued) return;
     task.queued = true;
     this.pool(task.spec.pool).ready.push(task);

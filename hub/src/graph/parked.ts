@@ -92,7 +92,8 @@ export class ParkedSteals<T> {
 }
 
 /** True when a steal asking for `pools` (empty: all) should look at the graph again. */
-function wakes(pools: ReadonlySet<string>, woken: ReadonlySet<string>): boolean {
+function wakes(pools: ReadonlySet<string>, { all, pools: woken }: { all: boolean; pools: ReadonlySet<string> }): boolean {
+  if (all) return true;
   if (woken.size === 0) return false;
   if (pools.size === 0) return true;
   const [small, large] = pools.size < woken.size ? [pools, woken] : [woken, pools];
