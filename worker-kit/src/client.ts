@@ -93,9 +93,10 @@ export function replyTimeout(options: Pick<ClientOptions, 'timeoutMs' | 'timeout
 }
 
 /**
- * A socket that has never connected and whose connection attempts are being refused (ZeroMQ's
- * `connect:retry` events, one per ~100 ms) for this long is taken for "nothing listens there": the
- * request fails with a message saying so rather than after the whole timeout and its retries.
+ * A socket that is not connected (never was, or the hub went away: ZeroMQ's `disconnect`) and whose
+ * connection attempts are being refused (`connect:retry` events, one per ~100 ms) for this long
+ * while a request waits is taken for "nothing listens there": the request fails with a message
+ * saying so rather than after the whole timeout and its retries.
  * Long enough for a hub that is starting (or restarting) to bind; a host that drops packets
  * gives no such events and is left to the timeout.
  */
@@ -246,6 +247,7 @@ export class Client {
         this.unreachable = undefined;
         return decodeReply(reply);
       } catch (err) {
+        if (this.interrupted === socket) throw new HubUnreachableError(`request to ${this.options.hub} interrupted: the client is stopping`);
         if (watch.refused) {
           this.unreachable ??= Date.now();
           throw new HubUnreachableError(`connection refused at ${this.options.hub}: is dhub running there?`);
@@ -284,9 +286,21 @@ export class Client {
     }
   }
 
-  /** True once the current socket has connected to the hub; connection attempts refused since it was made. */
+  /**
+   * Fails the request in flight at once (HubUnreachableError), dropping its socket; later calls
+   * use a new one. For a worker whose stop must end within its grace period.
+   */
+  interrupt(): void {
+    if (this.socket === undefined) return;
+    this.interrupted = this.socket;
+    this.drop(this.socket);
+  }
+
+  private interrupted: ReqSocket | undefined;
+  /** The current socket is connected to the hub; connection attempts refused since it was made or lost its connection. */
   private connected = false;
   private refusals = 0;
+  private disconnectedAt = 0;
 
   /**
    * Fails the request in progress on `socket` (closing the socket) when it has never connected
@@ -299,8 +313,9 @@ export class Client {
       stop: () => clearInterval(timer),
     };
     const timer = setInterval(() => {
-      if (this.socket !== socket || this.connected) return clearInterval(timer);
-      if (this.refusals > 0 && Date.now() - started >= REFUSED_AFTER_MS) {
+      if (this.socket !== socket) return clearInterval(timer);
+      if (this.connected) return;
+      if (this.refusals > 0 && Date.now() - Math.max(started, this.disconnectedAt) >= REFUSED_AFTER_MS) {
         watch.refused = true;
         clearInterval(timer);
         this.drop(socket); // the pending receive fails at once
@@ -323,7 +338,14 @@ export class Client {
       this.connected = false;
       this.refusals = 0;
       socket.events.on('connect', () => {
-        if (this.socket === socket) this.connected = true;
+        if (this.socket !== socket) return;
+        this.connected = true;
+        this.refusals = 0;
+      });
+      socket.events.on('disconnect', () => {
+        if (this.socket !== socket) return;
+        this.connected = false;
+        this.disconnectedAt = Date.now();
       });
       socket.events.on('connect:retry', () => {
         if (this.socket === socket) this.refusals++;
