@@ -43,6 +43,17 @@ describe('store record codec', () => {
 });
 
 describe('wire codec', () => {
+  it('round-trips a list request and its reply, states included', () => {
+    const request = { op: 'list' as const, states: ['failed' as const, 'cancelled' as const], pool: 'gpu', prefix: 'run-', limit: 50, after: 2 ** 40 };
+    expect(decodeRequest(encodeRequest(request))).toEqual(request);
+    const reply = {
+      op: 'list' as const,
+      tasks: [{ name: 'run-1', state: 'failed' as const, pool: 'gpu', attempts: 3, worker: 'w', lastError: 'boom', seq: 7, resultBytes: 12, changedAt: 1_795_000_000_123 }],
+      next: 7,
+    };
+    expect(decodeReply(encodeReply(reply))).toEqual(reply);
+  });
+
   it('round-trips requests and replies, enums and 64-bit times included', () => {
     const steal = { op: 'steal' as const, worker: 'w', n: 3, pools: ['a'], waitMs: 10, waitWhenFinished: true };
     expect(decodeRequest(encodeRequest(steal))).toEqual(steal);

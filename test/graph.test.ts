@@ -546,6 +546,66 @@ describe('workers', () => {
   });
 });
 
+describe('list', () => {
+  const q = (over: Partial<{ states: ('ready' | 'failed' | 'done' | 'running' | 'waiting')[]; pool: string; prefix: string; limit: number; after: number }> = {}) => ({
+    states: [],
+    pool: '',
+    prefix: '',
+    limit: 0,
+    after: 0,
+    ...over,
+  });
+
+  it('pages through every task in creation order', () => {
+    const g = new Graph();
+    g.create(Array.from({ length: 250 }, (_, i) => ({ name: `t${i}` })), T0);
+    const seen: string[] = [];
+    let after = 0;
+    for (let page = 0; page < 5; page++) {
+      const { tasks, next } = g.list(q({ after }), T0);
+      seen.push(...tasks.map((t) => t.name));
+      if (next === 0) break;
+      after = next;
+    }
+    expect(seen).toEqual(Array.from({ length: 250 }, (_, i) => `t${i}`));
+  });
+
+  it('filters by state, pool and name prefix, and shows why a task failed', () => {
+    const g = new Graph();
+    g.create([{ name: 'run-a', maxAttempts: 1 }, { name: 'run-b' }, { name: 'gpu-a', pool: 'gpu' }, { name: 'other' }], T0);
+    g.steal('w', 1, ['default'], T0);
+    g.fail('w', 'run-a', 'exit 3: no input', false, T0 + 5);
+    expect(g.list(q({ states: ['failed'] }), T0 + 5).tasks).toEqual([
+      { name: 'run-a', state: 'failed', pool: 'default', attempts: 1, worker: 'w', lastError: 'exit 3: no input', seq: 1, resultBytes: 0, changedAt: T0 + 5 },
+    ]);
+    expect(g.list(q({ pool: 'gpu' }), T0).tasks.map((t) => t.name)).toEqual(['gpu-a']);
+    expect(g.list(q({ prefix: 'run-' }), T0).tasks.map((t) => t.name)).toEqual(['run-a', 'run-b']);
+  });
+
+  it('looks at a bounded number of tasks a page, and says where to go on', () => {
+    const g = new Graph({ maxBatch: 200_000 });
+    g.create(Array.from({ length: 150_000 }, (_, i) => ({ name: `t${i}` })), T0);
+    g.create([{ name: 'needle' }], T0);
+    const first = g.list(q({ prefix: 'needle' }), T0);
+    expect(first.tasks).toEqual([]);
+    expect(first.next).toBe(100_000);
+    const second = g.list(q({ prefix: 'needle', after: first.next }), T0);
+    expect(second.tasks.map((t) => t.name)).toEqual(['needle']);
+    expect(second.next).toBe(0);
+  });
+
+  it('lists in creation order after a restore too', () => {
+    const g = new Graph();
+    g.create([{ name: 'z' }, { name: 'a' }, { name: 'm' }], T0);
+    const h = Graph.restore(g.takeDirty().sort((x, y) => x.spec.name.localeCompare(y.spec.name)), T0);
+    expect(h.list(q(), T0).tasks.map((t) => t.name)).toEqual(['z', 'a', 'm']);
+  });
+
+  it('refuses a page of more than 1,000 tasks', () => {
+    expect(codeOf(() => new Graph().list(q({ limit: 1001 }), T0))).toBe('TOO_LARGE');
+  });
+});
+
 describe('restore', () => {
   it('rebuilds the graph, its queues and its leases from the records', () => {
     const g = new Graph();

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** dhub: the dagwork hub daemon. */
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { bindArg, positiveArg } from '../../proto/src/args.js';
 import { readAuthorizedKeys } from './auth.js';
@@ -15,6 +15,7 @@ const defaults = defaultHubOptions();
 const graphDefaults = defaultGraphOptions();
 
 const program = new Command('dhub')
+  .version(packageVersion(), '--version', 'print the version and exit')
   .description(
     'The dagwork hub: holds a DAG of tasks, hands ready tasks to workers that steal them, and keeps\n' +
       'every acknowledged change in a LevelDB store so that a crash loses nothing.',
@@ -55,6 +56,8 @@ next one, admins (retry too) to the one after:
   dhub --bind tcp://0.0.0.0:6125 --curve-secret hub.key --authorized-keys authorized-keys
 
 Stop it with Ctrl-C or SIGTERM: it finishes the write in flight, closes the store and exits 0.
+Started in the background, run it directly (dhub ... &, then kill $!), not through npx, whose
+own process is what $! names. Exit status: 0 stopped, 1 could not start or went down, 2 bad usage.
 A second dhub on the same --db is refused while the first runs.
 
 A store record dhub cannot read stops it at start, naming the key (t:NAME for task NAME); to start
@@ -124,4 +127,12 @@ without it, move it aside (it is kept in the store under dropped:KEY, and the ta
     });
   });
 
+// Usage errors (a bad option or value) exit 2, as in dquery and dworker; --help and --version 0.
+program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 await program.parseAsync();
+
+/** The version in the package.json this file was installed with (dist/hub/src/main.js -> ../../../). */
+function packageVersion(): string {
+  const text = readFileSync(new URL('../../../package.json', import.meta.url), 'utf8');
+  return (JSON.parse(text) as { version: string }).version;
+}

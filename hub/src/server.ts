@@ -10,8 +10,9 @@ import type { KeyPair } from '../../proto/src/keys.js';
 import { allows, ROLES, type Role } from '../../proto/src/roles.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { Graph } from './graph/graph.js';
+import { ParkedSteals } from './graph/parked.js';
 import type { GraphOptions } from './graph/options.js';
-import { DEFAULT_POOL, defaultLimits } from '../../proto/src/spec.js';
+import { defaultLimits } from '../../proto/src/spec.js';
 import type { Limits, StealResult } from '../../proto/src/types.js';
 import { silentLogger, type Logger } from './log.js';
 import { Store, type StoreOptions, type TaskStore } from './store/store.js';
@@ -109,12 +110,10 @@ interface Outgoing {
   handed: Handed | undefined;
 }
 
-interface ParkedSteal {
+/** A steal waiting in a long poll: whom to answer, and how (a steal, or a complete's `next`). */
+interface Waiting {
   envelope: Envelope;
-  args: StealArgs;
-  /** The asked pools ("" read as "default"); empty: every pool. */
-  pools: Set<string>;
-  deadline: number;
+  worker: string;
   respond: (result: StealResult) => Reply;
 }
 
@@ -139,7 +138,7 @@ export class Hub {
   private outbox: Outgoing[] = [];
   private outboxBytes = 0;
   private flushing: Promise<void> | undefined;
-  private parked: ParkedSteal[] = [];
+  private readonly parked: ParkedSteals<Waiting>;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private stopping = false;
@@ -160,6 +159,7 @@ export class Hub {
     private readonly listeners: Listener[],
     private readonly zap: ZapHandler | undefined,
   ) {
+    this.parked = new ParkedSteals(options.maxParked);
     this.done = new Promise((resolve, reject) => {
       this.settle = (error) => (error === undefined ? resolve() : reject(error));
     });
@@ -235,8 +235,7 @@ export class Hub {
     if (this.stopping) return this.done;
     this.stopping = true;
     clearTimeout(this.timer);
-    for (const p of this.parked) this.queueError(p.envelope, { code: 'SHUTTING_DOWN', message: 'the hub is stopping', task: '' });
-    this.parked = [];
+    for (const p of this.parked.takeAll()) this.queueError(p.envelope, { code: 'SHUTTING_DOWN', message: 'the hub is stopping', task: '' });
     await this.drain();
     for (const l of this.listeners) l.router.close();
     await this.receiving;
@@ -323,7 +322,7 @@ export class Hub {
       // graph half-changed: the caller reloads it (and answers every waiting reply with the error).
       if (!(err instanceof DagworkError)) throw err;
     }
-    if (request.op !== 'status' && request.op !== 'lookup') this.serveParked(now);
+    if (request.op !== 'status' && request.op !== 'lookup' && request.op !== 'list') this.serveParked(now);
   }
 
   private handle(envelope: Envelope, request: Request, now: number): void {
@@ -361,6 +360,8 @@ export class Hub {
         return this.queue(envelope, { op: 'lookup', ...graph.lookup(request.name, now) });
       case 'cancel':
         return this.queue(envelope, { op: 'cancel', ...graph.cancel(request.names, request.reason, now) });
+      case 'list':
+        return this.queue(envelope, { op: 'list', ...graph.list(request, now) });
       default: {
         const missing: never = request;
         throw new Error(`no handler for ${JSON.stringify(missing)}`);
@@ -373,43 +374,20 @@ export class Hub {
     const result = this.graph.steal(args.worker, args.n, args.pools, now);
     const mayWait = !result.finished || args.waitWhenFinished;
     if (result.tasks.length === 0 && args.waitMs > 0 && mayWait) {
-      if (this.parked.length < this.options.maxParked) {
-        const deadline = now + Math.min(args.waitMs, this.options.maxWaitMs);
-        this.parked.push({ envelope, args, pools: new Set(args.pools.map((p) => p || DEFAULT_POOL)), deadline, respond });
-        return;
-      }
+      const deadline = now + Math.min(args.waitMs, this.options.maxWaitMs);
+      if (this.parked.park({ envelope, worker: args.worker, respond }, args, deadline)) return;
       return this.queue(envelope, respond({ ...result, retryAfterMs: PARKED_FULL_RETRY_MS }), args.worker);
     }
     this.queue(envelope, respond(result), args.worker);
   }
 
-  /**
-   * Hands work to parked steals that can have some now, oldest first, and answers the overdue ones
-   * and those whose pools became finished. Only steals asking for a pool that changed (a task
-   * became ready in it, or it ran out of work) are looked at, besides the overdue ones.
-   */
+  /** Answers the parked steals that have work now, are overdue, or whose pools became finished. */
   private serveParked(now: number): void {
-    this.graph.advance(now);
-    const woken = this.graph.takeWoken();
-    if (this.parked.length === 0) return;
-    const still: ParkedSteal[] = [];
-    for (const p of this.parked) {
-      const overdue = p.deadline <= now;
-      if (!overdue && !wakes(p.pools, woken)) {
-        still.push(p);
-        continue;
-      }
-      const due = overdue || (!p.args.waitWhenFinished && this.graph.isFinished(p.args.pools));
-      try {
-        const result = this.graph.steal(p.args.worker, p.args.n, p.args.pools, now);
-        if (result.tasks.length === 0 && !due) still.push(p);
-        else this.queue(p.envelope, p.respond(result), p.args.worker);
-      } catch (err) {
-        if (!(err instanceof DagworkError)) throw err;
-        this.queueError(p.envelope, toWireError(err));
-      }
+    for (const answer of this.parked.serve(this.graph, now)) {
+      const { envelope, worker, respond } = answer.client;
+      if ('error' in answer) this.queueError(envelope, toWireError(answer.error));
+      else this.queue(envelope, respond(answer.result), worker);
     }
-    this.parked = still;
   }
 
   /** The limits a client needs to size its batches. */
@@ -432,7 +410,7 @@ export class Hub {
   private scheduleTimer(): void {
     if (this.stopping) return;
     let at = this.graph.nextWakeAt() ?? Infinity;
-    for (const p of this.parked) at = Math.min(at, p.deadline);
+    at = Math.min(at, this.parked.nextDeadline() ?? Infinity);
     if (at >= this.timerAt) return;
     clearTimeout(this.timer);
     this.timerAt = at;
@@ -548,10 +526,9 @@ export class Hub {
     if (code === 'STORE_FAILED') log.error(`store write failed: ${(err as Error).message}`);
     this.recovering = true;
     // Parked steals may carry completions of the lost batch (complete with next): fail them too.
-    const failed = [...outgoing, ...this.outbox, ...this.parked];
+    const failed = [...outgoing, ...this.outbox, ...this.parked.takeAll()];
     this.outbox = [];
     this.outboxBytes = 0;
-    this.parked = [];
     const message =
       code === 'STORE_FAILED'
         ? `the store could not be written: ${(err as Error).message}`
@@ -577,14 +554,6 @@ export class Hub {
   }
 }
 
-/** True when a parked steal asking for `pools` (empty: all) should look at the graph again. */
-function wakes(pools: ReadonlySet<string>, woken: ReadonlySet<string>): boolean {
-  if (woken.size === 0) return false;
-  if (pools.size === 0) return true;
-  const [small, large] = pools.size < woken.size ? [pools, woken] : [woken, pools];
-  for (const pool of small) if (large.has(pool)) return true;
-  return false;
-}
 
 /** The graph the store holds, its leases renewed from now (the hub was away: see Graph.restore). */
 async function loadGraph(store: TaskStore, options: HubOptions): Promise<Graph> {

@@ -13,6 +13,8 @@ import { DagworkError, type ErrorCode } from './errors.js';
 import type {
   Completion,
   CreateResult,
+  ListQuery,
+  ListResult,
   LookupResult,
   FailResult,
   LeasedTask,
@@ -48,7 +50,8 @@ export type Request =
   | { op: 'retry'; names: string[]; allFailed: boolean }
   | { op: 'status' }
   | { op: 'lookup'; name: string }
-  | { op: 'cancel'; names: string[]; reason: string };
+  | { op: 'cancel'; names: string[]; reason: string }
+  | ({ op: 'list' } & ListQuery);
 
 export type Operation = Request['op'];
 
@@ -70,7 +73,8 @@ export type Reply =
   | { op: 'retry'; retried: number; results: TaskResult[] }
   | ({ op: 'status' } & Status)
   | ({ op: 'lookup' } & LookupResult)
-  | { op: 'cancel'; cancelled: number; results: TaskResult[] };
+  | { op: 'cancel'; cancelled: number; results: TaskResult[] }
+  | ({ op: 'list' } & ListResult);
 
 /**
  * The contract: from the JSON descriptor the build writes beside this module (no parsing at
@@ -198,6 +202,7 @@ const SHAPES: Record<Operation, Shape> = {
   status: {},
   lookup: {},
   cancel: NAMES_AT(1, 'names'),
+  list: { counts: { 1: { bound: 'maxBatch', what: 'states' } } },
 };
 
 const LENGTH_DELIMITED = 2;
@@ -303,12 +308,15 @@ export function decodeRequest(data: Uint8Array): Request {
       return { op, name: str(body.name) };
     case 'cancel':
       return { op, names: strings(body.names), reason: str(body.reason) };
+    case 'list':
+      return { op, states: (Array.isArray(body.states) ? body.states : []).map(stateOf), pool: str(body.pool), prefix: str(body.prefix), limit: num(body.limit), after: num(body.after) };
     default:
       throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
   }
 }
 
 export function encodeRequest(request: Request): Uint8Array {
+  if (request.op === 'list') return frame(RequestType, { list: { ...request, op: undefined, states: request.states.map(stateNumber) } });
   const { op, ...body } = request;
   return frame(RequestType, { [op]: body });
 }
@@ -442,6 +450,13 @@ export function encodeReply(reply: Reply): Uint8Array {
           startedMs: reply.startedMs,
         },
       });
+    case 'list':
+      return frame(ReplyType, {
+        list: {
+          tasks: reply.tasks.map((t) => ({ ...t, state: stateNumber(t.state), changedMs: t.changedAt, lastError: unlessEmpty(t.lastError), worker: unlessEmpty(t.worker) })),
+          next: reply.next,
+        },
+      });
     case 'lookup':
       return frame(ReplyType, { lookup: { task: recordToMessage(reply.task), dependents: reply.dependents, missingDeps: reply.missingDeps } });
     default: {
@@ -513,6 +528,22 @@ export function decodeReply(data: Uint8Array): Reply {
       return { op, task: recordFromMessage(obj(body.task) ?? {}), dependents: strings(body.dependents), missingDeps: strings(body.missingDeps) };
     case 'cancel':
       return { op, cancelled: num(body.cancelled), results: list(body.results).map(taskResult) };
+    case 'list':
+      return {
+        op,
+        tasks: list(body.tasks).map((t) => ({
+          name: str(t.name),
+          state: stateOf(t.state),
+          pool: str(t.pool),
+          attempts: num(t.attempts),
+          worker: str(t.worker),
+          lastError: str(t.lastError),
+          seq: num(t.seq),
+          resultBytes: num(t.resultBytes),
+          changedAt: num(t.changedMs),
+        })),
+        next: num(body.next),
+      };
     default:
       throw new DagworkError('MALFORMED', 'the reply carries no result this client knows (is the hub newer than the client?)');
   }

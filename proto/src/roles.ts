@@ -20,6 +20,7 @@ const LEAST_ROLE: Record<Operation, Role> = {
   workerExit: 'worker',
   status: 'worker',
   lookup: 'worker',
+  list: 'worker',
   create: 'submit',
   retry: 'admin',
   cancel: 'admin',

@@ -131,6 +131,40 @@ export interface CreateResult {
   missingDepsTotal: number;
 }
 
+/** Which tasks a list asks for, and from where. */
+export interface ListQuery {
+  /** Only tasks in one of these states; empty: any. */
+  states: TaskState[];
+  /** Only tasks of this pool; empty: every pool. */
+  pool: string;
+  /** Only tasks whose name starts with this. */
+  prefix: string;
+  /** Most tasks in the reply; 0 means the default (100). */
+  limit: number;
+  /** The `next` of the previous page; 0 starts at the first task. */
+  after: number;
+}
+
+/** One listed task. */
+export interface TaskSummary {
+  name: string;
+  state: TaskState;
+  pool: string;
+  attempts: number;
+  worker: string;
+  lastError: string;
+  seq: number;
+  resultBytes: number;
+  /** When it entered its state (ms since the epoch). */
+  changedAt: number;
+}
+
+export interface ListResult {
+  tasks: TaskSummary[];
+  /** Pass as `after` for the next page; 0: nothing more. */
+  next: number;
+}
+
 /** A task's record, the tasks that depend on it, and its dependencies that do not exist. */
 export interface LookupResult {
   task: TaskRecord;

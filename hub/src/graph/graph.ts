@@ -5,7 +5,10 @@ import { RateWindow } from './rate.js';
 import {
   emptyCounts,
   type CreateResult,
+  type ListQuery,
+  type ListResult,
   type LookupResult,
+  type TaskSummary,
   type WorkerStatus,
   type Completion,
   type FailResult,
@@ -32,6 +35,12 @@ const WORKER_IDLE_MS = 3600_000;
 const MAX_WORKERS = 100_000;
 /** Most workers a status lists (those holding leases first, then the most recently seen). */
 const MAX_STATUS_WORKERS = 1_000;
+/** Tasks a list page holds unless it says; the most it may ask for; tasks one page looks at. */
+const LIST_DEFAULT = 100;
+const LIST_MAX = 1_000;
+const LIST_SCAN = 100_000;
+/** Characters of a last error a list shows. */
+const LIST_ERROR_CHARS = 1_000;
 /** Missing dependencies a create names (it counts them all). */
 const MAX_MISSING_LISTED = 100;
 /** Missing names a status shows as examples. */
@@ -132,6 +141,8 @@ const earlier = (a: Timed, b: Timed): boolean => a.at < b.at;
 export class Graph {
   readonly options: GraphOptions;
   private readonly tasks = new Map<string, Task>();
+  /** Every task in creation order (by seq): what `list` pages through. */
+  private readonly order: Task[] = [];
   /** Names that existing tasks depend on but that do not exist yet, with those tasks. */
   private readonly missing = new Map<string, Task[]>();
   private readonly pools = new Map<string, PoolQueue>();
@@ -176,6 +187,8 @@ export class Graph {
       }
     }
     for (const task of graph.tasks.values()) graph.link(task);
+    for (const task of graph.tasks.values()) graph.order.push(task);
+    graph.order.sort((a, b) => a.seq - b.seq);
     return graph;
   }
 
@@ -214,7 +227,10 @@ export class Graph {
     this.advance(now);
 
     const added = order.map((name) => new Task(fresh.get(name) as TaskSpec, this.nextSeq++));
-    for (const task of added) this.tasks.set(task.spec.name, task);
+    for (const task of added) {
+      this.tasks.set(task.spec.name, task);
+      this.order.push(task);
+    }
     for (const task of added) this.link(task);
     // `order` puts dependencies first, so a dependency's state is settled before its dependents'.
     for (const task of added) {
@@ -551,6 +567,48 @@ export class Graph {
       now,
       total: this.tasks.size,
     };
+  }
+
+  /**
+   * Tasks matching `query` in creation order, after the task of seq `query.after`: at most
+   * `limit` of them, looking at no more than LIST_SCAN tasks, so a page costs a bounded time
+   * whatever the graph's size. `next` (0: the end) resumes where this page stopped.
+   */
+  list(query: ListQuery, now: number): ListResult {
+    this.advance(now);
+    const limit = query.limit === 0 ? LIST_DEFAULT : query.limit;
+    if (limit > LIST_MAX) throw new DagworkError('TOO_LARGE', `list asks for ${limit} tasks; the limit is ${LIST_MAX} per page`);
+    const states = new Set(query.states);
+    const pool = query.pool === '' ? undefined : query.pool;
+    // The first task created after `after`: seqs only grow along `order`.
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.order[mid] as Task).seq <= query.after) lo = mid + 1;
+      else hi = mid;
+    }
+    const tasks: TaskSummary[] = [];
+    let i = lo;
+    for (const end = Math.min(this.order.length, lo + LIST_SCAN); i < end && tasks.length < limit; i++) {
+      const t = this.order[i] as Task;
+      if (states.size > 0 && !states.has(t.state)) continue;
+      if (pool !== undefined && t.spec.pool !== pool) continue;
+      if (!t.spec.name.startsWith(query.prefix)) continue;
+      tasks.push({
+        name: t.spec.name,
+        state: t.state,
+        pool: t.spec.pool,
+        attempts: t.attempts,
+        worker: t.worker,
+        lastError: t.lastError.length > LIST_ERROR_CHARS ? `${t.lastError.slice(0, LIST_ERROR_CHARS)}...` : t.lastError,
+        seq: t.seq,
+        resultBytes: t.result.length,
+        changedAt: t.log[t.log.length - 1]?.at ?? 0,
+      });
+    }
+    const next = i < this.order.length ? (this.order[i - 1] as Task | undefined)?.seq ?? query.after : 0;
+    return { tasks, next };
   }
 
   /** The task's record, the names of its dependents and of its deps that do not exist; UNKNOWN_TASK if there is none. */

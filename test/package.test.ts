@@ -1,0 +1,82 @@
+/**
+ * The package as a user installs it: `npm pack`, then installed into a project of its own, used
+ * from ESM JavaScript and from TypeScript (modern and node10 resolution), and its three commands
+ * run through npx there.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cleanTempDirs, ROOT, tempDir } from './helpers.js';
+
+let project: string;
+
+beforeAll(() => {
+  const packed = tempDir('dagwork-pack-');
+  // --ignore-scripts: dist/ is built already (npm test builds first); no rebuild under running tests.
+  execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', packed], { cwd: ROOT, stdio: 'pipe' });
+  const tarball = readdirSync(packed).find((f) => f.endsWith('.tgz'));
+  if (tarball === undefined) throw new Error('npm pack wrote no tarball');
+  project = tempDir('dagwork-user-');
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'user-project', private: true, type: 'module' }));
+  execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', join(packed, tarball)], { cwd: project, stdio: 'pipe', timeout: 120_000 });
+}, 180_000);
+
+afterAll(cleanTempDirs);
+
+const run = (command: string, args: string[]): { status: number | null; out: string } => {
+  const r = spawnSync(command, args, { cwd: project, encoding: 'utf8', timeout: 60_000 });
+  return { status: r.status, out: `${r.stdout}${r.stderr}` };
+};
+
+describe('the commands from a clone', () => {
+  it('are put on PATH by npm link, as README says', () => {
+    const prefix = tempDir('dagwork-prefix-');
+    // --ignore-scripts: no rebuild under running tests (a user's `npm link` rebuilds dist/ first).
+    execFileSync('npm', ['link', '--ignore-scripts'], { cwd: ROOT, stdio: 'pipe', env: { ...process.env, npm_config_prefix: prefix } });
+    const r = spawnSync('dhub', ['--version'], { encoding: 'utf8', env: { ...process.env, PATH: `${join(prefix, 'bin')}:${process.env.PATH ?? ''}` } });
+    expect({ status: r.status, out: r.stdout }).toEqual({ status: 0, out: '0.1.0\n' });
+  });
+});
+
+describe('the installed package', () => {
+  it('ships the built code, the contract and the licence, and neither the bench nor the tests', () => {
+    const root = join(project, 'node_modules/dagwork');
+    expect(readdirSync(root).sort()).toEqual(['LICENSE', 'README.md', 'dist', 'package.json', 'proto']);
+    expect(readdirSync(join(root, 'dist')).sort()).toEqual(['hub', 'proto', 'query', 'worker-kit']);
+  });
+
+  it('is imported from ESM JavaScript, at its root and as dagwork/worker-kit', () => {
+    writeFileSync(
+      join(project, 'use.mjs'),
+      "import { Client } from 'dagwork';\nimport { runWorker, DagworkError } from 'dagwork/worker-kit';\n" +
+        "const c = new Client({ hub: 'tcp://127.0.0.1:9' });\nc.close();\nconsole.log(typeof runWorker, typeof DagworkError);\n",
+    );
+    expect(run(process.execPath, ['use.mjs'])).toEqual({ status: 0, out: 'function function\n' });
+  });
+
+  it('type-checks from TypeScript with nodenext resolution', () => {
+    writeFileSync(
+      join(project, 'use.ts'),
+      "import { Client, type TaskSpecInput } from 'dagwork/worker-kit';\n" +
+        "const tasks: TaskSpecInput[] = [{ name: 'a', deps: [] }];\nexport const n: number = tasks.length;\nexport const c = new Client();\n",
+    );
+    const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
+    const r = run(process.execPath, [tsc, '--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', 'use.ts']);
+    expect(r).toEqual({ status: 0, out: '' });
+  });
+
+  it('type-checks from TypeScript with node10 resolution', () => {
+    writeFileSync(join(project, 'old.ts'), "import { Client } from 'dagwork/worker-kit';\nexport const c: Client | undefined = undefined;\n");
+    const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
+    const r = run(process.execPath, [tsc, '--noEmit', '--strict', '--module', 'commonjs', '--moduleResolution', 'node10', 'old.ts']);
+    expect(r).toEqual({ status: 0, out: '' });
+  });
+
+  it('runs dhub, dquery and dworker through npx', () => {
+    for (const bin of ['dhub']) {
+      const r = run('npx', ['--no-install', bin, '--version']);
+      expect(r, bin).toEqual({ status: 0, out: '0.1.0\n' });
+    }
+  });
+});
