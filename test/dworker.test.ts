@@ -99,7 +99,7 @@ describe('dworker and commands whose children outlive them', () => {
       const run = startDworker(hub, ['--worker', 'dw', '--task-timeout', '500ms']);
       const task = await stateWithin(client, 'wrapped', (t) => t.state === 'failed', 8_000);
       expect(task).toMatchObject({ state: 'failed', lastError: 'timed out after 500 ms' });
-      expect((await run.exit).code).toBe(0);
+      expect((await run.exit).code).toBe(3); // the pool finished with a failed task
       expect(Date.now() - started).toBeLessThan(10_000);
     });
   });

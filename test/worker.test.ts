@@ -280,9 +280,10 @@ describe('dworker', () => {
       await dquery(hub, ['addfile', '-'], { input: lines.map((l) => JSON.stringify(l)).join('\n') });
       const run = startDworker(hub, ['--worker', 'dw', '-c', '3', '--task-timeout', '700ms', '--scratch', scratch, '--max-output-bytes', '1000']);
       const { code, stdout, stderr } = await run.exit;
-      expect(code).toBe(0);
+      expect(code).toBe(3); // finished, with failed and blocked tasks
       expect(stdout).toMatch(/^dworker dw: finished: 3 done, 2 failed, 0 lost, 0 released in [\d.]+ s \(busy [\d.]+ s\)\n$/);
-      expect(stderr).toMatch(/fail {2}bad: exit 2: no such input/);
+      expect(stderr).toMatch(/fail {2}bad: exit 2 \(stderr: no such input\)/);
+      expect(stderr).toMatch(/dworker: the pools finished with 2 failed, 1 blocked and 0 cancelled tasks \(see dquery status\)\n$/);
 
       const a = text((await client.lookup('a')).task.result).split('\n');
       expect(a[0]).toBe('a 1 dw');
@@ -291,7 +292,7 @@ describe('dworker', () => {
       expect(text((await client.lookup('b')).task.result).trim()).toBe('15');
       const c = text((await client.lookup('c')).task.result);
       expect(c).toBe(`${'x'.repeat(1000)}\n[dagwork: output cut: first 1000 of 3000 bytes kept]\n`);
-      expect((await client.lookup('bad')).task).toMatchObject({ state: 'failed', lastError: 'exit 2: no such input' });
+      expect((await client.lookup('bad')).task).toMatchObject({ state: 'failed', lastError: 'exit 2\n--- stderr (14 bytes) ---\nno such input\n--- stdout (8 bytes) ---\npartial' });
       expect((await client.lookup('slow')).task).toMatchObject({ state: 'failed', lastError: 'timed out after 700 ms' });
       expect((await client.lookup('never')).task.state).toBe('blocked');
     } finally {

@@ -14,11 +14,15 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Request as ReqSocket } from 'zeromq';
+import { parseEndpoint } from '../../proto/src/args.js';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
-import type { Completion, CreateResult, FailResult, LookupResult, Status, StealResult, TaskResult, TaskSpecInput } from '../../proto/src/types.js';
+import type { CreateResult, FailResult, LookupResult, Status, StealResult, TaskResult } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
+import { checkCompletions, checkNames, checkSteal, checkString, checkTasks, type CompletionInput, type StealOptions, type TaskInput } from './input.js';
+
+export type { CompletionInput, StealOptions, TaskInput } from './input.js';
 
 export interface ClientOptions {
   /** The hub's endpoint. Default: $DAGWORK_HUB, else tcp://127.0.0.1:6125. */
@@ -88,16 +92,15 @@ export function replyTimeout(options: Pick<ClientOptions, 'timeoutMs' | 'timeout
   return Math.round(options.timeoutMs + waitMs + (options.timeoutPerMiBMs * frameBytes) / (1 << 20));
 }
 
-export interface StealOptions {
-  /** How many tasks at most. Default 1. */
-  n?: number;
-  /** Pools to take from; empty or absent means every pool. */
-  pools?: string[];
-  /** With nothing ready, wait up to this long for work (ms). Default 0. */
-  waitMs?: number;
-  /** Keep waiting even when the pools are finished, for tasks not created yet. Default false. */
-  waitWhenFinished?: boolean;
-}
+/**
+ * A socket that is not connected (never was, or the hub went away: ZeroMQ's `disconnect`) and whose
+ * connection attempts are being refused (`connect:retry` events, one per ~100 ms) for this long
+ * while a request waits is taken for "nothing listens there": the request fails with a message
+ * saying so rather than after the whole timeout and its retries.
+ * Long enough for a hub that is starting (or restarting) to bind; a host that drops packets
+ * gives no such events and is left to the timeout.
+ */
+export const REFUSED_AFTER_MS = 1_000;
 
 type ReplyOf<Op extends Reply['op']> = Extract<Reply, { op: Op }>;
 
@@ -108,7 +111,14 @@ export class Client {
   private closed = false;
 
   constructor(options: Partial<ClientOptions> = {}) {
-    this.options = { ...defaultClientOptions(), ...options };
+    const merged = { ...defaultClientOptions(), ...options };
+    try {
+      merged.hub = parseEndpoint(checkString(merged.hub, 'hub'));
+    } catch (err) {
+      throw new TypeError(`hub: ${(err as Error).message}`);
+    }
+    checkString(merged.worker, 'worker');
+    this.options = merged;
     const { timeoutMs, timeoutPerMiBMs, retries, maxMessageBytes } = this.options;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new TypeError('timeoutMs must be positive');
     if (!Number.isFinite(timeoutPerMiBMs) || timeoutPerMiBMs < 0) throw new TypeError('timeoutPerMiBMs must be zero or positive');
@@ -125,33 +135,32 @@ export class Client {
   }
 
   /** Create tasks, all or nothing; says which dependencies exist neither in the batch nor in the hub. */
-  async create(tasks: TaskSpecInput[]): Promise<CreateResult> {
-    const { op: _op, ...result } = await this.call({ op: 'create', tasks }, 'create');
+  async create(tasks: readonly TaskInput[]): Promise<CreateResult> {
+    const { op: _op, ...result } = await this.call({ op: 'create', tasks: checkTasks(tasks) }, 'create');
     return result;
   }
 
   /** Lease ready tasks; `finished` says no more work can come to those pools. */
   async steal(options: StealOptions = {}): Promise<StealResult> {
-    const { tasks, finished, retryAfterMs } = await this.call({ op: 'steal', ...this.stealArgs(options) }, 'steal', options.waitMs);
+    const args = this.stealArgs(options);
+    const { tasks, finished, retryAfterMs } = await this.call({ op: 'steal', ...args }, 'steal', args.waitMs);
     return { tasks, finished, retryAfterMs };
   }
 
   /** Mark tasks done; with `next`, steal in the same round trip. */
-  async complete(completions: Completion[], next?: StealOptions): Promise<{ results: TaskResult[]; next: StealResult | undefined }> {
-    const request: Request = {
-      op: 'complete',
-      worker: this.worker,
-      tasks: completions,
-      next: next === undefined ? undefined : this.stealArgs(next),
-    };
-    const { results, next: stolen } = await this.call(request, 'complete', next?.waitMs);
+  async complete(completions: readonly CompletionInput[], next?: StealOptions): Promise<{ results: TaskResult[]; next: StealResult | undefined }> {
+    const steal = next === undefined ? undefined : this.stealArgs(next);
+    const request: Request = { op: 'complete', worker: this.worker, tasks: checkCompletions(completions), next: steal };
+    const { results, next: stolen } = await this.call(request, 'complete', steal?.waitMs);
     return { results, next: stolen };
   }
 
   /** Report a failed run; `permanent` uses up the task's attempts at once. */
   async fail(name: string, reason: string, options: { permanent?: boolean } = {}): Promise<FailResult> {
+    const permanent = options.permanent ?? false;
+    if (typeof permanent !== 'boolean') throw new TypeError(`fail of "${name}": permanent must be a boolean`);
     const { result, state, notBefore } = await this.call(
-      { op: 'fail', worker: this.worker, name, reason, permanent: options.permanent ?? false },
+      { op: 'fail', worker: this.worker, name: checkString(name, 'fail: name'), reason: checkString(reason, `fail of "${name}": reason`), permanent },
       'fail',
     );
     return { result, state, notBefore };
@@ -159,29 +168,29 @@ export class Client {
 
   /** Extend leases; returns the ones this worker lost. */
   async heartbeat(names: string[]): Promise<TaskResult[]> {
-    return (await this.call({ op: 'heartbeat', worker: this.worker, names }, 'heartbeat')).lost;
+    return (await this.call({ op: 'heartbeat', worker: this.worker, names: checkNames(names, 'heartbeat: names') }, 'heartbeat')).lost;
   }
 
   /** Give tasks back without using an attempt. */
   async release(names: string[]): Promise<TaskResult[]> {
-    return (await this.call({ op: 'release', worker: this.worker, names }, 'release')).results;
+    return (await this.call({ op: 'release', worker: this.worker, names: checkNames(names, 'release: names') }, 'release')).results;
   }
 
   /** Tell the hub a worker (this one by default) leaves: its leases go back to ready. */
   async exit(worker: string = this.worker): Promise<number> {
-    return (await this.call({ op: 'workerExit', worker }, 'workerExit')).released;
+    return (await this.call({ op: 'workerExit', worker: checkString(worker, 'exit: worker') }, 'workerExit')).released;
   }
 
   /** Retry failed tasks: the named ones, or every failed task with 'all-failed'. */
   async retry(names: string[] | 'all-failed'): Promise<{ retried: number; results: TaskResult[] }> {
-    const request: Request = names === 'all-failed' ? { op: 'retry', names: [], allFailed: true } : { op: 'retry', names, allFailed: false };
+    const request: Request = names === 'all-failed' ? { op: 'retry', names: [], allFailed: true } : { op: 'retry', names: checkNames(names, 'retry: names'), allFailed: false };
     const { retried, results } = await this.call(request, 'retry');
     return { retried, results };
   }
 
   /** Stop tasks for good (failed, descendants blocked); retry undoes it. */
   async cancel(names: string[], reason = ''): Promise<{ cancelled: number; results: TaskResult[] }> {
-    const { cancelled, results } = await this.call({ op: 'cancel', names, reason }, 'cancel');
+    const { cancelled, results } = await this.call({ op: 'cancel', names: checkNames(names, 'cancel: names'), reason: checkString(reason, 'cancel: reason') }, 'cancel');
     return { cancelled, results };
   }
 
@@ -192,25 +201,18 @@ export class Client {
 
   /** A task's whole record; throws DagworkError UNKNOWN_TASK if there is none. */
   async lookup(name: string): Promise<LookupResult> {
-    const { op: _op, ...result } = await this.call({ op: 'lookup', name }, 'lookup');
+    const { op: _op, ...result } = await this.call({ op: 'lookup', name: checkString(name, 'lookup: name') }, 'lookup');
     return result;
   }
 
   /** Close the socket; pending calls fail. */
   close(): void {
     this.closed = true;
-    this.socket?.close();
-    this.socket = undefined;
+    if (this.socket !== undefined) this.drop(this.socket);
   }
 
   private stealArgs(options: StealOptions): StealArgs {
-    return {
-      worker: this.worker,
-      n: options.n ?? 1,
-      pools: options.pools ?? [],
-      waitMs: options.waitMs ?? 0,
-      waitWhenFinished: options.waitWhenFinished ?? false,
-    };
+    return { worker: this.worker, ...checkSteal(options) };
   }
 
   /** Sends `request` (after any call in progress) and returns its reply, checked to be of kind `op`. */
@@ -237,17 +239,24 @@ export class Client {
     for (let attempt = 0; ; attempt++) {
       if (this.closed) throw new Error('client is closed');
       const socket = this.connect(timeout);
+      const watch = this.watchRefusal(socket);
       try {
         await socket.send(frame);
         const [reply] = await socket.receive();
         if (reply === undefined) throw new DagworkError('MALFORMED', 'empty reply from the hub');
+        this.unreachable = undefined;
         return decodeReply(reply);
       } catch (err) {
+        if (this.interrupted === socket) throw new HubUnreachableError(`request to ${this.options.hub} interrupted: the client is stopping`);
+        if (watch.refused) {
+          this.unreachable ??= Date.now();
+          throw new HubUnreachableError(`connection refused at ${this.options.hub}: is dhub running there?`);
+        }
         if ((err as { code?: string }).code !== 'EAGAIN') throw err;
         // No reply in time: the socket may hold a lost request; only a new one can go on.
-        socket.close();
-        if (this.socket === socket) this.socket = undefined;
+        this.drop(socket);
         if (attempt >= this.options.retries) {
+          this.unreachable ??= Date.now();
           throw new HubUnreachableError(
             `no reply from the hub at ${this.options.hub} within ${timeout} ms, ${attempt + 1} times: is dhub running there${
               this.options.curve === undefined
@@ -256,8 +265,64 @@ export class Client {
             }`,
           );
         }
+      } finally {
+        watch.stop();
       }
     }
+  }
+
+  /**
+   * When the hub last stopped answering (ms since the epoch): set by a request that failed with
+   * HubUnreachableError, cleared by any reply. Undefined while the hub answers.
+   */
+  unreachable: number | undefined;
+
+  private drop(socket: ReqSocket): void {
+    socket.close();
+    if (this.socket === socket) {
+      this.socket = undefined;
+      this.connected = false;
+      this.refusals = 0;
+    }
+  }
+
+  /**
+   * Fails the request in flight at once (HubUnreachableError), dropping its socket; later calls
+   * use a new one. For a worker whose stop must end within its grace period.
+   */
+  interrupt(): void {
+    if (this.socket === undefined) return;
+    this.interrupted = this.socket;
+    this.drop(this.socket);
+  }
+
+  private interrupted: ReqSocket | undefined;
+  /** The current socket is connected to the hub; connection attempts refused since it was made or lost its connection. */
+  private connected = false;
+  private refusals = 0;
+  private disconnectedAt = 0;
+
+  /**
+   * Fails the request in progress on `socket` (closing the socket) when it has never connected
+   * and its attempts have been refused for REFUSED_AFTER_MS.
+   */
+  private watchRefusal(socket: ReqSocket): { refused: boolean; stop(): void } {
+    const started = Date.now();
+    const watch = {
+      refused: false,
+      stop: () => clearInterval(timer),
+    };
+    const timer = setInterval(() => {
+      if (this.socket !== socket) return clearInterval(timer);
+      if (this.connected) return;
+      if (this.refusals > 0 && Date.now() - Math.max(started, this.disconnectedAt) >= REFUSED_AFTER_MS) {
+        watch.refused = true;
+        clearInterval(timer);
+        this.drop(socket); // the pending receive fails at once
+      }
+    }, 100);
+    timer.unref();
+    return watch;
   }
 
   private connect(receiveTimeout: number): ReqSocket {
@@ -269,7 +334,23 @@ export class Client {
         this.socket.curvePublicKey = curve.publicKey;
         this.socket.curveSecretKey = curve.secretKey;
       }
-      this.socket.connect(this.options.hub);
+      const socket = this.socket;
+      this.connected = false;
+      this.refusals = 0;
+      socket.events.on('connect', () => {
+        if (this.socket !== socket) return;
+        this.connected = true;
+        this.refusals = 0;
+      });
+      socket.events.on('disconnect', () => {
+        if (this.socket !== socket) return;
+        this.connected = false;
+        this.disconnectedAt = Date.now();
+      });
+      socket.events.on('connect:retry', () => {
+        if (this.socket === socket) this.refusals++;
+      });
+      socket.connect(this.options.hub);
     }
     this.socket.receiveTimeout = receiveTimeout;
     return this.socket;

@@ -1,15 +1,17 @@
 #!/usr/bin/env node
 /** dworker: the ready-made worker. Runs each task's payload as a shell command. */
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Command, CommanderError } from 'commander';
-import { durationArg, positiveArg } from '../../proto/src/args.js';
-import { DEFAULT_MAX_OUTPUT_BYTES, shellHandler, type RunTracker } from './shell.js';
-import { curveOptions } from './client.js';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { durationArg, endpointArg, parseEndpoint, positiveArg } from '../../proto/src/args.js';
+import type { Status } from '../../proto/src/types.js';
+import { DEFAULT_DEPS_MAX_BYTES, DEFAULT_MAX_OUTPUT_BYTES, shellHandler, type RunTracker } from './shell.js';
+import { Client, curveOptions } from './client.js';
 import { runWorker, type WorkerSummary } from './worker.js';
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
@@ -18,8 +20,66 @@ export function summaryLine(s: WorkerSummary): string {
   return `dworker ${s.worker}: ${s.reason}: ${s.done} done, ${s.failed} failed, ${s.lost} lost, ${s.released} released in ${seconds(s.elapsedMs)} (busy ${seconds(s.busyMs)})`;
 }
 
-/** Exit status of a bad option or a scratch directory that cannot be used (as dquery's bad usage). */
-const USAGE = 2;
+/**
+ * Exit statuses, so that a batch script can tell how the run went:
+ * 0  it stopped as asked (the pools finished, --max-time, --max-tasks, --idle-timeout, no task
+ *    came, a signal), the hub heard from it to the end, and if the pools finished, none of
+ *    their tasks is failed, blocked or cancelled;
+ * 1  the hub did not answer its last requests (unreachable at the end: results, releases or the
+ *    exit may not have reached it), or another error;
+ * 2  bad usage: a bad option or value, a --scratch where scratch directories cannot be made;
+ * 3  the pools finished, but some of their tasks are failed, blocked or cancelled.
+ */
+const EXIT = { ok: 0, error: 1, usage: 2, tasksFailed: 3 } as const;
+const USAGE = EXIT.usage;
+/** How long a stopping worker waits when no task has come yet, unless --idle-timeout says. */
+const DEFAULT_WAIT_FOR_TASKS_MS = 60_000;
+
+/** The version in dagwork's package.json (found above this module, in the sources or in dist). */
+function version(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const file = join(dir, 'package.json');
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'dagwork' && pkg.version !== undefined) return pkg.version;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return 'unknown';
+    dir = parent;
+  }
+}
+
+/** `42,43`: exit statuses (0 excluded) that fail a task permanently. */
+function exitCodesArg(value: string): number[] {
+  const codes = value.split(',').map((part) => part.trim());
+  if (codes.some((c) => !/^\d+$/.test(c) || Number(c) < 1 || Number(c) > 255)) {
+    throw new InvalidArgumentError(`"${value}": expected exit statuses from 1 to 255, separated by commas (e.g. 42,43)`);
+  }
+  return codes.map(Number);
+}
+
+/** Failed, blocked and cancelled tasks of `pools` (every pool when empty), from a status. */
+function troubleIn(status: Status, pools: readonly string[]): { failed: number; blocked: number; cancelled: number } {
+  const wanted = pools.map((p) => p || 'default');
+  const out = { failed: 0, blocked: 0, cancelled: 0 };
+  for (const p of status.pools) {
+    if (wanted.length > 0 && !wanted.includes(p.pool)) continue;
+    out.failed += p.counts.failed;
+    out.blocked += p.counts.blocked;
+    out.cancelled += p.counts.cancelled;
+  }
+  return out;
+}
+
+/** The first line of a failure reason, and the last line of its stderr section if it has one. */
+function failLine(message: string): string {
+  const lines = message.split('\n');
+  const at = lines.findIndex((l) => l.startsWith('--- stderr'));
+  let last = '';
+  for (let i = at + 1; at >= 0 && i < lines.length && !(lines[i] ?? '').startsWith('--- '); i++) if ((lines[i] ?? '').trim() !== '') last = lines[i] ?? '';
+  return `${lines[0] ?? ''}${last === '' ? '' : ` (stderr: ${last.trim()})`}`;
+}
 
 /**
  * Starts the reaper (reaper.ts): it kills the commands still running and removes their scratch
@@ -57,35 +117,61 @@ async function checkScratch(root: string): Promise<void> {
 const program = new Command('dworker')
   .description(
     "Run tasks' payloads as shell commands: steal, run, heartbeat, complete, in a loop. Each command runs " +
-      'in a scratch directory of its own (removed afterwards) with TASK_NAME, TASK_ATTEMPT, TASK_SCRATCH and ' +
-      'DAGWORK_WORKER set; stdout becomes the result, a non-zero exit fails the task with the end of stderr.',
+      'in a scratch directory of its own (removed afterwards) with TASK_NAME, TASK_ATTEMPT, TASK_SCRATCH, ' +
+      'DAGWORK_WORKER, DAGWORK_HUB (and the CURVE settings given to dworker) set; stdout becomes the result, ' +
+      'a non-zero exit fails the task with the ends of stderr and stdout as the reason.',
   )
-  .option('--hub <endpoint>', 'hub endpoint (env DAGWORK_HUB)', process.env.DAGWORK_HUB || 'tcp://127.0.0.1:6125')
+  .version(version(), '-V, --version', 'print the version and exit')
+  .option('--hub <endpoint>', 'hub endpoint, tcp://HOST:PORT (env DAGWORK_HUB; default tcp://127.0.0.1:6125)', endpointArg)
   .option('--worker <id>', 'worker identity (env DAGWORK_WORKER, else HOST-PID)', process.env.DAGWORK_WORKER || `${hostname()}-${process.pid}`)
   .option('--curve-server-key <key|file>', "the hub's CURVE public key, or its .pub file (env DAGWORK_CURVE_SERVER_KEY)", process.env.DAGWORK_CURVE_SERVER_KEY)
   .option('--curve-key <file>', "this worker's key pair file from dquery keygen (env DAGWORK_CURVE_KEY)", process.env.DAGWORK_CURVE_KEY)
   .option('--pool <pool...>', 'take tasks only from these pools (default: all)')
   .option('-c, --concurrency <n>', 'commands running at once', positiveArg, availableParallelism())
   .option('--task-timeout <duration>', 'kill a command (its whole process group) after this long: 90, 90s, 10m, 2h')
+  .option('--permanent-exit-codes <list>', 'exit statuses that fail the task for good, no more attempts: 42,43', exitCodesArg)
+  .option('--deps-results', "give each command its dependencies' results: one file per dependency in $DEPS_RESULTS_DIR")
   .option('--max-time <duration>', 'take no new task after this long (pilot jobs in a batch slot)')
   .option('--max-tasks <n>', 'take no more than this many tasks', positiveArg)
-  .option('--idle-timeout <duration>', 'exit when there has been no work for this long')
+  .option('--idle-timeout <duration>', 'exit when there has been no work for this long (and wait this long for a first task; default 60 s for that)')
   .option('--no-exit-when-finished', 'keep waiting for work when the hub says everything is finished')
-  .option('--grace <duration>', 'on SIGTERM/SIGINT, how long running commands may finish before they are killed and released', '10s')
-  .option('--keep-failed', "keep a failed command's scratch directory (its path is printed)")
+  .option('--grace <duration>', 'on SIGTERM/SIGINT, how long dworker may take to stop: commands finish, then are killed and released', '10s')
+  .option('--keep-failed', "keep a failed command's scratch directory, with its output in dagwork.stdout and dagwork.stderr (the path is printed)")
   .option('--scratch <dir>', 'where scratch directories are made (default: the system temporary directory)')
   .option('--max-output-bytes <n>', 'stdout kept as the result; the rest is cut with a note', positiveArg, DEFAULT_MAX_OUTPUT_BYTES)
   .option('-v, --verbose', 'print a line per task started, done or failed')
   .addHelpText(
     'after',
     `
-Exits by itself when the hub says all work is finished, or at --max-time / --max-tasks / --idle-timeout,
-then prints a one-line summary. Exit status 0; 2 on a bad option or a --scratch directory where
-scratch directories cannot be made; 1 on any other error.
+Exits by itself when the hub says all work in its pools is finished, or at --max-time / --max-tasks /
+--idle-timeout, then prints a one-line summary. Started before any task exists (or with --pool naming
+a pool that holds none), it waits for tasks up to --idle-timeout (default 60 s), saying which pools exist.
+
+Stopping: SIGTERM or Ctrl-C takes no new task and lets running commands finish; within --grace it
+kills the rest (their whole process groups), releases their tasks (another worker takes them at
+once) and tells the hub it left. A second Ctrl-C stops at once.
+
+Exit status:
+  0  stopped as asked, the hub heard from it to the end, and if its pools finished, none of their
+     tasks is failed, blocked or cancelled
+  1  the hub did not answer at the end (unreachable: results or releases may not have reached it),
+     or another error
+  2  bad usage: a bad option or value, or a --scratch where scratch directories cannot be made
+  3  its pools finished, but some of their tasks are failed, blocked or cancelled (dquery status)
 
 Examples:
-  dworker --hub tcp://hub-node:6125 -c 16                 # one per node of the cluster
-  sbatch --wrap "dworker --hub tcp://hub:6125 --max-time 3h50m"   # a pilot job in a 4-hour slot`,
+  # where and what
+  dworker --hub tcp://hub-node:6125 -c 16                       # one per node of the cluster
+  dworker --hub tcp://hub-node:6125 --pool gpu -c 4             # only tasks of the pool gpu
+  # pilot jobs in a batch slot
+  sbatch --wrap "dworker --hub tcp://hub:6125 --max-time 3h50m --grace 20s"   # a 4-hour slot
+  dworker --max-tasks 100 --idle-timeout 5m                     # leave after 100 tasks, or 5 idle minutes
+  # commands
+  dworker --task-timeout 30m --permanent-exit-codes 42          # exit 42: bad input, do not retry
+  dworker --deps-results        # a command reads $DEPS_RESULTS_DIR/fetch-7 (names escaped: a/b -> a%2Fb)
+  dworker --keep-failed --scratch /scratch/$USER                # look at failed runs afterwards
+  # CURVE
+  dworker --hub tcp://hub:6125 --curve-server-key hub.pub --curve-key node17.key`,
   )
   .action(async (o: Record<string, unknown>) => {
     const ms = (key: string): number | undefined => {
@@ -95,27 +181,51 @@ Examples:
         return program.error(`dworker: --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}: ${(err as Error).message}`, { exitCode: USAGE });
       }
     };
+    let hub: string;
+    try {
+      hub = (o.hub as string | undefined) ?? parseEndpoint(process.env.DAGWORK_HUB || 'tcp://127.0.0.1:6125');
+    } catch (err) {
+      return program.error(`dworker: DAGWORK_HUB: ${(err as Error).message}`, { exitCode: USAGE });
+    }
     const verbose = o.verbose === true;
     const say = (line: string): boolean => process.stderr.write(`${line}\n`);
     const maxTimeMs = ms('maxTime');
     const maxTasks = o.maxTasks as number | undefined;
     const idleTimeoutMs = ms('idleTimeout');
     const taskTimeoutMs = ms('taskTimeout');
-    if ((o.curveServerKey === undefined) !== (o.curveKey === undefined)) program.error('--curve-server-key and --curve-key go together', { exitCode: USAGE });
+    const graceMs = ms('grace') ?? 10_000;
+    const pools = (o.pool as string[] | undefined) ?? [];
+    if ((o.curveServerKey === undefined) !== (o.curveKey === undefined)) program.error('dworker: --curve-server-key and --curve-key go together', { exitCode: USAGE });
     const scratchRoot = o.scratch === undefined ? tmpdir() : String(o.scratch);
     await checkScratch(scratchRoot).catch((err: unknown) =>
       program.error(`dworker: cannot make scratch directories in ${scratchRoot}: ${(err as Error).message}`, { exitCode: USAGE }),
     );
+    let curve: ReturnType<typeof curveOptions> | undefined;
+    // Commands get the hub dworker talks to, and its CURVE settings (as absolute paths: they run elsewhere).
+    const env: Record<string, string> = { DAGWORK_HUB: hub };
+    if (o.curveServerKey !== undefined) {
+      const serverKey = String(o.curveServerKey);
+      const keyFile = String(o.curveKey);
+      try {
+        curve = curveOptions(serverKey, keyFile);
+      } catch (err) {
+        return program.error(`dworker: ${(err as Error).message}`, { exitCode: USAGE });
+      }
+      env.DAGWORK_CURVE_SERVER_KEY = existsSync(serverKey) ? resolve(serverKey) : serverKey;
+      env.DAGWORK_CURVE_KEY = resolve(keyFile);
+    }
     const tracker = startReaper(say);
-    const curve = o.curveServerKey === undefined ? undefined : curveOptions(String(o.curveServerKey), String(o.curveKey));
-    const worker = runWorker({
+    const worker = String(o.worker);
+    const lookups = o.depsResults === true ? new Client({ hub, worker, curve }) : undefined;
+    const run = runWorker({
       client: { curve },
-      hub: String(o.hub),
-      worker: String(o.worker),
-      pools: (o.pool as string[] | undefined) ?? [],
+      hub,
+      worker,
+      pools,
       concurrency: o.concurrency as number,
-      graceMs: ms('grace') ?? 10_000,
+      graceMs,
       exitWhenFinished: o.exitWhenFinished !== false,
+      waitForTasksMs: idleTimeoutMs ?? DEFAULT_WAIT_FOR_TASKS_MS,
       ...(maxTimeMs === undefined ? {} : { maxTimeMs }),
       ...(maxTasks === undefined ? {} : { maxTasks }),
       ...(idleTimeoutMs === undefined ? {} : { idleTimeoutMs }),
@@ -123,25 +233,73 @@ Examples:
         keepFailed: o.keepFailed === true,
         maxOutputBytes: o.maxOutputBytes as number,
         ...(taskTimeoutMs === undefined ? {} : { timeoutMs: taskTimeoutMs }),
+        permanentExitCodes: (o.permanentExitCodes as number[] | undefined) ?? [],
+        env,
+        ...(lookups === undefined ? {} : { depsResults: { lookup: (name: string) => lookups.lookup(name), maxBytes: DEFAULT_DEPS_MAX_BYTES } }),
         scratchRoot,
         tracker,
-        onKept: (task, dir) => say(`dworker: kept the scratch directory of failed task ${task.name}: ${dir}`),
+        onKept: (task, dir) => say(`dworker: kept the scratch directory of failed task ${task.name} (its output in dagwork.stdout, dagwork.stderr): ${dir}`),
       }),
     });
     let lastError = '';
-    worker.on('error', (err) => {
+    run.on('error', (err) => {
       if (err.message !== lastError) say(`dworker: ${err.message}`);
       lastError = err.message;
     });
-    worker.on('lost', (task, outcome) => say(`dworker: lost the lease of ${task.name} (${outcome.outcome}); its command was stopped`));
+    run.on('waiting', (message) => say(`dworker: ${message}${idleTimeoutMs === undefined ? ' (--idle-timeout)' : ''}`));
+    run.on('lost', (task, outcome) => say(`dworker: lost the lease of ${task.name} (${outcome.outcome}); its command was stopped`));
+    // The first signal says what happens; the second (runWorker stops at once on it) says so too.
+    run.on('stopping', (reason, running, grace) => {
+      if (reason !== 'signal') return;
+      say(
+        running === 0
+          ? 'dworker: stopping (no command running)'
+          : `dworker: stopping: waiting up to ${seconds(grace).replace('.0 s', ' s')} for ${running} running command${running === 1 ? '' : 's'}; Ctrl-C again to stop now`,
+      );
+    });
+    let signals = 0;
+    const again = (): void => {
+      if (++signals === 2) say('dworker: stopping now: killing the running commands and releasing their tasks');
+    };
+    process.on('SIGINT', again);
+    process.on('SIGTERM', again);
     if (verbose) {
-      worker.on('start', (task) => say(`start ${task.name} (attempt ${task.attempt})`));
-      worker.on('done', (task, took) => say(`done  ${task.name} in ${seconds(took)}`));
+      run.on('start', (task) => say(`start ${task.name} (attempt ${task.attempt})`));
+      run.on('done', (task, took) => say(`done  ${task.name} in ${seconds(took)}`));
     }
-    worker.on('failed', (task, err) => say(`fail  ${task.name}: ${err.message.split('\n')[0] ?? ''}`));
-    const summary = await worker.done;
+    run.on('failed', (task, err) => say(`fail  ${task.name}: ${failLine(err.message)}`));
+    const summary = await run.done;
+    process.off('SIGINT', again);
+    process.off('SIGTERM', again);
+    lookups?.close();
     console.log(summaryLine(summary));
+    process.exitCode = await exitStatus(summary, { hub, worker, curve, pools, say });
   });
+
+/** The exit status of a run that ended with `summary` (see EXIT); says why when it is not 0. */
+async function exitStatus(
+  summary: WorkerSummary,
+  o: { hub: string; worker: string; curve: ReturnType<typeof curveOptions> | undefined; pools: readonly string[]; say: (line: string) => void },
+): Promise<number> {
+  if (summary.hubUnreachable) {
+    o.say(`dworker: the hub at ${o.hub} did not answer at the end${summary.undelivered > 0 ? `: ${summary.undelivered} results undelivered (those tasks run again when their leases expire)` : ''}`);
+    return EXIT.error;
+  }
+  if (summary.reason !== 'finished') return EXIT.ok;
+  const client = new Client({ hub: o.hub, worker: o.worker, curve: o.curve, retries: 0 });
+  try {
+    const t = troubleIn(await client.status(), o.pools);
+    if (t.failed + t.blocked + t.cancelled === 0) return EXIT.ok;
+    const where = o.pools.length === 0 ? 'the pools' : `pool${o.pools.length > 1 ? 's' : ''} ${o.pools.join(', ')}`;
+    o.say(`dworker: ${where} finished with ${t.failed} failed, ${t.blocked} blocked and ${t.cancelled} cancelled tasks (see dquery status)`);
+    return EXIT.tasksFailed;
+  } catch (err) {
+    o.say(`dworker: could not ask the hub how the pools finished: ${(err as Error).message}`);
+    return EXIT.error;
+  } finally {
+    client.close();
+  }
+}
 
 program.exitOverride();
 try {
@@ -149,8 +307,8 @@ try {
 } catch (err) {
   if (err instanceof CommanderError) {
     // --help and --version end here with 0; a bad option was printed by commander already.
-    process.exit(err.exitCode === 0 ? 0 : USAGE);
+    process.exit(err.exitCode === 0 ? EXIT.ok : USAGE);
   }
   process.stderr.write(`dworker: ${(err as Error).message}\n`);
-  process.exitCode = 1;
+  process.exitCode = EXIT.error;
 }

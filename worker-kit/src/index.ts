@@ -1,5 +1,5 @@
 /** worker-kit: the public API for programs that talk to a dagwork hub. */
-export { Client, HubUnreachableError, curveOptions, defaultClientOptions, replyTimeout, type ClientOptions, type CurveOptions, type StealOptions } from './client.js';
+export { Client, HubUnreachableError, REFUSED_AFTER_MS, curveOptions, defaultClientOptions, replyTimeout, type ClientOptions, type CompletionInput, type CurveOptions, type StealOptions, type TaskInput } from './client.js';
 export { DagworkError, ERROR_CODES, type ErrorCode } from '../../proto/src/errors.js';
 export type {
   Completion,

@@ -1,7 +1,7 @@
 /**
  * A handler that runs each task's payload as a shell command, as Wagon's proxy and Simple
  * Parallel Exec's client do: in a scratch directory of its own, in a session and process group of
- * its own, stdout kept as the result, the tail of stderr as the failure reason.
+ * its own, stdout kept as the result, the tails of stderr and stdout as the failure reason.
  *
  * A run ends when the command's shell exits. Whatever it left behind is killed then: its process
  * group, its session, and every process carrying its run mark in its environment (a child that
@@ -12,12 +12,12 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { LeasedTask } from '../../proto/src/types.js';
+import type { LeasedTask, LookupResult } from '../../proto/src/types.js';
 import { killGroup, RUN_MARK, sweep } from './procs.js';
-import { WorkerFault, type Handler, type TaskContext } from './worker.js';
+import { PermanentError, WorkerFault, type Handler, type TaskContext } from './worker.js';
 
 /** Who cleans up after this process if it dies (dworker's reaper): told each run's group and directory. */
 export interface RunTracker {
@@ -38,8 +38,19 @@ export interface ShellOptions {
   timeoutMs?: number;
   /** Most bytes of stdout kept as the result; the rest is cut, with a note. Default 1,048,000 (under the hub's default 1 MiB). */
   maxOutputBytes?: number;
-  /** Bytes of the end of stderr kept as the failure reason. Default 4,096. */
+  /** Bytes of the end of stderr, and of stdout, kept in the failure reason. Default 4,096 each. */
   stderrTailBytes?: number;
+  /** Exit statuses that fail the task permanently (no more attempts), as DAGMan's RETRY ... UNLESS-EXIT. Default none. */
+  permanentExitCodes?: readonly number[];
+  /** More environment for every command (dworker: DAGWORK_HUB and the CURVE settings it was given). */
+  env?: Readonly<Record<string, string>>;
+  /**
+   * Give each command its dependencies' results: before it starts, the task's dependencies are
+   * looked up (`lookup(name)` gives the spec's deps, `lookup(dep)` each result) and written one
+   * file per dependency into `deps-results/` of the scratch directory, named by
+   * `depFileName`; DEPS_RESULTS_DIR names that directory. Default: not done.
+   */
+  depsResults?: DepsResults;
   /** After SIGTERM, how long the command and what it started have before SIGKILL (ms). Default 5,000. */
   killGraceMs?: number;
   /** After the command's shell exits, how long its pipes are read before they are closed (ms). Default 1,000. */
@@ -51,6 +62,32 @@ export interface ShellOptions {
 }
 
 export const DEFAULT_MAX_OUTPUT_BYTES = 1_048_000;
+
+/** What fetching dependencies' results needs: the hub's lookup (a Client has it), and a cap. */
+export interface DepsResults {
+  lookup(name: string): Promise<LookupResult>;
+  /** Most bytes of results written for one task, all dependencies together. Default 64 MiB. */
+  maxBytes?: number;
+}
+
+export const DEFAULT_DEPS_MAX_BYTES = 64 << 20;
+/** Bytes of stderr kept for the `dagwork.stderr` file of a kept scratch directory (its end). */
+const KEPT_STDERR_BYTES = 1 << 20;
+
+/**
+ * The file name of a dependency's result in DEPS_RESULTS_DIR: letters, digits, `-`, `_` and `.`
+ * are kept, every other byte of its UTF-8 is `%XX` (as in a URL), and so is a leading `.` (no
+ * hidden files, no `.` or `..`). `fetch/7 b` is `fetch%2F7%20b`. A name of 512 bytes may
+ * give a file name over 255 bytes, which the file system refuses: the task then fails, saying so.
+ */
+export function depFileName(name: string): string {
+  let out = '';
+  for (const byte of Buffer.from(name, 'utf8')) {
+    const c = String.fromCharCode(byte);
+    out += /[A-Za-z0-9_.-]/.test(c) && !(c === '.' && out === '') ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
 
 /** Collects the first `limit` bytes of a stream and counts the rest. */
 class Head {
@@ -71,25 +108,44 @@ class Head {
   }
 }
 
-/** Keeps the last `limit` bytes of a stream. */
+/** Keeps the last `limit` bytes of a stream, and counts them all. */
 class Tail {
-  private buffer = Buffer.alloc(0);
+  private buffer: Buffer = Buffer.alloc(0);
+  total = 0;
   constructor(private readonly limit: number) {}
   add(chunk: Buffer): void {
-    this.buffer = Buffer.concat([this.buffer, chunk]);
+    this.total += chunk.length;
+    this.buffer = chunk.length >= this.limit ? chunk.subarray(chunk.length - this.limit) : Buffer.concat([this.buffer, chunk]);
     if (this.buffer.length > this.limit) this.buffer = this.buffer.subarray(this.buffer.length - this.limit);
+  }
+  bytes(): Buffer {
+    return this.buffer;
   }
   text(): string {
     return this.buffer.toString('utf8').trim();
   }
+  /** `--- NAME (B bytes) ---` and the text, or `--- NAME (last B of T bytes) ---`; empty when nothing came. */
+  section(name: string): string {
+    const text = this.text();
+    if (text === '') return '';
+    const size = this.total > this.buffer.length ? `last ${this.buffer.length} of ${this.total} bytes` : `${this.total} bytes`;
+    return `\n--- ${name} (${size}) ---\n${text}`;
+  }
 }
 
-type RunOptions = ShellOptions & { maxOutput: number; killGraceMs: number; pipeGraceMs: number };
+/** Output of a failed run, for its kept scratch directory. */
+interface Outputs {
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+type RunOptions = ShellOptions & { maxOutput: number; killGraceMs: number; pipeGraceMs: number; keep: Outputs | undefined };
 
 export function shellHandler(options: ShellOptions = {}): Handler {
   const scratchRoot = options.scratchRoot ?? tmpdir();
-  const run: RunOptions = { ...options, maxOutput: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, killGraceMs: options.killGraceMs ?? 5_000, pipeGraceMs: options.pipeGraceMs ?? 1_000 };
+  const base = { ...options, maxOutput: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, killGraceMs: options.killGraceMs ?? 5_000, pipeGraceMs: options.pipeGraceMs ?? 1_000 };
   return async (task: LeasedTask, { signal, worker }: TaskContext): Promise<Uint8Array> => {
+    const run: RunOptions = { ...base, keep: undefined };
     const id = randomUUID();
     let dir: string;
     try {
@@ -101,18 +157,50 @@ export function shellHandler(options: ShellOptions = {}): Handler {
     run.tracker?.dir(id, dir);
     let failed = true;
     try {
-      const output = await runIn(id, dir, task, worker, signal, run);
+      const env: Record<string, string> = { ...options.env };
+      if (options.depsResults !== undefined) env.DEPS_RESULTS_DIR = await writeDepsResults(task, join(dir, 'deps-results'), options.depsResults, signal);
+      const output = await runIn(id, dir, task, worker, signal, env, run);
       failed = false;
       return output;
     } finally {
-      if (failed && options.keepFailed === true) options.onKept?.(task, dir);
-      else await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      if (failed && options.keepFailed === true) {
+        // What the command printed, beside what it left: its stdout as kept, the end of its stderr.
+        if (run.keep !== undefined) {
+          await writeFile(join(dir, 'dagwork.stdout'), run.keep.stdout).catch(() => undefined);
+          await writeFile(join(dir, 'dagwork.stderr'), run.keep.stderr).catch(() => undefined);
+        }
+        options.onKept?.(task, dir);
+      } else await rm(dir, { recursive: true, force: true }).catch(() => undefined);
       run.tracker?.ended(id);
     }
   };
 }
 
-function runIn(id: string, dir: string, task: LeasedTask, worker: string, signal: AbortSignal, options: RunOptions): Promise<Uint8Array> {
+/**
+ * Writes the result of each dependency of `task` into `dir`; returns `dir`. A dependency that is
+ * not done (retried or cancelled since) fails the attempt, naming it: the command would read a
+ * result that is not there. Past the cap, a permanent failure: the same results would be over
+ * it at every attempt.
+ */
+async function writeDepsResults(task: LeasedTask, dir: string, deps: DepsResults, signal: AbortSignal): Promise<string> {
+  const cap = deps.maxBytes ?? DEFAULT_DEPS_MAX_BYTES;
+  await mkdir(dir);
+  const names = (await deps.lookup(task.name)).task.spec.deps;
+  let total = 0;
+  for (const dep of names) {
+    if (signal.aborted) throw new Error('aborted while fetching the results of its dependencies');
+    const { task: record } = await deps.lookup(dep);
+    if (record.state !== 'done') throw new Error(`dependency ${dep} is ${record.state}, not done: its result cannot be given in DEPS_RESULTS_DIR`);
+    total += record.result.length;
+    if (total > cap) {
+      throw new PermanentError(`the results of its dependencies are over ${cap} bytes (reached at ${dep}, of ${names.length} dependencies): not run; DEPS_RESULTS_DIR holds at most that much`);
+    }
+    await writeFile(join(dir, depFileName(dep)), record.result);
+  }
+  return dir;
+}
+
+function runIn(id: string, dir: string, task: LeasedTask, worker: string, signal: AbortSignal, extraEnv: Record<string, string>, options: RunOptions): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
     const command = Buffer.from(task.payload).toString('utf8');
     const mark = id;
@@ -120,14 +208,23 @@ function runIn(id: string, dir: string, task: LeasedTask, worker: string, signal
       cwd: dir,
       detached: true, // a session and process group of its own: one kill reaches everything it started
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TASK_NAME: task.name, TASK_ATTEMPT: String(task.attempt), DAGWORK_WORKER: worker, TASK_SCRATCH: dir, [RUN_MARK]: mark },
+      env: { ...process.env, ...extraEnv, TASK_NAME: task.name, TASK_ATTEMPT: String(task.attempt), DAGWORK_WORKER: worker, TASK_SCRATCH: dir, [RUN_MARK]: mark },
     });
     const pgid = child.pid;
     if (pgid !== undefined) options.tracker?.started(id, pgid, mark);
     const stdout = new Head(options.maxOutput);
-    const stderr = new Tail(options.stderrTailBytes ?? 4096);
-    child.stdout.on('data', (c: Buffer) => stdout.add(c));
-    child.stderr.on('data', (c: Buffer) => stderr.add(c));
+    const tailBytes = options.stderrTailBytes ?? 4096;
+    const stderr = new Tail(tailBytes);
+    const stdoutTail = new Tail(tailBytes);
+    const keptStderr = options.keepFailed === true ? new Tail(KEPT_STDERR_BYTES) : undefined;
+    child.stdout.on('data', (c: Buffer) => {
+      stdout.add(c);
+      stdoutTail.add(c);
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      stderr.add(c);
+      keptStderr?.add(c);
+    });
     // Everything the command started: its group, its session, whatever carries its mark.
     const killAll = async (sig: NodeJS.Signals): Promise<void> => {
       if (pgid === undefined) return;
@@ -171,11 +268,13 @@ function runIn(id: string, dir: string, task: LeasedTask, worker: string, signal
         // for a short grace (a child that left the session may still hold them) and closed.
         await killAll('SIGKILL');
         await drained([child.stdout, child.stderr], options.pipeGraceMs);
-        const tail = stderr.text();
-        if (why !== undefined) return reject(new Error(`${why}${tail === '' ? '' : `; stderr: ${tail}`}`));
-        if (code !== 0) {
-          const status = code === null ? `killed by ${sig}` : `exit ${code}`;
-          return reject(new Error(`${status}${tail === '' ? '' : `: ${tail}`}`));
+        if (why !== undefined || code !== 0) {
+          // The reason says what ended it, then the ends of stderr and stdout, each labelled.
+          const permanent = why === undefined && code !== null && options.permanentExitCodes?.includes(code) === true;
+          const status = why ?? (code === null ? `killed by ${sig}` : `exit ${code}${permanent ? ' (a permanent exit status: no more attempts)' : ''}`);
+          const reason = `${status}${stderr.section('stderr')}${stdoutTail.section('stdout')}`;
+          if (keptStderr !== undefined) options.keep = { stdout: stdout.bytes(), stderr: keptStderr.bytes() };
+          return reject(permanent ? new PermanentError(reason) : new Error(reason));
         }
         let result = stdout.bytes();
         if (stdout.total > stdout.kept) {

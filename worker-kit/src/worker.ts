@@ -59,6 +59,14 @@ export interface WorkerOptions {
   idleTimeoutMs?: number;
   /** Exit when the hub says the pools are finished (pilot jobs). Default true. */
   exitWhenFinished?: boolean;
+  /**
+   * A worker started before its tasks (sbatch may run it before the submitter) or pointed at a
+   * pool that holds none: when the hub says `finished` before this worker took any task and the
+   * hub holds no task at all in its pools, it waits this long from its start for tasks to appear
+   * (a `waiting` event says why), then stops with reason `no-tasks`. Pools holding tasks (all done,
+   * say) are finished at once. Default 0: stop at once. dworker: --idle-timeout, else 60 s.
+   */
+  waitForTasksMs?: number;
   /** On stop, how long running handlers may take before they are aborted and released (ms). Default 10,000. */
   graceMs?: number;
   /** Longest long poll for work while nothing runs (ms); a stop waits for it to end. Default 2,000. */
@@ -69,7 +77,7 @@ export interface WorkerOptions {
   client?: Partial<Pick<ClientOptions, 'timeoutMs' | 'timeoutPerMiBMs' | 'retries' | 'curve'>>;
 }
 
-export type StopReason = 'finished' | 'stopped' | 'max-time' | 'max-tasks' | 'idle' | 'signal';
+export type StopReason = 'finished' | 'stopped' | 'max-time' | 'max-tasks' | 'idle' | 'no-tasks' | 'signal';
 
 export interface WorkerSummary {
   worker: string;
@@ -86,6 +94,13 @@ export interface WorkerSummary {
   busyMs: number;
   /** Wall-clock time of the whole run (ms). */
   elapsedMs: number;
+  /** Results the hub never answered for (it was unreachable at the end): their leases expire and the tasks run again. */
+  undelivered: number;
+  /**
+   * The hub did not answer this worker's last request (or the last ones were cut short by the
+   * grace period at a stop): results, releases or the exit may not have reached it.
+   */
+  hubUnreachable: boolean;
 }
 
 export interface WorkerEvents {
@@ -98,6 +113,10 @@ export interface WorkerEvents {
   lost: [task: LeasedTask, outcome: TaskResult];
   /** The hub could not be reached or refused a request, or the worker was at fault; the worker goes on. */
   error: [error: Error];
+  /** Why the worker keeps waiting though the hub said `finished` (see waitForTasksMs). */
+  waiting: [message: string];
+  /** A stop was asked (a signal, stop()): running handlers get `graceMs`. A second signal stops at once. */
+  stopping: [reason: StopReason, running: number, graceMs: number];
   stop: [summary: WorkerSummary];
 }
 
@@ -139,6 +158,11 @@ const MAX_RETRY_AFTER_MS = 60_000;
 /** Pause after a WorkerFault: the first, and the longest (it doubles in between). */
 const FAULT_PAUSE_MS = 1_000;
 const MAX_FAULT_PAUSE_MS = 60_000;
+/**
+ * At a stop bounded by the grace period, the time kept for the last requests (results, releases,
+ * the exit) out of it: at most this, and at most a quarter of the grace.
+ */
+const FINAL_CALLS_MS = 2_000;
 /** Request-level errors after which a request may simply be sent again later. */
 const TRANSIENT = new Set(['STORE_FAILED', 'SHUTTING_DOWN']);
 
@@ -168,7 +192,26 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private lastActive = Date.now();
   private taken = 0;
   private readonly counts = { done: 0, failed: 0, lost: 0, released: 0, busyMs: 0 };
-  private readonly onSignal = (): void => this.requestStop('signal');
+  /** When the stop was asked: the grace period counts from then. */
+  private stopAt: number | undefined;
+  /** A second signal (or stop({ now: true })): abort everything, release, exit. */
+  private immediate = false;
+  /** The hub said `finished` before any task and holds none in this worker's pools: waiting for tasks. */
+  private awaitingTasks: boolean | undefined;
+  private cutShort = false;
+  private undelivered = 0;
+  private signals = 0;
+  /** The first signal stops within the grace period; the second stops at once. */
+  private readonly onSignal = (): void => {
+    if (++this.signals === 1) return this.requestStop('signal');
+    this.stopNow();
+  };
+
+  private stopNow(): void {
+    this.immediate = true;
+    this.interruptLoop();
+    this.wake?.();
+  }
 
   constructor(options: WorkerOptions) {
     super();
@@ -181,6 +224,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
       concurrency,
       exitWhenFinished: options.exitWhenFinished ?? true,
       graceMs: options.graceMs ?? 10_000,
+      waitForTasksMs: options.waitForTasksMs ?? 0,
       pollMs: options.pollMs ?? 2_000,
       handleSignals: options.handleSignals ?? true,
       ...(options.maxTimeMs === undefined ? {} : { maxTimeMs: options.maxTimeMs }),
@@ -204,15 +248,49 @@ export class Worker extends EventEmitter<WorkerEvents> {
     this.done = this.run();
   }
 
-  /** Take no new task; let running ones finish within the grace period; release the rest. */
-  stop(): Promise<WorkerSummary> {
+  /**
+   * Take no new task; let running ones finish within the grace period; release the rest. With
+   * `now`, abort running handlers at once (a stop in progress too), release their tasks and exit.
+   */
+  stop(options: { now?: boolean } = {}): Promise<WorkerSummary> {
     this.requestStop('stopped');
+    if (options.now === true) this.stopNow();
+    this.wake?.();
     return this.done;
   }
 
   private requestStop(reason: StopReason): void {
-    this.stopReason ??= reason;
+    if (this.stopReason === undefined) {
+      this.stopReason = reason;
+      this.stopAt = Date.now();
+      this.tell('stopping', reason, this.running.size, this.options.graceMs);
+      // A request the loop is waiting on (a hub gone silent) must not hold the stop past its
+      // grace: when the handlers' share of it is over, it is interrupted.
+      if (this.isBounded()) this.interruptTimer = setTimeout(() => this.interruptLoop(), Math.max(0, this.handlersBy() - Date.now()));
+    }
     this.wake?.();
+  }
+
+  private interruptTimer: NodeJS.Timeout | undefined;
+  private inShutdown = false;
+
+  private interruptLoop(): void {
+    if (!this.inShutdown) this.control.interrupt();
+  }
+
+  /** A stop by choice (signal, stop(), max-time, idle) is bounded by the grace period; finished work is not. */
+  private isBounded(): boolean {
+    return this.stopReason !== 'finished' && this.stopReason !== 'max-tasks' && this.stopReason !== 'no-tasks';
+  }
+
+  /** When a bounded stop must be over. */
+  private stopDeadline(): number {
+    return this.isBounded() ? (this.stopAt ?? Date.now()) + this.options.graceMs : Infinity;
+  }
+
+  /** When running handlers are aborted at a bounded stop: the grace less a reserve for the last requests. */
+  private handlersBy(): number {
+    return this.stopDeadline() - Math.min(FINAL_CALLS_MS, this.options.graceMs / 4);
   }
 
   /** Emits without letting a listener's exception escape into a timer or a handler's promise. */
@@ -230,12 +308,20 @@ export class Worker extends EventEmitter<WorkerEvents> {
       await this.shutdown();
     } finally {
       clearTimeout(this.beatTimer);
+      clearTimeout(this.interruptTimer);
       process.off('SIGTERM', this.onSignal);
       process.off('SIGINT', this.onSignal);
       this.control.close();
       this.beats.close();
     }
-    const summary: WorkerSummary = { worker: this.id, reason: this.stopReason ?? 'stopped', ...this.counts, elapsedMs: Date.now() - this.startedAt };
+    const summary: WorkerSummary = {
+      worker: this.id,
+      reason: this.stopReason ?? 'stopped',
+      ...this.counts,
+      elapsedMs: Date.now() - this.startedAt,
+      undelivered: this.undelivered,
+      hubUnreachable: this.cutShort || this.control.unreachable !== undefined,
+    };
     this.tell('stop', summary);
     return summary;
   }
@@ -284,7 +370,12 @@ export class Worker extends EventEmitter<WorkerEvents> {
         if (busy && lastStealEmpty && this.finished.size === 0) await this.waitForChange(100);
         if (this.stopReason !== undefined) break;
         const waitMs = busy ? 0 : this.pollWait();
-        const next = await this.flushCompletions({ n: remaining, pools: this.options.pools, waitMs, waitWhenFinished: !this.options.exitWhenFinished });
+        const next = await this.flushCompletions({
+          n: remaining,
+          pools: this.options.pools,
+          waitMs: this.awaitingTasks === true ? Math.max(0, Math.min(this.options.pollMs, this.waitForTasksLeft())) : waitMs,
+          waitWhenFinished: !this.options.exitWhenFinished || this.awaitingTasks === true,
+        });
         retryDelay = 100;
         if (next === undefined) continue;
         if (this.stopReason !== undefined) {
@@ -295,7 +386,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
         const started = this.accept(next.tasks, remaining);
         lastStealEmpty = started === 0;
         if (next.tasks.length > 0) this.lastActive = Date.now();
-        else if (next.finished && this.running.size === 0 && this.finished.size === 0 && this.options.exitWhenFinished) this.stopReason = 'finished';
+        else if (next.finished && this.running.size === 0 && this.finished.size === 0 && this.options.exitWhenFinished) {
+          if (!(await this.waitForTasks())) this.stopReason ??= 'finished';
+        } else if (this.awaitingTasks === true && this.waitForTasksLeft() <= 0) this.stopReason ??= 'no-tasks';
         else if (next.retryAfterMs > 0) await this.waitForChange(Math.min(next.retryAfterMs, MAX_RETRY_AFTER_MS));
       } catch (err) {
         // The hub is away (restarting?) or refused: keep the results and try again.
@@ -304,6 +397,36 @@ export class Worker extends EventEmitter<WorkerEvents> {
         retryDelay = Math.min(retryDelay * 2, 5_000);
       }
     }
+  }
+
+  private waitForTasksLeft(): number {
+    return this.startedAt + this.options.waitForTasksMs - Date.now();
+  }
+
+  /**
+   * The hub said `finished`: true when this worker should wait for tasks instead (it took none
+   * yet, the hub holds none in its pools, and waitForTasksMs is not over). Says why, once.
+   */
+  private async waitForTasks(): Promise<boolean> {
+    if (this.taken > 0 || this.options.waitForTasksMs <= 0) return false;
+    if (this.awaitingTasks === undefined) {
+      const status = await this.control.status();
+      const wanted = this.options.pools.map((p) => p || 'default');
+      const mine = status.pools.filter((p) => wanted.length === 0 || wanted.includes(p.pool));
+      const held = mine.reduce((n, p) => n + Object.values(p.counts).reduce((a, b) => a + b, 0), 0);
+      this.awaitingTasks = held === 0;
+      if (held > 0) return false;
+      const others = status.pools.map((p) => `${p.pool} (${p.counts.ready} ready, ${p.counts.waiting} waiting, ${p.counts.running} running, ${p.counts.done} done)`);
+      const where = wanted.length === 0 ? 'the hub holds no task yet' : `no tasks in pool${wanted.length > 1 ? 's' : ''} ${wanted.join(', ')} yet`;
+      this.tell(
+        'waiting',
+        `${where}; pools that exist: ${others.length === 0 ? 'none' : others.join(', ')}; waiting up to ${Math.round(this.options.waitForTasksMs / 1000)} s from the start for tasks`,
+      );
+    }
+    if (!this.awaitingTasks) return false;
+    if (this.waitForTasksLeft() > 0) return true;
+    this.stopReason ??= 'no-tasks';
+    return true;
   }
 
   private pollWait(): number {
@@ -557,27 +680,55 @@ export class Worker extends EventEmitter<WorkerEvents> {
   }
 
   private async shutdown(): Promise<void> {
-    // Running handlers get the grace period; the ones still running then are aborted and released.
-    const deadline = Date.now() + (this.stopReason === 'finished' || this.stopReason === 'max-tasks' ? Infinity : this.options.graceMs);
-    while (this.running.size > 0 && Date.now() < deadline) {
-      await atMost(Promise.race([...this.running.values()].map((r) => r.promise)), Math.min(deadline - Date.now(), 1000));
+    // A stop by choice (signal, stop(), max-time, idle) is bounded by the grace period, from the
+    // moment it was asked: running handlers get it less a reserve for the last requests, and those
+    // requests get what is left, so a hub that is gone cannot hold the worker past it (Slurm sends
+    // SIGKILL 30 s after SIGTERM). Finished work (finished, max-tasks, no-tasks) lets handlers end.
+    this.inShutdown = true;
+    const deadline = this.stopDeadline();
+    const handlersBy = this.handlersBy();
+    while (this.running.size > 0 && Date.now() < handlersBy && !this.immediate) {
+      await this.waitForChange(Math.min(handlersBy - Date.now(), 1000));
     }
     const left = [...this.running.values()];
     for (const r of left) r.controller.abort(new Error('worker shutting down'));
+    // Stopping at once: the last requests get a moment, not the grace.
+    const callsBy = this.immediate ? Math.min(deadline, Date.now() + FINAL_CALLS_MS) : deadline;
+    const calls = this.finalCalls(left);
+    if (callsBy === Infinity) await calls;
+    else {
+      let answered = false;
+      await atMost(
+        calls.then(() => (answered = true)),
+        callsBy - Date.now(),
+      );
+      if (!answered) {
+        this.cutShort = true;
+        this.undelivered = this.finished.size;
+        this.tell('error', new Error(`the hub did not answer before the grace period ended: ${this.finished.size} results undelivered, ${left.length} tasks not released (their leases will expire)`));
+        this.control.close(); // the pending request fails; nothing more is sent
+      }
+    }
+    // A handler that ignores its abort does not hold the worker for ever, nor past the grace.
+    await atMost(Promise.allSettled(left.map((r) => r.promise)), Math.min(ABORTED_HANDLER_WAIT_MS, deadline - Date.now()));
+  }
+
+  /** Sends the results that wait, releases `left`, tells the hub this worker exits. Never throws. */
+  private async finalCalls(left: readonly Running[]): Promise<void> {
     try {
       while (this.finished.size > 0) await this.flushCompletions(undefined);
     } catch (err) {
+      if (this.cutShort) return; // said already, when the grace period ended
       const names = [...this.finished.keys()];
+      this.undelivered = names.length;
       this.tell('error', new Error(`${names.length} results could not be delivered (${asError(err).message}): ${names.slice(0, 10).join(', ')}${names.length > 10 ? ', ...' : ''}`));
     }
     try {
       await this.releaseTasks(left.map((r) => r.task));
       await this.control.exit();
     } catch (err) {
-      this.tell('error', asError(err));
+      if (!this.cutShort) this.tell('error', asError(err));
     }
-    // A handler that ignores its abort does not hold the worker for ever.
-    await atMost(Promise.allSettled(left.map((r) => r.promise)), ABORTED_HANDLER_WAIT_MS);
   }
 }
 

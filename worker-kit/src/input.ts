@@ -1,0 +1,144 @@
+/**
+ * What a caller hands the Client, checked before anything is encoded. Pure: no sockets.
+ *
+ * protobufjs takes whatever it is given: a string where bytes are expected is read as base64
+ * (`payload: 'echo hi'` arrives as garbage), a string where a list is expected is spread into one
+ * element per character (`deps: 'a'`), a key it does not know (`cmd:`) is dropped, and a number
+ * over its field's width is written modulo 2^32. Plain JavaScript callers have no types to catch
+ * any of this, so every request is checked here: a wrong type or an unknown key is a TypeError
+ * naming the task and the field (a programming mistake), a number out of its wire range is
+ * DagworkError INVALID_ARGUMENT (what the hub answers for a value out of its own bounds). Strings
+ * given for bytes (a payload, a result) are taken as UTF-8 text.
+ */
+import { INT32_MAX, INT32_MIN, UINT32_MAX } from '../../proto/src/args.js';
+import { DagworkError } from '../../proto/src/errors.js';
+import type { Completion, TaskSpecInput } from '../../proto/src/types.js';
+
+/** A task as the Client takes it: TaskSpecInput, with a payload that may be text (sent as UTF-8). */
+export interface TaskInput extends Omit<TaskSpecInput, 'payload'> {
+  payload?: Uint8Array | string;
+}
+
+/** A completion as the Client takes it: a result that may be text (sent as UTF-8). */
+export interface CompletionInput {
+  name: string;
+  result?: Uint8Array | string;
+}
+
+export interface StealOptions {
+  /** How many tasks at most. Default 1. */
+  n?: number;
+  /** Pools to take from; empty or absent means every pool. */
+  pools?: string[];
+  /** With nothing ready, wait up to this long for work (ms). Default 0. */
+  waitMs?: number;
+  /** Keep waiting even when the pools are finished, for tasks not created yet. Default false. */
+  waitWhenFinished?: boolean;
+}
+
+const TASK_FIELDS = ['name', 'deps', 'payload', 'priority', 'pool', 'maxAttempts', 'leaseMs'] as const;
+const COMPLETION_FIELDS = ['name', 'result'] as const;
+const STEAL_FIELDS = ['n', 'pools', 'waitMs', 'waitWhenFinished'] as const;
+/** Keys people reach for, and where what they meant goes. */
+const FIELD_HINTS: Record<string, string> = {
+  cmd: 'a command goes in payload',
+  command: 'a command goes in payload',
+  dependencies: 'dependencies go in deps',
+  attempts: 'the number of attempts goes in maxAttempts',
+  lease: 'the lease goes in leaseMs, in ms',
+  max_attempts: 'write maxAttempts',
+  lease_ms: 'write leaseMs',
+  wait: 'write waitMs',
+};
+
+const encoder = new TextEncoder();
+
+const describe = (v: unknown): string =>
+  v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'string' ? `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)}` : typeof v;
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+function checkKeys(value: Record<string, unknown>, allowed: readonly string[], where: string): void {
+  for (const key of Object.keys(value)) {
+    if (allowed.includes(key)) continue;
+    const hint = FIELD_HINTS[key];
+    throw new TypeError(`${where}: unknown field "${key}"${hint === undefined ? '' : ` (${hint})`}; the fields are ${allowed.join(', ')}`);
+  }
+}
+
+/** `v` as a string, or a TypeError naming `what`. */
+export function checkString(v: unknown, what: string): string {
+  if (typeof v !== 'string') throw new TypeError(`${what} must be a string, not ${describe(v)}`);
+  return v;
+}
+
+/** `v` as an array of strings, or a TypeError naming `what`: a lone string is not a list of one. */
+export function checkNames(v: unknown, what: string): string[] {
+  if (!Array.isArray(v)) throw new TypeError(`${what} must be an array of names, not ${describe(v)}${typeof v === 'string' ? ` (write [${JSON.stringify(v)}])` : ''}`);
+  for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'string') throw new TypeError(`${what}[${i}] must be a string, not ${describe(v[i])}`);
+  return v as string[];
+}
+
+/** Bytes from a Uint8Array (a Buffer is one) or UTF-8 text; TypeError otherwise. */
+export function toBytes(v: unknown, what: string): Uint8Array {
+  if (v instanceof Uint8Array) return v;
+  if (typeof v === 'string') return encoder.encode(v);
+  throw new TypeError(`${what} must be a string (sent as UTF-8) or a Uint8Array, not ${describe(v)}`);
+}
+
+function checkInteger(v: unknown, min: number, max: number, wire: string, what: string, task?: string): number {
+  if (typeof v !== 'number') throw new TypeError(`${what} must be a number, not ${describe(v)}`);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new DagworkError('INVALID_ARGUMENT', `${what} is ${v}: the wire carries it as ${wire}, an integer from ${min} to ${max}`, task === undefined ? {} : { task });
+  }
+  return v;
+}
+
+/** A task to create, checked and with its payload as bytes. */
+export function checkTask(v: unknown, index: number): TaskSpecInput {
+  if (!isObject(v)) throw new TypeError(`task ${index} must be an object with a name, not ${describe(v)}`);
+  const name = v.name;
+  if (typeof name !== 'string') throw new TypeError(`task ${index}: name must be a string, not ${describe(name)}`);
+  const where = `task "${name}"`;
+  checkKeys(v, TASK_FIELDS, where);
+  const out: TaskSpecInput = { name };
+  if (v.deps !== undefined) out.deps = checkNames(v.deps, `${where}: deps`);
+  if (v.payload !== undefined) out.payload = toBytes(v.payload, `${where}: payload`);
+  if (v.priority !== undefined) out.priority = checkInteger(v.priority, INT32_MIN, INT32_MAX, 'int32', `${where}: priority`, name);
+  if (v.pool !== undefined) out.pool = checkString(v.pool, `${where}: pool`);
+  if (v.maxAttempts !== undefined) out.maxAttempts = checkInteger(v.maxAttempts, 0, UINT32_MAX, 'uint32', `${where}: maxAttempts`, name);
+  if (v.leaseMs !== undefined) out.leaseMs = checkInteger(v.leaseMs, 0, UINT32_MAX, 'uint32', `${where}: leaseMs`, name);
+  return out;
+}
+
+export function checkTasks(v: unknown): TaskSpecInput[] {
+  if (!Array.isArray(v)) throw new TypeError(`create takes an array of tasks, not ${describe(v)}`);
+  return v.map(checkTask);
+}
+
+export function checkCompletions(v: unknown): Completion[] {
+  if (!Array.isArray(v)) throw new TypeError(`complete takes an array of completions, not ${describe(v)}`);
+  return v.map((c: unknown, i) => {
+    if (!isObject(c)) throw new TypeError(`completion ${i} must be an object { name, result }, not ${describe(c)}`);
+    const name = checkString(c.name, `completion ${i}: name`);
+    checkKeys(c, COMPLETION_FIELDS, `completion of "${name}"`);
+    return c.result === undefined ? { name } : { name, result: toBytes(c.result, `completion of "${name}": result`) };
+  });
+}
+
+/** Steal options with their defaults, checked. */
+export function checkSteal(v: unknown): Required<StealOptions> {
+  if (!isObject(v)) throw new TypeError(`steal options must be an object, not ${describe(v)}`);
+  checkKeys(v, STEAL_FIELDS, 'steal options');
+  if (v.waitWhenFinished !== undefined && typeof v.waitWhenFinished !== 'boolean') {
+    throw new TypeError(`steal options: waitWhenFinished must be a boolean, not ${describe(v.waitWhenFinished)}`);
+  }
+  return {
+    n: v.n === undefined ? 1 : checkInteger(v.n, 0, UINT32_MAX, 'uint32', 'steal options: n'),
+    pools: v.pools === undefined ? [] : checkNames(v.pools, 'steal options: pools'),
+    waitMs: v.waitMs === undefined ? 0 : checkInteger(v.waitMs, 0, UINT32_MAX, 'uint32', 'steal options: waitMs'),
+    waitWhenFinished: v.waitWhenFinished === true,
+  };
+}
