@@ -161,7 +161,7 @@ export function formatLookup({ task, dependents, missingDeps }: Found): string {
     ['payload', shown(text(spec.payload), many) || '-'],
   ];
   if (missingDeps.length > 0) {
-    rows.splice(4, 0, ['missing', `${plural(missingDeps.length, 'dependency does', 'dependencies do')} not exist: it waits until tasks of ${missingDeps.length === 1 ? 'that name are' : 'those names are'} created`]);
+    rows.splice(4, 0, ['missing', `${plural(missingDeps.length, 'dependency does', 'dependencies do')} not exist: it waits until ${missingDeps.length === 1 ? 'a task of that name is' : 'tasks of those names are'} created`]);
   }
   if (task.worker !== '') rows.push(['worker', shown(task.worker)]);
   if (task.state === 'running') rows.push(['lease until', iso(task.leaseDeadline)]);
