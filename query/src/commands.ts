@@ -126,7 +126,7 @@ payload use -0 or --json. Task names hold no control characters, so a name never
 a newline.
 
 Examples:
-  dquery steal -n 8 -q | while IFS= read -r t; do ./run "$t" && dquery complete "$t"; done
+  dquery steal -n 8 -q | while IFS= read -r t; do ./run "$t" </dev/null && dquery complete "$t"; done
   task=$(dquery steal -0) && name=\${task%%"$(printf '\\t')"*}     # one task, payload intact
   dquery steal -n 100 --json | jq -r .payload`,
     )

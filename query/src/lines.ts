@@ -92,6 +92,11 @@ function firstInvalidByte(bytes: Uint8Array): number {
   return 0;
 }
 
+/** A task file changed between addfile's two readings. */
+export class FileChangedError extends Error {
+  override name = 'FileChangedError';
+}
+
 /**
  * The lines of a file (`-` for standard input). A regular file is read again from disk each time,
  * and refused if it changed in between (its size or modification time); anything else is copied to
@@ -99,26 +104,32 @@ function firstInvalidByte(bytes: Uint8Array): number {
  */
 export class FileLines implements LineSource {
   private spool: { dir: string; path: string } | undefined;
-  private stamp: string | undefined;
+  private readonly fd: number;
+  /** Size and modification time of a regular file, as first read; undefined for anything else. */
+  private readonly stamp: string | undefined;
   private reads = 0;
 
-  constructor(readonly path: string) {}
+  /** Opens `path` at once, so that a file that cannot be read is said before anything else is done. */
+  constructor(readonly path: string) {
+    this.fd = path === '-' ? 0 : openSync(path, 'r');
+    const stat = fstatSync(this.fd);
+    if (stat.isDirectory()) throw Object.assign(new Error(`${path} is a directory, not a task file`), { code: 'EISDIR' });
+    this.stamp = stat.isFile() ? `${stat.size} ${stat.mtimeMs}` : undefined;
+  }
 
   async *lines(): AsyncIterable<Line[]> {
     const first = this.reads++ === 0;
     if (first) {
-      const fd = this.path === '-' ? 0 : openSync(this.path, 'r');
-      const stat = fstatSync(fd);
-      if (stat.isFile()) {
-        this.stamp = `${stat.size} ${stat.mtimeMs}`;
-        yield* splitLines(createReadStream('', { fd, highWaterMark: CHUNK_BYTES, autoClose: fd !== 0 }));
+      const input = createReadStream('', { fd: this.fd, highWaterMark: CHUNK_BYTES, autoClose: this.fd !== 0 });
+      if (this.stamp !== undefined) {
+        yield* splitLines(input);
         return;
       }
       const dir = mkdtempSync(join(tmpdir(), 'dquery-addfile-'));
       this.spool = { dir, path: join(dir, 'tasks') };
       const out = openSync(this.spool.path, 'w', 0o600);
       try {
-        yield* splitLines(createReadStream('', { fd, highWaterMark: CHUNK_BYTES, autoClose: fd !== 0 }), (chunk) => {
+        yield* splitLines(input, (chunk) => {
           for (let at = 0; at < chunk.length; ) at += writeSync(out, chunk, at);
         });
       } finally {
@@ -131,7 +142,7 @@ export class FileLines implements LineSource {
       return;
     }
     const stat = statSync(this.path);
-    if (`${stat.size} ${stat.mtimeMs}` !== this.stamp) throw new Error(`${this.path} changed while dquery read it; nothing more was sent`);
+    if (`${stat.size} ${stat.mtimeMs}` !== this.stamp) throw new FileChangedError(`${this.path} changed while dquery checked it; nothing was added`);
     yield* splitLines(createReadStream(this.path, { highWaterMark: CHUNK_BYTES }));
   }
 

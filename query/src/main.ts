@@ -121,6 +121,9 @@ const context: Context = {
 registerCommands(program, context);
 registerAddfile(program, context);
 registerStatus(program, context);
+// --help lists commands in this order: adding work, doing it, watching it.
+const ORDER = ['create', 'addfile', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'lookup', 'keygen'];
+(program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));
 
 program.exitOverride();
 program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
@@ -159,7 +162,7 @@ function exitFor(err: unknown): number {
   } else {
     // Expected failures get their message; anything else is a bug, shown with its stack.
     const expected =
-      ['TaskFileError', 'MissingDepsError'].includes((err as Error).name) || ['ENOENT', 'EEXIST', 'EACCES', 'EISDIR'].includes((err as { code?: string }).code ?? '');
+      ['TaskFileError', 'MissingDepsError', 'FileChangedError'].includes((err as Error).name) || ['ENOENT', 'EEXIST', 'EACCES', 'EISDIR'].includes((err as { code?: string }).code ?? '');
     complain(expected ? (err as Error).message : ((err as Error)?.stack ?? String(err)));
   }
   return EXIT.error;
