@@ -136,14 +136,9 @@ export class AddProgress {
   /** A batch was sent and its answer has not come. */
   inFlight = false;
   /** Tasks in the batches done. */
-  get sent(): number {
-    let n = 0;
-    for (let k = 0; k < this.done; k++) n += (this.batches[k] as Batch).tasks;
-    return n;
-  }
-  get total(): number {
-    return this.batches.reduce((n, b) => n + b.tasks, 0);
-  }
+  sent = 0;
+  /** Tasks in all the batches. */
+  total = 0;
 
   /**
    * What was added, for a message when addfile stops before the end: "batch 1 of 3 (lines 1 to 4,
@@ -233,6 +228,7 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
   const limits = batchLimits((await hub.status()).limits, options.batch);
   const { index, batches } = await check(source, limits, progress, tick, stopped);
   progress.batches = batches;
+  progress.total = batches.reduce((n, b) => n + b.tasks, 0);
   const needed = [...index.undefinedDeps()];
 
   if (options.strict === true && needed.length > 0) {
@@ -265,6 +261,7 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
     }
     progress.inFlight = false;
     progress.done++;
+    progress.sent += batch.length;
     created += r.created;
     unchanged += r.unchanged;
     for (const name of r.missingDeps) if (!index.has(name)) reported.add(name);
