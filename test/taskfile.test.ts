@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseDuration } from '../proto/src/args.js';
-import { decodeTaskFile, parseTaskFile, TaskFileError } from '../query/src/taskfile.js';
+import { splitLines } from '../query/src/lines.js';
+import { parseTaskFile, TaskFileError } from '../query/src/taskfile.js';
 import { stencil } from './helpers.js';
 
 function lineError(text: string): string {
@@ -94,20 +95,35 @@ describe('task files: numbers the wire cannot carry are refused, not wrapped', (
 describe('task files: text must be UTF-8', () => {
   const latin1 = (text: string): Uint8Array => Buffer.from(text, 'latin1');
 
-  it('refuses Latin-1 text, naming the first line that is not UTF-8, instead of merging names', () => {
+  /** The lines of `bytes` read `chunk` bytes at a time, joined by newlines. */
+  async function decodeTaskFile(bytes: Uint8Array, chunk = 1 << 20): Promise<string> {
+    const all = Buffer.from(bytes);
+    const out: string[] = [];
+    const chunks = (async function* () {
+      for (let at = 0; at < all.length; at += chunk) yield all.subarray(at, at + chunk);
+    })();
+    for await (const lines of splitLines(chunks)) for (const l of lines) out.push(l.text);
+    return out.join('\n');
+  }
+
+  it('refuses Latin-1 text, naming the first line that is not UTF-8, instead of merging names', async () => {
     // "café" and "cafè" in Latin-1 both decode lossily to "caf\ufffd": one task instead of two.
-    expect(() => decodeTaskFile(latin1('ok\ncafé\ncafè,café\n'))).toThrow(
+    await expect(decodeTaskFile(latin1('ok\ncafé\ncafè,café\n'))).rejects.toThrow(
       new TaskFileError(2, 'not valid UTF-8 (byte 0xe9 at byte 4 of the line); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8'),
     );
   });
 
-  it('names the line of a bad byte after many good lines, and of a sequence cut at the end', () => {
-    expect(() => decodeTaskFile(Buffer.concat([Buffer.from('a\n'.repeat(1000)), Buffer.from([0x62, 0xff, 0x0a])]))).toThrow(/^line 1001: not valid UTF-8 \(byte 0xff/);
-    expect(() => decodeTaskFile(Buffer.from([0x61, 0x0a, 0x62, 0xc3]))).toThrow(/^line 2: not valid UTF-8 \(byte 0xc3 at byte 2/);
+  it('names the line of a bad byte after many good lines, and of a sequence cut at the end', async () => {
+    await expect(decodeTaskFile(Buffer.concat([Buffer.from('a\n'.repeat(1000)), Buffer.from([0x62, 0xff, 0x0a])]))).rejects.toThrow(/^line 1001: not valid UTF-8 \(byte 0xff/);
+    await expect(decodeTaskFile(Buffer.from([0x61, 0x0a, 0x62, 0xc3]))).rejects.toThrow(/^line 2: not valid UTF-8 \(byte 0xc3 at byte 2/);
   });
 
-  it('reads UTF-8, dropping a byte order mark', () => {
-    expect(decodeTaskFile(Buffer.from('\ufeffcafé\nnaïve,café\n', 'utf8'))).toBe('café\nnaïve,café\n');
+  it('reads UTF-8, dropping a byte order mark at the start only', async () => {
+    expect(await decodeTaskFile(Buffer.from('\ufeffcafé\nnaïve,café\n\ufeffx\n', 'utf8'))).toBe('café\nnaïve,café\n\ufeffx');
+  });
+
+  it('reads lines and characters split across chunks, 2 bytes at a time, and CRLF line ends', async () => {
+    expect(await decodeTaskFile(Buffer.from('\ufeffcafé,naïve\r\n{"name": "日本"}\nlast', 'utf8'), 2)).toBe('café,naïve\n{"name": "日本"}\nlast');
   });
 });
 

@@ -1,19 +1,34 @@
 /**
- * `dquery addfile`'s sending side: a checked task file cut into batches that fit the hub's limits
- * (by count and by encoded bytes), sent one create at a time. Each create is all or nothing; a
- * file of several batches is not: when the hub refuses batch k, batches 1..k-1 stay added, and the
- * error says so. Adding the file again after fixing it is safe (identical tasks are left alone).
+ * `dquery addfile`: a task file checked whole, then sent in batches that fit the hub's limits.
+ *
+ * The file is read twice, a chunk at a time (lines.ts), so memory does not grow with payloads:
+ *   1. check: every line parsed and checked by the hub's rules and limits (asked of the hub first),
+ *      duplicates and cycles over the whole file (TaskIndex: about 100 bytes a name and 4 a
+ *      dependency), the batches planned (count and encoded bytes);
+ *   2. send: the lines read again and sent, one create a batch.
+ * Each create is all or nothing; a file of several batches is not: when the hub refuses batch k,
+ * batches 1..k-1 stay added, and the error says so. Adding the file again is safe (identical tasks
+ * are left alone), which is also how an interrupted addfile is finished.
+ *
+ * Dependencies the file does not define may exist in the hub. The hub names, for each batch, the
+ * dependencies of its new tasks that exist neither in the batch nor in the hub; those the file
+ * defines in a later batch are not missing, so dquery keeps only the ones the file never defines.
+ * With `strict`, each of those is looked up before anything is sent, and a file that needs a name
+ * that exists nowhere is refused.
  */
 import { encodeRequest } from '../../proto/src/codec.js';
 import { DagworkError } from '../../proto/src/errors.js';
-import { DEFAULT_MAX_MESSAGE_BYTES, defaultSpecLimits, normalizeSpec, type SpecLimits } from '../../proto/src/spec.js';
-import type { Limits, TaskSpecInput } from '../../proto/src/types.js';
-import { TaskFileError, type TaskFile } from './taskfile.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, defaultSpecLimits, type SpecLimits } from '../../proto/src/spec.js';
+import type { CreateResult, Limits, TaskSpecInput } from '../../proto/src/types.js';
+import type { LineSource } from './lines.js';
+import { checkedSpec, parseLine, TaskFileError, TaskIndex } from './taskfile.js';
 
-/** What addfile needs of the hub: two of Client's methods, so tests can pass a fake. */
+/** What addfile needs of the hub: three of Client's methods, so tests can pass a fake. */
 export interface Hub {
   status(): Promise<{ limits: Limits }>;
-  create(tasks: TaskSpecInput[]): Promise<{ created: number; unchanged: number }>;
+  create(tasks: TaskSpecInput[]): Promise<CreateResult>;
+  /** Throws DagworkError UNKNOWN_TASK when there is no such task. */
+  lookup(name: string): Promise<unknown>;
 }
 
 /** The limits batches are cut to, with the hub's zeros (an older hub, or "not said") filled in. */
@@ -36,6 +51,14 @@ export interface BatchLimits {
 const BYTES_SHARE = 0.5;
 /** Bytes a create request holds beyond its tasks' own: tags and length prefixes, 5 bytes at most each. */
 const OVERHEAD_BYTES = 16;
+/**
+ * When the hub's lists of missing names were cut short (it names at most 100 a batch), dquery
+ * looks up the names the file needs and does not define, up to this many, to count them exactly;
+ * past it the warning says "at least".
+ */
+const MAX_COUNTING_LOOKUPS = 10_000;
+/** Names listed in a missing-dependency warning or error. */
+const LISTED_MISSING = 5;
 
 export function batchLimits(hub: Limits, batch: number): BatchLimits {
   const spec = defaultSpecLimits();
@@ -49,20 +72,239 @@ export function batchLimits(hub: Limits, batch: number): BatchLimits {
   };
 }
 
-/** Tasks `start` to `end - 1` of the file; `fromLine` to `toLine` are the lines they cover. */
+/** One create: `tasks` tasks from lines `fromLine` to `toLine`. */
 export interface Batch {
-  start: number;
-  end: number;
   fromLine: number;
   toLine: number;
+  tasks: number;
+}
+
+/** Cuts tasks into batches of at most `maxTasks` tasks and `maxBytes` bytes (a bigger task goes alone). */
+class BatchPlanner {
+  readonly batches: Batch[] = [];
+  private tasks = 0;
+  private bytes = OVERHEAD_BYTES;
+  private lastLine = 0;
+
+  constructor(private readonly limits: BatchLimits) {}
+
+  add(size: number, line: number): void {
+    if (this.tasks > 0 && (this.tasks >= this.limits.maxTasks || this.bytes + size > this.limits.maxBytes)) this.cut();
+    this.tasks++;
+    this.bytes += size;
+    this.lastLine = line;
+  }
+
+  finish(): Batch[] {
+    if (this.tasks > 0) this.cut();
+    return this.batches;
+  }
+
+  private cut(): void {
+    const previous = this.batches[this.batches.length - 1];
+    this.batches.push({ fromLine: previous === undefined ? 1 : previous.toLine + 1, toLine: this.lastLine, tasks: this.tasks });
+    this.tasks = 0;
+    this.bytes = OVERHEAD_BYTES;
+  }
+}
+
+/** The names the file needs that exist nowhere: a few of them with the line that first needs each, and how many. */
+export interface Missing {
+  examples: { name: string; line: number }[];
+  total: number;
+  /** True when `total` is a lower bound (the hub's lists were cut short and there were too many to look up). */
+  atLeast: boolean;
+}
+
+export interface AddResult {
+  created: number;
+  unchanged: number;
+  missing: Missing;
+}
+
+/** Where an addfile is, for progress lines and for what to say when it stops half-way. */
+export class AddProgress {
+  phase: 'checking' | 'looking up' | 'sending' = 'checking';
+  /** Lines read so far (checking). */
+  lines = 0;
+  /** Names looked up so far, of `toLookUp`. */
+  lookedUp = 0;
+  toLookUp = 0;
+  batches: Batch[] = [];
+  /** Batches the hub has answered for. */
+  done = 0;
+  /** A batch was sent and its answer has not come. */
+  inFlight = false;
+  /** Tasks in the batches done. */
+  sent = 0;
+  /** Tasks in all the batches. */
+  total = 0;
+
+  /**
+   * What was added, for a message when addfile stops before the end: "batch 1 of 3 (lines 1 to 4,
+   * 2 tasks) was added; nothing from line 5 on was", or undefined when nothing was. `unsure`: the
+   * batch in flight may or may not have been added (its answer did not come).
+   */
+  added(unsure = this.inFlight): string | undefined {
+    const k = this.done;
+    const current = this.batches[k];
+    const last = this.batches[k - 1];
+    const rest =
+      current === undefined
+        ? undefined
+        : unsure
+          ? `batch ${k + 1} (lines ${current.fromLine} to ${current.toLine}) may or may not have been; nothing after line ${current.toLine} was`
+          : `nothing from line ${current.fromLine} on was`;
+    if (last === undefined) {
+      return unsure && current !== undefined
+        ? `batch 1 of ${this.batches.length} (lines ${current.fromLine} to ${current.toLine}) may or may not have been added; nothing after line ${current.toLine} was`
+        : undefined;
+    }
+    const tasks = this.sent;
+    const which = k === 1 ? 'batch 1' : `batches 1 to ${k}`;
+    const what = `${which} of ${this.batches.length} (lines 1 to ${last.toLine}, ${tasks} task${tasks === 1 ? '' : 's'}) ${k === 1 ? 'was' : 'were'} added`;
+    return rest === undefined ? what : `${what}; ${rest}`;
+  }
+}
+
+/** addfile stopped before the end: `cause` says why, `added` (if any) which batches went in before. */
+export class AddFileError extends Error {
+  override name = 'AddFileError';
+
+  constructor(
+    override readonly cause: unknown,
+    /** For the user, or undefined when nothing was added. */
+    readonly added: string | undefined,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+  }
+}
+
+/** Stopped by the user (Ctrl-C) between two batches, or before any was sent. */
+export class Interrupted extends Error {
+  override name = 'Interrupted';
+}
+
+/** --strict found dependencies that exist neither in the file nor in the hub; nothing was sent. */
+export class MissingDepsError extends Error {
+  override name = 'MissingDepsError';
+  constructor(readonly missing: Missing) {
+    super(`${missingText(missing)}; nothing was added (--strict)`);
+  }
+}
+
+/** "2 names the file needs exist neither in it nor in the hub: fetch-x (line 3), y (line 9)". */
+export function missingText(m: Missing): string {
+  const listed = m.examples.map((e) => `${e.name} (line ${e.line})`);
+  const more = m.total - listed.length;
+  const names = `${m.atLeast ? 'at least ' : ''}${m.total} name${m.total === 1 ? '' : 's'}`;
+  return `${names} the file depends on ${m.total === 1 && !m.atLeast ? 'exists' : 'exist'} neither in it nor in the hub: ${listed.join(', ')}${more > 0 ? ` and ${more} more` : ''}`;
+}
+
+export interface AddFileOptions {
+  /** Most tasks a batch (the hub's own limits may cut batches smaller). */
+  batch: number;
+  /** Refuse the file, sending nothing, when a dependency exists neither in it nor in the hub. */
+  strict?: boolean;
+  /** Updated as addfile goes on; read it for progress lines and for what to say when interrupted. */
+  progress?: AddProgress;
+  /** Called at least every chunk of lines and every batch, to show progress. */
+  onProgress?: () => void;
+  /** Asked between chunks, lookups and batches: true stops addfile there (Interrupted, or AddFileError whose cause is). */
+  stopped?: () => boolean;
 }
 
 /**
- * The file cut into batches of at most `limits.maxTasks` tasks and `limits.maxBytes` encoded
- * bytes (a task bigger than that goes alone). Throws TaskFileError naming the line of a task the
- * hub would refuse whatever the batch: over max_message_bytes alone, a payload or name too long.
+ * Adds every task of `source` to `hub`. Throws TaskFileError (`line N: ...`) for a bad file,
+ * before anything is sent; MissingDepsError under `strict`; AddFileError when a batch fails after
+ * others were added or when interrupted after some were (its `added` says which); Interrupted when
+ * stopped before anything was sent.
  */
-export function planBatches(file: TaskFile, limits: BatchLimits): Batch[] {
+export async function addFile(hub: Hub, source: LineSource, options: AddFileOptions): Promise<AddResult> {
+  const progress = options.progress ?? new AddProgress();
+  const tick = options.onProgress ?? ((): void => undefined);
+  const stopped = options.stopped ?? ((): boolean => false);
+
+  const limits = batchLimits((await hub.status()).limits, options.batch);
+  const { index, batches } = await check(source, limits, progress, tick, stopped);
+  progress.batches = batches;
+  progress.total = batches.reduce((n, b) => n + b.tasks, 0);
+  const needed = [...index.undefinedDeps()];
+
+  if (options.strict === true && needed.length > 0) {
+    progress.phase = 'looking up';
+    const missing = await lookUp(hub, needed, progress, tick, stopped);
+    if (missing.length > 0) throw new MissingDepsError({ examples: missing.slice(0, LISTED_MISSING), total: missing.length, atLeast: false });
+  }
+
+  progress.phase = 'sending';
+  tick();
+  let created = 0;
+  let unchanged = 0;
+  const reported = new Set<string>();
+  let cutShort = false;
+  let batch: TaskSpecInput[] = [];
+  let lines: number[] = [];
+  const send = async (): Promise<void> => {
+    const planned = progress.batches[progress.done];
+    if (planned === undefined || planned.tasks !== batch.length) throw new TypeError('the second reading of the file differs from the first');
+    if (stopped()) throw progress.done === 0 ? new Interrupted('interrupted') : new AddFileError(new Interrupted('interrupted'), progress.added(false));
+    progress.inFlight = true;
+    let r: CreateResult;
+    try {
+      r = await hub.create(batch);
+    } catch (err) {
+      const cause = refusal(err, batch, lines);
+      // A refusal changed nothing; a lost reply may hide a batch the hub did add.
+      const unsure = !(cause instanceof DagworkError || cause instanceof TaskFileError);
+      throw new AddFileError(cause, progress.added(unsure));
+    }
+    progress.inFlight = false;
+    progress.done++;
+    progress.sent += batch.length;
+    created += r.created;
+    unchanged += r.unchanged;
+    for (const name of r.missingDeps) if (!index.has(name)) reported.add(name);
+    if (r.missingDepsTotal > r.missingDeps.length) cutShort = true;
+    batch = [];
+    lines = [];
+    tick();
+  };
+  for await (const chunk of source.lines()) {
+    for (const { text, line } of chunk) {
+      const spec = parseLine(text, line);
+      if (spec === undefined || !index.definesFirst(spec.name, line)) continue;
+      batch.push(spec);
+      lines.push(line);
+      if (batch.length === (progress.batches[progress.done] as Batch | undefined)?.tasks) await send();
+    }
+  }
+  if (batch.length > 0 || progress.done !== progress.batches.length) await send();
+
+  // Not interruptible: everything is added by now, and an interruption would say otherwise.
+  return { created, unchanged, missing: await missingAfter(hub, needed, reported, cutShort) };
+}
+
+/**
+ * An upper bound of the bytes `task` takes in a create request, without encoding it (which would
+ * take as long as all the other checks together): each string or bytes field a tag, a length of
+ * at most 5 bytes and its bytes; each number a tag and at most 10 bytes; the TaskSpec itself a tag
+ * and a length. Batches cut by it are never over their share.
+ */
+function sizeBound(task: TaskSpecInput): number {
+  let n = 6 + 3 * 11 + 6 + Buffer.byteLength(task.name) + 6 + Buffer.byteLength(task.pool ?? '') + 6 + (task.payload?.length ?? 0);
+  for (const d of task.deps ?? []) n += 6 + Buffer.byteLength(d);
+  return n;
+}
+
+/** The first reading: every line checked, the index of names and deps built, the batches planned. */
+async function check(
+  source: LineSource,
+  limits: BatchLimits,
+  progress: AddProgress,
+  tick: () => void,
+  stopped: () => boolean,
+): Promise<{ index: TaskIndex; batches: Batch[] }> {
   const specLimits: SpecLimits = {
     ...defaultSpecLimits(),
     maxPayloadBytes: limits.maxPayloadBytes,
@@ -72,95 +314,77 @@ export function planBatches(file: TaskFile, limits: BatchLimits): Batch[] {
     maxAttempts: Number.MAX_SAFE_INTEGER,
     maxLeaseMs: Number.MAX_SAFE_INTEGER,
   };
-  const batches: Batch[] = [];
-  let start = 0;
-  let bytes = OVERHEAD_BYTES;
-  const cut = (end: number): void => {
-    const fromLine = batches.length === 0 ? 1 : (batches[batches.length - 1] as Batch).toLine + 1;
-    batches.push({ start, end, fromLine, toLine: file.lines[end - 1] as number });
-    start = end;
-    bytes = OVERHEAD_BYTES;
-  };
-  file.specs.forEach((spec, i) => {
-    const line = file.lines[i] as number;
-    try {
-      normalizeSpec(spec, specLimits);
-    } catch (err) {
-      if (err instanceof DagworkError) throw new TaskFileError(line, `${err.code}: ${err.message}`, { cause: err });
-      throw err;
+  const index = new TaskIndex();
+  const planner = new BatchPlanner(limits);
+  for await (const chunk of source.lines()) {
+    if (stopped()) throw new Interrupted('interrupted');
+    for (const { text, line } of chunk) {
+      const input = parseLine(text, line);
+      if (input === undefined) continue;
+      const spec = checkedSpec(input, line, specLimits);
+      if (!index.add(spec, line)) continue;
+      const size = sizeBound(input);
+      // Past the bound, the exact size of a request holding this task alone: the codec is the only one that knows.
+      const exact = size > limits.maxMessageBytes ? encodeRequest({ op: 'create', tasks: [input] }).length : size;
+      if (exact > limits.maxMessageBytes) {
+        throw new TaskFileError(
+          line,
+          `task "${spec.name}" takes ${exact} bytes in a request; the hub takes requests of at most ${limits.maxMessageBytes} bytes (dhub --max-message-bytes)`,
+        );
+      }
+      planner.add(size, line);
     }
-    // The size of a request holding this task alone: the codec is the only one that knows.
-    const size = encodeRequest({ op: 'create', tasks: [spec] }).length;
-    if (size > limits.maxMessageBytes) {
-      throw new TaskFileError(
-        line,
-        `task "${spec.name}" takes ${size} bytes in a request; the hub takes requests of at most ${limits.maxMessageBytes} bytes (dhub --max-message-bytes)`,
-      );
-    }
-    if (i > start && (i - start >= limits.maxTasks || bytes + size > limits.maxBytes)) cut(i);
-    bytes += size;
-  });
-  if (start < file.specs.length) cut(file.specs.length);
-  return batches;
+    progress.lines = chunk[chunk.length - 1]?.line ?? progress.lines;
+    tick();
+  }
+  index.checkCycles();
+  return { index, batches: planner.finish() };
 }
 
-/**
- * Sends every batch in order. Throws TaskFileError (`line N: CODE: message`) when the hub refuses a
- * task it names, with `added` saying which batches went in before; other errors likewise carry
- * `added` when some batches were added.
- */
-export async function addTaskFile(hub: Hub, file: TaskFile, batch: number): Promise<{ created: number; unchanged: number }> {
-  const { limits } = await hub.status();
-  const batches = planBatches(file, batchLimits(limits, batch));
-  let created = 0;
-  let unchanged = 0;
-  for (const [k, b] of batches.entries()) {
+/** Which of `names` the hub does not have, one lookup each, in order. */
+async function lookUp(
+  hub: Hub,
+  names: { name: string; line: number }[],
+  progress: AddProgress,
+  tick: () => void,
+  stopped: () => boolean,
+): Promise<{ name: string; line: number }[]> {
+  const missing: { name: string; line: number }[] = [];
+  progress.toLookUp = names.length;
+  for (const n of names) {
+    if (stopped()) throw new Interrupted('interrupted');
     try {
-      const r = await hub.create(file.specs.slice(b.start, b.end));
-      created += r.created;
-      unchanged += r.unchanged;
+      await hub.lookup(n.name);
     } catch (err) {
-      throw new AddFileError(refusal(err, file, b), batches, k);
+      if (!(err instanceof DagworkError) || err.code !== 'UNKNOWN_TASK') throw err;
+      missing.push(n);
     }
+    progress.lookedUp++;
+    if (progress.lookedUp % 100 === 0) tick();
   }
-  return { created, unchanged };
+  return missing;
+}
+
+/** The names the file needs and does not define that the hub said were missing (looked up when its lists were cut short). */
+async function missingAfter(
+  hub: Hub,
+  needed: { name: string; line: number }[],
+  reported: Set<string>,
+  cutShort: boolean,
+): Promise<Missing> {
+  if (needed.length === 0) return { examples: [], total: 0, atLeast: false };
+  if (cutShort && needed.length <= MAX_COUNTING_LOOKUPS) {
+    const unknown = needed.filter((n) => !reported.has(n.name));
+    const progress = new AddProgress();
+    for (const n of await lookUp(hub, unknown, progress, () => undefined, () => false)) reported.add(n.name);
+  }
+  const missing = needed.filter((n) => reported.has(n.name));
+  return { examples: missing.slice(0, LISTED_MISSING), total: missing.length, atLeast: cutShort && needed.length > MAX_COUNTING_LOOKUPS };
 }
 
 /** The hub's error, as `line N: ...` when it names a task of the batch. */
-function refusal(err: unknown, file: TaskFile, b: Batch): unknown {
+function refusal(err: unknown, batch: TaskSpecInput[], lines: number[]): unknown {
   if (!(err instanceof DagworkError) || err.task === '') return err;
-  for (let i = b.start; i < b.end; i++) {
-    if (file.specs[i]?.name === err.task) return new TaskFileError(file.lines[i] as number, `${err.code}: ${err.message}`, { cause: err });
-  }
-  return err;
-}
-
-/** A batch failed: `cause` says why, `added` (if any) which batches went in before it. */
-export class AddFileError extends Error {
-  override name = 'AddFileError';
-  /** For the user, or undefined when nothing was added. */
-  readonly added: string | undefined;
-
-  constructor(
-    override readonly cause: unknown,
-    batches: readonly Batch[],
-    failed: number,
-  ) {
-    super(cause instanceof Error ? cause.message : String(cause), { cause });
-    const b = batches[failed] as Batch;
-    if (failed === 0) {
-      this.added = undefined;
-      return;
-    }
-    const last = batches[failed - 1] as Batch;
-    const tasks = last.end;
-    const which = failed === 1 ? 'batch 1' : `batches 1 to ${failed}`;
-    const what = `${which} of ${batches.length} (lines 1 to ${last.toLine}, ${tasks} task${tasks === 1 ? '' : 's'}) ${failed === 1 ? 'was' : 'were'} added`;
-    // A refusal changed nothing; a lost reply may hide a batch the hub did add.
-    const rest =
-      cause instanceof DagworkError || cause instanceof TaskFileError
-        ? `nothing from line ${b.fromLine} on was`
-        : `batch ${failed + 1} (lines ${b.fromLine} to ${b.toLine}) may or may not have been; nothing after line ${b.toLine} was`;
-    this.added = `${what}; ${rest}. Fix the file and run addfile again: tasks added already are left alone.`;
-  }
+  const i = batch.findIndex((t) => t.name === err.task);
+  return i === -1 ? err : new TaskFileError(lines[i] as number, `${err.code}: ${err.message}`, { cause: err });
 }

@@ -25,54 +25,145 @@ function table(rows: string[][]): string {
 
 function ago(now: number, then: number): string {
   if (then <= 0) return 'not since the hub started';
-  const s = Math.max(0, Math.round((now - then) / 1000));
-  return s < 120 ? `${s}s ago` : s < 7200 ? `${Math.round(s / 60)}m ago` : `${Math.round(s / 3600)}h ago`;
+  return `${duration(now - then)} ago`;
+}
+
+/** A span of time for people: "42s", "7m", "3h 5m", "2d 4h". */
+export function duration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 2 * 86_400) return `${Math.floor(s / 3600)}h ${Math.round((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86_400)}d ${Math.round((s % 86_400) / 3600)}h`;
+}
+
+/** "1 task", "2 tasks". */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 const countCells = (c: StateCounts): string[] => TASK_STATES.map((s) => String(c[s]));
 
-export function formatStatus(status: GraphStatus): string {
+/**
+ * Nothing can come to a graph in this state unless someone creates tasks: nothing is ready or
+ * running (tasks still waiting then wait on names that do not exist, directly or not). The rule the
+ * hub applies to steals, over the whole graph.
+ */
+export function isFinished(counts: StateCounts): boolean {
+  return counts.ready + counts.running === 0;
+}
+
+/** Tasks that could still run: ready, running, and waiting on tasks that exist. */
+function remaining(status: GraphStatus): number {
+  return status.counts.ready + status.counts.running + Math.max(0, status.counts.waiting - status.waitingOnMissing);
+}
+
+/** Where the status came from: the hub's endpoint, its store's id, when it started. */
+export interface StatusSource {
+  endpoint: string;
+  storeId: string;
+  startedMs: number;
+}
+
+export function formatStatus(status: GraphStatus, source?: StatusSource): string {
   const { counts, total } = status;
   const percent = total === 0 ? 0 : (100 * counts.done) / total;
-  const lines = [
-    `${total} tasks, ${counts.done} done (${percent.toFixed(1)}%), ${counts.failed} failed, ${counts.blocked} blocked; ` +
-      `${status.donePerSecond.toFixed(1)} done/s over the last minute`,
-    '',
-    table([['pool', ...TASK_STATES], ...status.pools.map((p) => [shown(p.pool), ...countCells(p.counts)]), ['total', ...countCells(counts)]]),
-  ];
+  const lines: string[] = [];
+  if (source !== undefined) {
+    const started = source.startedMs > 0 ? `, up ${duration(status.now - source.startedMs)} (since ${new Date(source.startedMs).toISOString()})` : '';
+    lines.push(`hub ${source.endpoint}, store ${source.storeId === '' ? '(id not given)' : source.storeId}${started}`);
+  }
+  const notDone = [`${counts.failed} failed`, `${counts.blocked} blocked`, ...(counts.cancelled > 0 ? [`${counts.cancelled} cancelled`] : [])];
+  lines.push(`${plural(total, 'task')}, ${counts.done} done (${percent.toFixed(1)}%), ${notDone.join(', ')}`);
+  // The hub's rate is over the last minute, or since its first completion when that is sooner.
+  if (status.donePerSecond > 0) {
+    const left = remaining(status);
+    const eta = left > 0 && !isFinished(counts) ? `; ${plural(left, 'task')} to go, about ${duration((left / status.donePerSecond) * 1000)} at this rate` : '';
+    lines.push(`${formatRate(status.donePerSecond)} done/s over the last minute (or since the first completion, if sooner)${eta}`);
+  }
+  if (status.waitingOnMissing > 0) {
+    const examples = status.missingExamples.slice(0, 5).map((n) => shown(n));
+    const more = status.missingNames - examples.length;
+    lines.push(
+      `${plural(status.waitingOnMissing, 'task waits', 'tasks wait')} on ${plural(status.missingNames, "name that doesn't exist", "names that don't exist")} ` +
+        `(e.g. ${examples.join(', ')}${more > 0 ? ` and ${more} more` : ''}): a typo, or tasks still to be created`,
+    );
+  }
+  lines.push('', table([['pool', ...TASK_STATES], ...status.pools.map((p) => [shown(p.pool), ...countCells(p.counts)]), ['total', ...countCells(counts)]]));
+  if (status.poolsTotal > status.pools.length) lines.push(`(${status.pools.length} of ${status.poolsTotal} pools listed; the total counts them all)`);
   if (status.workers.length > 0) {
     lines.push(
       '',
       table([
         ['worker', 'running', 'done', 'failed', 'last seen'],
-        ...status.workers.map((w) => [shown(w.worker), String(w.running), String(w.done), String(w.failed), ago(status.now, w.lastSeen)]),
+        ...status.workers.map((w) => [
+          shown(w.worker),
+          String(w.running),
+          String(w.done),
+          String(w.failed),
+          `${w.exited ? 'exited, ' : ''}${ago(status.now, w.lastSeen)}`,
+        ]),
       ]),
     );
+    if (status.workersTotal > status.workers.length) {
+      lines.push(`(${status.workers.length} of ${status.workersTotal} workers listed: those holding tasks, then the most recently seen)`);
+    }
   }
   return lines.join('\n');
 }
 
-export function lookupJson({ task, dependents }: { task: TaskRecord; dependents: string[] }): object {
+/** A rate with enough digits to be read: "0.05", "1.2", "820". */
+function formatRate(r: number): string {
+  return r >= 100 ? r.toFixed(0) : r >= 1 ? r.toFixed(1) : r.toPrecision(2).replace(/\.?0+$/, '');
+}
+
+/** How a finished run ended, one line: "finished: all 41 tasks done", or what was not done. */
+export function finishedLine(status: GraphStatus): string {
+  const { counts } = status;
+  if (counts.done === status.total) return `finished: all ${plural(status.total, 'task')} done`;
+  const parts = [
+    `${counts.done} done`,
+    ...(counts.failed > 0 ? [`${counts.failed} failed`] : []),
+    ...(counts.blocked > 0 ? [`${counts.blocked} blocked`] : []),
+    ...(counts.cancelled > 0 ? [`${counts.cancelled} cancelled`] : []),
+    ...(counts.waiting > 0 ? [`${counts.waiting} still waiting (on names that don't exist)`] : []),
+  ];
+  return `finished, not all done: ${parts.join(', ')} (of ${plural(status.total, 'task')})`;
+}
+
+interface Found {
+  task: TaskRecord;
+  dependents: string[];
+  missingDeps: string[];
+}
+
+export function lookupJson({ task, dependents, missingDeps }: Found): object {
   return {
     ...task,
     spec: { ...task.spec, payload: text(task.spec.payload) },
     result: text(task.result),
     dependents,
+    missingDeps,
   };
 }
 
-export function formatLookup({ task, dependents }: { task: TaskRecord; dependents: string[] }): string {
+export function formatLookup({ task, dependents, missingDeps }: Found): string {
   const { spec } = task;
   const iso = (ms: number): string => new Date(ms).toISOString();
   const many = { lines: true };
+  const missing = new Set(missingDeps);
+  const deps = spec.deps.map((d) => (missing.has(d) ? `${shown(d)} (does not exist)` : shown(d))).join(', ');
   const rows: [string, string][] = [
     ['name', shown(spec.name)],
     ['state', `${task.state} (attempt ${task.attempts} of ${spec.maxAttempts})`],
     ['pool', `${shown(spec.pool)}, priority ${spec.priority}, lease ${spec.leaseMs / 1000}s`],
-    ['deps', shown(spec.deps.join(', ')) || '-'],
+    ['deps', deps || '-'],
     ['dependents', shown(dependents.join(', ')) || '-'],
     ['payload', shown(text(spec.payload), many) || '-'],
   ];
+  if (missingDeps.length > 0) {
+    rows.splice(4, 0, ['missing', `${plural(missingDeps.length, 'dependency does', 'dependencies do')} not exist: it waits until ${missingDeps.length === 1 ? 'a task of that name is' : 'tasks of those names are'} created`]);
+  }
   if (task.worker !== '') rows.push(['worker', shown(task.worker)]);
   if (task.state === 'running') rows.push(['lease until', iso(task.leaseDeadline)]);
   if (task.notBefore > 0) rows.push(['not before', iso(task.notBefore)]);

@@ -8,11 +8,15 @@
  * Blank lines are skipped, and so is a line whose first character is # (a comment). A task whose
  * name starts with # is written as JSON: in dwork's form a name may not start with #, so an
  * indented "# ..." is refused rather than guessed to be a comment or a task.
- * The text must be UTF-8 (decodeTaskFile): a file in another encoding would merge names.
+ * The text must be UTF-8 (checked as it is read, in lines.ts): a file in another encoding would merge names.
+ *
+ * A whole file is checked before anything is sent (duplicates, cycles: TaskIndex), keeping only
+ * what those checks need, compactly: each name once, its dependencies as numbers, and a digest of
+ * its definition; never the payloads.
  */
 import { checkLeaseMs, checkRange, INT32_MAX, INT32_MIN, parseDuration, UINT32_MAX } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
-import { defaultSpecLimits, dependencyOrder, normalizeSpec, sameSpec, type SpecLimits } from '../../proto/src/spec.js';
+import { defaultSpecLimits, normalizeSpec, type SpecLimits } from '../../proto/src/spec.js';
 import type { TaskSpec, TaskSpecInput } from '../../proto/src/types.js';
 
 /** A problem with one line of a task file. */
@@ -27,74 +31,7 @@ export class TaskFileError extends Error {
   }
 }
 
-/** The tasks of a file, each with the line it came from (`lines[i]` is the line of `specs[i]`). */
-export interface TaskFile {
-  specs: TaskSpecInput[];
-  lines: number[];
-}
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * The text of a task file's bytes (a byte order mark dropped); throws TaskFileError naming the
- * first line that is not valid UTF-8. Decoding it lossily would turn "café" and "cafè" in Latin-1
- * into the same name.
- */
-export function decodeTaskFile(bytes: Uint8Array): string {
-  try {
-    return utf8.decode(bytes);
-  } catch {
-    // Find the line: decode line by line (a newline byte never occurs inside a UTF-8 sequence).
-    let start = 0;
-    for (let line = 1; ; line++) {
-      const newline = bytes.indexOf(0x0a, start);
-      const end = newline === -1 ? bytes.length : newline;
-      const text = bytes.subarray(start, end);
-      if (!validUtf8(text)) {
-        const bad = firstInvalidByte(text);
-        const byte = (text[bad] as number).toString(16).padStart(2, '0');
-        throw new TaskFileError(line, `not valid UTF-8 (byte 0x${byte} at byte ${bad + 1} of the line); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8`);
-      }
-      if (newline === -1) throw new TypeError('TextDecoder refused text that is valid UTF-8 line by line');
-      start = newline + 1;
-    }
-  }
-}
-
-function validUtf8(bytes: Uint8Array): boolean {
-  try {
-    utf8.decode(bytes);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Where the first bad sequence of `bytes` starts, for the message only (TextDecoder decides
- * whether the text is valid): the ranges of RFC 3629's table, so overlong forms and surrogates
- * count as bad, as they do for TextDecoder.
- */
-function firstInvalidByte(bytes: Uint8Array): number {
-  for (let i = 0; i < bytes.length; ) {
-    const lead = bytes[i] as number;
-    if (lead < 0x80) {
-      i++;
-      continue;
-    }
-    const trail = lead >= 0xc2 && lead <= 0xdf ? 1 : lead >= 0xe0 && lead <= 0xef ? 2 : lead >= 0xf0 && lead <= 0xf4 ? 3 : 0;
-    if (trail === 0) return i;
-    const low = lead === 0xe0 ? 0xa0 : lead === 0xf0 ? 0x90 : 0x80;
-    const high = lead === 0xed ? 0x9f : lead === 0xf4 ? 0x8f : 0xbf;
-    for (let k = 1; k <= trail; k++) {
-      const b = bytes[i + k];
-      if (b === undefined || b < (k === 1 ? low : 0x80) || b > (k === 1 ? high : 0xbf)) return i;
-    }
-    i += trail + 1;
-  }
-  return 0;
-}
-
+const encoder = new TextEncoder();
 const JSON_KEYS = new Set(['name', 'deps', 'cmd', 'payload', 'priority', 'pool', 'attempts', 'lease']);
 
 function fromJson(text: string, line: number): TaskSpecInput {
@@ -119,7 +56,7 @@ function fromJson(text: string, line: number): TaskSpecInput {
   const payload = o.cmd ?? o.payload;
   if (payload !== undefined) {
     if (typeof payload !== 'string') throw new TaskFileError(line, `"${o.cmd !== undefined ? 'cmd' : 'payload'}" must be a string`);
-    spec.payload = new TextEncoder().encode(payload);
+    spec.payload = encoder.encode(payload);
   }
   // Each number is checked against its wire type: protobuf would write it modulo 2^32.
   if (o.priority !== undefined) spec.priority = integerField(o, 'priority', INT32_MIN, INT32_MAX, line);
@@ -165,29 +102,30 @@ function fromDwork(text: string, line: number): TaskSpecInput {
   return { name, deps };
 }
 
-/**
- * Every task of `text` with its line, checked by the hub's own rules (names, duplicates, cycles)
- * so that a bad file is refused before anything is sent. Sizes are checked against the hub's
- * limits when they are known (see addfile.ts). Throws TaskFileError naming the line.
- */
-export function parseTaskFile(text: string): TaskFile {
-  const specs: TaskSpecInput[] = [];
-  const lines: number[] = [];
-  const rows = text.split(/\r?\n/);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] as string;
-    if (row.startsWith('#')) continue;
-    const raw = row.trim();
-    if (raw === '') continue;
-    specs.push(raw.startsWith('{') ? fromJson(raw, i + 1) : fromDwork(raw, i + 1));
-    lines.push(i + 1);
-  }
-  checkSpecs({ specs, lines });
-  return { specs, lines };
+
+/** The task on one line of a task file, or undefined for a blank line or a comment. Throws TaskFileError. */
+export function parseLine(row: string, line: number): TaskSpecInput | undefined {
+  if (row.startsWith('#')) return undefined;
+  const raw = row.trim();
+  if (raw === '') return undefined;
+  return raw.startsWith('{') ? fromJson(raw, line) : fromDwork(raw, line);
 }
 
-// Sizes are left to the hub, whose limits may be raised; names, duplicates and cycles are not.
-const UNBOUNDED: SpecLimits = {
+/**
+ * `input` with the hub's defaults filled in, checked against `limits`; throws TaskFileError naming
+ * the line (and the hub's code, TOO_LARGE, for what is over a size limit the hub may be told).
+ */
+export function checkedSpec(input: TaskSpecInput, line: number, limits: SpecLimits): TaskSpec {
+  try {
+    return normalizeSpec(input, limits);
+  } catch (err) {
+    if (err instanceof DagworkError) throw new TaskFileError(line, err.code === 'TOO_LARGE' ? `${err.code}: ${err.message}` : err.message, { cause: err });
+    throw err;
+  }
+}
+
+/** Limits for checking a file when the hub's are not known: sizes are left to the hub, names are not. */
+export const UNBOUNDED: SpecLimits = {
   ...defaultSpecLimits(),
   maxPayloadBytes: Number.MAX_SAFE_INTEGER,
   maxDeps: Number.MAX_SAFE_INTEGER,
@@ -195,28 +133,200 @@ const UNBOUNDED: SpecLimits = {
   maxLeaseMs: Number.MAX_SAFE_INTEGER,
 };
 
-/** The checks the hub makes of one create, by the contract's rules; throws TaskFileError naming the line. */
-function checkSpecs({ specs, lines }: TaskFile): void {
-  const byName = new Map<string, { spec: TaskSpec; line: number }>();
-  specs.forEach((input, i) => {
-    const line = lines[i] as number;
-    let spec: TaskSpec;
-    try {
-      spec = normalizeSpec(input, UNBOUNDED);
-    } catch (err) {
-      if (err instanceof DagworkError) throw new TaskFileError(line, err.message, { cause: err });
-      throw err;
+/** A growable list of 32-bit integers: 4 bytes an entry, where an array of numbers takes 8 or more. */
+class IntList {
+  private data = new Int32Array(1024);
+  length = 0;
+
+  push(n: number): void {
+    if (this.length === this.data.length) {
+      const bigger = new Int32Array(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
     }
-    const earlier = byName.get(spec.name);
-    if (earlier === undefined) byName.set(spec.name, { spec, line });
-    else if (!sameSpec(earlier.spec, spec)) {
-      throw new TaskFileError(line, `task "${spec.name}" is defined differently on line ${earlier.line}`);
-    }
-  });
-  try {
-    dependencyOrder(byName.keys(), (name) => byName.has(name), (name) => byName.get(name)?.spec.deps ?? []);
-  } catch (err) {
-    if (err instanceof DagworkError) throw new TaskFileError(byName.get(err.task)?.line ?? 0, err.message, { cause: err });
-    throw err;
+    this.data[this.length++] = n;
   }
+
+  get(i: number): number {
+    return this.data[i] as number;
+  }
+
+  set(i: number, n: number): void {
+    this.data[i] = n;
+  }
+}
+
+/**
+ * What a whole task file's checks need, kept compactly as the file is read: every name once
+ * (task or dependency) with a number, the line that first defines it and the first that depends on
+ * it, a task's dependencies as numbers, and a 64-bit digest of its definition (defaults filled in,
+ * dependencies as a set) to tell a repeated definition from a different one. About 100 bytes a
+ * name plus 4 a dependency, whatever the payloads. Throws TaskFileError naming the line.
+ */
+export class TaskIndex {
+  private readonly ids = new Map<string, number>();
+  private readonly names: string[] = [];
+  private readonly defined = new IntList(); // line of the first definition, 0 for a name only depended on
+  private readonly needed = new IntList(); // first line that depends on it, 0 if none
+  private readonly digests = new IntList(); // two entries a name
+  private readonly depStart = new IntList();
+  private readonly depCount = new IntList();
+  private readonly deps = new IntList();
+  /** Tasks defined (each name once). */
+  tasks = 0;
+
+  private id(name: string): number {
+    let id = this.ids.get(name);
+    if (id === undefined) {
+      id = this.names.length;
+      this.ids.set(name, id);
+      this.names.push(name);
+      for (const list of [this.defined, this.needed, this.digests, this.digests, this.depStart, this.depCount]) list.push(0);
+    }
+    return id;
+  }
+
+  /**
+   * Adds the task defined on `line`; returns false when an earlier line defines it identically
+   * (then it is not sent again). Throws TaskFileError when an earlier line defines it differently.
+   */
+  add(spec: TaskSpec, line: number): boolean {
+    const id = this.id(spec.name);
+    const [a, b] = digest(spec);
+    const earlier = this.defined.get(id);
+    if (earlier !== 0) {
+      if (this.digests.get(2 * id) === a && this.digests.get(2 * id + 1) === b) return false;
+      throw new TaskFileError(line, `task "${spec.name}" is defined differently on line ${earlier}`);
+    }
+    this.defined.set(id, line);
+    this.digests.set(2 * id, a);
+    this.digests.set(2 * id + 1, b);
+    this.depStart.set(id, this.deps.length);
+    this.depCount.set(id, spec.deps.length);
+    for (const dep of spec.deps) {
+      const d = this.id(dep);
+      this.deps.push(d);
+      if (this.needed.get(d) === 0) this.needed.set(d, line);
+    }
+    this.tasks++;
+    return true;
+  }
+
+  /** True when `line` is the line that first defines `name` (false for a repeat). */
+  definesFirst(name: string, line: number): boolean {
+    const id = this.ids.get(name);
+    return id !== undefined && this.defined.get(id) === line;
+  }
+
+  /** True when some line of the file defines `name`. */
+  has(name: string): boolean {
+    const id = this.ids.get(name);
+    return id !== undefined && this.defined.get(id) !== 0;
+  }
+
+  /** The names the file depends on but does not define, each with the first line that needs it, in the order first needed. */
+  *undefinedDeps(): Iterable<{ name: string; line: number }> {
+    const found: { name: string; line: number }[] = [];
+    for (let id = 0; id < this.names.length; id++) {
+      if (this.defined.get(id) === 0) found.push({ name: this.names[id] as string, line: this.needed.get(id) });
+    }
+    yield* found.sort((x, y) => x.line - y.line);
+  }
+
+  /**
+   * Throws TaskFileError if the file's dependencies make a cycle, naming it and the line of its
+   * first task. Iterative: a chain of millions of tasks must not overflow the stack.
+   */
+  checkCycles(): void {
+    const ON_PATH = 1;
+    const FINISHED = 2;
+    const color = new Uint8Array(this.names.length);
+    const path = new IntList();
+    const next = new IntList(); // per path entry: the index of its next dependency to visit
+    for (let root = 0; root < this.names.length; root++) {
+      if (color[root] !== 0) continue;
+      color[root] = ON_PATH;
+      path.push(root);
+      next.push(0);
+      while (path.length > 0) {
+        const top = path.length - 1;
+        const id = path.get(top);
+        const k = next.get(top);
+        if (this.defined.get(id) !== 0 && k < this.depCount.get(id)) {
+          next.set(top, k + 1);
+          const dep = this.deps.get(this.depStart.get(id) + k);
+          if (color[dep] === ON_PATH) {
+            const cycle: string[] = [];
+            let from = top;
+            while (path.get(from) !== dep) from--;
+            for (let i = from; i <= top; i++) cycle.push(this.names[path.get(i)] as string);
+            cycle.push(this.names[dep] as string);
+            const task = cycle[0] as string;
+            throw new TaskFileError(this.defined.get(dep), `task "${task}" would close a cycle: ${cycle.join(' -> ')} (each depends on the next)`);
+          }
+          if (color[dep] === 0) {
+            color[dep] = ON_PATH;
+            path.push(dep);
+            next.push(0);
+          }
+        } else {
+          color[id] = FINISHED;
+          path.length--;
+          next.length--;
+        }
+      }
+    }
+  }
+}
+
+/**
+ * A 64-bit digest of a task's definition (defaults filled in; deps as a set), as two 32-bit
+ * hashes (FNV-1a and a multiplicative one, with different seeds). Not cryptographic: it only tells
+ * a repeated line from a different definition of the same name; were two definitions ever to
+ * collide, the hub would still refuse the second (CONFLICT), naming its line.
+ */
+function digest(spec: TaskSpec): [number, number] {
+  let a = 0x811c9dc5;
+  let b = 0x9747b28c;
+  const mix = (c: number): void => {
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+    b ^= b >>> 15;
+  };
+  const text = (s: string): void => {
+    for (let i = 0; i < s.length; i++) mix(s.charCodeAt(i));
+    mix(0x10000); // after every field: no two field lists run together alike
+  };
+  text(spec.name);
+  text(String(spec.priority));
+  text(spec.pool);
+  text(String(spec.maxAttempts));
+  text(String(spec.leaseMs));
+  const deps = spec.deps.length > 1 ? [...spec.deps].sort() : spec.deps;
+  for (const d of deps) text(d);
+  mix(0x10001);
+  for (let i = 0; i < spec.payload.length; i++) mix(spec.payload[i] as number);
+  text(String(spec.payload.length));
+  return [a | 0, b | 0];
+}
+
+/**
+ * Every task of `text` with its line, checked as addfile checks a file (names, duplicates,
+ * cycles; sizes are left to the hub). For small texts and tests; addfile streams its file.
+ */
+export function parseTaskFile(text: string): { specs: TaskSpecInput[]; lines: number[] } {
+  const specs: TaskSpecInput[] = [];
+  const lines: number[] = [];
+  const index = new TaskIndex();
+  const rows = text.split('\n');
+  for (let i = 0; i < rows.length; i++) {
+    const row = (rows[i] as string).replace(/\r$/, '');
+    const spec = parseLine(row, i + 1);
+    if (spec === undefined) continue;
+    index.add(checkedSpec(spec, i + 1, UNBOUNDED), i + 1);
+    specs.push(spec);
+    lines.push(i + 1);
+  }
+  index.checkCycles();
+  return { specs, lines };
 }

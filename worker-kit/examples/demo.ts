@@ -1,6 +1,7 @@
 /**
- * The quick-start job: the real dhub with its LevelDB store in ./dagwork-db, a small DAG of shell
- * commands, four workers that steal, run and complete them, and `dquery status` at the end.
+ * The quick-start job: the real dhub on a free port with a store of its own, ./dagwork-demo-db
+ * (apart from ./dagwork-db, where a hub you start keeps yours), a small DAG of shell commands,
+ * four workers that steal, run and complete them, and `dquery status` at the end.
  * Run it twice: the second run finds every task done already (re-creating a task is a no-op).
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -9,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, runWorker, shellHandler, type TaskSpecInput } from '../src/index.js';
 
 const dist = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const db = './dagwork-db';
+const db = './dagwork-demo-db';
 const hub = spawn(process.execPath, [join(dist, 'hub/src/main.js'), '--bind', 'tcp://127.0.0.1:*', '--db', db], { stdio: ['ignore', 'inherit', 'pipe'] });
 const exited = new Promise<number | null>((resolve) => hub.once('exit', resolve));
 const endpoint = await new Promise<string>((resolve, reject) => {
@@ -21,7 +22,7 @@ const endpoint = await new Promise<string>((resolve, reject) => {
   });
   void exited.then((code) => reject(new Error(`dhub exited with ${code}:\n${log}`)));
 });
-console.log(`dhub (pid ${hub.pid}) listening on ${endpoint}, store in ${db}`);
+console.log(`dhub (pid ${hub.pid}) listening on ${endpoint}, store in ${db} (the demo's own: your hub's default is ./dagwork-db)`);
 
 try {
   // fetch-i -> square-i -> sum: twenty independent chains joined at the end.
@@ -50,4 +51,4 @@ try {
   hub.kill('SIGTERM');
   await exited;
 }
-console.log(`(the store stays in ${db}: run again to see nothing re-run, or remove it to start over)`);
+console.log(`(the demo's store stays in ${db}: run again to see nothing re-run, or remove it (rm -r ${db}) to start over)`);

@@ -81,10 +81,20 @@ export function defaultClientOptions(env: NodeJS.ProcessEnv = process.env): Clie
   };
 }
 
-/** The hub did not answer: after every retry, no reply came within the timeout. */
+/**
+ * The hub did not answer: after every retry, no reply came within the timeout; or (`refused`)
+ * nothing listens at its endpoint: connection attempts were refused.
+ */
 export class HubUnreachableError extends Error {
   override name = 'HubUnreachableError';
   readonly code = 'UNREACHABLE';
+
+  constructor(
+    message: string,
+    readonly refused = false,
+  ) {
+    super(message);
+  }
 }
 
 /** How long a client waits for the reply to a request of `frameBytes` that asked to wait `waitMs`. */
@@ -250,7 +260,7 @@ export class Client {
         if (this.interrupted === socket) throw new HubUnreachableError(`request to ${this.options.hub} interrupted: the client is stopping`);
         if (watch.refused) {
           this.unreachable ??= Date.now();
-          throw new HubUnreachableError(`connection refused at ${this.options.hub}: is dhub running there?`);
+          throw new HubUnreachableError(`connection refused at ${this.options.hub}: is dhub running there?`, true);
         }
         if ((err as { code?: string }).code !== 'EAGAIN') throw err;
         // No reply in time: the socket may hold a lost request; only a new one can go on.

@@ -1,0 +1,128 @@
+/** `dquery addfile`: the command around addfile.ts: progress on a terminal, Ctrl-C, warnings, --strict, --json. */
+import type { Command } from 'commander';
+import { positiveArg } from '../../proto/src/args.js';
+import { AddFileError, AddProgress, Interrupted, missingText, type AddResult } from './addfile.js';
+import { complain, EXIT, plural } from './io.js';
+import type { Context } from './main.js';
+
+/** Progress lines are redrawn at most this often (ms). */
+const PROGRESS_EVERY_MS = 200;
+
+/** The progress line for a terminal. */
+function progressLine(p: AddProgress): string {
+  switch (p.phase) {
+    case 'checking':
+      return `checking: line ${p.lines}`;
+    case 'looking up':
+      return `looking up the dependencies the file does not define: ${p.lookedUp} of ${p.toLookUp}`;
+    case 'sending':
+      return `adding: ${p.sent} of ${plural(p.total, 'task')} (batch ${Math.min(p.done + 1, p.batches.length)} of ${p.batches.length})`;
+  }
+}
+
+const AGAIN = 'Run the same addfile again to add the rest: tasks added already are left alone.';
+
+export function registerAddfile(program: Command, ctx: Context): void {
+  program
+    .command('addfile')
+    .description('add every task of a file (or - for stdin): all lines are checked before any is sent, then sent in batches')
+    .argument('<file>', 'task file (UTF-8), or - for standard input')
+    .option('--batch <n>', "most tasks per request (fewer when the hub's --max-batch or --max-message-bytes say so)", positiveArg, 5000)
+    .option('--strict', 'refuse the file, sending nothing, if it depends on a name that exists neither in it nor in the hub (one lookup per such name)')
+    .option('--json', 'print {"created", "unchanged", "missingDeps", "missingDepsTotal", "missingDepsAtLeast"}')
+    .addHelpText(
+      'after',
+      `
+Lines (both forms may be mixed; blank lines are skipped, and so is a line whose first character is #):
+  name,dep1,dep2,...                                   dwork's format, no payload
+  {"name":"b","deps":["a"],"cmd":"echo b","priority":1,"pool":"default","attempts":3,"lease":"10m"}
+A task whose name starts with # is written as JSON: {"name":"#b"}.
+
+Every line is checked first (syntax, names, numbers, duplicates, cycles, the hub's size limits);
+a bad line is reported with its number and nothing is sent. The tasks then go in batches sized to
+the hub's limits: each batch is added all or nothing; a file of several batches is not. If the hub
+refuses a later batch (a task that exists with another definition, say), the error names its line
+and says which batches were added. Re-adding the same file is safe: identical tasks are left alone.
+
+A dependency defined neither in the file nor in the hub is allowed (the tasks that need it wait
+until a task of that name is created) and named in a warning on stderr; --strict refuses the file.
+The file is read twice (check, then send), never held whole in memory; standard input is copied to
+a temporary file for the second reading. On a terminal, progress is shown on stderr. Ctrl-C stops
+after the batch in flight and says what was added (a second Ctrl-C stops at once).
+
+Example:
+  python3 gen_tasks.py 100 1000 | dquery addfile -`,
+    )
+    .action(async (file: string, o: { batch: number; strict?: boolean; json?: boolean }) => {
+      const { addFile } = await import('./addfile.js');
+      const { FileLines } = await import('./lines.js');
+      const source = new FileLines(file);
+      const progress = new AddProgress();
+      const tty = process.stderr.isTTY === true;
+      let shownAt = 0;
+      let drawn = false;
+      const clear = (): void => {
+        if (drawn) process.stderr.write('\r\x1b[K');
+        drawn = false;
+      };
+      const onProgress = (): void => {
+        const now = Date.now();
+        if (!tty || now - shownAt < PROGRESS_EVERY_MS) return;
+        shownAt = now;
+        process.stderr.write(`\r\x1b[K${progressLine(progress)}`);
+        drawn = true;
+      };
+      let interrupts = 0;
+      // Nothing is sent while the file is checked, and between batches what was added is known:
+      // Ctrl-C stops at once. With a batch in flight it waits for the hub's answer, to say for sure.
+      const onInterrupt = (): void => {
+        interrupts++;
+        clear();
+        if (interrupts === 1 && progress.phase === 'sending' && progress.inFlight) {
+          complain('stopping after the batch in flight (Ctrl-C again to stop now)');
+          return;
+        }
+        const added = progress.phase === 'sending' ? progress.added() : undefined;
+        complain(added === undefined ? 'interrupted: nothing was added.' : `interrupted: ${added}. ${AGAIN}`);
+        source.close();
+        process.exit(EXIT.interrupted);
+      };
+      process.on('SIGINT', onInterrupt);
+      let result: AddResult;
+      try {
+        result = await addFile(ctx.hub(), source, { batch: o.batch, strict: o.strict === true, progress, onProgress, stopped: () => interrupts > 0 });
+      } catch (err) {
+        clear();
+        if (err instanceof Interrupted) {
+          complain('interrupted: nothing was added.');
+          process.exitCode = EXIT.interrupted;
+          return;
+        }
+        if (!(err instanceof AddFileError)) throw err;
+        if (err.cause instanceof Interrupted) {
+          complain(`interrupted: ${err.added ?? 'nothing was added'}. ${AGAIN}`);
+          process.exitCode = EXIT.interrupted;
+          return;
+        }
+        process.exitCode = ctx.fail(err.cause);
+        if (err.added !== undefined) complain(`${err.added}. Fix the file and run addfile again: tasks added already are left alone.`);
+        return;
+      } finally {
+        process.off('SIGINT', onInterrupt);
+        source.close();
+      }
+      clear();
+      const { created, unchanged, missing } = result;
+      if (o.json === true) {
+        console.log(JSON.stringify({ created, unchanged, missingDeps: missing.examples, missingDepsTotal: missing.total, missingDepsAtLeast: missing.atLeast }));
+      } else {
+        console.log(`added ${plural(created, 'task')}${unchanged > 0 ? ` (${unchanged} ${unchanged === 1 ? 'was' : 'were'} there already)` : ''}`);
+      }
+      if (missing.total > 0) {
+        complain(
+          `warning: ${missingText(missing)}; the tasks that need them wait until tasks of those names are created ` +
+            '(dquery status counts them; --strict refuses such a file)',
+        );
+      }
+    });
+}

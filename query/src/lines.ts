@@ -1,0 +1,154 @@
+/**
+ * A task file read line by line, in chunks, as often as needed: `addfile` reads it twice (check
+ * everything, then send), holding one chunk and the line that spans it at a time. Standard input,
+ * a pipe or anything else that cannot be read twice is copied to a temporary file on the first
+ * read, and read back from there.
+ */
+import { closeSync, createReadStream, fstatSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TaskFileError } from './taskfile.js';
+
+/** One line of a file: its text (no line break) and its number, from 1. */
+export interface Line {
+  text: string;
+  line: number;
+}
+
+/** Something whose lines can be read more than once, in order; `lines()` yields them a chunk at a time. */
+export interface LineSource {
+  lines(): AsyncIterable<Line[]>;
+}
+
+/** Bytes read at a time. */
+const CHUNK_BYTES = 1 << 20;
+
+// ignoreBOM keeps a U+FEFF inside the file as it is: only the file's first bytes are a byte order mark.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The lines of `chunks` (a byte stream), each checked to be UTF-8; throws TaskFileError naming the first line that is not. */
+export async function* splitLines(chunks: AsyncIterable<Buffer>, onChunk?: (chunk: Buffer) => void): AsyncIterable<Line[]> {
+  let pending: Buffer = Buffer.alloc(0);
+  let line = 0;
+  const decode = (bytes: Buffer): string => {
+    line++;
+    let start = line === 1 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
+    let end = bytes.length;
+    if (end > start && bytes[end - 1] === 0x0d) end--; // CRLF
+    const text = bytes.subarray(start, end);
+    try {
+      return utf8.decode(text);
+    } catch {
+      const bad = firstInvalidByte(text);
+      const byte = (text[bad] as number).toString(16).padStart(2, '0');
+      throw new TaskFileError(line, `not valid UTF-8 (byte 0x${byte} at byte ${bad + 1} of the line); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8`);
+    }
+  };
+  for await (const chunk of chunks) {
+    onChunk?.(chunk);
+    const lines: Line[] = [];
+    let from = 0;
+    for (;;) {
+      const newline = chunk.indexOf(0x0a, from);
+      if (newline === -1) break;
+      const piece = chunk.subarray(from, newline);
+      const bytes = pending.length === 0 ? piece : Buffer.concat([pending, piece]);
+      pending = Buffer.alloc(0);
+      const text = decode(bytes); // counts the line
+      lines.push({ text, line });
+      from = newline + 1;
+    }
+    if (from < chunk.length) pending = pending.length === 0 ? Buffer.from(chunk.subarray(from)) : Buffer.concat([pending, chunk.subarray(from)]);
+    if (lines.length > 0) yield lines;
+  }
+  if (pending.length > 0) {
+    const text = decode(pending);
+    yield [{ text, line }];
+  }
+}
+
+/**
+ * Where the first bad sequence of `bytes` starts, for the message only (TextDecoder decides
+ * whether the text is valid): the ranges of RFC 3629's table, so overlong forms and surrogates
+ * count as bad, as they do for TextDecoder.
+ */
+function firstInvalidByte(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; ) {
+    const lead = bytes[i] as number;
+    if (lead < 0x80) {
+      i++;
+      continue;
+    }
+    const trail = lead >= 0xc2 && lead <= 0xdf ? 1 : lead >= 0xe0 && lead <= 0xef ? 2 : lead >= 0xf0 && lead <= 0xf4 ? 3 : 0;
+    if (trail === 0) return i;
+    const low = lead === 0xe0 ? 0xa0 : lead === 0xf0 ? 0x90 : 0x80;
+    const high = lead === 0xed ? 0x9f : lead === 0xf4 ? 0x8f : 0xbf;
+    for (let k = 1; k <= trail; k++) {
+      const b = bytes[i + k];
+      if (b === undefined || b < (k === 1 ? low : 0x80) || b > (k === 1 ? high : 0xbf)) return i;
+    }
+    i += trail + 1;
+  }
+  return 0;
+}
+
+/** A task file changed between addfile's two readings. */
+export class FileChangedError extends Error {
+  override name = 'FileChangedError';
+}
+
+/**
+ * The lines of a file (`-` for standard input). A regular file is read again from disk each time,
+ * and refused if it changed in between (its size or modification time); anything else is copied to
+ * a temporary file as it is first read (removed by `close`).
+ */
+export class FileLines implements LineSource {
+  private spool: { dir: string; path: string } | undefined;
+  private readonly fd: number;
+  /** Size and modification time of a regular file, as first read; undefined for anything else. */
+  private readonly stamp: string | undefined;
+  private reads = 0;
+
+  /** Opens `path` at once, so that a file that cannot be read is said before anything else is done. */
+  constructor(readonly path: string) {
+    this.fd = path === '-' ? 0 : openSync(path, 'r');
+    const stat = fstatSync(this.fd);
+    if (stat.isDirectory()) throw Object.assign(new Error(`${path} is a directory, not a task file`), { code: 'EISDIR' });
+    this.stamp = stat.isFile() ? `${stat.size} ${stat.mtimeMs}` : undefined;
+  }
+
+  async *lines(): AsyncIterable<Line[]> {
+    const first = this.reads++ === 0;
+    if (first) {
+      const input = createReadStream('', { fd: this.fd, highWaterMark: CHUNK_BYTES, autoClose: this.fd !== 0 });
+      if (this.stamp !== undefined) {
+        yield* splitLines(input);
+        return;
+      }
+      const dir = mkdtempSync(join(tmpdir(), 'dquery-addfile-'));
+      this.spool = { dir, path: join(dir, 'tasks') };
+      const out = openSync(this.spool.path, 'w', 0o600);
+      try {
+        yield* splitLines(input, (chunk) => {
+          for (let at = 0; at < chunk.length; ) at += writeSync(out, chunk, at);
+        });
+      } finally {
+        closeSync(out);
+      }
+      return;
+    }
+    if (this.spool !== undefined) {
+      yield* splitLines(createReadStream(this.spool.path, { highWaterMark: CHUNK_BYTES }));
+      return;
+    }
+    const stat = statSync(this.path);
+    if (`${stat.size} ${stat.mtimeMs}` !== this.stamp) throw new FileChangedError(`${this.path} changed while dquery checked it; nothing was added`);
+    yield* splitLines(createReadStream(this.path, { highWaterMark: CHUNK_BYTES }));
+  }
+
+  /** Removes the temporary copy, if there is one. */
+  close(): void {
+    if (this.spool !== undefined) rmSync(this.spool.dir, { recursive: true, force: true });
+    this.spool = undefined;
+  }
+}

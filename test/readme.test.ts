@@ -1,0 +1,134 @@
+/**
+ * README's quick start and shell sections, run as written under sh: their code blocks are read
+ * from README.md here, so the text and what is tested cannot drift apart. Against a real dhub on
+ * a free port, given to the blocks as DAGWORK_HUB.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from '../worker-kit/src/index.js';
+import { cleanTempDirs, DQUERY, ROOT, runNode, startHub, tempDir, type Run, type RunningHub } from './helpers.js';
+
+/** The ```sh blocks of the README section headed `heading`, in order. */
+function shBlocks(heading: string): string[] {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const start = readme.indexOf(`\n${heading}\n`);
+  if (start === -1) throw new Error(`README.md has no section "${heading}"`);
+  const end = readme.indexOf('\n## ', start + heading.length + 2);
+  const section = readme.slice(start, end === -1 ? undefined : end);
+  return [...section.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1] as string);
+}
+
+/** Runs `script` with sh in the clone, as a user would there, bounded. */
+function sh(script: string, env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-c', script], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`timed out:\n${script}\n${stderr}`));
+    }, timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+afterAll(cleanTempDirs);
+
+describe('README: Quick start', () => {
+  const blocks = shBlocks('## Quick start');
+
+  it('installs with npm ci, in a block of its own (not run here: it would reinstall the tree these tests run from)', () => {
+    expect(blocks[0]).toMatch(/^npm ci +#[^\n]*\n$/);
+  });
+
+  it('runs the demo as written: 41 tasks, all done, in a store of its own', async () => {
+    const demo = blocks[1] as string;
+    expect(demo).toMatch(/^npm run demo /);
+    const store = join(ROOT, 'dagwork-demo-db');
+    const existed = existsSync(store);
+    const usersStore = existsSync(join(ROOT, 'dagwork-db'));
+    try {
+      const run = await sh(demo, {}, 120_000);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toMatch(/store in \.\/dagwork-demo-db/);
+      expect(run.stdout).toMatch(/^41 tasks, 41 done \(100\.0%\)/m);
+      expect(existsSync(join(ROOT, 'dagwork-db'))).toBe(usersStore); // the demo leaves a user's store alone
+    } finally {
+      if (!existed) rmSync(store, { recursive: true, force: true });
+    }
+  }, 150_000);
+});
+
+describe('README: Use it from the shell', () => {
+  const [start, add, loop, watch] = shBlocks('## Use it from the shell') as [string, string, string, string];
+  let hub: RunningHub;
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    hub = await startHub();
+    // `dquery` on the PATH, as `npm link` would put it.
+    const bin = tempDir();
+    symlinkSync(DQUERY, join(bin, 'dquery'));
+    env = { DAGWORK_HUB: hub.endpoint, PATH: `${bin}:${process.env.PATH ?? ''}` };
+  });
+  afterAll(async () => {
+    await hub.stop();
+  });
+
+  async function record(name: string): Promise<{ state: string; result: string; lastError: string }> {
+    const client = new Client({ hub: hub.endpoint });
+    try {
+      const { task } = await client.lookup(name);
+      return { state: task.state, result: Buffer.from(task.result).toString(), lastError: task.lastError };
+    } finally {
+      client.close();
+    }
+  }
+
+  it('starts the hub with npx dhub (the test starts its own on a free port instead)', () => {
+    expect(start).toMatch(/^npx dhub & +#[^\n]*\n$/);
+  });
+
+  it('adds the example tasks as written', async () => {
+    const run = await sh(add, env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toMatch(/^added 3 tasks$/m);
+    expect(run.stdout).toMatch(/^3 tasks, 0 done/m);
+  });
+
+  it('runs them with the shell loop as written, under sh: payloads intact, stderr as the reason of a failure', async () => {
+    const client = new Client({ hub: hub.endpoint });
+    try {
+      await client.create([
+        { name: 'it fails', payload: Buffer.from('echo partial; echo oops >&2; exit 3'), maxAttempts: 1 },
+        { name: 'no command' },
+      ]);
+    } finally {
+      client.close();
+    }
+    const run = await sh(loop, env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(await record('two-lines')).toMatchObject({ state: 'done', result: 'one\ntwo' });
+    expect(await record('hello')).toMatchObject({ state: 'done', result: 'hello' });
+    expect(await record('it fails')).toMatchObject({ state: 'failed', lastError: 'exit 3: oops' });
+    expect(await record('no command')).toMatchObject({ state: 'done' });
+  });
+
+  it('follows the run with status --watch as written: finished, exit 3 since a task failed', async () => {
+    const run = await sh(watch, env);
+    expect(run.code).toBe(3);
+    expect(run.stdout).toMatch(/^finished, not all done: 4 done, 1 failed \(of 5 tasks\)$/m);
+  });
+
+  it('shows the same loop in dquery --help', async () => {
+    const help = (await runNode([DQUERY, '--help'])).stdout;
+    expect(help).toContain(loop.trimEnd().replace(/^/gm, '  '));
+  });
+});
