@@ -6,8 +6,8 @@ import { countArg, int32Arg, leaseArg, uint32Arg } from '../../proto/src/args.js
 import { DagworkError } from '../../proto/src/errors.js';
 import { formatKeyFile, formatPublicKeyFile } from '../../proto/src/keys.js';
 import { DEFAULT_POOL, defaultSpecLimits } from '../../proto/src/spec.js';
-import type { LeasedTask, TaskResult, TaskSpecInput } from '../../proto/src/types.js';
-import { formatLookup, lookupJson, shown } from './format.js';
+import { TASK_STATES, type LeasedTask, type TaskResult, type TaskSpecInput, type TaskState } from '../../proto/src/types.js';
+import { formatLookup, formatTaskList, lookupJson, shown } from './format.js';
 import { complain, EXIT, plural, someNames, UsageError } from './io.js';
 import type { Context } from './main.js';
 
@@ -254,6 +254,34 @@ Examples:
     .action(async (name: string, o: { json?: boolean }) => {
       const found = await ctx.hub({ interactive: true }).lookup(name);
       console.log(o.json === true ? JSON.stringify(lookupJson(found), null, 2) : formatLookup(found));
+    });
+
+  program
+    .command('list')
+    .description('tasks matching a filter, in creation order: state, attempts, worker, last error; any number of them, a page at a time')
+    .option('--state <state...>', `only tasks in these states (${TASK_STATES.join(', ')})`)
+    .option('--pool <pool>', 'only tasks of this pool')
+    .option('--prefix <text>', 'only tasks whose name starts with this')
+    .option('--limit <n>', 'print at most N tasks', countArg)
+    .option('--json', 'one JSON object a line: name, state, pool, attempts, worker, lastError, seq, resultBytes, changedAt')
+    .addHelpText('after', '\nExamples:\n  dquery list --state failed              # which tasks failed, and why\n  dquery list --prefix render- --json | jq -r .name')
+    .action(async (o: { state?: string[]; pool?: string; prefix?: string; limit?: number; json?: boolean }) => {
+      const states = (o.state ?? []).map((s) => s.toLowerCase());
+      for (const s of states) if (!(TASK_STATES as readonly string[]).includes(s)) throw new UsageError(`--state ${s}: not a state (${TASK_STATES.join(', ')})`);
+      const query = { states: states as TaskState[], pool: o.pool ?? '', prefix: o.prefix ?? '' };
+      let printed = 0;
+      let after = 0;
+      const hub = ctx.hub({ interactive: true });
+      do {
+        const left = o.limit === undefined ? undefined : o.limit - printed;
+        const page = await hub.list({ ...query, after, ...(left === undefined ? {} : { limit: Math.min(left, 1000) }) });
+        const tasks = left === undefined ? page.tasks : page.tasks.slice(0, left);
+        if (o.json === true) for (const t of tasks) printJson(t);
+        else if (tasks.length > 0) console.log(formatTaskList(tasks, printed === 0));
+        printed += tasks.length;
+        after = page.next;
+      } while (after !== 0 && (o.limit === undefined || printed < o.limit));
+      if (o.json !== true && printed === 0) console.log('no task matches');
     });
 
   program

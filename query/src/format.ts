@@ -1,5 +1,5 @@
 /** How dquery shows status and task records: readable tables, and stable JSON for scripts. */
-import { TASK_STATES, type GraphStatus, type StateCounts, type TaskRecord } from '../../proto/src/types.js';
+import { TASK_STATES, type GraphStatus, type StateCounts, type TaskRecord, type TaskSummary } from '../../proto/src/types.js';
 
 const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
 
@@ -21,6 +21,18 @@ function table(rows: string[][]): string {
   // A reduce, not Math.max(...): a table may have more rows than a call takes arguments.
   const widths = (rows[0] ?? []).map((_, i) => rows.reduce((width, r) => Math.max(width, (r[i] ?? '').length), 0));
   return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
+}
+
+/** Listed tasks as a table: name, state, attempts, worker, the first line of the last error. */
+export function formatTaskList(tasks: readonly TaskSummary[], header: boolean): string {
+  const error = (e: string): string => {
+    const first = shown(e.split('\n')[0] ?? '');
+    return first.length > 100 ? `${first.slice(0, 100)}...` : first;
+  };
+  const rows = tasks.map((t) => [shown(t.name), t.state, String(t.attempts), shown(t.worker), error(t.lastError)]);
+  if (header) rows.unshift(['name', 'state', 'attempts', 'worker', 'last error']);
+  const widths = [0, 1, 2, 3].map((i) => rows.reduce((width, r) => Math.max(width, (r[i] ?? '').length), 0));
+  return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
 }
 
 function ago(now: number, then: number): string {

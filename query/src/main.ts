@@ -130,7 +130,7 @@ registerCommands(program, context);
 registerAddfile(program, context);
 registerStatus(program, context);
 // --help lists commands in this order: adding work, doing it, watching it.
-const ORDER = ['create', 'addfile', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'lookup', 'keygen'];
+const ORDER = ['create', 'addfile', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'list', 'lookup', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));
 
 program.exitOverride();

@@ -18,7 +18,7 @@ import { parseEndpoint } from '../../proto/src/args.js';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
-import type { CreateResult, FailResult, LookupResult, Status, StealResult, TaskResult } from '../../proto/src/types.js';
+import { TASK_STATES, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
 import { checkCompletions, checkNames, checkSteal, checkString, checkTasks, type CompletionInput, type StealOptions, type TaskInput } from './input.js';
 
@@ -213,6 +213,31 @@ export class Client {
   async lookup(name: string): Promise<LookupResult> {
     const { op: _op, ...result } = await this.call({ op: 'lookup', name: checkString(name, 'lookup: name') }, 'lookup');
     return result;
+  }
+
+  /**
+   * One page of the tasks matching `query`, in creation order: pass `next` as `after` for the
+   * next page (0: no more). A page may hold fewer than `limit` tasks while more follow.
+   */
+  async list(query: Partial<ListQuery> = {}): Promise<ListResult> {
+    for (const state of query.states ?? []) {
+      if (!(TASK_STATES as readonly unknown[]).includes(state)) throw new TypeError(`list: states: ${JSON.stringify(state)} is not a state (${TASK_STATES.join(', ')})`);
+    }
+    const { op: _op, ...result } = await this.call(
+      { op: 'list', states: query.states ?? [], pool: query.pool ?? '', prefix: query.prefix ?? '', limit: query.limit ?? 0, after: query.after ?? 0 },
+      'list',
+    );
+    return result;
+  }
+
+  /** Every task matching `query`, page after page (each page one request). */
+  async *listAll(query: Partial<Omit<ListQuery, 'after'>> = {}): AsyncGenerator<TaskSummary> {
+    let after = 0;
+    do {
+      const page = await this.list({ ...query, after });
+      yield* page.tasks;
+      after = page.next;
+    } while (after !== 0);
   }
 
   /** Close the socket; pending calls fail. */

@@ -4,7 +4,10 @@ export { DagworkError, ERROR_CODES, type ErrorCode } from '../../proto/src/error
 export type {
   Completion,
   CreateResult,
+  ListQuery,
+  ListResult,
   LookupResult,
+  TaskSummary,
   FailResult,
   GraphStatus,
   Limits,
