@@ -74,7 +74,7 @@ describe('the installed package', () => {
   });
 
   it('runs dhub, dquery and dworker through npx', () => {
-    for (const bin of ['dhub', 'dworker']) {
+    for (const bin of ['dhub', 'dquery', 'dworker']) {
       const r = run('npx', ['--no-install', bin, '--version']);
       expect(r, bin).toEqual({ status: 0, out: '0.1.0\n' });
     }
