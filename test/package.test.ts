@@ -7,7 +7,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cleanTempDirs, ROOT, tempDir } from './helpers.js';
+import { Client } from '../worker-kit/src/index.js';
+import { cleanTempDirs, ROOT, runNode, startHub, tempDir } from './helpers.js';
 
 let project: string;
 
@@ -71,6 +72,21 @@ describe('the installed package', () => {
     const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
     const r = run(process.execPath, [tsc, '--noEmit', '--strict', '--module', 'commonjs', '--moduleResolution', 'node10', 'old.ts']);
     expect(r).toEqual({ status: 0, out: '' });
+  });
+
+  it('runs a task with its dworker against the real hub, exiting 0', async () => {
+    const hub = await startHub();
+    const client = new Client({ hub: hub.endpoint, worker: 'package-test' });
+    try {
+      await client.create([{ name: 'packed', payload: 'echo from the tarball' }]);
+      const dworker = join(project, 'node_modules/dagwork/dist/worker-kit/src/dworker.js');
+      const run = await runNode([dworker, '--hub', hub.endpoint, '--worker', 'packed-dw'], { timeoutMs: 30_000 });
+      expect(run).toMatchObject({ code: 0, stderr: '' });
+      expect(Buffer.from((await client.lookup('packed')).task.result).toString()).toBe('from the tarball\n');
+    } finally {
+      client.close();
+      await hub.stop();
+    }
   });
 
   it('runs dhub, dquery and dworker through npx', () => {
