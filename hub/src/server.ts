@@ -14,7 +14,7 @@ import { ParkedSteals } from './graph/parked.js';
 import type { GraphOptions } from './graph/options.js';
 import { defaultLimits } from '../../proto/src/spec.js';
 import type { Limits, StealResult } from '../../proto/src/types.js';
-import { silentLogger, type Logger } from './log.js';
+import { rateLimited, silentLogger, type Logger } from './log.js';
 import { Store, type StoreOptions, type TaskStore } from './store/store.js';
 import { decodeRequest, encodeReply, inspectRequest, type Reply, type Request, type StealArgs, type WireError } from '../../proto/src/codec.js';
 
@@ -149,6 +149,8 @@ export class Hub {
   private held: [Listener, Buffer[]][] = [];
   private heldBytes = 0;
   private readonly startedMs = Date.now();
+  /** Warnings a peer causes, at most 10 lines a second. */
+  private readonly peerWarning: (message: string) => void;
   private readonly receiving: Promise<void>;
   /** Settles when the hub has stopped, or rejects when it cannot go on (its store broke). */
   readonly done: Promise<void>;
@@ -162,6 +164,7 @@ export class Hub {
     private readonly zap: ZapHandler | undefined,
   ) {
     this.parked = new ParkedSteals(options.maxParked);
+    this.peerWarning = rateLimited(options.log, 10);
     this.done = new Promise((resolve, reject) => {
       this.settle = (error) => (error === undefined ? resolve() : reject(error));
     });
@@ -284,19 +287,18 @@ export class Hub {
   }
 
   private dispatch(listener: Listener, frames: Buffer[]): void {
-    const log = this.options.log;
     // A REQ client's message reaches the ROUTER as [routing id, empty delimiter, body]; a DEALER
     // may leave the delimiter out. Nothing else may stand before the body.
     const id = frames[0] as Buffer;
     const delimited = frames.length === 3 && (frames[1] as Buffer).length === 0;
     const envelope: Envelope = { listener, frames: delimited || frames[1]?.length === 0 ? [id, EMPTY_FRAME] : [id] };
     if (frames.length !== 2 && !delimited) {
-      log.warn(`malformed message: ${frames.length - 1} frames after the routing id`);
+      this.peerWarning(`malformed message: ${frames.length - 1} frames after the routing id`);
       return this.reject(envelope, 'MALFORMED', `expected one frame holding one length-delimited Request (after one empty delimiter frame at most), got ${frames.length - 1} frames`);
     }
     const data = frames[frames.length - 1] as Buffer;
     if (data.length > this.options.maxMessageBytes) {
-      log.warn(`refused a request of ${data.length} bytes (limit ${this.options.maxMessageBytes})`);
+      this.peerWarning(`refused a request of ${data.length} bytes (limit ${this.options.maxMessageBytes})`);
       return this.reject(envelope, 'TOO_LARGE', `request of ${data.length} bytes is over the limit of ${this.options.maxMessageBytes}`);
     }
     if (this.stopping) return this.reject(envelope, 'SHUTTING_DOWN', 'the hub is stopping; try again when it is back');
@@ -312,7 +314,7 @@ export class Hub {
       request = decodeRequest(data);
     } catch (err) {
       const error = toWireError(err);
-      log.warn(`rejected a request: ${error.code}: ${error.message}`);
+      this.peerWarning(`rejected a request: ${error.code}: ${error.message}`);
       return this.queueError(envelope, error);
     }
     const now = this.options.clock();
@@ -511,7 +513,7 @@ export class Hub {
       await envelope.listener.router.send([...envelope.frames, frame]);
       return true;
     } catch (err) {
-      if (!this.stopping) this.options.log.warn(`could not deliver a reply (the client left or does not read): ${(err as Error).message}`);
+      if (!this.stopping) this.peerWarning(`could not deliver a reply (the client left or does not read): ${(err as Error).message}`);
       return false;
     }
   }
