@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs/light.js';
 import { DESCRIPTOR_FILE, protoPath } from './proto-path.js';
 import { DagworkError, type ErrorCode } from './errors.js';
+import { bool, bytes, list, num, obj, str, strings, unlessEmpty, type Obj } from './fields.js';
+import { emptyCounts, TASK_STATES } from './types.js';
 import type {
   Completion,
   CreateResult,
@@ -94,21 +96,10 @@ const ReplyType = root.lookupType('dagwork.v1.Reply');
 // Messages are encoded from plain objects and read from decoded messages directly (no
 // fromObject/toObject copies: they cost more than the encoding itself). So enums travel as
 // numbers here, mapped to and from the domain's names below.
-const EMPTY = new Uint8Array(0);
 const stateEnum = root.lookupEnum('dagwork.v1.TaskState');
 const outcomeEnum = root.lookupEnum('dagwork.v1.TaskOutcome');
 const errorEnum = root.lookupEnum('dagwork.v1.ErrorCode');
 
-type Obj = Record<string, unknown>;
-const str = (v: unknown): string => (typeof v === 'string' ? v : '');
-// int64 fields decode as Long objects; every time and count we send fits in a double.
-const num = (v: unknown): number =>
-  typeof v === 'number' ? v : typeof (v as { toNumber?: unknown } | null)?.toNumber === 'function' ? (v as { toNumber(): number }).toNumber() : Number(v ?? 0);
-const bool = (v: unknown): boolean => v === true;
-const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array && v.length > 0 ? v : EMPTY);
-const list = (v: unknown): Obj[] => (Array.isArray(v) ? (v as Obj[]) : []);
-const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(str) : []);
-const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === 'object' ? (v as Obj) : undefined);
 const enumName = (e: protobuf.Enum, v: unknown): string => e.valuesById[num(v)] ?? `UNKNOWN_${num(v)}`;
 const stateOf = (v: unknown): TaskState => enumName(stateEnum, v).toLowerCase() as TaskState;
 const stateNumber = (s: TaskState | undefined): number => (s === undefined ? 0 : (stateEnum.values[s.toUpperCase()] ?? 0));
@@ -352,15 +343,9 @@ function taskResult(m: Obj): TaskResult {
 }
 
 function counts(m: Obj | undefined): StateCounts {
-  return {
-    waiting: num(m?.waiting),
-    ready: num(m?.ready),
-    running: num(m?.running),
-    done: num(m?.done),
-    failed: num(m?.failed),
-    blocked: num(m?.blocked),
-    cancelled: num(m?.cancelled),
-  };
+  const c = emptyCounts();
+  for (const state of TASK_STATES) c[state] = num(m?.[state]);
+  return c;
 }
 
 function limitsFrom(m: Obj | undefined): Limits {
@@ -375,9 +360,6 @@ function limitsFrom(m: Obj | undefined): Limits {
   };
 }
 
-// Fields at their default are left out, as proto3 would: smaller records, and nothing for the
-// decoder to allocate (an empty bytes field still costs a Buffer).
-const unlessEmpty = <T extends string | number | Uint8Array>(v: T): T | undefined => (v === 0 || v === '' || (v instanceof Uint8Array && v.length === 0) ? undefined : v);
 
 function recordToMessage(r: TaskRecord): Obj {
   const spec = r.spec;

@@ -4,6 +4,7 @@
  * (stores of format 2 read as they are); from here on each can change without the other.
  */
 import protobuf from 'protobufjs/light.js';
+import { bytes, list, num, str, unlessEmpty, type Obj } from '../../../proto/src/fields.js';
 import { TASK_STATES, type TaskRecord, type TaskState } from '../../../proto/src/types.js';
 
 const root = protobuf.Root.fromJSON({
@@ -55,16 +56,6 @@ export class RecordError extends Error {
   override name = 'RecordError';
 }
 
-type Obj = Record<string, unknown>;
-const EMPTY = new Uint8Array(0);
-const str = (v: unknown): string => (typeof v === 'string' ? v : '');
-// int64 fields decode as Long objects; every time and count we store fits in a double.
-const num = (v: unknown): number =>
-  typeof v === 'number' ? v : typeof (v as { toNumber?: unknown } | null)?.toNumber === 'function' ? (v as { toNumber(): number }).toNumber() : Number(v ?? 0);
-const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array && v.length > 0 ? v : EMPTY);
-const list = (v: unknown): Obj[] => (Array.isArray(v) ? (v as Obj[]) : []);
-// Fields at their default are left out: smaller records, and nothing for the decoder to allocate.
-const unlessEmpty = <T extends string | number | Uint8Array>(v: T): T | undefined => (v === 0 || v === '' || (v instanceof Uint8Array && v.length === 0) ? undefined : v);
 
 function stateOf(v: unknown): TaskState {
   const state = STATE_OF.get(num(v));

@@ -1,0 +1,22 @@
+/**
+ * Readers of the fields of messages protobufjs decoded (plain objects, no fromObject/toObject
+ * copies: they cost more than the decoding itself), and the writer's rule for defaults. Shared by
+ * the wire codec and the hub's stored-record codec.
+ */
+export type Obj = Record<string, unknown>;
+
+export const EMPTY = new Uint8Array(0);
+export const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+/** int64 fields decode as Long objects; every time and count we send or store fits in a double. */
+export const num = (v: unknown): number =>
+  typeof v === 'number' ? v : typeof (v as { toNumber?: unknown } | null)?.toNumber === 'function' ? (v as { toNumber(): number }).toNumber() : Number(v ?? 0);
+export const bool = (v: unknown): boolean => v === true;
+export const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array && v.length > 0 ? v : EMPTY);
+export const list = (v: unknown): Obj[] => (Array.isArray(v) ? (v as Obj[]) : []);
+export const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(str) : []);
+export const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === 'object' ? (v as Obj) : undefined);
+/**
+ * Fields at their default are left out, as proto3 would: smaller messages, and nothing for the
+ * decoder to allocate (an empty bytes field still costs a Buffer).
+ */
+export const unlessEmpty = <T extends string | number | Uint8Array>(v: T): T | undefined => (v === 0 || v === '' || (v instanceof Uint8Array && v.length === 0) ? undefined : v);
