@@ -91,7 +91,7 @@ describe('dworker exit status', () => {
       await client.create([{ name: 'broken', payload: 'exit 1', maxAttempts: 1 }, { name: 'after', deps: ['broken'] }]);
       const { code, stderr } = await dworker(['--hub', hub.endpoint]).exit;
       expect(code).toBe(3);
-      expect(stderr).toMatch(/dworker: the pools finished with 1 failed, 1 blocked and 0 cancelled tasks \(see dquery status\)\n$/);
+      expect(stderr).toMatch(/dworker: the pools finished with 1 failed, 1 blocked and 0 cancelled tasks \(dquery list --state failed --state blocked --state cancelled names them\)\n$/);
     });
   });
 
@@ -179,7 +179,7 @@ describe('what a failed command printed', () => {
       await client.create([{ name: 'loud', payload: 'head -c 10000 /dev/zero | tr "\\0" e >&2; echo >&2; echo last words >&2; exit 5', maxAttempts: 1 }]);
       await dworker(['--hub', hub.endpoint]).exit;
       const { lastError } = (await client.lookup('loud')).task;
-      expect(lastError).toMatch(/^exit 5\n--- stderr \(last 4096 of 10012 bytes\) ---\ne{4084}\nlast words$/);
+      expect(lastError).toMatch(/^exit 5: last words\n--- stderr \(last 4096 of 10012 bytes\) ---\ne{4084}\nlast words$/);
     });
   });
 

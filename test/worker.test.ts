@@ -282,8 +282,8 @@ describe('dworker', () => {
       const { code, stdout, stderr } = await run.exit;
       expect(code).toBe(3); // finished, with failed and blocked tasks
       expect(stdout).toMatch(/^dworker dw: finished: 3 done, 2 failed, 0 lost, 0 released in [\d.]+ s \(busy [\d.]+ s\)\n$/);
-      expect(stderr).toMatch(/fail {2}bad: exit 2 \(stderr: no such input\)/);
-      expect(stderr).toMatch(/dworker: the pools finished with 2 failed, 1 blocked and 0 cancelled tasks \(see dquery status\)\n$/);
+      expect(stderr).toMatch(/fail {2}bad: exit 2: no such input\n/);
+      expect(stderr).toMatch(/dworker: the pools finished with 2 failed, 1 blocked and 0 cancelled tasks \(dquery list --state failed --state blocked --state cancelled names them\)\n$/);
 
       const a = text((await client.lookup('a')).task.result).split('\n');
       expect(a[0]).toBe('a 1 dw');
@@ -292,7 +292,7 @@ describe('dworker', () => {
       expect(text((await client.lookup('b')).task.result).trim()).toBe('15');
       const c = text((await client.lookup('c')).task.result);
       expect(c).toBe(`${'x'.repeat(1000)}\n[dagwork: output cut: first 1000 of 3000 bytes kept]\n`);
-      expect((await client.lookup('bad')).task).toMatchObject({ state: 'failed', lastError: 'exit 2\n--- stderr (14 bytes) ---\nno such input\n--- stdout (8 bytes) ---\npartial' });
+      expect((await client.lookup('bad')).task).toMatchObject({ state: 'failed', lastError: 'exit 2: no such input\n--- stderr (14 bytes) ---\nno such input\n--- stdout (8 bytes) ---\npartial' });
       expect((await client.lookup('slow')).task).toMatchObject({ state: 'failed', lastError: 'timed out after 700 ms' });
       expect((await client.lookup('never')).task.state).toBe('blocked');
     } finally {

@@ -72,13 +72,9 @@ function troubleIn(status: Status, pools: readonly string[]): { failed: number; 
   return out;
 }
 
-/** The first line of a failure reason, and the last line of its stderr section if it has one. */
+/** The first line of a failure reason: the exit status and the last line of stderr (see shellHandler). */
 function failLine(message: string): string {
-  const lines = message.split('\n');
-  const at = lines.findIndex((l) => l.startsWith('--- stderr'));
-  let last = '';
-  for (let i = at + 1; at >= 0 && i < lines.length && !(lines[i] ?? '').startsWith('--- '); i++) if ((lines[i] ?? '').trim() !== '') last = lines[i] ?? '';
-  return `${lines[0] ?? ''}${last === '' ? '' : ` (stderr: ${last.trim()})`}`;
+  return message.split('\n')[0] ?? '';
 }
 
 /**
@@ -291,7 +287,7 @@ async function exitStatus(
     const t = troubleIn(await client.status(), o.pools);
     if (t.failed + t.blocked + t.cancelled === 0) return EXIT.ok;
     const where = o.pools.length === 0 ? 'the pools' : `pool${o.pools.length > 1 ? 's' : ''} ${o.pools.join(', ')}`;
-    o.say(`dworker: ${where} finished with ${t.failed} failed, ${t.blocked} blocked and ${t.cancelled} cancelled tasks (see dquery status)`);
+    o.say(`dworker: ${where} finished with ${t.failed} failed, ${t.blocked} blocked and ${t.cancelled} cancelled tasks (dquery list --state failed --state blocked --state cancelled names them)`);
     return EXIT.tasksFailed;
   } catch (err) {
     o.say(`dworker: could not ask the hub how the pools finished: ${(err as Error).message}`);

@@ -124,6 +124,12 @@ class Tail {
   text(): string {
     return this.buffer.toString('utf8').trim();
   }
+  /** The last non-empty line, cut to `max` characters ('' when nothing came). */
+  lastLine(max: number): string {
+    const lines = this.text().split('\n');
+    const last = (lines[lines.length - 1] ?? '').trim();
+    return last.length > max ? `${last.slice(0, max)}...` : last;
+  }
   /** `--- NAME (B bytes) ---` and the text, or `--- NAME (last B of T bytes) ---`; empty when nothing came. */
   section(name: string): string {
     const text = this.text();
@@ -272,7 +278,9 @@ function runIn(id: string, dir: string, task: LeasedTask, worker: string, signal
           // The reason says what ended it, then the ends of stderr and stdout, each labelled.
           const permanent = why === undefined && code !== null && options.permanentExitCodes?.includes(code) === true;
           const status = why ?? (code === null ? `killed by ${sig}` : `exit ${code}${permanent ? ' (a permanent exit status: no more attempts)' : ''}`);
-          const reason = `${status}${stderr.section('stderr')}${stdoutTail.section('stdout')}`;
+          // Its first line also carries stderr's last line: what `dquery list` shows of a failure.
+          const said = stderr.lastLine(200);
+          const reason = `${status}${said === '' ? '' : `: ${said}`}${stderr.section('stderr')}${stdoutTail.section('stdout')}`;
           if (keptStderr !== undefined) options.keep = { stdout: stdout.bytes(), stderr: keptStderr.bytes() };
           return reject(permanent ? new PermanentError(reason) : new Error(reason));
         }
