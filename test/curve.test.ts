@@ -57,9 +57,9 @@ describe('CURVE', () => {
     const admin = client('admin', 'root');
     try {
       expect(await submitter.create([{ name: 'a', maxAttempts: 1 }, { name: 'b', deps: ['a'] }])).toMatchObject({ created: 2, unchanged: 0 });
-      expect(await errorOf(submitter.retry('all-failed'))).toMatchObject({ code: 'FORBIDDEN', message: 'retry is not allowed on the submit endpoint' });
+      expect(await errorOf(submitter.retry('all-failed'))).toMatchObject({ code: 'FORBIDDEN', message: `retry is not allowed on the submit endpoint; it needs the admin role, on ${endpoints.admin}` });
 
-      expect(await errorOf(worker.create([{ name: 'x' }]))).toMatchObject({ code: 'FORBIDDEN', message: 'create is not allowed on the worker endpoint' });
+      expect(await errorOf(worker.create([{ name: 'x' }]))).toMatchObject({ code: 'FORBIDDEN', message: `create is not allowed on the worker endpoint; it needs the submit role, on ${endpoints.submit}` });
       expect(await errorOf(worker.retry(['a']))).toMatchObject({ code: 'FORBIDDEN' });
       expect((await worker.steal()).tasks.map((t) => t.name)).toEqual(['a']);
       expect((await worker.heartbeat(['a'])).length).toBe(0);
@@ -67,7 +67,7 @@ describe('CURVE', () => {
       expect((await worker.status()).counts).toMatchObject({ failed: 1, blocked: 1 });
       expect((await worker.lookup('a')).task.lastError).toBe('broken');
 
-      expect(await errorOf(submitter.cancel(['b']))).toMatchObject({ code: 'FORBIDDEN', message: 'cancel is not allowed on the submit endpoint' });
+      expect(await errorOf(submitter.cancel(['b']))).toMatchObject({ code: 'FORBIDDEN', message: `cancel is not allowed on the submit endpoint; it needs the admin role, on ${endpoints.admin}` });
       expect(await errorOf(worker.cancel(['b']))).toMatchObject({ code: 'FORBIDDEN' });
       expect((await admin.retry(['a'])).retried).toBe(1);
       expect((await admin.cancel(['b'], 'not needed')).cancelled).toBe(1);

@@ -374,6 +374,16 @@ describe('failure, backoff and retry', () => {
     expect(g.size).toBe(1);
   });
 
+  it('says in the log of a task created blocked which dependency blocks it', () => {
+    const g = new Graph();
+    g.create([{ name: 'f', maxAttempts: 1 }], T0);
+    g.steal('w', 1, [], T0);
+    g.fail('w', 'f', 'x', false, T0);
+    g.create([{ name: 'child', deps: ['f'] }], T0);
+    g.create([{ name: 'grandchild', deps: ['child'] }], T0);
+    expect(g.lookup('grandchild', T0).task.log.map((c) => c.note)).toEqual(['created; dependency "child" is blocked']);
+  });
+
   it('blocks a task created under a failed ancestor, and tasks that waited for its name', () => {
     const g = new Graph();
     g.create([{ name: 'f', maxAttempts: 1 }, { name: 'waits', deps: ['child'] }], T0);

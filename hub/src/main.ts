@@ -17,8 +17,7 @@ const graphDefaults = defaultGraphOptions();
 const program = new Command('dhub')
   .version(packageVersion(), '--version', 'print the version and exit')
   .description(
-    'The dagwork hub: holds a DAG of tasks, hands ready tasks to workers that steal them, and keeps\n' +
-      'every acknowledged change in a LevelDB store so that a crash loses nothing.',
+    'The dagwork hub: holds a DAG of tasks, hands ready tasks to workers that steal them, and keeps every acknowledged change in a LevelDB store so that a crash loses nothing.',
   )
   .option('--bind <endpoint>', 'ZeroMQ endpoint to listen on: tcp://HOST:PORT (tcp://HOST:* picks a free port)', bindArg, defaults.bind)
   .option('--db <dir>', 'store directory (created if missing)', defaults.db)

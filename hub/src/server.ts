@@ -7,7 +7,7 @@
 import { Router } from 'zeromq';
 import { ZapHandler } from './auth.js';
 import type { KeyPair } from '../../proto/src/keys.js';
-import { allows, ROLES, type Role } from '../../proto/src/roles.js';
+import { allows, leastRole, ROLES, type Role } from '../../proto/src/roles.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { Graph } from './graph/graph.js';
 import { ParkedSteals } from './graph/parked.js';
@@ -309,7 +309,11 @@ export class Hub {
       // before anything is decoded.
       const { maxBatch, maxDeps, maxPools } = this.graph.options;
       inspectRequest(data, { maxBatch, maxDeps, maxPools }, (op) => {
-        if (!allows(listener.role, op)) throw new DagworkError('FORBIDDEN', `${op} is not allowed on the ${listener.role} endpoint`);
+        if (!allows(listener.role, op)) {
+          const needed = leastRole(op);
+          const where = this.listeners.find((l) => l.role === needed)?.endpoint ?? '';
+          throw new DagworkError('FORBIDDEN', `${op} is not allowed on the ${listener.role} endpoint; it needs the ${needed} role, on ${where}`);
+        }
       });
       request = decodeRequest(data);
     } catch (err) {

@@ -33,3 +33,8 @@ export function roleRank(role: Role): number {
 export function allows(role: Role, op: Operation): boolean {
   return roleRank(role) >= roleRank(LEAST_ROLE[op]);
 }
+
+/** The least role that may use `op`. */
+export function leastRole(op: Operation): Role {
+  return LEAST_ROLE[op];
+}

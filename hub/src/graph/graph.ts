@@ -256,7 +256,7 @@ export class Graph {
     for (const task of added) {
       task.state = this.stateFromDeps(task);
       this.countIn(task);
-      this.appendLog(task, { state: task.state, at: now, worker: '', note: 'created' });
+      this.appendLog(task, { state: task.state, at: now, worker: '', note: task.state === 'blocked' ? `created; ${this.blockedBy(task)}` : 'created' });
       if (task.state === 'ready') this.enqueue(task);
     }
     // Tasks created earlier that waited for one of these names inherit its blocked state.
@@ -803,6 +803,15 @@ export class Graph {
       if (state === 'failed' || state === 'blocked' || state === 'cancelled') return 'blocked';
     }
     return task.pendingDeps === 0 ? 'ready' : 'waiting';
+  }
+
+  /** Why a blocked task is blocked: the first of its dependencies that is failed, cancelled or blocked. */
+  private blockedBy(task: Task): string {
+    for (const dep of task.spec.deps) {
+      const state = this.tasks.get(dep)?.state;
+      if (state === 'failed' || state === 'blocked' || state === 'cancelled') return `dependency "${dep}" is ${state}`;
+    }
+    return 'a dependency failed';
   }
 
   /** Moves a task to the state its dependencies give it. */
