@@ -3,63 +3,24 @@
  * said at once, workers started before their tasks, what a failed command printed, what a command
  * gets in its environment, and the command line itself (--version, signals, exit codes).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, PermanentError, shellHandler, type LeasedTask, type LookupResult, type TaskRecord } from '../worker-kit/src/index.js';
 import { depFileName } from '../worker-kit/src/shell.js';
 import { cleanTempDirs, freePort, ROOT, startHub, tempDir, type RunningHub } from './helpers.js';
+import { eventually, killDworkers, pause, spawnDworker, stateWithin, type Dworker } from './support/dworker.js';
 
-const started: ChildProcess[] = [];
 afterAll(() => {
-  for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  killDworkers();
   cleanTempDirs();
 });
 
-const DWORKER = join(ROOT, 'dist/worker-kit/src/dworker.js');
-const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
 
-interface Exit {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  /** ms from the start of dworker to its exit. */
-  took: number;
-}
-interface Dworker {
-  proc: ChildProcess;
-  stderr(): string;
-  exit: Promise<Exit>;
-}
-
-/** dworker with `args` (no --hub added); killed after 40 s at most. */
+/** dworker with `args` (no --hub added, DAGWORK_HUB emptied unless `env` sets it); killed after 40 s at most. */
 function dworker(args: string[], env: NodeJS.ProcessEnv = {}): Dworker {
-  const t0 = Date.now();
-  const proc = spawn(process.execPath, [DWORKER, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DAGWORK_HUB: '', ...env } });
-  started.push(proc);
-  let stdout = '';
-  let stderr = '';
-  proc.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));
-  proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-  const killer = setTimeout(() => proc.kill('SIGKILL'), 40_000);
-  const exit = new Promise<Exit>((resolve) =>
-    proc.once('exit', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr, took: Date.now() - t0 });
-    }),
-  );
-  return { proc, exit, stderr: () => stderr };
-}
-
-async function eventually(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return true;
-    await pause(50);
-  }
-  return check();
+  return spawnDworker(args, { env: { DAGWORK_HUB: '', ...env }, killAfterMs: 40_000 });
 }
 
 async function withHub(body: (hub: RunningHub, client: Client) => Promise<void>): Promise<void> {
@@ -71,11 +32,6 @@ async function withHub(body: (hub: RunningHub, client: Client) => Promise<void>)
     client.close();
     await hub.stop();
   }
-}
-
-async function stateWithin(client: Client, name: string, check: (t: TaskRecord) => boolean, ms: number): Promise<TaskRecord> {
-  await eventually(async () => check((await client.lookup(name)).task), ms);
-  return (await client.lookup(name)).task;
 }
 
 describe('dworker exit status', () => {

@@ -1,20 +1,16 @@
 /** dworker against the real dhub: commands that outlive their shell, scratch directories, its own death. */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, type TaskRecord } from '../worker-kit/src/index.js';
-import { cleanTempDirs, ROOT, startHub, tempDir, type RunningHub } from './helpers.js';
+import { cleanTempDirs, startHub, tempDir, type RunningHub } from './helpers.js';
+import { eventually, killDworkers, pause, spawnDworker, stateWithin, type Dworker } from './support/dworker.js';
 
-const started: ChildProcess[] = [];
 afterAll(() => {
-  // A dworker a failed test left behind (it would retry an absent hub for ever).
-  for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  killDworkers();
   cleanTempDirs();
 });
 
-const DWORKER = join(ROOT, 'dist/worker-kit/src/dworker.js');
-const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
 
 /** True while `pid` runs (a zombie waiting for its parent does not count). */
@@ -27,43 +23,9 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Polls `check` every 50 ms until it holds; false if it still does not after `ms`. */
-async function eventually(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return true;
-    await pause(50);
-  }
-  return check();
-}
-
-async function stateWithin(client: Client, name: string, check: (t: TaskRecord) => boolean, ms: number): Promise<TaskRecord> {
-  await eventually(async () => check((await client.lookup(name)).task), ms);
-  return (await client.lookup(name)).task;
-}
-
-interface Dworker {
-  proc: ChildProcess;
-  stderr(): string;
-  exit: Promise<{ code: number | null; stdout: string; stderr: string }>;
-}
-
-/** dworker with `args`; `env` adds to its environment (and so to its commands'). Killed after 60 s at most. */
+/** dworker on `hub` with `args`; `env` adds to its environment (and so to its commands'). */
 function startDworker(hub: RunningHub, args: string[], env: NodeJS.ProcessEnv = {}): Dworker {
-  const proc = spawn(process.execPath, [DWORKER, '--hub', hub.endpoint, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  started.push(proc);
-  let stdout = '';
-  let stderr = '';
-  proc.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));
-  proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-  const killer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
-  const exit = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    proc.once('exit', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return { proc, exit, stderr: () => stderr };
+  return spawnDworker(['--hub', hub.endpoint, ...args], { env });
 }
 
 async function withHub(args: string[], body: (hub: RunningHub, client: Client) => Promise<void>): Promise<void> {

@@ -9,22 +9,11 @@ import { encodeRecord } from '../hub/src/store/record.js';
 import type { TaskRecord } from '../proto/src/types.js';
 import { Client, DagworkError } from '../worker-kit/src/index.js';
 import { cleanTempDirs, DHUB, runNode, startHub, tempDir } from './helpers.js';
+import { taskRecord } from './support/records.js';
 
 afterAll(cleanTempDirs);
 
-const readyTask = (name: string): TaskRecord => ({
-  spec: { name, deps: [], payload: new Uint8Array(0), priority: 0, pool: 'default', maxAttempts: 3, leaseMs: 60_000 },
-  state: 'ready',
-  attempts: 0,
-  worker: '',
-  holder: '',
-  leaseDeadline: 0,
-  notBefore: 0,
-  result: new Uint8Array(0),
-  lastError: '',
-  log: [],
-  seq: 1,
-});
+const readyTask = (name: string): TaskRecord => taskRecord(name);
 
 describe('store faults', () => {
   it('refuses a store that cannot be created, with the reason', async () => {

@@ -10,6 +10,7 @@ import type { TaskRecord } from '../proto/src/types.js';
 import type { Logger } from '../hub/src/log.js';
 import { Store } from '../hub/src/store/store.js';
 import { cleanTempDirs, tempDir } from './helpers.js';
+import { taskRecord } from './support/records.js';
 
 afterAll(cleanTempDirs);
 afterEach(() => {
@@ -17,19 +18,7 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-const record = (name: string, state: TaskRecord['state'] = 'ready', payloadBytes = 0): TaskRecord => ({
-  spec: { name, deps: [], payload: Buffer.alloc(payloadBytes, 7), priority: 0, pool: 'default', maxAttempts: 3, leaseMs: 60_000 },
-  state,
-  attempts: 0,
-  worker: '',
-  holder: '',
-  leaseDeadline: 0,
-  notBefore: 0,
-  result: new Uint8Array(0),
-  lastError: '',
-  log: [],
-  seq: 1,
-});
+const record = (name: string, state: TaskRecord['state'] = 'ready', payloadBytes = 0): TaskRecord => taskRecord(name, { state, payload: Buffer.alloc(payloadBytes, 7) });
 
 /** A logger that keeps every line, "level message". */
 function captureLog(): Logger & { lines: string[] } {

@@ -9,22 +9,11 @@ import { Store, STORE_FORMAT } from '../hub/src/store/store.js';
 import { bufferSource, encodeCommit, encodeLegacyFrame as encodeFrame, readSegment, SEGMENT_MAGIC, type SegmentReport, type WalEntry } from '../hub/src/store/frame.js';
 import { encodeRecord } from '../hub/src/store/record.js';
 import { cleanTempDirs, tempDir } from './helpers.js';
+import { taskRecord } from './support/records.js';
 
 afterAll(cleanTempDirs);
 
-const record = (name: string, state: TaskRecord['state'] = 'ready'): TaskRecord => ({
-  spec: { name, deps: [], payload: Buffer.from(`echo ${name}`), priority: 0, pool: 'default', maxAttempts: 3, leaseMs: 60_000 },
-  state,
-  attempts: 0,
-  worker: '',
-  holder: '',
-  leaseDeadline: 0,
-  notBefore: 0,
-  result: new Uint8Array(0),
-  lastError: '',
-  log: [],
-  seq: 1,
-});
+const record = (name: string, state: TaskRecord['state'] = 'ready'): TaskRecord => taskRecord(name, { state, payload: Buffer.from(`echo ${name}`) });
 const entry = (r: TaskRecord): { key: string; value: Uint8Array } => ({ key: `t:${r.spec.name}`, value: encodeRecord(r) });
 
 /** A format-3 segment holding these group commits. */

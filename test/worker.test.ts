@@ -1,16 +1,13 @@
 /** worker-kit and dworker against the real dhub. */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, DagworkError, HubUnreachableError, PermanentError, replyTimeout, runWorker, type TaskRecord } from '../worker-kit/src/index.js';
-import { cleanTempDirs, dquery, ROOT, startHub, tempDir, type RunningHub } from './helpers.js';
+import { cleanTempDirs, dquery, startHub, tempDir, type RunningHub } from './helpers.js';
+import { pause, spawnDworker, type Dworker } from './support/dworker.js';
 
 afterAll(cleanTempDirs);
 
-const DWORKER = join(ROOT, 'dist/worker-kit/src/dworker.js');
 const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
-const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls the hub until `check` holds for the task (bounded: 20 s). */
 async function waitFor(client: Client, name: string, check: (t: TaskRecord) => boolean): Promise<TaskRecord> {
@@ -45,20 +42,8 @@ async function within<T>(done: Promise<T>, ms: number): Promise<T> {
   }
 }
 
-function startDworker(hub: RunningHub, args: string[]): { proc: ChildProcess; exit: Promise<{ code: number | null; stdout: string; stderr: string }> } {
-  const proc = spawn(process.execPath, [DWORKER, '--hub', hub.endpoint, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout?.on('data', (c: Buffer) => (stdout += c.toString()));
-  proc.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-  const killer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
-  const exit = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    proc.once('exit', (code) => {
-      clearTimeout(killer);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-  return { proc, exit };
+function startDworker(hub: RunningHub, args: string[]): Dworker {
+  return spawnDworker(['--hub', hub.endpoint, ...args]);
 }
 
 describe('runWorker', () => {

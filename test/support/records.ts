@@ -1,0 +1,20 @@
+/** Task records for the store's tests: every field at a plain value, any of them overridden. */
+import type { TaskRecord } from '../../proto/src/types.js';
+
+export function taskRecord(name: string, overrides: Partial<Omit<TaskRecord, 'spec'>> & { payload?: Uint8Array } = {}): TaskRecord {
+  const { payload, ...fields } = overrides;
+  return {
+    spec: { name, deps: [], payload: payload ?? new Uint8Array(0), priority: 0, pool: 'default', maxAttempts: 3, leaseMs: 60_000 },
+    state: 'ready',
+    attempts: 0,
+    worker: '',
+    holder: '',
+    leaseDeadline: 0,
+    notBefore: 0,
+    result: new Uint8Array(0),
+    lastError: '',
+    log: [],
+    seq: 1,
+    ...fields,
+  };
+}
