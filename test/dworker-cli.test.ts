@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, PermanentError, shellHandler, type LeasedTask, type LookupResult, type TaskRecord } from '../worker-kit/src/index.js';
 import { depFileName } from '../worker-kit/src/shell.js';
-import { cleanTempDirs, freePort, ROOT, startHub, tempDir, type RunningHub } from './helpers.js';
+import { cleanTempDirs, freePort, ROOT, startHub, tempDir, type RunningHub, withHub } from './helpers.js';
 import { eventually, killDworkers, pause, spawnDworker, stateWithin, type Dworker } from './support/dworker.js';
 
 afterAll(() => {
@@ -23,27 +23,17 @@ function dworker(args: string[], env: NodeJS.ProcessEnv = {}): Dworker {
   return spawnDworker(args, { env: { DAGWORK_HUB: '', ...env }, killAfterMs: 40_000 });
 }
 
-async function withHub(body: (hub: RunningHub, client: Client) => Promise<void>): Promise<void> {
-  const hub = await startHub();
-  const client = new Client({ hub: hub.endpoint, worker: 'test' });
-  try {
-    await body(hub, client);
-  } finally {
-    client.close();
-    await hub.stop();
-  }
-}
 
 describe('dworker exit status', () => {
   it('is 0 when its pools finished with every task done', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'fine', payload: 'true' }]);
       expect((await dworker(['--hub', hub.endpoint]).exit).code).toBe(0);
     });
   });
 
   it('is 3, saying what, when its pools finished with a failed task', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'broken', payload: 'exit 1', maxAttempts: 1 }, { name: 'after', deps: ['broken'] }]);
       const { code, stderr } = await dworker(['--hub', hub.endpoint]).exit;
       expect(code).toBe(3);
@@ -81,7 +71,7 @@ describe('dworker exit status', () => {
 
 describe('dworker and a hub that goes away', () => {
   it('exits within --grace after SIGTERM though the hub is gone, with status 1', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'stuck', payload: 'sleep 30', leaseMs: 600_000 }]);
       const run = dworker(['--hub', hub.endpoint, '--grace', '3s']);
       await stateWithin(client, 'stuck', (t) => t.state === 'running', 8_000);
@@ -97,7 +87,7 @@ describe('dworker and a hub that goes away', () => {
 
 describe('dworker started before its tasks', () => {
   it('waits for tasks created after it started, saying why, and runs them', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       const run = dworker(['--hub', hub.endpoint, '--worker', 'early']);
       expect(await eventually(() => run.stderr().includes('dworker: the hub holds no task yet; pools that exist: none; waiting up to 60 s from the start for tasks (--idle-timeout)'), 8_000)).toBe(true);
       await client.create([{ name: 'late', payload: 'echo late' }]);
@@ -108,7 +98,7 @@ describe('dworker started before its tasks', () => {
   });
 
   it('with --pool naming an empty pool, lists the pools that exist and leaves after --idle-timeout, taking nothing', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'cpu-job', payload: 'true' }]);
       const { code, stdout, stderr } = await dworker(['--hub', hub.endpoint, '--worker', 'gpu', '--pool', 'GPU', '--idle-timeout', '1s']).exit;
       expect(stderr).toContain('dworker: no tasks in pool GPU yet; pools that exist: default (1 ready, 0 waiting, 0 running, 0 done); waiting up to 1 s from the start for tasks\n');
@@ -119,7 +109,7 @@ describe('dworker started before its tasks', () => {
   });
 
   it('exits at once when its pools hold tasks that are all done', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'old', payload: 'true' }]);
       expect((await dworker(['--hub', hub.endpoint]).exit).code).toBe(0);
       const again = await dworker(['--hub', hub.endpoint, '--worker', 'again']).exit;
@@ -131,7 +121,7 @@ describe('dworker started before its tasks', () => {
 
 describe('what a failed command printed', () => {
   it('keeps the end of a long stderr in the reason, saying how much was cut', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'loud', payload: 'head -c 10000 /dev/zero | tr "\\0" e >&2; echo >&2; echo last words >&2; exit 5', maxAttempts: 1 }]);
       await dworker(['--hub', hub.endpoint]).exit;
       const { lastError } = (await client.lookup('loud')).task;
@@ -141,7 +131,7 @@ describe('what a failed command printed', () => {
 
   it('writes stdout and stderr as files into a scratch directory kept by --keep-failed', async () => {
     const scratch = tempDir();
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'kept', payload: 'echo to stdout; echo to stderr >&2; exit 1', maxAttempts: 1 }]);
       const { stderr } = await dworker(['--hub', hub.endpoint, '--keep-failed', '--scratch', scratch]).exit;
       const dir = /kept the scratch directory of failed task kept \(its output in dagwork\.stdout, dagwork\.stderr\): (\S+)/.exec(stderr)?.[1] as string;
@@ -153,7 +143,7 @@ describe('what a failed command printed', () => {
 
 describe("a command's environment", () => {
   it('holds DAGWORK_HUB, the endpoint dworker was given, so that dquery in a task talks to the same hub', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'where', payload: 'printf %s "$DAGWORK_HUB"' }]);
       await dworker(['--hub', hub.endpoint], { DAGWORK_HUB: 'tcp://elsewhere:1' }).exit;
       expect(text((await client.lookup('where')).task.result)).toBe(hub.endpoint);
@@ -161,7 +151,7 @@ describe("a command's environment", () => {
   });
 
   it("with --deps-results, holds DEPS_RESULTS_DIR with one file per dependency's result, names escaped", async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([
         { name: 'fetch/1', payload: 'echo one' },
         { name: 'fetch 2', payload: 'echo two' },
@@ -173,7 +163,7 @@ describe("a command's environment", () => {
   });
 
   it('without --deps-results, has no DEPS_RESULTS_DIR', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'a', payload: 'true' }, { name: 'b', deps: ['a'], payload: 'printf %s "${DEPS_RESULTS_DIR-unset}"' }]);
       await dworker(['--hub', hub.endpoint]).exit;
       expect(text((await client.lookup('b')).task.result)).toBe('unset');
@@ -215,7 +205,7 @@ describe('dworker on the command line', () => {
   });
 
   it('says what the first Ctrl-C does, and stops at once on the second, releasing the task', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'long', payload: 'sleep 30', leaseMs: 600_000 }]);
       const run = dworker(['--hub', hub.endpoint, '--grace', '20s']);
       await stateWithin(client, 'long', (t) => t.state === 'running', 8_000);
@@ -232,7 +222,7 @@ describe('dworker on the command line', () => {
   });
 
   it('fails a task for good, after one attempt, when its command exits with a --permanent-exit-codes status', async () => {
-    await withHub(async (hub, client) => {
+    await withHub([], async (hub, client) => {
       await client.create([{ name: 'bad-input', payload: 'exit 43', maxAttempts: 5 }]);
       expect((await dworker(['--hub', hub.endpoint, '--permanent-exit-codes', '42,43']).exit).code).toBe(3);
       expect((await client.lookup('bad-input')).task).toMatchObject({ state: 'failed', attempts: 1, lastError: 'exit 43 (a permanent exit status: no more attempts)' });

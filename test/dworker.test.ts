@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, type TaskRecord } from '../worker-kit/src/index.js';
-import { cleanTempDirs, startHub, tempDir, type RunningHub } from './helpers.js';
+import { cleanTempDirs, startHub, tempDir, type RunningHub, withHub } from './helpers.js';
 import { eventually, killDworkers, pause, spawnDworker, stateWithin, type Dworker } from './support/dworker.js';
 
 afterAll(() => {
@@ -28,16 +28,6 @@ function startDworker(hub: RunningHub, args: string[], env: NodeJS.ProcessEnv = 
   return spawnDworker(['--hub', hub.endpoint, ...args], { env });
 }
 
-async function withHub(args: string[], body: (hub: RunningHub, client: Client) => Promise<void>): Promise<void> {
-  const hub = await startHub({ args });
-  const client = new Client({ hub: hub.endpoint, worker: 'test' });
-  try {
-    await body(hub, client);
-  } finally {
-    client.close();
-    await hub.stop();
-  }
-}
 
 describe('dworker and commands whose children outlive them', () => {
   it('ends a run when its shell exits though a child that left the session holds the pipes, and kills that child', async () => {

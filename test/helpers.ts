@@ -1,6 +1,7 @@
 /** Test helpers: start the real dhub on a free loopback port with its own store, run dquery. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { Client } from '../worker-kit/src/index.js';
 import { DQUERY, spawnHub, tempDir } from './support/proc.js';
 
 export { cleanTempDirs, DHUB, DQUERY, freePort, ROOT, tempDir } from './support/proc.js';
@@ -77,3 +78,15 @@ export function dquery(hub: RunningHub, args: string[], options: { input?: strin
 
 /** dwork's tests/gen_tasks.py stencil in its file format: the bench's, so both run the same graph. */
 export { stencilFile as stencil } from './support/workloads.js';
+
+/** Runs `body` with a fresh dhub (started with `args`) and a Client of it; stops both after. */
+export async function withHub(args: string[], body: (hub: RunningHub, client: Client) => Promise<void>): Promise<void> {
+  const hub = await startHub({ args });
+  const client = new Client({ hub: hub.endpoint, worker: 'test' });
+  try {
+    await body(hub, client);
+  } finally {
+    client.close();
+    await hub.stop();
+  }
+}

@@ -112,18 +112,27 @@ function frame(type: protobuf.Type, message: Obj): Uint8Array {
   return type.encodeDelimited(message).finish();
 }
 
+/**
+ * A reader of the one length-delimited message filling exactly `data`, placed after its length
+ * prefix; throws MALFORMED otherwise (and protobufjs's errors for a truncated prefix).
+ */
+function openFrame(data: Uint8Array): { reader: protobuf.Reader; length: number } {
+  if (data.length === 0) throw new DagworkError('MALFORMED', 'empty frame: expected a length-delimited message');
+  const reader = protobuf.Reader.create(data);
+  const length = reader.uint32();
+  if (reader.pos + length !== data.length) {
+    throw new DagworkError(
+      'MALFORMED',
+      `length prefix says ${length} bytes but the frame holds ${data.length - reader.pos} after it: expected one length-delimited message per frame`,
+    );
+  }
+  return { reader, length };
+}
+
 /** Decodes one length-delimited message filling exactly `data`; throws MALFORMED otherwise. */
 function unframe(type: protobuf.Type, data: Uint8Array): Obj {
-  if (data.length === 0) throw new DagworkError('MALFORMED', 'empty frame: expected a length-delimited message');
   try {
-    const reader = protobuf.Reader.create(data);
-    const length = reader.uint32();
-    if (reader.pos + length !== data.length) {
-      throw new DagworkError(
-        'MALFORMED',
-        `length prefix says ${length} bytes but the frame holds ${data.length - reader.pos} after it: expected one length-delimited message per frame`,
-      );
-    }
+    const { reader, length } = openFrame(data);
     return type.decode(reader, length) as unknown as Obj;
   } catch (err) {
     if (err instanceof DagworkError) throw err;
@@ -232,15 +241,7 @@ function checkShape(data: Uint8Array, start: number, end: number, shape: Shape, 
  */
 export function inspectRequest(data: Uint8Array, bounds: RequestBounds, allowed: (op: Operation) => void): Operation {
   try {
-    if (data.length === 0) throw new DagworkError('MALFORMED', 'empty frame: expected a length-delimited message');
-    const reader = protobuf.Reader.create(data);
-    const length = reader.uint32();
-    if (reader.pos + length !== data.length) {
-      throw new DagworkError(
-        'MALFORMED',
-        `length prefix says ${length} bytes but the frame holds ${data.length - reader.pos} after it: expected one length-delimited message per frame`,
-      );
-    }
+    const { reader } = openFrame(data);
     let found: { op: Operation; start: number; end: number } | undefined;
     while (reader.pos < reader.len) {
       const tag = reader.uint32();
