@@ -3,12 +3,11 @@
  * from README.md here, so the text and what is tested cannot drift apart. Against a real dhub on
  * a free port, given to the blocks as DAGWORK_HUB.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client } from '../worker-kit/src/index.js';
-import { cleanTempDirs, DQUERY, ROOT, runNode, startHub, tempDir, type Run, type RunningHub } from './helpers.js';
+import { cleanTempDirs, DQUERY, ROOT, runCommand, runNode, startHub, tempDir, type Run, type RunningHub } from './helpers.js';
 
 /** The ```sh blocks of the README section headed `heading`, in order. */
 function shBlocks(heading: string): string[] {
@@ -22,21 +21,7 @@ function shBlocks(heading: string): string[] {
 
 /** Runs `script` with sh in the clone, as a user would there, bounded. */
 function sh(script: string, env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-c', script], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`timed out:\n${script}\n${stderr}`));
-    }, timeoutMs);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runCommand('sh', ['-c', script], { cwd: ROOT, env, timeoutMs });
 }
 
 afterAll(cleanTempDirs);
