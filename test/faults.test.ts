@@ -15,6 +15,17 @@ afterAll(cleanTempDirs);
 
 const readyTask = (name: string): TaskRecord => taskRecord(name);
 
+/** A store holding the task "good" and, under t:mangled, bytes that are no stored task. */
+async function storeWithMangledRecord(): Promise<string> {
+  const db = join(tempDir(), 'db');
+  await (await Store.open(db)).close();
+  const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+  await level.put('t:good', encodeRecord(readyTask('good')));
+  await level.put('t:mangled', Buffer.from([0x0a, 0xff, 0xff, 0x01]));
+  await level.close();
+  return db;
+}
+
 describe('store faults', () => {
   it('refuses a store that cannot be created, with the reason', async () => {
     const run = await runNode([DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', '/proc/version/db'], { timeoutMs: 20_000 });
@@ -62,12 +73,7 @@ describe('store faults', () => {
   });
 
   it('refuses a record it cannot read, naming its key and the way out', async () => {
-    const db = join(tempDir(), 'db');
-    await (await Store.open(db)).close();
-    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
-    await level.put('t:good', encodeRecord(readyTask('good')));
-    await level.put('t:mangled', Buffer.from([0x0a, 0xff, 0xff, 0x01]));
-    await level.close();
+    const db = await storeWithMangledRecord();
     const run = await runNode([DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', db], { timeoutMs: 20_000 });
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(
@@ -76,12 +82,7 @@ describe('store faults', () => {
   });
 
   it('starts without a record named by --drop-record, and keeps it aside', async () => {
-    const db = join(tempDir(), 'db');
-    await (await Store.open(db)).close();
-    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
-    await level.put('t:good', encodeRecord(readyTask('good')));
-    await level.put('t:mangled', Buffer.from([0x0a, 0xff, 0xff, 0x01]));
-    await level.close();
+    const db = await storeWithMangledRecord();
     const hub = await startHub({ db, args: ['--drop-record', 't:mangled'] });
     const client = new Client({ hub: hub.endpoint, worker: 'w' });
     try {
