@@ -57,6 +57,17 @@ describe('a new log segment that cannot be opened', () => {
     return path;
   };
 
+  /** A store whose background move tried to rotate onto a blocked segment (fake timers still on). */
+  const rotatedOntoABlockedSegment = async (log = captureLog()): Promise<{ db: string; store: Store; blocked: string }> => {
+    const db = join(tempDir(), 'db');
+    const store = await Store.open(db, { sync: false, log });
+    const blocked = blockNextSegment(db);
+    fakeTimers();
+    await store.write([record('a')]);
+    vi.advanceTimersByTime(1000);
+    return { db, store, blocked };
+  };
+
   it('throws nothing from the background timer', async () => {
     const db = join(tempDir(), 'db');
     const store = await Store.open(db, { sync: false, log: captureLog() });
@@ -69,37 +80,22 @@ describe('a new log segment that cannot be opened', () => {
   });
 
   it('fails the next write, naming the segment and the reason', async () => {
-    const db = join(tempDir(), 'db');
-    const store = await Store.open(db, { sync: false, log: captureLog() });
-    const blocked = blockNextSegment(db);
-    fakeTimers();
-    await store.write([record('a')]);
-    vi.advanceTimersByTime(1000);
+    const { store, blocked } = await rotatedOntoABlockedSegment();
     vi.useRealTimers();
     await expect(store.write([record('b')])).rejects.toThrow(`cannot start a new log segment ${blocked}: EISDIR`);
     await store.close();
   });
 
   it('logs the failure as an error', async () => {
-    const db = join(tempDir(), 'db');
     const log = captureLog();
-    const store = await Store.open(db, { sync: false, log });
-    const blocked = blockNextSegment(db);
-    fakeTimers();
-    await store.write([record('a')]);
-    vi.advanceTimersByTime(1000);
+    const { store, blocked } = await rotatedOntoABlockedSegment(log);
     vi.useRealTimers();
     await store.close();
     expect(log.lines.filter((l) => l.startsWith('error ') && l.includes(blocked) && l.includes('EISDIR'))).toHaveLength(1);
   });
 
   it('goes on appending to the old segment, and keeps what it acknowledged there', async () => {
-    const db = join(tempDir(), 'db');
-    const store = await Store.open(db, { sync: false, log: captureLog() });
-    const blocked = blockNextSegment(db);
-    fakeTimers();
-    await store.write([record('a')]);
-    vi.advanceTimersByTime(1000);
+    const { db, store, blocked } = await rotatedOntoABlockedSegment();
     vi.useRealTimers();
     await store.write([record('refused')]).catch(() => undefined);
     await store.write([record('c')]);
@@ -109,12 +105,7 @@ describe('a new log segment that cannot be opened', () => {
   });
 
   it('opens a new segment once it can', async () => {
-    const db = join(tempDir(), 'db');
-    const store = await Store.open(db, { sync: false, log: captureLog() });
-    const blocked = blockNextSegment(db);
-    fakeTimers();
-    await store.write([record('a')]);
-    vi.advanceTimersByTime(1000);
+    const { db, store, blocked } = await rotatedOntoABlockedSegment();
     await store.write([record('refused')]).catch(() => undefined);
     rmSync(blocked, { recursive: true });
     await store.loadAll(); // waits for the background write in flight
