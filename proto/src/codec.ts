@@ -10,10 +10,15 @@ import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs/light.js';
 import { DESCRIPTOR_FILE, protoPath } from './proto-path.js';
 import { DagworkError, type ErrorCode } from './errors.js';
-import { bool, bytes, list, num, obj, str, strings, unlessEmpty, type Obj } from './fields.js';
+import { bool, bytes, list, NONE, num, obj, str, strings, unlessEmpty, type Obj } from './fields.js';
 import { emptyCounts, TASK_STATES } from './types.js';
 import type {
   Completion,
+  FileRef,
+  FileStat,
+  GcResult,
+  Param,
+  ParamFile,
   CreateResult,
   ListQuery,
   ListResult,
@@ -53,7 +58,11 @@ export type Request =
   | { op: 'status' }
   | { op: 'lookup'; name: string }
   | { op: 'cancel'; names: string[]; reason: string }
-  | ({ op: 'list' } & ListQuery);
+  | ({ op: 'list' } & ListQuery)
+  | { op: 'fileStat'; sha256: string[] }
+  | { op: 'filePut'; sha256: string; size: number; offset: number; data: Uint8Array }
+  | { op: 'fileGet'; sha256: string; offset: number; length: number }
+  | { op: 'gc'; dryRun: boolean };
 
 export type Operation = Request['op'];
 
@@ -76,7 +85,11 @@ export type Reply =
   | ({ op: 'status' } & Status)
   | ({ op: 'lookup' } & LookupResult)
   | { op: 'cancel'; cancelled: number; results: TaskResult[] }
-  | ({ op: 'list' } & ListResult);
+  | ({ op: 'list' } & ListResult)
+  | { op: 'fileStat'; files: FileStat[] }
+  | { op: 'filePut'; received: number; held: boolean }
+  | { op: 'fileGet'; data: Uint8Array; size: number }
+  | ({ op: 'gc' } & GcResult);
 
 /**
  * The contract: from the JSON descriptor the build writes beside this module (no parsing at
@@ -146,6 +159,14 @@ function stealArgs(m: Obj): StealArgs {
   return { worker: str(m.worker), n: num(m.n), pools: strings(m.pools), waitMs: num(m.waitMs), waitWhenFinished: bool(m.waitWhenFinished) };
 }
 
+const paramsFrom = (v: unknown): Param[] => (Array.isArray(v) && v.length > 0 ? list(v).map((p) => ({ name: str(p.name), value: str(p.value) })) : NONE);
+const fileRefsFrom = (v: unknown): FileRef[] =>
+  Array.isArray(v) && v.length > 0 ? list(v).map((f) => ({ name: str(f.name), sha256: str(f.sha256), size: num(f.size), executable: bool(f.executable) })) : NONE;
+const paramFilesFrom = (v: unknown): ParamFile[] => (Array.isArray(v) && v.length > 0 ? list(v).map((f) => ({ name: str(f.name), param: str(f.param) })) : NONE);
+const namesFrom = (v: unknown): string[] => (Array.isArray(v) && v.length > 0 ? strings(v) : NONE);
+/** Lists left out when empty, as proto3 would. */
+const unlessNone = <T>(v: readonly T[]): readonly T[] | undefined => (v.length === 0 ? undefined : v);
+
 /** A TaskSpec message's fields; in a request, zero values mean "the default". */
 function specFrom(m: Obj): TaskSpec {
   return {
@@ -156,6 +177,26 @@ function specFrom(m: Obj): TaskSpec {
     pool: str(m.pool),
     maxAttempts: num(m.maxAttempts),
     leaseMs: num(m.leaseMs),
+    params: paramsFrom(m.params),
+    inputs: fileRefsFrom(m.inputs),
+    outputs: namesFrom(m.outputs),
+    paramFiles: paramFilesFrom(m.paramFiles),
+    barrier: bool(m.barrier),
+  };
+}
+
+/** A TaskSpec as a message, fields at their default left out. */
+function specTo(spec: TaskSpec): Obj {
+  return {
+    ...spec,
+    payload: unlessEmpty(spec.payload),
+    priority: unlessEmpty(spec.priority),
+    deps: unlessNone(spec.deps),
+    params: unlessNone(spec.params),
+    inputs: unlessNone(spec.inputs),
+    outputs: unlessNone(spec.outputs),
+    paramFiles: unlessNone(spec.paramFiles),
+    barrier: spec.barrier || undefined,
   };
 }
 
@@ -168,7 +209,10 @@ function specFrom(m: Obj): TaskSpec {
 
 /** Counts a request may not exceed, checked before decoding. */
 export interface RequestBounds {
-  /** Tasks or names in one request (create, complete, heartbeat, release, retry, cancel). */
+  /**
+   * Tasks or names in one request (create, complete, heartbeat, release, retry, cancel, file_stat);
+   * and, apart, the params, inputs, outputs and param files of all its tasks together.
+   */
   maxBatch: number;
   /** Dependencies of one task. */
   maxDeps: number;
@@ -181,19 +225,24 @@ const OP_OF_FIELD = new Map<number, Operation>(
   (RequestType.oneofs.op as protobuf.OneOf).fieldsArray.map((f) => [f.id, f.name as Operation]),
 );
 
-/** A repeated field to count (by field number), with its bound, and messages to look into. */
+/**
+ * A repeated field to count (by field number), with its bound, and messages to look into. A count
+ * with `shared` adds up over the whole request, whichever message holds the field.
+ */
 interface Shape {
-  counts?: Record<number, { bound: keyof RequestBounds; what: string }>;
+  counts?: Record<number, { bound: keyof RequestBounds; what: string; shared?: boolean }>;
   /** Message fields to look into (each element of a repeated one has its own counts). */
   nested?: Record<number, Shape>;
 }
-const TASK_SPEC: Shape = { counts: { 2: { bound: 'maxDeps', what: 'dependencies of one task' } } };
+const ITEMS = { bound: 'maxBatch', what: 'params, inputs, outputs and param files (all tasks together)', shared: true } as const;
+const TASK_SPEC: Shape = { counts: { 2: { bound: 'maxDeps', what: 'dependencies of one task' }, 8: ITEMS, 9: ITEMS, 10: ITEMS, 11: ITEMS } };
+const COMPLETION: Shape = { counts: { 3: ITEMS } };
 const STEAL: Shape = { counts: { 3: { bound: 'maxPools', what: 'pools' } } };
 const NAMES_AT = (field: number, what: string): Shape => ({ counts: { [field]: { bound: 'maxBatch', what } } });
 const SHAPES: Record<Operation, Shape> = {
   create: { counts: { 1: { bound: 'maxBatch', what: 'tasks' } }, nested: { 1: TASK_SPEC } },
   steal: STEAL,
-  complete: { counts: { 2: { bound: 'maxBatch', what: 'completions' } }, nested: { 3: STEAL } },
+  complete: { counts: { 2: { bound: 'maxBatch', what: 'completions' } }, nested: { 2: COMPLETION, 3: STEAL } },
   fail: {},
   heartbeat: NAMES_AT(2, 'names'),
   release: NAMES_AT(2, 'names'),
@@ -203,12 +252,19 @@ const SHAPES: Record<Operation, Shape> = {
   lookup: {},
   cancel: NAMES_AT(1, 'names'),
   list: { counts: { 1: { bound: 'maxBatch', what: 'states' } } },
+  fileStat: NAMES_AT(1, 'hashes'),
+  filePut: {},
+  fileGet: {},
+  gc: {},
 };
+
+/** The key under which a shared count adds up. */
+const SHARED = -1;
 
 const LENGTH_DELIMITED = 2;
 
 /** Walks the message in data[start, end) by `shape`, throwing TOO_LARGE past a bound. */
-function checkShape(data: Uint8Array, start: number, end: number, shape: Shape, bounds: RequestBounds, op: Operation): void {
+function checkShape(data: Uint8Array, start: number, end: number, shape: Shape, bounds: RequestBounds, op: Operation, shared: Map<number, number>): void {
   const reader = protobuf.Reader.create(data.subarray(start, end));
   const counted = new Map<number, number>();
   while (reader.pos < reader.len) {
@@ -216,8 +272,10 @@ function checkShape(data: Uint8Array, start: number, end: number, shape: Shape, 
     const field = tag >>> 3;
     const count = shape.counts?.[field];
     if (count !== undefined) {
-      const n = (counted.get(field) ?? 0) + 1;
-      counted.set(field, n);
+      const counter = count.shared === true ? shared : counted;
+      const key = count.shared === true ? SHARED : field;
+      const n = (counter.get(key) ?? 0) + 1;
+      counter.set(key, n);
       if (n > bounds[count.bound]) {
         throw new DagworkError('TOO_LARGE', `${op} holds more than ${bounds[count.bound]} ${count.what}; that is the limit per request`);
       }
@@ -225,7 +283,7 @@ function checkShape(data: Uint8Array, start: number, end: number, shape: Shape, 
     const inner = shape.nested?.[field];
     if (inner !== undefined && (tag & 7) === LENGTH_DELIMITED) {
       const length = reader.uint32();
-      checkShape(data, start + reader.pos, start + reader.pos + length, inner, bounds, op);
+      checkShape(data, start + reader.pos, start + reader.pos + length, inner, bounds, op, shared);
       reader.skip(length);
     } else {
       reader.skipType(tag & 7);
@@ -258,7 +316,7 @@ export function inspectRequest(data: Uint8Array, bounds: RequestBounds, allowed:
     }
     if (found === undefined) throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
     allowed(found.op);
-    checkShape(data, found.start, found.end, SHAPES[found.op], bounds, found.op);
+    checkShape(data, found.start, found.end, SHAPES[found.op], bounds, found.op, new Map());
     return found.op;
   } catch (err) {
     if (err instanceof DagworkError) throw err;
@@ -281,7 +339,7 @@ export function decodeRequest(data: Uint8Array): Request {
       return {
         op,
         worker: str(body.worker),
-        tasks: list(body.tasks).map((c) => ({ name: str(c.name), result: bytes(c.result) })),
+        tasks: list(body.tasks).map((c) => ({ name: str(c.name), result: bytes(c.result), outputs: fileRefsFrom(c.outputs) })),
         next: next === undefined ? undefined : stealArgs(next),
       };
     }
@@ -301,7 +359,24 @@ export function decodeRequest(data: Uint8Array): Request {
     case 'cancel':
       return { op, names: strings(body.names), reason: str(body.reason) };
     case 'list':
-      return { op, states: (Array.isArray(body.states) ? body.states : []).map(stateOf), pool: str(body.pool), prefix: str(body.prefix), limit: num(body.limit), after: num(body.after) };
+      return {
+        op,
+        states: (Array.isArray(body.states) ? body.states : []).map(stateOf),
+        pool: str(body.pool),
+        prefix: str(body.prefix),
+        limit: num(body.limit),
+        after: num(body.after),
+        withParams: bool(body.withParams),
+        withResults: bool(body.withResults),
+      };
+    case 'fileStat':
+      return { op, sha256: strings(body.sha256) };
+    case 'filePut':
+      return { op, sha256: str(body.sha256), size: num(body.size), offset: num(body.offset), data: bytes(body.data) };
+    case 'fileGet':
+      return { op, sha256: str(body.sha256), offset: num(body.offset), length: num(body.length) };
+    case 'gc':
+      return { op, dryRun: bool(body.dryRun) };
     default:
       throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
   }
@@ -324,6 +399,10 @@ function leasedTask(m: Obj): LeasedTask {
     leaseMs: num(m.leaseMs),
     pool: str(m.pool),
     priority: num(m.priority),
+    params: paramsFrom(m.params),
+    inputs: fileRefsFrom(m.inputs),
+    outputs: namesFrom(m.outputs),
+    paramFiles: paramFilesFrom(m.paramFiles),
   };
 }
 
@@ -333,7 +412,14 @@ function stealResultFrom(m: Obj): StealResult {
 
 function stealResultTo(s: StealResult): Obj {
   return {
-    tasks: s.tasks.map((t) => ({ ...t, leaseDeadlineMs: t.leaseDeadline })),
+    tasks: s.tasks.map((t) => ({
+      ...t,
+      leaseDeadlineMs: t.leaseDeadline,
+      params: unlessNone(t.params),
+      inputs: unlessNone(t.inputs),
+      outputs: unlessNone(t.outputs),
+      paramFiles: unlessNone(t.paramFiles),
+    })),
     finished: s.finished,
     retryAfterMs: s.retryAfterMs,
   };
@@ -358,14 +444,16 @@ function limitsFrom(m: Obj | undefined): Limits {
     maxResultBytes: num(m?.maxResultBytes),
     maxNameBytes: num(m?.maxNameBytes),
     maxWaitMs: num(m?.maxWaitMs),
+    maxFileBytes: num(m?.maxFileBytes),
+    maxFilesBytes: num(m?.maxFilesBytes),
+    maxChunkBytes: num(m?.maxChunkBytes),
   };
 }
 
 
 function recordToMessage(r: TaskRecord): Obj {
-  const spec = r.spec;
   return {
-    spec: { ...spec, payload: unlessEmpty(spec.payload), priority: unlessEmpty(spec.priority), deps: spec.deps.length === 0 ? undefined : spec.deps },
+    spec: specTo(r.spec),
     state: stateNumber(r.state),
     attempts: unlessEmpty(r.attempts),
     worker: unlessEmpty(r.worker),
@@ -376,6 +464,7 @@ function recordToMessage(r: TaskRecord): Obj {
     log: r.log.map((c) => ({ state: stateNumber(c.state), atMs: c.at, worker: unlessEmpty(c.worker), note: unlessEmpty(c.note) })),
     seq: r.seq,
     holder: unlessEmpty(r.holder),
+    outputs: unlessNone(r.outputs),
   };
 }
 
@@ -392,6 +481,7 @@ function recordFromMessage(m: Obj): TaskRecord {
     lastError: str(m.lastError),
     log: list(m.log).map((c) => ({ state: stateOf(c.state), at: num(c.atMs), worker: str(c.worker), note: str(c.note) })),
     seq: num(m.seq),
+    outputs: fileRefsFrom(m.outputs),
   };
 }
 
@@ -432,12 +522,25 @@ export function encodeReply(reply: Reply): Uint8Array {
           missingExamples: reply.missingExamples,
           storeId: reply.storeId,
           startedMs: reply.startedMs,
+          files: reply.files,
+          filesBytes: reply.filesBytes,
         },
       });
     case 'list':
       return frame(ReplyType, {
         list: {
-          tasks: reply.tasks.map((t) => ({ ...t, state: stateNumber(t.state), changedMs: t.changedAt, lastError: unlessEmpty(t.lastError), worker: unlessEmpty(t.worker) })),
+          tasks: reply.tasks.map((t) => ({
+            ...t,
+            state: stateNumber(t.state),
+            changedMs: t.changedAt,
+            createdMs: t.createdAt,
+            startedMs: unlessEmpty(t.startedAt),
+            lastError: unlessEmpty(t.lastError),
+            worker: unlessEmpty(t.worker),
+            params: unlessNone(t.params),
+            result: unlessEmpty(t.result),
+            outputs: unlessNone(t.outputs),
+          })),
           next: reply.next,
         },
       });
@@ -508,6 +611,8 @@ export function decodeReply(data: Uint8Array): Reply {
         missingExamples: strings(body.missingExamples),
         storeId: str(body.storeId),
         startedMs: num(body.startedMs),
+        files: num(body.files),
+        filesBytes: num(body.filesBytes),
       };
     case 'lookup':
       return { op, task: recordFromMessage(obj(body.task) ?? {}), dependents: strings(body.dependents), missingDeps: strings(body.missingDeps) };
@@ -526,9 +631,25 @@ export function decodeReply(data: Uint8Array): Reply {
           seq: num(t.seq),
           resultBytes: num(t.resultBytes),
           changedAt: num(t.changedMs),
+          createdAt: num(t.createdMs),
+          startedAt: num(t.startedMs),
+          params: paramsFrom(t.params),
+          result: bytes(t.result),
+          outputs: fileRefsFrom(t.outputs),
         })),
         next: num(body.next),
       };
+    case 'fileStat':
+      return {
+        op,
+        files: list(body.files).map((f) => ({ sha256: str(f.sha256), held: bool(f.held), size: num(f.size), received: num(f.received) })),
+      };
+    case 'filePut':
+      return { op, received: num(body.received), held: bool(body.held) };
+    case 'fileGet':
+      return { op, data: bytes(body.data), size: num(body.size) };
+    case 'gc':
+      return { op, removed: num(body.removed), removedBytes: num(body.removedBytes), kept: num(body.kept), keptBytes: num(body.keptBytes) };
     default:
       throw new DagworkError('MALFORMED', 'the reply carries no result this client knows (is the hub newer than the client?)');
   }

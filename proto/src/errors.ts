@@ -15,6 +15,9 @@ export const ERROR_CODES = [
   'INTERNAL',
   'SHUTTING_DOWN',
   'FORBIDDEN',
+  'UNKNOWN_FILE',
+  'HASH_MISMATCH',
+  'NO_SPACE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -14,6 +14,8 @@ export const bool = (v: unknown): boolean => v === true;
 export const bytes = (v: unknown): Uint8Array => (v instanceof Uint8Array && v.length > 0 ? v : EMPTY);
 export const list = (v: unknown): Obj[] => (Array.isArray(v) ? (v as Obj[]) : []);
 export const strings = (v: unknown): string[] => (Array.isArray(v) ? v.map(str) : []);
+/** A list field that decoded empty, shared (a million tasks without params hold one array, not a million). */
+export const NONE: never[] = [];
 export const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === 'object' ? (v as Obj) : undefined);
 /**
  * Fields at their default are left out, as proto3 would: smaller messages, and nothing for the

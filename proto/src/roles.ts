@@ -21,9 +21,13 @@ const LEAST_ROLE: Record<Operation, Role> = {
   status: 'worker',
   lookup: 'worker',
   list: 'worker',
+  fileStat: 'worker',
+  filePut: 'worker',
+  fileGet: 'worker',
   create: 'submit',
   retry: 'admin',
   cancel: 'admin',
+  gc: 'admin',
 };
 
 export function roleRank(role: Role): number {

@@ -4,7 +4,7 @@
  * create; `dquery addfile` applies the same ones to a whole file before it sends anything.
  */
 import { DagworkError } from './errors.js';
-import type { Limits, TaskSpec, TaskSpecInput } from './types.js';
+import type { FileRef, Limits, Param, ParamFile, TaskSpec, TaskSpecInput } from './types.js';
 
 /** The limits and defaults of task definitions, each with its unit. The hub may be told others. */
 export interface SpecLimits {
@@ -53,7 +53,116 @@ export function defaultLimits(): Limits {
     maxResultBytes: 1 << 20,
     maxNameBytes: spec.maxNameBytes,
     maxWaitMs: 300_000,
+    maxFileBytes: 16 * 2 ** 30,
+    maxFilesBytes: 0,
+    maxChunkBytes: 4 << 20,
   };
+}
+
+/** Most params, inputs, outputs or param files of one task (each list on its own). */
+export const MAX_TASK_ITEMS = 1_000;
+/** Longest param name, in bytes. */
+const MAX_PARAM_NAME_BYTES = 128;
+/** Longest path of a file in a task's scratch directory, in bytes. */
+const MAX_SCRATCH_PATH_BYTES = 1_024;
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** Throws INVALID_ARGUMENT unless `sha` is 64 lowercase hex digits. */
+export function checkSha256(sha: string, what = 'file hash'): void {
+  if (typeof sha !== 'string' || !SHA256.test(sha)) {
+    throw new DagworkError('INVALID_ARGUMENT', `${what} ${JSON.stringify(String(sha).slice(0, 80))} is not a SHA-256 (64 lowercase hex digits)`);
+  }
+}
+
+/**
+ * Throws INVALID_ARGUMENT unless `path` is usable as a file's place in a scratch directory: relative,
+ * segments separated by "/", none empty, "." or "..", no control characters or backslashes.
+ */
+export function checkScratchPath(path: string, what: string): void {
+  const fail = (why: string): never => {
+    throw new DagworkError('INVALID_ARGUMENT', `${what} ${JSON.stringify(String(path).slice(0, 80))} ${why}`);
+  };
+  if (typeof path !== 'string' || path.length === 0) fail('is empty');
+  if (Buffer.byteLength(path, 'utf8') > MAX_SCRATCH_PATH_BYTES) fail(`is longer than ${MAX_SCRATCH_PATH_BYTES} bytes`);
+  if (CONTROL.test(path) || path.includes('\\')) fail('holds a control character or a backslash');
+  if (path.startsWith('/')) fail('is absolute; give a path relative to the scratch directory');
+  for (const segment of path.split('/')) {
+    if (segment === '' || segment === '.' || segment === '..') fail('has an empty, "." or ".." segment');
+  }
+}
+
+/** Params checked: identifiers, each once, values within `maxBytes` together. */
+function checkParams(params: readonly Param[], maxBytes: number, task: string): Param[] {
+  const seen = new Set<string>();
+  let bytes = 0;
+  for (const p of params) {
+    if (typeof p.name !== 'string' || !PARAM_NAME.test(p.name) || p.name.length > MAX_PARAM_NAME_BYTES) {
+      throw new DagworkError('INVALID_ARGUMENT', `task "${task}" has a param named ${JSON.stringify(String(p.name).slice(0, 80))}; a param name is letters, digits and _, not starting with a digit, at most ${MAX_PARAM_NAME_BYTES} bytes`, { task });
+    }
+    if (seen.has(p.name)) throw new DagworkError('INVALID_ARGUMENT', `task "${task}" has the param "${p.name}" twice`, { task });
+    seen.add(p.name);
+    bytes += Buffer.byteLength(p.value ?? '', 'utf8');
+  }
+  if (bytes > maxBytes) throw new DagworkError('TOO_LARGE', `task "${task}" has ${bytes} bytes of param values; the limit is ${maxBytes}`, { task });
+  return params.map((p) => ({ name: p.name, value: p.value ?? '' }));
+}
+
+/** File references checked: a scratch path each, once, and a SHA-256. */
+export function checkFileRefs(refs: readonly FileRef[], what: string, task: string): FileRef[] {
+  const names = new Set<string>();
+  for (const f of refs) {
+    checkScratchPath(f.name, `${what} of task "${task}"`);
+    if (names.has(f.name)) throw new DagworkError('INVALID_ARGUMENT', `task "${task}" names the ${what} "${f.name}" twice`, { task });
+    names.add(f.name);
+    checkSha256(f.sha256, `${what} "${f.name}" of task "${task}" has a hash that`);
+    if (!Number.isSafeInteger(f.size) || f.size < 0) throw new DagworkError('INVALID_ARGUMENT', `${what} "${f.name}" of task "${task}" has size ${f.size}`, { task });
+  }
+  return refs.map((f) => ({ name: f.name, sha256: f.sha256, size: f.size, executable: f.executable === true }));
+}
+
+function checkCount(count: number, what: string, task: string): void {
+  if (count > MAX_TASK_ITEMS) throw new DagworkError('TOO_LARGE', `task "${task}" has ${count} ${what}; the limit is ${MAX_TASK_ITEMS}`, { task });
+}
+
+// Shared by every spec without them: a graph of a million tasks holds one of each, not a million.
+const NO_PARAMS: Param[] = [];
+const NO_FILES: FileRef[] = [];
+const NO_NAMES: string[] = [];
+const NO_PARAM_FILES: ParamFile[] = [];
+
+/** The params, inputs, outputs, param files and barrier flag of `input`, checked. */
+function fileFields(input: TaskSpecInput, payload: Uint8Array, options: SpecLimits): Pick<TaskSpec, 'params' | 'inputs' | 'outputs' | 'paramFiles' | 'barrier'> {
+  const task = input.name;
+  const given = { params: input.params ?? [], inputs: input.inputs ?? [], outputs: input.outputs ?? [], paramFiles: input.paramFiles ?? [] };
+  checkCount(given.params.length, 'params', task);
+  checkCount(given.inputs.length, 'inputs', task);
+  checkCount(given.outputs.length, 'outputs', task);
+  checkCount(given.paramFiles.length, 'param files', task);
+  const params = given.params.length === 0 ? NO_PARAMS : checkParams(given.params, options.maxPayloadBytes, task);
+  const inputs = given.inputs.length === 0 ? NO_FILES : checkFileRefs(given.inputs, 'input', task);
+  const placed = new Set(inputs.map((f) => f.name));
+  const paramFiles = given.paramFiles.length === 0 ? NO_PARAM_FILES : given.paramFiles.map((f) => ({ name: f.name, param: f.param }));
+  const paramNames = new Set(params.map((p) => p.name));
+  for (const f of paramFiles) {
+    checkScratchPath(f.name, `param file of task "${task}"`);
+    if (placed.has(f.name)) throw new DagworkError('INVALID_ARGUMENT', `task "${task}" places two files at "${f.name}" (inputs and param files)`, { task });
+    placed.add(f.name);
+    if (!paramNames.has(f.param)) throw new DagworkError('INVALID_ARGUMENT', `param file "${f.name}" of task "${task}" holds param "${f.param}", which the task does not have`, { task });
+  }
+  const outputs = given.outputs.length === 0 ? NO_NAMES : [...given.outputs];
+  const outputNames = new Set<string>();
+  for (const name of outputs) {
+    checkScratchPath(name, `output of task "${task}"`);
+    if (outputNames.has(name)) throw new DagworkError('INVALID_ARGUMENT', `task "${task}" names the output "${name}" twice`, { task });
+    if (placed.has(name)) throw new DagworkError('INVALID_ARGUMENT', `output "${name}" of task "${task}" is also one of its inputs or param files`, { task });
+    outputNames.add(name);
+  }
+  const barrier = input.barrier === true;
+  if (barrier && (payload.length > 0 || inputs.length > 0 || outputs.length > 0 || paramFiles.length > 0)) {
+    throw new DagworkError('INVALID_ARGUMENT', `task "${task}" is a barrier: it runs nothing, so it has no payload, inputs, outputs or param files`, { task });
+  }
+  return { params, inputs, outputs, paramFiles, barrier };
 }
 
 /** The pool of a task that names none. */
@@ -121,8 +230,15 @@ export function normalizeSpec(input: TaskSpecInput, options: SpecLimits): TaskSp
   }
   const pool = input.pool || DEFAULT_POOL;
   checkName(pool, options, `pool of task "${name}"`);
-  return { name, deps, payload, priority, pool, maxAttempts, leaseMs };
+  return { name, deps, payload, priority, pool, maxAttempts, leaseMs, ...fileFields(input, payload, options) };
 }
+
+/** How many params, inputs, outputs and param files a batch's tasks hold: they count against max_batch. */
+export function taskItems(spec: TaskSpecInput): number {
+  return (spec.params?.length ?? 0) + (spec.inputs?.length ?? 0) + (spec.outputs?.length ?? 0) + (spec.paramFiles?.length ?? 0);
+}
+
+const sameList = <T>(a: readonly T[], b: readonly T[], same: (x: T, y: T) => boolean): boolean => a.length === b.length && a.every((x, i) => same(x, b[i] as T));
 
 /** True when two specs define the same task (dependency order does not matter). */
 export function sameSpec(a: TaskSpec, b: TaskSpec): boolean {
@@ -133,6 +249,11 @@ export function sameSpec(a: TaskSpec, b: TaskSpec): boolean {
     a.maxAttempts !== b.maxAttempts ||
     a.leaseMs !== b.leaseMs ||
     a.deps.length !== b.deps.length ||
+    a.barrier !== b.barrier ||
+    !sameList(a.params, b.params, (x, y) => x.name === y.name && x.value === y.value) ||
+    !sameList(a.inputs, b.inputs, (x, y) => x.name === y.name && x.sha256 === y.sha256 && x.size === y.size && x.executable === y.executable) ||
+    !sameList(a.outputs, b.outputs, (x, y) => x === y) ||
+    !sameList(a.paramFiles, b.paramFiles, (x, y) => x.name === y.name && x.param === y.param) ||
     !Buffer.from(a.payload.buffer, a.payload.byteOffset, a.payload.byteLength).equals(b.payload)
   ) {
     return false;

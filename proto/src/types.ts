@@ -14,6 +14,37 @@ export interface TaskSpec {
   pool: string;
   maxAttempts: number;
   leaseMs: number;
+  /** The parameter set, in the sweep header's order. */
+  params: Param[];
+  /** Files put into the scratch directory before a run. */
+  inputs: FileRef[];
+  /** Files the run must leave in its scratch directory. */
+  outputs: string[];
+  /** Files written from a param's value into the scratch directory before a run. */
+  paramFiles: ParamFile[];
+  /** Done by the hub itself once every dependency is done; never handed out. */
+  barrier: boolean;
+}
+
+export interface Param {
+  name: string;
+  value: string;
+}
+
+/** A file kept by the hub by content; `name` is its place in a task's scratch directory. */
+export interface FileRef {
+  name: string;
+  /** SHA-256, 64 lowercase hex digits. */
+  sha256: string;
+  size: number;
+  executable: boolean;
+}
+
+export interface ParamFile {
+  /** Its place in the scratch directory. */
+  name: string;
+  /** The param whose value it holds. */
+  param: string;
 }
 
 /** A task's definition as a client gives it: everything but the name may be left out. */
@@ -25,6 +56,11 @@ export interface TaskSpecInput {
   pool?: string;
   maxAttempts?: number;
   leaseMs?: number;
+  params?: readonly Param[];
+  inputs?: readonly FileRef[];
+  outputs?: readonly string[];
+  paramFiles?: readonly ParamFile[];
+  barrier?: boolean;
 }
 
 export interface StateChange {
@@ -58,6 +94,8 @@ export interface TaskRecord {
   log: StateChange[];
   /** Creation order. */
   seq: number;
+  /** Done: the output files its completion named. */
+  outputs: FileRef[];
 }
 
 export const TASK_OUTCOMES = [
@@ -71,6 +109,7 @@ export const TASK_OUTCOMES = [
   'TASK_CANCELLED',
   'TASK_FAILED',
   'RESULT_TOO_LARGE',
+  'MISSING_FILES',
 ] as const;
 export type TaskOutcome = (typeof TASK_OUTCOMES)[number];
 
@@ -89,6 +128,10 @@ export interface LeasedTask {
   leaseMs: number;
   pool: string;
   priority: number;
+  params: Param[];
+  inputs: FileRef[];
+  outputs: string[];
+  paramFiles: ParamFile[];
 }
 
 export interface StealResult {
@@ -102,6 +145,8 @@ export interface StealResult {
 export interface Completion {
   name: string;
   result?: Uint8Array;
+  /** The task's declared outputs, uploaded first. */
+  outputs?: readonly FileRef[];
 }
 
 export interface FailResult {
@@ -143,6 +188,10 @@ export interface ListQuery {
   limit: number;
   /** The `next` of the previous page; 0 starts at the first task. */
   after: number;
+  /** Fill `params`. */
+  withParams: boolean;
+  /** Fill `result` and `outputs` (a page then ends once its results pass 16 MiB). */
+  withResults: boolean;
 }
 
 /** One listed task. */
@@ -157,6 +206,15 @@ export interface TaskSummary {
   resultBytes: number;
   /** When it entered its state (ms since the epoch). */
   changedAt: number;
+  createdAt: number;
+  /** When its last attempt was handed out; 0 if never. */
+  startedAt: number;
+  /** With `withParams`; empty otherwise. */
+  params: Param[];
+  /** With `withResults`: a done task's result; empty otherwise. */
+  result: Uint8Array;
+  /** With `withResults`: a done task's output files; empty otherwise. */
+  outputs: FileRef[];
 }
 
 export interface ListResult {
@@ -181,6 +239,10 @@ export interface Limits {
   maxResultBytes: number;
   maxNameBytes: number;
   maxWaitMs: number;
+  maxFileBytes: number;
+  /** 0: as much as the hub's disk holds. */
+  maxFilesBytes: number;
+  maxChunkBytes: number;
 }
 
 export interface GraphStatus {
@@ -209,6 +271,26 @@ export interface Status extends GraphStatus {
   storeId: string;
   /** When the hub process started (ms since the epoch). */
   startedMs: number;
+  /** Files the hub holds, and their bytes. */
+  files: number;
+  filesBytes: number;
+}
+
+/** What the hub holds of a file. */
+export interface FileStat {
+  sha256: string;
+  held: boolean;
+  /** Held: its size. */
+  size: number;
+  /** Not held: the bytes of an interrupted upload the hub has. */
+  received: number;
+}
+
+export interface GcResult {
+  removed: number;
+  removedBytes: number;
+  kept: number;
+  keptBytes: number;
 }
 
 export function emptyCounts(): StateCounts {
