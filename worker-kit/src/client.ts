@@ -18,7 +18,9 @@ import { parseEndpoint } from '../../proto/src/args.js';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
-import { TASK_STATES, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary } from '../../proto/src/types.js';
+import { downloadFile, uploadFile, type UploadResult } from './files.js';
+import { checkSha256, defaultLimits } from '../../proto/src/spec.js';
+import { TASK_STATES, type FileStat, type GcResult, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
 import { checkCompletions, checkNames, checkSteal, checkString, checkTasks, type CompletionInput, type StealOptions, type TaskInput } from './input.js';
 
@@ -224,7 +226,16 @@ export class Client {
       if (!(TASK_STATES as readonly unknown[]).includes(state)) throw new TypeError(`list: states: ${JSON.stringify(state)} is not a state (${TASK_STATES.join(', ')})`);
     }
     const { op: _op, ...result } = await this.call(
-      { op: 'list', states: query.states ?? [], pool: query.pool ?? '', prefix: query.prefix ?? '', limit: query.limit ?? 0, after: query.after ?? 0, withParams: query.withParams ?? false, withResults: query.withResults ?? false },
+      {
+        op: 'list',
+        states: query.states ?? [],
+        pool: query.pool ?? '',
+        prefix: query.prefix ?? '',
+        limit: query.limit ?? 0,
+        after: query.after ?? 0,
+        withParams: query.withParams === true,
+        withResults: query.withResults === true,
+      },
       'list',
     );
     return result;
@@ -238,6 +249,59 @@ export class Client {
       yield* page.tasks;
       after = page.next;
     } while (after !== 0);
+  }
+
+  /** What the hub holds of these files (one entry per hash, in order). */
+  async fileStat(sha256: string[]): Promise<FileStat[]> {
+    for (const sha of checkNames(sha256, 'fileStat: hashes')) checkSha256(sha);
+    return (await this.call({ op: 'fileStat', sha256 }, 'fileStat')).files;
+  }
+
+  /** Sends one chunk of a file at `offset`; the reply says how far the hub is and whether it holds the file. */
+  async filePut(sha256: string, size: number, offset: number, data: Uint8Array): Promise<{ received: number; held: boolean }> {
+    checkSha256(sha256);
+    const { received, held } = await this.call({ op: 'filePut', sha256, size, offset, data }, 'filePut');
+    return { received, held };
+  }
+
+  /** One chunk of a held file, from `offset`, at most `length` bytes (0: the hub's max_chunk_bytes). */
+  async fileGet(sha256: string, offset: number, length = 0): Promise<{ data: Uint8Array; size: number }> {
+    checkSha256(sha256);
+    const { data, size } = await this.call({ op: 'fileGet', sha256, offset, length }, 'fileGet');
+    return { data, size };
+  }
+
+  /** Removes files no task names (admin); `dryRun` only counts them. */
+  async gc(options: { dryRun?: boolean } = {}): Promise<GcResult> {
+    const { op: _op, ...result } = await this.call({ op: 'gc', dryRun: options.dryRun === true }, 'gc');
+    return result;
+  }
+
+  /**
+   * Uploads a local file unless the hub holds it already (resuming an interrupted upload), a chunk
+   * at a time; returns the FileRef to put in a task's inputs or a completion's outputs (named
+   * `name`, default the file's base name; its run bit kept) and how many bytes were sent.
+   */
+  uploadFile(path: string, options: { name?: string; onProgress?: (sent: number, size: number) => void } = {}): Promise<UploadResult> {
+    return uploadFile(this, path, options);
+  }
+
+  /** Downloads a held file to `dest`, its hash checked before it appears there. Returns its size. */
+  downloadFile(sha256: string, dest: string, options: { mode?: number } = {}): Promise<number> {
+    checkSha256(sha256);
+    return downloadFile(this, sha256, dest, options);
+  }
+
+  private limitsOfHub: Limits | undefined;
+
+  /** The hub's limits (from status, asked once). */
+  async hubLimits(): Promise<Limits> {
+    if (this.limitsOfHub === undefined) {
+      const limits = (await this.status()).limits;
+      // A hub that does not say (older, or another implementation) is taken to have the defaults.
+      this.limitsOfHub = limits.maxChunkBytes > 0 ? limits : { ...limits, ...pick(defaultLimits(), ['maxChunkBytes', 'maxFileBytes', 'maxFilesBytes']) };
+    }
+    return this.limitsOfHub;
   }
 
   /** Close the socket; pending calls fail. */
@@ -390,4 +454,8 @@ export class Client {
     this.socket.receiveTimeout = receiveTimeout;
     return this.socket;
   }
+}
+
+function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Pick<T, K> {
+  return Object.fromEntries(keys.map((k) => [k, o[k]])) as Pick<T, K>;
 }

@@ -4,6 +4,11 @@ export { DagworkError, ERROR_CODES, type ErrorCode } from '../../proto/src/error
 export type {
   Completion,
   CreateResult,
+  FileRef,
+  FileStat,
+  GcResult,
+  Param,
+  ParamFile,
   ListQuery,
   ListResult,
   LookupResult,
@@ -24,3 +29,4 @@ export type {
 export { runWorker, Worker, PermanentError, WorkerFault, type Handler, type TaskContext, type WorkerOptions, type WorkerSummary, type StopReason } from './worker.js';
 export { shellHandler, type ShellOptions } from './shell.js';
 export { FALLBACK_LIMITS, effectiveLimits, nextBatchSize, type HubLimits } from './limits.js';
+export { hashFile, type UploadResult } from './files.js';

@@ -12,17 +12,23 @@
  */
 import { INT32_MAX, INT32_MIN, UINT32_MAX } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
-import type { Completion, TaskSpecInput } from '../../proto/src/types.js';
+import type { Completion, FileRef, Param, ParamFile, TaskSpecInput } from '../../proto/src/types.js';
 
 /** A task as the Client takes it: TaskSpecInput, with a payload that may be text (sent as UTF-8). */
-export interface TaskInput extends Omit<TaskSpecInput, 'payload'> {
+export interface TaskInput extends Omit<TaskSpecInput, 'payload' | 'params' | 'inputs'> {
   payload?: Uint8Array | string;
+  /** The parameter set: [{ name, value }] in order, or an object { name: value } (values as text). */
+  params?: readonly Param[] | Record<string, string | number | boolean>;
+  /** Files for the scratch directory, uploaded first (Client.uploadFile gives a FileRef; set its name). */
+  inputs?: readonly FileRef[];
 }
 
 /** A completion as the Client takes it: a result that may be text (sent as UTF-8). */
 export interface CompletionInput {
   name: string;
   result?: Uint8Array | string;
+  /** The task's declared outputs, each uploaded first (Client.uploadFile). */
+  outputs?: readonly FileRef[];
 }
 
 export interface StealOptions {
@@ -36,8 +42,9 @@ export interface StealOptions {
   waitWhenFinished?: boolean;
 }
 
-const TASK_FIELDS = ['name', 'deps', 'payload', 'priority', 'pool', 'maxAttempts', 'leaseMs'] as const;
-const COMPLETION_FIELDS = ['name', 'result'] as const;
+const TASK_FIELDS = ['name', 'deps', 'payload', 'priority', 'pool', 'maxAttempts', 'leaseMs', 'params', 'inputs', 'outputs', 'paramFiles', 'barrier'] as const;
+const COMPLETION_FIELDS = ['name', 'result', 'outputs'] as const;
+const FILE_REF_FIELDS = ['name', 'sha256', 'size', 'executable'] as const;
 const STEAL_FIELDS = ['n', 'pools', 'waitMs', 'waitWhenFinished'] as const;
 /** Keys people reach for, and where what they meant goes. */
 const FIELD_HINTS: Record<string, string> = {
@@ -49,6 +56,8 @@ const FIELD_HINTS: Record<string, string> = {
   max_attempts: 'write maxAttempts',
   lease_ms: 'write leaseMs',
   wait: 'write waitMs',
+  param_files: 'write paramFiles',
+  files: 'input files go in inputs (FileRefs from Client.uploadFile)',
 };
 
 const encoder = new TextEncoder();
@@ -110,7 +119,51 @@ export function checkTask(v: unknown, index: number): TaskSpecInput {
   if (v.pool !== undefined) out.pool = checkString(v.pool, `${where}: pool`);
   if (v.maxAttempts !== undefined) out.maxAttempts = checkInteger(v.maxAttempts, 0, UINT32_MAX, 'uint32', `${where}: maxAttempts`, name);
   if (v.leaseMs !== undefined) out.leaseMs = checkInteger(v.leaseMs, 0, UINT32_MAX, 'uint32', `${where}: leaseMs`, name);
+  if (v.params !== undefined) out.params = checkParams(v.params, `${where}: params`);
+  if (v.inputs !== undefined) out.inputs = checkFileRefs(v.inputs, `${where}: inputs`);
+  if (v.outputs !== undefined) out.outputs = checkNames(v.outputs, `${where}: outputs`);
+  if (v.paramFiles !== undefined) out.paramFiles = checkParamFiles(v.paramFiles, `${where}: paramFiles`);
+  if (v.barrier !== undefined) {
+    if (typeof v.barrier !== 'boolean') throw new TypeError(`${where}: barrier must be a boolean, not ${describe(v.barrier)}`);
+    out.barrier = v.barrier;
+  }
   return out;
+}
+
+function checkParams(v: unknown, what: string): Param[] {
+  if (isObject(v)) {
+    return Object.entries(v).map(([name, value]) => {
+      if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw new TypeError(`${what}.${name} must be a string, number or boolean, not ${describe(value)}`);
+      return { name, value: String(value) };
+    });
+  }
+  if (!Array.isArray(v)) throw new TypeError(`${what} must be an array of { name, value } or an object, not ${describe(v)}`);
+  return v.map((p: unknown, i) => {
+    if (!isObject(p)) throw new TypeError(`${what}[${i}] must be an object { name, value }, not ${describe(p)}`);
+    checkKeys(p, ['name', 'value'], `${what}[${i}]`);
+    return { name: checkString(p.name, `${what}[${i}].name`), value: checkString(p.value, `${what}[${i}].value`) };
+  });
+}
+
+function checkFileRefs(v: unknown, what: string): FileRef[] {
+  if (!Array.isArray(v)) throw new TypeError(`${what} must be an array of { name, sha256, size, executable }, not ${describe(v)}`);
+  return v.map((f: unknown, i) => {
+    if (!isObject(f)) throw new TypeError(`${what}[${i}] must be an object { name, sha256, size, executable }, not ${describe(f)}`);
+    checkKeys(f, FILE_REF_FIELDS, `${what}[${i}]`);
+    if (f.executable !== undefined && typeof f.executable !== 'boolean') throw new TypeError(`${what}[${i}].executable must be a boolean`);
+    const size = f.size;
+    if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new TypeError(`${what}[${i}].size must be a non-negative integer, not ${describe(size)}`);
+    return { name: checkString(f.name, `${what}[${i}].name`), sha256: checkString(f.sha256, `${what}[${i}].sha256`), size, executable: f.executable === true };
+  });
+}
+
+function checkParamFiles(v: unknown, what: string): ParamFile[] {
+  if (!Array.isArray(v)) throw new TypeError(`${what} must be an array of { name, param }, not ${describe(v)}`);
+  return v.map((f: unknown, i) => {
+    if (!isObject(f)) throw new TypeError(`${what}[${i}] must be an object { name, param }, not ${describe(f)}`);
+    checkKeys(f, ['name', 'param'], `${what}[${i}]`);
+    return { name: checkString(f.name, `${what}[${i}].name`), param: checkString(f.param, `${what}[${i}].param`) };
+  });
 }
 
 export function checkTasks(v: unknown): TaskSpecInput[] {
@@ -124,7 +177,10 @@ export function checkCompletions(v: unknown): Completion[] {
     if (!isObject(c)) throw new TypeError(`completion ${i} must be an object { name, result }, not ${describe(c)}`);
     const name = checkString(c.name, `completion ${i}: name`);
     checkKeys(c, COMPLETION_FIELDS, `completion of "${name}"`);
-    return c.result === undefined ? { name } : { name, result: toBytes(c.result, `completion of "${name}": result`) };
+    const out: Completion = { name };
+    if (c.result !== undefined) out.result = toBytes(c.result, `completion of "${name}": result`);
+    if (c.outputs !== undefined) out.outputs = checkFileRefs(c.outputs, `completion of "${name}": outputs`);
+    return out;
   });
 }
 
