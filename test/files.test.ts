@@ -3,11 +3,13 @@
  * limited), downloads, files named by tasks (inputs on create, outputs on complete), gc, barriers,
  * and what survives a restart.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cleanTempDirs, startHub, tempDir, type RunningHub } from './helpers.js';
 import { fileRef, pattern, RawClient, sha } from './support/raw.js';
+import { downloadFile, uploadFile } from '../worker-kit/src/files.js';
+import { Client } from '../worker-kit/src/index.js';
 
 afterAll(cleanTempDirs);
 
@@ -45,6 +47,38 @@ describe('upload and download', () => {
       expect(back.equals(data)).toBe(true);
       expect(chunks).toBe(6); // 5 full chunks of max_chunk_bytes and one of 500
       expect((await c.ok({ op: 'fileGet', sha256: hash, offset: 5_000, length: 100 })).data.length).toBe(100);
+    });
+  });
+
+  it('keeps one sound file when two clients upload it at once', async () => {
+    await withFilesHub([], async (hub, c) => {
+      const data = pattern(25_500, 13);
+      const others = [new RawClient(hub.endpoint), new RawClient(hub.endpoint)];
+      try {
+        const all = await Promise.all([c, ...others].map((client) => client.upload(data, CHUNK)));
+        expect(all).toEqual(Array.from({ length: 3 }, () => ({ received: 25_500, held: true })));
+      } finally {
+        for (const o of others) o.close();
+      }
+      expect(readFileSync(heldPath(hub, sha(data))).equals(data)).toBe(true);
+      expect(partials(join(hub.db, 'files'))).toEqual([]);
+    });
+  });
+
+  it("serves worker-kit's uploadFile and downloadFile", async () => {
+    await withFilesHub([], async (hub, _c) => {
+      const dir = tempDir();
+      const data = pattern(3_333, 17);
+      writeFileSync(join(dir, 'tool'), data);
+      chmodSync(join(dir, 'tool'), 0o755);
+      const client = new Client({ hub: hub.endpoint, worker: W });
+      try {
+        expect(await uploadFile(client, join(dir, 'tool'))).toMatchObject(fileRef('tool', data, true));
+        expect(await downloadFile(client, sha(data), join(dir, 'back'))).toBe(3_333);
+        expect(readFileSync(join(dir, 'back')).equals(data)).toBe(true);
+      } finally {
+        client.close();
+      }
     });
   });
 
