@@ -88,11 +88,12 @@ export function uploadStep(ctx: Context, files: LocalFiles): NonNullable<AddFile
   return async (progress, tick) => {
     if (files.count === 0) return;
     progress.toUpload = files.count;
-    const { files: sent, sent: bytes } = await files.upload(ctx.hub(), (done) => {
+    await files.upload(ctx.hub(), (done) => {
       progress.uploaded = done;
       tick();
     });
-    if (sent > 0) complain(`uploaded ${plural(sent, 'input file')} (${bytes} bytes); ${files.count - sent} the hub held already`);
+    // (Client.uploadFile's `sent` leaves out the last chunk, so it cannot say which were sent now.)
+    complain(`${plural(files.count, 'input file')} in the hub (each uploaded unless it held it already)`);
   };
 }
 
