@@ -136,6 +136,27 @@ describe('dquery sweep', () => {
   });
 });
 
+describe('list --params and lookup', () => {
+  it('list --params shows each task\'s parameters, in the table and in JSON', async () => {
+    await dquery(hub, ['sweep', file('runs.txt', SWEEP), '--cmd', 'fold {seq}']);
+    const table = await dquery(hub, ['list', '--params', '--prefix', 'runs.txt/']);
+    expect(table.stdout.split('\n')[0]).toMatch(/^name +state +attempts +worker +params +last error$/);
+    expect(table.stdout.split('\n')[2]).toMatch(/^runs\.txt\/5 +ready +0 +seq="it's \\"x\\"" temp=310$/);
+    const json = await dquery(hub, ['list', '--params', '--json', '--prefix', 'runs.txt/3']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ name: 'runs.txt/3', params: { seq: 'ACGT', temp: '300' }, createdAt: expect.any(Number), startedAt: 0 });
+  });
+
+  it('lookup shows params, inputs with their hashes and sizes, and outputs', async () => {
+    const tool = file('tool', 'abc', 0o755);
+    await dquery(hub, ['sweep', file('runs.txt', 'n\n7\n'), '--cmd', './tool {n}', '--input', tool, '--output', 'o.txt', '--param-file', 'n.txt=n']);
+    const run = await dquery(hub, ['lookup', 'runs.txt/2']);
+    expect(run.stdout).toContain('params:      n=7\n');
+    expect(run.stdout).toMatch(/\ninput: +tool  3 bytes, executable  sha256:[0-9a-f]{64}\n/);
+    expect(run.stdout).toContain('param file:  n.txt (holds param n)\n');
+    expect(run.stdout).toContain('output:      o.txt  (not yet uploaded)\n');
+  });
+});
+
 describe('create and addfile with input files', () => {
   it('create --input uploads the file and names it in the task; --output declares one', async () => {
     const tool = file('tool.sh', 'echo hi\n', 0o755);
