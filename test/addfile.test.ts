@@ -9,7 +9,7 @@ import { splitLines, type LineSource } from '../query/src/lines.js';
 import { TaskFileError } from '../query/src/taskfile.js';
 import { HubUnreachableError } from '../worker-kit/src/client.js';
 
-const NO_LIMITS: Limits = { maxMessageBytes: 0, maxBatch: 0, maxSteal: 0, maxPayloadBytes: 0, maxResultBytes: 0, maxNameBytes: 0, maxWaitMs: 0 };
+const NO_LIMITS: Limits = { maxMessageBytes: 0, maxBatch: 0, maxSteal: 0, maxPayloadBytes: 0, maxResultBytes: 0, maxNameBytes: 0, maxWaitMs: 0, maxFileBytes: 0, maxFilesBytes: 0, maxChunkBytes: 0 };
 
 /** `text` as a file read in chunks of `chunk` bytes (small, so that lines span chunks). */
 function source(text: string, chunk = 7): LineSource & { reads: number } {
@@ -86,6 +86,7 @@ describe('batchLimits', () => {
   it("falls back to the contract's defaults where the hub says 0, and to --batch alone for the count", () => {
     expect(batchLimits(NO_LIMITS, 5000)).toEqual({
       maxTasks: 5000,
+      maxItems: 100_000,
       maxBytes: DEFAULT_MAX_MESSAGE_BYTES / 2,
       maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
       maxPayloadBytes: 1 << 20,
@@ -95,7 +96,7 @@ describe('batchLimits', () => {
 
   it("takes the hub's limits when it gives them", () => {
     const limits = batchLimits({ ...NO_LIMITS, maxMessageBytes: 1000, maxBatch: 10, maxPayloadBytes: 100, maxNameBytes: 20 }, 5000);
-    expect(limits).toEqual({ maxTasks: 10, maxBytes: 500, maxMessageBytes: 1000, maxPayloadBytes: 100, maxNameBytes: 20 });
+    expect(limits).toEqual({ maxTasks: 10, maxItems: 10, maxBytes: 500, maxMessageBytes: 1000, maxPayloadBytes: 100, maxNameBytes: 20 });
     expect(batchLimits({ ...NO_LIMITS, maxBatch: 10 }, 3).maxTasks).toBe(3);
   });
 });

@@ -1,7 +1,10 @@
 /** `dquery addfile`: the command around addfile.ts: progress on a terminal, Ctrl-C, warnings, --strict, --json. */
+import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { positiveArg } from '../../proto/src/args.js';
-import { AddFileError, AddProgress, Interrupted, missingText, type AddResult } from './addfile.js';
+import { AddFileError, AddProgress, Interrupted, missingText, type AddFileOptions, type AddResult, type Missing } from './addfile.js';
+import type { LocalFiles } from './files.js';
+import type { FileLines } from './lines.js';
 import { complain, EXIT, plural } from './io.js';
 import type { Context } from './main.js';
 
@@ -15,12 +18,14 @@ function progressLine(p: AddProgress): string {
       return `checking: line ${p.lines}`;
     case 'looking up':
       return `looking up the dependencies the file does not define: ${p.lookedUp} of ${p.toLookUp}`;
+    case 'uploading':
+      return `uploading input files: ${p.uploaded} of ${p.toUpload}`;
     case 'sending':
       return `adding: ${p.sent} of ${plural(p.total, 'task')} (batch ${Math.min(p.done + 1, p.batches.length)} of ${p.batches.length})`;
   }
 }
 
-const AGAIN = 'Run the same addfile again to add the rest: tasks added already are left alone.';
+const again = (command: string): string => `Run the same ${command} again to add the rest: tasks added already are left alone.`;
 
 export function registerAddfile(program: Command, ctx: Context): void {
   program
@@ -54,75 +59,119 @@ Example:
   python3 gen_tasks.py 100 1000 | dquery addfile -`,
     )
     .action(async (file: string, o: { batch: number; strict?: boolean; json?: boolean }) => {
-      const { addFile } = await import('./addfile.js');
       const { FileLines } = await import('./lines.js');
+      const { LocalFiles } = await import('./files.js');
+      const { parseLine } = await import('./taskfile.js');
       const source = new FileLines(file);
-      const progress = new AddProgress();
-      const tty = process.stderr.isTTY === true;
-      let shownAt = 0;
-      let drawn = false;
-      const clear = (): void => {
-        if (drawn) process.stderr.write('\r\x1b[K');
-        drawn = false;
-      };
-      const onProgress = (): void => {
-        const now = Date.now();
-        if (!tty || now - shownAt < PROGRESS_EVERY_MS) return;
-        shownAt = now;
-        process.stderr.write(`\r\x1b[K${progressLine(progress)}`);
-        drawn = true;
-      };
-      let interrupts = 0;
-      // Nothing is sent while the file is checked, and between batches what was added is known:
-      // Ctrl-C stops at once. With a batch in flight it waits for the hub's answer, to say for sure.
-      const onInterrupt = (): void => {
-        interrupts++;
-        clear();
-        if (interrupts === 1 && progress.phase === 'sending' && progress.inFlight) {
-          complain('stopping after the batch in flight (Ctrl-C again to stop now)');
-          return;
-        }
-        const added = progress.phase === 'sending' ? progress.added() : undefined;
-        complain(added === undefined ? 'interrupted: nothing was added.' : `interrupted: ${added}. ${AGAIN}`);
-        source.close();
-        process.exit(EXIT.interrupted);
-      };
-      process.on('SIGINT', onInterrupt);
-      let result: AddResult;
-      try {
-        result = await addFile(ctx.hub(), source, { batch: o.batch, strict: o.strict === true, progress, onProgress, stopped: () => interrupts > 0 });
-      } catch (err) {
-        clear();
-        if (err instanceof Interrupted) {
-          complain('interrupted: nothing was added.');
-          process.exitCode = EXIT.interrupted;
-          return;
-        }
-        if (!(err instanceof AddFileError)) throw err;
-        if (err.cause instanceof Interrupted) {
-          complain(`interrupted: ${err.added ?? 'nothing was added'}. ${AGAIN}`);
-          process.exitCode = EXIT.interrupted;
-          return;
-        }
-        process.exitCode = ctx.fail(err.cause);
-        if (err.added !== undefined) complain(`${err.added}. Fix the file and run addfile again: tasks added already are left alone.`);
-        return;
-      } finally {
-        process.off('SIGINT', onInterrupt);
-        source.close();
-      }
-      clear();
+      // Input paths are relative to the task file (to the working directory for standard input).
+      const files = new LocalFiles(file === '-' ? process.cwd() : dirname(resolve(file)));
+      const resolveInput = files.ref.bind(files);
+      const result = await addWithProgress(ctx, 'addfile', source, {
+        batch: o.batch,
+        strict: o.strict === true,
+        parser: () => ({ parse: (text, line) => parseLine(text, line, resolveInput) }),
+        prepare: uploadStep(ctx, files),
+      });
+      if (result === undefined) return;
       const { created, unchanged, missing } = result;
       if (o.json === true) {
         console.log(JSON.stringify({ created, unchanged, missingDeps: missing.examples, missingDepsTotal: missing.total, missingDepsAtLeast: missing.atLeast }));
       } else {
         console.log(`added ${plural(created, 'task')}${unchanged > 0 ? ` (${unchanged} ${unchanged === 1 ? 'was' : 'were'} there already)` : ''}`);
       }
-      if (missing.total > 0) {
-        complain(
-          `warning: ${missingText(missing)}; the tasks that need them wait until tasks of those names are created ` +
-            '(dquery status counts them; --strict refuses such a file)',
-        );
-      }
+      warnMissing(missing);
     });
+}
+
+/** The step that uploads `files` once the file is checked (nothing when it names none). */
+export function uploadStep(ctx: Context, files: LocalFiles): NonNullable<AddFileOptions['prepare']> {
+  return async (progress, tick) => {
+    if (files.count === 0) return;
+    progress.toUpload = files.count;
+    await files.upload(ctx.hub(), (done) => {
+      progress.uploaded = done;
+      tick();
+    });
+    // (Client.uploadFile's `sent` leaves out the last chunk, so it cannot say which were sent now.)
+    complain(`${plural(files.count, 'input file')} in the hub (each uploaded unless it held it already)`);
+  };
+}
+
+/** Warns about the dependencies a file names that exist nowhere. */
+export function warnMissing(missing: Missing): void {
+  if (missing.total > 0) {
+    complain(
+      `warning: ${missingText(missing)}; the tasks that need them wait until tasks of those names are created ` +
+        '(dquery status counts them; --strict refuses such a file)',
+    );
+  }
+}
+
+/**
+ * addFile with what a command adds around it: progress on a terminal (stderr), Ctrl-C (stop after
+ * the batch in flight, say what was added; twice: stop now), errors said with what was added.
+ * Returns undefined when it stopped (process.exitCode set, the reason said on stderr).
+ */
+export async function addWithProgress(
+  ctx: Context,
+  command: string,
+  source: FileLines,
+  options: Omit<AddFileOptions, 'progress' | 'onProgress' | 'stopped'>,
+): Promise<AddResult | undefined> {
+  const { addFile } = await import('./addfile.js');
+  const progress = new AddProgress();
+  const tty = process.stderr.isTTY === true;
+  let shownAt = 0;
+  let drawn = false;
+  const clear = (): void => {
+    if (drawn) process.stderr.write('\r\x1b[K');
+    drawn = false;
+  };
+  const onProgress = (): void => {
+    const now = Date.now();
+    if (!tty || now - shownAt < PROGRESS_EVERY_MS) return;
+    shownAt = now;
+    process.stderr.write(`\r\x1b[K${progressLine(progress)}`);
+    drawn = true;
+  };
+  let interrupts = 0;
+  // Nothing is sent while the file is checked, and between batches what was added is known:
+  // Ctrl-C stops at once. With a batch in flight it waits for the hub's answer, to say for sure.
+  const onInterrupt = (): void => {
+    interrupts++;
+    clear();
+    if (interrupts === 1 && progress.phase === 'sending' && progress.inFlight) {
+      complain('stopping after the batch in flight (Ctrl-C again to stop now)');
+      return;
+    }
+    const added = progress.phase === 'sending' ? progress.added() : undefined;
+    complain(added === undefined ? 'interrupted: nothing was added.' : `interrupted: ${added}. ${again(command)}`);
+    source.close();
+    process.exit(EXIT.interrupted);
+  };
+  process.on('SIGINT', onInterrupt);
+  try {
+    const result = await addFile(ctx.hub(), source, { ...options, progress, onProgress, stopped: () => interrupts > 0 });
+    clear();
+    return result;
+  } catch (err) {
+    clear();
+    if (err instanceof Interrupted) {
+      complain('interrupted: nothing was added.');
+      process.exitCode = EXIT.interrupted;
+      return undefined;
+    }
+    if (!(err instanceof AddFileError)) throw err;
+    if (err.cause instanceof Interrupted) {
+      complain(`interrupted: ${err.added ?? 'nothing was added'}. ${again(command)}`);
+      process.exitCode = EXIT.interrupted;
+      return undefined;
+    }
+    process.exitCode = ctx.fail(err.cause);
+    if (err.added !== undefined) complain(`${err.added}. Fix the file and run ${command} again: tasks added already are left alone.`);
+    return undefined;
+  } finally {
+    process.off('SIGINT', onInterrupt);
+    source.close();
+  }
 }

@@ -18,10 +18,23 @@
  */
 import { encodeRequest } from '../../proto/src/codec.js';
 import { DagworkError } from '../../proto/src/errors.js';
-import { DEFAULT_MAX_MESSAGE_BYTES, defaultSpecLimits, type SpecLimits } from '../../proto/src/spec.js';
+import { DEFAULT_MAX_MESSAGE_BYTES, defaultLimits, defaultSpecLimits, taskItems, type SpecLimits } from '../../proto/src/spec.js';
 import type { CreateResult, Limits, TaskSpecInput } from '../../proto/src/types.js';
 import type { LineSource } from './lines.js';
 import { checkedSpec, parseLine, TaskFileError, TaskIndex } from './taskfile.js';
+
+/**
+ * Turns the lines of one reading of a file into tasks (a new one for each reading). `end` gives
+ * tasks that follow the last line (a sweep's barriers), counted as on the line after it, and may
+ * throw TaskFileError for a file that is incomplete as a whole.
+ */
+export interface LineParser {
+  parse(text: string, line: number): TaskSpecInput | undefined;
+  end?(lastLine: number): TaskSpecInput[];
+}
+
+/** A task file's lines (tasks.ts's form), with `"inputs"` refused. */
+export const TASK_FILE_PARSER = (): LineParser => ({ parse: (text, line) => parseLine(text, line) });
 
 /** What addfile needs of the hub: three of Client's methods, so tests can pass a fake. */
 export interface Hub {
@@ -35,6 +48,8 @@ export interface Hub {
 export interface BatchLimits {
   /** Most tasks in one create: the hub's max_batch, or only `--batch` when the hub does not say. */
   maxTasks: number;
+  /** Most params, inputs, outputs and param files of all the tasks of one create: the hub's max_batch. */
+  maxItems: number;
   /** Most bytes of one create, well under the hub's max_message_bytes (see BYTES_SHARE). */
   maxBytes: number;
   /** The hub's max_message_bytes itself: a task alone over it can never be sent. */
@@ -65,6 +80,7 @@ export function batchLimits(hub: Limits, batch: number): BatchLimits {
   const maxMessageBytes = hub.maxMessageBytes || DEFAULT_MAX_MESSAGE_BYTES;
   return {
     maxTasks: hub.maxBatch === 0 ? batch : Math.min(batch, hub.maxBatch),
+    maxItems: hub.maxBatch || defaultLimits().maxBatch,
     maxBytes: Math.floor(maxMessageBytes * BYTES_SHARE),
     maxMessageBytes,
     maxPayloadBytes: hub.maxPayloadBytes || spec.maxPayloadBytes,
@@ -83,14 +99,17 @@ export interface Batch {
 class BatchPlanner {
   readonly batches: Batch[] = [];
   private tasks = 0;
+  private items = 0;
   private bytes = OVERHEAD_BYTES;
   private lastLine = 0;
 
   constructor(private readonly limits: BatchLimits) {}
 
-  add(size: number, line: number): void {
-    if (this.tasks > 0 && (this.tasks >= this.limits.maxTasks || this.bytes + size > this.limits.maxBytes)) this.cut();
+  /** A task of `size` bytes (at most) holding `items` params, inputs, outputs and param files. */
+  add(size: number, items: number, line: number): void {
+    if (this.tasks > 0 && (this.tasks >= this.limits.maxTasks || this.bytes + size > this.limits.maxBytes || this.items + items > this.limits.maxItems)) this.cut();
     this.tasks++;
+    this.items += items;
     this.bytes += size;
     this.lastLine = line;
   }
@@ -104,6 +123,7 @@ class BatchPlanner {
     const previous = this.batches[this.batches.length - 1];
     this.batches.push({ fromLine: previous === undefined ? 1 : previous.toLine + 1, toLine: this.lastLine, tasks: this.tasks });
     this.tasks = 0;
+    this.items = 0;
     this.bytes = OVERHEAD_BYTES;
   }
 }
@@ -124,12 +144,15 @@ export interface AddResult {
 
 /** Where an addfile is, for progress lines and for what to say when it stops half-way. */
 export class AddProgress {
-  phase: 'checking' | 'looking up' | 'sending' = 'checking';
+  phase: 'checking' | 'looking up' | 'uploading' | 'sending' = 'checking';
   /** Lines read so far (checking). */
   lines = 0;
   /** Names looked up so far, of `toLookUp`. */
   lookedUp = 0;
   toLookUp = 0;
+  /** Input files uploaded (or found held) so far, of `toUpload`. */
+  uploaded = 0;
+  toUpload = 0;
   batches: Batch[] = [];
   /** Batches the hub has answered for. */
   done = 0;
@@ -212,6 +235,13 @@ export interface AddFileOptions {
   onProgress?: () => void;
   /** Asked between chunks, lookups and batches: true stops addfile there (Interrupted, or AddFileError whose cause is). */
   stopped?: () => boolean;
+  /** The tasks of each reading of the file (default: a task file's lines, TASK_FILE_PARSER). */
+  parser?: () => LineParser;
+  /**
+   * Run once the whole file is checked, before the first create (it may send, e.g. upload input
+   * files: the file is known good by then). Interrupting it is left to it.
+   */
+  prepare?: (progress: AddProgress, tick: () => void) => Promise<void>;
 }
 
 /**
@@ -226,7 +256,8 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
   const stopped = options.stopped ?? ((): boolean => false);
 
   const limits = batchLimits((await hub.status()).limits, options.batch);
-  const { index, batches } = await check(source, limits, progress, tick, stopped);
+  const parser = options.parser ?? TASK_FILE_PARSER;
+  const { index, batches } = await check(source, parser(), limits, progress, tick, stopped);
   progress.batches = batches;
   progress.total = batches.reduce((n, b) => n + b.tasks, 0);
   const needed = [...index.undefinedDeps()];
@@ -235,6 +266,10 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
     progress.phase = 'looking up';
     const missing = await lookUp(hub, needed, progress, tick, stopped);
     if (missing.length > 0) throw new MissingDepsError({ examples: missing.slice(0, LISTED_MISSING), total: missing.length, atLeast: false });
+  }
+  if (options.prepare !== undefined) {
+    progress.phase = 'uploading';
+    await options.prepare(progress, tick);
   }
 
   progress.phase = 'sending';
@@ -270,15 +305,21 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
     lines = [];
     tick();
   };
+  const reading = parser();
+  let lastLine = 0;
+  const take = async (spec: TaskSpecInput | undefined, line: number): Promise<void> => {
+    if (spec === undefined || !index.definesFirst(spec.name, line)) return;
+    batch.push(spec);
+    lines.push(line);
+    if (batch.length === (progress.batches[progress.done] as Batch | undefined)?.tasks) await send();
+  };
   for await (const chunk of source.lines()) {
     for (const { text, line } of chunk) {
-      const spec = parseLine(text, line);
-      if (spec === undefined || !index.definesFirst(spec.name, line)) continue;
-      batch.push(spec);
-      lines.push(line);
-      if (batch.length === (progress.batches[progress.done] as Batch | undefined)?.tasks) await send();
+      lastLine = line;
+      await take(reading.parse(text, line), line);
     }
   }
+  for (const spec of reading.end?.(lastLine) ?? []) await take(spec, lastLine + 1);
   if (batch.length > 0 || progress.done !== progress.batches.length) await send();
 
   // Not interruptible: everything is added by now, and an interruption would say otherwise.
@@ -291,15 +332,21 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
  * at most 5 bytes and its bytes; each number a tag and at most 10 bytes; the TaskSpec itself a tag
  * and a length. Batches cut by it are never over their share.
  */
-function sizeBound(task: TaskSpecInput): number {
-  let n = 6 + 3 * 11 + 6 + Buffer.byteLength(task.name) + 6 + Buffer.byteLength(task.pool ?? '') + 6 + (task.payload?.length ?? 0);
+export function sizeBound(task: TaskSpecInput): number {
+  let n = 6 + 3 * 11 + 6 + Buffer.byteLength(task.name) + 6 + Buffer.byteLength(task.pool ?? '') + 6 + (task.payload?.length ?? 0) + 2;
   for (const d of task.deps ?? []) n += 6 + Buffer.byteLength(d);
+  for (const p of task.params ?? []) n += 6 + 6 + Buffer.byteLength(p.name) + 6 + Buffer.byteLength(p.value);
+  // name, a 64-digit hash, a size and the run bit
+  for (const f of task.inputs ?? []) n += 6 + 6 + Buffer.byteLength(f.name) + 6 + 64 + 11 + 2;
+  for (const o of task.outputs ?? []) n += 6 + Buffer.byteLength(o);
+  for (const f of task.paramFiles ?? []) n += 6 + 6 + Buffer.byteLength(f.name) + 6 + Buffer.byteLength(f.param);
   return n;
 }
 
 /** The first reading: every line checked, the index of names and deps built, the batches planned. */
 async function check(
   source: LineSource,
+  reading: LineParser,
   limits: BatchLimits,
   progress: AddProgress,
   tick: () => void,
@@ -316,27 +363,37 @@ async function check(
   };
   const index = new TaskIndex();
   const planner = new BatchPlanner(limits);
+  const take = (input: TaskSpecInput | undefined, line: number): void => {
+    if (input === undefined) return;
+    const spec = checkedSpec(input, line, specLimits);
+    if (!index.add(spec, line)) return;
+    const items = taskItems(input);
+    if (items > limits.maxItems) {
+      throw new TaskFileError(
+        line,
+        `task "${spec.name}" has ${items} params, inputs, outputs and param files; the hub takes at most ${limits.maxItems} a request (dhub --max-batch)`,
+      );
+    }
+    const size = sizeBound(input);
+    // Past the bound, the exact size of a request holding this task alone: the codec is the only one that knows.
+    const exact = size > limits.maxMessageBytes ? encodeRequest({ op: 'create', tasks: [input] }).length : size;
+    if (exact > limits.maxMessageBytes) {
+      throw new TaskFileError(
+        line,
+        `task "${spec.name}" takes ${exact} bytes in a request; the hub takes requests of at most ${limits.maxMessageBytes} bytes (dhub --max-message-bytes)`,
+      );
+    }
+    planner.add(size, items, line);
+  };
+  let lastLine = 0;
   for await (const chunk of source.lines()) {
     if (stopped()) throw new Interrupted('interrupted');
-    for (const { text, line } of chunk) {
-      const input = parseLine(text, line);
-      if (input === undefined) continue;
-      const spec = checkedSpec(input, line, specLimits);
-      if (!index.add(spec, line)) continue;
-      const size = sizeBound(input);
-      // Past the bound, the exact size of a request holding this task alone: the codec is the only one that knows.
-      const exact = size > limits.maxMessageBytes ? encodeRequest({ op: 'create', tasks: [input] }).length : size;
-      if (exact > limits.maxMessageBytes) {
-        throw new TaskFileError(
-          line,
-          `task "${spec.name}" takes ${exact} bytes in a request; the hub takes requests of at most ${limits.maxMessageBytes} bytes (dhub --max-message-bytes)`,
-        );
-      }
-      planner.add(size, line);
-    }
-    progress.lines = chunk[chunk.length - 1]?.line ?? progress.lines;
+    for (const { text, line } of chunk) take(reading.parse(text, line), line);
+    lastLine = chunk[chunk.length - 1]?.line ?? lastLine;
+    progress.lines = lastLine;
     tick();
   }
+  for (const input of reading.end?.(lastLine) ?? []) take(input, lastLine + 1);
   index.checkCycles();
   return { index, batches: planner.finish() };
 }

@@ -1,5 +1,6 @@
 /** dquery's commands on single tasks and workers: create, steal, complete, fail, heartbeat, release, exit, retry, cancel, lookup, keygen. */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { curveKeyPair } from 'zeromq';
 import { countArg, int32Arg, leaseArg, uint32Arg } from '../../proto/src/args.js';
@@ -7,8 +8,10 @@ import { DagworkError } from '../../proto/src/errors.js';
 import { formatKeyFile, formatPublicKeyFile } from '../../proto/src/keys.js';
 import { DEFAULT_POOL, defaultSpecLimits } from '../../proto/src/spec.js';
 import { TASK_STATES, type LeasedTask, type TaskResult, type TaskSpecInput, type TaskState } from '../../proto/src/types.js';
-import { formatLookup, formatTaskList, lookupJson, shown } from './format.js';
+import { formatLookup, formatTaskList, lookupJson, shown, summaryJson } from './format.js';
+import { LocalFiles } from './files.js';
 import { complain, EXIT, plural, someNames, UsageError } from './io.js';
+import { inputArg } from './sweep.js';
 import type { Context } from './main.js';
 
 /** The hub's defaults, for --help only: dquery sends zero and the hub fills them in. */
@@ -33,6 +36,9 @@ function reportResults(results: TaskResult[], verb: string): boolean {
 
 const JSON_HELP = 'print the outcome as one JSON object';
 
+/** A repeatable option's values, each parsed. */
+const collectArg = <T>(parse: (v: string) => T) => (value: string, previous: T[] = []): T[] => [...previous, parse(value)];
+
 export function registerCommands(program: Command, ctx: Context): void {
   program
     .command('create')
@@ -50,28 +56,50 @@ export function registerCommands(program: Command, ctx: Context): void {
       `how long a worker may hold it without a heartbeat: 90 (seconds), 90s, 10m, 2h, 1d2h, 3h50m, 01:30:00 (default: the hub's, ${SPEC_DEFAULTS.defaultLeaseMs / 1000}s)`,
       leaseArg,
     )
+    .option('--after <task...>', 'more dependencies, e.g. a sweep by its name (give them after NAME)')
+    .option('--input <path[:name]>', "a local file for the task's scratch directory, as NAME (default: its base name; the run bit kept); uploaded first unless the hub holds it (repeatable)", collectArg(inputArg))
+    .option('--output <name>', 'a file the task leaves in its scratch directory, uploaded when it is done (repeatable; dquery collect --dir fetches them)', collectArg((v) => v))
     .option('--strict', 'refuse to create it, exit 1, when a dependency does not exist yet (checked with one lookup each)')
     .option('--json', JSON_HELP)
     .addHelpText(
       'after',
       `
 A dependency that does not exist yet is allowed (the task waits until a task of that name is
-created), and named on stderr: a typo would otherwise wait for ever.
+created), and named on stderr: a typo would otherwise wait for ever. A missing --input file is an
+error, and nothing is created; the program a task runs is an input like any other.
 
-Example:
-  dquery create render-7 fetch-7 --cmd "./render 7" --priority 5 --lease 10m`,
+Examples:
+  dquery create render-7 fetch-7 --cmd "./render 7" --priority 5 --lease 10m
+  dquery create report --after runs.txt --cmd './report > report.pdf' --input ./report --output report.pdf`,
     )
     .action(
       async (
         name: string,
         deps: string[],
-        o: { cmd?: string; payload?: string; priority?: number; pool?: string; attempts?: number; lease?: number; strict?: boolean; json?: boolean },
+        o: {
+          cmd?: string;
+          payload?: string;
+          priority?: number;
+          pool?: string;
+          attempts?: number;
+          lease?: number;
+          after?: string[];
+          input?: { path: string; name: string | undefined }[];
+          output?: string[];
+          strict?: boolean;
+          json?: boolean;
+        },
       ) => {
         if (o.cmd !== undefined && o.payload !== undefined) throw new UsageError('give --cmd or --payload, not both');
         const text = o.cmd ?? o.payload;
+        deps = [...deps, ...(o.after ?? [])];
+        // Every input found before anything is sent; uploaded just before the create.
+        const files = new LocalFiles();
+        for (const i of o.input ?? []) files.ref(i.path, i.name ?? basename(i.path));
         const spec: TaskSpecInput = {
           name,
           deps,
+          ...(o.output === undefined ? {} : { outputs: o.output }),
           ...(o.priority === undefined ? {} : { priority: o.priority }),
           ...(o.pool === undefined ? {} : { pool: o.pool }),
           ...(o.attempts === undefined ? {} : { maxAttempts: o.attempts }),
@@ -94,6 +122,10 @@ Example:
             process.exitCode = EXIT.error;
             return;
           }
+        }
+        if (o.input !== undefined) {
+          await files.upload(ctx.hub());
+          spec.inputs = o.input.map((i) => files.ref(i.path, i.name ?? basename(i.path)));
         }
         const r = await ctx.hub().create([spec]);
         if (o.json === true) printJson({ name, created: r.created === 1, missingDeps: r.missingDeps, missingDepsTotal: r.missingDepsTotal });
@@ -247,7 +279,7 @@ Examples:
 
   program
     .command('lookup')
-    .description("a task's whole record: state, deps (those that do not exist marked), payload, result, last error, state log")
+    .description("a task's whole record: state, deps (those that do not exist marked), payload, params, input and output files (hashes, sizes), result, last error, state log")
     .argument('<name>')
     .option('--json', 'print a JSON object (missingDeps: its dependencies that do not exist)')
     .addHelpText('after', '\nExample:\n  dquery lookup render-7 --json | jq -r .result')
@@ -263,12 +295,17 @@ Examples:
     .option('--pool <pool>', 'only tasks of this pool')
     .option('--prefix <text>', 'only tasks whose name starts with this')
     .option('--limit <n>', 'print at most N tasks', countArg)
-    .option('--json', 'one JSON object a line: name, state, pool, attempts, worker, lastError, seq, resultBytes, changedAt')
-    .addHelpText('after', '\nExamples:\n  dquery list --state failed              # which tasks failed, and why\n  dquery list --prefix render- --json | jq -r .name')
-    .action(async (o: { state?: string[]; pool?: string; prefix?: string; limit?: number; json?: boolean }) => {
+    .option('--params', "show each task's parameters (a sweep's set): a column name=value ..., or params in JSON")
+    .option('--json', 'one JSON object a line: name, state, pool, attempts, worker, lastError, seq, resultBytes, createdAt, startedAt (0: never), changedAt (ms), and params with --params')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  dquery list --state failed              # which tasks failed, and why\n  dquery list --prefix render- --json | jq -r .name\n' +
+        '  dquery list --prefix runs.txt/ --state failed --params    # which parameter sets failed',
+    )
+    .action(async (o: { state?: string[]; pool?: string; prefix?: string; limit?: number; params?: boolean; json?: boolean }) => {
       const states = (o.state ?? []).map((s) => s.toLowerCase());
       for (const s of states) if (!(TASK_STATES as readonly string[]).includes(s)) throw new UsageError(`--state ${s}: not a state (${TASK_STATES.join(', ')})`);
-      const query = { states: states as TaskState[], pool: o.pool ?? '', prefix: o.prefix ?? '' };
+      const query = { states: states as TaskState[], pool: o.pool ?? '', prefix: o.prefix ?? '', withParams: o.params === true };
       let printed = 0;
       let after = 0;
       const hub = ctx.hub({ interactive: true });
@@ -276,8 +313,8 @@ Examples:
         const left = o.limit === undefined ? undefined : o.limit - printed;
         const page = await hub.list({ ...query, after, ...(left === undefined ? {} : { limit: Math.min(left, 1000) }) });
         const tasks = left === undefined ? page.tasks : page.tasks.slice(0, left);
-        if (o.json === true) for (const t of tasks) printJson(t);
-        else if (tasks.length > 0) console.log(formatTaskList(tasks, printed === 0));
+        if (o.json === true) for (const t of tasks) printJson(summaryJson(t, o.params === true));
+        else if (tasks.length > 0) console.log(formatTaskList(tasks, printed === 0, o.params === true));
         printed += tasks.length;
         after = page.next;
       } while (after !== 0 && (o.limit === undefined || printed < o.limit));

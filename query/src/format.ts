@@ -1,5 +1,5 @@
 /** How dquery shows status and task records: readable tables, and stable JSON for scripts. */
-import { TASK_STATES, type GraphStatus, type StateCounts, type TaskRecord, type TaskSummary } from '../../proto/src/types.js';
+import { TASK_STATES, type FileRef, type GraphStatus, type Param, type StateCounts, type TaskRecord, type TaskSummary } from '../../proto/src/types.js';
 
 const text = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
 
@@ -23,17 +23,34 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
 }
 
-/** Listed tasks as a table: name, state, attempts, worker, the first line of the last error. */
-export function formatTaskList(tasks: readonly TaskSummary[], header: boolean): string {
+/** Params as `name=value ...`, a value with a space or a quote in JSON's quotes. */
+export function paramsText(params: readonly Param[]): string {
+  return params.map((p) => `${p.name}=${/^[^\s"'=]*$/.test(p.value) && p.value !== '' ? shown(p.value) : shown(JSON.stringify(p.value))}`).join(' ');
+}
+
+/**
+ * Listed tasks as a table: name, state, attempts, worker, (with `params`, the parameters,) the
+ * first line of the last error.
+ */
+export function formatTaskList(tasks: readonly TaskSummary[], header: boolean, params = false): string {
   const error = (e: string): string => {
     const first = shown(e.split('\n')[0] ?? '');
     return first.length > 100 ? `${first.slice(0, 100)}...` : first;
   };
-  const rows = tasks.map((t) => [shown(t.name), t.state, String(t.attempts), shown(t.worker), error(t.lastError)]);
-  if (header) rows.unshift(['name', 'state', 'attempts', 'worker', 'last error']);
-  const widths = [0, 1, 2, 3].map((i) => rows.reduce((width, r) => Math.max(width, (r[i] ?? '').length), 0));
+  const rows = tasks.map((t) => [shown(t.name), t.state, String(t.attempts), shown(t.worker), ...(params ? [paramsText(t.params)] : []), error(t.lastError)]);
+  if (header) rows.unshift(['name', 'state', 'attempts', 'worker', ...(params ? ['params'] : []), 'last error']);
+  const columns = params ? 5 : 4;
+  const widths = Array.from({ length: columns }, (_, i) => rows.reduce((width, r) => Math.max(width, (r[i] ?? '').length), 0));
   return rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n');
 }
+
+/** A listed task for `list --json`: its fields, params (an object) only when asked for. */
+export function summaryJson(t: TaskSummary, params: boolean): object {
+  const { params: list, result: _result, outputs: _outputs, ...rest } = t;
+  return params ? { ...rest, params: Object.fromEntries(list.map((p) => [p.name, p.value])) } : rest;
+}
+
+const fileLine = (f: FileRef): string => `${shown(f.name)}  ${f.size} bytes${f.executable ? ', executable' : ''}  sha256:${f.sha256}`;
 
 function ago(now: number, then: number): string {
   if (then <= 0) return 'not since the hub started';
@@ -171,8 +188,16 @@ export function formatLookup({ task, dependents, missingDeps }: Found): string {
     ['pool', `${shown(spec.pool)}, priority ${spec.priority}, lease ${spec.leaseMs / 1000}s`],
     ['deps', deps || '-'],
     ['dependents', shown(dependents.join(', ')) || '-'],
-    ['payload', shown(text(spec.payload), many) || '-'],
+    ['payload', spec.barrier ? '- (a barrier: done by the hub once every dependency is)' : shown(text(spec.payload), many) || '-'],
   ];
+  if (spec.params.length > 0) rows.push(['params', paramsText(spec.params)]);
+  for (const f of spec.inputs) rows.push(['input', fileLine(f)]);
+  for (const f of spec.paramFiles) rows.push(['param file', `${shown(f.name)} (holds param ${f.param})`]);
+  const kept = new Map(task.outputs.map((f) => [f.name, f]));
+  for (const name of spec.outputs) {
+    const f = kept.get(name);
+    rows.push(['output', f === undefined ? `${shown(name)}  (not yet uploaded)` : fileLine(f)]);
+  }
   if (missingDeps.length > 0) {
     rows.splice(4, 0, ['missing', `${plural(missingDeps.length, 'dependency does', 'dependencies do')} not exist: it waits until ${missingDeps.length === 1 ? 'a task of that name is' : 'tasks of those names are'} created`]);
   }

@@ -10,7 +10,9 @@ import { Client, curveOptions, defaultClientOptions, HubUnreachableError } from 
 import { registerAddfile } from './addfile-command.js';
 import { registerCommands } from './commands.js';
 import { complain, EXIT, UsageError } from './io.js';
+import { registerCollect } from './collect-command.js';
 import { registerStatus } from './status.js';
+import { registerSweep } from './sweep-command.js';
 
 /** What the commands need of the program: the hub, and how it was named. */
 export interface Context {
@@ -129,8 +131,10 @@ const context: Context = {
 registerCommands(program, context);
 registerAddfile(program, context);
 registerStatus(program, context);
-// --help lists commands in this order: adding work, doing it, watching it.
-const ORDER = ['create', 'addfile', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'list', 'lookup', 'keygen'];
+registerSweep(program, context);
+registerCollect(program, context);
+// --help lists commands in this order: adding work, doing it, watching it, collecting it.
+const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'list', 'lookup', 'collect', 'gc', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));
 
 program.exitOverride();
@@ -169,7 +173,7 @@ function exitFor(err: unknown): number {
   } else {
     // Expected failures get their message; anything else is a bug, shown with its stack.
     const expected =
-      ['TaskFileError', 'MissingDepsError', 'FileChangedError'].includes((err as Error).name) || ['ENOENT', 'EEXIST', 'EACCES', 'EISDIR'].includes((err as { code?: string }).code ?? '');
+      ['TaskFileError', 'MissingDepsError', 'FileChangedError', 'TemplateError', 'SweepError'].includes((err as Error).name) || ['ENOENT', 'EEXIST', 'EACCES', 'EISDIR'].includes((err as { code?: string }).code ?? '');
     complain(expected ? (err as Error).message : ((err as Error)?.stack ?? String(err)));
   }
   return EXIT.error;

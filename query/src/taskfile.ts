@@ -17,7 +17,14 @@
 import { checkLeaseMs, checkRange, INT32_MAX, INT32_MIN, parseDuration, UINT32_MAX } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { defaultSpecLimits, normalizeSpec, type SpecLimits } from '../../proto/src/spec.js';
-import type { TaskSpec, TaskSpecInput } from '../../proto/src/types.js';
+import type { FileRef, Param, TaskSpec, TaskSpecInput } from '../../proto/src/types.js';
+
+/**
+ * Turns a task file's `"inputs": {"name_in_scratch": "local/path"}` into FileRefs: `path` as
+ * written in the file (relative to it), `name` its place in the scratch directory. Throws
+ * TaskFileError naming `line` when the file cannot be used (query/src/files.ts: LocalFiles).
+ */
+export type FileResolver = (path: string, name: string, line: number) => FileRef;
 
 /** A problem with one line of a task file. */
 export class TaskFileError extends Error {
@@ -32,9 +39,11 @@ export class TaskFileError extends Error {
 }
 
 const encoder = new TextEncoder();
-const JSON_KEYS = new Set(['name', 'deps', 'cmd', 'payload', 'priority', 'pool', 'attempts', 'lease']);
+const JSON_KEYS = new Set(['name', 'deps', 'cmd', 'payload', 'priority', 'pool', 'attempts', 'lease', 'params', 'inputs', 'outputs']);
 
-function fromJson(text: string, line: number): TaskSpecInput {
+const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+function fromJson(text: string, line: number, files?: FileResolver): TaskSpecInput {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -76,6 +85,30 @@ function fromJson(text: string, line: number): TaskSpecInput {
       throw new TaskFileError(line, message.startsWith('"') ? message : `"lease" ${message}`);
     }
   }
+  // Names and paths are checked by the hub's rules (checkedSpec), which name the task and the line.
+  if (o.params !== undefined) {
+    if (!isPlainObject(o.params)) throw new TaskFileError(line, '"params" must be an object: {"name": "value", ...}');
+    const params: Param[] = [];
+    for (const [name, value] of Object.entries(o.params)) {
+      if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw new TaskFileError(line, `"params": "${name}" must be a string, a number or a boolean`);
+      params.push({ name, value: String(value) });
+    }
+    spec.params = params;
+  }
+  if (o.inputs !== undefined) {
+    if (!isPlainObject(o.inputs)) throw new TaskFileError(line, '"inputs" must be an object: {"name_in_scratch": "local/path", ...}');
+    const inputs: FileRef[] = [];
+    for (const [name, path] of Object.entries(o.inputs)) {
+      if (typeof path !== 'string' || path === '') throw new TaskFileError(line, `"inputs": "${name}" must be a local file's path`);
+      if (files === undefined) throw new TaskFileError(line, '"inputs" cannot be read here (no local files)');
+      inputs.push(files(path, name, line));
+    }
+    spec.inputs = inputs;
+  }
+  if (o.outputs !== undefined) {
+    if (!Array.isArray(o.outputs) || !o.outputs.every((d) => typeof d === 'string')) throw new TaskFileError(line, '"outputs" must be a list of file names');
+    spec.outputs = o.outputs as string[];
+  }
   return spec;
 }
 
@@ -103,12 +136,15 @@ function fromDwork(text: string, line: number): TaskSpecInput {
 }
 
 
-/** The task on one line of a task file, or undefined for a blank line or a comment. Throws TaskFileError. */
-export function parseLine(row: string, line: number): TaskSpecInput | undefined {
+/**
+ * The task on one line of a task file, or undefined for a blank line or a comment. Throws
+ * TaskFileError. `files` resolves the local paths of `"inputs"` (a line with inputs is refused without it).
+ */
+export function parseLine(row: string, line: number, files?: FileResolver): TaskSpecInput | undefined {
   if (row.startsWith('#')) return undefined;
   const raw = row.trim();
   if (raw === '') return undefined;
-  return raw.startsWith('{') ? fromJson(raw, line) : fromDwork(raw, line);
+  return raw.startsWith('{') ? fromJson(raw, line, files) : fromDwork(raw, line);
 }
 
 /**
@@ -305,6 +341,21 @@ function digest(spec: TaskSpec): [number, number] {
   const deps = spec.deps.length > 1 ? [...spec.deps].sort() : spec.deps;
   for (const d of deps) text(d);
   mix(0x10001);
+  // Params, files and the barrier flag count in order, as the hub compares them (sameSpec).
+  for (const p of spec.params) {
+    text(p.name);
+    text(p.value);
+  }
+  mix(0x10002);
+  for (const f of spec.inputs) for (const field of [f.name, f.sha256, String(f.size), String(f.executable)]) text(field);
+  mix(0x10003);
+  for (const o of spec.outputs) text(o);
+  mix(0x10004);
+  for (const f of spec.paramFiles) {
+    text(f.name);
+    text(f.param);
+  }
+  text(String(spec.barrier));
   for (let i = 0; i < spec.payload.length; i++) mix(spec.payload[i] as number);
   text(String(spec.payload.length));
   return [a | 0, b | 0];
@@ -314,14 +365,14 @@ function digest(spec: TaskSpec): [number, number] {
  * Every task of `text` with its line, checked as addfile checks a file (names, duplicates,
  * cycles; sizes are left to the hub). For small texts and tests; addfile streams its file.
  */
-export function parseTaskFile(text: string): { specs: TaskSpecInput[]; lines: number[] } {
+export function parseTaskFile(text: string, files?: FileResolver): { specs: TaskSpecInput[]; lines: number[] } {
   const specs: TaskSpecInput[] = [];
   const lines: number[] = [];
   const index = new TaskIndex();
   const rows = text.split('\n');
   for (let i = 0; i < rows.length; i++) {
     const row = (rows[i] as string).replace(/\r$/, '');
-    const spec = parseLine(row, i + 1);
+    const spec = parseLine(row, i + 1, files);
     if (spec === undefined) continue;
     index.add(checkedSpec(spec, i + 1, UNBOUNDED), i + 1);
     specs.push(spec);
