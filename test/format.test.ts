@@ -1,4 +1,5 @@
 /** How dquery shows status and records: pure, from made-up replies. */
+import { taskRecord } from './support/records.js';
 import { describe, expect, it } from 'vitest';
 import { emptyCounts, type GraphStatus, type StateCounts } from '../proto/src/types.js';
 import { finishedLine, formatLookup, formatStatus, isFinished } from '../query/src/format.js';
@@ -86,8 +87,8 @@ describe('finished', () => {
 
 describe('formatLookup', () => {
   it('marks the dependencies that do not exist', () => {
-    const spec = { name: 't', deps: ['a', 'tpyo'], payload: new Uint8Array(), priority: 0, pool: 'default', maxAttempts: 3, leaseMs: 60_000 };
-    const task = { spec, state: 'waiting' as const, attempts: 0, worker: '', holder: '', leaseDeadline: 0, notBefore: 0, result: new Uint8Array(), lastError: '', log: [], seq: 1 };
+    const spec = { ...taskRecord('t').spec, deps: ['a', 'tpyo'] };
+    const task = { ...taskRecord('t'), spec, state: 'waiting' as const };
     const text = formatLookup({ task, dependents: [], missingDeps: ['tpyo'] });
     expect(text).toMatch(/^deps: +a, tpyo \(does not exist\)$/m);
     expect(text).toMatch(/^missing: +1 dependency does not exist: it waits until a task of that name is created$/m);
