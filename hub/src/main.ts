@@ -2,7 +2,8 @@
 /** dhub: the dagwork hub daemon. */
 import { readFileSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { bindArg, positiveArg } from '../../proto/src/args.js';
+import { bindArg, countArg, positiveArg } from '../../proto/src/args.js';
+import { defaultLimits } from '../../proto/src/spec.js';
 import { readAuthorizedKeys } from './auth.js';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
@@ -13,6 +14,9 @@ import { Store } from './store/store.js';
 
 const defaults = defaultHubOptions();
 const graphDefaults = defaultGraphOptions();
+const wireDefaults = defaultLimits();
+/** A byte count where 0 means "no limit of its own". */
+const byteLimitArg = (value: string): number => (value === '0' ? 0 : positiveArg(value));
 
 const program = new Command('dhub')
   .version(packageVersion(), '--version', 'print the version and exit')
@@ -31,6 +35,10 @@ const program = new Command('dhub')
   .option('--max-batch <n>', 'most tasks one request may name (create, complete, ...)', positiveArg, graphDefaults.maxBatch)
   .option('--max-steal <n>', 'most tasks one steal may ask for', positiveArg, graphDefaults.maxSteal)
   .option('--max-tasks <n>', 'most tasks the graph may hold', positiveArg, graphDefaults.maxTasks)
+  .option('--files <dir>', "where the hub keeps tasks' input and output files, by content (default: DB/files)")
+  .option('--max-file-bytes <n>', 'largest file the hub keeps', positiveArg, wireDefaults.maxFileBytes)
+  .option('--max-files-bytes <n>', 'most bytes of files the hub keeps in all, uploads in progress counted (0: as much as the disk holds)', byteLimitArg, wireDefaults.maxFilesBytes)
+  .option('--max-chunk-bytes <n>', 'most bytes of one file_put or file_get chunk (at most --max-message-bytes less 1 KiB)', countArg, wireDefaults.maxChunkBytes)
   .option('--curve-secret <file>', "the hub's CURVE key pair (dquery keygen): encrypt every connection, admit only authorized keys")
   .option('--authorized-keys <file>', 'with --curve-secret: client public keys and their roles, "KEY ROLE" a line (worker, submit, admin)')
   .option(
@@ -47,6 +55,8 @@ Examples:
   dhub                                   listen on ${defaults.bind}, store in ${defaults.db}
   dhub --bind tcp://0.0.0.0:6125 --db /scratch/run1
                                          serve a whole cluster (no encryption: trusted networks only)
+  dhub --db /scratch/run1 --files /bulk/run1-files --max-files-bytes 500000000000
+                                         keep task files on another disk, at most 500 GB of them
 
 With CURVE, one endpoint per role: workers connect to --bind's port, submitters (create) to the
 next one, admins (retry too) to the one after:
@@ -83,6 +93,13 @@ without it, move it aside (it is kept in the store under dropped:KEY, and the ta
       } else if (!isLocal(bind)) {
         log.warn(`binding ${bind} without --curve-secret: any host that reaches it can read and change the task graph (no encryption, no authentication)`);
       }
+      const files: HubOptions['files'] = {
+        maxFileBytes: opts.maxFileBytes as number,
+        maxFilesBytes: opts.maxFilesBytes as number,
+      };
+      if (opts.files !== undefined) files.dir = String(opts.files);
+      // Unless given, the chunk size is derived from --max-message-bytes (see Hub.start).
+      if (program.getOptionValueSource('maxChunkBytes') !== 'default') files.maxChunkBytes = opts.maxChunkBytes as number;
       hub = await Hub.start({
         bind,
         db: String(opts.db),
@@ -98,6 +115,7 @@ without it, move it aside (it is kept in the store under dropped:KEY, and the ta
           maxSteal: opts.maxSteal as number,
           maxTasks: opts.maxTasks as number,
         },
+        files,
         log,
         curve,
         openStore: (location, options) => Store.open(location, { ...options, dropRecords: opts.dropRecord as string[] }),

@@ -4,11 +4,13 @@
  * the changes they acknowledge are written (one batch for everything that arrived meanwhile: group
  * commit). Steals that ask to wait are parked and answered when work appears or their time is up.
  */
+import { join } from 'node:path';
 import { Router } from 'zeromq';
 import { ZapHandler } from './auth.js';
 import type { KeyPair } from '../../proto/src/keys.js';
 import { allows, leastRole, ROLES, type Role } from '../../proto/src/roles.js';
 import { DagworkError } from '../../proto/src/errors.js';
+import { FileStore, type FileStoreOptions } from './files/store.js';
 import { Graph } from './graph/graph.js';
 import { ParkedSteals } from './graph/parked.js';
 import type { GraphOptions } from './graph/options.js';
@@ -33,6 +35,11 @@ export interface HubOptions {
   maxParked: number;
   /** Limits and policies of the graph. */
   graph: Partial<GraphOptions>;
+  /**
+   * The file store: its directory (default <db>/files) and limits (see FileStoreOptions; the
+   * defaults are the contract's, proto/src/spec.ts defaultLimits).
+   */
+  files: Partial<Omit<FileStoreOptions, 'clock' | 'log'>>;
   log: Logger;
   /** ms since the epoch. Default Date.now. */
   clock: () => number;
@@ -74,6 +81,7 @@ export function defaultHubOptions(): HubOptions {
     maxWaitMs: defaultLimits().maxWaitMs,
     maxParked: 10_000,
     graph: {},
+    files: {},
     log: silentLogger,
     clock: Date.now,
     openStore: (location, options) => Store.open(location, options),
@@ -135,6 +143,13 @@ const HELD_BYTES = 256 << 20;
  * until they are sent. A burst of big lookups then costs this much memory, not a reply each.
  */
 const OUTBOX_BYTES = 64 << 20;
+/**
+ * File operations (file_put, file_get, gc) in flight at once; past it the hub reads no request
+ * until one ends. Each holds a chunk (max_chunk_bytes) in memory, so this bounds that memory.
+ */
+const FILE_OPS_IN_FLIGHT = 64;
+/** Room in a request for the file_put fields around its data, in bytes. */
+const PUT_OVERHEAD_BYTES = 1024;
 
 export class Hub {
   private outbox: Outgoing[] = [];
@@ -148,6 +163,8 @@ export class Hub {
   /** Messages that arrived while the graph was being reloaded after a failed write. */
   private held: [Listener, Buffer[]][] = [];
   private heldBytes = 0;
+  /** File operations under way: each queues its reply when it ends; stop() waits for them. */
+  private readonly fileOps = new Set<Promise<void>>();
   private readonly startedMs = Date.now();
   /** Warnings a peer causes, at most 10 lines a second. */
   private readonly peerWarning: (message: string) => void;
@@ -160,6 +177,7 @@ export class Hub {
     private readonly options: HubOptions,
     private graph: Graph,
     private readonly store: TaskStore,
+    private readonly files: FileStore,
     private readonly listeners: Listener[],
     private readonly zap: ZapHandler | undefined,
   ) {
@@ -193,7 +211,18 @@ export class Hub {
     let zap: ZapHandler | undefined;
     try {
       const started = Date.now();
-      const graph = await loadGraph(store, options);
+      // A chunk must fit in a request: unless told, it is the contract's default or less.
+      const roomForChunk = Math.max(1, options.maxMessageBytes - PUT_OVERHEAD_BYTES);
+      const maxChunkBytes = options.files.maxChunkBytes ?? Math.min(defaultLimits().maxChunkBytes, roomForChunk);
+      if (maxChunkBytes > roomForChunk) {
+        throw new DagworkError(
+          'INVALID_ARGUMENT',
+          `a chunk of max chunk bytes ${maxChunkBytes} does not fit in a request of max message bytes ${options.maxMessageBytes} (with ${PUT_OVERHEAD_BYTES} bytes to spare): give at most ${roomForChunk}`,
+        );
+      }
+      const files = await FileStore.open({ dir: join(options.db, 'files'), ...options.files, maxChunkBytes, clock: options.clock, log });
+      log.info(`file store ${files.options.dir}: ${files.count} files, ${files.bytes} bytes`);
+      const graph = await loadGraph(store, files, options);
       log.info(`recovered ${graph.size} tasks from ${options.db} in ${Date.now() - started} ms`);
       const curve = options.curve;
       if (curve !== undefined) zap = await ZapHandler.start(curve.authorizedKeys, log);
@@ -226,7 +255,7 @@ export class Hub {
         }
         (listeners[listeners.length - 1] as Listener).endpoint = router.lastEndpoint ?? bind;
       }
-      return new Hub(options, graph, store, listeners, zap);
+      return new Hub(options, graph, store, files, listeners, zap);
     } catch (err) {
       for (const l of listeners) l.router.close();
       await zap?.close();
@@ -241,6 +270,8 @@ export class Hub {
     this.stopping = true;
     clearTimeout(this.timer);
     for (const p of this.parked.takeAll()) this.queueError(p.envelope, { code: 'SHUTTING_DOWN', message: 'the hub is stopping', task: '' });
+    // File operations under way end (each queues its reply) before the last replies are sent.
+    while (this.fileOps.size > 0) await Promise.allSettled([...this.fileOps]);
     await this.drain();
     for (const l of this.listeners) l.router.close();
     await this.receiving;
@@ -258,6 +289,7 @@ export class Hub {
       for await (const frames of listener.router) {
         this.onMessage(listener, frames);
         if (this.outboxBytes > OUTBOX_BYTES) await this.drain();
+        while (this.fileOps.size >= FILE_OPS_IN_FLIGHT) await Promise.race(this.fileOps);
       }
     } catch (err) {
       if (!this.stopping) this.options.log.error(`receive loop ended: ${(err as Error).message}`);
@@ -330,7 +362,7 @@ export class Hub {
       // graph half-changed: the caller reloads it (and answers every waiting reply with the error).
       if (!(err instanceof DagworkError)) throw err;
     }
-    if (request.op !== 'status' && request.op !== 'lookup' && request.op !== 'list') this.serveParked(now);
+    if (!READ_ONLY.has(request.op)) this.serveParked(now);
   }
 
   private handle(envelope: Envelope, request: Request, now: number): void {
@@ -363,18 +395,59 @@ export class Hub {
       case 'retry':
         return this.queue(envelope, { op: 'retry', ...graph.retry(request.allFailed ? undefined : request.names, now) });
       case 'status':
-        return this.queue(envelope, { op: 'status', ...graph.status(now), limits: this.limits(), storeId: this.store.id, startedMs: this.startedMs });
+        return this.queue(envelope, {
+          op: 'status',
+          ...graph.status(now),
+          limits: this.limits(),
+          storeId: this.store.id,
+          startedMs: this.startedMs,
+          files: this.files.count,
+          filesBytes: this.files.bytes,
+        });
       case 'lookup':
         return this.queue(envelope, { op: 'lookup', ...graph.lookup(request.name, now) });
       case 'cancel':
         return this.queue(envelope, { op: 'cancel', ...graph.cancel(request.names, request.reason, now) });
       case 'list':
         return this.queue(envelope, { op: 'list', ...graph.list(request, now) });
+      case 'fileStat':
+        checkBatchOf(request.sha256.length, graph.options.maxBatch);
+        return this.queue(envelope, { op: 'fileStat', files: this.files.stat(request.sha256) });
+      case 'filePut':
+        return this.fileOp(envelope, async () => ({ op: 'filePut', ...(await this.files.put(request.sha256, request.size, request.offset, request.data)) }));
+      case 'fileGet':
+        return this.fileOp(envelope, async () => ({ op: 'fileGet', ...(await this.files.get(request.sha256, request.offset, request.length)) }));
+      case 'gc': {
+        // The files tasks name now: from here on the graph asks the file store, which gc changes at once.
+        const referenced = graph.referencedFiles();
+        return this.fileOp(envelope, async () => ({ op: 'gc', ...(await this.files.gc(referenced, request.dryRun)) }));
+      }
       default: {
         const missing: never = request;
         throw new Error(`no handler for ${JSON.stringify(missing)}`);
       }
     }
+  }
+
+  /**
+   * Runs a file operation, its I/O apart from the graph: its reply (or its error) is queued when it
+   * ends, for the next group commit; other requests are answered meanwhile.
+   */
+  private fileOp(envelope: Envelope, run: () => Promise<Reply>): void {
+    const op = run()
+      .then(
+        (reply) => this.queue(envelope, reply),
+        (err: unknown) => {
+          if (!(err instanceof DagworkError)) this.options.log.error(`file operation failed: ${(err as Error)?.stack ?? String(err)}`);
+          this.queueError(envelope, toWireError(err));
+        },
+      )
+      .catch((err: unknown) => this.options.log.error(`could not queue a file reply: ${(err as Error)?.stack ?? String(err)}`))
+      .finally(() => {
+        this.fileOps.delete(op);
+        if (!this.recovering) this.scheduleFlush();
+      });
+    this.fileOps.add(op);
   }
 
   /** Steals now; with nothing to hand out and a wait asked for, parks the request instead. */
@@ -409,6 +482,9 @@ export class Hub {
       maxResultBytes: g.maxResultBytes,
       maxNameBytes: g.maxNameBytes,
       maxWaitMs: this.options.maxWaitMs,
+      maxFileBytes: this.files.options.maxFileBytes,
+      maxFilesBytes: this.files.options.maxFilesBytes,
+      maxChunkBytes: this.files.options.maxChunkBytes,
     };
   }
 
@@ -544,7 +620,7 @@ export class Hub {
     const error = encodeReply({ op: 'error', error: { code, message, task: '' } });
     for (const { envelope } of failed) await this.send(envelope, error);
     try {
-      this.graph = await loadGraph(this.store, this.options);
+      this.graph = await loadGraph(this.store, this.files, this.options);
       log.warn(`reloaded ${this.graph.size} tasks from the store after ${code === 'STORE_FAILED' ? 'the failed write' : 'an internal error'}`);
       this.recovering = false;
       const held = this.held.splice(0);
@@ -563,10 +639,20 @@ export class Hub {
 }
 
 
-/** The graph the store holds, its leases renewed from now (the hub was away: see Graph.restore). */
-async function loadGraph(store: TaskStore, options: HubOptions): Promise<Graph> {
+/**
+ * The graph the store holds, its leases renewed from now (the hub was away: see Graph.restore),
+ * asking `files` which files the hub holds.
+ */
+async function loadGraph(store: TaskStore, files: FileStore, options: HubOptions): Promise<Graph> {
   const records = await store.loadAll();
-  return Graph.restore(records, options.clock(), options.graph);
+  return Graph.restore(records, options.clock(), options.graph, (sha256, size) => files.holds(sha256, size));
+}
+
+/** Operations that change nothing in the graph: no parked steal can be served after them. */
+const READ_ONLY: ReadonlySet<string> = new Set(['status', 'lookup', 'list', 'fileStat', 'filePut', 'fileGet', 'gc']);
+
+function checkBatchOf(count: number, maxBatch: number): void {
+  if (count > maxBatch) throw new DagworkError('TOO_LARGE', `file_stat names ${count} hashes; the limit is ${maxBatch} per request`);
 }
 
 function toWireError(err: unknown): WireError {

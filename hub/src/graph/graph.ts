@@ -13,6 +13,8 @@ import {
   type WorkerStatus,
   type Completion,
   type FailResult,
+  type FileRef,
+  type Param,
   type GraphStatus,
   type LeasedTask,
   type StateChange,
@@ -28,6 +30,11 @@ import {
 import { checkName, checkWorker, DEFAULT_POOL, dependencyOrder, normalizeSpec, sameSpec } from '../../../proto/src/spec.js';
 
 const EMPTY = new Uint8Array(0);
+/** Shared by every record without output files (a million done tasks hold one array, not a million). */
+const NO_OUTPUTS: FileRef[] = [];
+const NO_PARAMS: Param[] = [];
+/** Result bytes past which a list page with results ends (it always holds one task at least). */
+const LIST_RESULT_BYTES = 16 << 20;
 /** Longest failure reason kept, in characters; the rest is cut. */
 const MAX_REASON_CHARS = 16_384;
 /** A worker holding no lease and unseen for this long is forgotten (ms). */
@@ -58,6 +65,8 @@ class Task implements TaskRecord {
   leaseDeadline = 0;
   notBefore = 0;
   result: Uint8Array = EMPTY;
+  /** Done: the output files its completion named. */
+  outputs: FileRef[] = NO_OUTPUTS;
   lastError = '';
   log: StateChange[] = [];
   /** Dependencies not done yet, the ones that do not exist yet included. */
@@ -86,6 +95,7 @@ class Task implements TaskRecord {
     task.leaseDeadline = record.leaseDeadline;
     task.notBefore = record.notBefore;
     task.result = record.result;
+    task.outputs = record.outputs.length === 0 ? NO_OUTPUTS : record.outputs;
     task.lastError = record.lastError;
     task.log = record.log;
     return task;
@@ -151,6 +161,14 @@ interface Timed {
 const earlier = (a: Timed, b: Timed): boolean => a.at < b.at;
 
 /**
+ * Whether the hub holds the file of this SHA-256 and size, whole. The graph asks it of a create's
+ * inputs and a completion's outputs; the hub's file store answers (from memory: the graph stays
+ * pure and synchronous). Without one, every file counts as held.
+ */
+export type FileHeld = (sha256: string, size: number) => boolean;
+const everyFileHeld: FileHeld = () => true;
+
+/**
  * The task graph and its state machine: pure, with no I/O and no clock of its own. Every operation
  * takes the time `now` (ms since the epoch), first applies what that time implies (expired leases,
  * ended backoffs), then changes tasks. Changed tasks are collected for the store: `takeDirty()`.
@@ -181,7 +199,11 @@ export class Graph {
   private onMissing = 0;
   private nextSeq = 1;
 
-  constructor(options: Partial<GraphOptions> = {}) {
+  /** `held`: see FileHeld. */
+  constructor(
+    options: Partial<GraphOptions> = {},
+    private readonly held: FileHeld = everyFileHeld,
+  ) {
     this.options = graphOptions(options);
   }
 
@@ -190,8 +212,8 @@ export class Graph {
    * their leases, each renewed to its full length from `now`: the hub was away, so their workers
    * could not heartbeat (and renewals are not stored).
    */
-  static restore(records: Iterable<TaskRecord>, now: number, options: Partial<GraphOptions> = {}): Graph {
-    const graph = new Graph(options);
+  static restore(records: Iterable<TaskRecord>, now: number, options: Partial<GraphOptions> = {}, held: FileHeld = everyFileHeld): Graph {
+    const graph = new Graph(options, held);
     for (const record of records) {
       const task = Task.fromRecord(record);
       graph.tasks.set(task.spec.name, task);
@@ -219,8 +241,11 @@ export class Graph {
   /**
    * Create a batch of tasks, all or nothing. A task that exists with an identical definition is
    * left alone; a different definition under an existing name (CONFLICT), a cycle (CYCLE) or a
-   * bad field throws, naming the task, and nothing changes.
-   * Writes: the new tasks, and tasks blocked because a new task starts out blocked.
+   * bad field throws, naming the task, and nothing changes; so does an input file the hub does
+   * not hold (UNKNOWN_FILE). A barrier whose dependencies are all done is done at once, releasing
+   * its dependents.
+   * Writes: the new tasks, tasks blocked because a new task starts out blocked, and tasks done or
+   * made ready by a barrier done at once.
    */
   create(inputs: readonly TaskSpecInput[], now: number): CreateResult {
     checkBatch(inputs.length, this.options, 'create');
@@ -243,6 +268,17 @@ export class Graph {
         throw new DagworkError('CONFLICT', `task "${spec.name}" already exists with a different definition`, { task: spec.name });
       }
     }
+    for (const spec of fresh.values()) {
+      for (const file of spec.inputs) {
+        if (!this.held(file.sha256, file.size)) {
+          throw new DagworkError(
+            'UNKNOWN_FILE',
+            `task "${spec.name}" names the input "${file.name}" (sha256 ${file.sha256}, ${file.size} bytes), which the hub does not hold: upload it first (file_put)`,
+            { task: spec.name },
+          );
+        }
+      }
+    }
     const order = this.batchOrder(fresh);
     this.advance(now);
 
@@ -253,14 +289,21 @@ export class Graph {
     }
     for (const task of added) this.link(task);
     // `order` puts dependencies first, so a dependency's state is settled before its dependents'.
+    // A barrier with every dependency done starts out waiting and is done once the batch is in.
+    const barriersDone: Task[] = [];
     for (const task of added) {
       task.state = this.stateFromDeps(task);
+      if (task.spec.barrier && task.state === 'ready') {
+        task.state = 'waiting';
+        barriersDone.push(task);
+      }
       this.countIn(task);
       this.appendLog(task, { state: task.state, at: now, worker: '', note: task.state === 'blocked' ? `created; ${this.blockedBy(task)}` : 'created' });
       if (task.state === 'ready') this.enqueue(task);
     }
     // Tasks created earlier that waited for one of these names inherit its blocked state.
     for (const task of added) if (task.state === 'blocked') this.blockDescendants(task, now);
+    for (const task of barriersDone) if (task.state === 'waiting' && task.pendingDeps === 0) this.completeBarriers(task, now);
     const missing = new Set<string>();
     for (const task of added) for (const dep of task.spec.deps) if (!this.tasks.has(dep)) missing.add(dep);
     const missingDeps: string[] = [];
@@ -361,21 +404,25 @@ export class Graph {
   /**
    * Mark tasks done with their results and release successors whose dependencies are all done.
    * Accepted: the worker's own lease, or its lease that expired while nobody else took the task
-   * (see `refuse`). Answered per task: a result over the limit is refused alone.
-   * Writes: each completed task and each successor made ready or unblocked.
+   * (see `refuse`). Answered per task: a result over the limit is refused alone, and so is a
+   * completion whose output files are not exactly the task's declared outputs, each held by the
+   * hub (MISSING_FILES).
+   * Writes: each completed task and each successor made ready, unblocked or (a barrier) done.
    */
   complete(worker: string, completions: readonly Completion[], now: number): TaskResult[] {
     checkWorker(worker);
     checkBatch(completions.length, this.options, 'complete');
     this.advance(now);
     const stats = this.stats(worker, now);
-    return completions.map(({ name, result }) => {
+    return completions.map(({ name, result, outputs }) => {
       const task = this.tasks.get(name);
       const refusal = this.refuse(task, name, worker, true);
       if (refusal !== undefined || task === undefined) return refusal ?? notFound(name);
       if (result !== undefined && result.length > this.options.maxResultBytes) {
         return outcome(name, 'RESULT_TOO_LARGE', `result of ${result.length} bytes is over the limit of ${this.options.maxResultBytes}`);
       }
+      const files = this.checkOutputs(task, outputs ?? NO_OUTPUTS);
+      if (typeof files === 'string') return outcome(name, 'MISSING_FILES', files);
       const late = task.state !== 'running';
       if (task.state === 'running') this.dropLease(task);
       const wasFailed = task.state === 'failed';
@@ -383,15 +430,38 @@ export class Graph {
       task.result = result ?? EMPTY;
       task.notBefore = 0;
       this.setState(task, 'done', now, worker, late ? 'late completion after the lease expired' : '');
+      task.outputs = files;
       stats.done++;
       this.doneRate.add(now);
-      for (const dependent of task.dependents) {
-        dependent.pendingDeps--;
-        if (dependent.pendingDeps === 0 && dependent.state === 'waiting') this.makeReady(dependent, now, '', 'dependencies done');
-      }
+      this.releaseDependents(task, now);
       if (wasFailed) this.unblockDescendants(task, now);
       return accepted(name, late ? 'accepted late: the lease had expired but nobody else held the task' : '');
     });
+  }
+
+  /**
+   * The output files of a completion of `task`, in the order the task declares them, or why they
+   * are refused: each declared output named once, nothing else, and every file held by the hub.
+   */
+  private checkOutputs(task: Task, given: readonly FileRef[]): FileRef[] | string {
+    const declared = task.spec.outputs;
+    if (declared.length === 0 && given.length === 0) return NO_OUTPUTS;
+    const byName = new Map<string, FileRef>();
+    for (const file of given) {
+      if (!declared.includes(file.name)) return `the completion names the file "${file.name}", which is not one of the task's declared outputs`;
+      if (byName.has(file.name)) return `the completion names the output "${file.name}" twice`;
+      byName.set(file.name, file);
+    }
+    const files: FileRef[] = [];
+    for (const name of declared) {
+      const file = byName.get(name);
+      if (file === undefined) return `the completion leaves out the declared output "${name}"`;
+      if (!this.held(file.sha256, file.size)) {
+        return `output "${name}" (sha256 ${file.sha256}, ${file.size} bytes) is not held by the hub: upload it first (file_put)`;
+      }
+      files.push({ name, sha256: file.sha256, size: file.size, executable: file.executable === true });
+    }
+    return files;
   }
 
   /**
@@ -620,7 +690,8 @@ export class Graph {
   /**
    * Tasks matching `query` in creation order, after the task of seq `query.after`: at most
    * `limit` of them, looking at no more than LIST_SCAN tasks, so a page costs a bounded time
-   * whatever the graph's size. `next` (0: the end) resumes where this page stopped.
+   * whatever the graph's size. `next` (0: the end) resumes where this page stopped. With
+   * `withResults` a page also ends once its results pass LIST_RESULT_BYTES (one task at least).
    */
   list(query: ListQuery, now: number): ListResult {
     this.advance(now);
@@ -637,12 +708,15 @@ export class Graph {
       else hi = mid;
     }
     const tasks: TaskSummary[] = [];
+    let resultBytes = 0;
     let i = lo;
-    for (const end = Math.min(this.order.length, lo + LIST_SCAN); i < end && tasks.length < limit; i++) {
+    for (const end = Math.min(this.order.length, lo + LIST_SCAN); i < end && tasks.length < limit && resultBytes <= LIST_RESULT_BYTES; i++) {
       const t = this.order[i] as Task;
       if (states.size > 0 && !states.has(t.state)) continue;
       if (pool !== undefined && t.spec.pool !== pool) continue;
       if (!t.spec.name.startsWith(query.prefix)) continue;
+      const withResult = query.withResults && t.state === 'done';
+      if (withResult) resultBytes += t.result.length;
       tasks.push({
         name: t.spec.name,
         state: t.state,
@@ -653,10 +727,28 @@ export class Graph {
         seq: t.seq,
         resultBytes: t.result.length,
         changedAt: t.log[t.log.length - 1]?.at ?? 0,
+        createdAt: t.log[0]?.at ?? 0,
+        startedAt: startedAt(t.log),
+        params: query.withParams ? t.spec.params : NO_PARAMS,
+        result: withResult ? t.result : EMPTY,
+        outputs: withResult ? t.outputs : NO_OUTPUTS,
       });
     }
     const next = i < this.order.length ? (this.order[i - 1] as Task | undefined)?.seq ?? query.after : 0;
     return { tasks, next };
+  }
+
+  /**
+   * Every file hash a task names, as an input or as an output of its completion: what gc keeps.
+   * O(tasks); gc is an operator's occasional request.
+   */
+  referencedFiles(): Set<string> {
+    const hashes = new Set<string>();
+    for (const task of this.order) {
+      for (const file of task.spec.inputs) hashes.add(file.sha256);
+      for (const file of task.outputs) hashes.add(file.sha256);
+    }
+    return hashes;
   }
 
   /** The task's record, the names of its dependents and of its deps that do not exist; UNKNOWN_TASK if there is none. */
@@ -735,8 +827,8 @@ export class Graph {
     this.setState(task, 'running', now, worker, `attempt ${task.attempts}`);
     this.queueLease(task);
     this.stats(worker, now).leases.add(task);
-    const { name, payload, leaseMs, pool, priority } = task.spec;
-    return { name, payload, attempt: task.attempts, leaseDeadline: task.leaseDeadline, leaseMs, pool, priority };
+    const { name, payload, leaseMs, pool, priority, params, inputs, outputs, paramFiles } = task.spec;
+    return { name, payload, attempt: task.attempts, leaseDeadline: task.leaseDeadline, leaseMs, pool, priority, params, inputs, outputs, paramFiles };
   }
 
   private dropLease(task: Task): void {
@@ -760,7 +852,9 @@ export class Graph {
     this.makeReady(task, now, worker, note);
   }
 
+  /** A task whose dependencies are all done goes back to work: ready, or (a barrier) done at once. */
   private makeReady(task: Task, now: number, worker: string, note: string, notBefore = 0): void {
+    if (task.spec.barrier) return this.completeBarriers(task, now);
     this.setState(task, 'ready', now, worker, note);
     if (notBefore > now) {
       task.notBefore = notBefore;
@@ -768,6 +862,34 @@ export class Graph {
     } else {
       task.notBefore = 0;
       this.enqueue(task);
+    }
+  }
+
+  /** `task` is done: its dependents have one dependency less to wait for; those with none left go to work. */
+  private releaseDependents(task: Task, now: number): void {
+    for (const dependent of task.dependents) {
+      dependent.pendingDeps--;
+      if (dependent.pendingDeps === 0 && dependent.state === 'waiting') this.makeReady(dependent, now, '', 'dependencies done');
+    }
+  }
+
+  /**
+   * Marks `first`, a barrier whose dependencies are all done, done; then every barrier that this
+   * leaves with all its dependencies done, in turn (a stack, not recursion: a chain of barriers may
+   * be long). Other dependents become ready. A barrier is never handed out, so it holds no lease.
+   */
+  private completeBarriers(first: Task, now: number): void {
+    const stack = [first];
+    for (let task = stack.pop(); task !== undefined; task = stack.pop()) {
+      task.holder = '';
+      task.notBefore = 0;
+      this.setState(task, 'done', now, '', 'barrier: every dependency is done');
+      for (const dependent of task.dependents) {
+        dependent.pendingDeps--;
+        if (dependent.pendingDeps !== 0 || dependent.state !== 'waiting') continue;
+        if (dependent.spec.barrier) stack.push(dependent);
+        else this.makeReady(dependent, now, '', 'dependencies done');
+      }
     }
   }
 
@@ -825,6 +947,8 @@ export class Graph {
     this.countOut(task);
     task.state = state;
     this.countIn(task);
+    // Output files belong to a completion: a task that leaves done (or never was) names none.
+    if (state !== 'done' && task.outputs.length > 0) task.outputs = NO_OUTPUTS;
     this.appendLog(task, { state, at: now, worker, note });
     const busy = this.busy();
     if (!busy) this.wokenAll = true;
@@ -959,6 +1083,15 @@ export class Graph {
       if (stats.leases.size === 0) this.workers.delete(worker);
     }
   }
+}
+
+/** When the latest attempt was handed out: its latest RUNNING log entry; 0 if it never ran. */
+function startedAt(log: readonly StateChange[]): number {
+  for (let i = log.length - 1; i >= 0; i--) {
+    const change = log[i] as StateChange;
+    if (change.state === 'running') return change.at;
+  }
+  return 0;
 }
 
 function outcome(name: string, what: TaskOutcome, message: string): TaskResult {

@@ -2,10 +2,13 @@
  * The stored form of a task: the store's own schema, versioned with the store (STORE_FORMAT), not
  * the wire's. Today it has the field numbers the wire's TaskRecord had when the two were one
  * (stores of format 2 read as they are); from here on each can change without the other.
+ * Fields are only ever added, under new numbers: format 4 added params, inputs, outputs, param
+ * files and the barrier flag to the spec, and the output files to the task; a record of format 3
+ * reads as a task without them.
  */
 import protobuf from 'protobufjs/light.js';
-import { bytes, list, num, str, unlessEmpty, type Obj } from '../../../proto/src/fields.js';
-import { TASK_STATES, type TaskRecord, type TaskState } from '../../../proto/src/types.js';
+import { bool, bytes, list, NONE, num, str, unlessEmpty, type Obj } from '../../../proto/src/fields.js';
+import { TASK_STATES, type FileRef, type TaskRecord, type TaskSpec, type TaskState } from '../../../proto/src/types.js';
 
 const root = protobuf.Root.fromJSON({
   nested: {
@@ -18,6 +21,32 @@ const root = protobuf.Root.fromJSON({
         pool: { type: 'string', id: 5 },
         maxAttempts: { type: 'uint32', id: 6 },
         leaseMs: { type: 'uint32', id: 7 },
+        // Format 4.
+        params: { rule: 'repeated', type: 'StoredParam', id: 8 },
+        inputs: { rule: 'repeated', type: 'StoredFile', id: 9 },
+        outputs: { rule: 'repeated', type: 'string', id: 10 },
+        paramFiles: { rule: 'repeated', type: 'StoredParamFile', id: 11 },
+        barrier: { type: 'bool', id: 12 },
+      },
+    },
+    StoredParam: {
+      fields: {
+        name: { type: 'string', id: 1 },
+        value: { type: 'string', id: 2 },
+      },
+    },
+    StoredFile: {
+      fields: {
+        name: { type: 'string', id: 1 },
+        sha256: { type: 'string', id: 2 },
+        size: { type: 'uint64', id: 3 },
+        executable: { type: 'bool', id: 4 },
+      },
+    },
+    StoredParamFile: {
+      fields: {
+        name: { type: 'string', id: 1 },
+        param: { type: 'string', id: 2 },
       },
     },
     StoredChange: {
@@ -41,6 +70,8 @@ const root = protobuf.Root.fromJSON({
         log: { rule: 'repeated', type: 'StoredChange', id: 9 },
         seq: { type: 'uint64', id: 10 },
         holder: { type: 'string', id: 11 },
+        // Format 4.
+        outputs: { rule: 'repeated', type: 'StoredFile', id: 12 },
       },
     },
   },
@@ -63,10 +94,35 @@ function stateOf(v: unknown): TaskState {
   return state;
 }
 
+/** Lists left out when empty. */
+const unlessNone = <T>(v: readonly T[]): readonly T[] | undefined => (v.length === 0 ? undefined : v);
+
+function specMessage(spec: TaskSpec): Obj {
+  return {
+    name: spec.name,
+    deps: unlessNone(spec.deps),
+    payload: unlessEmpty(spec.payload),
+    priority: unlessEmpty(spec.priority),
+    pool: spec.pool,
+    maxAttempts: spec.maxAttempts,
+    leaseMs: spec.leaseMs,
+    params: unlessNone(spec.params),
+    inputs: unlessNone(spec.inputs),
+    outputs: unlessNone(spec.outputs),
+    paramFiles: unlessNone(spec.paramFiles),
+    barrier: spec.barrier || undefined,
+  };
+}
+
+function filesFrom(v: unknown): FileRef[] {
+  const files = list(v);
+  if (files.length === 0) return NONE;
+  return files.map((f) => ({ name: str(f.name), sha256: str(f.sha256), size: num(f.size), executable: bool(f.executable) }));
+}
+
 export function encodeRecord(r: TaskRecord): Uint8Array {
-  const spec = r.spec;
   return StoredTask.encode({
-    spec: { ...spec, payload: unlessEmpty(spec.payload), priority: unlessEmpty(spec.priority), deps: spec.deps.length === 0 ? undefined : spec.deps },
+    spec: specMessage(r.spec),
     state: STATE_NUMBER[r.state],
     attempts: unlessEmpty(r.attempts),
     worker: unlessEmpty(r.worker),
@@ -77,6 +133,7 @@ export function encodeRecord(r: TaskRecord): Uint8Array {
     log: r.log.map((c) => ({ state: STATE_NUMBER[c.state], atMs: c.at, worker: unlessEmpty(c.worker), note: unlessEmpty(c.note) })),
     seq: r.seq,
     holder: unlessEmpty(r.holder),
+    outputs: unlessNone(r.outputs),
   }).finish();
 }
 
@@ -100,6 +157,11 @@ export function decodeRecord(data: Uint8Array): TaskRecord {
       pool: str(spec.pool),
       maxAttempts: num(spec.maxAttempts),
       leaseMs: num(spec.leaseMs),
+      params: list(spec.params).length === 0 ? NONE : list(spec.params).map((p) => ({ name: str(p.name), value: str(p.value) })),
+      inputs: filesFrom(spec.inputs),
+      outputs: Array.isArray(spec.outputs) && spec.outputs.length > 0 ? spec.outputs.map(str) : NONE,
+      paramFiles: list(spec.paramFiles).length === 0 ? NONE : list(spec.paramFiles).map((f) => ({ name: str(f.name), param: str(f.param) })),
+      barrier: bool(spec.barrier),
     },
     state: stateOf(m.state),
     attempts: num(m.attempts),
@@ -111,5 +173,6 @@ export function decodeRecord(data: Uint8Array): TaskRecord {
     lastError: str(m.lastError),
     log: list(m.log).map((c) => ({ state: stateOf(c.state), at: num(c.atMs), worker: str(c.worker), note: str(c.note) })),
     seq: num(m.seq),
+    outputs: filesFrom(m.outputs),
   };
 }

@@ -19,7 +19,7 @@ import { checkDirectory, checkFormat, dropRecords, FORMAT_KEY, storeId, unreadab
 import { Wal, type WalEntry } from './wal.js';
 
 /** Bumped when the layout of the store changes; a hub refuses a store newer than itself. */
-export const STORE_FORMAT = 3; // 2: the write-ahead log; 3: log frames of bounded size (frame.ts)
+export const STORE_FORMAT = 4; // 2: the write-ahead log; 3: log frames of bounded size (frame.ts); 4: params, files and barriers in records (record.ts)
 /** How long changes wait in the log before they go into LevelDB together (ms). */
 const BACKGROUND_MS = 200;
 /** Longest wait before the background write into LevelDB is tried again after failures (ms). */
