@@ -763,7 +763,8 @@ function resultOf(value: HandlerResult): { result: Uint8Array; outputs: readonly
   if (typeof value !== 'object') throw new TypeError(`the handler returned ${typeof value}: return a string, a Uint8Array or { result, outputs }`);
   const outputs = value.outputs ?? [];
   if (!Array.isArray(outputs)) throw new TypeError('the handler returned outputs that are not an array of FileRefs');
-  return { result: bytes(value.result), outputs };
+  // Only the FileRef of each (uploadOutputs and uploadFile also say how many bytes they sent).
+  return { result: bytes(value.result), outputs: outputs.map(({ name, sha256, size, executable }: FileRef) => ({ name, sha256, size, executable: executable === true })) };
 }
 
 /** Starts a worker; `await worker.done` for its summary, `worker.stop()` to end it. */
