@@ -7,9 +7,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, utimesSync, writeFileSync, chmodSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { defaultLimits } from '../proto/src/spec.js';
-import { FileCache, fetchInputs, uploadOutputs, type CacheClock, type FileOps, type FileRef, type LeasedTask } from '../worker-kit/src/index.js';
+import { FileCache, fetchInputs, uploadOutputs, whileHubAway, type CacheClock, type FileOps, type FileRef, type LeasedTask } from '../worker-kit/src/index.js';
 import { DagworkError } from '../proto/src/errors.js';
 import { completionItems, nextBatchSize } from '../worker-kit/src/limits.js';
 import { cleanTempDirs, tempDir } from './helpers.js';
@@ -323,5 +323,37 @@ describe('completion batches with output files', () => {
     const limits = { maxMessageBytes: 64 << 20, maxBatch: 8, maxSteal: 10, maxResultBytes: 1 << 20 };
     expect(nextBatchSize(queue, limits)).toBe(2);
     expect(nextBatchSize(queue, { ...limits, maxBatch: 3 })).toBe(1); // a lone completion over it goes alone
+  });
+});
+
+describe('transfers while the hub is away', () => {
+  it('are tried again, 1 s later doubling, until the hub answers', async () => {
+    vi.useFakeTimers();
+    try {
+      let calls = 0;
+      const transfer = async (): Promise<string> => {
+        if (++calls <= 2) throw Object.assign(new Error('connection refused at tcp://hub:6125'), { code: 'UNREACHABLE' });
+        return 'done';
+      };
+      const waits: number[] = [];
+      const result = whileHubAway(transfer, { onRetry: (_err, ms) => waits.push(ms) });
+      await vi.advanceTimersByTimeAsync(3_000);
+      expect(await result).toBe('done');
+      expect(waits).toEqual([1_000, 2_000]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('are not tried again for an error of their own (UNKNOWN_FILE), nor once the task is aborted', async () => {
+    await expect(whileHubAway(() => Promise.reject(new DagworkError('UNKNOWN_FILE', 'not held')))).rejects.toMatchObject({ code: 'UNKNOWN_FILE' });
+    const aborted = AbortSignal.abort();
+    let calls = 0;
+    const away = (): Promise<never> => {
+      calls++;
+      return Promise.reject(Object.assign(new Error('no reply'), { code: 'UNREACHABLE' }));
+    };
+    await expect(whileHubAway(away, { signal: aborted })).rejects.toThrow('no reply');
+    expect(calls).toBe(1);
   });
 });
