@@ -211,10 +211,12 @@ Examples:
   dworker --keep-failed --scratch /scratch/$USER                # look at failed runs afterwards
   # files and params (tasks with inputs, outputs, params, param files)
   dworker --cache /shared/nfs/dagwork-cache --cache-max-bytes 50G   # one cache for every node
-    # a task { payload: './sim --t "$PARAM_temperature" < run.cfg > out.dat', params: { temperature: 300 },
-    #   inputs: [sim (executable)], paramFiles: [{ name: 'run.cfg', param: 'config' }], outputs: ['out.dat'] }
-    # runs with ./sim (mode 0755) and run.cfg in $TASK_SCRATCH, PARAM_temperature=300 in its
-    # environment; out.dat is uploaded after it exits 0 (missing: the attempt fails).
+    # a task { payload: './sim --t "$PARAM_temperature" < run.cfg > out.dat',
+    #   params: { temperature: 300, config: 'steps = 1000' }, inputs: [sim, executable],
+    #   paramFiles: [{ name: 'run.cfg', param: 'config' }], outputs: ['out.dat'] }
+    # runs in $TASK_SCRATCH with ./sim (mode 0755), run.cfg holding "steps = 1000" and
+    # PARAM_temperature=300, PARAM_config in its environment; out.dat is uploaded after it exits 0
+    # (not there: the attempt fails). dquery lookup NAME shows the outputs' hashes.
   # CURVE
   dworker --hub tcp://hub:6125 --curve-server-key hub.pub --curve-key node17.key`,
   )
