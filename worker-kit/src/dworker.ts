@@ -216,7 +216,7 @@ Examples:
     #   paramFiles: [{ name: 'run.cfg', param: 'config' }], outputs: ['out.dat'] }
     # runs in $TASK_SCRATCH with ./sim (mode 0755), run.cfg holding "steps = 1000" and
     # PARAM_temperature=300, PARAM_config in its environment; out.dat is uploaded after it exits 0
-    # (not there: the attempt fails). dquery lookup NAME shows the outputs' hashes.
+    # (not there: the attempt fails) and named, with its hash, in the task's completion.
   # CURVE
   dworker --hub tcp://hub:6125 --curve-server-key hub.pub --curve-key node17.key`,
   )
