@@ -6,6 +6,7 @@ message: a base-128 varint with the message's length, then the message bytes.
 The Python protobuf module is generated from the .proto with protoc when it is missing or older
 than the .proto (into python-example/gen/, never committed), so it cannot drift from the contract.
 """
+import hashlib
 import importlib
 import os
 import pathlib
@@ -157,6 +158,53 @@ class Hub:
 
     def lookup(self, name):
         return self.call(pb.Request(lookup=pb.LookupRequest(name=name))).lookup.task
+
+    # Files: content-addressed, sent and fetched a chunk at a time (see "Files" in the .proto).
+    def chunk_bytes(self):
+        """The hub's largest chunk (StatusReply.limits.max_chunk_bytes), asked once."""
+        if not getattr(self, "_chunk", 0):
+            self._chunk = self.status().limits.max_chunk_bytes or (4 << 20)
+        return self._chunk
+
+    def put_file(self, path, name=None):
+        """Uploads a local file unless the hub holds it (resuming an interrupted upload); returns
+        the FileRef for a task's inputs or a completion's outputs."""
+        digest, size = hashlib.sha256(), 0
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+        sha = digest.hexdigest()
+        ref = pb.FileRef(name=name or os.path.basename(path), sha256=sha, size=size, executable=os.access(path, os.X_OK))
+        known = self.call(pb.Request(file_stat=pb.FileStatRequest(sha256=[sha]))).file_stat.files[0]
+        if known.held:
+            return ref
+        offset, chunk = known.received, self.chunk_bytes()
+        with open(path, "rb") as f:
+            while True:
+                f.seek(offset)
+                data = f.read(chunk)
+                put = self.call(pb.Request(file_put=pb.FilePutRequest(sha256=sha, size=size, offset=offset, data=data))).file_put
+                if put.held:
+                    return ref
+                offset = put.received  # where the hub is: after this chunk, or where it says
+
+    def get_file(self, sha, dest, executable=False):
+        """Downloads a held file to `dest` through a temporary name, its SHA-256 checked first."""
+        temp, digest, offset = f"{dest}.part-{os.getpid()}", hashlib.sha256(), 0
+        with open(temp, "wb") as f:
+            while True:
+                got = self.call(pb.Request(file_get=pb.FileGetRequest(sha256=sha, offset=offset))).file_get
+                f.write(got.data)
+                digest.update(got.data)
+                offset += len(got.data)
+                if offset >= got.size or not got.data:
+                    break
+        if digest.hexdigest() != sha:
+            os.unlink(temp)
+            raise HubError("HASH_MISMATCH", f"downloaded {sha} has the SHA-256 {digest.hexdigest()}")
+        os.chmod(temp, 0o755 if executable else 0o644)
+        os.replace(temp, dest)
 
     def close(self):
         if self.socket is not None:

@@ -1,21 +1,42 @@
 #!/usr/bin/python3
 """A dagwork worker in plain Python: steal tasks in batches, run each payload as a shell command
-(heartbeating while it runs), complete with stdout or fail with stderr, exit when the hub says
-all work is finished.
+in a scratch directory (heartbeating while it runs), complete with stdout or fail with stderr,
+exit when the hub says all work is finished.
+
+Files: a task's inputs are fetched into its scratch directory first, its param files written and
+its params exported as PARAM_<name>; after a successful run its declared outputs are uploaded and
+named in the completion (a missing one fails the attempt).
 
     /usr/bin/python3 python-example/worker.py [--hub tcp://127.0.0.1:6125] [--batch 4]
 """
 import argparse
 import os
+import shutil
 import subprocess
+import tempfile
 
 from dagwork import Hub, pb
 
 
-def run(hub, task, held):
-    """Runs one task's command; heartbeats every lease in `held` while it runs."""
+def prepare(hub, task, scratch):
+    """Puts the task's inputs and param files into its scratch directory."""
+    for ref in task.inputs:
+        dest = os.path.join(scratch, ref.name)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        hub.get_file(ref.sha256, dest, ref.executable)
+    values = {p.name: p.value for p in task.params}
+    for pf in task.param_files:
+        dest = os.path.join(scratch, pf.name)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest, "w") as f:
+            f.write(values[pf.param])
+
+
+def run(hub, task, held, scratch):
+    """Runs one task's command in `scratch`; heartbeats every lease in `held` while it runs."""
     env = dict(os.environ, TASK_NAME=task.name, TASK_ATTEMPT=str(task.attempt), DAGWORK_WORKER=hub.worker)
-    proc = subprocess.Popen(["/bin/sh", "-c", task.payload.decode()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    env.update({f"PARAM_{p.name}": p.value for p in task.params})
+    proc = subprocess.Popen(["/bin/sh", "-c", task.payload.decode()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=scratch)
     beat = max(task.lease_ms / 3000, 0.05)
     while True:
         try:
@@ -46,14 +67,23 @@ def main():
         held = {task.name for task in reply.tasks}
         completions = []
         for task in reply.tasks:
-            code, out, err = run(hub, task, held)
-            if code == 0:
-                completions.append(pb.Completion(name=task.name, result=out))
-                done += 1
-            elif code is not None:
-                hub.fail(task.name, f"exit {code}: {err.decode(errors='replace')[-2000:]}")
-                held.discard(task.name)
-                failed += 1
+            scratch = tempfile.mkdtemp(prefix="dagwork-py-")
+            try:
+                prepare(hub, task, scratch)
+                code, out, err = run(hub, task, held, scratch)
+                missing = [name for name in task.outputs if not os.path.isfile(os.path.join(scratch, name))]
+                if code == 0 and missing:
+                    code, err = 1, f"declared output {missing[0]!r} was not written".encode()
+                if code == 0:
+                    outputs = [hub.put_file(os.path.join(scratch, name), name) for name in task.outputs]
+                    completions.append(pb.Completion(name=task.name, result=out, outputs=outputs))
+                    done += 1
+                elif code is not None:
+                    hub.fail(task.name, f"exit {code}: {err.decode(errors='replace')[-2000:]}")
+                    held.discard(task.name)
+                    failed += 1
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         if not reply.tasks and reply.finished:
             break
         # Report this batch and take the next one in a single round trip.

@@ -37,6 +37,8 @@ const spec = (n: string): fc.Arbitrary<TaskSpecInput> =>
   pool: fc.constantFrom('default', 'gpu'),
   maxAttempts: fc.integer({ min: 1, max: 3 }),
   leaseMs: fc.constantFrom(100, 500, 2000),
+  // One task in five a barrier: done by the graph itself, never handed out.
+  barrier: fc.oneof({ arbitrary: fc.constant(false), weight: 4 }, { arbitrary: fc.constant(true), weight: 1 }),
 });
 const specs = fc.tuple(...NAMES.map(spec));
 const op: fc.Arbitrary<Op> = fc.oneof(
@@ -57,8 +59,8 @@ function snapshot(graph: Graph, now: number): Map<string, TaskRecord> {
   for (const n of NAMES) {
     try {
       // The record's own fields only: the graph's links and queue marks are not part of it.
-      const { spec, state, attempts, worker, holder, leaseDeadline, notBefore, result, lastError, log, seq } = graph.lookup(n, now).task;
-      out.set(n, structuredClone({ spec, state, attempts, worker, holder, leaseDeadline, notBefore, result, lastError, log, seq }));
+      const { spec, state, attempts, worker, holder, leaseDeadline, notBefore, result, lastError, log, seq, outputs } = graph.lookup(n, now).task;
+      out.set(n, structuredClone({ spec, state, attempts, worker, holder, leaseDeadline, notBefore, result, lastError, log, seq, outputs }));
     } catch (err) {
       if (!(err instanceof DagworkError && err.code === 'UNKNOWN_TASK')) throw err;
     }
@@ -80,6 +82,8 @@ function checkInvariants(graph: Graph, tasks: Map<string, TaskRecord>, now: numb
     const anyBad = deps.some((d) => d?.state === 'failed' || d?.state === 'blocked' || d?.state === 'cancelled');
     const where = `${t.spec.name} (${t.state}, deps ${t.spec.deps.map((d) => `${d}:${tasks.get(d)?.state ?? 'missing'}`).join(' ')})`;
     if ((t.state === 'ready' || t.state === 'running') && !allDone) fail(`${where} runnable before its deps are done`);
+    if (t.state === 'done' && !allDone) fail(`${where} done before its deps are done`);
+    if (t.spec.barrier && (t.state === 'ready' || t.state === 'running' || t.state === 'failed')) fail(`${where} is a barrier, yet ${t.state}`);
     if (t.state === 'waiting' && (allDone || anyBad)) fail(`${where} waiting for nothing, or for a failed ancestor`);
     if (t.state === 'blocked' && !anyBad) fail(`${where} blocked without a failed or blocked dep`);
     if (t.state === 'running' && (t.worker === '' || t.leaseDeadline <= now)) fail(`${where} running without a live lease`);

@@ -597,6 +597,8 @@ describe('list', () => {
     prefix: '',
     limit: 0,
     after: 0,
+    withParams: false,
+    withResults: false,
     ...over,
   });
 
@@ -620,7 +622,22 @@ describe('list', () => {
     g.steal('w', 1, ['default'], T0);
     g.fail('w', 'run-a', 'exit 3: no input', false, T0 + 5);
     expect(g.list(q({ states: ['failed'] }), T0 + 5).tasks).toEqual([
-      { name: 'run-a', state: 'failed', pool: 'default', attempts: 1, worker: 'w', lastError: 'exit 3: no input', seq: 1, resultBytes: 0, changedAt: T0 + 5 },
+      {
+        name: 'run-a',
+        state: 'failed',
+        pool: 'default',
+        attempts: 1,
+        worker: 'w',
+        lastError: 'exit 3: no input',
+        seq: 1,
+        resultBytes: 0,
+        changedAt: T0 + 5,
+        createdAt: T0,
+        startedAt: T0,
+        params: [],
+        result: new Uint8Array(0),
+        outputs: [],
+      },
     ]);
     expect(g.list(q({ pool: 'gpu' }), T0).tasks.map((t) => t.name)).toEqual(['gpu-a']);
     expect(g.list(q({ prefix: 'run-' }), T0).tasks.map((t) => t.name)).toEqual(['run-a', 'run-b']);

@@ -82,7 +82,7 @@ describe('dhub', () => {
         [Buffer.from([0xff, 0xff, 0xff]), 'MALFORMED'], // truncated varint
         [Buffer.from([0x50, 0x01, 0x02]), 'MALFORMED'], // length prefix larger than the frame
         [Buffer.from('garbage that is not protobuf at all'), 'MALFORMED'],
-        [Buffer.from([0x02, 0x78, 0x01]), 'UNKNOWN_OPERATION'], // valid framing, only an unknown field
+        [Buffer.from([0x03, 0xf8, 0x0f, 0x01]), 'UNKNOWN_OPERATION'], // valid framing, only an unknown field (255: no operation's number)
         [Buffer.from(encodeRequest({ op: 'create', tasks: [{ name: 'x' }] })).subarray(0, 5), 'MALFORMED'],
         [Buffer.alloc(150_000, 1), 'TOO_LARGE'] // over the limit, under the socket's cut-off,
       ];

@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, type TaskRecord } from '../worker-kit/src/index.js';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { readKeyFile } from '../proto/src/keys.js';
 import { cleanTempDirs, DQUERY, roleEndpointsOf, ROOT, runNode, startHub, tempDir } from './helpers.js';
 
@@ -91,6 +91,49 @@ describe.runIf(runIt)('python-example', () => {
       const script = 'from dagwork import Hub, HubError, pb\nh = Hub()\ntry:\n    h.create([pb.TaskSpec(name="a", deps=["a"])])\nexcept HubError as e:\n    print(e.code, e)\n';
       const child = spawnSync(PYTHON, ['-c', script], { cwd: join(ROOT, 'python-example'), env: { ...process.env, DAGWORK_HUB: hub.endpoint }, encoding: 'utf8', timeout: 30_000 });
       expect(child.stdout.trim()).toBe('CYCLE CYCLE: task "a" would close a cycle: a -> a (each depends on the next)');
+    } finally {
+      await hub.stop();
+    }
+  });
+
+  it('ships files: put_file uploads a program, worker.py fetches it, writes the param file, exports PARAM_, uploads the declared output; get_file brings it back', async () => {
+    const hub = await startHub({ args: ['--max-chunk-bytes', '1000'] });
+    const dir = tempDir();
+    try {
+      writeFileSync(join(dir, 'sim.sh'), '#!/bin/sh\nprintf "alpha=%s seed=%s\\n" "$PARAM_alpha" "$(cat seed.txt)" > out.txt\nhead -c 5000 /dev/zero | tr "\\0" x >> out.txt\necho ran\n', { mode: 0o755 });
+      const submit = [
+        'import sys',
+        'from dagwork import Hub, pb',
+        'h = Hub()',
+        `program = h.put_file(${JSON.stringify(join(dir, 'sim.sh'))}, "bin/sim.sh")`,
+        'again = h.put_file(' + JSON.stringify(join(dir, 'sim.sh')) + ', "bin/sim.sh")',
+        'assert again == program',
+        'h.create([pb.TaskSpec(name="p1", payload=b"./bin/sim.sh", params=[pb.Param(name="alpha", value="0.5"), pb.Param(name="seed", value="42")],',
+        '    inputs=[program], outputs=["out.txt"], param_files=[pb.ParamFile(name="seed.txt", param="seed")]),',
+        '    pb.TaskSpec(name="p2", payload=b"true", inputs=[program], outputs=["never.txt"], max_attempts=1)])',
+        'print(program.executable, program.size)',
+      ].join('\n');
+      const env = { ...process.env, DAGWORK_HUB: hub.endpoint };
+      const created = spawnSync(PYTHON, ['-c', submit], { cwd: join(ROOT, 'python-example'), env, encoding: 'utf8', timeout: 30_000 });
+      expect(created.status, created.stderr).toBe(0);
+      expect(created.stdout.trim()).toMatch(/^True \d+$/);
+      const worker = await python('worker.py', ['--worker', 'py-files'], { DAGWORK_HUB: hub.endpoint });
+      expect(worker.code, worker.out).toBe(0);
+      expect(worker.out).toMatch(/worker py-files: 1 done, 1 failed/);
+
+      const c = new Client({ hub: hub.endpoint, worker: 'check' });
+      const p1 = (await c.lookup('p1')).task;
+      const p2 = (await c.lookup('p2')).task;
+      c.close();
+      expect(p1.state).toBe('done');
+      expect(Buffer.from(p1.result).toString()).toBe('ran\n');
+      expect(p2).toMatchObject({ state: 'failed', lastError: expect.stringContaining("declared output 'never.txt' was not written") });
+      const [out] = p1.outputs;
+      expect(out).toMatchObject({ name: 'out.txt', size: 'alpha=0.5 seed=42\n'.length + 5000 });
+      const fetch = `from dagwork import Hub\nHub().get_file(${JSON.stringify(out?.sha256)}, ${JSON.stringify(join(dir, 'back.txt'))})\n`;
+      const got = spawnSync(PYTHON, ['-c', fetch], { cwd: join(ROOT, 'python-example'), env, encoding: 'utf8', timeout: 30_000 });
+      expect(got.status, got.stderr).toBe(0);
+      expect(readFileSync(join(dir, 'back.txt'), 'utf8')).toBe(`alpha=0.5 seed=42\n${'x'.repeat(5000)}`);
     } finally {
       await hub.stop();
     }

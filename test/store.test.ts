@@ -237,3 +237,53 @@ describe('the bound on records logged but not yet in LevelDB (maxPendingBytes)',
     expect(await names(db)).toEqual(['a', 'b']);
   });
 });
+
+describe('records of format 4: params, files and barriers', () => {
+  const full = (): TaskRecord => {
+    const r = taskRecord('sweep/3', { state: 'done', outputs: [{ name: 'out.csv', sha256: 'c'.repeat(64), size: 2 ** 40, executable: true }] });
+    r.spec = {
+      ...r.spec,
+      params: [
+        { name: 'alpha', value: '0.25' },
+        { name: 'label', value: 'two words, ü' },
+      ],
+      inputs: [{ name: 'bin/sim', sha256: 'a'.repeat(64), size: 123, executable: true }],
+      outputs: ['out.csv'],
+      paramFiles: [{ name: 'alpha.txt', param: 'alpha' }],
+    };
+    return r;
+  };
+
+  it('keeps every new field of spec and record through the log and LevelDB', async () => {
+    const db = join(tempDir(), 'db');
+    const barrier = taskRecord('gate', { state: 'done' });
+    barrier.spec = { ...barrier.spec, barrier: true };
+    const store = await Store.open(db);
+    await store.write([full(), barrier]);
+    await store.close();
+    const reopened = await Store.open(db);
+    const records = new Map((await reopened.loadAll()).map((r) => [r.spec.name, r]));
+    await reopened.close();
+    expect(records.get('sweep/3')).toEqual(full());
+    expect(records.get('gate')?.spec.barrier).toBe(true);
+  });
+
+  it('reads a store of format 3 (records without them) and marks it format 4', async () => {
+    const db = join(tempDir(), 'db');
+    // A format-3 record: the fields of format 3 only, by their numbers (spec 1, state 2, seq 10).
+    const spec = Buffer.concat([Buffer.from([0x0a, 3]), Buffer.from('old'), Buffer.from([0x2a, 7]), Buffer.from('default'), Buffer.from([0x30, 3, 0x38, 0xe0, 0xd4, 0x03])]);
+    const value = Buffer.concat([Buffer.from([0x0a, spec.length]), spec, Buffer.from([0x10, 2, 0x50, 1])]);
+    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+    await level.put('meta:format', new TextEncoder().encode('3'));
+    await level.put('t:old', value);
+    await level.close();
+    const store = await Store.open(db);
+    const [old] = await store.loadAll();
+    await store.close();
+    expect(old).toEqual(taskRecord('old', { state: 'ready', seq: 1 }));
+    const after = new Level<string, string>(db);
+    const format = await after.get('meta:format');
+    await after.close();
+    expect(format).toBe('4');
+  });
+});

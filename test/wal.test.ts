@@ -220,7 +220,7 @@ describe('a format-3 segment with a corrupt frame in the middle', () => {
 });
 
 describe('a store of format 2', () => {
-  it('opens with its log replayed, and is marked format 3', async () => {
+  it('opens with its log replayed, and is marked the current format', async () => {
     const db = join(tempDir(), 'db');
     const level = new Level<string, string>(db);
     await level.put('meta:format', '2');

@@ -2,6 +2,7 @@
  * The benchmark's client processes. `node roles.js ROLE 'JSON args'` runs one role and prints its
  * figures as one JSON line on stdout. Each role is bounded in time or count and ends by itself.
  */
+import { open } from 'node:fs/promises';
 import { Reply, Request } from 'zeromq';
 import { Client, runWorker } from '../../worker-kit/src/index.js';
 import { independentSpecs, stencilSpecs } from '../../test/support/workloads.js';
@@ -19,6 +20,54 @@ const roles: Record<string, (args: Args) => Promise<void>> = {
     await socket.bind('tcp://127.0.0.1:*');
     print({ endpoint: socket.lastEndpoint });
     for await (const [msg] of socket) await socket.send(msg as Buffer);
+  },
+
+  /** Writes every message it gets to `file` at the offset it holds (the raw baseline of a file copy); answers each with its length. */
+  async 'file-sink'(args) {
+    const socket = new Reply();
+    await socket.bind('tcp://127.0.0.1:*');
+    const handle = await open(String(args.file), 'w');
+    print({ endpoint: socket.lastEndpoint });
+    let offset = 0;
+    for await (const [msg] of socket) {
+      const data = msg as Buffer;
+      await handle.write(data, 0, data.length, offset);
+      offset += data.length;
+      await socket.send(String(offset));
+    }
+  },
+
+  /** Sends `file` to a file-sink in `chunk`-byte messages, read from disk a chunk at a time: MiB/s. */
+  async 'file-source'(args) {
+    const socket = new Request({ receiveTimeout: 60_000 });
+    socket.connect(String(args.endpoint));
+    const handle = await open(String(args.file), 'r');
+    const buffer = Buffer.allocUnsafe(Number(args.chunk));
+    const start = now();
+    let offset = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
+      if (bytesRead === 0) break;
+      await socket.send(buffer.subarray(0, bytesRead));
+      await socket.receive();
+      offset += bytesRead;
+    }
+    print({ mibPerSecond: offset / 2 ** 20 / ((now() - start) / 1000) });
+    await handle.close();
+    socket.close();
+  },
+
+  /** Uploads `file` through the hub, then downloads it to `out`: MiB/s each way. */
+  async 'file-client'(args) {
+    const client = new Client({ hub: String(args.hub), worker: 'bench-files', timeoutMs: 60_000 });
+    let start = now();
+    const ref = await client.uploadFile(String(args.file));
+    const up = ref.size / 2 ** 20 / ((now() - start) / 1000);
+    start = now();
+    await client.downloadFile(ref.sha256, String(args.out));
+    const down = ref.size / 2 ** 20 / ((now() - start) / 1000);
+    print({ up, down, sent: ref.sent });
+    client.close();
   },
 
   /** REQ/REP round trips of `size`-byte messages for `seconds`. */

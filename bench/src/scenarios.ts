@@ -1,6 +1,6 @@
 /** The benchmark's scenarios. Each runs real processes on 127.0.0.1 and returns its figures. */
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../hub/src/store/store.js';
 import type { TaskRecord } from '../../proto/src/types.js';
@@ -32,6 +32,10 @@ export interface Sizes {
   cliRuns: number;
   cliLoop: number;
   peerJobs: number;
+  /** The file sent through the hub, in MiB. */
+  fileMiB: number;
+  /** Lines of the sweep added. */
+  sweepLines: number;
 }
 
 export const FULL: Sizes = {
@@ -45,6 +49,8 @@ export const FULL: Sizes = {
   cliRuns: 10,
   cliLoop: 200,
   peerJobs: 20_000,
+  fileMiB: 256,
+  sweepLines: 10_000,
 };
 
 export const QUICK: Sizes = {
@@ -58,6 +64,8 @@ export const QUICK: Sizes = {
   cliRuns: 3,
   cliLoop: 10,
   peerJobs: 1000,
+  fileMiB: 16,
+  sweepLines: 500,
 };
 
 export interface Context {
@@ -369,5 +377,71 @@ export async function peer(ctx: Context): Promise<Figure[]> {
   }
 }
 
-export const SCENARIOS = { raw, load, drain, stencil, latency, scale, durability, cli, peer } as const;
+/** A file of `mib` MiB of pseudo-random bytes (not compressible, not all equal). */
+function randomFile(path: string, mib: number): void {
+  const block = Buffer.alloc(1 << 20);
+  let x = 0x2545f491;
+  for (let i = 0; i < block.length; i += 4) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    block.writeInt32LE(x | 0, i);
+  }
+  const fd = openSync(path, 'w');
+  for (let i = 0; i < mib; i++) {
+    block[0] = i & 0xff; // every MiB differs
+    writeSync(fd, block);
+  }
+  closeSync(fd);
+}
+
+export async function files(ctx: Context): Promise<Figure[]> {
+  const { fileMiB, sweepLines } = ctx.sizes;
+  const dir = tempDir();
+  const file = join(dir, 'big.bin');
+  randomFile(file, fileMiB);
+  const chunk = 4 << 20;
+  const raw = await repeat(ctx.runs, async () => {
+    const sink = spawnRole('file-sink', { file: join(dir, 'raw-copy.bin') });
+    try {
+      const { endpoint } = await sink.firstLine;
+      return (await role<{ mibPerSecond: number }>('file-source', { endpoint, file, chunk })).mibPerSecond;
+    } finally {
+      sink.child.kill('SIGTERM');
+    }
+  });
+  const ups: number[] = [];
+  const downs: number[] = [];
+  for (let i = 0; i < ctx.runs; i++) {
+    const hub = await startHub();
+    try {
+      const r = await role<{ up: number; down: number }>('file-client', { hub: hub.endpoint, file, out: join(dir, `back-${i}.bin`) });
+      ups.push(r.up);
+      downs.push(r.down);
+    } finally {
+      await hub.stop();
+    }
+  }
+  const params = join(dir, 'points.txt');
+  writeFileSync(params, ['alpha|beta', ...Array.from({ length: sweepLines }, (_, i) => `${i}|${(i * 0.37).toFixed(2)}`)].join('\n') + '\n');
+  const sweep = await repeat(ctx.runs, async () => {
+    const hub = await startHub();
+    try {
+      return await timed(process.execPath, [DQUERY, '--hub', hub.endpoint, 'sweep', params, '--cmd', 'echo {alpha} {beta}']);
+    } finally {
+      await hub.stop();
+    }
+  });
+  const up = median(ups);
+  const down = median(downs);
+  const note = 'x raw: ratio to the raw ZeroMQ copy';
+  return [
+    { scenario: 'files', figure: `raw ZeroMQ REQ/REP copy of ${fileMiB} MiB, 4 MiB chunks, to disk`, value: raw, unit: 'MiB/s', runs: ctx.runs, ratio: 1 },
+    { scenario: 'files', figure: `upload ${fileMiB} MiB through the hub (hash, send, verify, keep)`, value: up, unit: 'MiB/s', runs: ctx.runs, ratio: up / raw, note },
+    { scenario: 'files', figure: `download ${fileMiB} MiB from the hub (fetch, hash, rename)`, value: down, unit: 'MiB/s', runs: ctx.runs, ratio: down / raw, note },
+    { scenario: 'files', figure: `dquery sweep of ${sweepLines} lines, end to end`, value: sweep, unit: 'ms', runs: ctx.runs },
+  ];
+}
+
+export const SCENARIOS = { raw, load, drain, stencil, latency, scale, durability, cli, peer, files } as const;
 export type ScenarioName = keyof typeof SCENARIOS;

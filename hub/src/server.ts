@@ -221,9 +221,9 @@ export class Hub {
         );
       }
       const files = await FileStore.open({ dir: join(options.db, 'files'), ...options.files, maxChunkBytes, clock: options.clock, log });
-      log.info(`file store ${files.options.dir}: ${files.count} files, ${files.bytes} bytes`);
       const graph = await loadGraph(store, files, options);
       log.info(`recovered ${graph.size} tasks from ${options.db} in ${Date.now() - started} ms`);
+      log.info(`file store ${files.options.dir}: ${files.count} files, ${files.bytes} bytes`);
       const curve = options.curve;
       if (curve !== undefined) zap = await ZapHandler.start(curve.authorizedKeys, log);
       const binds: [Role, string][] = curve === undefined ? [['admin', options.bind]] : ROLES.map((role) => [role, roleEndpoints(options.bind)[role]]);

@@ -4,7 +4,20 @@ import type { TaskRecord } from '../../proto/src/types.js';
 export function taskRecord(name: string, overrides: Partial<Omit<TaskRecord, 'spec'>> & { payload?: Uint8Array } = {}): TaskRecord {
   const { payload, ...fields } = overrides;
   return {
-    spec: { name, deps: [], payload: payload ?? new Uint8Array(0), priority: 0, pool: 'default', maxAttempts: 3, leaseMs: 60_000 },
+    spec: {
+      name,
+      deps: [],
+      payload: payload ?? new Uint8Array(0),
+      priority: 0,
+      pool: 'default',
+      maxAttempts: 3,
+      leaseMs: 60_000,
+      params: [],
+      inputs: [],
+      outputs: [],
+      paramFiles: [],
+      barrier: false,
+    },
     state: 'ready',
     attempts: 0,
     worker: '',
@@ -15,6 +28,7 @@ export function taskRecord(name: string, overrides: Partial<Omit<TaskRecord, 'sp
     lastError: '',
     log: [],
     seq: 1,
+    outputs: [],
     ...fields,
   };
 }

@@ -226,7 +226,16 @@ export class Client {
       if (!(TASK_STATES as readonly unknown[]).includes(state)) throw new TypeError(`list: states: ${JSON.stringify(state)} is not a state (${TASK_STATES.join(', ')})`);
     }
     const { op: _op, ...result } = await this.call(
-      { op: 'list', states: query.states ?? [], pool: query.pool ?? '', prefix: query.prefix ?? '', limit: query.limit ?? 0, after: query.after ?? 0, withParams: query.withParams ?? false, withResults: query.withResults ?? false },
+      {
+        op: 'list',
+        states: query.states ?? [],
+        pool: query.pool ?? '',
+        prefix: query.prefix ?? '',
+        limit: query.limit ?? 0,
+        after: query.after ?? 0,
+        withParams: query.withParams === true,
+        withResults: query.withResults === true,
+      },
       'list',
     );
     return result;
