@@ -2,7 +2,7 @@
 /** dworker: the ready-made worker. Runs each task's payload as a shell command. */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -13,11 +13,45 @@ import type { Status } from '../../proto/src/types.js';
 import { DEFAULT_DEPS_MAX_BYTES, DEFAULT_MAX_OUTPUT_BYTES, shellHandler, type RunTracker } from './shell.js';
 import { Client, curveOptions } from './client.js';
 import { runWorker, type WorkerSummary } from './worker.js';
+import { DEFAULT_CACHE_MAX_BYTES, defaultCacheDir, FileCache } from './cache.js';
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
-export function summaryLine(s: WorkerSummary): string {
-  return `dworker ${s.worker}: ${s.reason}: ${s.done} done, ${s.failed} failed, ${s.lost} lost, ${s.released} released in ${seconds(s.elapsedMs)} (busy ${seconds(s.busyMs)})`;
+/** What dworker moved of tasks' files: fetched into the cache (and bytes), cache hits, outputs uploaded (and bytes sent). */
+export interface FileCounts {
+  fetched: number;
+  fetchedBytes: number;
+  hits: number;
+  uploaded: number;
+  uploadedBytes: number;
+}
+
+/** 1234567 -> "1.2 MiB"; under 1 KiB, "512 B". */
+export function bytesText(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+/** The end-of-run line; files are said only when some were moved (a run without files reads as before). */
+export function summaryLine(s: WorkerSummary, files?: FileCounts): string {
+  const line = `dworker ${s.worker}: ${s.reason}: ${s.done} done, ${s.failed} failed, ${s.lost} lost, ${s.released} released in ${seconds(s.elapsedMs)} (busy ${seconds(s.busyMs)})`;
+  if (files === undefined || files.fetched + files.hits + files.uploaded === 0) return line;
+  return `${line}; files: ${files.fetched} fetched (${bytesText(files.fetchedBytes)}), ${files.hits} cache hits, ${files.uploaded} uploaded (${bytesText(files.uploadedBytes)} sent)`;
+}
+
+/** `10G`, `512MiB`, `1e9`, `1048576`: a size in bytes (K, M, G, T are powers of 1024). */
+function sizeArg(value: string): number {
+  const m = /^(\d+(?:\.\d+)?(?:e\d+)?)\s*(?:([KMGT])(?:i?B)?|B)?$/i.exec(value.trim());
+  const scale = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 } as const;
+  const n = m === null ? NaN : Number(m[1]) * (m[2] === undefined ? 1 : scale[m[2].toUpperCase() as keyof typeof scale]);
+  if (!Number.isFinite(n) || n < 1 || n > Number.MAX_SAFE_INTEGER) throw new InvalidArgumentError(`"${value}": expected a size in bytes, e.g. 10G, 500M, 1048576`);
+  return Math.floor(n);
 }
 
 /**
@@ -135,13 +169,22 @@ const program = new Command('dworker')
   .option('--keep-failed', "keep a failed command's scratch directory, with its output in dagwork.stdout and dagwork.stderr (the path is printed)")
   .option('--scratch <dir>', 'where scratch directories are made (default: the system temporary directory)')
   .option('--max-output-bytes <n>', 'stdout kept as the result; the rest is cut with a note', positiveArg, DEFAULT_MAX_OUTPUT_BYTES)
-  .option('-v, --verbose', 'print a line per task started, done or failed')
+  .option('--cache <dir>', "where tasks' input files are kept by hash, shared by the dworkers that name it, over NFS too (default: $XDG_CACHE_HOME/dagwork, else ~/.cache/dagwork)")
+  .option('--cache-max-bytes <size>', 'most bytes of files the cache keeps; the least recently used go first: 10G, 500M', sizeArg, DEFAULT_CACHE_MAX_BYTES)
+  .option('-v, --verbose', 'print a line per task started, done or failed, and per input fetched')
   .addHelpText(
     'after',
     `
 Exits by itself when the hub says all work in its pools is finished, or at --max-time / --max-tasks /
 --idle-timeout, then prints a one-line summary. Started before any task exists (or with --pool naming
 a pool that holds none), it waits for tasks up to --idle-timeout (default 60 s), saying which pools exist.
+
+Files: before a command runs, its task's inputs are put into its scratch directory ($TASK_SCRATCH,
+its working directory): fetched once into the cache (--cache) and hard-linked from there (read-only;
+copied when running as root or across file systems; executables copied with mode 0755); param files
+are written with their param's value; each param NAME is in the environment as PARAM_NAME. After
+exit 0, each declared output must be a regular file in the scratch directory: it is uploaded and
+named in the completion; a missing one fails the attempt: declared output "NAME" was not written.
 
 Stopping: SIGTERM or Ctrl-C takes no new task and lets running commands finish; within --grace it
 kills the rest (their whole process groups), releases their tasks (another worker takes them at
@@ -166,6 +209,14 @@ Examples:
   dworker --task-timeout 30m --permanent-exit-codes 42          # exit 42: bad input, do not retry
   dworker --deps-results        # a command reads $DEPS_RESULTS_DIR/fetch-7 (names escaped: a/b -> a%2Fb)
   dworker --keep-failed --scratch /scratch/$USER                # look at failed runs afterwards
+  # files and params (tasks with inputs, outputs, params, param files)
+  dworker --cache /shared/nfs/dagwork-cache --cache-max-bytes 50G   # one cache for every node
+    # a task { payload: './sim --t "$PARAM_temperature" < run.cfg > out.dat',
+    #   params: { temperature: 300, config: 'steps = 1000' }, inputs: [sim, executable],
+    #   paramFiles: [{ name: 'run.cfg', param: 'config' }], outputs: ['out.dat'] }
+    # runs in $TASK_SCRATCH with ./sim (mode 0755), run.cfg holding "steps = 1000" and
+    # PARAM_temperature=300, PARAM_config in its environment; out.dat is uploaded after it exits 0
+    # (not there: the attempt fails) and named, with its hash, in the task's completion.
   # CURVE
   dworker --hub tcp://hub:6125 --curve-server-key hub.pub --curve-key node17.key`,
   )
@@ -210,9 +261,17 @@ Examples:
       env.DAGWORK_CURVE_SERVER_KEY = existsSync(serverKey) ? resolve(serverKey) : serverKey;
       env.DAGWORK_CURVE_KEY = resolve(keyFile);
     }
+    const cacheDir = o.cache === undefined ? defaultCacheDir() : resolve(String(o.cache));
+    if (o.cache !== undefined) {
+      await mkdir(cacheDir, { recursive: true }).catch((err: unknown) => program.error(`dworker: cannot use the cache directory ${cacheDir}: ${(err as Error).message}`, { exitCode: USAGE }));
+    }
     const tracker = startReaper(say);
     const worker = String(o.worker);
     const lookups = o.depsResults === true ? new Client({ hub, worker, curve }) : undefined;
+    // File transfers go on a socket of their own, so that they do not hold up steals and results.
+    const fileOps = new Client({ hub, worker, curve });
+    const cache = new FileCache(fileOps, { dir: cacheDir, maxBytes: o.cacheMaxBytes as number });
+    const uploads = { files: 0, bytes: 0 };
     const run = runWorker({
       client: { curve },
       hub,
@@ -235,6 +294,21 @@ Examples:
         scratchRoot,
         tracker,
         onKept: (task, dir) => say(`dworker: kept the scratch directory of failed task ${task.name} (its output in dagwork.stdout, dagwork.stderr): ${dir}`),
+        files: {
+          ops: fileOps,
+          cache,
+          onInputs: (task, inputs) => {
+            if (verbose) for (const i of inputs) say(`fetch ${task.name}: ${i.name} (${bytesText(i.size)}, ${i.sha256.slice(0, 12)}) ${i.fetched ? 'fetched from the hub' : 'from the cache'}`);
+          },
+          onOutputs: (task, outputs) => {
+            uploads.files += outputs.length;
+            for (const out of outputs) {
+              uploads.bytes += out.sent;
+              if (verbose) say(`put   ${task.name}: ${out.name} (${bytesText(out.size)}, ${out.sha256.slice(0, 12)}) ${out.sent > 0 ? `uploaded, ${bytesText(out.sent)} sent` : 'held by the hub already'}`);
+            }
+          },
+          onRetry: (task, err, waitMs) => say(`dworker: files of ${task.name}: ${err.message}; trying again in ${seconds(waitMs)}`),
+        },
       }),
     });
     let lastError = '';
@@ -268,7 +342,9 @@ Examples:
     process.off('SIGINT', again);
     process.off('SIGTERM', again);
     lookups?.close();
-    console.log(summaryLine(summary));
+    fileOps.close();
+    const c = cache.stats;
+    console.log(summaryLine(summary, { fetched: c.fetched, fetchedBytes: c.fetchedBytes, hits: c.hits, uploaded: uploads.files, uploadedBytes: uploads.bytes }));
     process.exitCode = await exitStatus(summary, { hub, worker, curve, pools, say });
   });
 

@@ -55,10 +55,10 @@ export async function uploadFile(client: FileOps, path: string, options: { name?
       const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, size - offset), offset);
       if (offset + bytesRead < size && bytesRead === 0) throw new DagworkError('INVALID_ARGUMENT', `${path} became shorter while it was being sent`);
       const reply = await client.filePut(sha256, size, offset, buffer.subarray(0, bytesRead));
-      if (reply.held) break;
-      // The hub says where it is: after our chunk, or elsewhere (a resend, another uploader).
+      // The hub says where it is: after our chunk (the last one too), or elsewhere (a resend, another uploader).
       if (reply.received === offset + bytesRead) sent += bytesRead;
-      else if (rounds > 2 * (size / buffer.length + 10)) throw new DagworkError('INTERNAL', `upload of ${path} makes no progress (the hub keeps answering offset ${reply.received})`);
+      if (reply.held) break;
+      if (reply.received !== offset + bytesRead && rounds > 2 * (size / buffer.length + 10)) throw new DagworkError('INTERNAL', `upload of ${path} makes no progress (the hub keeps answering offset ${reply.received})`);
       offset = reply.received;
       options.onProgress?.(offset, size);
     }

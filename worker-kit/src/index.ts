@@ -26,7 +26,9 @@ export type {
   TaskSpecInput,
   TaskState,
 } from '../../proto/src/types.js';
-export { runWorker, Worker, PermanentError, WorkerFault, type Handler, type TaskContext, type WorkerOptions, type WorkerSummary, type StopReason } from './worker.js';
-export { shellHandler, type ShellOptions } from './shell.js';
+export { runWorker, Worker, PermanentError, WorkerFault, type Handler, type HandlerResult, type TaskContext, type WorkerOptions, type WorkerSummary, type StopReason } from './worker.js';
+export { shellHandler, type ShellFiles, type ShellHandler, type ShellOptions } from './shell.js';
 export { FALLBACK_LIMITS, effectiveLimits, nextBatchSize, type HubLimits } from './limits.js';
-export { hashFile, type UploadResult } from './files.js';
+export { downloadFile, hashFile, uploadFile, type FileOps, type UploadResult } from './files.js';
+export { DEFAULT_CACHE_MAX_BYTES, defaultCacheDir, FileCache, type CacheClock, type CacheOptions, type CacheStats, type CachedFile } from './cache.js';
+export { fetchInputs, paramEnv, paramsObject, uploadOutputs, whileHubAway, HUB_RETRY, type FetchOptions, type InputReport, type PreparedInputs, type UploadedOutput } from './task-files.js';

@@ -45,6 +45,8 @@ export interface StealOptions {
 const TASK_FIELDS = ['name', 'deps', 'payload', 'priority', 'pool', 'maxAttempts', 'leaseMs', 'params', 'inputs', 'outputs', 'paramFiles', 'barrier'] as const;
 const COMPLETION_FIELDS = ['name', 'result', 'outputs'] as const;
 const FILE_REF_FIELDS = ['name', 'sha256', 'size', 'executable'] as const;
+/** A FileRef may come straight from uploadFile (an UploadResult): its `sent` is taken and dropped. */
+const UPLOAD_RESULT_FIELDS = [...FILE_REF_FIELDS, 'sent'] as const;
 const STEAL_FIELDS = ['n', 'pools', 'waitMs', 'waitWhenFinished'] as const;
 /** Keys people reach for, and where what they meant goes. */
 const FIELD_HINTS: Record<string, string> = {
@@ -149,7 +151,7 @@ function checkFileRefs(v: unknown, what: string): FileRef[] {
   if (!Array.isArray(v)) throw new TypeError(`${what} must be an array of { name, sha256, size, executable }, not ${describe(v)}`);
   return v.map((f: unknown, i) => {
     if (!isObject(f)) throw new TypeError(`${what}[${i}] must be an object { name, sha256, size, executable }, not ${describe(f)}`);
-    checkKeys(f, FILE_REF_FIELDS, `${what}[${i}]`);
+    checkKeys(f, UPLOAD_RESULT_FIELDS, `${what}[${i}]`);
     if (f.executable !== undefined && typeof f.executable !== 'boolean') throw new TypeError(`${what}[${i}].executable must be a boolean`);
     const size = f.size;
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new TypeError(`${what}[${i}].size must be a non-negative integer, not ${describe(size)}`);

@@ -43,22 +43,35 @@ export function completionBudget(limits: HubLimits): number {
   return Math.max(1, Math.min(Math.floor(limits.maxMessageBytes / 2), 16 << 20));
 }
 
-/** An upper bound of the bytes a completion adds to a request: name, result, tags and lengths. */
+/** An upper bound of the bytes a completion adds to a request: name, result, output files, tags and lengths. */
 export function completionBytes(c: Completion): number {
-  return Buffer.byteLength(c.name, 'utf8') + (c.result?.length ?? 0) + 24;
+  let bytes = Buffer.byteLength(c.name, 'utf8') + (c.result?.length ?? 0) + 24;
+  for (const o of c.outputs ?? []) bytes += Buffer.byteLength(o.name, 'utf8') + 64 + 32;
+  return bytes;
+}
+
+/**
+ * What a completion counts against `max_batch`: itself and each of its output files (as a
+ * create's tasks count with their params, inputs, outputs and param files: see the .proto).
+ */
+export function completionItems(c: Completion): number {
+  return 1 + (c.outputs?.length ?? 0);
 }
 
 /**
  * How many completions from the front of `queue` go in the next request: at least one (a lone
  * completion over the budget goes alone, and the client refuses it if it is over the hub's
- * message limit), at most `maxBatch`, and no more bytes than the budget.
+ * message limit), at most `maxBatch` items (completions and their output files), and no more bytes
+ * than the budget.
  */
 export function nextBatchSize(queue: readonly Completion[], limits: HubLimits): number {
   const budget = completionBudget(limits);
   let bytes = 0;
+  let items = 0;
   let count = 0;
   for (const c of queue) {
-    if (count >= limits.maxBatch) break;
+    items += completionItems(c);
+    if (count > 0 && items > limits.maxBatch) break;
     bytes += completionBytes(c);
     if (count > 0 && bytes > budget) break;
     count++;

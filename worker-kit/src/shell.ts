@@ -15,9 +15,12 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { LeasedTask, LookupResult } from '../../proto/src/types.js';
+import type { FileRef, LeasedTask, LookupResult } from '../../proto/src/types.js';
+import type { FileCache } from './cache.js';
+import type { FileOps } from './files.js';
 import { killGroup, RUN_MARK, sweep } from './procs.js';
-import { PermanentError, WorkerFault, type Handler, type TaskContext } from './worker.js';
+import { fetchInputs, paramEnv, uploadOutputs, type InputReport, type PreparedInputs, type UploadedOutput } from './task-files.js';
+import { PermanentError, WorkerFault, type TaskContext } from './worker.js';
 
 /** Who cleans up after this process if it dies (dworker's reaper): told each run's group and directory. */
 export interface RunTracker {
@@ -59,7 +62,30 @@ export interface ShellOptions {
   onKept?: (task: LeasedTask, dir: string) => void;
   /** Told of each run, so that it can clean up if this process dies (dworker's reaper). */
   tracker?: RunTracker;
+  /** Input and output files of tasks (TaskSpec.inputs, .outputs): needed only by tasks that have them. */
+  files?: ShellFiles;
 }
+
+/**
+ * How a shell handler moves a task's files: its inputs are put into the scratch directory before
+ * the command runs (through `cache`, when given), its declared outputs uploaded after it succeeded.
+ */
+export interface ShellFiles {
+  /** The hub's file operations (a Client: best one of its own, so that transfers do not hold up steals). */
+  ops: FileOps;
+  cache?: FileCache;
+  /** Hard-link non-executable inputs from the cache (see FetchOptions.link). */
+  link?: boolean;
+  /** Told what each task's inputs were: fetched now or from the cache. */
+  onInputs?: (task: LeasedTask, inputs: readonly InputReport[]) => void;
+  /** Told of each task's outputs once uploaded. */
+  onOutputs?: (task: LeasedTask, outputs: readonly UploadedOutput[]) => void;
+  /** Told when the hub is away and a transfer waits to be tried again. */
+  onRetry?: (task: LeasedTask, error: Error, waitMs: number) => void;
+}
+
+/** A shell handler: a runWorker Handler that needs only the signal and the worker's name of its context. */
+export type ShellHandler = (task: LeasedTask, context: Pick<TaskContext, 'signal' | 'worker'>) => Promise<Uint8Array | { result: Uint8Array; outputs: FileRef[] }>;
 
 export const DEFAULT_MAX_OUTPUT_BYTES = 1_048_000;
 
@@ -147,10 +173,10 @@ interface Outputs {
 
 type RunOptions = ShellOptions & { maxOutput: number; killGraceMs: number; pipeGraceMs: number; keep: Outputs | undefined };
 
-export function shellHandler(options: ShellOptions = {}): Handler {
+export function shellHandler(options: ShellOptions = {}): ShellHandler {
   const scratchRoot = options.scratchRoot ?? tmpdir();
   const base = { ...options, maxOutput: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, killGraceMs: options.killGraceMs ?? 5_000, pipeGraceMs: options.pipeGraceMs ?? 1_000 };
-  return async (task: LeasedTask, { signal, worker }: TaskContext): Promise<Uint8Array> => {
+  return async (task, { signal, worker }) => {
     const run: RunOptions = { ...base, keep: undefined };
     const id = randomUUID();
     let dir: string;
@@ -162,13 +188,24 @@ export function shellHandler(options: ShellOptions = {}): Handler {
     }
     run.tracker?.dir(id, dir);
     let failed = true;
+    let inputs: PreparedInputs | undefined;
     try {
-      const env: Record<string, string> = { ...options.env };
+      const env: Record<string, string> = { ...options.env, ...paramEnv(task.params) };
       if (options.depsResults !== undefined) env.DEPS_RESULTS_DIR = await writeDepsResults(task, join(dir, 'deps-results'), options.depsResults, signal);
+      inputs = await prepareFiles(task, dir, options.files, signal);
       const output = await runIn(id, dir, task, worker, signal, env, run);
+      if (task.outputs.length === 0) {
+        failed = false;
+        return output;
+      }
+      const files = needFiles(options.files, task);
+      const onRetry = files.onRetry;
+      const outputs = await uploadOutputs(files.ops, dir, task.outputs, { signal, ...(onRetry === undefined ? {} : { onRetry: (err, ms) => onRetry(task, err, ms) }) });
+      files.onOutputs?.(task, outputs);
       failed = false;
-      return output;
+      return { result: output, outputs: outputs.map(({ name, sha256, size, executable }) => ({ name, sha256, size, executable })) };
     } finally {
+      inputs?.release();
       if (failed && options.keepFailed === true) {
         // What the command printed, beside what it left: its stdout as kept, the end of its stderr.
         if (run.keep !== undefined) {
@@ -181,6 +218,34 @@ export function shellHandler(options: ShellOptions = {}): Handler {
     }
   };
 }
+
+function needFiles(files: ShellFiles | undefined, task: LeasedTask): ShellFiles {
+  // The worker was set up without file operations: it cannot run this task, another may.
+  if (files === undefined) throw new WorkerFault(`task ${task.name} has input or output files, and this shell handler was given no file operations (ShellOptions.files)`);
+  return files;
+}
+
+/** Puts the task's inputs and param files into `dir`; undefined when it has none. */
+async function prepareFiles(task: LeasedTask, dir: string, files: ShellFiles | undefined, signal: AbortSignal): Promise<PreparedInputs | undefined> {
+  if (task.inputs.length === 0 && task.paramFiles.length === 0) return undefined;
+  // Param files alone need nothing of the hub.
+  const f: Partial<ShellFiles> = task.inputs.length === 0 ? (files ?? {}) : needFiles(files, task);
+  const onRetry = f.onRetry;
+  const prepared = await fetchInputs(f.ops ?? NO_FILE_OPS, task, dir, {
+    signal,
+    ...(f.cache === undefined ? {} : { cache: f.cache }),
+    ...(f.link === undefined ? {} : { link: f.link }),
+    ...(onRetry === undefined ? {} : { onRetry: (err: Error, ms: number) => onRetry(task, err, ms) }),
+  });
+  f.onInputs?.(task, prepared.inputs);
+  return prepared;
+}
+
+const refuse = (): never => {
+  throw new TypeError('no file operations');
+};
+/** For a task with param files and no inputs: nothing is fetched. */
+const NO_FILE_OPS: FileOps = { fileStat: refuse, filePut: refuse, fileGet: refuse, hubLimits: refuse };
 
 /**
  * Writes the result of each dependency of `task` into `dir`; returns `dir`. A dependency that is

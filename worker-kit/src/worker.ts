@@ -12,9 +12,10 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { DagworkError } from '../../proto/src/errors.js';
-import type { LeasedTask, StealResult, TaskResult } from '../../proto/src/types.js';
+import type { FileRef, LeasedTask, ParamFile, StealResult, TaskResult } from '../../proto/src/types.js';
 import { Client, type ClientOptions, type StealOptions } from './client.js';
 import { chunks, effectiveLimits, FALLBACK_LIMITS, nextBatchSize, type HubLimits } from './limits.js';
+import { paramsObject } from './task-files.js';
 
 /** Throw (or reject with) this from a handler to fail the task at once, without retries. */
 export class PermanentError extends Error {
@@ -36,10 +37,24 @@ export interface TaskContext {
   /** Aborted when the lease is lost (another worker has the task now) or the worker shuts down. */
   signal: AbortSignal;
   worker: string;
+  /** The task's params as an object ({ temperature: '300' }); `task.params` keeps their order. */
+  params: Readonly<Record<string, string>>;
+  /** Files to fetch into the scratch directory first (fetchInputs does it). */
+  inputs: readonly FileRef[];
+  /** Files the run must leave: upload them (uploadOutputs) and return their FileRefs as `outputs`. */
+  outputs: readonly string[];
+  /** Files to write from params' values (fetchInputs does it). */
+  paramFiles: readonly ParamFile[];
 }
 
-/** Runs one task; its return value becomes the task's result. */
-export type Handler = (task: LeasedTask, context: TaskContext) => Promise<Uint8Array | string | void> | Uint8Array | string | void;
+/**
+ * What a handler returns: the result (bytes, or text sent as UTF-8), or the result with the
+ * task's declared output files, each uploaded first (uploadOutputs, Client.uploadFile).
+ */
+export type HandlerResult = Uint8Array | string | void | { result?: Uint8Array | string; outputs?: readonly FileRef[] };
+
+/** Runs one task; its return value becomes the task's result (and its output files). */
+export type Handler = (task: LeasedTask, context: TaskContext) => Promise<HandlerResult> | HandlerResult;
 
 export interface WorkerOptions {
   /** The hub's endpoint. Default: $DAGWORK_HUB, else tcp://127.0.0.1:6125. */
@@ -135,6 +150,8 @@ interface Running {
 interface Finished {
   task: LeasedTask;
   result: Uint8Array;
+  /** The declared output files, uploaded. */
+  outputs: readonly FileRef[];
 }
 
 const encoder = new TextEncoder();
@@ -495,9 +512,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
     return answer.next;
   }
 
-  private completionsOf(items: Iterable<Finished>): { name: string; result: Uint8Array }[] {
-    const out: { name: string; result: Uint8Array }[] = [];
-    for (const f of items) out.push({ name: f.task.name, result: f.result });
+  private completionsOf(items: Iterable<Finished>): { name: string; result: Uint8Array; outputs?: readonly FileRef[] }[] {
+    const out: { name: string; result: Uint8Array; outputs?: readonly FileRef[] }[] = [];
+    for (const f of items) out.push(f.outputs.length === 0 ? { name: f.task.name, result: f.result } : { name: f.task.name, result: f.result, outputs: f.outputs });
     return out;
   }
 
@@ -542,6 +559,9 @@ export class Worker extends EventEmitter<WorkerEvents> {
         case 'RESULT_TOO_LARGE':
           await this.reportFailure(f.task, new Error(`result of ${f.result.length} bytes is over the hub's limit: ${r.message}`), false);
           break;
+        case 'MISSING_FILES': // an output the hub does not hold (gone since the upload?) or not declared: run again
+          await this.reportFailure(f.task, new Error(`the hub refused its output files: ${r.message}`), false);
+          break;
         default: // NOT_FOUND, LEASED_TO_OTHER, NOT_LEASED, TASK_CANCELLED, TASK_FAILED...: not this worker's any more
           this.counts.lost++;
           this.tell('lost', f.task, r);
@@ -577,10 +597,14 @@ export class Worker extends EventEmitter<WorkerEvents> {
   private async runHandler(entry: Running): Promise<void> {
     const { controller } = entry;
     let result: Uint8Array | undefined;
+    let outputs: readonly FileRef[] = [];
     let error: Error | undefined;
     try {
-      const value = await this.options.handler(entry.task, { signal: controller.signal, worker: this.id });
-      result = typeof value === 'string' ? encoder.encode(value) : value instanceof Uint8Array ? value : new Uint8Array(0);
+      const t = entry.task;
+      const value = await this.options.handler(t, { signal: controller.signal, worker: this.id, params: paramsObject(t.params), inputs: t.inputs, outputs: t.outputs, paramFiles: t.paramFiles });
+      ({ result, outputs } = resultOf(value));
+      const missing = entry.task.outputs.find((name) => !outputs.some((o) => o.name === name));
+      if (missing !== undefined) throw new Error(`declared output "${missing}" was not written (the handler returned no FileRef of that name in outputs)`);
     } catch (err) {
       error = asError(err);
     }
@@ -598,7 +622,7 @@ export class Worker extends EventEmitter<WorkerEvents> {
         this.tell('done', task, ms);
         const limit = this.hubLimits.maxResultBytes;
         if (bytes.length > limit) await this.reportFailure(task, new Error(`result of ${bytes.length} bytes is over the hub's limit of ${limit}`), false);
-        else this.finished.set(task.name, { task, result: bytes });
+        else this.finished.set(task.name, { task, result: bytes, outputs });
       } else if ((error as { workerFault?: unknown }).workerFault === true) {
         await this.onFault(task, error);
       } else {
@@ -730,6 +754,17 @@ export class Worker extends EventEmitter<WorkerEvents> {
       if (!this.cutShort) this.tell('error', asError(err));
     }
   }
+}
+
+/** A handler's return value as the result's bytes and the output files. */
+function resultOf(value: HandlerResult): { result: Uint8Array; outputs: readonly FileRef[] } {
+  const bytes = (v: Uint8Array | string | undefined): Uint8Array => (typeof v === 'string' ? encoder.encode(v) : v instanceof Uint8Array ? v : new Uint8Array(0));
+  if (typeof value === 'string' || value instanceof Uint8Array || value === undefined || value === null) return { result: bytes(value ?? undefined), outputs: [] };
+  if (typeof value !== 'object') throw new TypeError(`the handler returned ${typeof value}: return a string, a Uint8Array or { result, outputs }`);
+  const outputs = value.outputs ?? [];
+  if (!Array.isArray(outputs)) throw new TypeError('the handler returned outputs that are not an array of FileRefs');
+  // Only the FileRef of each (uploadOutputs and uploadFile also say how many bytes they sent).
+  return { result: bytes(value.result), outputs: outputs.map(({ name, sha256, size, executable }: FileRef) => ({ name, sha256, size, executable: executable === true })) };
 }
 
 /** Starts a worker; `await worker.done` for its summary, `worker.stop()` to end it. */
