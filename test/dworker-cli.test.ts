@@ -10,6 +10,7 @@ import { Client, PermanentError, shellHandler, type LeasedTask, type LookupResul
 import { depFileName } from '../worker-kit/src/shell.js';
 import { cleanTempDirs, freePort, ROOT, startHub, tempDir, type RunningHub, withHub } from './helpers.js';
 import { eventually, killDworkers, pause, spawnDworker, stateWithin, type Dworker } from './support/dworker.js';
+import { taskRecord } from './support/records.js';
 
 afterAll(() => {
   killDworkers();
@@ -172,9 +173,21 @@ describe("a command's environment", () => {
 });
 
 describe("dependencies' results and their cap", () => {
-  const task: LeasedTask = { name: 'big-join', payload: new TextEncoder().encode('true'), attempt: 1, leaseDeadline: 0, leaseMs: 60_000, pool: 'default', priority: 0 };
+  const task: LeasedTask = {
+    name: 'big-join',
+    payload: new TextEncoder().encode('true'),
+    attempt: 1,
+    leaseDeadline: 0,
+    leaseMs: 60_000,
+    pool: 'default',
+    priority: 0,
+    params: [],
+    inputs: [],
+    outputs: [],
+    paramFiles: [],
+  };
   const record = (deps: string[], result: Uint8Array, state: TaskRecord['state'] = 'done'): LookupResult => ({
-    task: { spec: { name: '', deps, payload: new Uint8Array(0), priority: 0, pool: 'default', maxAttempts: 3, leaseMs: 60_000 }, state, attempts: 1, worker: '', holder: '', leaseDeadline: 0, notBefore: 0, result, lastError: '', log: [], seq: 0 },
+    task: { ...taskRecord(''), spec: { ...taskRecord('').spec, deps }, state, attempts: 1, result, seq: 0 },
     dependents: [],
     missingDeps: [],
   });

@@ -11,7 +11,20 @@ import { runWorker, type WorkerOptions, type WorkerSummary } from '../worker-kit
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function leased(name: string, options: Partial<LeasedTask> = {}): LeasedTask {
-  return { name, payload: new Uint8Array(0), attempt: 1, leaseDeadline: Date.now() + 60_000, leaseMs: 60_000, pool: 'default', priority: 0, ...options };
+  return {
+    name,
+    payload: new Uint8Array(0),
+    attempt: 1,
+    leaseDeadline: Date.now() + 60_000,
+    leaseMs: 60_000,
+    pool: 'default',
+    priority: 0,
+    params: [],
+    inputs: [],
+    outputs: [],
+    paramFiles: [],
+    ...options,
+  };
 }
 
 interface Script {
@@ -97,7 +110,9 @@ class ScriptedHub {
           donePerSecond: 0,
           now: Date.now(),
           total: 0,
-          limits: { maxMessageBytes: 0, maxBatch: 0, maxSteal: 0, maxPayloadBytes: 0, maxResultBytes: 0, maxNameBytes: 0, maxWaitMs: 0, ...s.limits },
+          limits: { maxMessageBytes: 0, maxBatch: 0, maxSteal: 0, maxPayloadBytes: 0, maxResultBytes: 0, maxNameBytes: 0, maxWaitMs: 0, maxFileBytes: 0, maxFilesBytes: 0, maxChunkBytes: 0, ...s.limits },
+          files: 0,
+          filesBytes: 0,
         };
       case 'steal':
         return this.steal(request.n);
