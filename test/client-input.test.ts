@@ -111,7 +111,7 @@ describe('Client and the other operations', () => {
 
   it('refuses a completion with an unknown field', async () => {
     const err = await refusal(client.complete(untyped([{ name: 'x', output: 'y' }])));
-    expect(err.message).toMatch(/^completion of "x": unknown field "output"; the fields are name, result$/);
+    expect(err.message).toMatch(/^completion of "x": unknown field "output" \(output files go in outputs\); the fields are name, result, outputs$/);
   });
 });
 

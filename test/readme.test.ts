@@ -121,3 +121,63 @@ describe('README: Use it from the shell', () => {
     expect(help).toContain(loop.trimEnd().replace(/^/gm, '  '));
   });
 });
+
+describe('README: Parameter sweeps and files', () => {
+  const [setup, workers, collect] = shBlocks('## Parameter sweeps and files') as [string, string, string];
+  let hub: RunningHub;
+  let env: NodeJS.ProcessEnv;
+  let home: string;
+
+  beforeAll(async () => {
+    hub = await startHub();
+    const bin = tempDir();
+    symlinkSync(DQUERY, join(bin, 'dquery'));
+    symlinkSync(join(ROOT, 'dist/worker-kit/src/dworker.js'), join(bin, 'dworker'));
+    env = { DAGWORK_HUB: hub.endpoint, PATH: `${bin}:${process.env.PATH ?? ''}` };
+    home = tempDir();
+  });
+  afterAll(async () => {
+    await hub.stop();
+  });
+
+  it('walks through a sweep of 100 parameter sets with a shipped program, param files and outputs, two dworkers on one cache, then collects', async () => {
+    const demo = join(home, 'sweep-demo');
+    const made = await runCommand('sh', ['-c', setup], { cwd: home, env });
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stdout).toMatch(/^sweep points\.txt: added 101 tasks, the barrier points\.txt among them/m);
+
+    const ran = await runCommand('sh', ['-c', workers], { cwd: demo, env, timeoutMs: 120_000 });
+    expect(ran.code, ran.stderr).toBe(0);
+    const summaries = `${ran.stdout}\n${ran.stderr}`.match(/^dworker .*$/gm) ?? [];
+    expect(summaries).toHaveLength(2);
+    // The program is fetched once for the shared cache; every other use of it is a hit.
+    const count = (re: RegExp): number => summaries.reduce((sum, line) => sum + Number(re.exec(line)?.[1] ?? 0), 0);
+    expect(count(/files: (\d+) fetched/)).toBe(1);
+    expect(count(/(\d+) cache hits/)).toBe(100);
+    expect(count(/(\d+) uploaded/)).toBe(100);
+
+    const client = new Client({ hub: hub.endpoint });
+    try {
+      expect((await client.lookup('summary')).task).toMatchObject({ state: 'done', result: Buffer.from('all 100 points done\n') });
+      expect((await client.lookup('points.txt')).task.state).toBe('done');
+      expect((await client.lookup('bad-point')).task).toMatchObject({ state: 'failed', lastError: expect.stringContaining('alpha must not be negative: -1') });
+    } finally {
+      client.close();
+    }
+
+    const seen = await runCommand('sh', ['-c', collect], { cwd: demo, env });
+    expect(seen.code, seen.stderr).toBe(0);
+    expect(seen.stdout).toMatch(/^bad-point +failed .*alpha must not be negative: -1/m);
+    expect(seen.stdout).toMatch(/^ *100$/m);
+    const lines = readFileSync(join(demo, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(100);
+    for (const [i, line] of lines.entries()) {
+      const alpha = ((i + 1) / 100).toFixed(2);
+      const seed = (i + 1) * 31;
+      expect(line).toMatchObject({ name: `points.txt/${i + 2}`, state: 'done', params: { alpha, seed: String(seed) }, result: `point ${alpha} done\n` });
+      const dir = join(demo, 'results', `points.txt%2F${i + 2}`);
+      expect(readFileSync(join(dir, 'result.txt'), 'utf8')).toBe(`alpha=${alpha} seed=${seed} score=${(seed * 7919) % 1000}\n`);
+      expect(readFileSync(join(dir, 'stdout'), 'utf8')).toBe(`point ${alpha} done\n`);
+    }
+  }, 180_000);
+});

@@ -53,7 +53,7 @@ describe('dquery sweep', () => {
   it('makes one task a parameter set, with its params and a command with quoted values, and a barrier', async () => {
     const params = file('runs.txt', SWEEP);
     const run = await dquery(hub, ['sweep', params, '--cmd', 'fold --temp {temp} {seq}', '--param-file', 'seq.txt=seq']);
-    expect(run).toMatchObject({ code: 0, stdout: 'sweep runs.txt: added 3 tasks, barrier included; depend on it with --after runs.txt\n' });
+    expect(run).toMatchObject({ code: 0, stdout: 'sweep runs.txt: added 3 tasks, the barrier runs.txt among them; depend on the whole sweep with --after runs.txt\n' });
     expect(await names()).toEqual(['runs.txt/3', 'runs.txt/5', 'runs.txt']);
     const { task } = await client.lookup('runs.txt/5');
     expect(Buffer.from(task.spec.payload).toString()).toBe(`fold --temp 310 'it'\\''s "x"'`);
@@ -71,7 +71,7 @@ describe('dquery sweep', () => {
     expect((await dquery(hub, args)).code).toBe(0);
     const before = (await client.list({ withParams: true })).tasks;
     const again = await dquery(hub, args);
-    expect(again).toMatchObject({ code: 0, stdout: 'sweep runs.txt: added 0 tasks (3 were there already), barrier included; depend on it with --after runs.txt\n' });
+    expect(again).toMatchObject({ code: 0, stdout: 'sweep runs.txt: added 0 tasks (3 were there already), the barrier runs.txt among them; depend on the whole sweep with --after runs.txt\n' });
     expect((await client.list({ withParams: true })).tasks).toEqual(before);
   });
 
@@ -126,7 +126,7 @@ describe('dquery sweep', () => {
     // 6 items a task (3 params, a param file, an input, an output): 10 items a request is one task.
     const rows = Array.from({ length: 5 }, (_, i) => `${i}|x|y`).join('\n');
     const run = await dquery(hub, ['sweep', file('big.txt', `a|b|c\n${rows}\n`), '--cmd', 'echo {a}', '--param-file', 'a.txt=a', '--input', file('in', 'i'), '--output', 'o']);
-    expect(run).toMatchObject({ code: 0, stdout: 'sweep big.txt: added 6 tasks, barrier included; depend on it with --after big.txt\n' });
+    expect(run).toMatchObject({ code: 0, stdout: 'sweep big.txt: added 6 tasks, the barrier big.txt among them; depend on the whole sweep with --after big.txt\n' });
   });
 
   it('names a sweep read from standard input by --sweep-name', async () => {

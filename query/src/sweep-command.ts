@@ -112,7 +112,7 @@ Examples:
       else {
         console.log(
           `sweep ${sweep}: added ${plural(created, 'task')}${unchanged > 0 ? ` (${unchanged} ${unchanged === 1 ? 'was' : 'were'} there already)` : ''}, ` +
-            `barrier included; depend on it with --after ${sweep}`,
+            `the barrier ${sweep} among them; depend on the whole sweep with --after ${sweep}`,
         );
       }
       warnMissing(missing);

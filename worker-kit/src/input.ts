@@ -60,6 +60,8 @@ const FIELD_HINTS: Record<string, string> = {
   wait: 'write waitMs',
   param_files: 'write paramFiles',
   files: 'input files go in inputs (FileRefs from Client.uploadFile)',
+  output: 'output files go in outputs',
+  input: 'input files go in inputs',
 };
 
 const encoder = new TextEncoder();
