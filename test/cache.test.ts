@@ -13,6 +13,7 @@ import { FileCache, fetchInputs, uploadOutputs, whileHubAway, type CacheClock, t
 import { DagworkError } from '../proto/src/errors.js';
 import { completionItems, nextBatchSize } from '../worker-kit/src/limits.js';
 import { cleanTempDirs, tempDir } from './helpers.js';
+import { leasedTask } from './support/records.js';
 
 afterAll(() => cleanTempDirs());
 
@@ -79,20 +80,7 @@ function fakeClock(start = Date.now()): CacheClock & { t: number } {
   return clock;
 }
 
-const task = (over: Partial<LeasedTask>): LeasedTask => ({
-  name: 't',
-  payload: new Uint8Array(0),
-  attempt: 1,
-  leaseDeadline: 0,
-  leaseMs: 60_000,
-  pool: 'default',
-  priority: 0,
-  params: [],
-  inputs: [],
-  outputs: [],
-  paramFiles: [],
-  ...over,
-});
+const task = (over: Partial<LeasedTask>): LeasedTask => leasedTask('t', over);
 
 describe('FileCache shared by several processes', () => {
   it('downloads a file once when two caches on one directory are asked for it by several callers at once, and every caller gets its bytes', async () => {

@@ -10,7 +10,7 @@ import { Client, PermanentError, shellHandler, type LeasedTask, type LookupResul
 import { depFileName } from '../worker-kit/src/shell.js';
 import { cleanTempDirs, freePort, ROOT, startHub, tempDir, type RunningHub, withHub } from './helpers.js';
 import { eventually, killDworkers, pause, spawnDworker, stateWithin, type Dworker } from './support/dworker.js';
-import { taskRecord } from './support/records.js';
+import { leasedTask, taskRecord } from './support/records.js';
 
 afterAll(() => {
   killDworkers();
@@ -173,19 +173,7 @@ describe("a command's environment", () => {
 });
 
 describe("dependencies' results and their cap", () => {
-  const task: LeasedTask = {
-    name: 'big-join',
-    payload: new TextEncoder().encode('true'),
-    attempt: 1,
-    leaseDeadline: 0,
-    leaseMs: 60_000,
-    pool: 'default',
-    priority: 0,
-    params: [],
-    inputs: [],
-    outputs: [],
-    paramFiles: [],
-  };
+  const task = leasedTask('big-join', { payload: new TextEncoder().encode('true') });
   const record = (deps: string[], result: Uint8Array, state: TaskRecord['state'] = 'done'): LookupResult => ({
     task: { ...taskRecord(''), spec: { ...taskRecord('').spec, deps }, state, attempts: 1, result, seq: 0 },
     dependents: [],

@@ -7,24 +7,12 @@ import { Router } from 'zeromq';
 import { decodeRequest, encodeReply, type Reply, type Request } from '../proto/src/codec.js';
 import { emptyCounts, type LeasedTask, type Limits, type TaskOutcome } from '../proto/src/types.js';
 import { runWorker, type WorkerOptions, type WorkerSummary } from '../worker-kit/src/index.js';
+import { leasedTask } from './support/records.js';
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 function leased(name: string, options: Partial<LeasedTask> = {}): LeasedTask {
-  return {
-    name,
-    payload: new Uint8Array(0),
-    attempt: 1,
-    leaseDeadline: Date.now() + 60_000,
-    leaseMs: 60_000,
-    pool: 'default',
-    priority: 0,
-    params: [],
-    inputs: [],
-    outputs: [],
-    paramFiles: [],
-    ...options,
-  };
+  return leasedTask(name, { leaseDeadline: Date.now() + 60_000, ...options });
 }
 
 interface Script {
