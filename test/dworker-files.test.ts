@@ -46,14 +46,15 @@ describe('dworker and task files', () => {
           outputs: ['result.txt'],
         });
       }
-      tasks.push({ name: 'forgetful', payload: './sim; rm result.txt', params: { x: 'f', cfg: 'c' }, inputs: [prog], paramFiles: [{ name: 'conf/run.cfg', param: 'cfg' }], outputs: ['result.txt'], maxAttempts: 1 });
+      tasks.push({ name: 'forgetful', payload: './sim; echo forgot it >&2; rm result.txt', params: { x: 'f', cfg: 'c' }, inputs: [prog], paramFiles: [{ name: 'conf/run.cfg', param: 'cfg' }], outputs: ['result.txt'], maxAttempts: 1 });
       await client.create(tasks);
 
-      const workers = ['dwA', 'dwB'].map((id) => spawnDworker(['--hub', hub.endpoint, '--worker', id, '-c', '3', '--cache', cacheDir, '--verbose']));
+      const scratch = tempDir();
+      const workers = ['dwA', 'dwB'].map((id) => spawnDworker(['--hub', hub.endpoint, '--worker', id, '-c', '3', '--cache', cacheDir, '--verbose', '--keep-failed', '--scratch', scratch]));
       const exits = await Promise.all(workers.map((w) => w.exit));
       for (const e of exits) expect(e.code).toBe(3); // the pool finished with one failed task
 
-      const counts = exits.map((e) => fileCounts(e.stdout)); console.log(exits.map((e) => e.stdout + e.stderr).join("\n"));
+      const counts = exits.map((e) => fileCounts(e.stdout));
       expect(sum(counts.map((c) => c.fetched))).toBe(1); // one download for 9 runs on two workers
       expect(sum(counts.map((c) => c.fetchedBytes))).toBe(prog.size);
       expect(sum(counts.map((c) => c.hits))).toBe(8);
@@ -72,7 +73,12 @@ describe('dworker and task files', () => {
       }
       const forgetful = (await client.lookup('forgetful')).task;
       expect(forgetful.state).toBe('failed');
-      expect(forgetful.lastError).toBe('declared output "result.txt" was not written');
+      // The reason, and the kept scratch directory, show what the command printed, as for a failed exit.
+      expect(forgetful.lastError).toMatch(/^declared output "result.txt" was not written\n--- stderr \(\d+ bytes\) ---\nforgot it\n--- stdout \(\d+ bytes\) ---\nran f$/);
+      const kept = /kept the scratch directory of failed task forgetful .*: (\S+)$/m.exec(exits.map((e) => e.stderr + e.stdout).join('\n'))?.[1];
+      expect(kept).toBeDefined();
+      expect(readFileSync(join(kept as string, 'dagwork.stdout'), 'utf8')).toBe('ran f\n');
+      expect(readFileSync(join(kept as string, 'dagwork.stderr'), 'utf8')).toBe('forgot it\n');
     });
   });
 

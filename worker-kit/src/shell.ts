@@ -171,13 +171,21 @@ interface Outputs {
   stderr: Buffer;
 }
 
-type RunOptions = ShellOptions & { maxOutput: number; killGraceMs: number; pipeGraceMs: number; keep: Outputs | undefined };
+type RunOptions = ShellOptions & {
+  maxOutput: number;
+  killGraceMs: number;
+  pipeGraceMs: number;
+  /** With keepFailed: what the command printed, for dagwork.stdout and dagwork.stderr. */
+  keep: Outputs | undefined;
+  /** After a run that exited 0: the labelled ends of its stderr and stdout, for a failure found afterwards (a missing output). */
+  printed: string | undefined;
+};
 
 export function shellHandler(options: ShellOptions = {}): ShellHandler {
   const scratchRoot = options.scratchRoot ?? tmpdir();
   const base = { ...options, maxOutput: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES, killGraceMs: options.killGraceMs ?? 5_000, pipeGraceMs: options.pipeGraceMs ?? 1_000 };
   return async (task, { signal, worker }) => {
-    const run: RunOptions = { ...base, keep: undefined };
+    const run: RunOptions = { ...base, keep: undefined, printed: undefined };
     const id = randomUUID();
     let dir: string;
     try {
@@ -200,7 +208,13 @@ export function shellHandler(options: ShellOptions = {}): ShellHandler {
       }
       const files = needFiles(options.files, task);
       const onRetry = files.onRetry;
-      const outputs = await uploadOutputs(files.ops, dir, task.outputs, { signal, ...(onRetry === undefined ? {} : { onRetry: (err, ms) => onRetry(task, err, ms) }) });
+      const outputs = await uploadOutputs(files.ops, dir, task.outputs, { signal, ...(onRetry === undefined ? {} : { onRetry: (err, ms) => onRetry(task, err, ms) }) }).catch(
+        (err: unknown) => {
+          // The command's own failure to leave an output: its reason shows what it printed, as a failed exit's does.
+          if (err instanceof Error && err.constructor === Error) throw new Error(`${err.message}${run.printed ?? ''}`, { cause: err });
+          throw err;
+        },
+      );
       files.onOutputs?.(task, outputs);
       failed = false;
       return { result: output, outputs: outputs.map(({ name, sha256, size, executable }) => ({ name, sha256, size, executable })) };
@@ -349,6 +363,8 @@ function runIn(id: string, dir: string, task: LeasedTask, worker: string, signal
           if (keptStderr !== undefined) options.keep = { stdout: stdout.bytes(), stderr: keptStderr.bytes() };
           return reject(permanent ? new PermanentError(reason) : new Error(reason));
         }
+        options.printed = `${stderr.section('stderr')}${stdoutTail.section('stdout')}`;
+        if (keptStderr !== undefined) options.keep = { stdout: stdout.bytes(), stderr: keptStderr.bytes() };
         let result = stdout.bytes();
         if (stdout.total > stdout.kept) {
           result = Buffer.concat([result, Buffer.from(`\n[dagwork: output cut: first ${stdout.kept} of ${stdout.total} bytes kept]\n`)]);
