@@ -65,6 +65,8 @@ export const MAX_TASK_ITEMS = 1_000;
 const MAX_PARAM_NAME_BYTES = 128;
 /** Longest path of a file in a task's scratch directory, in bytes. */
 const MAX_SCRATCH_PATH_BYTES = 1_024;
+/** Longest segment of such a path, in bytes (NAME_MAX). */
+const MAX_SCRATCH_SEGMENT_BYTES = 255;
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -89,6 +91,24 @@ export function checkScratchPath(path: string, what: string): void {
   if (path.startsWith('/')) fail('is absolute; give a path relative to the scratch directory');
   for (const segment of path.split('/')) {
     if (segment === '' || segment === '.' || segment === '..') fail('has an empty, "." or ".." segment');
+    if (Buffer.byteLength(segment, 'utf8') > MAX_SCRATCH_SEGMENT_BYTES) fail(`has a segment longer than ${MAX_SCRATCH_SEGMENT_BYTES} bytes (no file system takes it)`);
+  }
+}
+
+/**
+ * Throws INVALID_ARGUMENT when one of `paths` lies inside another (`a` and `a/b`: one would have to
+ * be a file and a directory at once; no run could ever succeed). `paths` are checked scratch paths,
+ * each once.
+ */
+function checkNoNesting(paths: readonly string[], task: string): void {
+  const all = new Set(paths);
+  for (const path of paths) {
+    for (let cut = path.indexOf('/'); cut !== -1; cut = path.indexOf('/', cut + 1)) {
+      const parent = path.slice(0, cut);
+      if (all.has(parent)) {
+        throw new DagworkError('INVALID_ARGUMENT', `task "${task}" has a file "${parent}" and a file "${path}" inside it: a path cannot be both a file and a directory`, { task });
+      }
+    }
   }
 }
 
@@ -102,6 +122,8 @@ function checkParams(params: readonly Param[], maxBytes: number, task: string): 
     }
     if (seen.has(p.name)) throw new DagworkError('INVALID_ARGUMENT', `task "${task}" has the param "${p.name}" twice`, { task });
     seen.add(p.name);
+    // An environment variable cannot hold a NUL: no worker could run the task.
+    if (typeof p.value === 'string' && p.value.includes('\0')) throw new DagworkError('INVALID_ARGUMENT', `param "${p.name}" of task "${task}" holds a NUL character, which no environment variable can`, { task });
     bytes += Buffer.byteLength(p.value ?? '', 'utf8');
   }
   if (bytes > maxBytes) throw new DagworkError('TOO_LARGE', `task "${task}" has ${bytes} bytes of param values; the limit is ${maxBytes}`, { task });
@@ -158,6 +180,7 @@ function fileFields(input: TaskSpecInput, payload: Uint8Array, options: SpecLimi
     if (placed.has(name)) throw new DagworkError('INVALID_ARGUMENT', `output "${name}" of task "${task}" is also one of its inputs or param files`, { task });
     outputNames.add(name);
   }
+  if (placed.size + outputs.length > 1) checkNoNesting([...placed, ...outputs], task);
   const barrier = input.barrier === true;
   if (barrier && (payload.length > 0 || inputs.length > 0 || outputs.length > 0 || paramFiles.length > 0)) {
     throw new DagworkError('INVALID_ARGUMENT', `task "${task}" is a barrier: it runs nothing, so it has no payload, inputs, outputs or param files`, { task });
