@@ -10,6 +10,7 @@ import { cleanTempDirs, startHub, tempDir, type RunningHub } from './helpers.js'
 import { fileRef, pattern, RawClient, sha } from './support/raw.js';
 import { downloadFile, uploadFile } from '../worker-kit/src/files.js';
 import { Client } from '../worker-kit/src/index.js';
+import { FileStore, IDLE_UPLOAD_MS } from '../hub/src/files/store.js';
 
 afterAll(cleanTempDirs);
 
@@ -160,17 +161,42 @@ describe('upload and download', () => {
     });
   });
 
-  it('answers NO_SPACE past --max-files-bytes, uploads in progress counted, writing nothing', async () => {
+  it('answers NO_SPACE past --max-files-bytes, the bytes uploads in progress received counted, writing nothing', async () => {
     await withFilesHub(['--max-files-bytes', '4000'], async (hub, c) => {
       await c.upload(pattern(2_000, 1), CHUNK); // held: 2,000
       const started = pattern(1_500, 2);
-      await c.ok({ op: 'filePut', sha256: sha(started), size: started.length, offset: 0, data: started.subarray(0, CHUNK) }); // 1,500 reserved
-      const big = pattern(600, 3);
-      const error = await c.error({ op: 'filePut', sha256: sha(big), size: big.length, offset: 0, data: big });
+      await c.ok({ op: 'filePut', sha256: sha(started), size: started.length, offset: 0, data: started.subarray(0, CHUNK) }); // 1,000 received
+      // A new file that does not fit beside what is held and received now is refused at its first chunk.
+      const big = pattern(1_200, 3);
+      const error = await c.error({ op: 'filePut', sha256: sha(big), size: big.length, offset: 0, data: big.subarray(0, CHUNK) });
       expect(error.code).toBe('NO_SPACE');
-      expect(error.message).toMatch(/max_files_bytes 4000/);
+      expect(error.message).toMatch(/1200 bytes does not fit .*2000 bytes held and 1000 received by uploads in progress, of max_files_bytes 4000/);
       expect(partials(join(hub.db, 'files'))).toEqual([`${sha(started)}.1500`]);
-      expect(await c.upload(pattern(500, 4), CHUNK)).toMatchObject({ held: true }); // what fits goes in
+      expect(await c.upload(started, CHUNK)).toMatchObject({ held: true }); // 3,500 held
+      // Two uploads that fit when they began, together over the limit: the chunk that does not fit
+      // is refused, and its upload stays where it was, to resume once there is room.
+      const [x, y] = [pattern(300, 5), pattern(300, 6)];
+      await c.ok({ op: 'filePut', sha256: sha(x), size: 300, offset: 0, data: x.subarray(0, 100) });
+      await c.ok({ op: 'filePut', sha256: sha(y), size: 300, offset: 0, data: y.subarray(0, 100) });
+      expect(await c.ok({ op: 'filePut', sha256: sha(x), size: 300, offset: 100, data: x.subarray(100) })).toMatchObject({ held: true });
+      const full = await c.error({ op: 'filePut', sha256: sha(y), size: 300, offset: 100, data: y.subarray(100) });
+      expect(full.code).toBe('NO_SPACE');
+      expect(full.message).toMatch(/this upload stays at 100 bytes/);
+      expect((await c.ok({ op: 'fileStat', sha256: [sha(y)] })).files[0]).toMatchObject({ held: false, received: 100 });
+    });
+  });
+
+  it('keeps a live upload when a put names its hash with another size, even one that asks only where to go on', async () => {
+    await withFilesHub([], async (_hub, c) => {
+      const data = pattern(3_000, 7);
+      await c.ok({ op: 'filePut', sha256: sha(data), size: data.length, offset: 0, data: data.subarray(0, CHUNK) });
+      for (const data2 of [new Uint8Array(0), pattern(500, 8)]) {
+        const error = await c.error({ op: 'filePut', sha256: sha(data), size: 2_999, offset: 0, data: data2 });
+        expect(error.code).toBe('INVALID_ARGUMENT');
+        expect(error.message).toMatch(/an upload of [0-9a-f]{64} of 3000 bytes is in progress, and this put says the file has 2999/);
+      }
+      expect((await c.ok({ op: 'fileStat', sha256: [sha(data)] })).files[0]).toMatchObject({ held: false, received: CHUNK });
+      expect(await c.upload(data, CHUNK)).toMatchObject({ held: true });
     });
   });
 
@@ -385,5 +411,22 @@ describe('after a restart', () => {
       },
       db,
     );
+  });
+});
+
+describe('the file store under peers that start uploads and leave them', () => {
+  it('gives the place of an upload idle for a minute to a new one when every place is taken, and refuses while all are live', async () => {
+    let now = 1_000_000;
+    const files = await FileStore.open({ dir: tempDir(), maxUploads: 2, maxChunkBytes: CHUNK, clock: () => now });
+    const [a, b, c] = [pattern(300, 31), pattern(300, 32), pattern(300, 33)];
+    await files.put(sha(a), 300, 0, a.subarray(0, 100));
+    now += 30_000;
+    await files.put(sha(b), 300, 0, b.subarray(0, 100));
+    const refused = await files.put(sha(c), 300, 0, c.subarray(0, 100)).catch((err: unknown) => err as Error & { code: string });
+    expect(refused).toMatchObject({ code: 'NO_SPACE' });
+    expect((refused as Error).message).toMatch(/2 uploads in progress, the most it takes at once, each with progress in the last 60 s/);
+    now += IDLE_UPLOAD_MS - 30_000; // a idle for a minute, b for 30 s
+    expect(await files.put(sha(c), 300, 0, c.subarray(0, 100))).toEqual({ received: 100, held: false });
+    expect(files.stat([sha(a), sha(b), sha(c)]).map((s) => s.received)).toEqual([0, 100, 100]);
   });
 });

@@ -33,13 +33,17 @@ export interface FileStoreOptions {
   /** Largest file, in bytes; a bigger upload is TOO_LARGE at its first chunk. Default 16 GiB. */
   maxFileBytes: number;
   /**
-   * Most bytes of files held and uploads in progress (counted at their full size) together; past
-   * it a new upload is NO_SPACE. 0: as much as the disk holds. Default 0.
+   * Most bytes of files held and of uploads in progress (the bytes they received) together; past
+   * it an upload is NO_SPACE (a new one that would not fit now, a chunk that does not fit). 0: as
+   * much as the disk holds. Default 0.
    */
   maxFilesBytes: number;
   /** Most bytes of one file_put's data or one file_get's reply. Default 4 MiB. */
   maxChunkBytes: number;
-  /** Most uploads in progress at once; a new one past it is NO_SPACE. Default 1,000. */
+  /**
+   * Most uploads in progress at once. Past it, the upload idle longest gives its place to a new one
+   * if it had no progress for IDLE_UPLOAD_MS; otherwise the new one is NO_SPACE. Default 1,000.
+   */
   maxUploads: number;
   /** ms since the epoch. Default Date.now. */
   clock: () => number;
@@ -65,6 +69,12 @@ export const MAX_UPLOADS = 1_000;
 export const RECENT_MS = 3600_000;
 /** gc removes uploads without progress for this long (ms). */
 export const STALE_UPLOAD_MS = 24 * 3600_000;
+/**
+ * An upload without progress for this long (ms) gives way: its place to a new upload when all
+ * places are taken, its hash to a put that says another size. So peers that start uploads and
+ * leave them cannot keep others out for long; a live upload sends a chunk far more often.
+ */
+export const IDLE_UPLOAD_MS = 60_000;
 /** Bytes read at a time when an upload's hash is rebuilt from its partial file. */
 const READ_BACK_BYTES = 1 << 20;
 const PARTIAL = 'partial';
@@ -97,8 +107,8 @@ export class FileStore {
   private readonly held = new Map<string, Held>();
   private readonly uploads = new Map<string, Upload>();
   private heldBytes = 0;
-  /** The full sizes of the uploads in progress: what they will hold once done. */
-  private reservedBytes = 0;
+  /** The bytes the uploads in progress received (what their partial files hold). */
+  private partialBytes = 0;
   private readonly lock = new KeyedLock();
 
   private constructor(readonly options: FileStoreOptions) {}
@@ -145,7 +155,7 @@ export class FileStore {
       // A partial that is not a regular file (a device, say) has received nothing.
       const received = s.isFile() ? Math.min(s.size, size) : 0;
       this.uploads.set(sha, { size, received, hash: undefined, progressAt: s.mtimeMs });
-      this.reservedBytes += size;
+      this.partialBytes += received;
     }
   }
 
@@ -206,7 +216,14 @@ export class FileStore {
     }
     let upload = this.uploads.get(sha);
     if (upload !== undefined && upload.size !== size) {
-      if (offset !== 0) return { received: 0, held: false };
+      // A hash has one size: one of the two uploaders is wrong. The live upload stays; a put that
+      // asks only where to go on (no data) changes nothing either way.
+      if (now - upload.progressAt < IDLE_UPLOAD_MS || data.length === 0 || offset !== 0) {
+        throw new DagworkError(
+          'INVALID_ARGUMENT',
+          `an upload of ${sha} of ${upload.size} bytes is in progress, and this put says the file has ${size}: a file's size goes with its hash`,
+        );
+      }
       await this.drop(sha, upload);
       upload = undefined;
     }
@@ -229,16 +246,16 @@ export class FileStore {
   /** A new upload: checked against the limits, its (empty) partial file made. */
   private async begin(sha: string, size: number, now: number): Promise<Upload> {
     const { maxUploads, maxFilesBytes } = this.options;
-    if (this.uploads.size >= maxUploads) {
+    if (this.uploads.size >= maxUploads && !(await this.evictIdle(now))) {
       throw new DagworkError(
         'NO_SPACE',
-        `the hub has ${this.uploads.size} uploads in progress, the most it takes at once: finish or resume those first (gc drops uploads without progress for a day)`,
+        `the hub has ${this.uploads.size} uploads in progress, the most it takes at once, each with progress in the last ${IDLE_UPLOAD_MS / 1000} s: try again later`,
       );
     }
-    if (maxFilesBytes > 0 && this.heldBytes + this.reservedBytes + size > maxFilesBytes) {
+    if (maxFilesBytes > 0 && this.heldBytes + this.partialBytes + size > maxFilesBytes) {
       throw new DagworkError(
         'NO_SPACE',
-        `a file of ${size} bytes does not fit in the hub's file space: ${this.heldBytes} bytes held and ${this.reservedBytes} being uploaded, of max_files_bytes ${maxFilesBytes} (gc removes files no task names)`,
+        `a file of ${size} bytes does not fit in the hub's file space: ${this.heldBytes} bytes held and ${this.partialBytes} received by uploads in progress, of max_files_bytes ${maxFilesBytes} (gc removes files no task names)`,
       );
     }
     const path = this.partialPath(sha, size);
@@ -250,8 +267,23 @@ export class FileStore {
     }
     const upload: Upload = { size, received: 0, hash: createHash('sha256'), progressAt: now };
     this.uploads.set(sha, upload);
-    this.reservedBytes += size;
     return upload;
+  }
+
+  /** Drops the upload idle longest if it had no progress for IDLE_UPLOAD_MS; false when none had. */
+  private async evictIdle(now: number): Promise<boolean> {
+    let idlest: [string, Upload] | undefined;
+    for (const entry of this.uploads) if (idlest === undefined || entry[1].progressAt < idlest[1].progressAt) idlest = entry;
+    if (idlest === undefined || now - idlest[1].progressAt < IDLE_UPLOAD_MS) return false;
+    const [sha, upload] = idlest;
+    // In its hash's turn: a chunk of it may be on its way.
+    await this.lock.run(sha, async () => {
+      if (this.uploads.get(sha) === upload && this.options.clock() - upload.progressAt >= IDLE_UPLOAD_MS) {
+        this.options.log.info(`upload of ${sha} (${upload.received} of ${upload.size} bytes, idle for ${Math.round((now - upload.progressAt) / 1000)} s) dropped to make room for a new one`);
+        await this.drop(sha, upload);
+      }
+    });
+    return this.uploads.size < this.options.maxUploads;
   }
 
   /** The hash of what an upload found at open received: its partial file read back. */
@@ -274,6 +306,7 @@ export class FileStore {
     } finally {
       await handle?.close().catch(() => undefined);
     }
+    this.partialBytes -= upload.received - at;
     upload.received = at;
     upload.hash = hash;
     return hash;
@@ -285,6 +318,13 @@ export class FileStore {
    * gone (removed from outside): the upload starts again from 0.
    */
   private async append(sha: string, upload: Upload, hash: Hash, data: Uint8Array, now: number): Promise<boolean> {
+    const { maxFilesBytes } = this.options;
+    if (maxFilesBytes > 0 && this.heldBytes + this.partialBytes + data.length > maxFilesBytes) {
+      throw new DagworkError(
+        'NO_SPACE',
+        `the hub's file space is full: ${this.heldBytes} bytes held and ${this.partialBytes} received by uploads in progress, of max_files_bytes ${maxFilesBytes}; this upload stays at ${upload.received} bytes (resume it once gc made room)`,
+      );
+    }
     let handle: FileHandle | undefined;
     try {
       handle = await open(this.partialPath(sha, upload.size), 'r+');
@@ -305,6 +345,7 @@ export class FileStore {
     }
     hash.update(data);
     upload.received += data.length;
+    this.partialBytes += data.length;
     upload.progressAt = now;
     return true;
   }
@@ -330,7 +371,7 @@ export class FileStore {
       throw ioError(err, `keep the uploaded file ${sha}`);
     }
     this.uploads.delete(sha);
-    this.reservedBytes -= upload.size;
+    this.partialBytes -= upload.received;
     this.held.set(sha, { size: upload.size, touched: now });
     this.heldBytes += upload.size;
     try {
@@ -344,7 +385,7 @@ export class FileStore {
   private async drop(sha: string, upload: Upload): Promise<void> {
     if (this.uploads.get(sha) === upload) {
       this.uploads.delete(sha);
-      this.reservedBytes -= upload.size;
+      this.partialBytes -= upload.received;
     }
     await unlink(this.partialPath(sha, upload.size)).catch((err: unknown) => {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.options.log.warn(`cannot remove the partial upload of ${sha}: ${(err as Error).message}`);
