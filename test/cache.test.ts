@@ -245,6 +245,36 @@ describe("a task's files in its scratch directory", () => {
     prepared.release();
   });
 
+  it('copies inputs by default: a command that makes its input writable and changes it leaves the cache alone', async () => {
+    const hub = new FakeHub(1000);
+    const cache = new FileCache(hub, { dir: tempDir() });
+    const data = hub.add('GENUINE DATA\n');
+    const t = task({ inputs: [{ name: 'in.dat', sha256: data, size: 13, executable: false }] });
+    const first = tempDir();
+    (await fetchInputs(hub, t, first, { cache })).release();
+    expect(statSync(join(first, 'in.dat')).ino).not.toBe(statSync(cache.pathOf(data)).ino);
+    chmodSync(join(first, 'in.dat'), 0o644);
+    writeFileSync(join(first, 'in.dat'), 'tool rewrote its input in place\n');
+    const second = tempDir();
+    (await fetchInputs(hub, t, second, { cache })).release();
+    expect(readFileSync(join(second, 'in.dat'), 'utf8')).toBe('GENUINE DATA\n');
+    expect(hub.downloads.get(data)).toBe(1);
+  });
+
+  it("fetches again a cached file whose size is not its hash's (changed through a link, or by hand)", async () => {
+    const hub = new FakeHub(1000);
+    const cache = new FileCache(hub, { dir: tempDir() });
+    const data = hub.add('GENUINE DATA\n');
+    const t = task({ inputs: [{ name: 'in.dat', sha256: data, size: 13, executable: false }] });
+    (await fetchInputs(hub, t, tempDir(), { cache, link: true })).release();
+    chmodSync(cache.pathOf(data), 0o644);
+    writeFileSync(cache.pathOf(data), 'poisoned\n');
+    const next = tempDir();
+    (await fetchInputs(hub, t, next, { cache })).release();
+    expect(readFileSync(join(next, 'in.dat'), 'utf8')).toBe('GENUINE DATA\n');
+    expect(hub.downloads.get(data)).toBe(2);
+  });
+
   it('fetches an input once however many tasks use it', async () => {
     const hub = new FakeHub(1000);
     const cache = new FileCache(hub, { dir: tempDir() });

@@ -180,8 +180,8 @@ Exits by itself when the hub says all work in its pools is finished, or at --max
 a pool that holds none), it waits for tasks up to --idle-timeout (default 60 s), saying which pools exist.
 
 Files: before a command runs, its task's inputs are put into its scratch directory ($TASK_SCRATCH,
-its working directory): fetched once into the cache (--cache) and hard-linked from there (read-only;
-copied when running as root or across file systems; executables copied with mode 0755); param files
+its working directory): fetched once into the cache (--cache) and copied from there (a reflink where
+the file system has them; executables with mode 0755; a command may change its copy); param files
 are written with their param's value; each param NAME is in the environment as PARAM_NAME. After
 exit 0, each declared output must be a regular file in the scratch directory: it is uploaded and
 named in the completion; a missing one fails the attempt: declared output "NAME" was not written.

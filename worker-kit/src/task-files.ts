@@ -24,7 +24,8 @@
  * });
  * ```
  */
-import { chmod, copyFile, link, lstat, mkdir, realpath, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { chmod, copyFile, link, lstat, mkdir, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { DagworkError } from '../../proto/src/errors.js';
 import { checkScratchPath } from '../../proto/src/spec.js';
@@ -52,8 +53,9 @@ export interface FetchOptions {
   cache?: FileCache;
   /**
    * Hard-link a non-executable input from the cache rather than copy it (it is read-only, 0444).
-   * Default: true unless running as root, for whom read-only means nothing: a command writing to a
-   * linked input would write into the cache.
+   * Default false: a command may make its input writable and change it in place (or run as root,
+   * for whom read-only means nothing), and a linked input would change the cache's file under its
+   * hash for every later task. A copy is a reflink where the file system has them.
    */
   link?: boolean;
   /** Stops waiting for a hub that is away (see HUB_RETRY). */
@@ -119,7 +121,7 @@ export function paramsObject(params: readonly Param[]): Record<string, string> {
 
 /**
  * Puts the task's inputs into `dir` (subdirectories of their names made; executable ones with mode
- * 0755, others read-only links into the cache or 0644 copies), then writes its param files (each
+ * 0755, others 0644: copies from the cache, or read-only links with `link`), then writes its param files (each
  * holding its param's value). An input the hub does not hold (UNKNOWN_FILE) or whose bytes do not
  * have its hash (HASH_MISMATCH) throws a DagworkError naming the input; a name that is not a
  * relative path inside `dir`, INVALID_ARGUMENT. Nothing is ever written outside `dir`.
@@ -169,11 +171,17 @@ async function place(files: FileOps, ref: FileRef, dest: string, options: FetchO
     await chmod(dest, mode); // the umask may have taken bits
     return true;
   }
-  const linkable = !ref.executable && (options.link ?? process.getuid?.() !== 0);
+  const linkable = !ref.executable && options.link === true;
   for (let tries = 0; ; tries++) {
     const cached = await options.cache.acquire(ref.sha256);
     held.push(cached.release);
     try {
+      // A file of another size than its hash's was changed after it was kept (through a link, or
+      // by hand): it goes, and is fetched again.
+      if ((await stat(cached.path)).size !== ref.size) {
+        await rm(cached.path, { force: true });
+        throw Object.assign(new Error(`the cached file ${ref.sha256} had the wrong size; fetched again`), { code: 'ENOENT' });
+      }
       if (linkable) {
         try {
           await link(cached.path, dest);
@@ -183,7 +191,7 @@ async function place(files: FileOps, ref: FileRef, dest: string, options: FetchO
           // EXDEV (another file system), EPERM (no links there): a copy.
         }
       }
-      await copyFile(cached.path, dest);
+      await copyFile(cached.path, dest, constants.COPYFILE_FICLONE);
       await chmod(dest, mode);
       return cached.fetched;
     } catch (err) {
