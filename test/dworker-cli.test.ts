@@ -3,7 +3,7 @@
  * said at once, workers started before their tasks, what a failed command printed, what a command
  * gets in its environment, and the command line itself (--version, signals, exit codes).
  */
-import { readFileSync } from 'node:fs';
+import { lstatSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, PermanentError, shellHandler, type LeasedTask, type LookupResult, type TaskRecord } from '../worker-kit/src/index.js';
@@ -138,6 +138,20 @@ describe('what a failed command printed', () => {
       const dir = /kept the scratch directory of failed task kept \(its output in dagwork\.stdout, dagwork\.stderr\): (\S+)/.exec(stderr)?.[1] as string;
       expect(readFileSync(join(dir, 'dagwork.stdout'), 'utf8')).toBe('to stdout\n');
       expect(readFileSync(join(dir, 'dagwork.stderr'), 'utf8')).toBe('to stderr\n');
+    });
+  });
+
+  it('writes them into the scratch directory only, never through a link the command left under their names', async () => {
+    const scratch = tempDir();
+    const victim = join(tempDir(), 'victim.txt');
+    writeFileSync(victim, 'untouched\n');
+    await withHub([], async (hub, client) => {
+      await client.create([{ name: 'sly', payload: `ln -s ${victim} dagwork.stdout; echo OVERWRITE; exit 1`, maxAttempts: 1 }]);
+      const { stderr } = await dworker(['--hub', hub.endpoint, '--keep-failed', '--scratch', scratch]).exit;
+      const dir = /kept the scratch directory of failed task sly .*: (\S+)/.exec(stderr)?.[1] as string;
+      expect(readFileSync(victim, 'utf8')).toBe('untouched\n');
+      expect(lstatSync(join(dir, 'dagwork.stdout')).isFile()).toBe(true);
+      expect(readFileSync(join(dir, 'dagwork.stdout'), 'utf8')).toBe('OVERWRITE\n');
     });
   });
 });

@@ -12,7 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FileRef, LeasedTask, LookupResult } from '../../proto/src/types.js';
@@ -223,14 +223,40 @@ export function shellHandler(options: ShellOptions = {}): ShellHandler {
       if (failed && options.keepFailed === true) {
         // What the command printed, beside what it left: its stdout as kept, the end of its stderr.
         if (run.keep !== undefined) {
-          await writeFile(join(dir, 'dagwork.stdout'), run.keep.stdout).catch(() => undefined);
-          await writeFile(join(dir, 'dagwork.stderr'), run.keep.stderr).catch(() => undefined);
+          await keepOutput(join(dir, 'dagwork.stdout'), run.keep.stdout);
+          await keepOutput(join(dir, 'dagwork.stderr'), run.keep.stderr);
         }
         options.onKept?.(task, dir);
-      } else await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      } else await removeScratch(dir);
       run.tracker?.ended(id);
     }
   };
+}
+
+/** Writes what a failed command printed into its scratch directory, never through a link it left there. */
+async function keepOutput(path: string, data: Uint8Array): Promise<void> {
+  await rm(path, { recursive: true, force: true }).catch(() => undefined);
+  await writeFile(path, data, { flag: 'wx' }).catch(() => undefined);
+}
+
+/**
+ * Removes a scratch directory, also when the command left read-only directories in it (as `go mod
+ * download` does): then every directory is made writable and the removal tried again.
+ */
+export async function removeScratch(dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true });
+  } catch {
+    await makeWritable(dir).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+async function makeWritable(dir: string): Promise<void> {
+  await chmod(dir, 0o700);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) await makeWritable(join(dir, entry.name)).catch(() => undefined);
+  }
 }
 
 function needFiles(files: ShellFiles | undefined, task: LeasedTask): ShellFiles {
