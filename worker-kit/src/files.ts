@@ -46,23 +46,41 @@ export async function uploadFile(client: FileOps, path: string, options: { name?
   const [known] = await client.fileStat([sha256]);
   if (known?.held === true) return { ...ref, sent: 0 };
   const chunk = Math.max(1, (await client.hubLimits()).maxChunkBytes);
-  const buffer = Buffer.allocUnsafe(Math.min(chunk, Math.max(size, 1)));
+  const length = Math.min(chunk, Math.max(size, 1));
+  // Two buffers: the next chunk is read from disk while the hub takes the current one.
+  const buffers = [Buffer.allocUnsafe(length), Buffer.allocUnsafe(length)] as const;
   const handle = await open(path, 'r');
+  const readAt = async (buffer: Buffer, offset: number): Promise<{ data: Buffer; offset: number }> => {
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, size - offset), offset);
+    if (offset + bytesRead < size && bytesRead === 0) throw new DagworkError('INVALID_ARGUMENT', `${path} became shorter while it was being sent`);
+    return { data: buffer.subarray(0, bytesRead), offset };
+  };
   let sent = 0;
+  let ahead: Promise<{ data: Buffer; offset: number }> | undefined;
   try {
-    let offset = known?.received ?? 0;
+    let which = 0;
+    let current = await readAt(buffers[0], known?.received ?? 0);
     for (let rounds = 0; ; rounds++) {
-      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, size - offset), offset);
-      if (offset + bytesRead < size && bytesRead === 0) throw new DagworkError('INVALID_ARGUMENT', `${path} became shorter while it was being sent`);
-      const reply = await client.filePut(sha256, size, offset, buffer.subarray(0, bytesRead));
+      const put = client.filePut(sha256, size, current.offset, current.data);
+      const end = current.offset + current.data.length;
+      ahead = end < size ? readAt(buffers[1 - which] as Buffer, end) : undefined;
+      const reply = await put;
       // The hub says where it is: after our chunk (the last one too), or elsewhere (a resend, another uploader).
-      if (reply.received === offset + bytesRead) sent += bytesRead;
+      if (reply.received === end) sent += current.data.length;
       if (reply.held) break;
-      if (reply.received !== offset + bytesRead && rounds > 2 * (size / buffer.length + 10)) throw new DagworkError('INTERNAL', `upload of ${path} makes no progress (the hub keeps answering offset ${reply.received})`);
-      offset = reply.received;
-      options.onProgress?.(offset, size);
+      if (reply.received !== end && rounds > 2 * (size / length + 10)) throw new DagworkError('INTERNAL', `upload of ${path} makes no progress (the hub keeps answering offset ${reply.received})`);
+      options.onProgress?.(reply.received, size);
+      if (reply.received === end && ahead !== undefined) {
+        current = await ahead;
+        which = 1 - which;
+      } else {
+        await ahead?.catch(() => undefined);
+        current = await readAt(buffers[which] as Buffer, reply.received);
+      }
+      ahead = undefined;
     }
   } finally {
+    await ahead?.catch(() => undefined);
     await handle.close();
   }
   return { ...ref, sent };
@@ -78,16 +96,19 @@ export async function downloadFile(client: FileOps, sha256: string, dest: string
   const handle = await open(temp, 'w', options.mode ?? 0o644);
   const hash = createHash('sha256');
   let offset = 0;
+  // The next chunk is asked for while the current one is written to disk.
+  let next: Promise<{ data: Uint8Array; size: number }> | undefined = client.fileGet(sha256, 0, chunk);
   try {
-    for (;;) {
-      const { data, size } = await client.fileGet(sha256, offset, chunk);
+    while (next !== undefined) {
+      const { data, size }: { data: Uint8Array; size: number } = await next;
+      const at = offset;
+      offset += data.length;
+      next = data.length > 0 && offset < size ? client.fileGet(sha256, offset, chunk) : undefined;
       if (data.length > 0) {
-        await handle.write(data, 0, data.length, offset);
+        await handle.write(data, 0, data.length, at);
         hash.update(data);
-        offset += data.length;
       }
-      if (offset >= size) break;
-      if (data.length === 0) throw new DagworkError('INTERNAL', `download of ${sha256} stopped at ${offset} of ${size} bytes`);
+      if (offset < size && data.length === 0) throw new DagworkError('INTERNAL', `download of ${sha256} stopped at ${offset} of ${size} bytes`);
     }
     await handle.close();
     const got = hash.digest('hex');
@@ -95,6 +116,7 @@ export async function downloadFile(client: FileOps, sha256: string, dest: string
     await rename(temp, dest);
     return offset;
   } catch (err) {
+    await next?.catch(() => undefined);
     await handle.close().catch(() => undefined);
     await rm(temp, { force: true });
     throw err;
