@@ -207,3 +207,18 @@ describe('list', () => {
     expect(g.list(q(), T0).tasks).toHaveLength(5); // without results, no such bound
   });
 });
+
+describe('a steal of tasks with big params', () => {
+  it('counts their params in the bytes one steal hands out (one task always goes)', () => {
+    const g = new Graph({ maxStealBytes: 1_000 });
+    g.create(
+      Array.from({ length: 5 }, (_, i) => ({ name: `p${i}`, params: [{ name: 'blob', value: 'x'.repeat(600) }] })),
+      T0,
+    );
+    expect(g.steal('w', 10, [], T0).tasks.map((t) => t.name)).toEqual(['p0']);
+    expect(g.steal('w', 10, [], T0).tasks.map((t) => t.name)).toEqual(['p1']);
+    const small = new Graph({ maxStealBytes: 1_000 });
+    small.create(Array.from({ length: 5 }, (_, i) => ({ name: `s${i}`, params: [{ name: 'v', value: 'x' }] })), T0);
+    expect(small.steal('w', 10, [], T0).tasks).toHaveLength(5);
+  });
+});

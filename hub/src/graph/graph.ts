@@ -328,9 +328,10 @@ export class Graph {
     let bytes = 0;
     // The reply is bounded by bytes as well as by count; the first task always goes.
     for (let task = source.peek(); task !== undefined && tasks.length < want; task = source.peek()) {
-      if (tasks.length > 0 && bytes + task.spec.payload.length > this.options.maxStealBytes) break;
+      const size = leasedBytes(task.spec);
+      if (tasks.length > 0 && bytes + size > this.options.maxStealBytes) break;
       source.take();
-      bytes += task.spec.payload.length;
+      bytes += size;
       tasks.push(this.lease(task, worker, now));
     }
     const finished = tasks.length === 0 && this.isFinished(pools);
@@ -1108,3 +1109,16 @@ function notLeased(name: string, message: string): TaskResult {
 }
 
 export type { StateCounts };
+
+/**
+ * About how many bytes a task adds to a steal's reply: its payload, and its params and file names
+ * (a task's params alone may be a MiB), so that the reply's bound holds for sweeps too.
+ */
+function leasedBytes(spec: TaskSpec): number {
+  let bytes = spec.payload.length;
+  for (const p of spec.params) bytes += p.name.length + p.value.length;
+  for (const f of spec.inputs) bytes += f.name.length + 80;
+  for (const name of spec.outputs) bytes += name.length;
+  for (const f of spec.paramFiles) bytes += f.name.length + f.param.length;
+  return bytes;
+}
