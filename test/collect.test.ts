@@ -93,12 +93,38 @@ describe('dquery collect', () => {
     expect(rows[2]).toMatchObject({ params: { n: '3' }, startedAt: null, result: null, resultEncoding: null, outputs: [] });
   });
 
+  it('skips a done barrier: --prefix without the slash collects the sweep, not an empty result for its barrier', async () => {
+    await finish('runs.txt/2', 'a', 'r1\n');
+    await finish('runs.txt/3', 'b', 'r2\n');
+    await finish('runs.txt/4', 'c', 'r3\n');
+    expect((await client.lookup('runs.txt')).task.state).toBe('done');
+    const out = join(dir, 'results');
+    const all = join(dir, 'all.txt');
+    const jsonl = join(dir, 'runs.jsonl');
+    const run = await dquery(hub, ['collect', '--prefix', 'runs.txt', '--dir', out, '--concat', all, '--jsonl', jsonl]);
+    expect(run).toMatchObject({ code: 0, stdout: '3 tasks, 3 done; fetched 6 files (12 bytes), 0 there already\n' });
+    expect(readdirSync(out).sort()).toEqual(['runs.txt%2F2', 'runs.txt%2F3', 'runs.txt%2F4']);
+    expect(readFileSync(all, 'utf8')).toBe('r1\nr2\nr3\n');
+    expect(readFileSync(jsonl, 'utf8').trimEnd().split('\n').map((l) => (JSON.parse(l) as { name: string }).name)).toEqual(['runs.txt/2', 'runs.txt/3', 'runs.txt/4']);
+  });
+
+  it('says so in --help', async () => {
+    const help = (await dquery(hub, ['collect', '--help'])).stdout;
+    expect(help).toContain("A sweep's barrier tasks (SWEEP, SWEEP/barrier-L-K) run nothing and leave nothing: once done,\nthey are skipped, by --dir, --concat and --jsonl alike");
+  });
+
   it('asks for a target', async () => {
     expect(await dquery(hub, ['collect'])).toMatchObject({ code: 2, stderr: 'dquery: give --dir, --concat or --jsonl (or several)\n' });
   });
 });
 
 describe('dquery gc', () => {
+  it('--help says which files are kept as the hub keeps them: uploaded, or asked about, in the last hour', async () => {
+    const help = (await dquery(hub, ['gc', '--help'])).stdout;
+    expect(help).toContain('Files uploaded, or asked about (stat, put, get), in the last hour are kept even when no task\nnames them yet');
+    expect(help).not.toContain('held or uploaded');
+  });
+
   it('keeps files tasks name and removes the others once they are over an hour old', async () => {
     await finish('runs.txt/2', 'kept output', 'r');
     const orphan = join(dir, 'orphan');

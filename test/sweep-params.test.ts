@@ -1,8 +1,10 @@
 /** Pure parts of sweeps and collect: parameter files, templates, barriers, directory names. */
 import { describe, expect, it } from 'vitest';
-import { resultFileName, taskDirName } from '../query/src/collect.js';
+import { defaultSpecLimits } from '../proto/src/spec.js';
+import { isDoneBarrier, resultFileName, taskDirName } from '../query/src/collect.js';
+import { UsageError } from '../query/src/io.js';
 import { parseParams } from '../query/src/params.js';
-import { barriers, inputArg, sweepParser, type SweepOptions } from '../query/src/sweep.js';
+import { barriers, checkSweepOptions, inputArg, sweepParser, type SweepArgs, type SweepOptions } from '../query/src/sweep.js';
 import { TaskFileError } from '../query/src/taskfile.js';
 import { shellQuote, Template, TemplateError } from '../query/src/template.js';
 
@@ -106,8 +108,18 @@ describe('sweep tasks', () => {
     expect(run('seq|temp\nA|300', { ...options, name: 'fold-{seq}-{temp}' }).map((t) => t.name)).toEqual(['fold-A-300', 'runs.txt']);
   });
 
-  it('refuses a --param-file naming no parameter', () => {
-    expect(error(() => run('x|temp\n1|2', { ...options, cmd: './fold {x}' })).message).toBe('--param-file seq.txt=seq: no parameter "seq"; the parameters are x, temp');
+  it('refuses a --param-file naming no parameter, and an unknown placeholder, as bad usage', () => {
+    const err = error(() => run('x|temp\n1|2', { ...options, cmd: './fold {x}' }));
+    expect(err).toBeInstanceOf(UsageError);
+    expect(err.message).toBe('--param-file seq.txt=seq: no parameter "seq"; the parameters are x, temp');
+    expect(error(() => run('seq|temp\n1|2', { ...options, cmd: 'echo {pressur}' }))).toBeInstanceOf(UsageError);
+    expect(error(() => run('seq|temp\n1|2', { ...options, name: 'r-{tmp}' }))).toBeInstanceOf(UsageError);
+  });
+
+  it('says what a barrier is, for errors about it in place of a line', () => {
+    const parser = sweepParser(options);
+    expect(parser.describe?.('runs.txt')).toBe('the sweep\'s barrier task "runs.txt" (--sweep-name)');
+    expect(parser.describe?.('runs.txt/barrier-1-2')).toBe('the sweep\'s sub-barrier task "runs.txt/barrier-1-2" (--sweep-name)');
   });
 
   it('refuses a file with a header and no set', () => {
@@ -128,6 +140,47 @@ describe('sweep tasks', () => {
   it('splits --input PATH:NAME at the last colon', () => {
     expect(inputArg('bin/fold:tools/fold')).toEqual({ path: 'bin/fold', name: 'tools/fold' });
     expect(inputArg('data.csv')).toEqual({ path: 'data.csv', name: undefined });
+  });
+});
+
+describe('sweep options, checked before the file is read', () => {
+  const args: SweepArgs = { sweep: 'runs.txt', sweepNamed: false, after: [], inputs: [{ arg: 'prog.py', name: 'prog.py' }], outputs: [], paramFiles: [] };
+  const usage = (a: Partial<SweepArgs>): string => {
+    const err = error(() => checkSweepOptions({ ...args, ...a }, defaultSpecLimits()));
+    expect(err).toBeInstanceOf(UsageError);
+    return err.message;
+  };
+
+  it('takes good options', () => {
+    expect(() => checkSweepOptions({ ...args, outputs: ['out/x.pdb'], paramFiles: [{ name: 'in/seq.txt', param: 'seq' }], after: ['build'], pool: 'gpu' }, defaultSpecLimits())).not.toThrow();
+  });
+
+  it('names the option of a scratch path the hub would refuse', () => {
+    expect(usage({ inputs: [{ arg: 'prog.py:../x', name: '../x' }] })).toBe('--input prog.py:../x: "../x" has an empty, "." or ".." segment');
+    expect(usage({ outputs: ['/abs'] })).toBe('--output /abs: "/abs" is absolute; give a path relative to the scratch directory');
+    expect(usage({ paramFiles: [{ name: 'a//b', param: 'p' }] })).toBe('--param-file a//b=p: "a//b" has an empty, "." or ".." segment');
+  });
+
+  it('refuses two files at one place, and an output that is an input or a param file', () => {
+    expect(usage({ inputs: [{ arg: 'a/prog.py', name: 'prog.py' }, { arg: 'b/prog.py', name: 'prog.py' }] })).toBe('--input b/prog.py: --input a/prog.py places a file at "prog.py" already');
+    expect(usage({ paramFiles: [{ name: 'prog.py', param: 'a' }] })).toBe('--param-file prog.py=a: --input prog.py places a file at "prog.py" already');
+    expect(usage({ outputs: ['prog.py'] })).toBe('--output prog.py: --input prog.py places a file there: an output cannot be an input or a param file too');
+    expect(usage({ outputs: ['o', 'o'] })).toBe('--output o: given twice');
+  });
+
+  it('refuses names the hub would refuse, and --after naming the sweep itself', () => {
+    expect(usage({ after: ['runs.txt'] })).toBe("--after runs.txt: that is this sweep's own barrier task, which waits for the sweep's tasks");
+    expect(usage({ after: ['a\tb'] })).toBe('--after: the name "a\\tb" holds a control character');
+    expect(usage({ sweep: '', sweepNamed: true })).toBe('--sweep-name: the name is empty');
+    expect(usage({ pool: '' })).toBe('--pool: the pool is empty');
+  });
+});
+
+describe('collect and barriers', () => {
+  it('tells a done barrier (done, never handed out) from a done task', () => {
+    expect(isDoneBarrier({ state: 'done', attempts: 0 })).toBe(true);
+    expect(isDoneBarrier({ state: 'done', attempts: 1 })).toBe(false);
+    expect(isDoneBarrier({ state: 'waiting', attempts: 0 })).toBe(false);
   });
 });
 

@@ -91,9 +91,9 @@ describe('dquery sweep', () => {
     expect(await names()).toEqual([]);
   });
 
-  it('refuses an unknown placeholder, naming it and the parameters', async () => {
+  it('refuses an unknown placeholder, naming it and the parameters (bad usage)', async () => {
     const run = await dquery(hub, ['sweep', file('runs.txt', 'a|b\n1|2\n'), '--cmd', 'echo {c}']);
-    expect(run).toMatchObject({ code: 1, stderr: 'dquery: --cmd: unknown placeholder {c}; the parameters are {a}, {b} (write {{ and }} for literal braces)\n' });
+    expect(run).toMatchObject({ code: 2, stderr: 'dquery: --cmd: unknown placeholder {c}; the parameters are {a}, {b} (write {{ and }} for literal braces)\n' });
     expect(await names()).toEqual([]);
   });
 
@@ -180,7 +180,7 @@ describe('create and addfile with input files', () => {
     file('data.csv', '1,2\n');
     const tasks = file(
       'tasks.jsonl',
-      ['{"name":"a","cmd":"wc data","inputs":{"data":"data.csv"},"outputs":["n.txt"],"params":{"k":1}}', '{"name":"b","inputs":{"in/d.csv":"./data.csv"}}'].join('\n'),
+      ['{"name":"a","cmd":"wc data","inputs":{"data":"data.csv"},"outputs":["n.txt"],"params":{"k":"1"}}', '{"name":"b","inputs":{"in/d.csv":"./data.csv"}}'].join('\n'),
     );
     const run = await dquery(hub, ['addfile', tasks]);
     expect(run).toMatchObject({ code: 0, stdout: 'added 2 tasks\n' });
@@ -198,5 +198,106 @@ describe('create and addfile with input files', () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(`dquery: line 2: input file missing.bin (${join(dir, 'missing.bin')}) does not exist\n`);
     expect(await names()).toEqual([]);
+  });
+});
+
+describe('sweep: bad options are bad usage, named as options, before the file is read', () => {
+  const PARAMS = 'a|b\n1|2\n';
+
+  it.each([
+    ['an --input name with ..', ['--input', 'PROG:../x'], '--input PROG:../x: "../x" has an empty, "." or ".." segment'],
+    ['an --output that is also an --input', ['--input', 'PROG', '--output', 'prog.py'], '--output prog.py: --input PROG places a file there: an output cannot be an input or a param file too'],
+    ['two --inputs at one name', ['--input', 'PROG', '--input', 'PROG:prog.py'], '--input PROG:prog.py: --input PROG places a file at "prog.py" already'],
+    ['a --param-file at an --input', ['--input', 'PROG', '--param-file', 'prog.py=a'], '--param-file prog.py=a: --input PROG places a file at "prog.py" already'],
+  ])('refuses %s, exit 2, adding nothing', async (_what, options, message) => {
+    const prog = file('prog.py', 'print(1)\n');
+    const args = options.map((o) => o.replace('PROG', prog));
+    const run = await dquery(hub, ['sweep', file('f.txt', PARAMS), '--cmd', 'echo {a}', ...args]);
+    expect(run).toMatchObject({ code: 2, stderr: `dquery: ${message.replace('PROG', prog).replace('PROG', prog)}\n` });
+    expect(await names()).toEqual([]);
+  });
+
+  it('checks the options even when PARAMS does not exist', async () => {
+    const run = await dquery(hub, ['sweep', join(dir, 'nosuch.txt'), '--cmd', 'echo', '--output', '../x']);
+    expect(run).toMatchObject({ code: 2, stderr: 'dquery: --output ../x: "../x" has an empty, "." or ".." segment\n' });
+  });
+
+  it.each([
+    ['a malformed --param-file', ['--cmd', 'echo {a}', '--param-file', 'a'], /^error: option '--param-file <name=param>' argument 'a' is invalid\. write NAME=PARAM/],
+    ['a --param-file naming no parameter', ['--cmd', 'echo {a}', '--param-file', 'x.cfg=nope'], /^dquery: --param-file x\.cfg=nope: no parameter "nope"; the parameters are a, b\n$/],
+    ['an unknown placeholder in --cmd', ['--cmd', 'echo {pressur}'], /^dquery: --cmd: unknown placeholder \{pressur\}/],
+    ['an unknown placeholder in --name', ['--cmd', 'echo', '--name', 'r-{tmp}'], /^dquery: --name: unknown placeholder \{tmp\}/],
+    ['a --sep it does not know', ['--cmd', 'echo', '--sep', ':'], /^dquery: --sep ":": give "\|" \(default\), ",", ";" or tab\n$/],
+  ])('exits 2 for %s', async (_what, options, message) => {
+    const run = await dquery(hub, ['sweep', file('f.txt', PARAMS), ...options]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(message);
+    expect(await names()).toEqual([]);
+  });
+
+  it('names --after, not a line, in the warning about a dependency that exists nowhere', async () => {
+    const run = await dquery(hub, ['sweep', file('f.txt', PARAMS), '--cmd', 'echo {a}', '--after', 'nosuchtask']);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toBe(
+      'dquery: warning: 1 name the file depends on exists neither in it nor in the hub: nosuchtask (--after); the tasks that need them wait until tasks of those names are created (dquery status counts them; --strict refuses such a file)\n',
+    );
+    const strict = await dquery(hub, ['sweep', file('g.txt', PARAMS), '--cmd', 'echo {a}', '--after', 'nosuchtask', '--strict']);
+    expect(strict.stderr).toBe('dquery: 1 name the file depends on exists neither in it nor in the hub: nosuchtask (--after); nothing was added (--strict)\n');
+  });
+
+  it("names the sweep's barrier, not a line past the file's end, when the hub refuses it", async () => {
+    await client.create([{ name: 'summary', payload: Buffer.from('echo') }]);
+    const run = await dquery(hub, ['sweep', file('f.txt', PARAMS), '--cmd', 'echo {a}', '--sweep-name', 'summary']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^dquery: the sweep's barrier task "summary" \(--sweep-name\): CONFLICT: /);
+    expect(run.stderr).not.toMatch(/line 3/);
+  });
+
+  it("names the sweep's barrier when it clashes with a task of the sweep", async () => {
+    const run = await dquery(hub, ['sweep', file('f.txt', PARAMS), '--cmd', 'echo {a}', '--name', 'x{a}', '--sweep-name', 'x1']);
+    expect(run).toMatchObject({ code: 1, stderr: 'dquery: the sweep\'s barrier task "x1" (--sweep-name): task "x1" is defined differently on line 2\n' });
+    expect(await names()).toEqual([]);
+  });
+
+  it('says --sep plainly in --help', async () => {
+    const help = (await dquery(hub, ['sweep', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('--sep <sep> cell separator: "|" (default), ",", ";" or tab ');
+    expect(help).toContain('cells separated by | (--sep , ; or tab)');
+  });
+
+  it('shell-quotes the sweep name in its message when it needs it', async () => {
+    const run = await dquery(hub, ['sweep', file('we ird name.txt', PARAMS), '--cmd', 'echo {a}']);
+    expect(run.stdout).toBe("sweep we ird name.txt: added 2 tasks, the barrier we ird name.txt among them; depend on the whole sweep with --after 'we ird name.txt'\n");
+  });
+});
+
+describe('missing files', () => {
+  it('says a PARAMS file or a task file does not exist, or is a directory, without a raw system error', async () => {
+    const sweep = await dquery(hub, ['sweep', join(dir, 'nosuchfile.txt'), '--cmd', 'echo']);
+    expect(sweep).toMatchObject({ code: 1, stderr: `dquery: PARAMS file ${join(dir, 'nosuchfile.txt')} does not exist\n` });
+    const addfile = await dquery(hub, ['addfile', join(dir, 'nosuch.jsonl')]);
+    expect(addfile).toMatchObject({ code: 1, stderr: `dquery: task file ${join(dir, 'nosuch.jsonl')} does not exist\n` });
+    expect(await dquery(hub, ['addfile', dir])).toMatchObject({ code: 1, stderr: `dquery: task file ${dir} is a directory\n` });
+    expect(await dquery(hub, ['sweep', dir, '--cmd', 'echo'])).toMatchObject({ code: 1, stderr: `dquery: PARAMS file ${dir} is a directory\n` });
+  });
+});
+
+describe('task files with params and param files', () => {
+  it('addfile refuses a param written as a JSON number, naming the line, and takes param_files', async () => {
+    const bad = file('bad.jsonl', '{"name":"m"}\n{"name":"n","cmd":"true","params":{"a":1.0}}\n');
+    const run = await dquery(hub, ['addfile', bad]);
+    expect(run).toMatchObject({
+      code: 1,
+      stderr: 'dquery: line 2: params "a": write the value as a string, "1.0": a JSON number loses its form (1.0 becomes 1, big integers are rounded)\n',
+    });
+    const good = file('good.jsonl', '{"name":"n","cmd":"cat a.txt","params":{"a":"1.0"},"param_files":{"a.txt":"a"}}\n');
+    expect((await dquery(hub, ['addfile', good])).code).toBe(0);
+    expect((await client.lookup('n')).task.spec).toMatchObject({ params: [{ name: 'a', value: '1.0' }], paramFiles: [{ name: 'a.txt', param: 'a' }] });
+  });
+
+  it('addfile --help shows inputs, outputs, params and param_files', async () => {
+    const help = (await dquery(hub, ['addfile', '--help'])).stdout;
+    expect(help).toContain('"params":{"seq":"ACGT","temp":"300"},"inputs":{"fold":"bin/fold"},"param_files":{"seq.txt":"seq"},"outputs":["out.pdb"]}');
+    expect(help).toContain('"1.0", not 1.0');
   });
 });

@@ -53,6 +53,30 @@ describe('task files', () => {
     expect(lineError(text)).toMatch(message);
   });
 
+  it('refuses a param value that is not a string, quoting it as written, since a JSON number loses its form', () => {
+    const text = '{"name":"n","cmd":"true","params":{"s":"x","a":1.0,"b":1e-7,"c":12345678901234567890,"d":0.10}}';
+    expect(lineError(text)).toBe('line 1: params "a": write the value as a string, "1.0": a JSON number loses its form (1.0 becomes 1, big integers are rounded)');
+    expect(lineError('x\n{"name":"n","params":{"c": 12345678901234567890 }}')).toBe(
+      'line 2: params "c": write the value as a string, "12345678901234567890": a JSON number loses its form (1.0 becomes 1, big integers are rounded)',
+    );
+    expect(lineError('{"name":"n","params":{"o":{"a":1},"d":0.10}}')).toMatch(/^line 1: params "o": a param's value is a string, not an object$/);
+    expect(lineError('{"name":"n","params":{"t":"[1]","d":0.10}}')).toMatch(/^line 1: params "d": write the value as a string, "0\.10"/);
+    expect(lineError('{"name":"n","params":{"f":true}}')).toBe('line 1: params "f": write the value as a string, "true": param values are text');
+    expect(lineError('{"name":"n","params":{"z":null}}')).toBe('line 1: params "z": a param\'s value is a string, not null');
+    expect(parseTaskFile('{"name":"n","params":{"a":"1.0","c":"12345678901234567890"}}').specs[0]?.params).toEqual([
+      { name: 'a', value: '1.0' },
+      { name: 'c', value: '12345678901234567890' },
+    ]);
+  });
+
+  it('reads param_files, and refuses paramFiles naming the field to write', () => {
+    const { specs } = parseTaskFile('{"name":"n","params":{"seq":"ACGT"},"param_files":{"in/seq.txt":"seq"}}');
+    expect(specs[0]?.paramFiles).toEqual([{ name: 'in/seq.txt', param: 'seq' }]);
+    expect(lineError('{"name":"n","params":{"seq":"A"},"paramFiles":{"s":"seq"}}')).toBe('line 1: unknown field "paramFiles": write "param_files"');
+    expect(lineError('{"name":"n","param_files":["seq"]}')).toBe('line 1: "param_files" must be an object: {"name_in_scratch": "param", ...}');
+    expect(lineError('{"name":"n","params":{"seq":"A"},"param_files":{"s":"nope"}}')).toMatch(/^line 1: param file "s" of task "n" holds param "nope", which the task does not have/);
+  });
+
   it('accepts an identical duplicate line and forward references', () => {
     expect(parseTaskFile('b,a\na\nb,a\n').specs.map((s) => s.name)).toEqual(['b', 'a', 'b']);
   });

@@ -41,7 +41,13 @@ export function registerAddfile(program: Command, ctx: Context): void {
 Lines (both forms may be mixed; blank lines are skipped, and so is a line whose first character is #):
   name,dep1,dep2,...                                   dwork's format, no payload
   {"name":"b","deps":["a"],"cmd":"echo b","priority":1,"pool":"default","attempts":3,"lease":"10m"}
+  {"name":"fold-7","cmd":"./fold seq.txt > out.pdb","params":{"seq":"ACGT","temp":"300"},"inputs":{"fold":"bin/fold"},"param_files":{"seq.txt":"seq"},"outputs":["out.pdb"]}
 A task whose name starts with # is written as JSON: {"name":"#b"}.
+Files and params: "inputs" are local files copied into the task's scratch directory,
+{"name_in_scratch": "local/path"} (paths relative to the task file; each uploaded once);
+"outputs" are files the task leaves there, uploaded when it is done; "params" are the task's
+parameters, values as strings ("1.0", not 1.0: a JSON number loses its form); "param_files"
+writes a param's value into a file of the scratch directory, {"name_in_scratch": "param"}.
 
 Every line is checked first (syntax, names, numbers, duplicates, cycles, the hub's size limits);
 a bad line is reported with its number and nothing is sent. The tasks then go in batches sized to
@@ -97,11 +103,11 @@ export function uploadStep(ctx: Context, files: LocalFiles): NonNullable<AddFile
   };
 }
 
-/** Warns about the dependencies a file names that exist nowhere. */
-export function warnMissing(missing: Missing): void {
+/** Warns about the dependencies a file names that exist nowhere (`where`: where each came from, default its line). */
+export function warnMissing(missing: Missing, where?: (line: number) => string): void {
   if (missing.total > 0) {
     complain(
-      `warning: ${missingText(missing)}; the tasks that need them wait until tasks of those names are created ` +
+      `warning: ${missingText(missing, where)}; the tasks that need them wait until tasks of those names are created ` +
         '(dquery status counts them; --strict refuses such a file)',
     );
   }

@@ -31,6 +31,8 @@ import { checkedSpec, parseLine, TaskFileError, TaskIndex } from './taskfile.js'
 export interface LineParser {
   parse(text: string, line: number): TaskSpecInput | undefined;
   end?(lastLine: number): TaskSpecInput[];
+  /** What a task of `end` is, said in an error about it in place of its line (which is not in the file). */
+  describe?(name: string): string;
 }
 
 /** A task file's lines (tasks.ts's form), with `"inputs"` refused. */
@@ -211,14 +213,20 @@ export class Interrupted extends Error {
 /** --strict found dependencies that exist neither in the file nor in the hub; nothing was sent. */
 export class MissingDepsError extends Error {
   override name = 'MissingDepsError';
-  constructor(readonly missing: Missing) {
-    super(`${missingText(missing)}; nothing was added (--strict)`);
+  constructor(
+    readonly missing: Missing,
+    where?: (line: number) => string,
+  ) {
+    super(`${missingText(missing, where)}; nothing was added (--strict)`);
   }
 }
 
-/** "2 names the file needs exist neither in it nor in the hub: fetch-x (line 3), y (line 9)". */
-export function missingText(m: Missing): string {
-  const listed = m.examples.map((e) => `${e.name} (line ${e.line})`);
+/**
+ * "2 names the file needs exist neither in it nor in the hub: fetch-x (line 3), y (line 9)";
+ * `where` says where a name came from instead of `line N` (a sweep's --after).
+ */
+export function missingText(m: Missing, where: (line: number) => string = (line) => `line ${line}`): string {
+  const listed = m.examples.map((e) => `${e.name} (${where(e.line)})`);
   const more = m.total - listed.length;
   const names = `${m.atLeast ? 'at least ' : ''}${m.total} name${m.total === 1 ? '' : 's'}`;
   return `${names} the file depends on ${m.total === 1 && !m.atLeast ? 'exists' : 'exist'} neither in it nor in the hub: ${listed.join(', ')}${more > 0 ? ` and ${more} more` : ''}`;
@@ -242,6 +250,8 @@ export interface AddFileOptions {
    * files: the file is known good by then). Interrupting it is left to it.
    */
   prepare?: (progress: AddProgress, tick: () => void) => Promise<void>;
+  /** Where a missing dependency first needed on `line` came from, for --strict's error (default `line N`). */
+  where?: (line: number) => string;
 }
 
 /**
@@ -265,7 +275,7 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
   if (options.strict === true && needed.length > 0) {
     progress.phase = 'looking up';
     const missing = await lookUp(hub, needed, progress, tick, stopped);
-    if (missing.length > 0) throw new MissingDepsError({ examples: missing.slice(0, LISTED_MISSING), total: missing.length, atLeast: false });
+    if (missing.length > 0) throw new MissingDepsError({ examples: missing.slice(0, LISTED_MISSING), total: missing.length, atLeast: false }, options.where);
   }
   if (options.prepare !== undefined) {
     progress.phase = 'uploading';
@@ -289,7 +299,7 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
     try {
       r = await hub.create(batch);
     } catch (err) {
-      const cause = refusal(err, batch, lines);
+      const cause = refusal(err, batch, lines, endLine, reading);
       // A refusal changed nothing; a lost reply may hide a batch the hub did add.
       const unsure = !(cause instanceof DagworkError || cause instanceof TaskFileError);
       throw new AddFileError(cause, progress.added(unsure));
@@ -307,6 +317,8 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
   };
   const reading = parser();
   let lastLine = 0;
+  // The tasks of `end` (a sweep's barriers) come after the last line: on no line of the file.
+  let endLine = Number.MAX_SAFE_INTEGER;
   const take = async (spec: TaskSpecInput | undefined, line: number): Promise<void> => {
     if (spec === undefined || !index.definesFirst(spec.name, line)) return;
     batch.push(spec);
@@ -319,7 +331,8 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
       await take(reading.parse(text, line), line);
     }
   }
-  for (const spec of reading.end?.(lastLine) ?? []) await take(spec, lastLine + 1);
+  endLine = lastLine + 1;
+  for (const spec of reading.end?.(lastLine) ?? []) await take(spec, endLine);
   if (batch.length > 0 || progress.done !== progress.batches.length) await send();
 
   // Not interruptible: everything is added by now, and an interruption would say otherwise.
@@ -393,7 +406,13 @@ async function check(
     progress.lines = lastLine;
     tick();
   }
-  for (const input of reading.end?.(lastLine) ?? []) take(input, lastLine + 1);
+  for (const input of reading.end?.(lastLine) ?? []) {
+    try {
+      take(input, lastLine + 1);
+    } catch (err) {
+      throw reading.describe === undefined || !(err instanceof TaskFileError) ? err : new TaskFileError(err.line, err.reason, { cause: err, where: reading.describe(input.name) });
+    }
+  }
   index.checkCycles();
   return { index, batches: planner.finish() };
 }
@@ -439,9 +458,15 @@ async function missingAfter(
   return { examples: missing.slice(0, LISTED_MISSING), total: missing.length, atLeast: cutShort && needed.length > MAX_COUNTING_LOOKUPS };
 }
 
-/** The hub's error, as `line N: ...` when it names a task of the batch. */
-function refusal(err: unknown, batch: TaskSpecInput[], lines: number[]): unknown {
+/**
+ * The hub's error, as `line N: ...` when it names a task of the batch (for a task of the parser's
+ * `end`, on `endLine`: what the parser says it is).
+ */
+function refusal(err: unknown, batch: TaskSpecInput[], lines: number[], endLine: number, parser: LineParser): unknown {
   if (!(err instanceof DagworkError) || err.task === '') return err;
   const i = batch.findIndex((t) => t.name === err.task);
-  return i === -1 ? err : new TaskFileError(lines[i] as number, `${err.code}: ${err.message}`, { cause: err });
+  if (i === -1) return err;
+  const line = lines[i] as number;
+  const where = line >= endLine && parser.describe !== undefined ? parser.describe(err.task) : undefined;
+  return new TaskFileError(line, `${err.code}: ${err.message}`, { cause: err, ...(where === undefined ? {} : { where }) });
 }

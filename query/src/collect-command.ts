@@ -19,6 +19,11 @@ export function registerCollect(program: Command, ctx: Context): void {
     .addHelpText(
       'after',
       `
+A sweep's barrier tasks (SWEEP, SWEEP/barrier-L-K) run nothing and leave nothing: once done,
+they are skipped, by --dir, --concat and --jsonl alike, and not counted (a barrier is the only
+task done without ever running). One not done yet shows in --jsonl as a waiting task: to leave
+the barrier SWEEP out whatever its state, give the prefix with its slash, --prefix SWEEP/.
+
 --dir: TASK is the task's name as one directory name: letters, digits, -, _ and . are kept,
 every other byte is written %XX, and so is a leading . (render/7 is render%2F7, .. is %2E.);
 a name that would be over 255 bytes keeps its first 200 characters, then ~ and 16 hex digits of
@@ -59,8 +64,8 @@ Examples:
     .addHelpText(
       'after',
       `
-Files held or uploaded in the last hour are kept even when no task names them yet, so that a
-client may upload inputs and then create the tasks that name them.
+Files uploaded, or asked about (stat, put, get), in the last hour are kept even when no task
+names them yet, so that a client may upload inputs and then create the tasks that name them.
 
 Example:
   dquery gc --dry-run && dquery gc`,

@@ -109,11 +109,32 @@ export class FileLines implements LineSource {
   private readonly stamp: string | undefined;
   private reads = 0;
 
-  /** Opens `path` at once, so that a file that cannot be read is said before anything else is done. */
-  constructor(readonly path: string) {
-    this.fd = path === '-' ? 0 : openSync(path, 'r');
+  /**
+   * Opens `path` at once, so that a file that cannot be read is said before anything else is done:
+   * `what it is` (`task file`, `PARAMS file`) `PATH does not exist`, `cannot be read (permission
+   * denied)` or `is a directory` (an Error with the system's code).
+   */
+  constructor(
+    readonly path: string,
+    what = 'task file',
+  ) {
+    const fail = (code: string, why: string): never => {
+      throw Object.assign(new Error(`${what} ${path} ${why}`), { code });
+    };
+    try {
+      this.fd = path === '-' ? 0 : openSync(path, 'r');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (code === 'ENOENT') fail(code, 'does not exist');
+      if (code === 'EACCES' || code === 'EPERM') fail('EACCES', 'cannot be read (permission denied)');
+      if (code === 'EISDIR') fail(code, 'is a directory');
+      throw err;
+    }
     const stat = fstatSync(this.fd);
-    if (stat.isDirectory()) throw Object.assign(new Error(`${path} is a directory, not a task file`), { code: 'EISDIR' });
+    if (stat.isDirectory()) {
+      if (this.fd !== 0) closeSync(this.fd);
+      fail('EISDIR', 'is a directory');
+    }
     this.stamp = stat.isFile() ? `${stat.size} ${stat.mtimeMs}` : undefined;
   }
 

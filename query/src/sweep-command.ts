@@ -9,7 +9,11 @@ import { LocalFiles } from './files.js';
 import { plural, UsageError } from './io.js';
 import type { Context } from './main.js';
 import { SEPARATORS } from './params.js';
-import { inputArg, paramFileArg, sweepParser } from './sweep.js';
+import { checkSweepOptions, inputArg, paramFileArg, sweepParser } from './sweep.js';
+import { shellQuote } from './template.js';
+
+/** The separators --sep takes, as help and errors say them. */
+const SEP_CHOICES = '"|" (default), ",", ";" or tab';
 
 const collect = <T>(parse: (v: string) => T) => (value: string, previous: T[] = []): T[] => [...previous, parse(value)];
 
@@ -25,11 +29,14 @@ interface SweepFlags {
   paramFile?: ParamFile[];
   input?: { path: string; name: string | undefined }[];
   output?: string[];
-  sep: string;
+  sep?: string;
   batch: number;
   strict?: boolean;
   json?: boolean;
 }
+
+/** A sweep's tasks depend on no name of their own but the --after ones: what a missing dependency came from. */
+const fromAfter = (): string => '--after';
 
 export function registerSweep(program: Command, ctx: Context): void {
   program
@@ -47,7 +54,7 @@ export function registerSweep(program: Command, ctx: Context): void {
     .option('--param-file <name=param>', "write the value of parameter PARAM into the file NAME of each task's scratch directory (repeatable)", collect(paramFileArg))
     .option('--input <path[:name]>', "ship a local file to every task's scratch directory, as NAME (default: its base name; the run bit kept); uploaded once (repeatable)", collect(inputArg))
     .option('--output <name>', "a file each task leaves in its scratch directory, uploaded when it is done (dquery collect --dir fetches them; repeatable)", collect((v) => v))
-    .option('--sep <sep>', `cell separator: ${Object.keys(SEPARATORS).filter((s) => s !== '\t').join(' ')} (tab)`, '|')
+    .option('--sep <sep>', `cell separator: ${SEP_CHOICES}`)
     .option('--batch <n>', 'most tasks per request (fewer when the hub says so)', positiveArg, 5000)
     .option('--strict', 'refuse the sweep, sending nothing, if an --after task does not exist')
     .option('--json', 'print {"sweep", "tasks", "created", "unchanged"}')
@@ -55,7 +62,7 @@ export function registerSweep(program: Command, ctx: Context): void {
       'after',
       `
 PARAMS, as Simple Parallel Exec has it: a header line of parameter names (letters, digits and _,
-not starting with a digit), then one parameter set a line, cells separated by | (--sep , or tab).
+not starting with a digit), then one parameter set a line, cells separated by | (--sep , ; or tab).
 Blank lines are skipped, and so is a line whose first character is # (a comment); spaces (and
 tabs, unless tab is the separator) around a cell are trimmed; there is no quoting. A line with
 another number of cells than the header is refused with its line number, and nothing is added:
@@ -75,16 +82,29 @@ Examples:
   dquery collect --prefix runs.txt/ --dir results`,
     )
     .action(async (file: string, o: SweepFlags) => {
-      const separator = SEPARATORS[o.sep];
-      if (separator === undefined) throw new UsageError(`--sep ${JSON.stringify(o.sep)}: give one of ${Object.keys(SEPARATORS).filter((s) => s !== '\t').join(' ')} tab`);
+      const separator = SEPARATORS[o.sep ?? '|'];
+      if (separator === undefined) throw new UsageError(`--sep ${JSON.stringify(o.sep)}: give ${SEP_CHOICES}`);
       if (file === '-' && o.sweepName === undefined) throw new UsageError('give --sweep-name with PARAMS from standard input: the sweep is named after its file');
       const sweep = o.sweepName ?? basename(resolve(file));
+      // What the options alone get wrong is bad usage, said naming the option, before the file is read.
+      checkSweepOptions(
+        {
+          sweep,
+          sweepNamed: o.sweepName !== undefined,
+          after: o.after ?? [],
+          ...(o.pool === undefined ? {} : { pool: o.pool }),
+          inputs: (o.input ?? []).map((i) => ({ arg: i.name === undefined ? i.path : `${i.path}:${i.name}`, name: i.name ?? basename(i.path) })),
+          outputs: o.output ?? [],
+          paramFiles: o.paramFile ?? [],
+        },
+        defaultSpecLimits(),
+      );
       const { FileLines } = await import('./lines.js');
       const files = new LocalFiles();
       // Every input found before the file is read: a missing one stops the sweep before anything is sent.
       for (const i of o.input ?? []) files.ref(i.path, i.name ?? basename(i.path));
       const inputs = (): ReturnType<LocalFiles['ref']>[] => (o.input ?? []).map((i) => files.ref(i.path, i.name ?? basename(i.path)));
-      const source = new FileLines(file);
+      const source = new FileLines(file, 'PARAMS file');
       const options = {
         sweep,
         cmd: o.cmd,
@@ -105,6 +125,7 @@ Examples:
         strict: o.strict === true,
         parser: () => sweepParser(options),
         prepare: uploadStep(ctx, files),
+        where: fromAfter,
       });
       if (result === undefined) return;
       const { created, unchanged, missing } = result;
@@ -112,9 +133,9 @@ Examples:
       else {
         console.log(
           `sweep ${sweep}: added ${plural(created, 'task')}${unchanged > 0 ? ` (${unchanged} ${unchanged === 1 ? 'was' : 'were'} there already)` : ''}, ` +
-            `the barrier ${sweep} among them; depend on the whole sweep with --after ${sweep}`,
+            `the barrier ${sweep} among them; depend on the whole sweep with --after ${shellQuote(sweep)}`,
         );
       }
-      warnMissing(missing);
+      warnMissing(missing, fromAfter);
     });
 }

@@ -7,12 +7,16 @@
  * Names are deterministic (the sweep's name and the line number, or a template of the values),
  * and so are the specs: adding the same sweep again changes nothing.
  */
+import { InvalidArgumentError } from 'commander';
+import { DagworkError } from '../../proto/src/errors.js';
+import { checkName, checkScratchPath, type SpecLimits } from '../../proto/src/spec.js';
 import type { FileRef, ParamFile, TaskSpecInput } from '../../proto/src/types.js';
 import type { LineParser } from './addfile.js';
+import { UsageError } from './io.js';
 import { ParamsParser } from './params.js';
 import { Template, TemplateError, shellQuote } from './template.js';
 
-/** A sweep that cannot be made as asked (a param file naming no parameter, a file with no parameter set). */
+/** A parameter file a sweep cannot be made of (no header, no parameter set). Options that do not fit it are UsageErrors. */
 export class SweepError extends Error {
   override name = 'SweepError';
 }
@@ -63,11 +67,12 @@ export function sweepParser(options: SweepOptions): LineParser {
       const header = params.header;
       if (header === undefined) return undefined;
       if (cmd === undefined) {
-        cmd = new Template(options.cmd, header, '--cmd');
-        if (options.name !== undefined) name = new Template(options.name, header, '--name');
+        // Options that do not fit the file's parameters: bad usage, found once the header is read.
+        cmd = template(options.cmd, header, '--cmd');
+        if (options.name !== undefined) name = template(options.name, header, '--name');
         for (const f of options.paramFiles ?? []) {
           if (!header.includes(f.param)) {
-            throw new SweepError(`--param-file ${f.name}=${f.param}: no parameter "${f.param}"; the parameters are ${header.join(', ')}`);
+            throw new UsageError(`--param-file ${f.name}=${f.param}: no parameter "${f.param}"; the parameters are ${header.join(', ')}`);
           }
         }
       }
@@ -85,6 +90,9 @@ export function sweepParser(options: SweepOptions): LineParser {
         names.push(task.name);
       }
       return task;
+    },
+    describe(task) {
+      return task === options.sweep ? `the sweep's barrier task "${task}" (--sweep-name)` : `the sweep's sub-barrier task "${task}" (--sweep-name)`;
     },
     end() {
       if (params.header === undefined) throw new SweepError('the parameter file has no header line (the parameter names, separated as the sets are)');
@@ -118,11 +126,75 @@ export function barriers(sweep: string, names: readonly string[], maxDeps: numbe
   return out;
 }
 
-/** `--param-file NAME=PARAM`, split. */
+/** A template of `names`; an unknown placeholder, a lone brace, is bad usage. */
+function template(source: string, names: readonly string[], what: string): Template {
+  try {
+    return new Template(source, names, what);
+  } catch (err) {
+    throw err instanceof TemplateError ? new UsageError(err.message) : err;
+  }
+}
+
+/** `--param-file NAME=PARAM`, split (commander's option parser: a bad value is bad usage, exit 2). */
 export function paramFileArg(value: string): ParamFile {
   const at = value.lastIndexOf('=');
-  if (at <= 0 || at === value.length - 1) throw new TemplateError(`--param-file ${value}: write NAME=PARAM (the file's name in the scratch directory, the parameter it holds)`);
+  if (at <= 0 || at === value.length - 1) throw new InvalidArgumentError("write NAME=PARAM (the file's name in the scratch directory, the parameter it holds)");
   return { name: value.slice(0, at), param: value.slice(at + 1) };
+}
+
+/** What `sweep`'s options say, checked before the parameter file is read (checkSweepOptions). */
+export interface SweepArgs {
+  /** The sweep's name, and whether --sweep-name gave it (else it is PARAMS's base name). */
+  sweep: string;
+  sweepNamed: boolean;
+  after: readonly string[];
+  pool?: string;
+  /** Each --input as given, and the name it takes in the scratch directory. */
+  inputs: readonly { arg: string; name: string }[];
+  outputs: readonly string[];
+  paramFiles: readonly ParamFile[];
+}
+
+/**
+ * Throws UsageError, naming the option, for what the options get wrong whatever the parameter
+ * file holds: a scratch path the hub would refuse, two files at one place in the scratch
+ * directory, an output that is also an input or a param file, a task name or pool the hub would
+ * refuse, an --after naming the sweep's own barrier. (Otherwise the hub's refusal would name the
+ * first line of the file, where nothing is wrong.)
+ */
+export function checkSweepOptions(a: SweepArgs, limits: SpecLimits): void {
+  const usage = (f: () => void, prefix = ''): void => {
+    try {
+      f();
+    } catch (err) {
+      if (err instanceof DagworkError) throw new UsageError(`${prefix}${err.message}`);
+      throw err;
+    }
+  };
+  usage(() => checkName(a.sweep, limits, a.sweepNamed ? '--sweep-name: the name' : "the sweep's name (PARAMS's base name; give --sweep-name)"));
+  for (const dep of a.after) {
+    usage(() => checkName(dep, limits, '--after: the name'));
+    if (dep === a.sweep) throw new UsageError(`--after ${dep}: that is this sweep's own barrier task, which waits for the sweep's tasks`);
+  }
+  if (a.pool !== undefined) usage(() => checkName(a.pool as string, limits, '--pool: the pool'));
+  // Where each file goes in the scratch directory, and the option that puts it there.
+  const placed = new Map<string, string>();
+  const place = (name: string, option: string): void => {
+    usage(() => checkScratchPath(name, `${option}:`));
+    const earlier = placed.get(name);
+    if (earlier !== undefined) throw new UsageError(`${option}: ${earlier} places a file at "${name}" already`);
+    placed.set(name, option);
+  };
+  for (const i of a.inputs) place(i.name, `--input ${i.arg}`);
+  for (const f of a.paramFiles) place(f.name, `--param-file ${f.name}=${f.param}`);
+  const outputs = new Set<string>();
+  for (const o of a.outputs) {
+    usage(() => checkScratchPath(o, `--output ${o}:`));
+    if (outputs.has(o)) throw new UsageError(`--output ${o}: given twice`);
+    outputs.add(o);
+    const from = placed.get(o);
+    if (from !== undefined) throw new UsageError(`--output ${o}: ${from} places a file there: an output cannot be an input or a param file too`);
+  }
 }
 
 /** `--input PATH[:NAME]`, split at the last `:` (a PATH holding `:` needs its NAME given); NAME defaults to PATH's base name. */

@@ -4,7 +4,9 @@
  * One task a line, in either of two forms (they may be mixed):
  *   dwork's:     name,dep1,dep2,...          (no payload)
  *   JSON Lines:  {"name": "b", "deps": ["a"], "cmd": "echo hi", "priority": 2, "pool": "gpu",
- *                 "attempts": 5, "lease": "10m"}
+ *                 "attempts": 5, "lease": "10m", "params": {"alpha": "0.50"}, "inputs": {...},
+ *                 "outputs": [...], "param_files": {"alpha.txt": "alpha"}}
+ *   (param values are JSON strings: JSON.parse keeps no number's text, 1.0 would become 1)
  * Blank lines are skipped, and so is a line whose first character is # (a comment). A task whose
  * name starts with # is written as JSON: in dwork's form a name may not start with #, so an
  * indented "# ..." is refused rather than guessed to be a comment or a task.
@@ -29,17 +31,82 @@ export type FileResolver = (path: string, name: string, line: number) => FileRef
 /** A problem with one line of a task file. */
 export class TaskFileError extends Error {
   override name = 'TaskFileError';
+  /** `options.where` names what is wrong instead of a line (a task that comes from no line: a sweep's barrier). */
   constructor(
     readonly line: number,
     message: string,
-    options: { cause?: unknown } = {},
+    options: { cause?: unknown; where?: string } = {},
   ) {
-    super(`line ${line}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    super(`${options.where ?? `line ${line}`}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.reason = message;
   }
+
+  /** The message without `line N: `. */
+  readonly reason: string;
 }
 
 const encoder = new TextEncoder();
-const JSON_KEYS = new Set(['name', 'deps', 'cmd', 'payload', 'priority', 'pool', 'attempts', 'lease', 'params', 'inputs', 'outputs']);
+const JSON_KEYS = new Set(['name', 'deps', 'cmd', 'payload', 'priority', 'pool', 'attempts', 'lease', 'params', 'inputs', 'outputs', 'param_files']);
+
+/** `paramFiles` as `param_files`: a field written in camelCase, for the hint. */
+const snakeCase = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/**
+ * The text of each value of the object at top-level key `field` in `text`, a JSON object that
+ * JSON.parse took (so well formed): what a number was written as, which JSON.parse forgets.
+ */
+function rawValues(text: string, field: string): Map<string, string> {
+  const found = new Map<string, string>();
+  let i = 0;
+  const space = (): void => {
+    while (i < text.length && ' \t\n\r'.includes(text[i] as string)) i++;
+  };
+  const string = (): string => {
+    const start = i;
+    for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    i++;
+    return JSON.parse(text.slice(start, i)) as string;
+  };
+  // Skips one value, returning its text; `keep` records the text of each member of an object.
+  const value = (keep?: Map<string, string>): string => {
+    space();
+    const start = i;
+    const c = text[i];
+    if (c === '"') string();
+    else if (c === '{' || c === '[') {
+      i++;
+      space();
+      while (text[i] !== '}' && text[i] !== ']') {
+        if (c === '{') {
+          const key = string();
+          space();
+          i++; // :
+          const v = value();
+          keep?.set(key, v);
+        } else value();
+        space();
+        if (text[i] === ',') i++;
+        space();
+      }
+      i++;
+    } else while (i < text.length && !',]} \t\n\r'.includes(text[i] as string)) i++;
+    return text.slice(start, i);
+  };
+  space();
+  if (text[i] !== '{') return found;
+  i++;
+  space();
+  while (i < text.length && text[i] !== '}') {
+    const key = string();
+    space();
+    i++; // :
+    value(key === field ? found : undefined);
+    space();
+    if (text[i] === ',') i++;
+    space();
+  }
+  return found;
+}
 
 const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
@@ -53,7 +120,9 @@ function fromJson(text: string, line: number, files?: FileResolver): TaskSpecInp
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new TaskFileError(line, 'expected a JSON object');
   const o = value as Record<string, unknown>;
   for (const key of Object.keys(o)) {
-    if (!JSON_KEYS.has(key)) throw new TaskFileError(line, `unknown field "${key}" (known: ${[...JSON_KEYS].join(', ')})`);
+    if (JSON_KEYS.has(key)) continue;
+    const snake = snakeCase(key);
+    throw new TaskFileError(line, JSON_KEYS.has(snake) ? `unknown field "${key}": write "${snake}"` : `unknown field "${key}" (known: ${[...JSON_KEYS].join(', ')})`);
   }
   if (typeof o.name !== 'string') throw new TaskFileError(line, '"name" must be a string');
   const spec: TaskSpecInput = { name: o.name };
@@ -90,8 +159,8 @@ function fromJson(text: string, line: number, files?: FileResolver): TaskSpecInp
     if (!isPlainObject(o.params)) throw new TaskFileError(line, '"params" must be an object: {"name": "value", ...}');
     const params: Param[] = [];
     for (const [name, value] of Object.entries(o.params)) {
-      if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw new TaskFileError(line, `"params": "${name}" must be a string, a number or a boolean`);
-      params.push({ name, value: String(value) });
+      if (typeof value !== 'string') throw new TaskFileError(line, paramNotString(name, value, text));
+      params.push({ name, value });
     }
     spec.params = params;
   }
@@ -109,7 +178,26 @@ function fromJson(text: string, line: number, files?: FileResolver): TaskSpecInp
     if (!Array.isArray(o.outputs) || !o.outputs.every((d) => typeof d === 'string')) throw new TaskFileError(line, '"outputs" must be a list of file names');
     spec.outputs = o.outputs as string[];
   }
+  if (o.param_files !== undefined) {
+    if (!isPlainObject(o.param_files)) throw new TaskFileError(line, '"param_files" must be an object: {"name_in_scratch": "param", ...}');
+    spec.paramFiles = Object.entries(o.param_files).map(([name, param]) => {
+      if (typeof param !== 'string') throw new TaskFileError(line, `"param_files": "${name}" must be the name of one of the task's params`);
+      return { name, param };
+    });
+  }
   return spec;
+}
+
+/** Why a param's JSON value is refused: values are text, and a JSON number does not keep its text. */
+function paramNotString(name: string, value: unknown, text: string): string {
+  if (typeof value === 'number' || typeof value === 'boolean') {
+    const written = rawValues(text, 'params').get(name) ?? String(value);
+    return (
+      `params "${name}": write the value as a string, ${JSON.stringify(written)}` +
+      (typeof value === 'number' ? ': a JSON number loses its form (1.0 becomes 1, big integers are rounded)' : ': param values are text')
+    );
+  }
+  return `params "${name}": a param's value is a string, not ${value === null ? 'null' : Array.isArray(value) ? 'a list' : 'an object'}`;
 }
 
 function integerField(o: Record<string, unknown>, key: string, min: number, max: number, line: number): number {
