@@ -88,6 +88,7 @@ describe('wire codec', () => {
           params: full.spec.params,
           result: Buffer.from('out'),
           outputs: full.outputs,
+          barrier: true,
         },
       ],
       next: 7,

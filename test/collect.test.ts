@@ -61,7 +61,7 @@ describe('dquery collect', () => {
     await dquery(hub, ['collect', '--dir', out]);
     writeFileSync(join(out, 'runs.txt%2F2', 'out.txt'), 'comp');
     const again = await dquery(hub, ['collect', '--dir', out]);
-    expect(again.stdout).toBe('4 tasks, 1 done; fetched 1 file (8 bytes), 1 there already\n');
+    expect(again.stdout).toBe('3 tasks, 1 done; fetched 1 file (8 bytes), 1 there already\n');
     expect(readFileSync(join(out, 'runs.txt%2F2', 'out.txt'), 'utf8')).toBe('complete');
     expect(readdirSync(join(out, 'runs.txt%2F2')).sort()).toEqual(['out.txt', 'stdout']);
   });
@@ -75,7 +75,7 @@ describe('dquery collect', () => {
     expect(readFileSync(all, 'utf8')).toBe('first\nsecond\n');
   });
 
-  it('--jsonl writes every task, any state, with params, times, and a result that is not UTF-8 in base64', async () => {
+  it('--jsonl writes every task (barriers excepted), any state, with params, times, and a result that is not UTF-8 in base64', async () => {
     await finish('runs.txt/2', 'a', 'text');
     await finish('runs.txt/3', 'b', new Uint8Array([0xff, 0x00]));
     const path = join(dir, 'runs.jsonl');
@@ -85,7 +85,6 @@ describe('dquery collect', () => {
       ['runs.txt/2', 'done'],
       ['runs.txt/3', 'done'],
       ['runs.txt/4', 'ready'],
-      ['runs.txt', 'waiting'],
     ]);
     expect(rows[0]).toMatchObject({ params: { n: '1' }, attempts: 1, worker: 'w', result: 'text', resultEncoding: 'utf8', outputs: [{ name: 'out.txt', size: 1 }] });
     expect(rows[0]?.startedAt).toEqual(expect.any(Number));
@@ -93,7 +92,10 @@ describe('dquery collect', () => {
     expect(rows[2]).toMatchObject({ params: { n: '3' }, startedAt: null, result: null, resultEncoding: null, outputs: [] });
   });
 
-  it('skips a done barrier: --prefix without the slash collects the sweep, not an empty result for its barrier', async () => {
+  it('skips barriers, done or not: --prefix without the slash collects the sweep, not an empty result for its barrier', async () => {
+    const early = join(dir, 'early.jsonl');
+    expect((await dquery(hub, ['collect', '--prefix', 'runs.txt', '--jsonl', early])).code).toBe(0);
+    expect(readFileSync(early, 'utf8').trimEnd().split('\n').map((l) => (JSON.parse(l) as { name: string }).name)).toEqual(['runs.txt/2', 'runs.txt/3', 'runs.txt/4']);
     await finish('runs.txt/2', 'a', 'r1\n');
     await finish('runs.txt/3', 'b', 'r2\n');
     await finish('runs.txt/4', 'c', 'r3\n');
@@ -110,7 +112,7 @@ describe('dquery collect', () => {
 
   it('says so in --help', async () => {
     const help = (await dquery(hub, ['collect', '--help'])).stdout;
-    expect(help).toContain("A sweep's barrier tasks (SWEEP, SWEEP/barrier-L-K) run nothing and leave nothing: once done,\nthey are skipped, by --dir, --concat and --jsonl alike");
+    expect(help).toContain("A sweep's barrier tasks (SWEEP, SWEEP/barrier-L-K) run nothing and leave nothing: they are\nskipped by --dir, --concat and --jsonl alike, and not counted.");
   });
 
   it('asks for a target', async () => {

@@ -1,7 +1,7 @@
 /** Pure parts of sweeps and collect: parameter files, templates, barriers, directory names. */
 import { describe, expect, it } from 'vitest';
 import { defaultSpecLimits } from '../proto/src/spec.js';
-import { isDoneBarrier, resultFileName, taskDirName } from '../query/src/collect.js';
+import { resultFileName, taskDirName } from '../query/src/collect.js';
 import { UsageError } from '../query/src/io.js';
 import { parseParams } from '../query/src/params.js';
 import { barriers, checkSweepOptions, inputArg, sweepParser, type SweepArgs, type SweepOptions } from '../query/src/sweep.js';
@@ -173,14 +173,6 @@ describe('sweep options, checked before the file is read', () => {
     expect(usage({ after: ['a\tb'] })).toBe('--after: the name "a\\tb" holds a control character');
     expect(usage({ sweep: '', sweepNamed: true })).toBe('--sweep-name: the name is empty');
     expect(usage({ pool: '' })).toBe('--pool: the pool is empty');
-  });
-});
-
-describe('collect and barriers', () => {
-  it('tells a done barrier (done, never handed out) from a done task', () => {
-    expect(isDoneBarrier({ state: 'done', attempts: 0 })).toBe(true);
-    expect(isDoneBarrier({ state: 'done', attempts: 1 })).toBe(false);
-    expect(isDoneBarrier({ state: 'waiting', attempts: 0 })).toBe(false);
   });
 });
 

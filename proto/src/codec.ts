@@ -540,6 +540,7 @@ export function encodeReply(reply: Reply): Uint8Array {
             params: unlessNone(t.params),
             result: unlessEmpty(t.result),
             outputs: unlessNone(t.outputs),
+            barrier: t.barrier || undefined,
           })),
           next: reply.next,
         },
@@ -636,6 +637,7 @@ export function decodeReply(data: Uint8Array): Reply {
           params: paramsFrom(t.params),
           result: bytes(t.result),
           outputs: fileRefsFrom(t.outputs),
+          barrier: bool(t.barrier),
         })),
         next: num(body.next),
       };

@@ -215,6 +215,8 @@ export interface TaskSummary {
   result: Uint8Array;
   /** With `withResults`: a done task's output files; empty otherwise. */
   outputs: FileRef[];
+  /** A barrier: it runs nothing. */
+  barrier: boolean;
 }
 
 export interface ListResult {

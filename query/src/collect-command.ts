@@ -19,10 +19,8 @@ export function registerCollect(program: Command, ctx: Context): void {
     .addHelpText(
       'after',
       `
-A sweep's barrier tasks (SWEEP, SWEEP/barrier-L-K) run nothing and leave nothing: once done,
-they are skipped, by --dir, --concat and --jsonl alike, and not counted (a barrier is the only
-task done without ever running). One not done yet shows in --jsonl as a waiting task: to leave
-the barrier SWEEP out whatever its state, give the prefix with its slash, --prefix SWEEP/.
+A sweep's barrier tasks (SWEEP, SWEEP/barrier-L-K) run nothing and leave nothing: they are
+skipped by --dir, --concat and --jsonl alike, and not counted.
 
 --dir: TASK is the task's name as one directory name: letters, digits, -, _ and . are kept,
 every other byte is written %XX, and so is a leading . (render/7 is render%2F7, .. is %2E.);

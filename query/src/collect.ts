@@ -10,7 +10,7 @@
  *                added between them).
  *   --jsonl F:   one JSON object a task, every matching task, whatever its state.
  *
- * A sweep's barriers, once done, are skipped by all three (isDoneBarrier): they leave nothing.
+ * Barrier tasks (a sweep's) are skipped by all three: they run nothing and leave nothing.
  *
  * TASK is the task's name made safe as one directory name (taskDirName). One pass over the tasks,
  * a page at a time (Client.listAll with results): memory holds a page, never the whole run.
@@ -84,16 +84,6 @@ export function taskJson(t: TaskSummary): object {
     resultEncoding,
     outputs: t.outputs.map((f) => ({ name: f.name, sha256: f.sha256, size: f.size, executable: f.executable })),
   };
-}
-
-/**
- * A barrier that is done: it runs nothing, so it is done without ever being handed out, with no
- * attempts; any other task is done only by a worker's completion, after at least one attempt (a
- * retry sets attempts to 0, but a retried task must then be handed out again to be done). The
- * list does not carry the barrier flag; this is what it does carry.
- */
-export function isDoneBarrier(t: Pick<TaskSummary, 'state' | 'attempts'>): boolean {
-  return t.state === 'done' && t.attempts === 0;
 }
 
 /** What collect needs of a Client. */
@@ -184,7 +174,7 @@ export async function collect(hub: CollectHub, filter: { pool?: string; prefix?:
   try {
     const query = { ...filter, limit: 1000, withResults: true, withParams: jsonl !== undefined };
     for await (const t of hub.listAll(query)) {
-      if (isDoneBarrier(t)) continue;
+      if (t.barrier) continue;
       summary.tasks++;
       jsonl?.write(`${JSON.stringify(taskJson(t))}\n`);
       if (t.state !== 'done') continue;

@@ -733,6 +733,7 @@ export class Graph {
         params: query.withParams ? t.spec.params : NO_PARAMS,
         result: withResult ? t.result : EMPTY,
         outputs: withResult ? t.outputs : NO_OUTPUTS,
+        barrier: t.spec.barrier,
       });
     }
     const next = i < this.order.length ? (this.order[i - 1] as Task | undefined)?.seq ?? query.after : 0;
