@@ -69,6 +69,8 @@ describe('templates', () => {
 
   it('quotes what the shell would read: spaces, quotes, $, globs, the empty value', () => {
     expect(['plain-1.5/x', 'a b', 'a"b', '$HOME', '*', '', 'x;y'].map(shellQuote)).toEqual(['plain-1.5/x', "'a b'", `'a"b'`, "'$HOME'", "'*'", "''", "'x;y'"]);
+    // First in a command, NAME=value would set a variable for the rest of it.
+    expect(shellQuote('PATH=/tmp/evil')).toBe("'PATH=/tmp/evil'");
   });
 
   it('refuses an unknown placeholder, naming it and the known ones', () => {
@@ -202,5 +204,8 @@ describe('collect directory names', () => {
   it('puts the result in dagwork.stdout when an output is named stdout', () => {
     expect(resultFileName([])).toBe('stdout');
     expect(resultFileName([{ name: 'stdout', sha256: '0'.repeat(64), size: 0, executable: false }])).toBe('dagwork.stdout');
+    const out = (name: string): { name: string; sha256: string; size: number; executable: boolean } => ({ name, sha256: '0'.repeat(64), size: 0, executable: false });
+    expect(resultFileName([out('stdout'), out('dagwork.stdout')])).toBe('dagwork.stdout.1');
+    expect(resultFileName([out('stdout/a'), out('dagwork.stdout'), out('dagwork.stdout.1/b')])).toBe('dagwork.stdout.2');
   });
 });

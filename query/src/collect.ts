@@ -50,7 +50,11 @@ export function taskDirName(name: string): string {
 
 /** The file in a task's directory that holds its result: `stdout`, unless an output takes that place. */
 export function resultFileName(outputs: readonly FileRef[]): string {
-  return outputs.some((f) => f.name === 'stdout' || f.name.startsWith('stdout/')) ? 'dagwork.stdout' : 'stdout';
+  const taken = (name: string): boolean => outputs.some((f) => f.name === name || f.name.startsWith(`${name}/`));
+  for (const name of ['stdout', 'dagwork.stdout']) if (!taken(name)) return name;
+  let n = 1;
+  while (taken(`dagwork.stdout.${n}`)) n++;
+  return `dagwork.stdout.${n}`;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });

@@ -67,8 +67,11 @@ export class Template {
   }
 }
 
-/** Characters a POSIX shell word may hold unquoted, with no special meaning anywhere in it. */
-const PLAIN = /^[A-Za-z0-9_@%+=:,./-]+$/;
+/**
+ * Characters a POSIX shell word may hold unquoted, with no special meaning anywhere in it. Not `=`:
+ * a first word `PATH=/tmp/x` would be an assignment, not a command.
+ */
+const PLAIN = /^[A-Za-z0-9_@%+:,./-]+$/;
 
 /**
  * `value` as one word for /bin/sh: as it is when it holds only plain characters, else in single
