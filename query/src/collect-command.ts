@@ -25,8 +25,8 @@ skipped by --dir, --concat and --jsonl alike, and not counted.
 --dir: TASK is the task's name as one directory name: letters, digits, -, _ and . are kept,
 every other byte is written %XX, and so is a leading . (render/7 is render%2F7, .. is %2E.);
 a name that would be over 255 bytes keeps its first 200 characters, then ~ and 16 hex digits of
-its SHA-256. A task whose outputs include one named stdout has its result in dagwork.stdout (dagwork.stdout.1
-when that is an output too, and so on).
+its SHA-256. A task whose outputs include one named stdout has its result in dagwork.stdout
+(dagwork.stdout.1 when that is an output too, and so on).
 Every file is written under a temporary name and renamed when whole: a file that is there with
 the right size is not fetched again.
 
