@@ -31,6 +31,12 @@ describe('formatStatus', () => {
     expect(text.split('\n')[0]).toBe('hub tcp://h:6125, store 0123456789abcdef, up 3h 0m (since 2026-01-01T09:00:00.000Z)');
   });
 
+  it('says how many files the hub holds, when it holds any', () => {
+    const source = { endpoint: 'tcp://h:6125', storeId: 'id', startedMs: 0 };
+    expect(formatStatus(status({ done: 1 }), { ...source, files: { count: 3, bytes: 5 * 2 ** 20 + 2 ** 19 } }).split('\n')[1]).toBe('files: 3 files held, 5.5 MiB');
+    expect(formatStatus(status({ done: 1 }), { ...source, files: { count: 0, bytes: 0 } })).not.toMatch(/files:/);
+  });
+
   it('counts in the singular for one task', () => {
     expect(formatStatus(status({ ready: 1 }))).toMatch(/^1 task, 0 done \(0\.0%\), 0 failed, 0 blocked$/m);
   });

@@ -1,10 +1,10 @@
 /** `dquery collect` (collect.ts) and `dquery gc`: getting results out of the hub, and its files cleaned up. */
 import type { Command } from 'commander';
 import { collect } from './collect.js';
+import { byteCount as bytes } from './format.js';
 import { plural, UsageError } from './io.js';
 import type { Context } from './main.js';
 
-const bytes = (n: number): string => (n < 1024 ? `${n} bytes` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`);
 
 export function registerCollect(program: Command, ctx: Context): void {
   program

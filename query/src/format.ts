@@ -92,6 +92,15 @@ export interface StatusSource {
   endpoint: string;
   storeId: string;
   startedMs: number;
+  /** Files the hub holds, and their bytes. */
+  files?: { count: number; bytes: number };
+}
+
+/** A byte count for people: "812 bytes", "3.4 KiB", "2.1 MiB", "1.5 GiB". */
+export function byteCount(n: number): string {
+  if (n < 1024) return `${n} bytes`;
+  const [value, unit] = n < 2 ** 20 ? [n / 1024, 'KiB'] : n < 2 ** 30 ? [n / 2 ** 20, 'MiB'] : [n / 2 ** 30, 'GiB'];
+  return `${value.toFixed(1)} ${unit}`;
 }
 
 export function formatStatus(status: GraphStatus, source?: StatusSource): string {
@@ -101,6 +110,7 @@ export function formatStatus(status: GraphStatus, source?: StatusSource): string
   if (source !== undefined) {
     const started = source.startedMs > 0 ? `, up ${duration(status.now - source.startedMs)} (since ${new Date(source.startedMs).toISOString()})` : '';
     lines.push(`hub ${source.endpoint}, store ${source.storeId === '' ? '(id not given)' : source.storeId}${started}`);
+    if (source.files !== undefined && source.files.count > 0) lines.push(`files: ${plural(source.files.count, 'file')} held, ${byteCount(source.files.bytes)}`);
   }
   const notDone = [`${counts.failed} failed`, `${counts.blocked} blocked`, ...(counts.cancelled > 0 ? [`${counts.cancelled} cancelled`] : [])];
   lines.push(`${plural(total, 'task')}, ${counts.done} done (${percent.toFixed(1)}%), ${notDone.join(', ')}`);
