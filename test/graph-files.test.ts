@@ -175,6 +175,15 @@ describe('list', () => {
     expect(idle).toMatchObject({ createdAt: T0, startedAt: 0 });
   });
 
+  it('says which tasks are barriers', () => {
+    const g = new Graph();
+    g.create([{ name: 'a' }, { name: 'all', deps: ['a'], barrier: true }], T0);
+    expect(g.list(q(), T0).tasks.map((t) => [t.name, t.barrier])).toEqual([
+      ['a', false],
+      ['all', true],
+    ]);
+  });
+
   it('shows params only when asked, and results and outputs of done tasks only when asked', () => {
     const g = graphHolding({ a: 10 });
     g.create([{ name: 'd', params: [{ name: 'p', value: 'v' }], outputs: ['o'] }, { name: 'r', params: [{ name: 'p', value: 'w' }] }], T0);

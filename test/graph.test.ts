@@ -637,6 +637,7 @@ describe('list', () => {
         params: [],
         result: new Uint8Array(0),
         outputs: [],
+        barrier: false,
       },
     ]);
     expect(g.list(q({ pool: 'gpu' }), T0).tasks.map((t) => t.name)).toEqual(['gpu-a']);
