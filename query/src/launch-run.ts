@@ -38,6 +38,8 @@ export interface Outcome {
 export const STDERR_TAIL_BYTES = 2_000;
 /** After SIGTERM, how long a child gets before SIGKILL (ms). */
 export const KILL_AFTER_MS = 3_000;
+/** A line longer than this (characters) is shown in pieces: a session's output is never held without bound. */
+export const MAX_LINE_CHARS = 64 * 1024;
 /** Foreground sessions at most: each holds an ssh process and its pipes. */
 export const MAX_SESSIONS = 1_000;
 
@@ -82,8 +84,10 @@ function runOne(unit: Unit, o: RunOptions): Promise<Outcome> {
         if (o.onLine === undefined) return;
         const parts = (partial + chunk.toString('utf8')).split('\n');
         partial = parts.pop() as string;
-        // A line with no end in sight is shown in pieces rather than held without bound.
-        if (partial.length > 64 * 1024) parts.push(partial.slice(0, 64 * 1024)), (partial = partial.slice(64 * 1024));
+        if (partial.length > MAX_LINE_CHARS) {
+          parts.push(partial.slice(0, MAX_LINE_CHARS));
+          partial = partial.slice(MAX_LINE_CHARS);
+        }
         for (const line of parts) o.onLine(unit, line);
       });
       stream?.on('end', () => {
