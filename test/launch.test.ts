@@ -19,6 +19,12 @@ while [ $# -gt 0 ]; do
   if [ "$1" = -- ]; then host=$prev; remote=$2; break; fi
   prev=$1; shift
 done
+if [ "$host" = hang ]; then exec sleep 30; fi
+if [ -n "$FAKE_SSH_SLOW" ]; then
+  # How many calls run at once: each marks itself in running/ while it lasts, the most seen kept.
+  touch "$FAKE_SSH_DIR/running/$$"; n=$(ls "$FAKE_SSH_DIR/running" | wc -l); echo "$n" >> "$FAKE_SSH_DIR/at-once"
+  sleep "$FAKE_SSH_SLOW"; rm "$FAKE_SSH_DIR/running/$$"
+fi
 if [ "$host" = bad ]; then echo "ssh: connect to host bad port 22: No route to host" >&2; exit 255; fi
 [ "$FAKE_SSH_RUN" = 1 ] && exec sh -c "$remote"
 exit 0
@@ -30,6 +36,7 @@ let ssh: string;
 beforeEach(() => {
   dir = tempDir();
   mkdirSync(join(dir, 'calls'));
+  mkdirSync(join(dir, 'running'));
   ssh = join(dir, 'fake ssh'); // a space in its path: --ssh is split as shell words
   writeFileSync(ssh, FAKE_SSH);
   chmodSync(ssh, 0o755);
@@ -104,6 +111,23 @@ describe('dquery launch', () => {
       ['bad-1', false, 255],
     ]);
     expect(report.workers[1]?.reason).toContain('No route to host');
+  });
+
+  it('--parallel N: at most N ssh commands at once', async () => {
+    const run = await launch([hostsFile('h1\nh2\nh3\nh4\nh5\nh6\n'), '--ssh', `'${ssh}'`, '--parallel', '2'], { env: { FAKE_SSH_SLOW: '0.3' } });
+    expect(run.code).toBe(0);
+    const seen = readFileSync(join(dir, 'at-once'), 'utf8').trim().split('\n').map(Number);
+    expect(seen).toHaveLength(6);
+    expect(Math.max(...seen)).toBeLessThanOrEqual(2);
+  });
+
+  it('--start-timeout: a start that hangs is killed and reported, the others started', async () => {
+    const run = await launch([hostsFile('alpha\nhang\n'), '--ssh', `'${ssh}'`, '--start-timeout', '1']);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('started 1 of 2 workers on 2 hosts; failed on 1 host: hang\n');
+    expect(run.stderr).toContain('hang-1 on hang (line 2): timed out after 1 s: killed by SIGTERM');
+    const pid = Number(readdirSync(join(dir, 'calls')).find((f) => readFileSync(join(dir, 'calls', f), 'utf8').includes('hang\0')));
+    expect(alive(pid)).toBe(false);
   });
 
   it('--per-host N starts N workers a host, each with its own id', async () => {

@@ -113,7 +113,7 @@ Examples:
           startTimeoutMs: o.startTimeout * 1000,
           foreground: o.wait === true,
           signal: controller.signal,
-          ...(o.wait === true && o.json !== true ? { onLine: (u: Unit, line: string) => void process.stderr.write(`[${u.worker}] ${shown(line)}\n`) } : {}),
+          ...(o.wait === true ? { onLine: (u: Unit, line: string) => void process.stderr.write(`[${u.worker}] ${shown(line)}\n`) } : {}),
         });
       } finally {
         process.off('SIGINT', onSignal);
