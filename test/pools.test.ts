@@ -199,3 +199,22 @@ describe('pool commands under CURVE', () => {
     }
   });
 });
+
+describe('pool operations on the wire', () => {
+  it('round-trip through the codec, a setting left out staying unset', async () => {
+    const { decodeReply, decodeRequest, encodeReply, encodeRequest } = await import('../proto/src/codec.js');
+    const set = { op: 'poolSet' as const, pool: 'gpu', maxRunning: undefined, paused: true };
+    expect(decodeRequest(encodeRequest(set))).toEqual(set);
+    expect(decodeRequest(encodeRequest({ op: 'poolSet', pool: 'lic', maxRunning: 0, paused: undefined }))).toEqual({ op: 'poolSet', pool: 'lic', maxRunning: 0, paused: undefined });
+    expect(decodeRequest(encodeRequest({ op: 'poolDelete', pool: 'p', force: true }))).toEqual({ op: 'poolDelete', pool: 'p', force: true });
+    const info = { pool: 'p', counts: { waiting: 1, ready: 2, running: 3, done: 4, failed: 0, blocked: 0, cancelled: 0 }, maxRunning: 3, paused: false, donePerSecond: 1.5 };
+    expect(decodeReply(encodeReply({ op: 'poolList', pools: [info], poolsTotal: 1 }))).toEqual({ op: 'poolList', pools: [info], poolsTotal: 1 });
+    expect(decodeReply(encodeReply({ op: 'poolDelete', deleted: 2, blocked: 1 }))).toEqual({ op: 'poolDelete', deleted: 2, blocked: 1 });
+  });
+
+  it('has --help with examples', async () => {
+    const help = (await runNode([DQUERY, 'pool', 'set', '--help'])).stdout;
+    expect(help).toContain('dquery pool set db-load --max-running 20');
+    expect((await runNode([DQUERY, 'pool', '--help'])).stdout).toContain('dquery pool delete scratch --force');
+  });
+});

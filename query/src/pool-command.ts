@@ -50,8 +50,8 @@ A pool is named by its tasks (--pool of create, addfile, sweep; "default" otherw
 settings are kept by the hub across restarts, and may be given before it holds any task:
   --max-running N  at most N of its tasks leased at once, whoever asks (0: no limit)
   --paused         nothing of it handed out until --unpaused; tasks running go on
-A paused pool is never finished to workers while it holds tasks not done: dworker and
-steal --wait wait for it to be unpaused rather than exit.
+A paused pool holding ready tasks is never finished to workers: dworker and steal --wait
+wait for it to be unpaused rather than exit.
 
 Examples:
   dquery pool list
