@@ -81,7 +81,7 @@ Examples:
     .option('--json', 'print {"pool", "counts", "maxRunning", "paused", "donePerSecond"}')
     .addHelpText('after', '\nExample:\n  dquery pool show gpu')
     .action(async (name: string, o: { json?: boolean }) => {
-      const [info] = (await ctx.hub({ interactive: true }).poolList(name)).pools;
+      const [info] = (await ctx.hub({ interactive: true }).poolList(name === '' ? 'default' : name)).pools;
       if (info === undefined) throw new UsageError(`the hub did not answer for pool ${name}`);
       console.log(o.json === true ? JSON.stringify(info) : formatPool(info));
     });
