@@ -61,9 +61,8 @@ const MAX_STATUS_POOLS = 1_000;
 const MAX_MISSING_LISTED = 100;
 /** Missing names a status shows as examples. */
 const MAX_MISSING_EXAMPLES = 10;
-/** Most pools a pool list holds (the first made); `poolsTotal` counts them all. */
+/** Most pools a pool list holds (the first by name); `poolsTotal` counts them all. */
 const MAX_LISTED_POOLS = 1_000;
-
 
 /** A task inside the graph: its record, plus links derived from all records (never stored). */
 class Task implements TaskRecord {
