@@ -2,7 +2,7 @@
 import { taskRecord } from './support/records.js';
 import { describe, expect, it } from 'vitest';
 import { emptyCounts, type GraphStatus, type StateCounts } from '../proto/src/types.js';
-import { finishedLine, formatLookup, formatStatus, isFinished } from '../query/src/format.js';
+import { finishedLine, formatLookup, formatStatus, formatWorkers, isFinished } from '../query/src/format.js';
 
 const NOW = Date.parse('2026-01-01T12:00:00Z');
 
@@ -63,16 +63,20 @@ describe('formatStatus', () => {
 
   it('marks a worker that exited', () => {
     const workers = [
-      { worker: 'w1', lastSeen: NOW - 5000, running: 0, done: 3, failed: 0, exited: true },
-      { worker: 'w2', lastSeen: NOW - 1000, running: 1, done: 2, failed: 0, exited: false },
+      { worker: 'w1', lastSeen: NOW - 5000, running: 0, done: 3, failed: 0, exited: true, runs: 3, busyMs: 900, maxRunMs: 500, tasks: [] },
+      { worker: 'w2', lastSeen: NOW - 1000, running: 1, done: 2, failed: 0, exited: false, runs: 2, busyMs: 125_000, maxRunMs: 100_000, tasks: ['job/7'] },
     ];
     const text = formatStatus(status({ running: 1 }, { workers, workersTotal: 2 }));
     expect(text).toMatch(/^w1 +0 +3 +0 +exited, 5s ago$/m);
     expect(text).toMatch(/^w2 +1 +2 +0 +1s ago$/m);
+    // dquery workers: run times, and what each worker holds.
+    const listed = formatWorkers(status({ running: 1 }, { workers, workersTotal: 2 }));
+    expect(listed).toMatch(/^w1 +3 +0 +900 ms +300 ms +500 ms +exited, 5s ago +-$/m);
+    expect(listed).toMatch(/^w2 +2 +0 +2m +63s +100s +1s ago +1: job\/7$/m);
   });
 
   it('says how many workers the hub knows when it lists fewer', () => {
-    const workers = [{ worker: 'w1', lastSeen: NOW, running: 1, done: 0, failed: 0, exited: false }];
+    const workers = [{ worker: 'w1', lastSeen: NOW, running: 1, done: 0, failed: 0, exited: false, runs: 0, busyMs: 0, maxRunMs: 0, tasks: ['t'] }];
     expect(formatStatus(status({ running: 1 }, { workers, workersTotal: 1500 }))).toMatch(/^\(1 of 1500 workers listed: those holding tasks, then the most recently seen\)$/m);
   });
 });

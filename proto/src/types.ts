@@ -165,6 +165,12 @@ export interface WorkerStatus {
   failed: number;
   /** It said it left, and has not been seen since. */
   exited: boolean;
+  /** Its runs that ended (done or failed), their time together and the longest, in ms (lease to end). */
+  runs: number;
+  busyMs: number;
+  maxRunMs: number;
+  /** Names of the tasks it holds now (at most 10). */
+  tasks: string[];
 }
 
 /** What a create did. */

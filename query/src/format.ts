@@ -221,3 +221,32 @@ export function formatLookup({ task, dependents, missingDeps }: Found): string {
   for (const c of task.log) lines.push(`  ${iso(c.at)}  ${c.state.padEnd(8)} ${shown([c.worker, c.note].filter((s) => s !== '').join('  '))}`.trimEnd());
   return lines.join('\n');
 }
+
+/** A run time: "320 ms", "4.2s", then as duration(). */
+export function runTime(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  return duration(ms);
+}
+
+/** `dquery workers`: a line per worker with what it did and what it holds. */
+export function formatWorkers(status: GraphStatus): string {
+  if (status.workers.length === 0) return 'no workers seen';
+  const rows = [['worker', 'done', 'failed', 'busy', 'mean run', 'max run', 'last seen', 'running now']];
+  for (const w of status.workers) {
+    const now = w.running === 0 ? '-' : `${w.running}: ${w.tasks.map((t) => shown(t)).join(', ')}${w.running > w.tasks.length ? ', ...' : ''}`;
+    rows.push([
+      shown(w.worker),
+      String(w.done),
+      String(w.failed),
+      w.runs === 0 ? '-' : runTime(w.busyMs),
+      w.runs === 0 ? '-' : runTime(w.busyMs / w.runs),
+      w.runs === 0 ? '-' : runTime(w.maxRunMs),
+      `${w.exited ? 'exited, ' : ''}${ago(status.now, w.lastSeen)}`,
+      now,
+    ]);
+  }
+  const lines = [table(rows)];
+  if (status.workersTotal > status.workers.length) lines.push(`(${status.workers.length} of ${status.workersTotal} workers listed: those holding tasks, then the most recently seen)`);
+  return lines.join('\n');
+}

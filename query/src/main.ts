@@ -14,6 +14,7 @@ import { registerCollect } from './collect-command.js';
 import { registerLaunch } from './launch-command.js';
 import { registerPool } from './pool-command.js';
 import { registerStatus } from './status.js';
+import { registerWorkers } from './workers-command.js';
 import { registerSweep } from './sweep-command.js';
 
 /** What the commands need of the program: the hub, and how it was named. */
@@ -135,10 +136,11 @@ registerAddfile(program, context);
 registerStatus(program, context);
 registerSweep(program, context);
 registerCollect(program, context);
+registerWorkers(program, context);
 registerLaunch(program, context);
 registerPool(program, context);
 // --help lists commands in this order: adding work, doing it, watching it, collecting it.
-const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'list', 'lookup', 'collect', 'gc', 'pool', 'launch', 'keygen'];
+const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'workers', 'list', 'lookup', 'collect', 'gc', 'pool', 'launch', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));
 
 program.exitOverride();

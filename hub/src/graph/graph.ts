@@ -180,8 +180,17 @@ interface WorkerStats {
   lastSeen: number;
   done: number;
   failed: number;
+  /** Runs that ended (done or failed), their time together and the longest (ms): lease to end. */
+  runs: number;
+  busyMs: number;
+  maxRunMs: number;
   leases: Set<Task>;
 }
+
+/** Notes of a run given back without using an attempt: not a failure of its worker. */
+const GIVEN_BACK = new Set(['released', 'worker exited', 'the steal reply could not be delivered']);
+/** Most names of the tasks a worker holds that a status lists for it. */
+const LISTED_LEASES = 10;
 
 interface Timed {
   task: Task;
@@ -273,6 +282,7 @@ export class Graph {
     }
     for (const task of graph.tasks.values()) graph.link(task);
     for (const task of graph.tasks.values()) graph.order.push(task);
+    for (const task of graph.tasks.values()) graph.countRuns(task);
     graph.order.sort((a, b) => a.seq - b.seq);
     return graph;
   }
@@ -513,6 +523,7 @@ export class Graph {
       this.setState(task, 'done', now, worker, late ? 'late completion after the lease expired' : '');
       task.outputs = files;
       stats.done++;
+      this.ranFor(stats, task, now);
       this.doneRate.add(now);
       const queue = this.pool(task.spec.pool);
       (queue.rate ??= new RateWindow()).add(now);
@@ -562,6 +573,7 @@ export class Graph {
     this.dropLease(task);
     task.holder = '';
     stats.failed++;
+    this.ranFor(stats, task, now);
     task.lastError = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}... (cut)` : reason;
     if (permanent || task.attempts >= task.spec.maxAttempts) {
       this.failTask(task, now, worker, permanent ? `failed permanently: ${task.lastError}` : `attempts used up: ${task.lastError}`);
@@ -699,7 +711,9 @@ export class Graph {
       const worker = task.worker;
       this.dropLease(task);
       // The worker may still complete it while nobody else takes it: `holder` stays.
-      this.stats(worker, 0).failed++;
+      const stats = this.stats(worker, 0);
+      stats.failed++;
+      this.ranFor(stats, task, now);
       task.lastError = `lease expired (worker ${worker}, attempt ${task.attempts})`;
       if (task.attempts >= task.spec.maxAttempts) this.failTask(task, now, worker, `${task.lastError}; attempts used up`);
       else this.makeReady(task, now, worker, task.lastError);
@@ -746,7 +760,14 @@ export class Graph {
     for (const holding of [true, false]) {
       for (let i = entries.length - 1; i >= 0 && listed.length < MAX_STATUS_WORKERS; i--) {
         const [worker, s] = entries[i] as [string, WorkerStats];
-        if (s.leases.size > 0 === holding) listed.push({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed, exited: s.exited });
+        if (s.leases.size > 0 === holding) {
+          const tasks: string[] = [];
+          for (const t of s.leases) {
+            if (tasks.length >= LISTED_LEASES) break;
+            tasks.push(t.spec.name);
+          }
+          listed.push({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed, exited: s.exited, runs: s.runs, busyMs: s.busyMs, maxRunMs: s.maxRunMs, tasks });
+        }
       }
     }
     const workers = listed.sort((a, b) => (a.worker < b.worker ? -1 : a.worker > b.worker ? 1 : 0));
@@ -1335,7 +1356,7 @@ export class Graph {
   private stats(worker: string, now: number): WorkerStats {
     let stats = this.workers.get(worker);
     if (stats === undefined) {
-      stats = { exited: false, lastSeen: now, done: 0, failed: 0, leases: new Set() };
+      stats = { exited: false, lastSeen: now, done: 0, failed: 0, runs: 0, busyMs: 0, maxRunMs: 0, leases: new Set() };
       this.workers.set(worker, stats);
       if (this.workers.size > MAX_WORKERS) this.forgetIdleWorkers(now);
     } else if (now > stats.lastSeen) {
@@ -1345,6 +1366,40 @@ export class Graph {
       this.workers.set(worker, stats);
     }
     return stats;
+  }
+
+  /** A run of `task` by the worker of `stats` ends now: its time, from its lease (the latest RUNNING entry). */
+  private ranFor(stats: WorkerStats, task: Task, now: number): void {
+    const started = startedAt(task.log);
+    if (started === 0) return;
+    const ms = Math.max(0, now - started);
+    stats.runs++;
+    stats.busyMs += ms;
+    stats.maxRunMs = Math.max(stats.maxRunMs, ms);
+  }
+
+  /**
+   * At a restart, each worker's figures again, from the tasks' state logs: a RUNNING entry and the
+   * one after it are a run (done; failed, or back to ready by a failure or an expiry; runs given
+   * back without using an attempt do not count). Logs keep their first and latest entries only
+   * (maxLogEntries), so a task retried very often counts its latest runs.
+   */
+  private countRuns(task: Task): void {
+    const log = task.log;
+    for (let i = 0; i + 1 < log.length; i++) {
+      const run = log[i] as StateChange;
+      if (run.state !== 'running' || run.worker === '') continue;
+      const end = log[i + 1] as StateChange;
+      const stats = this.stats(run.worker, 0);
+      stats.lastSeen = Math.max(stats.lastSeen, end.at);
+      if (end.state === 'done') stats.done++;
+      else if ((end.state === 'failed' || end.state === 'ready') && !GIVEN_BACK.has(end.note)) stats.failed++;
+      else continue;
+      const ms = Math.max(0, end.at - run.at);
+      stats.runs++;
+      stats.busyMs += ms;
+      stats.maxRunMs = Math.max(stats.maxRunMs, ms);
+    }
   }
 
   /** Forgets workers holding no lease that were not seen for an hour, or the longest idle past the cap. */
