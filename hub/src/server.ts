@@ -422,6 +422,11 @@ export class Hub {
         const referenced = graph.referencedFiles();
         return this.fileOp(envelope, async () => ({ op: 'gc', ...(await this.files.gc(referenced, request.dryRun)) }));
       }
+      // Changing the graph after the fact (issue 13): admin operations, one graph step each.
+      case 'rerun':
+        return this.queue(envelope, { op: 'rerun', ...graph.rerun(request, now) });
+      case 'replace':
+        return this.queue(envelope, { op: 'replace', ...graph.replace(request.tasks, request.rerun, request.createMissing, now) });
       default: {
         const missing: never = request;
         throw new Error(`no handler for ${JSON.stringify(missing)}`);

@@ -34,6 +34,9 @@ import type {
   TaskSpec,
   TaskSpecInput,
   TaskState,
+  RerunQuery,
+  RerunResult,
+  ReplaceResult,
 } from './types.js';
 
 /** The parameters of a steal, as sent on its own or as `next` of a complete. */
@@ -62,7 +65,9 @@ export type Request =
   | { op: 'fileStat'; sha256: string[] }
   | { op: 'filePut'; sha256: string; size: number; offset: number; data: Uint8Array }
   | { op: 'fileGet'; sha256: string; offset: number; length: number }
-  | { op: 'gc'; dryRun: boolean };
+  | { op: 'gc'; dryRun: boolean }
+  | ({ op: 'rerun' } & RerunQuery)
+  | { op: 'replace'; tasks: TaskSpecInput[]; rerun: boolean; createMissing: boolean };
 
 export type Operation = Request['op'];
 
@@ -89,7 +94,9 @@ export type Reply =
   | { op: 'fileStat'; files: FileStat[] }
   | { op: 'filePut'; received: number; held: boolean }
   | { op: 'fileGet'; data: Uint8Array; size: number }
-  | ({ op: 'gc' } & GcResult);
+  | ({ op: 'gc' } & GcResult)
+  | ({ op: 'rerun' } & RerunResult)
+  | ({ op: 'replace' } & ReplaceResult);
 
 /**
  * The contract: from the JSON descriptor the build writes beside this module (no parsing at
@@ -182,6 +189,7 @@ function specFrom(m: Obj): TaskSpec {
     outputs: namesFrom(m.outputs),
     paramFiles: paramFilesFrom(m.paramFiles),
     barrier: bool(m.barrier),
+    afterEnded: bool(m.afterEnded),
   };
 }
 
@@ -197,6 +205,7 @@ function specTo(spec: TaskSpec): Obj {
     outputs: unlessNone(spec.outputs),
     paramFiles: unlessNone(spec.paramFiles),
     barrier: spec.barrier || undefined,
+    afterEnded: spec.afterEnded || undefined,
   };
 }
 
@@ -256,6 +265,8 @@ const SHAPES: Record<Operation, Shape> = {
   filePut: {},
   fileGet: {},
   gc: {},
+  rerun: NAMES_AT(1, 'names'),
+  replace: { counts: { 1: { bound: 'maxBatch', what: 'tasks' } }, nested: { 1: TASK_SPEC } },
 };
 
 /** The key under which a shared count adds up. */
@@ -377,6 +388,10 @@ export function decodeRequest(data: Uint8Array): Request {
       return { op, sha256: str(body.sha256), offset: num(body.offset), length: num(body.length) };
     case 'gc':
       return { op, dryRun: bool(body.dryRun) };
+    case 'rerun':
+      return { op, names: strings(body.names), descendants: bool(body.descendants), prefix: str(body.prefix), pool: str(body.pool) };
+    case 'replace':
+      return { op, tasks: list(body.tasks).map(specFrom), rerun: bool(body.rerun), createMissing: bool(body.createMissing) };
     default:
       throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
   }
@@ -505,6 +520,10 @@ export function encodeReply(reply: Reply): Uint8Array {
       return frame(ReplyType, { retry: { retried: reply.retried, results: results(reply.results) } });
     case 'cancel':
       return frame(ReplyType, { cancel: { cancelled: reply.cancelled, results: results(reply.results) } });
+    case 'rerun':
+      return frame(ReplyType, { rerun: { rerun: reply.rerun, results: results(reply.results) } });
+    case 'replace':
+      return frame(ReplyType, { replace: { replaced: reply.replaced, unchanged: reply.unchanged, created: reply.created, results: results(reply.results) } });
     case 'status':
       return frame(ReplyType, {
         status: {
@@ -541,12 +560,15 @@ export function encodeReply(reply: Reply): Uint8Array {
             result: unlessEmpty(t.result),
             outputs: unlessNone(t.outputs),
             barrier: t.barrier || undefined,
+            failedDeps: unlessEmpty(t.failedDeps),
           })),
           next: reply.next,
         },
       });
     case 'lookup':
-      return frame(ReplyType, { lookup: { task: recordToMessage(reply.task), dependents: reply.dependents, missingDeps: reply.missingDeps } });
+      return frame(ReplyType, {
+        lookup: { task: recordToMessage(reply.task), dependents: reply.dependents, missingDeps: reply.missingDeps, failedDeps: unlessNone(reply.failedDeps) },
+      });
     default: {
       const { op, ...body } = reply;
       return frame(ReplyType, { [op]: body });
@@ -616,7 +638,13 @@ export function decodeReply(data: Uint8Array): Reply {
         filesBytes: num(body.filesBytes),
       };
     case 'lookup':
-      return { op, task: recordFromMessage(obj(body.task) ?? {}), dependents: strings(body.dependents), missingDeps: strings(body.missingDeps) };
+      return {
+        op,
+        task: recordFromMessage(obj(body.task) ?? {}),
+        dependents: strings(body.dependents),
+        missingDeps: strings(body.missingDeps),
+        failedDeps: strings(body.failedDeps),
+      };
     case 'cancel':
       return { op, cancelled: num(body.cancelled), results: list(body.results).map(taskResult) };
     case 'list':
@@ -638,6 +666,7 @@ export function decodeReply(data: Uint8Array): Reply {
           result: bytes(t.result),
           outputs: fileRefsFrom(t.outputs),
           barrier: bool(t.barrier),
+          failedDeps: num(t.failedDeps),
         })),
         next: num(body.next),
       };
@@ -650,6 +679,10 @@ export function decodeReply(data: Uint8Array): Reply {
       return { op, received: num(body.received), held: bool(body.held) };
     case 'fileGet':
       return { op, data: bytes(body.data), size: num(body.size) };
+    case 'rerun':
+      return { op, rerun: num(body.rerun), results: list(body.results).map(taskResult) };
+    case 'replace':
+      return { op, replaced: num(body.replaced), unchanged: num(body.unchanged), created: num(body.created), results: list(body.results).map(taskResult) };
     case 'gc':
       return { op, removed: num(body.removed), removedBytes: num(body.removedBytes), kept: num(body.kept), keptBytes: num(body.keptBytes) };
     default:

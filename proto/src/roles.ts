@@ -28,6 +28,8 @@ const LEAST_ROLE: Record<Operation, Role> = {
   retry: 'admin',
   cancel: 'admin',
   gc: 'admin',
+  rerun: 'admin',
+  replace: 'admin',
 };
 
 export function roleRank(role: Role): number {
