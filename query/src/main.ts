@@ -13,6 +13,7 @@ import { complain, EXIT, UsageError } from './io.js';
 import { registerCollect } from './collect-command.js';
 import { registerStatus } from './status.js';
 import { registerSweep } from './sweep-command.js';
+import { registerRerun } from './rerun-command.js';
 
 /** What the commands need of the program: the hub, and how it was named. */
 export interface Context {
@@ -133,6 +134,7 @@ registerAddfile(program, context);
 registerStatus(program, context);
 registerSweep(program, context);
 registerCollect(program, context);
+registerRerun(program, context);
 // --help lists commands in this order: adding work, doing it, watching it, collecting it.
 const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'list', 'lookup', 'collect', 'gc', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));
