@@ -109,6 +109,17 @@ describe('after_ended', () => {
     h.checkRestore();
   });
 
+  it('waits again when its lease expires after a failed dependency was retried (found by the property test)', () => {
+    const h = new Harness();
+    h.g.create([{ name: 'a', maxAttempts: 1, leaseMs: 100 }, { name: 'c', deps: ['a'], afterEnded: true, maxAttempts: 2, leaseMs: 100 }], T0);
+    h.g.steal('w', 1, [], T0);
+    h.g.advance(T0 + 100); // a's lease expires: failed, so c is ready
+    expect(h.g.steal('w', 1, [], T0 + 100).tasks.map((t) => t.name)).toEqual(['c']);
+    h.g.retry(undefined, T0 + 100);
+    h.g.advance(T0 + 200); // c's lease expires while a is back at work
+    expect(h.g.lookup('c', T0 + 200).task.state).toBe('waiting');
+  });
+
   it('is part of the definition: a create that differs only in it is a conflict', () => {
     const g = new Graph();
     g.create([{ name: 'r', deps: ['a'] }], T0);

@@ -1110,6 +1110,11 @@ export class Graph {
   /** A task whose dependencies are all done goes back to work: ready, or (a barrier) done at once. */
   private makeReady(task: Task, now: number, worker: string, note: string, notBefore = 0): void {
     if (task.spec.barrier) return this.completeBarriers(task, now);
+    if (task.spec.afterEnded && !this.allDepsEnded(task)) {
+      // A dependency went back to work (retry, replace) while this one ran: it waits for it to end again.
+      task.notBefore = 0;
+      return this.setState(task, 'waiting', now, worker, `${note}; a dependency is back at work`);
+    }
     this.setState(task, 'ready', now, worker, note);
     if (notBefore > now) {
       task.notBefore = notBefore;
