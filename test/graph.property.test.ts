@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, it } from 'vitest';
 import { DagworkError } from '../proto/src/errors.js';
 import { Graph } from '../hub/src/graph/graph.js';
-import type { TaskRecord, TaskSpecInput } from '../proto/src/types.js';
+import type { PoolSettings, TaskRecord, TaskSpecInput } from '../proto/src/types.js';
 
 const NAMES = ['a', 'b', 'c', 'd', 'e', 'f'];
 const WORKERS = ['w1', 'w2', 'w3'];
@@ -24,6 +24,8 @@ type Op =
   | { op: 'retry'; names: string[] | undefined }
   | { op: 'cancel'; names: string[] }
   | { op: 'advance'; ms: number }
+  | { op: 'poolSet'; pool: string; maxRunning: number | undefined; paused: boolean | undefined }
+  | { op: 'poolDelete'; pool: string; force: boolean }
   | { op: 'rerun'; names: string[] }
   | { op: 'replace'; name: string; deps: string[]; rerun: boolean };
 
@@ -56,6 +58,13 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ op: fc.constant('retry' as const), names: fc.option(names, { nil: undefined }) }),
   fc.record({ op: fc.constant('cancel' as const), names }),
   { arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 2500 }) }), weight: 2 },
+  fc.record({
+    op: fc.constant('poolSet' as const),
+    pool: fc.constantFrom('default', 'gpu'),
+    maxRunning: fc.option(fc.integer({ min: 0, max: 2 }), { nil: undefined }),
+    paused: fc.option(fc.boolean(), { nil: undefined }),
+  }),
+  { arbitrary: fc.record({ op: fc.constant('poolDelete' as const), pool: fc.constantFrom('default', 'gpu'), force: fc.boolean() }), weight: 1 },
   // Rerun with descendants (without, done dependents keep results of the old run: no invariant
   // on "done" could hold); replace with new deps (a cycle is refused) and priority.
   fc.record({ op: fc.constant('rerun' as const), names }),
@@ -80,16 +89,21 @@ function fail(message: string): never {
   throw new Error(message);
 }
 
-/** The promises that hold after every step, whatever happened. */
-function checkInvariants(graph: Graph, tasks: Map<string, TaskRecord>, now: number): void {
+/**
+ * The promises that hold after every step, whatever happened. A task with a dependency once
+ * deleted with its pool is left out of the checks of its state against its deps': it was blocked
+ * by the deletion, or ran before it, and a task of that name may have been created again since.
+ */
+function checkInvariants(graph: Graph, tasks: Map<string, TaskRecord>, now: number, deletedEver: ReadonlySet<string>): void {
   const tally: Record<string, number> = { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0, cancelled: 0 };
   for (const t of tasks.values()) {
     tally[t.state] = (tally[t.state] ?? 0) + 1;
     const deps = t.spec.deps.map((d) => tasks.get(d));
     const allDone = deps.every((d) => d?.state === 'done');
     const anyBad = deps.some((d) => d?.state === 'failed' || d?.state === 'blocked' || d?.state === 'cancelled');
+    const exempt = t.spec.deps.some((d) => deletedEver.has(d));
     const where = `${t.spec.name} (${t.state}, deps ${t.spec.deps.map((d) => `${d}:${tasks.get(d)?.state ?? 'missing'}`).join(' ')})`;
-    if (t.spec.afterEnded) {
+    if (t.spec.afterEnded && !exempt) {
       // Ready once every dep ended, never blocked. Running or done it may outlive a retry of a dep.
       const allEnded = deps.every((d) => d?.state === 'done' || d?.state === 'failed' || d?.state === 'blocked' || d?.state === 'cancelled');
       if (t.state === 'ready' && !allEnded) fail(`${where} (after ended) ready before its deps ended`);
@@ -98,11 +112,13 @@ function checkInvariants(graph: Graph, tasks: Map<string, TaskRecord>, now: numb
       if (t.state === 'running' && (t.worker === '' || t.leaseDeadline <= now)) fail(`${where} running without a live lease`);
       continue;
     }
-    if ((t.state === 'ready' || t.state === 'running') && !allDone) fail(`${where} runnable before its deps are done`);
-    if (t.state === 'done' && !allDone) fail(`${where} done before its deps are done`);
+    if (exempt) {
+      // only the checks below the dependency ones
+    } else if ((t.state === 'ready' || t.state === 'running') && !allDone) fail(`${where} runnable before its deps are done`);
+    if (!exempt && t.state === 'done' && !allDone) fail(`${where} done before its deps are done`);
     if (t.spec.barrier && (t.state === 'ready' || t.state === 'running' || t.state === 'failed')) fail(`${where} is a barrier, yet ${t.state}`);
-    if (t.state === 'waiting' && (allDone || anyBad)) fail(`${where} waiting for nothing, or for a failed ancestor`);
-    if (t.state === 'blocked' && !anyBad) fail(`${where} blocked without a failed or blocked dep`);
+    if (!exempt && t.state === 'waiting' && (allDone || anyBad)) fail(`${where} waiting for nothing, or for a failed ancestor`);
+    if (!exempt && t.state === 'blocked' && !anyBad) fail(`${where} blocked without a failed or blocked dep`);
     if (t.state === 'running' && (t.worker === '' || t.leaseDeadline <= now)) fail(`${where} running without a live lease`);
     if (t.attempts > t.spec.maxAttempts || t.attempts < 0) fail(`${where} has ${t.attempts} attempts of ${t.spec.maxAttempts}`);
   }
@@ -121,6 +137,18 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
   // The reference model of who may still complete a task: set by a steal, kept when the lease
   // expires, dropped when the worker gives the task up or it is otherwise settled.
   const holders = new Map<string, string>();
+  // The reference model of pool settings, and what a store holds of them.
+  const settings = new Map<string, PoolSettings>();
+  const storedPools = new Map<string, PoolSettings>();
+  const deletedEver = new Set<string>();
+  /** A pool whose settings hold it back in `tasks`: paused, or as many running as it may have. */
+  const held = (pool: string, tasks: Map<string, TaskRecord>): boolean => {
+    const s = settings.get(pool);
+    if (s === undefined) return false;
+    let running = 0;
+    for (const t of tasks.values()) if (t.spec.pool === pool && t.state === 'running') running++;
+    return s.paused || (s.maxRunning > 0 && running >= s.maxRunning);
+  };
   let now = T0;
   for (const step of ops) {
     const before = snapshot(graph, now);
@@ -138,6 +166,10 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
           const { tasks, finished } = graph.steal(step.worker, step.n, step.pools, now);
           const after = snapshot(graph, now);
           for (const t of tasks) {
+            const s = settings.get(t.pool);
+            if (s?.paused === true) fail(`stole ${t.name} of paused pool ${t.pool}`);
+            const running = [...after.values()].filter((r) => r.spec.pool === t.pool && r.state === 'running').length;
+            if (s !== undefined && s.maxRunning > 0 && running > s.maxRunning) fail(`stole ${t.name}: ${running} of pool ${t.pool} running, over its limit ${s.maxRunning}`);
             holders.set(t.name, step.worker);
             if (before.get(t.name)?.state !== 'ready') fail(`stole ${t.name}, which was ${before.get(t.name)?.state}: leased twice?`);
             if (t.attempt !== (before.get(t.name)?.attempts ?? 0) + 1) fail(`stole ${t.name} with attempt ${t.attempt}`);
@@ -145,7 +177,7 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
           // Highest priority first: nothing better is left behind in the asked pools.
           const lowest = Math.min(...tasks.map((t) => t.priority));
           for (const t of after.values()) {
-            const asked = step.pools.length === 0 || step.pools.includes(t.spec.pool);
+            const asked = (step.pools.length === 0 || step.pools.includes(t.spec.pool)) && !held(t.spec.pool, after);
             if (asked && t.state === 'ready' && t.notBefore === 0 && t.spec.priority > lowest) fail(`left ${t.spec.name} (priority ${t.spec.priority}) for a lower one`);
             if (asked && t.state === 'ready' && t.notBefore === 0 && tasks.length < step.n) fail(`left ready ${t.spec.name} behind`);
           }
@@ -241,6 +273,33 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
           if (outcome !== expected) fail(`replace of ${step.name} (${prior?.state}, rerun ${step.rerun}): ${outcome}`);
           break;
         }
+        case 'poolSet': {
+          const prior = settings.get(step.pool) ?? { maxRunning: 0, paused: false };
+          const next = { maxRunning: step.maxRunning ?? prior.maxRunning, paused: step.paused ?? prior.paused };
+          const info = graph.poolSet(step, now);
+          if (info.maxRunning !== next.maxRunning || info.paused !== next.paused) fail(`pool set ${JSON.stringify(step)}: ${JSON.stringify(info)}`);
+          if (next.maxRunning === 0 && !next.paused) settings.delete(step.pool);
+          else settings.set(step.pool, next);
+          break;
+        }
+        case 'poolDelete': {
+          const ofPool = [...before.values()].filter((t) => t.spec.pool === step.pool).map((t) => t.spec.name);
+          const outside = [...before.values()].some((t) => t.spec.pool !== step.pool && t.spec.deps.some((d) => ofPool.includes(d)));
+          const known = ofPool.length > 0 || settings.has(step.pool);
+          const result = graph.poolDelete(step.pool, step.force, now);
+          if (!known || (outside && !step.force)) fail(`pool delete ${step.pool} (force ${step.force}) was not refused`);
+          if (result.deleted !== ofPool.length) fail(`pool delete ${step.pool} removed ${result.deleted} of ${ofPool.length}`);
+          const after = snapshot(graph, now);
+          for (const n of ofPool) {
+            if (after.has(n)) fail(`${n} outlived the delete of its pool`);
+            existed.delete(n);
+            deletedEver.add(n);
+            holders.delete(n);
+            completions.delete(n);
+          }
+          settings.delete(step.pool);
+          break;
+        }
       }
     } catch (err) {
       if (!(err instanceof DagworkError)) throw err;
@@ -249,6 +308,11 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
       if (JSON.stringify([...after]) !== JSON.stringify([...before])) fail(`refused ${step.op} (${err.code}) but changed the graph`);
     }
     for (const r of graph.takeDirty()) stored.set(r.spec.name, structuredClone(r));
+    for (const n of graph.takeDeleted()) stored.delete(n);
+    for (const [pool, s] of graph.takeDirtyPools()) {
+      if (s === undefined) storedPools.delete(pool);
+      else storedPools.set(pool, s);
+    }
     const tasks = snapshot(graph, now);
     // A task rerun or replaced starts afresh: nobody holds it, and it may be completed again.
     for (const [n, t] of tasks) {
@@ -258,10 +322,14 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
       completions.delete(n);
     }
     for (const n of existed) if (!tasks.has(n)) fail(`task ${n} was lost`);
-    checkInvariants(graph, tasks, now);
+    checkInvariants(graph, tasks, now, deletedEver);
     // What the store holds is the graph: a restart from it sees the same tasks, but for the
     // leases, which a restart renews to their full length (renewals are not stored).
-    const restored = snapshot(Graph.restore([...stored.values()].map((r) => structuredClone(r)), now), now);
+    const restoredGraph = Graph.restore([...stored.values()].map((r) => structuredClone(r)), now, {}, undefined, [...storedPools]);
+    if (JSON.stringify(restoredGraph.poolList('', now)) !== JSON.stringify({ ...graph.poolList('', now), pools: graph.poolList('', now).pools.map((p) => ({ ...p, donePerSecond: 0 })) })) {
+      fail(`pools restored from the store differ after ${step.op}`);
+    }
+    const restored = snapshot(restoredGraph, now);
     for (const [n, t] of tasks) {
       const r = restored.get(n);
       if (t.state === 'running' && r !== undefined) {

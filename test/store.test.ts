@@ -8,7 +8,7 @@ import { Level } from 'level';
 import { afterAll, afterEach, describe, expect, it, vi, type MockInstance } from 'vitest';
 import type { TaskRecord } from '../proto/src/types.js';
 import type { Logger } from '../hub/src/log.js';
-import { Store } from '../hub/src/store/store.js';
+import { Store, STORE_FORMAT } from '../hub/src/store/store.js';
 import { cleanTempDirs, tempDir } from './helpers.js';
 import { taskRecord } from './support/records.js';
 
@@ -268,7 +268,7 @@ describe('records of format 4: params, files and barriers', () => {
     expect(records.get('gate')?.spec.barrier).toBe(true);
   });
 
-  it('reads a store of format 3 (records without them) and marks it format 4', async () => {
+  it('reads a store of format 3 (records without them) and marks it the current format', async () => {
     const db = join(tempDir(), 'db');
     // A format-3 record: the fields of format 3 only, by their numbers (spec 1, state 2, seq 10).
     const spec = Buffer.concat([Buffer.from([0x0a, 3]), Buffer.from('old'), Buffer.from([0x2a, 7]), Buffer.from('default'), Buffer.from([0x30, 3, 0x38, 0xe0, 0xd4, 0x03])]);
@@ -284,6 +284,6 @@ describe('records of format 4: params, files and barriers', () => {
     const after = new Level<string, string>(db);
     const format = await after.get('meta:format');
     await after.close();
-    expect(format).toBe('4');
+    expect(format).toBe(String(STORE_FORMAT));
   });
 });

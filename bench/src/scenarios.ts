@@ -97,9 +97,15 @@ function throughput(ctx: Context, scenario: string, figure: string, value: numbe
 }
 
 /** Steal+complete by `clients` processes, `n` a round trip, over `count` independent tasks: tasks/s. */
-async function drainOnce(count: number, n: number, clients: number, options: { sync?: boolean } = {}): Promise<number> {
-  const hub = await startHub(options);
+async function drainOnce(count: number, n: number, clients: number, options: { sync?: boolean; poolLimit?: number } = {}): Promise<number> {
+  const hub = await startHub(options.sync === undefined ? {} : { sync: options.sync });
   try {
+    if (options.poolLimit !== undefined) {
+      // The tasks' pool limited (dquery pool set default --max-running N): the throttled path of every steal.
+      const admin = new Client({ hub: hub.endpoint, worker: 'bench-admin' });
+      await admin.poolSet({ pool: 'default', maxRunning: options.poolLimit, paused: undefined });
+      admin.close();
+    }
     await role('create', { hub: hub.endpoint, count, batch: 10_000 });
     const results = await Promise.all(Array.from({ length: clients }, (_, i) => role('drain', { hub: hub.endpoint, n, worker: `d${i}` })));
     const total = results.reduce((s, r) => s + (r.count ?? 0), 0);
@@ -158,10 +164,13 @@ export async function drain(ctx: Context): Promise<Figure[]> {
   const one = await repeat(ctx.runs, () => drainOnce(drainOne, 1, 1));
   const batch = await repeat(ctx.runs, () => drainOnce(drainBatch, 64, 1));
   const eight = await repeat(ctx.runs, () => drainOnce(drainBatch, 64, 8));
+  // Beside the plain drain: the same with the pool limited to 256 leased at once (8 x 64 would be 512).
+  const limited = await repeat(ctx.runs, () => drainOnce(drainBatch, 64, 8, { poolLimit: 256 }));
   return [
     throughput(ctx, 'drain', `1 client, n=1 (complete+steal in one round trip), ${drainOne} tasks`, one, ctx.runs, '6k/s, >= 85% of raw'),
     throughput(ctx, 'drain', `1 client, n=64, ${drainBatch} tasks`, batch, ctx.runs, '100k/s'),
     throughput(ctx, 'drain', `8 clients, n=64, ${drainBatch} tasks`, eight, ctx.runs, '150k/s (4 clients)'),
+    throughput(ctx, 'drain', `8 clients, n=64, ${drainBatch} tasks, pool --max-running 256`, limited, ctx.runs),
   ];
 }
 

@@ -422,6 +422,13 @@ export class Hub {
         const referenced = graph.referencedFiles();
         return this.fileOp(envelope, async () => ({ op: 'gc', ...(await this.files.gc(referenced, request.dryRun)) }));
       }
+      // Pools.
+      case 'poolList':
+        return this.queue(envelope, { op: 'poolList', ...graph.poolList(request.pool, now) });
+      case 'poolSet':
+        return this.queue(envelope, { op: 'poolSet', pool: graph.poolSet(request, now) });
+      case 'poolDelete':
+        return this.queue(envelope, { op: 'poolDelete', ...graph.poolDelete(request.pool, request.force, now) });
       // Changing the graph after the fact (issue 13): admin operations, one graph step each.
       case 'rerun':
         return this.queue(envelope, { op: 'rerun', ...graph.rerun(request, now) });
@@ -566,12 +573,13 @@ export class Hub {
   private async flush(): Promise<void> {
     for (;;) {
       const records = this.graph.takeDirty();
+      const changes = { deleted: this.graph.takeDeleted(), pools: this.graph.takeDirtyPools() };
       const outgoing = this.outbox;
       this.outbox = [];
       this.outboxBytes = 0;
-      if (records.length === 0 && outgoing.length === 0) return;
+      if (records.length === 0 && outgoing.length === 0 && changes.deleted.length === 0 && changes.pools.length === 0) return;
       try {
-        await this.store.write(records);
+        await this.store.write(records, changes);
       } catch (err) {
         await this.recover(err, 'STORE_FAILED', outgoing);
         return;
@@ -650,11 +658,12 @@ export class Hub {
  */
 async function loadGraph(store: TaskStore, files: FileStore, options: HubOptions): Promise<Graph> {
   const records = await store.loadAll();
-  return Graph.restore(records, options.clock(), options.graph, (sha256, size) => files.holds(sha256, size));
+  const pools = (await store.loadPools?.()) ?? [];
+  return Graph.restore(records, options.clock(), options.graph, (sha256, size) => files.holds(sha256, size), pools);
 }
 
 /** Operations that change nothing in the graph: no parked steal can be served after them. */
-const READ_ONLY: ReadonlySet<string> = new Set(['status', 'lookup', 'list', 'fileStat', 'filePut', 'fileGet', 'gc']);
+const READ_ONLY: ReadonlySet<string> = new Set(['status', 'lookup', 'list', 'fileStat', 'filePut', 'fileGet', 'gc', 'poolList']);
 
 function checkBatchOf(count: number, maxBatch: number): void {
   if (count > maxBatch) throw new DagworkError('TOO_LARGE', `file_stat names ${count} hashes; the limit is ${maxBatch} per request`);

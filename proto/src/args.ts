@@ -7,6 +7,7 @@
  * out-of-range value modulo 2^32 without a word, so `--attempts 4294967297` would arrive as 1.
  */
 import { InvalidArgumentError } from 'commander';
+import { MAX_POOL_RUNNING } from './types.js';
 
 /** The ranges of the .proto's 32-bit integer types. */
 export const INT32_MIN = -(2 ** 31);
@@ -100,6 +101,8 @@ export const int32Arg = rangeArg(INT32_MIN, INT32_MAX);
 export const uint32Arg = rangeArg(0, UINT32_MAX);
 /** A uint32 field that counts (attempts, tasks in a steal): 1 and up. */
 export const countArg = rangeArg(1, UINT32_MAX);
+/** A pool's max_running: 0 (no limit) to MAX_POOL_RUNNING. */
+export const poolLimitArg = rangeArg(0, MAX_POOL_RUNNING);
 
 export function durationArg(value: string): number {
   try {

@@ -18,6 +18,10 @@ import type {
   FileStat,
   GcResult,
   Param,
+  PoolDeleteResult,
+  PoolInfo,
+  PoolListResult,
+  PoolSetArgs,
   ParamFile,
   CreateResult,
   ListQuery,
@@ -66,6 +70,11 @@ export type Request =
   | { op: 'filePut'; sha256: string; size: number; offset: number; data: Uint8Array }
   | { op: 'fileGet'; sha256: string; offset: number; length: number }
   | { op: 'gc'; dryRun: boolean }
+  // Pools.
+  | { op: 'poolList'; pool: string }
+  | ({ op: 'poolSet' } & PoolSetArgs)
+  | { op: 'poolDelete'; pool: string; force: boolean }
+  // Changing the graph after the fact.
   | ({ op: 'rerun' } & RerunQuery)
   | { op: 'replace'; tasks: TaskSpecInput[]; rerun: boolean; createMissing: boolean };
 
@@ -95,6 +104,10 @@ export type Reply =
   | { op: 'filePut'; received: number; held: boolean }
   | { op: 'fileGet'; data: Uint8Array; size: number }
   | ({ op: 'gc' } & GcResult)
+  // Pools.
+  | ({ op: 'poolList' } & PoolListResult)
+  | { op: 'poolSet'; pool: PoolInfo }
+  | ({ op: 'poolDelete' } & PoolDeleteResult)
   | ({ op: 'rerun' } & RerunResult)
   | ({ op: 'replace' } & ReplaceResult);
 
@@ -265,6 +278,9 @@ const SHAPES: Record<Operation, Shape> = {
   filePut: {},
   fileGet: {},
   gc: {},
+  poolList: {},
+  poolSet: {},
+  poolDelete: {},
   rerun: NAMES_AT(1, 'names'),
   replace: { counts: { 1: { bound: 'maxBatch', what: 'tasks' } }, nested: { 1: TASK_SPEC } },
 };
@@ -388,6 +404,17 @@ export function decodeRequest(data: Uint8Array): Request {
       return { op, sha256: str(body.sha256), offset: num(body.offset), length: num(body.length) };
     case 'gc':
       return { op, dryRun: bool(body.dryRun) };
+    case 'poolList':
+      return { op, pool: str(body.pool) };
+    case 'poolSet':
+      return {
+        op,
+        pool: str(body.pool),
+        maxRunning: bool(body.setMaxRunning) ? num(body.maxRunning) : undefined,
+        paused: bool(body.setPaused) ? bool(body.paused) : undefined,
+      };
+    case 'poolDelete':
+      return { op, pool: str(body.pool), force: bool(body.force) };
     case 'rerun':
       return { op, names: strings(body.names), descendants: bool(body.descendants), prefix: str(body.prefix), pool: str(body.pool) };
     case 'replace':
@@ -399,6 +426,12 @@ export function decodeRequest(data: Uint8Array): Request {
 
 export function encodeRequest(request: Request): Uint8Array {
   if (request.op === 'list') return frame(RequestType, { list: { ...request, op: undefined, states: request.states.map(stateNumber) } });
+  if (request.op === 'poolSet') {
+    const { pool, maxRunning, paused } = request;
+    return frame(RequestType, {
+      poolSet: { pool, setMaxRunning: maxRunning !== undefined, maxRunning: maxRunning ?? 0, setPaused: paused !== undefined, paused: paused ?? false },
+    });
+  }
   const { op, ...body } = request;
   return frame(RequestType, { [op]: body });
 }
@@ -498,6 +531,10 @@ function recordFromMessage(m: Obj): TaskRecord {
     seq: num(m.seq),
     outputs: fileRefsFrom(m.outputs),
   };
+}
+
+function poolInfoFrom(m: Obj | undefined): PoolInfo {
+  return { pool: str(m?.pool), counts: counts(obj(m?.counts)), maxRunning: num(m?.maxRunning), paused: bool(m?.paused), donePerSecond: num(m?.donePerSecond) };
 }
 
 export function encodeReply(reply: Reply): Uint8Array {
@@ -685,6 +722,12 @@ export function decodeReply(data: Uint8Array): Reply {
       return { op, replaced: num(body.replaced), unchanged: num(body.unchanged), created: num(body.created), results: list(body.results).map(taskResult) };
     case 'gc':
       return { op, removed: num(body.removed), removedBytes: num(body.removedBytes), kept: num(body.kept), keptBytes: num(body.keptBytes) };
+    case 'poolList':
+      return { op, pools: list(body.pools).map(poolInfoFrom), poolsTotal: num(body.poolsTotal) };
+    case 'poolSet':
+      return { op, pool: poolInfoFrom(obj(body.pool)) };
+    case 'poolDelete':
+      return { op, deleted: num(body.deleted), blocked: num(body.blocked) };
     default:
       throw new DagworkError('MALFORMED', 'the reply carries no result this client knows (is the hub newer than the client?)');
   }

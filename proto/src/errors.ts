@@ -18,6 +18,7 @@ export const ERROR_CODES = [
   'UNKNOWN_FILE',
   'HASH_MISMATCH',
   'NO_SPACE',
+  'UNKNOWN_POOL',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -24,10 +24,13 @@ const LEAST_ROLE: Record<Operation, Role> = {
   fileStat: 'worker',
   filePut: 'worker',
   fileGet: 'worker',
+  poolList: 'worker',
   create: 'submit',
   retry: 'admin',
   cancel: 'admin',
   gc: 'admin',
+  poolSet: 'admin',
+  poolDelete: 'admin',
   rerun: 'admin',
   replace: 'admin',
 };

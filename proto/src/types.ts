@@ -327,6 +327,44 @@ export interface GcResult {
   keptBytes: number;
 }
 
+// --- Pools (PoolInfo, pool_list, pool_set, pool_delete) ---
+
+/** Highest max_running a pool may be given (a bound for typos; the wire carries a uint32). */
+export const MAX_POOL_RUNNING = 1_000_000_000;
+
+/** What an operator sets on a pool (kept in the store). */
+export interface PoolSettings {
+  /** At most this many of the pool's tasks leased at once; 0: no limit. */
+  maxRunning: number;
+  /** Nothing of the pool is handed out. */
+  paused: boolean;
+}
+
+/** A pool's settings and what it holds. */
+export interface PoolInfo extends PoolSettings {
+  pool: string;
+  counts: StateCounts;
+  /** Completions per second over the last minute (or since the first, when sooner). */
+  donePerSecond: number;
+}
+
+export interface PoolListResult {
+  pools: PoolInfo[];
+  poolsTotal: number;
+}
+
+/** A pool_set: the settings given change, the others are kept. */
+export interface PoolSetArgs {
+  pool: string;
+  maxRunning: number | undefined;
+  paused: boolean | undefined;
+}
+
+export interface PoolDeleteResult {
+  deleted: number;
+  blocked: number;
+}
+
 export function emptyCounts(): StateCounts {
   return { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0, cancelled: 0 };
 }

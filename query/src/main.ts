@@ -11,6 +11,8 @@ import { registerAddfile } from './addfile-command.js';
 import { registerCommands } from './commands.js';
 import { complain, EXIT, UsageError } from './io.js';
 import { registerCollect } from './collect-command.js';
+import { registerLaunch } from './launch-command.js';
+import { registerPool } from './pool-command.js';
 import { registerStatus } from './status.js';
 import { registerSweep } from './sweep-command.js';
 import { registerRerun } from './rerun-command.js';
@@ -134,9 +136,11 @@ registerAddfile(program, context);
 registerStatus(program, context);
 registerSweep(program, context);
 registerCollect(program, context);
+registerLaunch(program, context);
+registerPool(program, context);
 registerRerun(program, context);
 // --help lists commands in this order: adding work, doing it, watching it, collecting it.
-const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'list', 'lookup', 'collect', 'gc', 'keygen'];
+const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'list', 'lookup', 'collect', 'gc', 'pool', 'launch', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));
 
 program.exitOverride();

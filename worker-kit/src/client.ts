@@ -20,7 +20,7 @@ import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
 import { downloadFile, uploadFile, type UploadResult } from './files.js';
 import { checkSha256, defaultLimits } from '../../proto/src/spec.js';
-import { TASK_STATES, type FileStat, type GcResult, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary, type RerunResult, type ReplaceResult } from '../../proto/src/types.js';
+import { TASK_STATES, type FileStat, type GcResult, type PoolDeleteResult, type PoolInfo, type PoolListResult, type PoolSetArgs, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary, type RerunResult, type ReplaceResult } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
 import { checkCompletions, checkNames, checkSteal, checkString, checkTasks, type CompletionInput, type StealOptions, type TaskInput } from './input.js';
 
@@ -301,6 +301,25 @@ export class Client {
   async gc(options: { dryRun?: boolean } = {}): Promise<GcResult> {
     const { op: _op, ...result } = await this.call({ op: 'gc', dryRun: options.dryRun === true }, 'gc');
     return result;
+  }
+
+  // --- pools ---
+
+  /** The pools holding a task or with settings (`pool` empty), or that one pool (UNKNOWN_POOL if unknown). */
+  async poolList(pool = ''): Promise<PoolListResult> {
+    const { pools, poolsTotal } = await this.call({ op: 'poolList', pool }, 'poolList');
+    return { pools, poolsTotal };
+  }
+
+  /** Changes a pool's settings (admin): those given; the others are kept. Returns the pool afterwards. */
+  async poolSet(args: PoolSetArgs): Promise<PoolInfo> {
+    return (await this.call({ op: 'poolSet', ...args }, 'poolSet')).pool;
+  }
+
+  /** Removes a pool's tasks and settings (admin); `force` blocks tasks of other pools that depend on them. */
+  async poolDelete(pool: string, options: { force?: boolean } = {}): Promise<PoolDeleteResult> {
+    const { deleted, blocked } = await this.call({ op: 'poolDelete', pool, force: options.force === true }, 'poolDelete');
+    return { deleted, blocked };
   }
 
   /**

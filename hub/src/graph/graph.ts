@@ -3,6 +3,7 @@ import { Heap } from './heap.js';
 import { checkBatch, graphOptions, type GraphOptions } from './options.js';
 import { RateWindow } from './rate.js';
 import {
+  MAX_POOL_RUNNING,
   emptyCounts,
   TASK_STATES,
   type CreateResult,
@@ -16,6 +17,11 @@ import {
   type FileRef,
   type Param,
   type GraphStatus,
+  type PoolDeleteResult,
+  type PoolInfo,
+  type PoolListResult,
+  type PoolSetArgs,
+  type PoolSettings,
   type LeasedTask,
   type StateChange,
   type StateCounts,
@@ -58,6 +64,8 @@ const MAX_STATUS_POOLS = 1_000;
 const MAX_MISSING_LISTED = 100;
 /** Missing names a status shows as examples. */
 const MAX_MISSING_EXAMPLES = 10;
+/** Most pools a pool list holds (the first by name); `poolsTotal` counts them all. */
+const MAX_LISTED_POOLS = 1_000;
 
 /** A task inside the graph: its record, plus links derived from all records (never stored). */
 class Task implements TaskRecord {
@@ -119,6 +127,27 @@ function handsOutBefore(a: Task, b: Task): boolean {
 class PoolQueue {
   readonly ready = new Heap<Task>(handsOutBefore);
   readonly counts = emptyCounts();
+  /** Settings (pool_set): at most this many running at once, 0 no limit; nothing handed out while paused. */
+  maxRunning = 0;
+  paused = false;
+  /**
+   * Completions per second; made at the pool's first completion (about 1 KiB: a pool that never
+   * completes a task costs nothing).
+   */
+  rate: RateWindow | undefined;
+
+  /**
+   * It has settings that can hold it back. Its ready tasks are then kept out of the graph's heap
+   * of every ready task (see Graph.everyPool), so that a steal never scans them while it waits.
+   */
+  get throttled(): boolean {
+    return this.paused || this.maxRunning > 0;
+  }
+
+  /** Its settings hold it back now: paused, or as many running as it may have. */
+  held(): boolean {
+    return this.paused || (this.maxRunning > 0 && this.counts.running >= this.maxRunning);
+  }
 
   /** The next task to hand out, dropping entries that stopped being ready while queued. */
   head(): Task | undefined {
@@ -185,6 +214,12 @@ export class Graph {
   /** Names that existing tasks depend on but that do not exist yet, with those tasks. */
   private readonly missing = new Map<string, Task[]>();
   private readonly pools = new Map<string, PoolQueue>();
+  /** Pools whose settings can hold them back (PoolQueue.throttled): few, an operator's choice. */
+  private readonly throttled = new Set<PoolQueue>();
+  /** Pools whose settings changed since `takeDirtyPools`. */
+  private dirtyPools = new Set<string>();
+  /** Tasks removed (pool delete) since `takeDeleted`, for the store to forget. */
+  private deleted = new Set<string>();
   /** Every ready task of every pool, best first: a steal of all pools costs O(log n), not O(pools). */
   private readonly allReady = new Heap<Task>(handsOutBefore);
   private readonly counts = emptyCounts();
@@ -215,8 +250,16 @@ export class Graph {
    * their leases, each renewed to its full length from `now`: the hub was away, so their workers
    * could not heartbeat (and renewals are not stored).
    */
-  static restore(records: Iterable<TaskRecord>, now: number, options: Partial<GraphOptions> = {}, held: FileHeld = everyFileHeld): Graph {
+  static restore(
+    records: Iterable<TaskRecord>,
+    now: number,
+    options: Partial<GraphOptions> = {},
+    held: FileHeld = everyFileHeld,
+    pools: Iterable<[string, PoolSettings]> = [],
+  ): Graph {
     const graph = new Graph(options, held);
+    // Settings first: a throttled pool's ready tasks stay out of the heap of every ready task.
+    for (const [pool, settings] of pools) graph.applySettings(pool, settings);
     for (const record of records) {
       const task = Task.fromRecord(record);
       graph.tasks.set(task.spec.name, task);
@@ -289,6 +332,7 @@ export class Graph {
     for (const task of added) {
       this.tasks.set(task.spec.name, task);
       this.order.push(task);
+      this.deleted.delete(task.spec.name); // deleted with its pool earlier in this batch window: written anew
     }
     for (const task of added) this.link(task);
     // `order` puts dependencies first, so a dependency's state is settled before its dependents'.
@@ -364,12 +408,30 @@ export class Graph {
     return !this.queuesOf(pools).some((queue) => queue.mayStillHaveWork(busy));
   }
 
-  /** The ready tasks of every pool, best first. */
+  /**
+   * The ready tasks of every pool, best first: the heap of every ready task of the pools without
+   * settings, merged with the heads of the throttled pools (a pool paused or at its limit is
+   * skipped without looking at its tasks). A steal costs O(log n + t log t), t throttled pools.
+   */
   private everyPool(): ReadySource {
+    const all = this.allReadySource();
+    if (this.throttled.size === 0) return all;
+    const some = this.poolHeads(this.throttled);
+    const pick = (): ReadySource | undefined => {
+      const a = all.peek();
+      const b = some.peek();
+      if (a === undefined) return b === undefined ? undefined : some;
+      return b !== undefined && handsOutBefore(b, a) ? some : all;
+    };
+    return { peek: () => pick()?.peek(), take: () => pick()?.take() };
+  }
+
+  /** The heap of every ready task, dropping entries no longer ready or of a pool now throttled. */
+  private allReadySource(): ReadySource {
     const heap = this.allReady;
     const peek = (): Task | undefined => {
       let task = heap.peek();
-      while (task !== undefined && task.state !== 'ready') {
+      while (task !== undefined && (task.state !== 'ready' || this.pools.get(task.spec.pool)?.throttled === true)) {
         heap.pop();
         task.queuedAll = false;
         task = heap.peek();
@@ -385,14 +447,32 @@ export class Graph {
     };
   }
 
-  /** The ready tasks of `pools`, best first: a heap of the pools by their best task. */
+  /** The ready tasks of `pools`, best first. */
   private somePools(pools: readonly string[]): ReadySource {
+    return this.poolHeads(this.queuesOf(pools));
+  }
+
+  /**
+   * The ready tasks of `queues`, best first: a heap of the pools by their best task. A pool its
+   * settings hold back (paused, or at its limit once a task was leased) leaves the heap.
+   */
+  private poolHeads(queues: Iterable<PoolQueue>): ReadySource {
     const byHead = new Heap<PoolQueue>((a, b) => handsOutBefore(a.head() as Task, b.head() as Task));
-    for (const queue of this.queuesOf(pools)) if (queue.head() !== undefined) byHead.push(queue);
+    for (const queue of queues) if (!queue.held() && queue.head() !== undefined) byHead.push(queue);
+    const top = (): PoolQueue | undefined => {
+      let queue = byHead.peek();
+      while (queue !== undefined && (queue.held() || queue.head() === undefined)) {
+        byHead.pop();
+        queue = byHead.peek();
+      }
+      return queue;
+    };
     return {
-      peek: () => byHead.peek()?.head(),
+      peek: () => top()?.head(),
       take: () => {
-        const queue = byHead.pop() as PoolQueue;
+        const queue = top();
+        if (queue === undefined) return;
+        byHead.pop();
         const task = queue.ready.pop() as Task;
         task.queued = false;
         if (queue.head() !== undefined) byHead.push(queue);
@@ -437,6 +517,8 @@ export class Graph {
       task.outputs = files;
       stats.done++;
       this.doneRate.add(now);
+      const queue = this.pool(task.spec.pool);
+      (queue.rate ??= new RateWindow()).add(now);
       this.releaseDependents(task, now);
       if (wasFailed) this.unblockDescendants(task, now);
       return accepted(name, late ? 'accepted late: the lease had expired but nobody else held the task' : '');
@@ -797,6 +879,190 @@ export class Graph {
     return dirty;
   }
 
+  // --- pools (pool_list, pool_set, pool_delete) ----------------------------------------
+
+  /**
+   * The pools that hold a task or have settings, by name (at most MAX_LISTED_POOLS), or the one
+   * named `pool` (UNKNOWN_POOL if it has neither). Writes nothing.
+   */
+  poolList(pool: string, now: number): PoolListResult {
+    this.advance(now);
+    if (pool !== '') {
+      checkName(pool, this.options, 'pool');
+      return { pools: [this.poolInfo(pool, this.knownPool(pool), now)], poolsTotal: 1 };
+    }
+    const names: string[] = [];
+    for (const [name, queue] of this.pools) if (queue.size() > 0 || queue.throttled) names.push(name);
+    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const pools: PoolInfo[] = [];
+    for (const name of names) {
+      if (pools.length === MAX_LISTED_POOLS) break;
+      pools.push(this.poolInfo(name, this.pools.get(name) as PoolQueue, now));
+    }
+    return { pools, poolsTotal: names.length };
+  }
+
+  /**
+   * Change a pool's settings: those given, the others kept. The pool need not hold a task. A limit
+   * lowered below what runs takes no lease away. Throws INVALID_NAME, INVALID_ARGUMENT (a limit
+   * that is not an integer from 0 to MAX_POOL_RUNNING) before anything changes.
+   * Writes: the pool's settings (none of its tasks).
+   */
+  poolSet(args: PoolSetArgs, now: number): PoolInfo {
+    const name = args.pool === '' ? DEFAULT_POOL : args.pool;
+    checkName(name, this.options, 'pool');
+    const limit = args.maxRunning;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 0 || limit > MAX_POOL_RUNNING)) {
+      throw new DagworkError('INVALID_ARGUMENT', `max running ${limit} is not an integer from 0 (no limit) to ${MAX_POOL_RUNNING}`);
+    }
+    this.advance(now);
+    const queue = this.pool(name);
+    this.applySettings(name, { maxRunning: limit ?? queue.maxRunning, paused: args.paused ?? queue.paused });
+    this.dirtyPools.add(name);
+    // Unpaused, or a limit raised or lifted: parked steals of the pool look again.
+    this.woken.add(name);
+    return this.poolInfo(name, queue, now);
+  }
+
+  /**
+   * Remove a pool's tasks, whatever their state (a running one's worker hears NOT_FOUND at its
+   * next heartbeat), and its settings. While a task of another pool depends on one of them this
+   * throws CONFLICT, unless `force`: then each such dependent not started (waiting or ready) is
+   * blocked with the note `dependency deleted with pool P`, its descendants with it; those done,
+   * running or failed are left as they are. Every dependent of a removed task waits on its name
+   * again, as on a name never created. UNKNOWN_POOL if the pool holds no task and has no settings.
+   * O(tasks): an operator's occasional request.
+   * Writes: the removal of each task (takeDeleted), of the pool's settings (takeDirtyPools), and
+   * each task blocked.
+   */
+  poolDelete(pool: string, force: boolean, now: number): PoolDeleteResult {
+    const name = pool === '' ? DEFAULT_POOL : pool;
+    checkName(name, this.options, 'pool');
+    const queue = this.knownPool(name);
+    this.advance(now);
+    const doomed = new Set<Task>();
+    for (const task of this.order) if (task.spec.pool === name) doomed.add(task);
+    const outside = new Set<Task>();
+    for (const task of doomed) for (const d of task.dependents) if (!doomed.has(d)) outside.add(d);
+    if (outside.size > 0 && !force) {
+      const [first] = outside as Set<Task>;
+      const dependent = first as Task;
+      const dep = dependent.spec.deps.find((n) => this.tasks.get(n)?.spec.pool === name) ?? '';
+      const more = outside.size > 1 ? ` (and ${outside.size - 1} more tasks of other pools)` : '';
+      throw new DagworkError(
+        'CONFLICT',
+        `task "${dependent.spec.name}" of pool "${dependent.spec.pool}" depends on "${dep}" of pool "${name}"${more}: delete with force to block them`,
+        { task: dependent.spec.name },
+      );
+    }
+    // Unlink first, while every name still resolves: parents keep no removed dependent, names
+    // awaited keep no removed waiter, and dependents outside wait on the removed names.
+    const parents = new Set<Task>();
+    for (const task of doomed) {
+      for (const dep of task.spec.deps) {
+        const parent = this.tasks.get(dep);
+        if (parent === undefined) {
+          const waiting = (this.missing.get(dep) ?? []).filter((w) => w !== task);
+          if (waiting.length === 0) this.missing.delete(dep);
+          else this.missing.set(dep, waiting);
+        } else if (!doomed.has(parent)) {
+          parents.add(parent);
+        }
+      }
+      if (task.missingDeps > 0) this.onMissing--;
+      for (const d of task.dependents) {
+        if (doomed.has(d)) continue;
+        const waiting = this.missing.get(task.spec.name);
+        if (waiting === undefined) this.missing.set(task.spec.name, [d]);
+        else waiting.push(d);
+        if (task.state === 'done') d.pendingDeps++;
+        if (d.missingDeps++ === 0) this.onMissing++;
+      }
+    }
+    for (const parent of parents) parent.dependents = parent.dependents.filter((d) => !doomed.has(d));
+    for (const task of doomed) {
+      if (task.state === 'running') this.dropLease(task);
+      this.countOut(task);
+      this.tasks.delete(task.spec.name);
+      this.dirty.delete(task);
+      this.deleted.add(task.spec.name);
+      // Entries left in the ready, backoff and lease heaps are dropped when they come up: they
+      // look for a ready or running task, and this one is neither any more.
+      task.state = 'cancelled';
+    }
+    let kept = 0;
+    for (const task of this.order) if (!doomed.has(task)) this.order[kept++] = task;
+    this.order.length = kept;
+    this.pools.delete(name);
+    this.throttled.delete(queue);
+    if (queue.throttled) this.dirtyPools.add(name);
+    let blocked = 0;
+    const note = `dependency deleted with pool ${name}`;
+    for (const d of outside) {
+      if (d.state !== 'waiting' && d.state !== 'ready') continue;
+      d.notBefore = 0;
+      this.setState(d, 'blocked', now, '', note);
+      this.blockDescendants(d, now);
+      blocked++;
+    }
+    // Steals parked on the pool, or on every pool, look again: it may be finished now.
+    this.woken.add(name);
+    if (!this.busy()) this.wokenAll = true;
+    return { deleted: doomed.size, blocked };
+  }
+
+  /** Pools whose settings changed since the last call, each with its settings (undefined: none any more). */
+  takeDirtyPools(): [string, PoolSettings | undefined][] {
+    const changed: [string, PoolSettings | undefined][] = [];
+    for (const name of this.dirtyPools) {
+      const queue = this.pools.get(name);
+      changed.push([name, queue?.throttled === true ? { maxRunning: queue.maxRunning, paused: queue.paused } : undefined]);
+    }
+    this.dirtyPools = new Set();
+    return changed;
+  }
+
+  /** Tasks removed since the last call, for the store to forget. */
+  takeDeleted(): string[] {
+    const deleted = [...this.deleted];
+    this.deleted = new Set();
+    return deleted;
+  }
+
+  /** The pool of that name, if it holds a task or has settings; UNKNOWN_POOL otherwise. */
+  private knownPool(name: string): PoolQueue {
+    const queue = this.pools.get(name);
+    if (queue === undefined || (queue.size() === 0 && !queue.throttled)) {
+      throw new DagworkError('UNKNOWN_POOL', `no pool named "${name}" (it holds no task and has no settings)`);
+    }
+    return queue;
+  }
+
+  private poolInfo(pool: string, queue: PoolQueue, now: number): PoolInfo {
+    return { pool, counts: { ...queue.counts }, maxRunning: queue.maxRunning, paused: queue.paused, donePerSecond: queue.rate?.perSecond(now) ?? 0 };
+  }
+
+  /**
+   * Gives a pool its settings. A pool that stops being throttled puts its ready tasks (back) into
+   * the heap of every ready task; one that starts being throttled leaves its tasks there, to be
+   * dropped when they come up (allReadySource).
+   */
+  private applySettings(name: string, settings: PoolSettings): void {
+    const queue = this.pool(name);
+    const was = queue.throttled;
+    queue.maxRunning = settings.maxRunning;
+    queue.paused = settings.paused;
+    if (queue.throttled) {
+      this.throttled.add(queue);
+    } else if (was) {
+      this.throttled.delete(queue);
+      for (const task of queue.ready.values()) {
+        if (task.state !== 'ready' || task.queuedAll) continue;
+        task.queuedAll = true;
+        this.allReady.push(task);
+      }
+    }
+  }
 
   // --- changing the graph after the fact (rerun, replace; issue 13) -------------------------
 
@@ -1244,6 +1510,8 @@ export class Graph {
   }
 
   private setState(task: Task, state: TaskState, now: number, worker: string, note: string): void {
+    // A lease of a pool with a limit ended: a steal parked on that pool may have a turn now.
+    if (task.state === 'running' && state !== 'running' && this.pool(task.spec.pool).maxRunning > 0) this.woken.add(task.spec.pool);
     this.countOut(task);
     task.state = state;
     this.countIn(task);
@@ -1333,13 +1601,14 @@ export class Graph {
   }
 
   private enqueue(task: Task): void {
-    if (!task.queuedAll) {
+    const queue = this.pool(task.spec.pool);
+    if (!task.queuedAll && !queue.throttled) {
       task.queuedAll = true;
       this.allReady.push(task);
     }
     if (task.queued) return;
     task.queued = true;
-    this.pool(task.spec.pool).ready.push(task);
+    queue.ready.push(task);
     this.woken.add(task.spec.pool);
   }
 

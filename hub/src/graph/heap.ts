@@ -12,6 +12,11 @@ export class Heap<T> {
     return this.items.length;
   }
 
+  /** Every item, in heap order (not sorted). */
+  values(): readonly T[] {
+    return this.items;
+  }
+
   peek(): T | undefined {
     return this.items[0];
   }

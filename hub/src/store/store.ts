@@ -11,7 +11,7 @@
  */
 import { Level } from 'level';
 import { DagworkError } from '../../../proto/src/errors.js';
-import type { TaskRecord } from '../../../proto/src/types.js';
+import type { PoolSettings, TaskRecord } from '../../../proto/src/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { SegmentReport } from './frame.js';
 import { decodeRecord, encodeRecord } from './record.js';
@@ -19,7 +19,7 @@ import { checkDirectory, checkFormat, dropRecords, FORMAT_KEY, storeId, unreadab
 import { Wal, type WalEntry } from './wal.js';
 
 /** Bumped when the layout of the store changes; a hub refuses a store newer than itself. */
-export const STORE_FORMAT = 4; // 2: the write-ahead log; 3: log frames of bounded size (frame.ts); 4: params, files and barriers in records (record.ts)
+export const STORE_FORMAT = 5; // 2: the write-ahead log; 3: log frames of bounded size (frame.ts); 4: params, files and barriers in records (record.ts); 5: deletions (an empty value in the log) and pool settings (POOL_PREFIX)
 /** How long changes wait in the log before they go into LevelDB together (ms). */
 const BACKGROUND_MS = 200;
 /** Longest wait before the background write into LevelDB is tried again after failures (ms). */
@@ -34,6 +34,18 @@ const BACKGROUND_CHUNK_BYTES = 16 << 20;
 const TASK_PREFIX = 't:';
 // ';' sorts right after ':', so [t:, t;) holds exactly the task keys.
 const TASK_END = 't;';
+/**
+ * Format 5: a pool's settings (pool_set), under `p:POOL`, as JSON ({"maxRunning": N, "paused": B}).
+ * A store of format 4 has none: every pool without settings.
+ */
+const POOL_PREFIX = 'p:';
+const POOL_END = 'p;';
+/**
+ * Format 5: a log entry with an empty value deletes its key (a task removed with its pool, a
+ * pool's settings removed). No record encodes to nothing (a task's has its name), so no older
+ * entry reads as a deletion; a hub of format 4 refuses a store of format 5 (checkFormat).
+ */
+const DELETED = new Uint8Array(0);
 /** Unreadable records named in a refusal (all are counted). */
 const NAMED_BAD_RECORDS = 10;
 
@@ -71,14 +83,22 @@ function settingsOf(options: Partial<StoreOptions>): Settings {
 
 type Db = Level<string, Uint8Array>;
 
+/** What a write changes besides task records: tasks removed, and pools' settings (undefined: none any more). */
+export interface StoreChanges {
+  deleted: readonly string[];
+  pools: readonly (readonly [string, PoolSettings | undefined])[];
+}
+
 /** What the hub needs of a store: a way in, a way out. Tests wrap the real one to inject faults. */
 export interface TaskStore {
   /** Made when the store was created: a new store, a new id. */
   readonly id: string;
   /** Every stored task record. */
   loadAll(): Promise<TaskRecord[]>;
-  /** Writes the records atomically: all or none. */
-  write(records: readonly TaskRecord[]): Promise<void>;
+  /** Every pool's stored settings (a store without any may leave this out). */
+  loadPools?(): Promise<[string, PoolSettings][]>;
+  /** Writes the records and `changes` atomically: all or none. */
+  write(records: readonly TaskRecord[], changes?: StoreChanges): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -205,9 +225,31 @@ export class Store implements TaskStore {
     } finally {
       await entries.close();
     }
-    for (const [key, value] of logged) read(key, value);
+    for (const [key, value] of logged) if (key.startsWith(TASK_PREFIX) && value.length > 0) read(key, value);
     if (badCount > 0) throw unreadableRecords(this.location, bad, badCount);
     return records;
+  }
+
+  /** Every pool's settings, LevelDB's and the log's. A record that cannot be read is named. */
+  async loadPools(): Promise<[string, PoolSettings][]> {
+    await this.background;
+    const values = new Map<string, Uint8Array>();
+    for await (const [key, value] of this.db.iterator({ gte: POOL_PREFIX, lt: POOL_END })) values.set(key, value);
+    for (const [key, value] of this.pending) if (key.startsWith(POOL_PREFIX)) values.set(key, value);
+    const pools: [string, PoolSettings][] = [];
+    for (const [key, value] of values) {
+      if (value.length === 0) continue;
+      let settings: Partial<PoolSettings>;
+      try {
+        settings = JSON.parse(Buffer.from(value).toString('utf8')) as Partial<PoolSettings>;
+      } catch (err) {
+        throw unreadableRecords(this.location, [{ key, reason: `not pool settings: ${toError(err).message}` }], 1);
+      }
+      const maxRunning = settings.maxRunning ?? 0;
+      if (!Number.isInteger(maxRunning) || maxRunning < 0) throw unreadableRecords(this.location, [{ key, reason: `max running ${String(maxRunning)} is not a count` }], 1);
+      pools.push([key.slice(POOL_PREFIX.length), { maxRunning, paused: settings.paused === true }]);
+    }
+    return pools;
   }
 
   /**
@@ -215,11 +257,17 @@ export class Store implements TaskStore {
    * they are durable. They are encoded before it returns, so later changes to them do not leak in.
    * With maxPendingBytes not yet in LevelDB, it first waits for the background write.
    */
-  write(records: readonly TaskRecord[]): Promise<void> {
-    if (records.length === 0) return Promise.resolve();
+  write(records: readonly TaskRecord[], changes?: StoreChanges): Promise<void> {
+    const deleted = changes?.deleted ?? [];
+    const pools = changes?.pools ?? [];
+    if (records.length === 0 && deleted.length === 0 && pools.length === 0) return Promise.resolve();
     let entries: WalEntry[];
     try {
       entries = records.map((r) => ({ key: TASK_PREFIX + r.spec.name, value: encodeRecord(r) }));
+      for (const name of deleted) entries.push({ key: TASK_PREFIX + name, value: DELETED });
+      for (const [pool, settings] of pools) {
+        entries.push({ key: POOL_PREFIX + pool, value: settings === undefined ? DELETED : new TextEncoder().encode(JSON.stringify(settings)) });
+      }
     } catch (err) {
       return Promise.reject(toError(err));
     }
@@ -342,7 +390,8 @@ export class Store implements TaskStore {
     let chunk = this.db.batch();
     let bytes = 0;
     for (const [key, value] of batch) {
-      chunk.put(key, value);
+      if (value.length === 0) chunk.del(key);
+      else chunk.put(key, value);
       bytes += key.length + value.length;
       if (chunk.length >= BACKGROUND_CHUNK || bytes >= BACKGROUND_CHUNK_BYTES) {
         await chunk.write({ sync: this.options.sync });

@@ -1,0 +1,42 @@
+/** The store's deletions and pool settings (format 5), and an older store loading as it is. */
+import { join } from 'node:path';
+import { Level } from 'level';
+import { afterAll, describe, expect, it } from 'vitest';
+import { encodeRecord } from '../hub/src/store/record.js';
+import { Store } from '../hub/src/store/store.js';
+import { cleanTempDirs, tempDir } from './helpers.js';
+import { taskRecord } from './support/records.js';
+
+afterAll(() => cleanTempDirs());
+
+const names = async (store: Store): Promise<string[]> => (await store.loadAll()).map((r) => r.spec.name).sort();
+
+describe('store deletions and pool settings', () => {
+  it('forgets deleted tasks and removed settings, from the log and from LevelDB', async () => {
+    const db = join(tempDir(), 'db');
+    const store = await Store.open(db);
+    await store.write([taskRecord('a'), taskRecord('b')], { deleted: [], pools: [['lic', { maxRunning: 3, paused: false }], ['gpu', { maxRunning: 0, paused: true }]] });
+    await store.write([], { deleted: ['a'], pools: [['gpu', undefined]] });
+    expect(await names(store)).toEqual(['b']);
+    expect(await store.loadPools()).toEqual([['lic', { maxRunning: 3, paused: false }]]);
+    await store.close();
+    const reopened = await Store.open(db);
+    expect(await names(reopened)).toEqual(['b']);
+    expect(await reopened.loadPools()).toEqual([['lic', { maxRunning: 3, paused: false }]]);
+    await reopened.write([taskRecord('a')]);
+    expect(await names(reopened)).toEqual(['a', 'b']);
+    await reopened.close();
+  });
+
+  it('loads a store of format 4 as it is: its tasks, no pool settings', async () => {
+    const db = join(tempDir(), 'db');
+    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+    await level.put('meta:format', new TextEncoder().encode('4'));
+    await level.put('t:old', encodeRecord(taskRecord('old')));
+    await level.close();
+    const store = await Store.open(db);
+    expect(await names(store)).toEqual(['old']);
+    expect(await store.loadPools()).toEqual([]);
+    await store.close();
+  });
+});
