@@ -17,6 +17,7 @@ const full: TaskRecord = {
     outputs: ['out.txt'],
     paramFiles: [{ name: 'seed.txt', param: 'seed' }],
     barrier: false,
+    afterEnded: true,
   },
   state: 'running',
   attempts: 2,
@@ -39,7 +40,7 @@ describe('store record codec', () => {
     expect(decodeRecord(encodeRecord(full))).toEqual(full);
     const bare: TaskRecord = {
       ...full,
-      spec: { ...full.spec, deps: [], payload: new Uint8Array(0), priority: 0, params: [], inputs: [], outputs: [], paramFiles: [] },
+      spec: { ...full.spec, deps: [], payload: new Uint8Array(0), priority: 0, params: [], inputs: [], outputs: [], paramFiles: [], afterEnded: false },
       state: 'waiting',
       attempts: 0,
       worker: '',
@@ -89,6 +90,7 @@ describe('wire codec', () => {
           result: Buffer.from('out'),
           outputs: full.outputs,
           barrier: true,
+          failedDeps: 2,
         },
       ],
       next: 7,
@@ -105,7 +107,20 @@ describe('wire codec', () => {
       op: 'error',
       error: { code: 'FORBIDDEN', message: 'no', task: 't' },
     });
-    expect(decodeReply(encodeReply({ op: 'lookup', task: full, dependents: ['d'], missingDeps: ['m'] }))).toEqual({ op: 'lookup', task: full, dependents: ['d'], missingDeps: ['m'] });
+    expect(decodeReply(encodeReply({ op: 'lookup', task: full, dependents: ['d'], missingDeps: ['m'], failedDeps: ['f'] }))).toEqual({ op: 'lookup', task: full, dependents: ['d'], missingDeps: ['m'], failedDeps: ['f'] });
+  });
+
+  it('round-trips rerun and replace, their outcomes included', () => {
+    const requests = [
+      { op: 'rerun' as const, names: ['a', 'b'], descendants: true, prefix: 'p/', pool: 'gpu' },
+      { op: 'replace' as const, tasks: [full.spec], rerun: true, createMissing: true },
+    ];
+    for (const request of requests) expect(decodeRequest(encodeRequest(request))).toEqual(request);
+    const replies = [
+      { op: 'rerun' as const, rerun: 7, results: [{ name: 'a', outcome: 'NOT_DONE' as const, message: 'task is failed' }] },
+      { op: 'replace' as const, replaced: 1, unchanged: 2, created: 3, results: [{ name: 'a', outcome: 'TASK_RUNNING' as const, message: 'm' }] },
+    ];
+    for (const reply of replies) expect(decodeReply(encodeReply(reply))).toEqual(reply);
   });
 
   it('round-trips the file operations, a sweep task and a completion with outputs', () => {

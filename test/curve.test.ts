@@ -79,6 +79,30 @@ describe('CURVE', () => {
     }
   });
 
+  it('allows rerun and replace to admin only: a submit key gets FORBIDDEN, and nothing changes', async () => {
+    const submitter = client('submit', 'alice');
+    const worker = client('worker', 'w1');
+    const admin = client('admin', 'root');
+    try {
+      // Its own pool: the tasks earlier tests left stay where they are.
+      await submitter.create([{ name: 'rr', payload: Buffer.from('old'), pool: 'rerun' }]);
+      expect((await worker.steal({ pools: ['rerun'] })).tasks.map((t) => t.name)).toEqual(['rr']);
+      await worker.complete([{ name: 'rr' }]);
+      expect(await errorOf(submitter.rerun(['rr']))).toMatchObject({ code: 'FORBIDDEN', message: `rerun is not allowed on the submit endpoint; it needs the admin role, on ${endpoints.admin}` });
+      expect(await errorOf(submitter.replace([{ name: 'rr', payload: Buffer.from('new'), pool: 'rerun' }], { rerun: true }))).toMatchObject({ code: 'FORBIDDEN' });
+      expect(await errorOf(worker.rerun(['rr']))).toMatchObject({ code: 'FORBIDDEN' });
+      expect((await admin.lookup('rr')).task).toMatchObject({ state: 'done' });
+      expect(Buffer.from((await admin.lookup('rr')).task.spec.payload).toString()).toBe('old');
+      expect((await admin.rerun(['rr'])).rerun).toBe(1);
+      expect((await admin.replace([{ name: 'rr', payload: Buffer.from('new'), pool: 'rerun' }])).replaced).toBe(1);
+      await admin.cancel(['rr'], 'done with it'); // leaves nothing ready for the tests after
+    } finally {
+      submitter.close();
+      worker.close();
+      admin.close();
+    }
+  });
+
   it('refuses unknown keys, keys on an endpoint above their role, and plain clients, in the handshake', async () => {
     for (const [role, name] of [
       ['worker', 'stranger'],

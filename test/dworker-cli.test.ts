@@ -192,6 +192,7 @@ describe("dependencies' results and their cap", () => {
     task: { ...taskRecord(''), spec: { ...taskRecord('').spec, deps }, state, attempts: 1, result, seq: 0 },
     dependents: [],
     missingDeps: [],
+    failedDeps: [],
   });
 
   it('fails the task permanently, without running it, when the results are over the cap', async () => {

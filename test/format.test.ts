@@ -99,7 +99,7 @@ describe('formatLookup', () => {
   it('marks the dependencies that do not exist', () => {
     const spec = { ...taskRecord('t').spec, deps: ['a', 'tpyo'] };
     const task = { ...taskRecord('t'), spec, state: 'waiting' as const };
-    const text = formatLookup({ task, dependents: [], missingDeps: ['tpyo'] });
+    const text = formatLookup({ task, dependents: [], missingDeps: ['tpyo'], failedDeps: [] });
     expect(text).toMatch(/^deps: +a, tpyo \(does not exist\)$/m);
     expect(text).toMatch(/^missing: +1 dependency does not exist: it waits until a task of that name is created$/m);
   });

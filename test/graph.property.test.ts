@@ -25,7 +25,9 @@ type Op =
   | { op: 'cancel'; names: string[] }
   | { op: 'advance'; ms: number }
   | { op: 'poolSet'; pool: string; maxRunning: number | undefined; paused: boolean | undefined }
-  | { op: 'poolDelete'; pool: string; force: boolean };
+  | { op: 'poolDelete'; pool: string; force: boolean }
+  | { op: 'rerun'; names: string[] }
+  | { op: 'replace'; name: string; deps: string[]; rerun: boolean };
 
 const name = fc.constantFrom(...NAMES);
 const worker = fc.constantFrom(...WORKERS);
@@ -41,7 +43,9 @@ const spec = (n: string): fc.Arbitrary<TaskSpecInput> =>
   leaseMs: fc.constantFrom(100, 500, 2000),
   // One task in five a barrier: done by the graph itself, never handed out.
   barrier: fc.oneof({ arbitrary: fc.constant(false), weight: 4 }, { arbitrary: fc.constant(true), weight: 1 }),
-});
+  // One in four runs once its deps ended, done or not (a barrier cannot: see below).
+  afterEnded: fc.oneof({ arbitrary: fc.constant(false), weight: 3 }, { arbitrary: fc.constant(true), weight: 1 }),
+}).map((s) => (s.barrier ? { ...s, afterEnded: false } : s));
 const specs = fc.tuple(...NAMES.map(spec));
 const op: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ op: fc.constant('create' as const), names: fc.uniqueArray(name, { minLength: 1, maxLength: 3 }), conflicting: fc.boolean() }), weight: 3 },
@@ -61,6 +65,10 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     paused: fc.option(fc.boolean(), { nil: undefined }),
   }),
   { arbitrary: fc.record({ op: fc.constant('poolDelete' as const), pool: fc.constantFrom('default', 'gpu'), force: fc.boolean() }), weight: 1 },
+  // Rerun with descendants (without, done dependents keep results of the old run: no invariant
+  // on "done" could hold); replace with new deps (a cycle is refused) and priority.
+  fc.record({ op: fc.constant('rerun' as const), names }),
+  fc.record({ op: fc.constant('replace' as const), name, deps: fc.uniqueArray(name, { maxLength: 2 }), rerun: fc.boolean() }),
 );
 
 function snapshot(graph: Graph, now: number): Map<string, TaskRecord> {
@@ -95,6 +103,15 @@ function checkInvariants(graph: Graph, tasks: Map<string, TaskRecord>, now: numb
     const anyBad = deps.some((d) => d?.state === 'failed' || d?.state === 'blocked' || d?.state === 'cancelled');
     const exempt = t.spec.deps.some((d) => deletedEver.has(d));
     const where = `${t.spec.name} (${t.state}, deps ${t.spec.deps.map((d) => `${d}:${tasks.get(d)?.state ?? 'missing'}`).join(' ')})`;
+    if (t.spec.afterEnded && !exempt) {
+      // Ready once every dep ended, never blocked. Running or done it may outlive a retry of a dep.
+      const allEnded = deps.every((d) => d?.state === 'done' || d?.state === 'failed' || d?.state === 'blocked' || d?.state === 'cancelled');
+      if (t.state === 'ready' && !allEnded) fail(`${where} (after ended) ready before its deps ended`);
+      if (t.state === 'waiting' && allEnded) fail(`${where} (after ended) waiting for nothing`);
+      if (t.state === 'blocked') fail(`${where} (after ended) is blocked`);
+      if (t.state === 'running' && (t.worker === '' || t.leaseDeadline <= now)) fail(`${where} running without a live lease`);
+      continue;
+    }
     if (exempt) {
       // only the checks below the dependency ones
     } else if ((t.state === 'ready' || t.state === 'running') && !allDone) fail(`${where} runnable before its deps are done`);
@@ -236,6 +253,26 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
           now += step.ms;
           graph.advance(now);
           break;
+        case 'rerun': {
+          const r = graph.rerun({ names: step.names, descendants: true, prefix: '', pool: '' }, now);
+          for (const x of r.results) {
+            const prior = before.get(x.name)?.state;
+            if (prior === 'done' && x.outcome !== 'ACCEPTED') fail(`rerun of done ${x.name}: ${x.outcome}`);
+            if (prior === undefined && x.outcome !== 'NOT_FOUND') fail(`rerun of unknown ${x.name}: ${x.outcome}`);
+          }
+          break;
+        }
+        case 'replace': {
+          const prior = before.get(step.name);
+          const r = graph.replace([{ ...definition(step.name), deps: step.deps, priority: 5 }], step.rerun, false, now);
+          const outcome = r.results[0]?.outcome;
+          // The same definition again (an earlier replace gave it) is left alone: ACCEPTED.
+          const same = prior !== undefined && prior.spec.priority === 5 && prior.spec.deps.length === step.deps.length && step.deps.every((d) => prior.spec.deps.includes(d));
+          const expected =
+            prior === undefined ? 'NOT_FOUND' : same || step.rerun || (prior.state !== 'done' && prior.state !== 'running') ? 'ACCEPTED' : prior.state === 'done' ? 'ALREADY_DONE' : 'TASK_RUNNING';
+          if (outcome !== expected) fail(`replace of ${step.name} (${prior?.state}, rerun ${step.rerun}): ${outcome}`);
+          break;
+        }
         case 'poolSet': {
           const prior = settings.get(step.pool) ?? { maxRunning: 0, paused: false };
           const next = { maxRunning: step.maxRunning ?? prior.maxRunning, paused: step.paused ?? prior.paused };
@@ -277,6 +314,13 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
       else storedPools.set(pool, s);
     }
     const tasks = snapshot(graph, now);
+    // A task rerun or replaced starts afresh: nobody holds it, and it may be completed again.
+    for (const [n, t] of tasks) {
+      const fresh = t.log.slice(before.get(n)?.log.length ?? t.log.length).some((c) => c.note.startsWith('rerun') || c.note.startsWith('replaced'));
+      if (!fresh) continue;
+      holders.delete(n);
+      completions.delete(n);
+    }
     for (const n of existed) if (!tasks.has(n)) fail(`task ${n} was lost`);
     checkInvariants(graph, tasks, now, deletedEver);
     // What the store holds is the graph: a restart from it sees the same tasks, but for the

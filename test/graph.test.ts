@@ -638,6 +638,7 @@ describe('list', () => {
         result: new Uint8Array(0),
         outputs: [],
         barrier: false,
+        failedDeps: 0,
       },
     ]);
     expect(g.list(q({ pool: 'gpu' }), T0).tasks.map((t) => t.name)).toEqual(['gpu-a']);

@@ -77,6 +77,14 @@ describe('task files', () => {
     expect(lineError('{"name":"n","params":{"seq":"A"},"param_files":{"s":"nope"}}')).toMatch(/^line 1: param file "s" of task "n" holds param "nope", which the task does not have/);
   });
 
+  it('reads "after": "ended" (and "done", the default), refusing anything else with its line', () => {
+    const { specs } = parseTaskFile('{"name":"r","deps":["a"],"after":"ended"}\n{"name":"s","deps":["a"],"after":"done"}');
+    expect(specs.map((s) => s.afterEnded)).toEqual([true, undefined]);
+    expect(lineError('{"name":"r","after":"failed"}')).toMatch(/^line 1: "after" must be "done" .* or "ended"/);
+    // A file that defines a task twice, once after ended and once not, defines it differently.
+    expect(lineError('{"name":"r","after":"ended"}\n{"name":"r"}')).toMatch(/^line 2: /);
+  });
+
   it('accepts an identical duplicate line and forward references', () => {
     expect(parseTaskFile('b,a\na\nb,a\n').specs.map((s) => s.name)).toEqual(['b', 'a', 'b']);
   });

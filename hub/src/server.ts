@@ -429,6 +429,11 @@ export class Hub {
         return this.queue(envelope, { op: 'poolSet', pool: graph.poolSet(request, now) });
       case 'poolDelete':
         return this.queue(envelope, { op: 'poolDelete', ...graph.poolDelete(request.pool, request.force, now) });
+      // Changing the graph after the fact (issue 13): admin operations, one graph step each.
+      case 'rerun':
+        return this.queue(envelope, { op: 'rerun', ...graph.rerun(request, now) });
+      case 'replace':
+        return this.queue(envelope, { op: 'replace', ...graph.replace(request.tasks, request.rerun, request.createMissing, now) });
       default: {
         const missing: never = request;
         throw new Error(`no handler for ${JSON.stringify(missing)}`);

@@ -38,6 +38,9 @@ import type {
   TaskSpec,
   TaskSpecInput,
   TaskState,
+  RerunQuery,
+  RerunResult,
+  ReplaceResult,
 } from './types.js';
 
 /** The parameters of a steal, as sent on its own or as `next` of a complete. */
@@ -70,7 +73,10 @@ export type Request =
   // Pools.
   | { op: 'poolList'; pool: string }
   | ({ op: 'poolSet' } & PoolSetArgs)
-  | { op: 'poolDelete'; pool: string; force: boolean };
+  | { op: 'poolDelete'; pool: string; force: boolean }
+  // Changing the graph after the fact.
+  | ({ op: 'rerun' } & RerunQuery)
+  | { op: 'replace'; tasks: TaskSpecInput[]; rerun: boolean; createMissing: boolean };
 
 export type Operation = Request['op'];
 
@@ -101,7 +107,9 @@ export type Reply =
   // Pools.
   | ({ op: 'poolList' } & PoolListResult)
   | { op: 'poolSet'; pool: PoolInfo }
-  | ({ op: 'poolDelete' } & PoolDeleteResult);
+  | ({ op: 'poolDelete' } & PoolDeleteResult)
+  | ({ op: 'rerun' } & RerunResult)
+  | ({ op: 'replace' } & ReplaceResult);
 
 /**
  * The contract: from the JSON descriptor the build writes beside this module (no parsing at
@@ -194,6 +202,7 @@ function specFrom(m: Obj): TaskSpec {
     outputs: namesFrom(m.outputs),
     paramFiles: paramFilesFrom(m.paramFiles),
     barrier: bool(m.barrier),
+    afterEnded: bool(m.afterEnded),
   };
 }
 
@@ -209,6 +218,7 @@ function specTo(spec: TaskSpec): Obj {
     outputs: unlessNone(spec.outputs),
     paramFiles: unlessNone(spec.paramFiles),
     barrier: spec.barrier || undefined,
+    afterEnded: spec.afterEnded || undefined,
   };
 }
 
@@ -271,6 +281,8 @@ const SHAPES: Record<Operation, Shape> = {
   poolList: {},
   poolSet: {},
   poolDelete: {},
+  rerun: NAMES_AT(1, 'names'),
+  replace: { counts: { 1: { bound: 'maxBatch', what: 'tasks' } }, nested: { 1: TASK_SPEC } },
 };
 
 /** The key under which a shared count adds up. */
@@ -403,6 +415,10 @@ export function decodeRequest(data: Uint8Array): Request {
       };
     case 'poolDelete':
       return { op, pool: str(body.pool), force: bool(body.force) };
+    case 'rerun':
+      return { op, names: strings(body.names), descendants: bool(body.descendants), prefix: str(body.prefix), pool: str(body.pool) };
+    case 'replace':
+      return { op, tasks: list(body.tasks).map(specFrom), rerun: bool(body.rerun), createMissing: bool(body.createMissing) };
     default:
       throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
   }
@@ -541,6 +557,10 @@ export function encodeReply(reply: Reply): Uint8Array {
       return frame(ReplyType, { retry: { retried: reply.retried, results: results(reply.results) } });
     case 'cancel':
       return frame(ReplyType, { cancel: { cancelled: reply.cancelled, results: results(reply.results) } });
+    case 'rerun':
+      return frame(ReplyType, { rerun: { rerun: reply.rerun, results: results(reply.results) } });
+    case 'replace':
+      return frame(ReplyType, { replace: { replaced: reply.replaced, unchanged: reply.unchanged, created: reply.created, results: results(reply.results) } });
     case 'status':
       return frame(ReplyType, {
         status: {
@@ -577,12 +597,15 @@ export function encodeReply(reply: Reply): Uint8Array {
             result: unlessEmpty(t.result),
             outputs: unlessNone(t.outputs),
             barrier: t.barrier || undefined,
+            failedDeps: unlessEmpty(t.failedDeps),
           })),
           next: reply.next,
         },
       });
     case 'lookup':
-      return frame(ReplyType, { lookup: { task: recordToMessage(reply.task), dependents: reply.dependents, missingDeps: reply.missingDeps } });
+      return frame(ReplyType, {
+        lookup: { task: recordToMessage(reply.task), dependents: reply.dependents, missingDeps: reply.missingDeps, failedDeps: unlessNone(reply.failedDeps) },
+      });
     default: {
       const { op, ...body } = reply;
       return frame(ReplyType, { [op]: body });
@@ -656,7 +679,13 @@ export function decodeReply(data: Uint8Array): Reply {
         filesBytes: num(body.filesBytes),
       };
     case 'lookup':
-      return { op, task: recordFromMessage(obj(body.task) ?? {}), dependents: strings(body.dependents), missingDeps: strings(body.missingDeps) };
+      return {
+        op,
+        task: recordFromMessage(obj(body.task) ?? {}),
+        dependents: strings(body.dependents),
+        missingDeps: strings(body.missingDeps),
+        failedDeps: strings(body.failedDeps),
+      };
     case 'cancel':
       return { op, cancelled: num(body.cancelled), results: list(body.results).map(taskResult) };
     case 'list':
@@ -678,6 +707,7 @@ export function decodeReply(data: Uint8Array): Reply {
           result: bytes(t.result),
           outputs: fileRefsFrom(t.outputs),
           barrier: bool(t.barrier),
+          failedDeps: num(t.failedDeps),
         })),
         next: num(body.next),
       };
@@ -690,6 +720,10 @@ export function decodeReply(data: Uint8Array): Reply {
       return { op, received: num(body.received), held: bool(body.held) };
     case 'fileGet':
       return { op, data: bytes(body.data), size: num(body.size) };
+    case 'rerun':
+      return { op, rerun: num(body.rerun), results: list(body.results).map(taskResult) };
+    case 'replace':
+      return { op, replaced: num(body.replaced), unchanged: num(body.unchanged), created: num(body.created), results: list(body.results).map(taskResult) };
     case 'gc':
       return { op, removed: num(body.removed), removedBytes: num(body.removedBytes), kept: num(body.kept), keptBytes: num(body.keptBytes) };
     case 'poolList':

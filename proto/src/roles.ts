@@ -31,6 +31,8 @@ const LEAST_ROLE: Record<Operation, Role> = {
   gc: 'admin',
   poolSet: 'admin',
   poolDelete: 'admin',
+  rerun: 'admin',
+  replace: 'admin',
 };
 
 export function roleRank(role: Role): number {

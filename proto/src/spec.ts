@@ -154,7 +154,7 @@ const NO_NAMES: string[] = [];
 const NO_PARAM_FILES: ParamFile[] = [];
 
 /** The params, inputs, outputs, param files and barrier flag of `input`, checked. */
-function fileFields(input: TaskSpecInput, payload: Uint8Array, options: SpecLimits): Pick<TaskSpec, 'params' | 'inputs' | 'outputs' | 'paramFiles' | 'barrier'> {
+function fileFields(input: TaskSpecInput, payload: Uint8Array, options: SpecLimits): Pick<TaskSpec, 'params' | 'inputs' | 'outputs' | 'paramFiles' | 'barrier' | 'afterEnded'> {
   const task = input.name;
   const given = { params: input.params ?? [], inputs: input.inputs ?? [], outputs: input.outputs ?? [], paramFiles: input.paramFiles ?? [] };
   checkCount(given.params.length, 'params', task);
@@ -185,7 +185,11 @@ function fileFields(input: TaskSpecInput, payload: Uint8Array, options: SpecLimi
   if (barrier && (payload.length > 0 || inputs.length > 0 || outputs.length > 0 || paramFiles.length > 0)) {
     throw new DagworkError('INVALID_ARGUMENT', `task "${task}" is a barrier: it runs nothing, so it has no payload, inputs, outputs or param files`, { task });
   }
-  return { params, inputs, outputs, paramFiles, barrier };
+  const afterEnded = input.afterEnded === true;
+  if (barrier && afterEnded) {
+    throw new DagworkError('INVALID_ARGUMENT', `task "${task}" is a barrier, done once every dependency is done: it cannot run after failed dependencies (after_ended)`, { task });
+  }
+  return { params, inputs, outputs, paramFiles, barrier, afterEnded };
 }
 
 /** The pool of a task that names none. */
@@ -273,6 +277,7 @@ export function sameSpec(a: TaskSpec, b: TaskSpec): boolean {
     a.leaseMs !== b.leaseMs ||
     a.deps.length !== b.deps.length ||
     a.barrier !== b.barrier ||
+    a.afterEnded !== b.afterEnded ||
     !sameList(a.params, b.params, (x, y) => x.name === y.name && x.value === y.value) ||
     !sameList(a.inputs, b.inputs, (x, y) => x.name === y.name && x.sha256 === y.sha256 && x.size === y.size && x.executable === y.executable) ||
     !sameList(a.outputs, b.outputs, (x, y) => x === y) ||

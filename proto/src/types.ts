@@ -24,6 +24,8 @@ export interface TaskSpec {
   paramFiles: ParamFile[];
   /** Done by the hub itself once every dependency is done; never handed out. */
   barrier: boolean;
+  /** Runs once every dependency has ended (done, failed, cancelled or blocked); never blocked. */
+  afterEnded: boolean;
 }
 
 export interface Param {
@@ -61,6 +63,7 @@ export interface TaskSpecInput {
   outputs?: readonly string[];
   paramFiles?: readonly ParamFile[];
   barrier?: boolean;
+  afterEnded?: boolean;
 }
 
 export interface StateChange {
@@ -110,6 +113,8 @@ export const TASK_OUTCOMES = [
   'TASK_FAILED',
   'RESULT_TOO_LARGE',
   'MISSING_FILES',
+  'NOT_DONE',
+  'TASK_RUNNING',
 ] as const;
 export type TaskOutcome = (typeof TASK_OUTCOMES)[number];
 
@@ -223,6 +228,8 @@ export interface TaskSummary {
   outputs: FileRef[];
   /** A barrier: it runs nothing. */
   barrier: boolean;
+  /** How many of its dependencies are failed, cancelled or blocked now. */
+  failedDeps: number;
 }
 
 export interface ListResult {
@@ -236,6 +243,31 @@ export interface LookupResult {
   task: TaskRecord;
   dependents: string[];
   missingDeps: string[];
+  /** Its dependencies that are failed, cancelled or blocked now. */
+  failedDeps: string[];
+}
+
+/** Which tasks a rerun puts back to work (see RerunRequest in the .proto). */
+export interface RerunQuery {
+  names: string[];
+  descendants: boolean;
+  prefix: string;
+  pool: string;
+}
+
+export interface RerunResult {
+  /** Tasks put back to work, descendants included. */
+  rerun: number;
+  /** One per name asked. */
+  results: TaskResult[];
+}
+
+export interface ReplaceResult {
+  replaced: number;
+  unchanged: number;
+  created: number;
+  /** One per task asked. */
+  results: TaskResult[];
 }
 
 /** The hub's limits, so that a client can size its batches. */

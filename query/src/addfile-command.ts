@@ -5,7 +5,7 @@ import { positiveArg } from '../../proto/src/args.js';
 import { AddFileError, AddProgress, Interrupted, missingText, type AddFileOptions, type AddResult, type Missing } from './addfile.js';
 import type { LocalFiles } from './files.js';
 import type { FileLines } from './lines.js';
-import { complain, EXIT, plural } from './io.js';
+import { complain, EXIT, plural, UsageError } from './io.js';
 import type { Context } from './main.js';
 
 /** Progress lines are redrawn at most this often (ms). */
@@ -34,7 +34,9 @@ export function registerAddfile(program: Command, ctx: Context): void {
     .argument('<file>', 'task file (UTF-8), or - for standard input')
     .option('--batch <n>', "most tasks per request (fewer when the hub's --max-batch or --max-message-bytes say so)", positiveArg, 5000)
     .option('--strict', 'refuse the file, sending nothing, if it depends on a name that exists neither in it nor in the hub (one lookup per such name)')
-    .option('--json', 'print {"created", "unchanged", "missingDeps", "missingDepsTotal", "missingDepsAtLeast"}')
+    .option('--replace', 'a task that exists with another definition is replaced (admin: see dquery replace) instead of refused; identical ones are left alone')
+    .option('--rerun', 'with --replace: also replace done and running tasks, running them and their descendants again')
+    .option('--json', 'print {"created", "unchanged", "replaced", "missingDeps", "missingDepsTotal", "missingDepsAtLeast"}')
     .addHelpText(
       'after',
       `
@@ -48,6 +50,8 @@ Files and params: "inputs" are local files copied into the task's scratch direct
 "outputs" are files the task leaves there, uploaded when it is done; "params" are the task's
 parameters, values as strings ("1.0", not 1.0: a JSON number loses its form); "param_files"
 writes a param's value into a file of the scratch directory, {"name_in_scratch": "param"}.
+"after": "ended" runs a task once every dependency has ended, done or failed (a report on what
+succeeded), instead of blocking it when one failed ("after": "done", the default).
 
 Every line is checked first (syntax, names, numbers, duplicates, cycles, the hub's size limits);
 a bad line is reported with its number and nothing is sent. The tasks then go in batches sized to
@@ -61,10 +65,16 @@ The file is read twice (check, then send), never held whole in memory; standard 
 a temporary file for the second reading. On a terminal, progress is shown on stderr. Ctrl-C stops
 after the batch in flight and says what was added (a second Ctrl-C stops at once).
 
-Example:
-  python3 gen_tasks.py 100 1000 | dquery addfile -`,
+A fixed file: --replace gives tasks that exist with another definition their new one (those not
+run yet; with --rerun also done ones, which run again with everything downstream of them). A task
+it may not replace (done or running, without --rerun) is named on stderr, and the exit status is 1.
+
+Examples:
+  python3 gen_tasks.py 100 1000 | dquery addfile -
+  dquery addfile --replace --rerun tasks-fixed.jsonl`,
     )
-    .action(async (file: string, o: { batch: number; strict?: boolean; json?: boolean }) => {
+    .action(async (file: string, o: { batch: number; strict?: boolean; replace?: boolean; rerun?: boolean; json?: boolean }) => {
+      if (o.rerun === true && o.replace !== true) throw new UsageError('--rerun goes with --replace');
       const { FileLines } = await import('./lines.js');
       const { LocalFiles } = await import('./files.js');
       const { parseLine } = await import('./taskfile.js');
@@ -77,14 +87,19 @@ Example:
         strict: o.strict === true,
         parser: () => ({ parse: (text, line) => parseLine(text, line, resolveInput) }),
         prepare: uploadStep(ctx, files),
+        ...(o.replace === true ? { replace: { rerun: o.rerun === true } } : {}),
       });
       if (result === undefined) return;
-      const { created, unchanged, missing } = result;
+      const { created, unchanged, replaced, refused, missing } = result;
       if (o.json === true) {
-        console.log(JSON.stringify({ created, unchanged, missingDeps: missing.examples, missingDepsTotal: missing.total, missingDepsAtLeast: missing.atLeast }));
+        console.log(JSON.stringify({ created, unchanged, ...(o.replace === true ? { replaced } : {}), missingDeps: missing.examples, missingDepsTotal: missing.total, missingDepsAtLeast: missing.atLeast }));
       } else {
-        console.log(`added ${plural(created, 'task')}${unchanged > 0 ? ` (${unchanged} ${unchanged === 1 ? 'was' : 'were'} there already)` : ''}`);
+        console.log(
+          `added ${plural(created, 'task')}${o.replace === true ? `, replaced ${replaced}` : ''}${unchanged > 0 ? ` (${unchanged} ${unchanged === 1 ? 'was' : 'were'} there already)` : ''}`,
+        );
       }
+      for (const r of refused) complain(`replace ${r.name}: ${r.outcome}: ${r.message}`);
+      if (refused.length > 0) process.exitCode = EXIT.error;
       warnMissing(missing);
     });
 }

@@ -19,7 +19,7 @@
 import { encodeRequest } from '../../proto/src/codec.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES, defaultLimits, defaultSpecLimits, taskItems, type SpecLimits } from '../../proto/src/spec.js';
-import type { CreateResult, Limits, TaskSpecInput } from '../../proto/src/types.js';
+import type { CreateResult, Limits, ReplaceResult, TaskResult, TaskSpecInput } from '../../proto/src/types.js';
 import type { LineSource } from './lines.js';
 import { checkedSpec, parseLine, TaskFileError, TaskIndex } from './taskfile.js';
 
@@ -44,6 +44,8 @@ export interface Hub {
   create(tasks: TaskSpecInput[]): Promise<CreateResult>;
   /** Throws DagworkError UNKNOWN_TASK when there is no such task. */
   lookup(name: string): Promise<unknown>;
+  /** Only with `replace` (addfile --replace). */
+  replace?(tasks: TaskSpecInput[], options: { rerun?: boolean; createMissing?: boolean }): Promise<ReplaceResult>;
 }
 
 /** The limits batches are cut to, with the hub's zeros (an older hub, or "not said") filled in. */
@@ -142,6 +144,10 @@ export interface AddResult {
   created: number;
   unchanged: number;
   missing: Missing;
+  /** With `replace`: tasks given their new definition. */
+  replaced: number;
+  /** With `replace`: tasks the hub would not replace (done or running, without `rerun`). */
+  refused: TaskResult[];
 }
 
 /** Where an addfile is, for progress lines and for what to say when it stops half-way. */
@@ -237,6 +243,12 @@ export interface AddFileOptions {
   batch: number;
   /** Refuse the file, sending nothing, when a dependency exists neither in it nor in the hub. */
   strict?: boolean;
+  /**
+   * Send each batch as a replace that creates missing tasks: a task that exists with another
+   * definition is replaced instead of being a CONFLICT (addfile --replace). `rerun`: done or
+   * running ones too, rerun with their descendants.
+   */
+  replace?: { rerun: boolean };
   /** Updated as addfile goes on; read it for progress lines and for what to say when interrupted. */
   progress?: AddProgress;
   /** Called at least every chunk of lines and every batch, to show progress. */
@@ -286,6 +298,8 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
   tick();
   let created = 0;
   let unchanged = 0;
+  let replaced = 0;
+  const refused: TaskResult[] = [];
   const reported = new Set<string>();
   let cutShort = false;
   let batch: TaskSpecInput[] = [];
@@ -297,7 +311,15 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
     progress.inFlight = true;
     let r: CreateResult;
     try {
-      r = await hub.create(batch);
+      if (options.replace === undefined) r = await hub.create(batch);
+      else {
+        if (hub.replace === undefined) throw new TypeError('addfile with replace needs a hub that replaces');
+        const done = await hub.replace(batch, { rerun: options.replace.rerun, createMissing: true });
+        replaced += done.replaced;
+        for (const result of done.results) if (result.outcome !== 'ACCEPTED') refused.push(result);
+        // A replace does not name missing dependencies: they are looked up at the end.
+        r = { created: done.created, unchanged: done.unchanged, missingDeps: [], missingDepsTotal: Number.MAX_SAFE_INTEGER };
+      }
     } catch (err) {
       const cause = refusal(err, batch, lines, endLine, reading);
       // A refusal changed nothing; a lost reply may hide a batch the hub did add.
@@ -336,7 +358,7 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
   if (batch.length > 0 || progress.done !== progress.batches.length) await send();
 
   // Not interruptible: everything is added by now, and an interruption would say otherwise.
-  return { created, unchanged, missing: await missingAfter(hub, needed, reported, cutShort) };
+  return { created, unchanged, replaced, refused, missing: await missingAfter(hub, needed, reported, cutShort) };
 }
 
 /**

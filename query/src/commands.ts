@@ -39,12 +39,23 @@ const JSON_HELP = 'print the outcome as one JSON object';
 /** A repeatable option's values, each parsed. */
 const collectArg = <T>(parse: (v: string) => T) => (value: string, previous: T[] = []): T[] => [...previous, parse(value)];
 
-export function registerCommands(program: Command, ctx: Context): void {
-  program
-    .command('create')
-    .description('create one task (re-creating an identical task is a no-op); warns when a dependency exists nowhere')
-    .argument('<name>', 'task name')
-    .argument('[deps...]', 'tasks that must be done first (they may be created later)')
+/** The options of one task's definition, shared by create and replace. */
+export interface SpecOptions {
+  cmd?: string;
+  payload?: string;
+  priority?: number;
+  pool?: string;
+  attempts?: number;
+  lease?: number;
+  after?: string[];
+  afterEnded?: boolean;
+  input?: { path: string; name: string | undefined }[];
+  output?: string[];
+}
+
+/** Adds the options of a task's definition (create's, replace's) to `command`. */
+export function specOptions(command: Command): Command {
+  return command
     .option('--cmd <command>', 'shell command to run (the payload)')
     .option('--payload <text>', 'payload, when it is not a shell command')
     // No defaults here: what is not given is sent as zero, and the hub applies its own.
@@ -59,6 +70,45 @@ export function registerCommands(program: Command, ctx: Context): void {
     .option('--after <task...>', 'more dependencies, e.g. a sweep by its name (give them after NAME)')
     .option('--input <path[:name]>', "a local file for the task's scratch directory, as NAME (default: its base name; the run bit kept); uploaded first unless the hub holds it (repeatable)", collectArg(inputArg))
     .option('--output <name>', 'a file the task leaves in its scratch directory, uploaded when it is done (repeatable; dquery collect --dir fetches them)', collectArg((v) => v))
+    .option('--after-ended', 'run once every dependency has ended, done or failed/cancelled/blocked, instead of being blocked by a failed one (lookup and list show which failed)');
+}
+
+/**
+ * The definition the options give, its inputs found (not yet uploaded: `files` does that); throws
+ * UsageError on options that do not go together.
+ */
+export function specFromOptions(name: string, deps: string[], o: SpecOptions, files: LocalFiles): TaskSpecInput {
+  if (o.cmd !== undefined && o.payload !== undefined) throw new UsageError('give --cmd or --payload, not both');
+  const text = o.cmd ?? o.payload;
+  for (const i of o.input ?? []) files.ref(i.path, i.name ?? basename(i.path));
+  return {
+    name,
+    deps: [...deps, ...(o.after ?? [])],
+    ...(o.output === undefined ? {} : { outputs: o.output }),
+    ...(o.priority === undefined ? {} : { priority: o.priority }),
+    ...(o.pool === undefined ? {} : { pool: o.pool }),
+    ...(o.attempts === undefined ? {} : { maxAttempts: o.attempts }),
+    ...(o.lease === undefined ? {} : { leaseMs: o.lease }),
+    ...(text === undefined ? {} : { payload: Buffer.from(text, 'utf8') }),
+    ...(o.afterEnded === true ? { afterEnded: true } : {}),
+  };
+}
+
+/** Uploads the spec's --input files (unless the hub holds them) and names them in the spec. */
+export async function uploadInputs(spec: TaskSpecInput, o: SpecOptions, files: LocalFiles, ctx: Context): Promise<void> {
+  if (o.input === undefined) return;
+  await files.upload(ctx.hub());
+  spec.inputs = o.input.map((i) => files.ref(i.path, i.name ?? basename(i.path)));
+}
+
+export function registerCommands(program: Command, ctx: Context): void {
+  specOptions(
+    program
+      .command('create')
+      .description('create one task (re-creating an identical task is a no-op); warns when a dependency exists nowhere')
+      .argument('<name>', 'task name')
+      .argument('[deps...]', 'tasks that must be done first (they may be created later)'),
+  )
     .option('--strict', 'refuse to create it, exit 1, when a dependency does not exist yet (checked with one lookup each)')
     .option('--json', JSON_HELP)
     .addHelpText(
@@ -70,42 +120,15 @@ error, and nothing is created; the program a task runs is an input like any othe
 
 Examples:
   dquery create render-7 fetch-7 --cmd "./render 7" --priority 5 --lease 10m
-  dquery create report --after runs.txt --cmd './report > report.pdf' --input ./report --output report.pdf`,
+  dquery create report --after runs.txt --cmd './report > report.pdf' --input ./report --output report.pdf
+  dquery create summary run-1 run-2 run-3 --after-ended --cmd ./summarize   # runs even if a run failed`,
     )
     .action(
-      async (
-        name: string,
-        deps: string[],
-        o: {
-          cmd?: string;
-          payload?: string;
-          priority?: number;
-          pool?: string;
-          attempts?: number;
-          lease?: number;
-          after?: string[];
-          input?: { path: string; name: string | undefined }[];
-          output?: string[];
-          strict?: boolean;
-          json?: boolean;
-        },
-      ) => {
-        if (o.cmd !== undefined && o.payload !== undefined) throw new UsageError('give --cmd or --payload, not both');
-        const text = o.cmd ?? o.payload;
-        deps = [...deps, ...(o.after ?? [])];
+      async (name: string, given: string[], o: SpecOptions & { strict?: boolean; json?: boolean }) => {
         // Every input found before anything is sent; uploaded just before the create.
         const files = new LocalFiles();
-        for (const i of o.input ?? []) files.ref(i.path, i.name ?? basename(i.path));
-        const spec: TaskSpecInput = {
-          name,
-          deps,
-          ...(o.output === undefined ? {} : { outputs: o.output }),
-          ...(o.priority === undefined ? {} : { priority: o.priority }),
-          ...(o.pool === undefined ? {} : { pool: o.pool }),
-          ...(o.attempts === undefined ? {} : { maxAttempts: o.attempts }),
-          ...(o.lease === undefined ? {} : { leaseMs: o.lease }),
-          ...(text === undefined ? {} : { payload: Buffer.from(text, 'utf8') }),
-        };
+        const spec = specFromOptions(name, given, o, files);
+        const deps = spec.deps ?? [];
         if (o.strict === true) {
           const missing: string[] = [];
           for (const dep of new Set(deps)) {
@@ -123,10 +146,7 @@ Examples:
             return;
           }
         }
-        if (o.input !== undefined) {
-          await files.upload(ctx.hub());
-          spec.inputs = o.input.map((i) => files.ref(i.path, i.name ?? basename(i.path)));
-        }
+        await uploadInputs(spec, o, files, ctx);
         const r = await ctx.hub().create([spec]);
         if (o.json === true) printJson({ name, created: r.created === 1, missingDeps: r.missingDeps, missingDepsTotal: r.missingDepsTotal });
         else console.log(r.created === 1 ? `created ${name}` : `${name} exists already, unchanged`);

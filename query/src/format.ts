@@ -174,29 +174,33 @@ interface Found {
   task: TaskRecord;
   dependents: string[];
   missingDeps: string[];
+  /** Dependencies failed, cancelled or blocked now (absent from an older hub's reply: empty). */
+  failedDeps: string[];
 }
 
-export function lookupJson({ task, dependents, missingDeps }: Found): object {
+export function lookupJson({ task, dependents, missingDeps, failedDeps }: Found): object {
   return {
     ...task,
     spec: { ...task.spec, payload: text(task.spec.payload) },
     result: text(task.result),
     dependents,
     missingDeps,
+    failedDeps,
   };
 }
 
-export function formatLookup({ task, dependents, missingDeps }: Found): string {
+export function formatLookup({ task, dependents, missingDeps, failedDeps }: Found): string {
   const { spec } = task;
   const iso = (ms: number): string => new Date(ms).toISOString();
   const many = { lines: true };
   const missing = new Set(missingDeps);
-  const deps = spec.deps.map((d) => (missing.has(d) ? `${shown(d)} (does not exist)` : shown(d))).join(', ');
+  const failed = new Set(failedDeps);
+  const deps = spec.deps.map((d) => (missing.has(d) ? `${shown(d)} (does not exist)` : failed.has(d) ? `${shown(d)} (did not end done)` : shown(d))).join(', ');
   const rows: [string, string][] = [
     ['name', shown(spec.name)],
     ['state', `${task.state} (attempt ${task.attempts} of ${spec.maxAttempts})`],
     ['pool', `${shown(spec.pool)}, priority ${spec.priority}, lease ${spec.leaseMs / 1000}s`],
-    ['deps', deps || '-'],
+    ['deps', `${deps || '-'}${spec.afterEnded ? '  (runs once every one has ended, done or not)' : ''}`],
     ['dependents', shown(dependents.join(', ')) || '-'],
     ['payload', spec.barrier ? '- (a barrier: done by the hub once every dependency is)' : shown(text(spec.payload), many) || '-'],
   ];

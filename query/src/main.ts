@@ -16,6 +16,7 @@ import { registerPool } from './pool-command.js';
 import { registerStatus } from './status.js';
 import { registerWorkers } from './workers-command.js';
 import { registerSweep } from './sweep-command.js';
+import { registerRerun } from './rerun-command.js';
 
 /** What the commands need of the program: the hub, and how it was named. */
 export interface Context {
@@ -139,6 +140,7 @@ registerCollect(program, context);
 registerWorkers(program, context);
 registerLaunch(program, context);
 registerPool(program, context);
+registerRerun(program, context);
 // --help lists commands in this order: adding work, doing it, watching it, collecting it.
 const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'status', 'workers', 'list', 'lookup', 'collect', 'gc', 'pool', 'launch', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));

@@ -5,7 +5,9 @@
  *   dwork's:     name,dep1,dep2,...          (no payload)
  *   JSON Lines:  {"name": "b", "deps": ["a"], "cmd": "echo hi", "priority": 2, "pool": "gpu",
  *                 "attempts": 5, "lease": "10m", "params": {"alpha": "0.50"}, "inputs": {...},
- *                 "outputs": [...], "param_files": {"alpha.txt": "alpha"}}
+ *                 "outputs": [...], "param_files": {"alpha.txt": "alpha"}, "after": "ended"}
+ *   ("after": "ended" runs the task once every dependency has ended, done or failed: after_ended;
+ *   "after": "done", the default, blocks it when one failed)
  *   (param values are JSON strings: JSON.parse keeps no number's text, 1.0 would become 1)
  * Blank lines are skipped, and so is a line whose first character is # (a comment). A task whose
  * name starts with # is written as JSON: in dwork's form a name may not start with #, so an
@@ -46,7 +48,7 @@ export class TaskFileError extends Error {
 }
 
 const encoder = new TextEncoder();
-const JSON_KEYS = new Set(['name', 'deps', 'cmd', 'payload', 'priority', 'pool', 'attempts', 'lease', 'params', 'inputs', 'outputs', 'param_files']);
+const JSON_KEYS = new Set(['name', 'deps', 'cmd', 'payload', 'priority', 'pool', 'attempts', 'lease', 'params', 'inputs', 'outputs', 'param_files', 'after']);
 
 /** `paramFiles` as `param_files`: a field written in camelCase, for the hint. */
 const snakeCase = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
@@ -184,6 +186,10 @@ function fromJson(text: string, line: number, files?: FileResolver): TaskSpecInp
       if (typeof param !== 'string') throw new TaskFileError(line, `"param_files": "${name}" must be the name of one of the task's params`);
       return { name, param };
     });
+  }
+  if (o.after !== undefined) {
+    if (o.after !== 'ended' && o.after !== 'done') throw new TaskFileError(line, '"after" must be "done" (the default: run once every dependency is done) or "ended" (once every dependency has ended, done or failed)');
+    if (o.after === 'ended') spec.afterEnded = true;
   }
   return spec;
 }
@@ -444,6 +450,7 @@ function digest(spec: TaskSpec): [number, number] {
     text(f.param);
   }
   text(String(spec.barrier));
+  if (spec.afterEnded) text('after_ended');
   for (let i = 0; i < spec.payload.length; i++) mix(spec.payload[i] as number);
   text(String(spec.payload.length));
   return [a | 0, b | 0];

@@ -17,6 +17,7 @@ export function taskRecord(name: string, overrides: Partial<Omit<TaskRecord, 'sp
       outputs: [],
       paramFiles: [],
       barrier: false,
+      afterEnded: false,
     },
     state: 'ready',
     attempts: 0,

@@ -20,7 +20,7 @@ import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
 import { downloadFile, uploadFile, type UploadResult } from './files.js';
 import { checkSha256, defaultLimits } from '../../proto/src/spec.js';
-import { TASK_STATES, type FileStat, type GcResult, type PoolDeleteResult, type PoolInfo, type PoolListResult, type PoolSetArgs, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary } from '../../proto/src/types.js';
+import { TASK_STATES, type FileStat, type GcResult, type PoolDeleteResult, type PoolInfo, type PoolListResult, type PoolSetArgs, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary, type RerunResult, type ReplaceResult } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
 import { checkCompletions, checkNames, checkSteal, checkString, checkTasks, type CompletionInput, type StealOptions, type TaskInput } from './input.js';
 
@@ -204,6 +204,32 @@ export class Client {
   async cancel(names: string[], reason = ''): Promise<{ cancelled: number; results: TaskResult[] }> {
     const { cancelled, results } = await this.call({ op: 'cancel', names: checkNames(names, 'cancel: names'), reason: checkString(reason, 'cancel: reason') }, 'cancel');
     return { cancelled, results };
+  }
+
+  /**
+   * Put done tasks back to work with fresh attempts (admin): the named ones, and every done task
+   * matching `prefix` / `pool`; with `descendants`, everything downstream of them too.
+   */
+  async rerun(names: string[], options: { descendants?: boolean; prefix?: string; pool?: string } = {}): Promise<RerunResult> {
+    const request: Request = {
+      op: 'rerun',
+      names: checkNames(names, 'rerun: names'),
+      descendants: options.descendants === true,
+      prefix: checkString(options.prefix ?? '', 'rerun: prefix'),
+      pool: checkString(options.pool ?? '', 'rerun: pool'),
+    };
+    const { rerun, results } = await this.call(request, 'rerun');
+    return { rerun, results };
+  }
+
+  /**
+   * Give tasks new definitions (admin); with `rerun`, done or running ones too (rerun with their
+   * descendants); with `createMissing`, tasks that do not exist are created.
+   */
+  async replace(tasks: readonly TaskInput[], options: { rerun?: boolean; createMissing?: boolean } = {}): Promise<ReplaceResult> {
+    const request: Request = { op: 'replace', tasks: checkTasks(tasks), rerun: options.rerun === true, createMissing: options.createMissing === true };
+    const { replaced, unchanged, created, results } = await this.call(request, 'replace');
+    return { replaced, unchanged, created, results };
   }
 
   async status(): Promise<Status> {

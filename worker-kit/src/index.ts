@@ -12,6 +12,8 @@ export type {
   ListQuery,
   ListResult,
   LookupResult,
+  RerunResult,
+  ReplaceResult,
   TaskSummary,
   FailResult,
   GraphStatus,

@@ -42,7 +42,7 @@ export interface StealOptions {
   waitWhenFinished?: boolean;
 }
 
-const TASK_FIELDS = ['name', 'deps', 'payload', 'priority', 'pool', 'maxAttempts', 'leaseMs', 'params', 'inputs', 'outputs', 'paramFiles', 'barrier'] as const;
+const TASK_FIELDS = ['name', 'deps', 'payload', 'priority', 'pool', 'maxAttempts', 'leaseMs', 'params', 'inputs', 'outputs', 'paramFiles', 'barrier', 'afterEnded'] as const;
 const COMPLETION_FIELDS = ['name', 'result', 'outputs'] as const;
 const FILE_REF_FIELDS = ['name', 'sha256', 'size', 'executable'] as const;
 /** A FileRef may come straight from uploadFile (an UploadResult): its `sent` is taken and dropped. */
@@ -130,6 +130,10 @@ export function checkTask(v: unknown, index: number): TaskSpecInput {
   if (v.barrier !== undefined) {
     if (typeof v.barrier !== 'boolean') throw new TypeError(`${where}: barrier must be a boolean, not ${describe(v.barrier)}`);
     out.barrier = v.barrier;
+  }
+  if (v.afterEnded !== undefined) {
+    if (typeof v.afterEnded !== 'boolean') throw new TypeError(`${where}: afterEnded must be a boolean, not ${describe(v.afterEnded)}`);
+    out.afterEnded = v.afterEnded;
   }
   return out;
 }

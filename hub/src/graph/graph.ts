@@ -32,6 +32,9 @@ import {
   type TaskSpec,
   type TaskSpecInput,
   type TaskState,
+  type RerunQuery,
+  type RerunResult,
+  type ReplaceResult,
 } from '../../../proto/src/types.js';
 import { checkName, checkWorker, DEFAULT_POOL, dependencyOrder, normalizeSpec, sameSpec } from '../../../proto/src/spec.js';
 
@@ -837,6 +840,7 @@ export class Graph {
         result: withResult ? t.result : EMPTY,
         outputs: withResult ? t.outputs : NO_OUTPUTS,
         barrier: t.spec.barrier,
+        failedDeps: this.failedDeps(t).length,
       });
     }
     const next = i < this.order.length ? (this.order[i - 1] as Task | undefined)?.seq ?? query.after : 0;
@@ -861,7 +865,12 @@ export class Graph {
     this.advance(now);
     const task = this.tasks.get(name);
     if (task === undefined) throw new DagworkError('UNKNOWN_TASK', `no task named "${name}"`, { task: name });
-    return { task, dependents: task.dependents.map((d) => d.spec.name), missingDeps: task.spec.deps.filter((d) => !this.tasks.has(d)) };
+    return {
+      task,
+      dependents: task.dependents.map((d) => d.spec.name),
+      missingDeps: task.spec.deps.filter((d) => !this.tasks.has(d)),
+      failedDeps: this.failedDeps(task),
+    };
   }
 
   /**
@@ -1076,6 +1085,249 @@ export class Graph {
     }
   }
 
+  // --- changing the graph after the fact (rerun, replace; issue 13) -------------------------
+
+  /**
+   * Put done tasks back to work with fresh attempts (see RerunRequest in the .proto): the named
+   * ones and every done task matching `prefix` and `pool` (when one is set); with `descendants`,
+   * everything downstream of them too, whatever its state (a running one loses its lease).
+   * Writes: every task put back to work, and every dependent made to wait again.
+   */
+  rerun(query: RerunQuery, now: number): RerunResult {
+    checkBatch(query.names.length, this.options, 'rerun');
+    this.advance(now);
+    const roots = new Set<Task>();
+    const named: (Task | undefined)[] = query.names.map((name) => this.tasks.get(name));
+    for (const task of named) if (task?.state === 'done') roots.add(task);
+    if (query.prefix !== '' || query.pool !== '') {
+      for (const task of this.order) {
+        if (task.state !== 'done' || !task.spec.name.startsWith(query.prefix)) continue;
+        if (query.pool !== '' && task.spec.pool !== query.pool) continue;
+        roots.add(task);
+      }
+    }
+    const cone = query.descendants ? this.downstream(roots) : roots;
+    const results = query.names.map((name, i) => {
+      const task = named[i];
+      if (task === undefined) return notFound(name);
+      if (roots.has(task)) return accepted(name, '');
+      if (cone.has(task)) return accepted(name, 'downstream of another task rerun');
+      return outcome(name, 'NOT_DONE', `task is ${task.state}, not done${task.state === 'failed' || task.state === 'cancelled' ? ': use retry' : ''}`);
+    });
+    this.restart(cone, now, (task) => (roots.has(task) ? 'rerun' : 'rerun: downstream of a task rerun'));
+    return { rerun: cone.size, results };
+  }
+
+  /**
+   * Give tasks new definitions (see ReplaceRequest in the .proto). Every spec is checked first, and
+   * the new dependencies for cycles, as if every changed task were replaced: a problem throws and
+   * nothing changes. Then per task: unchanged, replaced (attempts reset, state from its new
+   * dependencies), or (done or running, with `rerun`) replaced and rerun with its descendants.
+   * Writes: each replaced or created task, and every task whose state follows from them.
+   */
+  replace(inputs: readonly TaskSpecInput[], rerun: boolean, createMissing: boolean, now: number): ReplaceResult {
+    checkBatch(inputs.length, this.options, 'replace');
+    const specs = inputs.map((input) => normalizeSpec(input, this.options));
+    const changed = new Map<string, TaskSpec>();
+    const fresh = new Map<string, TaskSpec>();
+    for (const spec of specs) {
+      const existing = this.tasks.get(spec.name);
+      const seen = changed.get(spec.name) ?? fresh.get(spec.name);
+      if (seen !== undefined) {
+        if (!sameSpec(seen, spec)) throw new DagworkError('CONFLICT', `task "${spec.name}" is given twice with different definitions`, { task: spec.name });
+        continue;
+      }
+      if (existing === undefined) {
+        if (createMissing) fresh.set(spec.name, spec);
+      } else if (!sameSpec(existing.spec, spec)) {
+        changed.set(spec.name, spec);
+      }
+    }
+    for (const spec of [...changed.values(), ...fresh.values()]) {
+      for (const file of spec.inputs) {
+        if (!this.held(file.sha256, file.size)) {
+          throw new DagworkError('UNKNOWN_FILE', `task "${spec.name}" names the input "${file.name}" (sha256 ${file.sha256}), which the hub does not hold: upload it first (file_put)`, { task: spec.name });
+        }
+      }
+    }
+    if (this.tasks.size + fresh.size > this.options.maxTasks) {
+      throw new DagworkError('TOO_LARGE', `the graph would hold ${this.tasks.size + fresh.size} tasks; the limit is ${this.options.maxTasks}`);
+    }
+    // The cycle check: new and changed specs as given, every other task as it is. It may walk much
+    // of the graph (an operator's occasional request; iterative, so a long chain is fine).
+    if (changed.size > 0 || fresh.size > 0) {
+      const given = (name: string): TaskSpec | undefined => changed.get(name) ?? fresh.get(name);
+      dependencyOrder(
+        [...changed.keys(), ...fresh.keys()],
+        (name) => given(name) !== undefined,
+        (name) => given(name)?.deps ?? this.tasks.get(name)?.spec.deps ?? [],
+      );
+    }
+    this.advance(now);
+    let created = 0;
+    if (fresh.size > 0) created = this.create([...fresh.values()], now).created;
+    let replaced = 0;
+    let unchanged = 0;
+    const done = new Set<string>();
+    const results = specs.map((spec): TaskResult => {
+      const name = spec.name;
+      const task = this.tasks.get(name);
+      const newSpec = changed.get(name);
+      if (fresh.has(name)) return accepted(name, 'created');
+      if (task === undefined) return notFound(name);
+      if (newSpec === undefined || done.has(name)) {
+        if (!done.has(name)) unchanged++;
+        return accepted(name, done.has(name) ? 'replaced' : 'unchanged');
+      }
+      if (task.state === 'done' && !rerun) return outcome(name, 'ALREADY_DONE', 'the task is done: replace it with rerun to run it again (and its descendants)');
+      if (task.state === 'running' && !rerun) return outcome(name, 'TASK_RUNNING', `the task is running (worker ${task.worker}): replace it with rerun to take its lease away`);
+      done.add(name);
+      replaced++;
+      this.swapSpec(task, newSpec, rerun, now);
+      return accepted(name, 'replaced');
+    });
+    return { replaced, unchanged, created, results };
+  }
+
+  /**
+   * Put `task` under `spec`: a new Task object (heaps holding the old one drop it, as it is never
+   * ready again), relinked to its new dependencies, keeping its seq, log and dependents. Then it
+   * goes back to work; with `rerun` everything downstream of it too.
+   */
+  private swapSpec(old: Task, spec: TaskSpec, rerun: boolean, now: number): void {
+    const wasDone = old.state === 'done';
+    if (old.state === 'running') this.dropLease(old);
+    this.unlink(old);
+    this.countOut(old);
+    old.state = 'waiting'; // never counted again; any heap entry of it is dropped as not ready
+    this.dirty.delete(old);
+    const task = new Task(spec, old.seq);
+    task.log = old.log;
+    task.worker = old.worker;
+    task.dependents = old.dependents;
+    this.tasks.set(spec.name, task);
+    this.order[this.orderIndex(old.seq)] = task;
+    this.link(task);
+    this.countIn(task);
+    // Its dependents counted the old task as not done; a done one as done.
+    if (wasDone) for (const d of task.dependents) d.pendingDeps++;
+    this.appendLog(task, { state: 'waiting', at: now, worker: '', note: `replaced${wasDone ? `; previous result ${old.result.length} bytes` : ''}` });
+    const cone = rerun ? this.downstream(new Set([task])) : new Set([task]);
+    cone.delete(task);
+    this.restart(cone, now, () => 'rerun: downstream of a task replaced');
+    this.settle([task], now);
+    if (task.state === 'blocked') this.blockDescendants(task, now);
+    else this.unblockDescendants(task, now);
+  }
+
+  /** Undo `link`: `task` leaves its dependencies' dependents and the missing-name lists. */
+  private unlink(task: Task): void {
+    for (const dep of task.spec.deps) {
+      const parent = this.tasks.get(dep);
+      if (parent !== undefined) {
+        const i = parent.dependents.indexOf(task);
+        if (i !== -1) parent.dependents.splice(i, 1);
+        continue;
+      }
+      const waiting = this.missing.get(dep);
+      if (waiting === undefined) continue;
+      const i = waiting.indexOf(task);
+      if (i !== -1) waiting.splice(i, 1);
+      if (waiting.length === 0) this.missing.delete(dep);
+    }
+    if (task.missingDeps > 0) this.onMissing--;
+    task.missingDeps = 0;
+    task.pendingDeps = 0;
+  }
+
+  /** Where the task of `seq` sits in `order` (seqs only grow along it). */
+  private orderIndex(seq: number): number {
+    let lo = 0;
+    let hi = this.order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.order[mid] as Task).seq < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** `roots` and every task downstream of them. */
+  private downstream(roots: ReadonlySet<Task>): Set<Task> {
+    const seen = new Set(roots);
+    const stack = [...roots];
+    for (let task = stack.pop(); task !== undefined; task = stack.pop()) {
+      for (const d of task.dependents) {
+        if (seen.has(d)) continue;
+        seen.add(d);
+        stack.push(d);
+      }
+    }
+    return seen;
+  }
+
+  /**
+   * Put every task of `cone` back to work, afresh: a running one loses its lease; attempts,
+   * result, outputs and last error are cleared; each is waiting, then settled in dependency order.
+   * Dependents outside the cone wait for it again (a ready one goes back to waiting).
+   */
+  private restart(cone: ReadonlySet<Task>, now: number, why: (task: Task) => string): void {
+    if (cone.size === 0) return;
+    for (const task of cone) {
+      const wasDone = task.state === 'done';
+      if (task.state === 'running') this.dropLease(task);
+      const note = wasDone ? `${why(task)}; previous result ${task.result.length} bytes` : `${why(task)} (was ${task.state})`;
+      task.attempts = 0;
+      task.holder = '';
+      task.notBefore = 0;
+      task.result = EMPTY;
+      task.lastError = '';
+      if (wasDone) for (const d of task.dependents) d.pendingDeps++;
+      this.setState(task, 'waiting', now, '', note);
+    }
+    for (const task of cone) {
+      for (const d of task.dependents) {
+        if (cone.has(d) || d.state !== 'ready' || d.spec.barrier) continue;
+        this.setState(d, 'waiting', now, '', `dependency "${task.spec.name}" is rerun`);
+      }
+    }
+    this.settle(this.coneOrder(cone), now);
+  }
+
+  /** Tasks that are waiting, in dependency order, to the state their dependencies give them. */
+  private settle(tasks: readonly Task[], now: number): void {
+    for (const task of tasks) {
+      if (task.state !== 'waiting') continue; // a barrier done on the way
+      const state = this.stateFromDeps(task);
+      if (state === 'ready') this.makeReady(task, now, '', 'dependencies done');
+      else if (state === 'blocked') this.setState(task, 'blocked', now, '', this.blockedBy(task));
+    }
+  }
+
+  /** The tasks of `cone` in dependency order (Kahn's algorithm over the edges inside it). */
+  private coneOrder(cone: ReadonlySet<Task>): Task[] {
+    const inside = new Map<Task, number>();
+    for (const task of cone) {
+      let n = 0;
+      for (const dep of task.spec.deps) {
+        const parent = this.tasks.get(dep);
+        if (parent !== undefined && cone.has(parent)) n++;
+      }
+      inside.set(task, n);
+    }
+    const order: Task[] = [];
+    for (const [task, n] of inside) if (n === 0) order.push(task);
+    for (let i = 0; i < order.length; i++) {
+      for (const d of (order[i] as Task).dependents) {
+        const n = inside.get(d);
+        if (n === undefined) continue;
+        inside.set(d, n - 1);
+        if (n === 1) order.push(d);
+      }
+    }
+    return order;
+  }
+
   // --- transitions -----------------------------------------------------------------------
 
   /**
@@ -1145,6 +1397,11 @@ export class Graph {
   /** A task whose dependencies are all done goes back to work: ready, or (a barrier) done at once. */
   private makeReady(task: Task, now: number, worker: string, note: string, notBefore = 0): void {
     if (task.spec.barrier) return this.completeBarriers(task, now);
+    if (task.spec.afterEnded && !this.allDepsEnded(task)) {
+      // A dependency went back to work (retry, replace) while this one ran: it waits for it to end again.
+      task.notBefore = 0;
+      return this.setState(task, 'waiting', now, worker, `${note}; a dependency is back at work`);
+    }
     this.setState(task, 'ready', now, worker, note);
     if (notBefore > now) {
       task.notBefore = notBefore;
@@ -1159,8 +1416,33 @@ export class Graph {
   private releaseDependents(task: Task, now: number): void {
     for (const dependent of task.dependents) {
       dependent.pendingDeps--;
-      if (dependent.pendingDeps === 0 && dependent.state === 'waiting') this.makeReady(dependent, now, '', 'dependencies done');
+      if (dependent.state !== 'waiting') continue;
+      if (dependent.pendingDeps === 0) this.makeReady(dependent, now, '', 'dependencies done');
+      else if (dependent.spec.afterEnded && this.allDepsEnded(dependent)) {
+        this.makeReady(dependent, now, '', `every dependency has ended (${this.failedDeps(dependent).length} not done)`);
+      }
     }
+  }
+
+  // --- after_ended -------------------------------------------------------------------------
+
+  /** Every dependency exists and has ended: done, failed, cancelled or blocked (O(deps)). */
+  private allDepsEnded(task: Task): boolean {
+    for (const dep of task.spec.deps) {
+      const state = this.tasks.get(dep)?.state;
+      if (state !== 'done' && state !== 'failed' && state !== 'cancelled' && state !== 'blocked') return false;
+    }
+    return true;
+  }
+
+  /** The names of its dependencies that are failed, cancelled or blocked now. */
+  private failedDeps(task: Task): string[] {
+    const names: string[] = [];
+    for (const dep of task.spec.deps) {
+      const state = this.tasks.get(dep)?.state;
+      if (state === 'failed' || state === 'cancelled' || state === 'blocked') names.push(dep);
+    }
+    return names;
   }
 
   /**
@@ -1176,7 +1458,11 @@ export class Graph {
       this.setState(task, 'done', now, '', 'barrier: every dependency is done');
       for (const dependent of task.dependents) {
         dependent.pendingDeps--;
-        if (dependent.pendingDeps !== 0 || dependent.state !== 'waiting') continue;
+        if (dependent.state !== 'waiting') continue;
+        if (dependent.pendingDeps !== 0) {
+          if (dependent.spec.afterEnded && this.allDepsEnded(dependent)) this.makeReady(dependent, now, '', 'every dependency has ended');
+          continue;
+        }
         if (dependent.spec.barrier) stack.push(dependent);
         else this.makeReady(dependent, now, '', 'dependencies done');
       }
@@ -1193,6 +1479,11 @@ export class Graph {
     const stack = [...task.dependents];
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
       if (next.state !== 'waiting') continue; // blocked already, with its descendants
+      if (next.spec.afterEnded) {
+        // Never blocked: a dependency that ended badly has ended all the same.
+        if (this.allDepsEnded(next)) this.makeReady(next, now, '', `every dependency has ended (${this.failedDeps(next).length} not done)`);
+        continue;
+      }
       this.setState(next, 'blocked', now, '', note);
       for (const d of next.dependents) stack.push(d);
     }
@@ -1202,6 +1493,11 @@ export class Graph {
   private unblockDescendants(task: Task, now: number): void {
     const stack = [...task.dependents];
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+      if (next.spec.afterEnded) {
+        // It was never blocked; if it has not started, it waits again for the dependency now back at work.
+        if (next.state === 'ready' && !this.allDepsEnded(next)) this.setState(next, 'waiting', now, '', `dependency "${task.spec.name}" is back at work`);
+        continue;
+      }
       if (next.state !== 'blocked' || this.stateFromDeps(next) === 'blocked') continue; // a blocked dependency unblocked later pushes it again
       this.resettle(next, now, 'unblocked');
       for (const d of next.dependents) stack.push(d);
@@ -1210,6 +1506,7 @@ export class Graph {
 
   /** The state its dependencies give a task that is not running, done, failed or cancelled. */
   private stateFromDeps(task: Task): 'blocked' | 'ready' | 'waiting' {
+    if (task.spec.afterEnded) return this.allDepsEnded(task) ? 'ready' : 'waiting';
     for (const dep of task.spec.deps) {
       const state = this.tasks.get(dep)?.state;
       if (state === 'failed' || state === 'blocked' || state === 'cancelled') return 'blocked';

@@ -27,6 +27,8 @@ const root = protobuf.Root.fromJSON({
         outputs: { rule: 'repeated', type: 'string', id: 10 },
         paramFiles: { rule: 'repeated', type: 'StoredParamFile', id: 11 },
         barrier: { type: 'bool', id: 12 },
+        // Added with after_ended (issue 13); absent in older records: false.
+        afterEnded: { type: 'bool', id: 13 },
       },
     },
     StoredParam: {
@@ -111,6 +113,7 @@ function specMessage(spec: TaskSpec): Obj {
     outputs: unlessNone(spec.outputs),
     paramFiles: unlessNone(spec.paramFiles),
     barrier: spec.barrier || undefined,
+    afterEnded: spec.afterEnded || undefined,
   };
 }
 
@@ -162,6 +165,7 @@ export function decodeRecord(data: Uint8Array): TaskRecord {
       outputs: Array.isArray(spec.outputs) && spec.outputs.length > 0 ? spec.outputs.map(str) : NONE,
       paramFiles: list(spec.paramFiles).length === 0 ? NONE : list(spec.paramFiles).map((f) => ({ name: str(f.name), param: str(f.param) })),
       barrier: bool(spec.barrier),
+      afterEnded: bool(spec.afterEnded),
     },
     state: stateOf(m.state),
     attempts: num(m.attempts),
