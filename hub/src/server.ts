@@ -434,6 +434,8 @@ export class Hub {
         return this.queue(envelope, { op: 'rerun', ...graph.rerun(request, now) });
       case 'replace':
         return this.queue(envelope, { op: 'replace', ...graph.replace(request.tasks, request.rerun, request.createMissing, now) });
+      case 'delete':
+        return this.queue(envelope, { op: 'delete', ...graph.deleteTasks(request.names, request.descendants, now) });
       default: {
         const missing: never = request;
         throw new Error(`no handler for ${JSON.stringify(missing)}`);

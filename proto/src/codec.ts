@@ -40,6 +40,7 @@ import type {
   TaskState,
   RerunQuery,
   RerunResult,
+  DeleteResult,
   ReplaceResult,
 } from './types.js';
 
@@ -76,7 +77,8 @@ export type Request =
   | { op: 'poolDelete'; pool: string; force: boolean }
   // Changing the graph after the fact.
   | ({ op: 'rerun' } & RerunQuery)
-  | { op: 'replace'; tasks: TaskSpecInput[]; rerun: boolean; createMissing: boolean };
+  | { op: 'replace'; tasks: TaskSpecInput[]; rerun: boolean; createMissing: boolean }
+  | { op: 'delete'; names: string[]; descendants: boolean };
 
 export type Operation = Request['op'];
 
@@ -109,7 +111,8 @@ export type Reply =
   | { op: 'poolSet'; pool: PoolInfo }
   | ({ op: 'poolDelete' } & PoolDeleteResult)
   | ({ op: 'rerun' } & RerunResult)
-  | ({ op: 'replace' } & ReplaceResult);
+  | ({ op: 'replace' } & ReplaceResult)
+  | ({ op: 'delete' } & DeleteResult);
 
 /**
  * The contract: from the JSON descriptor the build writes beside this module (no parsing at
@@ -283,6 +286,7 @@ const SHAPES: Record<Operation, Shape> = {
   poolDelete: {},
   rerun: NAMES_AT(1, 'names'),
   replace: { counts: { 1: { bound: 'maxBatch', what: 'tasks' } }, nested: { 1: TASK_SPEC } },
+  delete: NAMES_AT(1, 'names'),
 };
 
 /** The key under which a shared count adds up. */
@@ -419,6 +423,8 @@ export function decodeRequest(data: Uint8Array): Request {
       return { op, names: strings(body.names), descendants: bool(body.descendants), prefix: str(body.prefix), pool: str(body.pool) };
     case 'replace':
       return { op, tasks: list(body.tasks).map(specFrom), rerun: bool(body.rerun), createMissing: bool(body.createMissing) };
+    case 'delete':
+      return { op, names: strings(body.names), descendants: bool(body.descendants) };
     default:
       throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
   }
@@ -557,6 +563,8 @@ export function encodeReply(reply: Reply): Uint8Array {
       return frame(ReplyType, { retry: { retried: reply.retried, results: results(reply.results) } });
     case 'cancel':
       return frame(ReplyType, { cancel: { cancelled: reply.cancelled, results: results(reply.results) } });
+    case 'delete':
+      return frame(ReplyType, { delete: { deleted: reply.deleted, results: results(reply.results) } });
     case 'rerun':
       return frame(ReplyType, { rerun: { rerun: reply.rerun, results: results(reply.results) } });
     case 'replace':
@@ -720,6 +728,8 @@ export function decodeReply(data: Uint8Array): Reply {
       return { op, received: num(body.received), held: bool(body.held) };
     case 'fileGet':
       return { op, data: bytes(body.data), size: num(body.size) };
+    case 'delete':
+      return { op, deleted: num(body.deleted), results: list(body.results).map(taskResult) };
     case 'rerun':
       return { op, rerun: num(body.rerun), results: list(body.results).map(taskResult) };
     case 'replace':

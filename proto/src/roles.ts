@@ -33,6 +33,7 @@ const LEAST_ROLE: Record<Operation, Role> = {
   poolDelete: 'admin',
   rerun: 'admin',
   replace: 'admin',
+  delete: 'admin',
 };
 
 export function roleRank(role: Role): number {

@@ -115,6 +115,7 @@ export const TASK_OUTCOMES = [
   'MISSING_FILES',
   'NOT_DONE',
   'TASK_RUNNING',
+  'HAS_DEPENDENTS',
 ] as const;
 export type TaskOutcome = (typeof TASK_OUTCOMES)[number];
 
@@ -259,6 +260,13 @@ export interface RerunResult {
   /** Tasks put back to work, descendants included. */
   rerun: number;
   /** One per name asked. */
+  results: TaskResult[];
+}
+
+export interface DeleteResult {
+  /** Tasks removed, descendants included. */
+  deleted: number;
+  /** One per name asked: ACCEPTED, NOT_FOUND or HAS_DEPENDENTS. */
   results: TaskResult[];
 }
 

@@ -142,7 +142,7 @@ registerLaunch(program, context);
 registerPool(program, context);
 registerRerun(program, context);
 // --help lists commands in this order: adding work, doing it, watching it, collecting it.
-const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'rerun', 'replace', 'status', 'workers', 'list', 'lookup', 'collect', 'gc', 'pool', 'launch', 'keygen'];
+const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'rerun', 'replace', 'delete', 'status', 'workers', 'list', 'lookup', 'collect', 'gc', 'pool', 'launch', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));
 
 program.exitOverride();

@@ -1,5 +1,5 @@
 /**
- * dquery's commands that change the graph after the fact (admin): rerun and replace. The hub does
+ * dquery's commands that change the graph after the fact (admin): rerun, replace and delete. The hub does
  * the work in one step each; these only say what to ask and print what happened.
  */
 import type { Command } from 'commander';
@@ -82,5 +82,31 @@ Examples:
       else if (r.replaced === 1) console.log(`replaced ${name}`);
       else if (r.unchanged === 1) console.log(`${name} has that definition already, unchanged`);
       if (!report(r.results, 'replace')) process.exitCode = EXIT.error;
+    });
+
+  program
+    .command('delete')
+    .description('remove tasks from the graph, whatever their state (admin); refused while other tasks depend on them')
+    .argument('<names...>', 'tasks')
+    .option('--descendants', 'delete everything downstream of them too (a running one\'s worker hears NOT_FOUND)')
+    .option('--json', 'print {"deleted", "results"}')
+    .addHelpText(
+      'after',
+      `
+Deleted tasks are gone from the store, results and log with them, and their names are free again.
+A running one loses its lease: its worker hears NOT_FOUND at its next heartbeat, and its completion
+is refused. A task another task depends on is refused (HAS_DEPENDENTS, naming a dependent) unless
+that dependent is named too, or with --descendants, which deletes the whole downstream cone.
+Exit 1 when a name is refused.
+
+Examples:
+  dquery delete render-7 render-8             # two tasks nothing depends on
+  dquery delete fetch-7 --descendants         # it and everything computed from it`,
+    )
+    .action(async (names: string[], o: { descendants?: boolean; json?: boolean }) => {
+      const r = await ctx.hub().deleteTasks(names, { descendants: o.descendants === true });
+      if (o.json === true) console.log(JSON.stringify(r));
+      else console.log(`deleted ${plural(r.deleted, 'task')}`);
+      if (!report(r.results, 'delete')) process.exitCode = EXIT.error;
     });
 }

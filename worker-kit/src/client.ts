@@ -20,7 +20,7 @@ import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
 import { downloadFile, uploadFile, type UploadResult } from './files.js';
 import { checkSha256, defaultLimits } from '../../proto/src/spec.js';
-import { TASK_STATES, type FileStat, type GcResult, type PoolDeleteResult, type PoolInfo, type PoolListResult, type PoolSetArgs, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary, type RerunResult, type ReplaceResult } from '../../proto/src/types.js';
+import { TASK_STATES, type FileStat, type GcResult, type PoolDeleteResult, type PoolInfo, type PoolListResult, type PoolSetArgs, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary, type RerunResult, type ReplaceResult, type DeleteResult } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
 import { checkCompletions, checkNames, checkSteal, checkString, checkTasks, type CompletionInput, type StealOptions, type TaskInput } from './input.js';
 
@@ -230,6 +230,17 @@ export class Client {
     const request: Request = { op: 'replace', tasks: checkTasks(tasks), rerun: options.rerun === true, createMissing: options.createMissing === true };
     const { replaced, unchanged, created, results } = await this.call(request, 'replace');
     return { replaced, unchanged, created, results };
+  }
+
+  /**
+   * Remove tasks from the graph, whatever their state (admin). A task another task depends on is
+   * refused (HAS_DEPENDENTS) unless that dependent is named too or, with `descendants`, the whole
+   * downstream cone goes with it. A running task's worker hears NOT_FOUND at its next heartbeat.
+   */
+  async deleteTasks(names: string[], options: { descendants?: boolean } = {}): Promise<DeleteResult> {
+    const request: Request = { op: 'delete', names: checkNames(names, 'delete: names'), descendants: options.descendants === true };
+    const { deleted, results } = await this.call(request, 'delete');
+    return { deleted, results };
   }
 
   async status(): Promise<Status> {

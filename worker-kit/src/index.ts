@@ -14,6 +14,7 @@ export type {
   LookupResult,
   RerunResult,
   ReplaceResult,
+  DeleteResult,
   TaskSummary,
   FailResult,
   GraphStatus,

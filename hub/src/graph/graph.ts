@@ -34,6 +34,7 @@ import {
   type TaskState,
   type RerunQuery,
   type RerunResult,
+  type DeleteResult,
   type ReplaceResult,
 } from '../../../proto/src/types.js';
 import { checkName, checkWorker, DEFAULT_POOL, dependencyOrder, normalizeSpec, sameSpec } from '../../../proto/src/spec.js';
@@ -976,6 +977,33 @@ export class Graph {
         { task: dependent.spec.name },
       );
     }
+    this.removeTasks(doomed);
+    this.pools.delete(name);
+    this.throttled.delete(queue);
+    if (queue.throttled) this.dirtyPools.add(name);
+    let blocked = 0;
+    const note = `dependency deleted with pool ${name}`;
+    for (const d of outside) {
+      if (d.state !== 'waiting' && d.state !== 'ready') continue;
+      d.notBefore = 0;
+      this.setState(d, 'blocked', now, '', note);
+      this.blockDescendants(d, now);
+      blocked++;
+    }
+    // Steals parked on the pool, or on every pool, look again: it may be finished now.
+    this.woken.add(name);
+    if (!this.busy()) this.wokenAll = true;
+    return { deleted: doomed.size, blocked };
+  }
+
+  /**
+   * Remove `doomed` from the graph, whatever their states (a running one's lease is dropped: its
+   * worker hears NOT_FOUND at its next heartbeat, and its completion is refused). Every dependent
+   * of a removed task that is not removed itself waits on its name again, as on a name never
+   * created. The one way tasks leave the graph (pool delete, delete): the store forgets them by
+   * takeDeleted.
+   */
+  private removeTasks(doomed: ReadonlySet<Task>): void {
     // Unlink first, while every name still resolves: parents keep no removed dependent, names
     // awaited keep no removed waiter, and dependents outside wait on the removed names.
     const parents = new Set<Task>();
@@ -1014,22 +1042,6 @@ export class Graph {
     let kept = 0;
     for (const task of this.order) if (!doomed.has(task)) this.order[kept++] = task;
     this.order.length = kept;
-    this.pools.delete(name);
-    this.throttled.delete(queue);
-    if (queue.throttled) this.dirtyPools.add(name);
-    let blocked = 0;
-    const note = `dependency deleted with pool ${name}`;
-    for (const d of outside) {
-      if (d.state !== 'waiting' && d.state !== 'ready') continue;
-      d.notBefore = 0;
-      this.setState(d, 'blocked', now, '', note);
-      this.blockDescendants(d, now);
-      blocked++;
-    }
-    // Steals parked on the pool, or on every pool, look again: it may be finished now.
-    this.woken.add(name);
-    if (!this.busy()) this.wokenAll = true;
-    return { deleted: doomed.size, blocked };
   }
 
   /** Pools whose settings changed since the last call, each with its settings (undefined: none any more). */
@@ -1116,6 +1128,50 @@ export class Graph {
     });
     this.restart(cone, now, (task) => (roots.has(task) ? 'rerun' : 'rerun: downstream of a task rerun'));
     return { rerun: cone.size, results };
+  }
+
+  /**
+   * Remove tasks from the graph (see DeleteRequest in the .proto), whatever their states. A named
+   * task that another task depends on is refused (HAS_DEPENDENTS, naming one) unless that
+   * dependent goes too: named in the same request, or, with `descendants`, downstream of a named
+   * task (then the whole downstream cone goes). Removal is removeTasks, as for pool delete.
+   * Writes: the removal of each task (takeDeleted).
+   */
+  deleteTasks(names: readonly string[], descendants: boolean, now: number): DeleteResult {
+    checkBatch(names.length, this.options, 'delete');
+    this.advance(now);
+    const named: (Task | undefined)[] = names.map((name) => this.tasks.get(name));
+    const roots = new Set<Task>();
+    for (const task of named) if (task !== undefined) roots.add(task);
+    const doomed = descendants ? this.downstream(roots) : roots;
+    // Without descendants: a task stays while something that stays depends on it (to a fixed point:
+    // a refused task keeps its own dependencies among the named ones).
+    const kept = new Map<Task, Task>();
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const task of doomed) {
+        const stays = task.dependents.find((d) => !doomed.has(d));
+        if (stays === undefined) continue;
+        doomed.delete(task);
+        kept.set(task, stays);
+        changed = true;
+      }
+    }
+    const results = names.map((name, i) => {
+      const task = named[i];
+      if (task === undefined) return notFound(name);
+      const dependent = kept.get(task);
+      if (dependent === undefined) return accepted(name, roots.has(task) && descendants ? 'with its descendants' : '');
+      const more = task.dependents.length > 1 ? ` (and ${task.dependents.length - 1} more)` : '';
+      return outcome(name, 'HAS_DEPENDENTS', `task "${dependent.spec.name}" depends on it${more}: delete it too, or use descendants`);
+    });
+    const pools = new Set<string>();
+    for (const task of doomed) pools.add(task.spec.pool);
+    this.removeTasks(doomed);
+    // Steals parked on their pools, or on every pool, look again: a pool may be finished now.
+    for (const pool of pools) this.woken.add(pool);
+    if (doomed.size > 0 && !this.busy()) this.wokenAll = true;
+    return { deleted: doomed.size, results };
   }
 
   /**
