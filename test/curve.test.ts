@@ -103,6 +103,26 @@ describe('CURVE', () => {
     }
   });
 
+  it('allows delete to admin only: a submit key gets FORBIDDEN, and nothing is deleted', async () => {
+    const submitter = client('submit', 'alice');
+    const worker = client('worker', 'w1');
+    const admin = client('admin', 'root');
+    try {
+      // Its own pool, kept paused: nothing here is handed to the tests after.
+      await admin.poolSet({ pool: 'deleting', maxRunning: undefined, paused: true });
+      await submitter.create([{ name: 'del-me', pool: 'deleting' }]);
+      expect(await errorOf(submitter.deleteTasks(['del-me']))).toMatchObject({ code: 'FORBIDDEN', message: `delete is not allowed on the submit endpoint; it needs the admin role, on ${endpoints.admin}` });
+      expect(await errorOf(worker.deleteTasks(['del-me']))).toMatchObject({ code: 'FORBIDDEN' });
+      expect((await admin.lookup('del-me')).task.state).toBe('ready');
+      expect((await admin.deleteTasks(['del-me'])).deleted).toBe(1);
+      expect(await errorOf(admin.lookup('del-me'))).toMatchObject({ code: 'UNKNOWN_TASK' });
+    } finally {
+      submitter.close();
+      worker.close();
+      admin.close();
+    }
+  });
+
   it('refuses unknown keys, keys on an endpoint above their role, and plain clients, in the handshake', async () => {
     for (const [role, name] of [
       ['worker', 'stranger'],
