@@ -27,7 +27,8 @@ type Op =
   | { op: 'poolSet'; pool: string; maxRunning: number | undefined; paused: boolean | undefined }
   | { op: 'poolDelete'; pool: string; force: boolean }
   | { op: 'rerun'; names: string[] }
-  | { op: 'replace'; name: string; deps: string[]; rerun: boolean };
+  | { op: 'replace'; name: string; deps: string[]; rerun: boolean }
+  | { op: 'delete'; names: string[]; descendants: boolean };
 
 const name = fc.constantFrom(...NAMES);
 const worker = fc.constantFrom(...WORKERS);
@@ -69,6 +70,8 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   // on "done" could hold); replace with new deps (a cycle is refused) and priority.
   fc.record({ op: fc.constant('rerun' as const), names }),
   fc.record({ op: fc.constant('replace' as const), name, deps: fc.uniqueArray(name, { maxLength: 2 }), rerun: fc.boolean() }),
+  // Delete: refused while a task left behind depends on a named one; with descendants, the cone.
+  { arbitrary: fc.record({ op: fc.constant('delete' as const), names: fc.uniqueArray(name, { minLength: 1, maxLength: 2 }), descendants: fc.boolean() }), weight: 1 },
 );
 
 function snapshot(graph: Graph, now: number): Map<string, TaskRecord> {
@@ -280,6 +283,36 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
           if (info.maxRunning !== next.maxRunning || info.paused !== next.paused) fail(`pool set ${JSON.stringify(step)}: ${JSON.stringify(info)}`);
           if (next.maxRunning === 0 && !next.paused) settings.delete(step.pool);
           else settings.set(step.pool, next);
+          break;
+        }
+        case 'delete': {
+          // What should go: the named tasks (with descendants, their downstream cone), less, to a
+          // fixed point, every one that a task staying depends on.
+          const dependents = (n: string): string[] => [...before.values()].filter((t) => t.spec.deps.includes(n)).map((t) => t.spec.name);
+          const doomed = new Set(step.names.filter((n) => before.has(n)));
+          if (step.descendants) for (const n of doomed) for (const d of dependents(n)) doomed.add(d);
+          for (let changed = true; changed; ) {
+            changed = false;
+            for (const n of doomed) {
+              if (dependents(n).every((d) => doomed.has(d))) continue;
+              doomed.delete(n);
+              changed = true;
+            }
+          }
+          const result = graph.deleteTasks(step.names, step.descendants, now);
+          if (result.deleted !== doomed.size) fail(`delete ${JSON.stringify(step)} removed ${result.deleted}, not ${doomed.size}`);
+          for (const r of result.results) {
+            const expected = !before.has(r.name) ? 'NOT_FOUND' : doomed.has(r.name) ? 'ACCEPTED' : 'HAS_DEPENDENTS';
+            if (r.outcome !== expected) fail(`delete of ${r.name} (${JSON.stringify(step)}): ${r.outcome}, not ${expected}`);
+          }
+          const after = snapshot(graph, now);
+          for (const n of before.keys()) if (after.has(n) === doomed.has(n)) fail(`delete ${JSON.stringify(step)}: ${n} ${doomed.has(n) ? 'outlived it' : 'was removed'}`);
+          for (const n of doomed) {
+            existed.delete(n);
+            deletedEver.add(n);
+            holders.delete(n);
+            completions.delete(n);
+          }
           break;
         }
         case 'poolDelete': {
