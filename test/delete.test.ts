@@ -3,6 +3,8 @@
  */
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { decodeReply, decodeRequest, encodeReply, encodeRequest, inspectRequest } from '../proto/src/codec.js';
+import { DagworkError } from '../proto/src/errors.js';
 import { Client } from '../worker-kit/src/index.js';
 import type { DeleteResult } from '../worker-kit/src/index.js';
 import { cleanTempDirs, dquery, startHub, tempDir, type RunningHub } from './helpers.js';
@@ -23,6 +25,29 @@ async function withHub(fn: (hub: RunningHub, client: Client) => Promise<void>): 
 async function names(client: Client): Promise<string[]> {
   return (await client.list({ limit: 1000 })).tasks.map((t) => t.name).sort();
 }
+
+describe('the delete operation on the wire', () => {
+  it('round-trips its request and reply, HAS_DEPENDENTS included', () => {
+    const request = { op: 'delete' as const, names: ['a', 'b'], descendants: true };
+    expect(decodeRequest(encodeRequest(request))).toEqual(request);
+    const reply = { op: 'delete' as const, deleted: 3, results: [{ name: 'a', outcome: 'HAS_DEPENDENTS' as const, message: 'task "c" depends on it' }] };
+    expect(decodeReply(encodeReply(reply))).toEqual(reply);
+  });
+
+  it('counts its names against max_batch before the request is decoded', () => {
+    const frame = encodeRequest({ op: 'delete', names: ['a', 'b', 'c'], descendants: false });
+    const bounds = { maxBatch: 2, maxRepeated: 1000 } as unknown as Parameters<typeof inspectRequest>[1];
+    let thrown: unknown;
+    try {
+      inspectRequest(frame, bounds, () => undefined);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(DagworkError);
+    expect(thrown).toMatchObject({ code: 'TOO_LARGE', message: 'delete holds more than 2 names; that is the limit per request' });
+    expect(inspectRequest(frame, { ...bounds, maxBatch: 3 }, () => undefined)).toBe('delete');
+  });
+});
 
 describe('dquery delete', () => {
   it('is refused while another task depends on the named one, naming it, and nothing is deleted', async () => {
@@ -114,7 +139,7 @@ describe('dquery delete', () => {
     const client = new Client({ hub: hub.endpoint, worker: 'w' });
     try {
       await client.create([{ name: 'a' }]);
-      await expect(client.deleteTasks(['a', 'b', 'c'])).rejects.toMatchObject({ code: 'TOO_LARGE' });
+      await expect(client.deleteTasks(['a', 'b', 'c'])).rejects.toMatchObject({ code: 'TOO_LARGE', message: 'delete holds more than 2 names; that is the limit per request' });
       expect(await names(client)).toEqual(['a']);
     } finally {
       client.close();

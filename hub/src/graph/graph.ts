@@ -228,7 +228,7 @@ export class Graph {
   private readonly throttled = new Set<PoolQueue>();
   /** Pools whose settings changed since `takeDirtyPools`. */
   private dirtyPools = new Set<string>();
-  /** Tasks removed (pool delete) since `takeDeleted`, for the store to forget. */
+  /** Tasks removed (pool delete, delete) since `takeDeleted`, for the store to forget. */
   private deleted = new Set<string>();
   /** Every ready task of every pool, best first: a steal of all pools costs O(log n), not O(pools). */
   private readonly allReady = new Heap<Task>(handsOutBefore);
