@@ -4,9 +4,9 @@
  * tasks in the same states (what a hub restart would see).
  */
 import { describe, expect, it } from 'vitest';
-import { DagworkError } from '../proto/src/errors.js';
 import { Graph } from '../hub/src/graph/graph.js';
 import type { TaskRecord } from '../proto/src/types.js';
+import { codeOf } from './support/errors.js';
 
 const T0 = 1_700_000_000_000;
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -53,15 +53,6 @@ class Harness {
   }
 }
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof DagworkError) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 describe('delete', () => {
   it('removes tasks nothing depends on, whatever their state, and a restore does not bring them back', () => {

@@ -3,8 +3,8 @@ import { describe, expect, it, vi } from 'vitest';
 import { Graph } from '../hub/src/graph/graph.js';
 import { Heap } from '../hub/src/graph/heap.js';
 import { ParkedSteals } from '../hub/src/graph/parked.js';
-import { DagworkError } from '../proto/src/errors.js';
 import type { PoolSettings, TaskRecord, TaskSpecInput } from '../proto/src/types.js';
+import { codeOf } from './support/errors.js';
 
 const T0 = 1_700_000_000_000;
 
@@ -12,15 +12,6 @@ function names(graph: Graph, worker: string, n: number, pools: string[] = [], no
   return graph.steal(worker, n, pools, now).tasks.map((t) => t.name);
 }
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof DagworkError) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 const tasks = (pool: string, n: number, extra: Partial<TaskSpecInput> = {}): TaskSpecInput[] =>
   Array.from({ length: n }, (_, i) => ({ name: `${pool}-${i}`, pool, ...extra }));

@@ -4,9 +4,9 @@
  * hold the same tasks in the same states (what a hub restart would see).
  */
 import { describe, expect, it } from 'vitest';
-import { DagworkError } from '../proto/src/errors.js';
 import { Graph } from '../hub/src/graph/graph.js';
 import type { TaskRecord, TaskSpecInput } from '../proto/src/types.js';
+import { codeOf } from './support/errors.js';
 
 const T0 = 1_700_000_000_000;
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -51,15 +51,6 @@ class Harness {
   }
 }
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof DagworkError) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 describe('after_ended', () => {
   it('runs a task after a failed dependency, and lookup names the failed one', () => {

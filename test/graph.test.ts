@@ -1,8 +1,8 @@
 import { describe, expect, it, vi } from 'vitest';
 import { Heap } from '../hub/src/graph/heap.js';
-import { DagworkError } from '../proto/src/errors.js';
 import { Graph } from '../hub/src/graph/graph.js';
 import type { TaskSpecInput } from '../proto/src/types.js';
+import { codeOf } from './support/errors.js';
 
 const T0 = 1_700_000_000_000;
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -16,15 +16,6 @@ function names(graph: Graph, worker: string, n: number, now = T0, pools: string[
   return graph.steal(worker, n, pools, now).tasks.map((t) => t.name);
 }
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof DagworkError) return err.code;
-    throw err;
-  }
-  return 'no error';
-}
 
 describe('create', () => {
   it('makes tasks without deps ready and the rest waiting', () => {
