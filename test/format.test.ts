@@ -11,7 +11,7 @@ function status(counts: Partial<StateCounts>, more: Partial<GraphStatus> = {}): 
   const total = Object.values(c).reduce((a, n) => a + n, 0);
   return {
     counts: c,
-    pools: [{ pool: 'default', counts: c }],
+    pools: [{ pool: 'default', counts: c, donePerSecond: 0 }],
     poolsTotal: 1,
     workers: [],
     workersTotal: 0,
@@ -26,6 +26,16 @@ function status(counts: Partial<StateCounts>, more: Partial<GraphStatus> = {}): 
 }
 
 describe('formatStatus', () => {
+  it('shows per pool its completions per second and the time its tasks left take at that rate', () => {
+    const c = { ...emptyCounts(), ready: 10, running: 2, done: 30 };
+    const gpu = { ...emptyCounts(), waiting: 5, done: 1 };
+    const text = formatStatus(status({ ready: 10, running: 2, waiting: 5, done: 31 }, { donePerSecond: 2.5, pools: [{ pool: 'cpu', counts: c, donePerSecond: 2 }, { pool: 'gpu', counts: gpu, donePerSecond: 0 }] }));
+    expect(text).toMatch(/^pool +waiting +ready +running +done +failed +blocked +cancelled +done\/s +left$/m);
+    expect(text).toMatch(/^cpu +0 +10 +2 +30 +0 +0 +0 +2\.0 +6s$/m);
+    expect(text).toMatch(/^gpu +5 +0 +0 +1 +0 +0 +0 +0 +\?$/m);
+    expect(text).toMatch(/^total +5 +10 +2 +31 +0 +0 +0 +2\.5 +7s$/m);
+  });
+
   it('says which hub answered: endpoint, store id, and when it started', () => {
     const text = formatStatus(status({ done: 1 }), { endpoint: 'tcp://h:6125', storeId: '0123456789abcdef', startedMs: NOW - 3 * 3600_000 });
     expect(text.split('\n')[0]).toBe('hub tcp://h:6125, store 0123456789abcdef, up 3h 0m (since 2026-01-01T09:00:00.000Z)');

@@ -659,7 +659,7 @@ export function decodeReply(data: Uint8Array): Reply {
       return {
         op,
         counts: counts(obj(body.counts)),
-        pools: list(body.pools).map((p) => ({ pool: str(p.pool), counts: counts(obj(p.counts)) })),
+        pools: list(body.pools).map((p) => ({ pool: str(p.pool), counts: counts(obj(p.counts)), donePerSecond: num(p.donePerSecond) })),
         workers: list(body.workers).map((w) => ({
           worker: str(w.worker),
           lastSeen: num(w.lastSeenMs),

@@ -296,7 +296,7 @@ export interface Limits {
 export interface GraphStatus {
   counts: StateCounts;
   /** At most 1,000 pools, the first made; `poolsTotal` counts them all. */
-  pools: { pool: string; counts: StateCounts }[];
+  pools: { pool: string; counts: StateCounts; donePerSecond: number }[];
   poolsTotal: number;
   /** The workers holding leases and the most recently seen others, capped. */
   workers: WorkerStatus[];

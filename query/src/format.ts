@@ -128,7 +128,19 @@ export function formatStatus(status: GraphStatus, source?: StatusSource): string
         `(e.g. ${examples.join(', ')}${more > 0 ? ` and ${more} more` : ''}): a typo, or tasks still to be created`,
     );
   }
-  lines.push('', table([['pool', ...TASK_STATES], ...status.pools.map((p) => [shown(p.pool), ...countCells(p.counts)]), ['total', ...countCells(counts)]]));
+  // Per pool, its rate over the last minute and the time its tasks still to run take at that rate.
+  const eta = (c: StateCounts, rate: number): string => {
+    const left = c.waiting + c.ready + c.running;
+    return left === 0 ? '-' : rate > 0 ? duration((left / rate) * 1000) : '?';
+  };
+  lines.push(
+    '',
+    table([
+      ['pool', ...TASK_STATES, 'done/s', 'left'],
+      ...status.pools.map((p) => [shown(p.pool), ...countCells(p.counts), formatRate(p.donePerSecond), eta(p.counts, p.donePerSecond)]),
+      ['total', ...countCells(counts), formatRate(status.donePerSecond), eta(counts, status.donePerSecond)],
+    ]),
+  );
   if (status.poolsTotal > status.pools.length) lines.push(`(${status.pools.length} of ${status.poolsTotal} pools listed; the total counts them all)`);
   if (status.workers.length > 0) {
     lines.push(

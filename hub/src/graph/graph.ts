@@ -749,12 +749,12 @@ export class Graph {
     this.advance(now);
     // At most MAX_STATUS_POOLS listed (the first made), so that a status costs the same with a
     // million pools; `poolsTotal` counts them all.
-    const pools: { pool: string; counts: StateCounts }[] = [];
+    const pools: { pool: string; counts: StateCounts; donePerSecond: number }[] = [];
     let poolsTotal = 0;
     for (const [pool, queue] of this.pools) {
       if (queue.size() === 0) continue;
       poolsTotal++;
-      if (pools.length < MAX_STATUS_POOLS) pools.push({ pool, counts: { ...queue.counts } });
+      if (pools.length < MAX_STATUS_POOLS) pools.push({ pool, counts: { ...queue.counts }, donePerSecond: queue.rate?.perSecond(now) ?? 0 });
     }
     pools.sort((a, b) => (a.pool < b.pool ? -1 : a.pool > b.pool ? 1 : 0));
     this.forgetIdleWorkers(now);
