@@ -10,19 +10,16 @@ import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs/light.js';
 import { DESCRIPTOR_FILE, protoPath } from './proto-path.js';
 import { DagworkError, type ErrorCode } from './errors.js';
-import { bool, bytes, list, NONE, num, obj, str, strings, unlessEmpty, type Obj } from './fields.js';
+import { bool, bytes, fileRefsFrom, list, namesFrom, num, obj, paramFilesFrom, paramsFrom, str, strings, unlessEmpty, unlessNone, type Obj } from './fields.js';
 import { emptyCounts, TASK_STATES } from './types.js';
 import type {
   Completion,
-  FileRef,
   FileStat,
   GcResult,
-  Param,
   PoolDeleteResult,
   PoolInfo,
   PoolListResult,
   PoolSetArgs,
-  ParamFile,
   CreateResult,
   ListQuery,
   ListResult,
@@ -182,13 +179,6 @@ function stealArgs(m: Obj): StealArgs {
   return { worker: str(m.worker), n: num(m.n), pools: strings(m.pools), waitMs: num(m.waitMs), waitWhenFinished: bool(m.waitWhenFinished) };
 }
 
-const paramsFrom = (v: unknown): Param[] => (Array.isArray(v) && v.length > 0 ? list(v).map((p) => ({ name: str(p.name), value: str(p.value) })) : NONE);
-const fileRefsFrom = (v: unknown): FileRef[] =>
-  Array.isArray(v) && v.length > 0 ? list(v).map((f) => ({ name: str(f.name), sha256: str(f.sha256), size: num(f.size), executable: bool(f.executable) })) : NONE;
-const paramFilesFrom = (v: unknown): ParamFile[] => (Array.isArray(v) && v.length > 0 ? list(v).map((f) => ({ name: str(f.name), param: str(f.param) })) : NONE);
-const namesFrom = (v: unknown): string[] => (Array.isArray(v) && v.length > 0 ? strings(v) : NONE);
-/** Lists left out when empty, as proto3 would. */
-const unlessNone = <T>(v: readonly T[]): readonly T[] | undefined => (v.length === 0 ? undefined : v);
 
 /** A TaskSpec message's fields; in a request, zero values mean "the default". */
 function specFrom(m: Obj): TaskSpec {

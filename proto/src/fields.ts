@@ -1,3 +1,5 @@
+import type { FileRef, Param, ParamFile } from './types.js';
+
 /**
  * Readers of the fields of messages protobufjs decoded (plain objects, no fromObject/toObject
  * copies: they cost more than the decoding itself), and the writer's rule for defaults. Shared by
@@ -22,3 +24,13 @@ export const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === 
  * decoder to allocate (an empty bytes field still costs a Buffer).
  */
 export const unlessEmpty = <T extends string | number | Uint8Array>(v: T): T | undefined => (v === 0 || v === '' || (v instanceof Uint8Array && v.length === 0) ? undefined : v);
+
+/** Lists left out when empty, as proto3 would. */
+export const unlessNone = <T>(v: readonly T[]): readonly T[] | undefined => (v.length === 0 ? undefined : v);
+
+// The list fields of a task (params, files): empty ones share NONE.
+export const paramsFrom = (v: unknown): Param[] => (Array.isArray(v) && v.length > 0 ? list(v).map((p) => ({ name: str(p.name), value: str(p.value) })) : NONE);
+export const fileRefsFrom = (v: unknown): FileRef[] =>
+  Array.isArray(v) && v.length > 0 ? list(v).map((f) => ({ name: str(f.name), sha256: str(f.sha256), size: num(f.size), executable: bool(f.executable) })) : NONE;
+export const paramFilesFrom = (v: unknown): ParamFile[] => (Array.isArray(v) && v.length > 0 ? list(v).map((f) => ({ name: str(f.name), param: str(f.param) })) : NONE);
+export const namesFrom = (v: unknown): string[] => (Array.isArray(v) && v.length > 0 ? strings(v) : NONE);

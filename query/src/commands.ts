@@ -24,7 +24,7 @@ const utf8 = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
 const printJson = (value: unknown): void => console.log(JSON.stringify(value));
 
 /** Prints results that were not accepted to stderr; true if all were. */
-function reportResults(results: TaskResult[], verb: string): boolean {
+export function reportResults(results: readonly TaskResult[], verb: string): boolean {
   let ok = true;
   for (const r of results) {
     if (r.outcome === 'ACCEPTED') continue;

@@ -3,22 +3,11 @@
  * the work in one step each; these only say what to ask and print what happened.
  */
 import type { Command } from 'commander';
-import type { TaskResult } from '../../proto/src/types.js';
-import { specFromOptions, specOptions, uploadInputs, type SpecOptions } from './commands.js';
+import { reportResults, specFromOptions, specOptions, uploadInputs, type SpecOptions } from './commands.js';
 import { LocalFiles } from './files.js';
-import { complain, EXIT, plural, UsageError } from './io.js';
+import { EXIT, plural, UsageError } from './io.js';
 import type { Context } from './main.js';
 
-/** Prints results that were not accepted to stderr; true if all were. */
-function report(results: readonly TaskResult[], verb: string): boolean {
-  let ok = true;
-  for (const r of results) {
-    if (r.outcome === 'ACCEPTED') continue;
-    ok = false;
-    complain(`${verb} ${r.name}: ${r.outcome}: ${r.message}`);
-  }
-  return ok;
-}
 
 export function registerRerun(program: Command, ctx: Context): void {
   program
@@ -48,7 +37,7 @@ Examples:
       const r = await ctx.hub().rerun(names, { descendants: o.descendants === true, prefix: o.prefix ?? '', pool: o.pool ?? '' });
       if (o.json === true) console.log(JSON.stringify(r));
       else console.log(`rerun ${plural(r.rerun, 'task')}`);
-      if (!report(r.results, 'rerun')) process.exitCode = EXIT.error;
+      if (!reportResults(r.results, 'rerun')) process.exitCode = EXIT.error;
     });
 
   specOptions(
@@ -81,7 +70,7 @@ Examples:
       if (o.json === true) console.log(JSON.stringify(r));
       else if (r.replaced === 1) console.log(`replaced ${name}`);
       else if (r.unchanged === 1) console.log(`${name} has that definition already, unchanged`);
-      if (!report(r.results, 'replace')) process.exitCode = EXIT.error;
+      if (!reportResults(r.results, 'replace')) process.exitCode = EXIT.error;
     });
 
   program
@@ -107,6 +96,6 @@ Examples:
       const r = await ctx.hub().deleteTasks(names, { descendants: o.descendants === true });
       if (o.json === true) console.log(JSON.stringify(r));
       else console.log(`deleted ${plural(r.deleted, 'task')}`);
-      if (!report(r.results, 'delete')) process.exitCode = EXIT.error;
+      if (!reportResults(r.results, 'delete')) process.exitCode = EXIT.error;
     });
 }

@@ -7,8 +7,8 @@
  * reads as a task without them.
  */
 import protobuf from 'protobufjs/light.js';
-import { bool, bytes, list, NONE, num, str, unlessEmpty, type Obj } from '../../../proto/src/fields.js';
-import { TASK_STATES, type FileRef, type TaskRecord, type TaskSpec, type TaskState } from '../../../proto/src/types.js';
+import { bool, bytes, fileRefsFrom, list, namesFrom, num, paramFilesFrom, paramsFrom, str, unlessEmpty, unlessNone, type Obj } from '../../../proto/src/fields.js';
+import { TASK_STATES, type TaskRecord, type TaskSpec, type TaskState } from '../../../proto/src/types.js';
 
 const root = protobuf.Root.fromJSON({
   nested: {
@@ -97,7 +97,6 @@ function stateOf(v: unknown): TaskState {
 }
 
 /** Lists left out when empty. */
-const unlessNone = <T>(v: readonly T[]): readonly T[] | undefined => (v.length === 0 ? undefined : v);
 
 function specMessage(spec: TaskSpec): Obj {
   return {
@@ -117,11 +116,6 @@ function specMessage(spec: TaskSpec): Obj {
   };
 }
 
-function filesFrom(v: unknown): FileRef[] {
-  const files = list(v);
-  if (files.length === 0) return NONE;
-  return files.map((f) => ({ name: str(f.name), sha256: str(f.sha256), size: num(f.size), executable: bool(f.executable) }));
-}
 
 export function encodeRecord(r: TaskRecord): Uint8Array {
   return StoredTask.encode({
@@ -160,10 +154,10 @@ export function decodeRecord(data: Uint8Array): TaskRecord {
       pool: str(spec.pool),
       maxAttempts: num(spec.maxAttempts),
       leaseMs: num(spec.leaseMs),
-      params: list(spec.params).length === 0 ? NONE : list(spec.params).map((p) => ({ name: str(p.name), value: str(p.value) })),
-      inputs: filesFrom(spec.inputs),
-      outputs: Array.isArray(spec.outputs) && spec.outputs.length > 0 ? spec.outputs.map(str) : NONE,
-      paramFiles: list(spec.paramFiles).length === 0 ? NONE : list(spec.paramFiles).map((f) => ({ name: str(f.name), param: str(f.param) })),
+      params: paramsFrom(spec.params),
+      inputs: fileRefsFrom(spec.inputs),
+      outputs: namesFrom(spec.outputs),
+      paramFiles: paramFilesFrom(spec.paramFiles),
       barrier: bool(spec.barrier),
       afterEnded: bool(spec.afterEnded),
     },
@@ -177,6 +171,6 @@ export function decodeRecord(data: Uint8Array): TaskRecord {
     lastError: str(m.lastError),
     log: list(m.log).map((c) => ({ state: stateOf(c.state), at: num(c.atMs), worker: str(c.worker), note: str(c.note) })),
     seq: num(m.seq),
-    outputs: filesFrom(m.outputs),
+    outputs: fileRefsFrom(m.outputs),
   };
 }
