@@ -33,7 +33,7 @@ def main():
     deadline = time.monotonic() + args.timeout
     while True:
         counts = hub.status().counts
-        if counts.waiting + counts.ready + counts.running == 0:
+        if counts.waiting + counts.ready + counts.running + counts.verifying == 0:
             break
         if time.monotonic() > deadline:
             sys.exit(f"gave up after {args.timeout} s: {counts}")

@@ -49,7 +49,7 @@ describe('dquery addfile', () => {
     const file = join(tempDir(), 'tasks.txt');
     writeFileSync(file, THREE);
     expect(await dquery(hub, ['addfile', file])).toMatchObject({ code: 0, stdout: 'added 3 tasks\n' });
-    expect((await statusJson()).counts).toEqual({ waiting: 2, ready: 1, running: 0, done: 0, failed: 0, blocked: 0, cancelled: 0 });
+    expect((await statusJson()).counts).toEqual({ waiting: 2, ready: 1, running: 0, done: 0, failed: 0, blocked: 0, cancelled: 0, verifying: 0 });
   });
 
   it('adds the same file again without changing anything', async () => {

@@ -1,8 +1,8 @@
 /** How dquery shows status and records: pure, from made-up replies. */
 import { taskRecord } from './support/records.js';
 import { describe, expect, it } from 'vitest';
-import { emptyCounts, type GraphStatus, type StateCounts } from '../proto/src/types.js';
-import { finishedLine, formatLookup, formatStatus, formatWorkers, isFinished } from '../query/src/format.js';
+import { emptyCounts, type GraphStatus, type StateCounts, type TaskSummary } from '../proto/src/types.js';
+import { finishedLine, formatLookup, formatStatus, formatTaskList, formatWorkers, isFinished } from '../query/src/format.js';
 
 const NOW = Date.parse('2026-01-01T12:00:00Z');
 
@@ -118,5 +118,28 @@ describe('formatLookup', () => {
 describe('formatStatus with many pools', () => {
   it('says how many pools it lists of how many', () => {
     expect(formatStatus(status({ ready: 1 }, { poolsTotal: 20_000 }))).toMatch(/\(1 of 20000 pools listed; the total counts them all\)/);
+  });
+});
+
+describe('formatTaskList', () => {
+  const summary = (name: string, more: Partial<TaskSummary>): TaskSummary => ({
+    name, state: 'ready', pool: 'default', attempts: 0, worker: '', lastError: '', seq: 1, resultBytes: 0, changedAt: NOW, createdAt: NOW, startedAt: 0,
+    params: [], result: new Uint8Array(), outputs: [], barrier: false, failedDeps: 0, ...more,
+  });
+
+  it('says how many dependencies of a task failed', () => {
+    const text = formatTaskList([summary('report', { failedDeps: 2 }), summary('plain', {}), summary('one', { state: 'blocked', failedDeps: 1 })], true);
+    const lines = text.split('\n');
+    expect(lines[1]).toMatch(/^report +ready \(2 deps failed\) +0/);
+    expect(lines[2]).toMatch(/^plain +ready +0/);
+    expect(lines[3]).toMatch(/^one +blocked \(1 dep failed\) +0/);
+  });
+});
+
+describe('status with verifying tasks', () => {
+  it('shows the verifying column only while a task verifies, and counts verifying tasks as not finished', () => {
+    expect(formatStatus(status({ done: 3, ready: 1 }))).not.toContain('verifying');
+    expect(formatStatus(status({ done: 3, verifying: 2 }))).toMatch(/verifying/);
+    expect(isFinished({ ...emptyCounts(), done: 3, verifying: 1 })).toBe(false);
   });
 });

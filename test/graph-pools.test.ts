@@ -156,7 +156,7 @@ describe('pool list and settings before tasks', () => {
     g.poolSet({ pool: 'lic', maxRunning: 2, paused: undefined }, T0);
     g.create(tasks('lic', 4), T0);
     store.take(g);
-    expect(store.pools.get('lic')).toEqual({ maxRunning: 2, paused: false });
+    expect(store.pools.get('lic')).toEqual({ maxRunning: 2, paused: false, jobVerifier: '', resultVerifier: '' });
     expect(names(store.restore(), 'w', 4)).toEqual(['lic-0', 'lic-1']);
     g.poolSet({ pool: 'lic', maxRunning: 0, paused: false }, T0);
     store.take(g);

@@ -277,8 +277,8 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
           break;
         }
         case 'poolSet': {
-          const prior = settings.get(step.pool) ?? { maxRunning: 0, paused: false };
-          const next = { maxRunning: step.maxRunning ?? prior.maxRunning, paused: step.paused ?? prior.paused };
+          const prior = settings.get(step.pool) ?? { maxRunning: 0, paused: false, jobVerifier: '', resultVerifier: '' };
+          const next = { ...prior, maxRunning: step.maxRunning ?? prior.maxRunning, paused: step.paused ?? prior.paused };
           const info = graph.poolSet(step, now);
           if (info.maxRunning !== next.maxRunning || info.paused !== next.paused) fail(`pool set ${JSON.stringify(step)}: ${JSON.stringify(info)}`);
           if (next.maxRunning === 0 && !next.paused) settings.delete(step.pool);

@@ -169,7 +169,7 @@ describe('pool commands: bad input', () => {
   it('lets a pool be limited before it holds tasks, and lists it', async () => {
     await withHub([], async (hub) => {
       await ok(hub, ['pool', 'set', 'later', '--max-running', '5']);
-      expect(await ok(hub, ['pool', 'list'])).toMatch(/^POOL +MAX-RUNNING +PAUSED +WAITING .*\nlater +5 +no +0 +0 +0 +0 +0 +0 +0 +0\.00\/s\n$/);
+      expect(await ok(hub, ['pool', 'list'])).toMatch(/^POOL +MAX-RUNNING +PAUSED +VERIFIERS +WAITING .*\nlater +5 +no +- +0 +0 +0 +0 +0 +0 +0 +0\.00\/s\n$/);
     });
   });
 });
@@ -207,7 +207,7 @@ describe('pool operations on the wire', () => {
     expect(decodeRequest(encodeRequest(set))).toEqual(set);
     expect(decodeRequest(encodeRequest({ op: 'poolSet', pool: 'lic', maxRunning: 0, paused: undefined }))).toEqual({ op: 'poolSet', pool: 'lic', maxRunning: 0, paused: undefined });
     expect(decodeRequest(encodeRequest({ op: 'poolDelete', pool: 'p', force: true }))).toEqual({ op: 'poolDelete', pool: 'p', force: true });
-    const info = { pool: 'p', counts: { waiting: 1, ready: 2, running: 3, done: 4, failed: 0, blocked: 0, cancelled: 0 }, maxRunning: 3, paused: false, donePerSecond: 1.5 };
+    const info = { pool: 'p', counts: { waiting: 1, ready: 2, running: 3, done: 4, failed: 0, blocked: 0, cancelled: 0, verifying: 5 }, maxRunning: 3, paused: false, donePerSecond: 1.5, jobVerifier: '/bin/true', resultVerifier: 'test -s "$1"' };
     expect(decodeReply(encodeReply({ op: 'poolList', pools: [info], poolsTotal: 1 }))).toEqual({ op: 'poolList', pools: [info], poolsTotal: 1 });
     expect(decodeReply(encodeReply({ op: 'poolDelete', deleted: 2, blocked: 1 }))).toEqual({ op: 'poolDelete', deleted: 2, blocked: 1 });
   });

@@ -11,18 +11,20 @@ afterAll(() => cleanTempDirs());
 
 const names = async (store: Store): Promise<string[]> => (await store.loadAll()).map((r) => r.spec.name).sort();
 
+const LIC = { maxRunning: 3, paused: false, jobVerifier: '', resultVerifier: '/opt/check.sh' };
+
 describe('store deletions and pool settings', () => {
   it('forgets deleted tasks and removed settings, from the log and from LevelDB', async () => {
     const db = join(tempDir(), 'db');
     const store = await Store.open(db);
-    await store.write([taskRecord('a'), taskRecord('b')], { deleted: [], pools: [['lic', { maxRunning: 3, paused: false }], ['gpu', { maxRunning: 0, paused: true }]] });
+    await store.write([taskRecord('a'), taskRecord('b')], { deleted: [], pools: [['lic', LIC], ['gpu', { maxRunning: 0, paused: true, jobVerifier: '', resultVerifier: '' }]] });
     await store.write([], { deleted: ['a'], pools: [['gpu', undefined]] });
     expect(await names(store)).toEqual(['b']);
-    expect(await store.loadPools()).toEqual([['lic', { maxRunning: 3, paused: false }]]);
+    expect(await store.loadPools()).toEqual([['lic', LIC]]);
     await store.close();
     const reopened = await Store.open(db);
     expect(await names(reopened)).toEqual(['b']);
-    expect(await reopened.loadPools()).toEqual([['lic', { maxRunning: 3, paused: false }]]);
+    expect(await reopened.loadPools()).toEqual([['lic', LIC]]);
     await reopened.write([taskRecord('a')]);
     expect(await names(reopened)).toEqual(['a', 'b']);
     await reopened.close();
@@ -37,6 +39,17 @@ describe('store deletions and pool settings', () => {
     const store = await Store.open(db);
     expect(await names(store)).toEqual(['old']);
     expect(await store.loadPools()).toEqual([]);
+    await store.close();
+  });
+
+  it('reads pool settings stored before verifiers existed as having none', async () => {
+    const db = join(tempDir(), 'db');
+    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+    await level.put('meta:format', new TextEncoder().encode('5'));
+    await level.put('p:lic', new TextEncoder().encode('{"maxRunning":3,"paused":true}'));
+    await level.close();
+    const store = await Store.open(db);
+    expect(await store.loadPools()).toEqual([['lic', { maxRunning: 3, paused: true, jobVerifier: '', resultVerifier: '' }]]);
     await store.close();
   });
 });

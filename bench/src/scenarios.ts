@@ -97,13 +97,14 @@ function throughput(ctx: Context, scenario: string, figure: string, value: numbe
 }
 
 /** Steal+complete by `clients` processes, `n` a round trip, over `count` independent tasks: tasks/s. */
-async function drainOnce(count: number, n: number, clients: number, options: { sync?: boolean; poolLimit?: number } = {}): Promise<number> {
+async function drainOnce(count: number, n: number, clients: number, options: { sync?: boolean; poolLimit?: number; resultVerifier?: string } = {}): Promise<number> {
   const hub = await startHub(options.sync === undefined ? {} : { sync: options.sync });
   try {
-    if (options.poolLimit !== undefined) {
-      // The tasks' pool limited (dquery pool set default --max-running N): the throttled path of every steal.
+    if (options.poolLimit !== undefined || options.resultVerifier !== undefined) {
+      // The tasks' pool limited (dquery pool set default --max-running N): the throttled path of
+      // every steal; or with a result verifier: a process run by the hub for each completion.
       const admin = new Client({ hub: hub.endpoint, worker: 'bench-admin' });
-      await admin.poolSet({ pool: 'default', maxRunning: options.poolLimit, paused: undefined });
+      await admin.poolSet({ pool: 'default', maxRunning: options.poolLimit, paused: undefined, resultVerifier: options.resultVerifier });
       admin.close();
     }
     await role('create', { hub: hub.endpoint, count, batch: 10_000 });
@@ -166,11 +167,16 @@ export async function drain(ctx: Context): Promise<Figure[]> {
   const eight = await repeat(ctx.runs, () => drainOnce(drainBatch, 64, 8));
   // Beside the plain drain: the same with the pool limited to 256 leased at once (8 x 64 would be 512).
   const limited = await repeat(ctx.runs, () => drainOnce(drainBatch, 64, 8, { poolLimit: 256 }));
+  // And with a trivial result verifier: the hub starts a process (sh, then true) per completion,
+  // --verifier-jobs (the cores) at once; a drain ends when the last verification has passed.
+  const verified = Math.min(drainOne, 5000);
+  const verifying = await repeat(ctx.runs, () => drainOnce(verified, 64, 1, { resultVerifier: '/bin/true' }));
   return [
     throughput(ctx, 'drain', `1 client, n=1 (complete+steal in one round trip), ${drainOne} tasks`, one, ctx.runs, '6k/s, >= 85% of raw'),
     throughput(ctx, 'drain', `1 client, n=64, ${drainBatch} tasks`, batch, ctx.runs, '100k/s'),
     throughput(ctx, 'drain', `8 clients, n=64, ${drainBatch} tasks`, eight, ctx.runs, '150k/s (4 clients)'),
     throughput(ctx, 'drain', `8 clients, n=64, ${drainBatch} tasks, pool --max-running 256`, limited, ctx.runs),
+    { ...throughput(ctx, 'drain', `1 client, n=64, ${verified} tasks, result verifier /bin/true`, verifying, ctx.runs), note: 'a verifier process per task' },
   ];
 }
 

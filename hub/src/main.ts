@@ -47,6 +47,8 @@ const program = new Command('dhub')
     (key: string, keys: string[]) => [...keys, key],
     [] as string[],
   )
+  .option('--verifier-jobs <n>', "pools' job and result verifiers (dquery pool set) running at once; the rest wait their turn", positiveArg, defaults.verifierJobs)
+  .option('--verifier-timeout-ms <n>', 'a verifier running longer is killed, and counts as a rejection', positiveArg, defaults.verifierTimeoutMs)
   .option('--retry-backoff-ms <n>', `wait before a failed task is handed out again; doubles each failure, up to ${graphDefaults.backoffMaxMs / 1000} s`, positiveArg, graphDefaults.backoffBaseMs)
   .addHelpText(
     'after',
@@ -118,6 +120,8 @@ without it, move it aside (it is kept in the store under dropped:KEY, and the ta
         files,
         log,
         curve,
+        verifierJobs: opts.verifierJobs as number,
+        verifierTimeoutMs: opts.verifierTimeoutMs as number,
         openStore: (location, options) => Store.open(location, { ...options, dropRecords: opts.dropRecord as string[] }),
       });
     } catch (err) {

@@ -4,6 +4,7 @@
  * the changes they acknowledge are written (one batch for everything that arrived meanwhile: group
  * commit). Steals that ask to wait are parked and answered when work appears or their time is up.
  */
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Router } from 'zeromq';
 import { ZapHandler } from './auth.js';
@@ -11,7 +12,10 @@ import type { KeyPair } from '../../proto/src/keys.js';
 import { allows, leastRole, ROLES, type Role } from '../../proto/src/roles.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { FileStore, type FileStoreOptions } from './files/store.js';
-import { Graph } from './graph/graph.js';
+import { Graph, verifierProblem, type JobCheck, type VerifyTicket } from './graph/graph.js';
+import { checkVerifierCommand } from './verify/check.js';
+import { jobInput, resultInput } from './verify/input.js';
+import { VerifierRunner } from './verify/runner.js';
 import { ParkedSteals } from './graph/parked.js';
 import type { GraphOptions } from './graph/options.js';
 import { defaultLimits } from '../../proto/src/spec.js';
@@ -51,11 +55,24 @@ export interface HubOptions {
    * (one endpoint, every operation allowed).
    */
   curve: (KeyPair & { authorizedKeys: Map<string, Role> }) | undefined;
+  /** Pools' verifiers (pool_set): how many run at once, and how long one may run before it is killed (ms). */
+  verifierJobs: number;
+  verifierTimeoutMs: number;
+  /** Where verifiers' temporary directories are made. Default: the system's (os.tmpdir()). */
+  verifierTmpDir: string;
 }
 
 /** Loopback and local transports: reachable from this machine only. */
 export function isLocal(bind: string): boolean {
   return /^(tcp:\/\/(127\.[\d.]+|localhost|\[::1\]):|ipc:|inproc:)/.test(bind);
+}
+
+/**
+ * Whether pool_set may set verifiers (commands run on the hub's machine): only where whoever can
+ * ask is known, under CURVE (its admin role), or can reach a local endpoint only.
+ */
+export function verifiersAllowed(bind: string, curve: boolean): boolean {
+  return curve || isLocal(bind);
 }
 
 /**
@@ -86,6 +103,9 @@ export function defaultHubOptions(): HubOptions {
     clock: Date.now,
     openStore: (location, options) => Store.open(location, options),
     curve: undefined,
+    verifierJobs: availableParallelism(),
+    verifierTimeoutMs: 60_000,
+    verifierTmpDir: tmpdir(),
   };
 }
 
@@ -148,6 +168,12 @@ const OUTBOX_BYTES = 64 << 20;
  * until one ends. Each holds a chunk (max_chunk_bytes) in memory, so this bounds that memory.
  */
 const FILE_OPS_IN_FLIGHT = 64;
+/**
+ * Tasks of creates waiting for their job verifiers, and those requests' bytes; past either a
+ * create that needs verifying is refused with BUSY (the requests are held in memory meanwhile).
+ */
+const JOB_CHECKS_WAITING = 100_000;
+const JOB_BYTES_WAITING = 256 << 20;
 /** Room in a request for the file_put fields around its data, in bytes. */
 const PUT_OVERHEAD_BYTES = 1024;
 
@@ -165,6 +191,11 @@ export class Hub {
   private heldBytes = 0;
   /** File operations under way: each queues its reply when it ends; stop() waits for them. */
   private readonly fileOps = new Set<Promise<void>>();
+  /** Verifications under way (creates waiting for job verifiers, results being verified): stop() waits for them. */
+  private readonly verifyOps = new Set<Promise<void>>();
+  private readonly verifier: VerifierRunner;
+  private jobChecksWaiting = 0;
+  private jobBytesWaiting = 0;
   private readonly startedMs = Date.now();
   /** Warnings a peer causes, at most 10 lines a second. */
   private readonly peerWarning: (message: string) => void;
@@ -188,7 +219,10 @@ export class Hub {
     });
     // An embedding program that never looks at `done` must not die of an unhandled rejection.
     this.done.catch(() => undefined);
+    this.verifier = new VerifierRunner({ jobs: options.verifierJobs, timeoutMs: options.verifierTimeoutMs, tmpDir: options.verifierTmpDir, log: options.log });
     this.receiving = Promise.all(listeners.map((l) => this.receiveLoop(l))).then(() => undefined);
+    // Tasks stored VERIFYING: their verification was cut off; it runs again.
+    this.startVerifications();
     this.scheduleTimer();
   }
 
@@ -270,6 +304,10 @@ export class Hub {
     this.stopping = true;
     clearTimeout(this.timer);
     for (const p of this.parked.takeAll()) this.queueError(p.envelope, { code: 'SHUTTING_DOWN', message: 'the hub is stopping', task: '' });
+    // Verifiers are killed: a create waiting for one is refused, a task VERIFYING stays so in the
+    // store and is verified again at the next start.
+    this.verifier.stop();
+    while (this.verifyOps.size > 0) await Promise.allSettled([...this.verifyOps]);
     // File operations under way end (each queues its reply) before the last replies are sent.
     while (this.fileOps.size > 0) await Promise.allSettled([...this.fileOps]);
     await this.drain();
@@ -314,6 +352,12 @@ export class Hub {
       void this.recover(err, 'INTERNAL');
       return;
     }
+    this.afterChange();
+  }
+
+  /** What follows any change to the graph: verifications it started, the group commit, the timer. */
+  private afterChange(): void {
+    this.startVerifications();
     this.scheduleFlush();
     this.scheduleTimer();
   }
@@ -355,7 +399,7 @@ export class Hub {
     }
     const now = this.options.clock();
     try {
-      this.handle(envelope, request, now);
+      this.handle(envelope, request, now, data.length);
     } catch (err) {
       this.queueError(envelope, toWireError(err));
       // Refusals are DagworkErrors thrown before anything changed; anything else may have left the
@@ -365,11 +409,14 @@ export class Hub {
     if (!READ_ONLY.has(request.op)) this.serveParked(now);
   }
 
-  private handle(envelope: Envelope, request: Request, now: number): void {
+  private handle(envelope: Envelope, request: Request, now: number, bytes: number): void {
     const graph = this.graph;
     switch (request.op) {
-      case 'create':
+      case 'create': {
+        const checks = graph.jobChecks(request.tasks);
+        if (checks.length > 0) return this.verifyJobs(envelope, checks, bytes, (at) => ({ op: 'create', ...this.graph.create(request.tasks, at) }));
         return this.queue(envelope, { op: 'create', ...graph.create(request.tasks, now) });
+      }
       case 'steal':
         return this.steal(envelope, request, now, (result) => ({ op: 'steal', ...result }));
       case 'complete': {
@@ -425,15 +472,37 @@ export class Hub {
       // Pools.
       case 'poolList':
         return this.queue(envelope, { op: 'poolList', ...graph.poolList(request.pool, now) });
-      case 'poolSet':
-        return this.queue(envelope, { op: 'poolSet', pool: graph.poolSet(request, now) });
+      case 'poolSet': {
+        const commands: [string, string][] = [];
+        if (request.jobVerifier !== undefined && request.jobVerifier !== '') commands.push(['job verifier', request.jobVerifier]);
+        if (request.resultVerifier !== undefined && request.resultVerifier !== '') commands.push(['result verifier', request.resultVerifier]);
+        if (commands.length === 0) return this.queue(envelope, { op: 'poolSet', pool: graph.poolSet(request, now) });
+        if (!verifiersAllowed(this.options.bind, this.options.curve !== undefined)) {
+          throw new DagworkError(
+            'FORBIDDEN',
+            `verifiers run commands on the hub's machine, and this hub serves ${this.options.bind} without CURVE (anyone reaching it could): set them on a hub with --curve-secret (admin endpoint), or bound to a local address`,
+          );
+        }
+        for (const [what, command] of commands) {
+          const problem = verifierProblem(command);
+          if (problem !== undefined) throw new DagworkError('INVALID_ARGUMENT', `${what}: ${problem}`);
+        }
+        // Checked apart from the graph (sh parses each; its program must exist), then applied.
+        const checked = Promise.all(commands.map(([what, command]) => checkVerifierCommand(what, command))).then(() => undefined);
+        void this.applyAfter(envelope, checked, (at) => ({ op: 'poolSet', pool: this.graph.poolSet(request, at) }));
+        return;
+      }
       case 'poolDelete':
         return this.queue(envelope, { op: 'poolDelete', ...graph.poolDelete(request.pool, request.force, now) });
       // Changing the graph after the fact (issue 13): admin operations, one graph step each.
       case 'rerun':
         return this.queue(envelope, { op: 'rerun', ...graph.rerun(request, now) });
-      case 'replace':
-        return this.queue(envelope, { op: 'replace', ...graph.replace(request.tasks, request.rerun, request.createMissing, now) });
+      case 'replace': {
+        const apply = (at: number): Reply => ({ op: 'replace', ...this.graph.replace(request.tasks, request.rerun, request.createMissing, at) });
+        const checks = graph.jobChecks(request.tasks);
+        if (checks.length > 0) return this.verifyJobs(envelope, checks, bytes, apply);
+        return this.queue(envelope, apply(now));
+      }
       case 'delete':
         return this.queue(envelope, { op: 'delete', ...graph.deleteTasks(request.names, request.descendants, now) });
       default: {
@@ -462,6 +531,133 @@ export class Hub {
         if (!this.recovering) this.scheduleFlush();
       });
     this.fileOps.add(op);
+  }
+
+  // --- verifiers ---------------------------------------------------------------------------
+
+  /**
+   * Applies `apply` to the graph (as a request arriving then would be) once `work`, done apart
+   * from the graph, has succeeded; its error is the reply otherwise. The request's reply waits
+   * for it; other requests are answered meanwhile.
+   */
+  private applyAfter(envelope: Envelope, work: Promise<void>, apply: (now: number) => Reply): Promise<void> {
+    const op = work
+      .then(
+        () => this.applyNow(envelope, apply),
+        (err: unknown) => {
+          if (!(err instanceof DagworkError)) this.options.log.error(`verification failed: ${(err as Error)?.stack ?? String(err)}`);
+          this.queueError(envelope, toWireError(err));
+          if (!this.recovering) this.scheduleFlush();
+        },
+      )
+      .catch((err: unknown) => this.options.log.error(`could not queue a reply: ${(err as Error)?.stack ?? String(err)}`))
+      .finally(() => this.verifyOps.delete(op));
+    this.verifyOps.add(op);
+    return op;
+  }
+
+  /** A change to the graph made outside a request's dispatch: its reply (if any) queued as dispatch would. */
+  private applyNow(envelope: Envelope | undefined, apply: (now: number) => Reply | undefined): void {
+    if (this.stopping || this.recovering) {
+      if (envelope !== undefined) {
+        this.reject(envelope, this.stopping ? 'SHUTTING_DOWN' : 'STORE_FAILED', this.stopping ? 'the hub is stopping; nothing was changed: try again when it is back' : 'the hub is recovering from a store failure; nothing was changed: try again');
+      }
+      if (!this.recovering) this.scheduleFlush();
+      return;
+    }
+    const now = this.options.clock();
+    try {
+      const reply = apply(now);
+      if (envelope !== undefined && reply !== undefined) this.queue(envelope, reply);
+    } catch (err) {
+      if (envelope !== undefined) this.queueError(envelope, toWireError(err));
+      if (!(err instanceof DagworkError)) {
+        this.options.log.error(`internal error: ${(err as Error)?.stack ?? String(err)}`);
+        void this.recover(err, 'INTERNAL');
+        return;
+      }
+    }
+    this.serveParked(now);
+    this.afterChange();
+  }
+
+  /**
+   * A create (or replace) whose tasks the job verifiers of their pools must pass first: each runs,
+   * and `apply` follows once all passed; the first rejection refuses the request (REJECTED, naming
+   * the task; verifications of the batch not started yet are dropped). Bounded: BUSY past
+   * JOB_CHECKS_WAITING tasks or JOB_BYTES_WAITING bytes of requests waiting.
+   */
+  private verifyJobs(envelope: Envelope, checks: JobCheck[], bytes: number, apply: (now: number) => Reply): void {
+    if (this.jobChecksWaiting + checks.length > JOB_CHECKS_WAITING || this.jobBytesWaiting + bytes > JOB_BYTES_WAITING) {
+      throw new DagworkError('BUSY', `the job verifiers have ${this.jobChecksWaiting} tasks waiting (at most ${JOB_CHECKS_WAITING}, ${JOB_BYTES_WAITING >> 20} MiB of requests): nothing was created; try again in a moment`);
+    }
+    this.jobChecksWaiting += checks.length;
+    this.jobBytesWaiting += bytes;
+    let settled = false;
+    const verdicts = new Promise<void>((resolve, reject) => {
+      let left = checks.length;
+      for (const { spec, verifier } of checks) {
+        const run = (): ReturnType<Parameters<VerifierRunner['run']>[0]> =>
+          settled ? undefined : { kind: 'job', command: verifier, input: jobInput(spec), task: spec.name, pool: spec.pool };
+        void this.verifier.run(run).then((verdict) => {
+          if (settled) return;
+          if (verdict === undefined) {
+            settled = true;
+            reject(new DagworkError('SHUTTING_DOWN', 'the hub is stopping: its verifiers were stopped and nothing was created; try again when it is back'));
+          } else if (!verdict.passed) {
+            settled = true;
+            const pool = spec.pool;
+            reject(new DagworkError('REJECTED', `the job verifier of pool "${pool}" rejected task "${spec.name}": ${verdict.reason}; nothing of the batch was created`, { task: spec.name }));
+          } else if (--left === 0) {
+            settled = true;
+            resolve();
+          }
+        });
+      }
+    });
+    void this.applyAfter(envelope, verdicts, apply).finally(() => {
+      this.jobChecksWaiting -= checks.length;
+      this.jobBytesWaiting -= bytes;
+    });
+  }
+
+  /**
+   * Runs the result verifier of each task that became VERIFYING, and applies its verdict. A
+   * verdict reached on a graph since reloaded is dropped: the reload verifies its VERIFYING tasks
+   * again.
+   */
+  private startVerifications(): void {
+    if (this.stopping || this.recovering) return;
+    const graph = this.graph;
+    for (const ticket of graph.takeToVerify()) this.verifyResult(graph, ticket);
+  }
+
+  private verifyResult(graph: Graph, ticket: VerifyTicket): void {
+    // The pool's verifier was removed since: the result passes without one.
+    let noVerifier = false;
+    const op = this.verifier
+      .run(() => {
+        if (this.graph !== graph) return undefined;
+        const v = graph.verification(ticket);
+        if (v === undefined) return undefined;
+        if (v.verifier === '') {
+          noVerifier = true;
+          return undefined;
+        }
+        return { kind: 'result', command: v.verifier, input: resultInput(v, (sha) => this.files.pathOf(sha)), task: ticket.name, pool: v.spec.pool };
+      })
+      .then((verdict) => {
+        if (this.graph !== graph || (verdict === undefined && !noVerifier)) return;
+        const passed = verdict === undefined ? true : verdict.passed;
+        const reason = verdict === undefined ? 'the pool has no result verifier any more' : verdict.reason;
+        this.applyNow(undefined, (now) => {
+          graph.verified(ticket, passed, reason, now);
+          return undefined;
+        });
+      })
+      .catch((err: unknown) => this.options.log.error(`verifier: ${(err as Error)?.stack ?? String(err)}`))
+      .finally(() => this.verifyOps.delete(op));
+    this.verifyOps.add(op);
   }
 
   /** Steals now; with nothing to hand out and a wait asked for, parks the request instead. */
@@ -529,8 +725,7 @@ export class Hub {
       void this.recover(err, 'INTERNAL');
       return;
     }
-    this.scheduleFlush();
-    this.scheduleTimer();
+    this.afterChange();
   }
 
   // --- replies and the group commit ------------------------------------------------------
@@ -641,8 +836,7 @@ export class Hub {
       const held = this.held.splice(0);
       this.heldBytes = 0;
       for (const [listener, frames] of held) this.onMessage(listener, frames);
-      this.scheduleFlush();
-      this.scheduleTimer();
+      this.afterChange();
     } catch (reloadError) {
       log.error(`cannot reload the store: ${(reloadError as Error).message}; stopping`);
       this.stopping = true;

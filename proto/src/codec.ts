@@ -406,6 +406,8 @@ export function decodeRequest(data: Uint8Array): Request {
         pool: str(body.pool),
         maxRunning: bool(body.setMaxRunning) ? num(body.maxRunning) : undefined,
         paused: bool(body.setPaused) ? bool(body.paused) : undefined,
+        jobVerifier: bool(body.setJobVerifier) ? str(body.jobVerifier) : undefined,
+        resultVerifier: bool(body.setResultVerifier) ? str(body.resultVerifier) : undefined,
       };
     case 'poolDelete':
       return { op, pool: str(body.pool), force: bool(body.force) };
@@ -423,9 +425,10 @@ export function decodeRequest(data: Uint8Array): Request {
 export function encodeRequest(request: Request): Uint8Array {
   if (request.op === 'list') return frame(RequestType, { list: { ...request, op: undefined, states: request.states.map(stateNumber) } });
   if (request.op === 'poolSet') {
-    const { pool, maxRunning, paused } = request;
+    const { pool, maxRunning, paused, jobVerifier, resultVerifier } = request;
     return frame(RequestType, {
-      poolSet: { pool, setMaxRunning: maxRunning !== undefined, maxRunning: maxRunning ?? 0, setPaused: paused !== undefined, paused: paused ?? false },
+      poolSet: { pool, setMaxRunning: maxRunning !== undefined, maxRunning: maxRunning ?? 0, setPaused: paused !== undefined, paused: paused ?? false,
+        setJobVerifier: jobVerifier !== undefined, jobVerifier: jobVerifier ?? '', setResultVerifier: resultVerifier !== undefined, resultVerifier: resultVerifier ?? '' },
     });
   }
   const { op, ...body } = request;
@@ -530,7 +533,7 @@ function recordFromMessage(m: Obj): TaskRecord {
 }
 
 function poolInfoFrom(m: Obj | undefined): PoolInfo {
-  return { pool: str(m?.pool), counts: counts(obj(m?.counts)), maxRunning: num(m?.maxRunning), paused: bool(m?.paused), donePerSecond: num(m?.donePerSecond) };
+  return { pool: str(m?.pool), counts: counts(obj(m?.counts)), maxRunning: num(m?.maxRunning), paused: bool(m?.paused), donePerSecond: num(m?.donePerSecond), jobVerifier: str(m?.jobVerifier), resultVerifier: str(m?.resultVerifier) };
 }
 
 export function encodeReply(reply: Reply): Uint8Array {

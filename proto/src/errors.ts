@@ -19,6 +19,8 @@ export const ERROR_CODES = [
   'HASH_MISMATCH',
   'NO_SPACE',
   'UNKNOWN_POOL',
+  'REJECTED',
+  'BUSY',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -1,7 +1,7 @@
 /** The contract's types, as TypeScript sees them. The codec maps these to and from proto/dagwork.proto. */
 
 /** In the order of the .proto's TaskState numbers (1, 2, ...). */
-export const TASK_STATES = ['waiting', 'ready', 'running', 'done', 'failed', 'blocked', 'cancelled'] as const;
+export const TASK_STATES = ['waiting', 'ready', 'running', 'done', 'failed', 'blocked', 'cancelled', 'verifying'] as const;
 export type TaskState = (typeof TASK_STATES)[number];
 
 /** A task's definition, with every default filled in. */
@@ -352,6 +352,9 @@ export interface PoolSettings {
   maxRunning: number;
   /** Nothing of the pool is handed out. */
   paused: boolean;
+  /** Shell commands that check each new task and each completion (see PoolSetRequest); '' none. */
+  jobVerifier: string;
+  resultVerifier: string;
 }
 
 /** A pool's settings and what it holds. */
@@ -372,6 +375,8 @@ export interface PoolSetArgs {
   pool: string;
   maxRunning: number | undefined;
   paused: boolean | undefined;
+  jobVerifier?: string | undefined;
+  resultVerifier?: string | undefined;
 }
 
 export interface PoolDeleteResult {
@@ -380,5 +385,5 @@ export interface PoolDeleteResult {
 }
 
 export function emptyCounts(): StateCounts {
-  return { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0, cancelled: 0 };
+  return { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0, cancelled: 0, verifying: 0 };
 }

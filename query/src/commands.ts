@@ -316,7 +316,7 @@ Examples:
     .option('--prefix <text>', 'only tasks whose name starts with this')
     .option('--limit <n>', 'print at most N tasks', countArg)
     .option('--params', "show each task's parameters (a sweep's set): a column name=value ..., or params in JSON")
-    .option('--json', 'one JSON object a line: name, state, pool, attempts, worker, lastError, seq, resultBytes, createdAt, startedAt (0: never), changedAt (ms), and params with --params')
+    .option('--json', 'one JSON object a line: name, state, pool, attempts, worker, lastError, seq, resultBytes, createdAt, startedAt (0: never), changedAt (ms), barrier, failedDeps (how many dependencies are failed, cancelled or blocked: lookup names them), and params with --params')
     .addHelpText(
       'after',
       '\nExamples:\n  dquery list --state failed              # which tasks failed, and why\n  dquery list --prefix render- --json | jq -r .name\n' +

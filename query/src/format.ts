@@ -37,7 +37,9 @@ export function formatTaskList(tasks: readonly TaskSummary[], header: boolean, p
     const first = shown(e.split('\n')[0] ?? '');
     return first.length > 100 ? `${first.slice(0, 100)}...` : first;
   };
-  const rows = tasks.map((t) => [shown(t.name), t.state, String(t.attempts), shown(t.worker), ...(params ? [paramsText(t.params)] : []), error(t.lastError)]);
+  // An after-ended task (or a blocked one) says how many of its dependencies failed; lookup names them.
+  const state = (t: TaskSummary): string => (t.failedDeps > 0 ? `${t.state} (${plural(t.failedDeps, 'dep')} failed)` : t.state);
+  const rows = tasks.map((t) => [shown(t.name), state(t), String(t.attempts), shown(t.worker), ...(params ? [paramsText(t.params)] : []), error(t.lastError)]);
   if (header) rows.unshift(['name', 'state', 'attempts', 'worker', ...(params ? ['params'] : []), 'last error']);
   const columns = params ? 5 : 4;
   const widths = Array.from({ length: columns }, (_, i) => rows.reduce((width, r) => Math.max(width, (r[i] ?? '').length), 0));
@@ -71,7 +73,6 @@ export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
 
-const countCells = (c: StateCounts): string[] => TASK_STATES.map((s) => String(c[s]));
 
 /**
  * Nothing can come to a graph in this state unless someone creates tasks: nothing is ready or
@@ -79,12 +80,12 @@ const countCells = (c: StateCounts): string[] => TASK_STATES.map((s) => String(c
  * hub applies to steals, over the whole graph.
  */
 export function isFinished(counts: StateCounts): boolean {
-  return counts.ready + counts.running === 0;
+  return counts.ready + counts.running + counts.verifying === 0;
 }
 
 /** Tasks that could still run: ready, running, and waiting on tasks that exist. */
 function remaining(status: GraphStatus): number {
-  return status.counts.ready + status.counts.running + Math.max(0, status.counts.waiting - status.waitingOnMissing);
+  return status.counts.ready + status.counts.running + status.counts.verifying + Math.max(0, status.counts.waiting - status.waitingOnMissing);
 }
 
 /** Where the status came from: the hub's endpoint, its store's id, when it started. */
@@ -130,15 +131,18 @@ export function formatStatus(status: GraphStatus, source?: StatusSource): string
   }
   // Per pool, its rate over the last minute and the time its tasks still to run take at that rate.
   const eta = (c: StateCounts, rate: number): string => {
-    const left = c.waiting + c.ready + c.running;
+    const left = c.waiting + c.ready + c.running + c.verifying;
     return left === 0 ? '-' : rate > 0 ? duration((left / rate) * 1000) : '?';
   };
+  // The verifying column only while some task verifies (pools with a result verifier).
+  const states = counts.verifying > 0 ? TASK_STATES : TASK_STATES.filter((s) => s !== 'verifying');
+  const cells = (c: StateCounts): string[] => states.map((s) => String(c[s]));
   lines.push(
     '',
     table([
-      ['pool', ...TASK_STATES, 'done/s', 'left'],
-      ...status.pools.map((p) => [shown(p.pool), ...countCells(p.counts), formatRate(p.donePerSecond), eta(p.counts, p.donePerSecond)]),
-      ['total', ...countCells(counts), formatRate(status.donePerSecond), eta(counts, status.donePerSecond)],
+      ['pool', ...states, 'done/s', 'left'],
+      ...status.pools.map((p) => [shown(p.pool), ...cells(p.counts), formatRate(p.donePerSecond), eta(p.counts, p.donePerSecond)]),
+      ['total', ...cells(counts), formatRate(status.donePerSecond), eta(counts, status.donePerSecond)],
     ]),
   );
   if (status.poolsTotal > status.pools.length) lines.push(`(${status.pools.length} of ${status.poolsTotal} pools listed; the total counts them all)`);

@@ -14,12 +14,12 @@ export function registerStatus(program: Command, ctx: Context): void {
   program
     .command('status')
     .description('counts per state and pool, workers, completion rate, and which hub answered')
-    .option('--json', 'print a JSON object (counts: waiting, ready, running, done, failed, blocked, cancelled; with --watch, one line a round)')
-    .option('-w, --watch [seconds]', 'print it again every few seconds (default 2) until the run is finished: nothing ready or running')
+    .option('--json', 'print a JSON object (counts: waiting, ready, running, done, failed, blocked, cancelled, verifying; with --watch, one line a round)')
+    .option('-w, --watch [seconds]', 'print it again every few seconds (default 2) until the run is finished: nothing ready, running or verifying')
     .addHelpText(
       'after',
       `
-A run is finished when nothing is ready or running: nothing more can happen unless tasks are
+A run is finished when nothing is ready, running or verifying: nothing more can happen unless tasks are
 created (tasks still waiting then wait on names that do not exist). --watch then prints how it
 ended and exits 0 if every task is done, 3 if not (failed, blocked, cancelled, or waiting on
 names that don't exist); 1 if the hub cannot be reached.

@@ -164,6 +164,11 @@ export class FileStore {
     return this.held.get(sha256)?.size === size;
   }
 
+  /** Where the held file of this hash is (a result verifier reads outputs there). */
+  pathOf(sha256: string): string {
+    return join(this.options.dir, sha256.slice(0, 2), sha256);
+  }
+
   /** Files held, and their bytes (for status). */
   get count(): number {
     return this.held.size;

@@ -131,6 +131,9 @@ class PoolQueue {
   /** Settings (pool_set): at most this many running at once, 0 no limit; nothing handed out while paused. */
   maxRunning = 0;
   paused = false;
+  /** Shell commands the hub runs on each new task, and on each completion (see PoolSetRequest); '' none. */
+  jobVerifier = '';
+  resultVerifier = '';
   /**
    * Completions per second; made at the pool's first completion (about 1 KiB: a pool that never
    * completes a task costs nothing).
@@ -143,6 +146,15 @@ class PoolQueue {
    */
   get throttled(): boolean {
     return this.paused || this.maxRunning > 0;
+  }
+
+  /** It has settings of any kind: what keeps a pool without tasks listed and stored. */
+  get hasSettings(): boolean {
+    return this.throttled || this.jobVerifier !== '' || this.resultVerifier !== '';
+  }
+
+  settings(): PoolSettings {
+    return { maxRunning: this.maxRunning, paused: this.paused, jobVerifier: this.jobVerifier, resultVerifier: this.resultVerifier };
   }
 
   /** Its settings hold it back now: paused, or as many running as it may have. */
@@ -170,11 +182,12 @@ class PoolQueue {
 
   /**
    * Whether a steal of this pool may still get a task without new tasks being created: one is
-   * ready or running, or one is waiting while some task anywhere is ready or running (its
-   * dependency may complete). `busy`: the whole graph has a task ready or running.
+   * ready or running (or verifying: a rejection makes it ready again), or one is waiting while
+   * some task anywhere is ready, running or verifying (its dependency may complete). `busy`: the
+   * whole graph has a task ready, running or verifying.
    */
   mayStillHaveWork(busy: boolean): boolean {
-    return this.counts.ready + this.counts.running > 0 || (busy && this.counts.waiting > 0);
+    return this.counts.ready + this.counts.running + this.counts.verifying > 0 || (busy && this.counts.waiting > 0);
   }
 }
 
@@ -208,6 +221,28 @@ const earlier = (a: Timed, b: Timed): boolean => a.at < b.at;
  * pure and synchronous). Without one, every file counts as held.
  */
 export type FileHeld = (sha256: string, size: number) => boolean;
+
+/** A verification to run: the task, and the token that keeps a stale verdict from counting (Graph.verified). */
+export interface VerifyTicket {
+  name: string;
+  token: number;
+}
+/** What a result verifier is given (Graph.verification), and the pool's result verifier now. */
+export interface ResultToVerify {
+  spec: TaskSpec;
+  attempt: number;
+  worker: string;
+  result: Uint8Array;
+  outputs: readonly FileRef[];
+  verifier: string;
+}
+/** A task of a create that its pool's job verifier must pass (Graph.jobChecks). */
+export interface JobCheck {
+  spec: TaskSpec;
+  verifier: string;
+}
+/** Longest verifier command, in bytes. */
+export const MAX_VERIFIER_BYTES = 4096;
 const everyFileHeld: FileHeld = () => true;
 
 /**
@@ -246,6 +281,16 @@ export class Graph {
   /** Tasks with at least one dependency that does not exist. */
   private onMissing = 0;
   private nextSeq = 1;
+  /**
+   * Tasks VERIFYING, each with the token of its verification: a verdict counts only for the
+   * verification it was made for (the task may have been cancelled, rerun or replaced meanwhile).
+   */
+  private readonly verifying = new Map<Task, number>();
+  private verifyTokens = 0;
+  /** Tasks that became VERIFYING since `takeToVerify` (at a restore: every one). */
+  private toVerify: Task[] = [];
+  /** Pools with a job verifier: while there is none, a create costs nothing more. */
+  private readonly jobVerified = new Set<PoolQueue>();
 
   /** `held`: see FileHeld. */
   constructor(
@@ -282,6 +327,9 @@ export class Graph {
       } else if (task.state === 'ready') {
         if (task.notBefore > 0) graph.backoffs.push({ task, at: task.notBefore });
         else graph.enqueue(task);
+      } else if (task.state === 'verifying') {
+        // Its verification was cut off by the restart (or never started): it runs again.
+        graph.startVerifying(task);
       }
     }
     for (const task of graph.tasks.values()) graph.link(task);
@@ -493,7 +541,7 @@ export class Graph {
 
   /** Some task, in any pool, is ready or running. */
   private busy(): boolean {
-    return this.counts.ready + this.counts.running > 0;
+    return this.counts.ready + this.counts.running + this.counts.verifying > 0;
   }
 
   /**
@@ -524,17 +572,29 @@ export class Graph {
       task.holder = '';
       task.result = result ?? EMPTY;
       task.notBefore = 0;
+      const lateNote = late ? 'accepted late: the lease had expired but nobody else held the task' : '';
+      this.ranFor(stats, task, now);
+      if (this.pool(task.spec.pool).resultVerifier !== '') {
+        this.setState(task, 'verifying', now, worker, late ? 'late completion after the lease expired; the result is being verified' : 'the result is being verified');
+        task.outputs = files;
+        this.startVerifying(task);
+        return accepted(name, `${lateNote}${late ? '; ' : ''}the pool's result verifier checks the result before the task is done`);
+      }
       this.setState(task, 'done', now, worker, late ? 'late completion after the lease expired' : '');
       task.outputs = files;
       stats.done++;
-      this.ranFor(stats, task, now);
-      this.doneRate.add(now);
-      const queue = this.pool(task.spec.pool);
-      (queue.rate ??= new RateWindow()).add(now);
-      this.releaseDependents(task, now);
-      if (wasFailed) this.unblockDescendants(task, now);
-      return accepted(name, late ? 'accepted late: the lease had expired but nobody else held the task' : '');
+      this.finish(task, now, wasFailed);
+      return accepted(name, lateNote);
     });
+  }
+
+  /** `task` became done by a completion: counted, and its dependents released (unblocked, if it had failed). */
+  private finish(task: Task, now: number, wasFailed: boolean): void {
+    this.doneRate.add(now);
+    const queue = this.pool(task.spec.pool);
+    (queue.rate ??= new RateWindow()).add(now);
+    this.releaseDependents(task, now);
+    if (wasFailed) this.unblockDescendants(task, now);
   }
 
   /**
@@ -578,6 +638,12 @@ export class Graph {
     task.holder = '';
     stats.failed++;
     this.ranFor(stats, task, now);
+    this.failAttempt(task, reason, permanent, now, worker);
+    return { result: accepted(name, ''), state: task.state, notBefore: task.notBefore };
+  }
+
+  /** An attempt failed: ready again after the backoff while attempts remain, failed otherwise (or when `permanent`). */
+  private failAttempt(task: Task, reason: string, permanent: boolean, now: number, worker: string): void {
     task.lastError = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}... (cut)` : reason;
     if (permanent || task.attempts >= task.spec.maxAttempts) {
       this.failTask(task, now, worker, permanent ? `failed permanently: ${task.lastError}` : `attempts used up: ${task.lastError}`);
@@ -585,7 +651,93 @@ export class Graph {
       const backoff = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (task.attempts - 1));
       this.makeReady(task, now, worker, `failed: ${task.lastError}`, now + backoff);
     }
-    return { result: accepted(name, ''), state: task.state, notBefore: task.notBefore };
+  }
+
+  // --- verifiers (issue 13) ----------------------------------------------------------------
+
+  /** `task` is VERIFYING: its verification gets a token and waits for takeToVerify. */
+  private startVerifying(task: Task): void {
+    this.verifying.set(task, ++this.verifyTokens);
+    this.toVerify.push(task);
+  }
+
+  /**
+   * The verifications to run: tasks that became VERIFYING since the last call (after a restore,
+   * every VERIFYING task), each with its token. One that stopped verifying meanwhile is left out.
+   */
+  takeToVerify(): VerifyTicket[] {
+    const tickets: VerifyTicket[] = [];
+    for (const task of this.toVerify) {
+      const token = this.verifying.get(task);
+      if (token !== undefined && task.state === 'verifying') tickets.push({ name: task.spec.name, token });
+    }
+    this.toVerify = [];
+    return tickets;
+  }
+
+  /**
+   * What a result verifier is given, and the pool's verifier now; undefined when the ticket's
+   * verification is no longer wanted (the task was cancelled, rerun, replaced or deleted).
+   */
+  verification(ticket: VerifyTicket): ResultToVerify | undefined {
+    const task = this.tasks.get(ticket.name);
+    if (task === undefined || task.state !== 'verifying' || this.verifying.get(task) !== ticket.token) return undefined;
+    return { spec: task.spec, attempt: task.attempts, worker: task.worker, result: task.result, outputs: task.outputs, verifier: this.pool(task.spec.pool).resultVerifier };
+  }
+
+  /**
+   * A verification ended: passed, the task is done and its dependents released; rejected, the
+   * attempt fails with "result rejected: <reason>" (the usual attempts and backoff). False, and
+   * nothing changes, when the ticket is stale (see `verification`).
+   * Writes: the task, and the tasks it releases or blocks.
+   */
+  verified(ticket: VerifyTicket, passed: boolean, reason: string, now: number): boolean {
+    if (this.verification(ticket) === undefined) return false;
+    this.advance(now);
+    const task = this.tasks.get(ticket.name) as Task;
+    const stats = this.stats(task.worker, 0);
+    if (passed) {
+      const outputs = task.outputs;
+      this.setState(task, 'done', now, '', reason === '' ? 'result verified' : `result verified: ${reason}`);
+      task.outputs = outputs;
+      stats.done++;
+      // It may have failed (attempts used up at a lease expiry) before its late completion came.
+      this.finish(task, now, true);
+    } else {
+      stats.failed++;
+      this.failAttempt(task, `result rejected: ${reason}`, false, now, '');
+    }
+    return true;
+  }
+
+  /** The job verifier of the pool of that name ('' none). */
+  jobVerifier(pool: string): string {
+    return this.pools.get(pool === '' ? DEFAULT_POOL : pool)?.jobVerifier ?? '';
+  }
+
+  /**
+   * The tasks of a create (or replace) that the job verifiers of their pools must pass first: each
+   * of a pool with one that the request would add or change (not one identical to its task, nor a
+   * barrier, which never runs), once.
+   * Throws what a bad spec throws in `create`, before anything runs. Costs nothing while no pool
+   * has a job verifier.
+   */
+  jobChecks(inputs: readonly TaskSpecInput[]): JobCheck[] {
+    if (this.jobVerified.size === 0) return [];
+    checkBatch(inputs.length, this.options, 'create');
+    const checks: JobCheck[] = [];
+    const seen = new Set<string>();
+    for (const input of inputs) {
+      const spec = normalizeSpec(input, this.options);
+      const verifier = this.jobVerifier(spec.pool);
+      // A barrier never runs: nothing of it to check.
+      if (verifier === '' || spec.barrier || seen.has(spec.name)) continue;
+      const existing = this.tasks.get(spec.name);
+      if (existing !== undefined && sameSpec(existing.spec, spec)) continue;
+      seen.add(spec.name);
+      checks.push({ spec, verifier });
+    }
+    return checks;
   }
 
   /**
@@ -914,7 +1066,7 @@ export class Graph {
       return { pools: [this.poolInfo(pool, this.knownPool(pool), now)], poolsTotal: 1 };
     }
     const names: string[] = [];
-    for (const [name, queue] of this.pools) if (queue.size() > 0 || queue.throttled) names.push(name);
+    for (const [name, queue] of this.pools) if (queue.size() > 0 || queue.hasSettings) names.push(name);
     names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const pools: PoolInfo[] = [];
     for (const name of names) {
@@ -937,9 +1089,19 @@ export class Graph {
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 0 || limit > MAX_POOL_RUNNING)) {
       throw new DagworkError('INVALID_ARGUMENT', `max running ${limit} is not an integer from 0 (no limit) to ${MAX_POOL_RUNNING}`);
     }
+    for (const [what, command] of [['job verifier', args.jobVerifier], ['result verifier', args.resultVerifier]] as const) {
+      if (command === undefined || command === '') continue;
+      const problem = verifierProblem(command);
+      if (problem !== undefined) throw new DagworkError('INVALID_ARGUMENT', `${what}: ${problem}`);
+    }
     this.advance(now);
     const queue = this.pool(name);
-    this.applySettings(name, { maxRunning: limit ?? queue.maxRunning, paused: args.paused ?? queue.paused });
+    this.applySettings(name, {
+      maxRunning: limit ?? queue.maxRunning,
+      paused: args.paused ?? queue.paused,
+      jobVerifier: args.jobVerifier ?? queue.jobVerifier,
+      resultVerifier: args.resultVerifier ?? queue.resultVerifier,
+    });
     this.dirtyPools.add(name);
     // Unpaused, or a limit raised or lifted: parked steals of the pool look again.
     this.woken.add(name);
@@ -980,7 +1142,8 @@ export class Graph {
     this.removeTasks(doomed);
     this.pools.delete(name);
     this.throttled.delete(queue);
-    if (queue.throttled) this.dirtyPools.add(name);
+    this.jobVerified.delete(queue);
+    if (queue.hasSettings) this.dirtyPools.add(name);
     let blocked = 0;
     const note = `dependency deleted with pool ${name}`;
     for (const d of outside) {
@@ -1031,6 +1194,7 @@ export class Graph {
     for (const parent of parents) parent.dependents = parent.dependents.filter((d) => !doomed.has(d));
     for (const task of doomed) {
       if (task.state === 'running') this.dropLease(task);
+      this.verifying.delete(task);
       this.countOut(task);
       this.tasks.delete(task.spec.name);
       this.dirty.delete(task);
@@ -1049,7 +1213,7 @@ export class Graph {
     const changed: [string, PoolSettings | undefined][] = [];
     for (const name of this.dirtyPools) {
       const queue = this.pools.get(name);
-      changed.push([name, queue?.throttled === true ? { maxRunning: queue.maxRunning, paused: queue.paused } : undefined]);
+      changed.push([name, queue?.hasSettings === true ? queue.settings() : undefined]);
     }
     this.dirtyPools = new Set();
     return changed;
@@ -1065,14 +1229,14 @@ export class Graph {
   /** The pool of that name, if it holds a task or has settings; UNKNOWN_POOL otherwise. */
   private knownPool(name: string): PoolQueue {
     const queue = this.pools.get(name);
-    if (queue === undefined || (queue.size() === 0 && !queue.throttled)) {
+    if (queue === undefined || (queue.size() === 0 && !queue.hasSettings)) {
       throw new DagworkError('UNKNOWN_POOL', `no pool named "${name}" (it holds no task and has no settings)`);
     }
     return queue;
   }
 
   private poolInfo(pool: string, queue: PoolQueue, now: number): PoolInfo {
-    return { pool, counts: { ...queue.counts }, maxRunning: queue.maxRunning, paused: queue.paused, donePerSecond: queue.rate?.perSecond(now) ?? 0 };
+    return { pool, counts: { ...queue.counts }, ...queue.settings(), donePerSecond: queue.rate?.perSecond(now) ?? 0 };
   }
 
   /**
@@ -1085,6 +1249,10 @@ export class Graph {
     const was = queue.throttled;
     queue.maxRunning = settings.maxRunning;
     queue.paused = settings.paused;
+    queue.jobVerifier = settings.jobVerifier;
+    queue.resultVerifier = settings.resultVerifier;
+    if (queue.jobVerifier !== '') this.jobVerified.add(queue);
+    else this.jobVerified.delete(queue);
     if (queue.throttled) {
       this.throttled.add(queue);
     } else if (was) {
@@ -1236,6 +1404,7 @@ export class Graph {
         return accepted(name, done.has(name) ? 'replaced' : 'unchanged');
       }
       if (task.state === 'done' && !rerun) return outcome(name, 'ALREADY_DONE', 'the task is done: replace it with rerun to run it again (and its descendants)');
+      if (task.state === 'verifying' && !rerun) return outcome(name, 'ALREADY_DONE', 'the task is completed and its result being verified: replace it with rerun to run it again (and its descendants)');
       if (task.state === 'running' && !rerun) return outcome(name, 'TASK_RUNNING', `the task is running (worker ${task.worker}): replace it with rerun to take its lease away`);
       done.add(name);
       replaced++;
@@ -1253,6 +1422,7 @@ export class Graph {
   private swapSpec(old: Task, spec: TaskSpec, rerun: boolean, now: number): void {
     const wasDone = old.state === 'done';
     if (old.state === 'running') this.dropLease(old);
+    this.verifying.delete(old);
     this.unlink(old);
     this.countOut(old);
     old.state = 'waiting'; // never counted again; any heap entry of it is dropped as not ready
@@ -1400,6 +1570,10 @@ export class Graph {
         return task.worker === worker ? undefined : outcome(name, 'LEASED_TO_OTHER', `leased to worker ${task.worker}`);
       case 'done':
         return outcome(name, 'ALREADY_DONE', `completed by worker ${task.worker}`);
+      case 'verifying':
+        return forCompletion
+          ? outcome(name, 'ALREADY_DONE', `completed by worker ${task.worker}; the pool's result verifier is checking the result`)
+          : notLeased(name, `task is verifying (completed by worker ${task.worker})`);
       case 'cancelled':
         return outcome(name, 'TASK_CANCELLED', task.lastError);
       case 'ready':
@@ -1589,11 +1763,12 @@ export class Graph {
   private setState(task: Task, state: TaskState, now: number, worker: string, note: string): void {
     // A lease of a pool with a limit ended: a steal parked on that pool may have a turn now.
     if (task.state === 'running' && state !== 'running' && this.pool(task.spec.pool).maxRunning > 0) this.woken.add(task.spec.pool);
+    if (task.state === 'verifying') this.verifying.delete(task);
     this.countOut(task);
     task.state = state;
     this.countIn(task);
     // Output files belong to a completion: a task that leaves done (or never was) names none.
-    if (state !== 'done' && task.outputs.length > 0) task.outputs = NO_OUTPUTS;
+    if (state !== 'done' && state !== 'verifying' && task.outputs.length > 0) task.outputs = NO_OUTPUTS;
     this.appendLog(task, { state, at: now, worker, note });
     const busy = this.busy();
     if (!busy) this.wokenAll = true;
@@ -1745,7 +1920,12 @@ export class Graph {
       const end = log[i + 1] as StateChange;
       const stats = this.stats(run.worker, 0);
       stats.lastSeen = Math.max(stats.lastSeen, end.at);
-      if (end.state === 'done') stats.done++;
+      // A run whose result was verified: done or failed by the verdict that followed (none yet: neither).
+      const verdict = end.state === 'verifying' ? log[i + 2]?.state : undefined;
+      if (end.state === 'verifying') {
+        if (verdict === 'done') stats.done++;
+        else if (verdict === 'ready' || verdict === 'failed') stats.failed++;
+      } else if (end.state === 'done') stats.done++;
       else if ((end.state === 'failed' || end.state === 'ready') && !GIVEN_BACK.has(end.note)) stats.failed++;
       else continue;
       const ms = Math.max(0, end.at - run.at);
@@ -1772,6 +1952,15 @@ function startedAt(log: readonly StateChange[]): number {
     if (change.state === 'running') return change.at;
   }
   return 0;
+}
+
+/** Why a verifier command cannot be taken as it is (the graph's part: the hub checks that sh can run it), or undefined. */
+export function verifierProblem(command: string): string | undefined {
+  const bytes = Buffer.byteLength(command, 'utf8');
+  if (bytes > MAX_VERIFIER_BYTES) return `the command is ${bytes} bytes; the limit is ${MAX_VERIFIER_BYTES}`;
+  if (command.includes('\0')) return 'the command holds a NUL character';
+  if (command.trim() === '') return 'the command is blank (give an empty one to remove the verifier)';
+  return undefined;
 }
 
 function outcome(name: string, what: TaskOutcome, message: string): TaskResult {

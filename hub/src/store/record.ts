@@ -81,7 +81,7 @@ const root = protobuf.Root.fromJSON({
 const StoredTask = root.lookupType('StoredTask');
 
 /** The number each state is stored as. Numbers are never reused: a store outlives hub versions. */
-const STATE_NUMBER: Record<TaskState, number> = { waiting: 1, ready: 2, running: 3, done: 4, failed: 5, blocked: 6, cancelled: 7 };
+const STATE_NUMBER: Record<TaskState, number> = { waiting: 1, ready: 2, running: 3, done: 4, failed: 5, blocked: 6, cancelled: 7, verifying: 8 };
 const STATE_OF = new Map<number, TaskState>(TASK_STATES.map((s) => [STATE_NUMBER[s], s]));
 
 /** A stored record that cannot be read: names what is wrong, for the store to name the key. */

@@ -35,7 +35,8 @@ const TASK_PREFIX = 't:';
 // ';' sorts right after ':', so [t:, t;) holds exactly the task keys.
 const TASK_END = 't;';
 /**
- * Format 5: a pool's settings (pool_set), under `p:POOL`, as JSON ({"maxRunning": N, "paused": B}).
+ * Format 5: a pool's settings (pool_set), under `p:POOL`, as JSON ({"maxRunning": N, "paused": B,
+ * "jobVerifier": CMD, "resultVerifier": CMD}; the verifiers came later in format 5: absent, none).
  * A store of format 4 has none: every pool without settings.
  */
 const POOL_PREFIX = 'p:';
@@ -247,7 +248,8 @@ export class Store implements TaskStore {
       }
       const maxRunning = settings.maxRunning ?? 0;
       if (!Number.isInteger(maxRunning) || maxRunning < 0) throw unreadableRecords(this.location, [{ key, reason: `max running ${String(maxRunning)} is not a count` }], 1);
-      pools.push([key.slice(POOL_PREFIX.length), { maxRunning, paused: settings.paused === true }]);
+      const command = (value: unknown): string => (typeof value === 'string' ? value : '');
+      pools.push([key.slice(POOL_PREFIX.length), { maxRunning, paused: settings.paused === true, jobVerifier: command(settings.jobVerifier), resultVerifier: command(settings.resultVerifier) }]);
     }
     return pools;
   }
