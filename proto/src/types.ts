@@ -204,6 +204,8 @@ export interface ListQuery {
   withParams: boolean;
   /** Fill `result` and `outputs` (a page then ends once its results pass 16 MiB). */
   withResults: boolean;
+  /** Fill `deps`. */
+  withDeps?: boolean;
 }
 
 /** One listed task. */
@@ -231,6 +233,8 @@ export interface TaskSummary {
   barrier: boolean;
   /** How many of its dependencies are failed, cancelled or blocked now. */
   failedDeps: number;
+  /** With `withDeps`: its dependencies as its spec names them (otherwise empty). */
+  deps?: string[];
 }
 
 export interface ListResult {
@@ -386,4 +390,34 @@ export interface PoolDeleteResult {
 
 export function emptyCounts(): StateCounts {
   return { waiting: 0, ready: 0, running: 0, done: 0, failed: 0, blocked: 0, cancelled: 0, verifying: 0 };
+}
+
+/** What a graph view shows (GraphViewRequest in the .proto). */
+export type Collapse = 'none' | 'pool' | 'prefix';
+export interface GraphViewQuery {
+  pool: string;
+  around: string;
+  /** With around: 0 means 2. */
+  depth: number;
+  collapse: Collapse;
+  /** 0 means 2,000. */
+  maxNodes: number;
+}
+export interface GraphNode {
+  id: string;
+  counts: StateCounts;
+  /** A task's state; undefined for a group. */
+  state: TaskState | undefined;
+  pool: string;
+  tasks: number;
+}
+export interface GraphEdge {
+  from: string;
+  to: string;
+  count: number;
+}
+export interface GraphView {
+  nodes: GraphNode[];
+  edges: GraphEdge[];
+  tasks: number;
 }
