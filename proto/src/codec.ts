@@ -389,6 +389,7 @@ export function decodeRequest(data: Uint8Array): Request {
         after: num(body.after),
         withParams: bool(body.withParams),
         withResults: bool(body.withResults),
+        ...(bool(body.withDeps) ? { withDeps: true } : {}),
       };
     case 'fileStat':
       return { op, sha256: strings(body.sha256) };
@@ -709,6 +710,7 @@ export function decodeReply(data: Uint8Array): Reply {
           outputs: fileRefsFrom(t.outputs),
           barrier: bool(t.barrier),
           failedDeps: num(t.failedDeps),
+          ...(Array.isArray(t.deps) && t.deps.length > 0 ? { deps: strings(t.deps) } : {}),
         })),
         next: num(body.next),
       };

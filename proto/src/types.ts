@@ -204,7 +204,7 @@ export interface ListQuery {
   withParams: boolean;
   /** Fill `result` and `outputs` (a page then ends once its results pass 16 MiB). */
   withResults: boolean;
-  /** Fill `deps`. */
+  /** Fill `deps` (a page then ends once its deps' names pass 16 MiB). */
   withDeps?: boolean;
 }
 

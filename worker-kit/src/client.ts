@@ -272,6 +272,7 @@ export class Client {
         after: query.after ?? 0,
         withParams: query.withParams === true,
         withResults: query.withResults === true,
+        withDeps: query.withDeps === true,
       },
       'list',
     );

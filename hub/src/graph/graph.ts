@@ -45,6 +45,8 @@ const NO_OUTPUTS: FileRef[] = [];
 const NO_PARAMS: Param[] = [];
 /** Result bytes past which a list page with results ends (it always holds one task at least). */
 const LIST_RESULT_BYTES = 16 << 20;
+/** Bytes of dependency names past which a list page with deps ends (it always holds one task at least). */
+const LIST_DEPS_BYTES = 16 << 20;
 /** Longest failure reason kept, in characters; the rest is cut. */
 const MAX_REASON_CHARS = 16_384;
 /** A worker holding no lease and unseen for this long is forgotten (ms). */
@@ -951,7 +953,8 @@ export class Graph {
    * Tasks matching `query` in creation order, after the task of seq `query.after`: at most
    * `limit` of them, looking at no more than LIST_SCAN tasks, so a page costs a bounded time
    * whatever the graph's size. `next` (0: the end) resumes where this page stopped. With
-   * `withResults` a page also ends once its results pass LIST_RESULT_BYTES (one task at least).
+   * `withResults` a page also ends once its results pass LIST_RESULT_BYTES, and with `withDeps`
+   * once its deps' names pass LIST_DEPS_BYTES (one task at least).
    */
   list(query: ListQuery, now: number): ListResult {
     this.advance(now);
@@ -969,14 +972,16 @@ export class Graph {
     }
     const tasks: TaskSummary[] = [];
     let resultBytes = 0;
+    let depBytes = 0;
     let i = lo;
-    for (const end = Math.min(this.order.length, lo + LIST_SCAN); i < end && tasks.length < limit && resultBytes <= LIST_RESULT_BYTES; i++) {
+    for (const end = Math.min(this.order.length, lo + LIST_SCAN); i < end && tasks.length < limit && resultBytes <= LIST_RESULT_BYTES && depBytes <= LIST_DEPS_BYTES; i++) {
       const t = this.order[i] as Task;
       if (states.size > 0 && !states.has(t.state)) continue;
       if (pool !== undefined && t.spec.pool !== pool) continue;
       if (!t.spec.name.startsWith(query.prefix)) continue;
       const withResult = query.withResults && t.state === 'done';
       if (withResult) resultBytes += t.result.length;
+      if (query.withDeps === true) for (const dep of t.spec.deps) depBytes += Buffer.byteLength(dep, 'utf8');
       tasks.push({
         name: t.spec.name,
         state: t.state,
@@ -994,6 +999,7 @@ export class Graph {
         outputs: withResult ? t.outputs : NO_OUTPUTS,
         barrier: t.spec.barrier,
         failedDeps: this.failedDeps(t).length,
+        ...(query.withDeps === true ? { deps: t.spec.deps } : {}),
       });
     }
     const next = i < this.order.length ? (this.order[i - 1] as Task | undefined)?.seq ?? query.after : 0;
