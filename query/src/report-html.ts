@@ -53,9 +53,11 @@ h1 { margin-bottom: 0.2em; }
 .unfinished { background: #fff3cd; border: 1px solid #e0c36a; padding: 0.5em 1em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; vertical-align: top; }
-td.n, th.n { text-align: right; }
 code { font-size: 13px; }
 `;
+
+/** Critical-path tasks the page shows at each end of a longer chain (the JSON has them all). */
+const PATH_ENDS = 100;
 
 /** The HTML page of `report`, with `library` (uPlot) inlined. */
 export function reportHtml(report: Report, library: ChartLibrary): string {
@@ -82,7 +84,13 @@ export function reportHtml(report: Report, library: ChartLibrary): string {
     table(
       'critical-path',
       ['#', 'task', 'wait', 'run', 'started', 'done'],
-      path.tasks.map((t, i) => [String(i + 1), `<code>${escape(t.name)}</code>`, escape(runTime(t.waitMs)), escape(runTime(t.runMs)), escape(iso(t.startedAt)), escape(iso(t.doneAt))]),
+      path.tasks.flatMap((t, i) => {
+        const n = path.tasks.length;
+        if (n <= 2 * PATH_ENDS || i < PATH_ENDS || i >= n - PATH_ENDS) {
+          return [[String(i + 1), `<code>${escape(t.name)}</code>`, escape(runTime(t.waitMs)), escape(runTime(t.runMs)), escape(iso(t.startedAt)), escape(iso(t.doneAt))]];
+        }
+        return i === PATH_ENDS ? [['...', `${n - 2 * PATH_ENDS} more (--json lists them all)`, '', '', '', '']] : [];
+      }),
     ),
   );
 
