@@ -288,6 +288,8 @@ describe('dquery report on a real run', () => {
 
       const text = await dquery(hub, ['report']);
       expect(text.code).toBe(0);
+      mkdirSync(join(ROOT, 'test-output'), { recursive: true });
+      writeFileSync(join(ROOT, 'test-output/report.txt'), text.stdout);
       expect(text.stdout).toMatch(/^2000 tasks: 2000 done, 0 failed, 0 blocked, 0 cancelled$/m);
       expect(text.stdout).toContain(`critical path: ${expected.length} tasks`);
       expect(text.stdout).not.toContain('not finished');
@@ -313,7 +315,6 @@ describe('dquery report on a real run', () => {
         const path = await tab.$$eval('#critical-path tbody tr td:nth-child(2)', (cells) => cells.map((c) => c.textContent ?? ''));
         expect(path).toEqual(expected);
         expect(await tab.$$eval('#timeline canvas', (c) => c.length)).toBeGreaterThan(0);
-        mkdirSync(join(ROOT, 'test-output'), { recursive: true });
         await tab.screenshot({ path: join(ROOT, 'test-output/report.png'), fullPage: false });
         expect(errors).toEqual([]);
       } finally {

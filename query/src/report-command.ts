@@ -35,7 +35,7 @@ creation) to its start.
 --json fields: pool (null: every pool), now, finished (nothing waiting, ready, running or
 verifying), tasks, counts (per state), span {start, end, ms} (first creation to last
 completion or failure; null before any), timeline {start, stepMs, done[], failed[]} (per
-bucket of stepMs from start: per minute, finer for a run under two hours; failed: tasks
+bucket of stepMs from start: per minute, finer for a run under 30 minutes; failed: tasks
 FAILED now, when they failed), pools [{pool, runs, minMs, medianMs, p95Ms, maxMs}]
 (nearest rank), slowest [{name, pool, worker, runMs, startedAt, doneAt}] (at most 20),
 criticalPath {totalMs, tasks [{name, waitMs, runMs, startedAt, doneAt}]} (first to last),

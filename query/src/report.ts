@@ -113,7 +113,7 @@ const STEPS_MS = [100, 500, 1000, 5000, 15_000, 60_000, 300_000, 900_000, 3_600_
 const FINE_BUCKETS = 120;
 const COARSE_BUCKETS = 1440;
 
-/** The timeline's bucket width for a run of `spanMs`: per minute, finer for a run under two hours. */
+/** The timeline's bucket width for a run of `spanMs`: per minute (coarser past a day), finer for a run under 30 minutes. */
 export function timelineStep(spanMs: number): number {
   for (const step of STEPS_MS) if (Math.ceil((spanMs + 1) / step) <= (step < 60_000 ? FINE_BUCKETS : COARSE_BUCKETS)) return step;
   return STEPS_MS[STEPS_MS.length - 1] as number;
