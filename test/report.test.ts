@@ -354,6 +354,23 @@ describe('dquery report on a real run', () => {
       expect(page).toContain('<code>&lt;b&gt;bad&lt;/b&gt;</code> size=7');
       expect(page).not.toContain('<b>bad</b>');
       expect(page).not.toContain('<script>alert(1)');
+
+      const both = await dquery(hub, ['report', '--json', '--html', html]);
+      expect(both).toMatchObject({ code: 0, stderr: `wrote ${html}\n` });
+      expect(JSON.parse(both.stdout)).toMatchObject({ tasks: 3, finished: false });
+    });
+  });
+
+  it('reports one pool, and refuses a pool that does not exist', async () => {
+    await withHub([], async (hub, client) => {
+      await client.create([{ name: 'a', pool: 'gpu' }, { name: 'b', deps: ['a'] }]);
+      const [task] = (await client.steal({ pools: ['gpu'] })).tasks;
+      await client.complete([{ name: task?.name ?? '' }]);
+      const run = await dquery(hub, ['report', '--json', '--pool', 'gpu']);
+      expect(JSON.parse(run.stdout)).toMatchObject({ pool: 'gpu', tasks: 1, finished: true, pools: [{ pool: 'gpu', runs: 1 }], criticalPath: { tasks: [{ name: 'a' }] } });
+      const typo = await dquery(hub, ['report', '--pool', 'gpus']);
+      expect(typo).toMatchObject({ code: 1, stdout: '' });
+      expect(typo.stderr).toMatch(/UNKNOWN_POOL: .*gpus/);
     });
   });
 

@@ -53,6 +53,8 @@ Examples:
       const hub = ctx.hub();
       // Read before the requests: a missing package is said before any work.
       const library = o.html === undefined ? undefined : loadChartLibrary();
+      // A pool that holds no task and has no settings is a typo: UNKNOWN_POOL, not an empty report.
+      if (o.pool !== undefined) await hub.poolList(o.pool);
       const builder = new ReportBuilder(o.pool);
       for await (const t of hub.listAll({ withDeps: true, limit: PAGE, ...(o.pool === undefined ? {} : { pool: o.pool }) })) builder.add(t);
       const params = new Map<string, readonly Param[]>();

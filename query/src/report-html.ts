@@ -75,7 +75,7 @@ export function reportHtml(report: Report, library: ChartLibrary): string {
   parts.push('<h2>Tasks per state</h2>');
   parts.push(table('counts', [...TASK_STATES, 'total'], [[...TASK_STATES.map((s) => String(c[s])), String(report.tasks)]]));
 
-  parts.push(`<h2>Timeline</h2><p class="sub">completions and failures per ${escape(runTime(report.timeline.stepMs))}</p>`);
+  parts.push(`<h2>Timeline</h2><p class="sub">completions and failures per ${escape(runTime(report.timeline.stepMs))} (UTC)</p>`);
   parts.push(report.timeline.done.length === 0 ? '<p>Nothing completed or failed yet.</p>' : '<div id="timeline"></div>');
 
   const path = report.criticalPath;
@@ -145,6 +145,8 @@ const xs = timeline.done.map((_, i) => (timeline.start + i * timeline.stepMs) / 
 new uPlot({
   width: Math.min(1100, document.body.clientWidth - 20),
   height: 300,
+  // UTC, as the tables' times.
+  tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
   series: [{}, { label: 'done', stroke: '#2a7', fill: 'rgba(34,170,119,0.15)' }, { label: 'failed', stroke: '#d33' }],
   axes: [{}, { label: 'tasks per ' + ${scriptJson(runTime(report.timeline.stepMs))} }],
 }, [xs, timeline.done, timeline.failed], document.getElementById('timeline'));

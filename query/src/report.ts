@@ -167,6 +167,8 @@ export class ReportBuilder {
   private readonly done = new Map<string, DoneTask & { pool: string; worker: string; barrier: boolean }>();
   private readonly failedAt: number[] = [];
   private readonly failures = new Map<string, Failure>();
+  /** Pool and worker names, one string each however many tasks name them. */
+  private readonly names = new Map<string, string>();
 
   constructor(private readonly pool: string | undefined) {}
 
@@ -183,8 +185,8 @@ export class ReportBuilder {
           end: t.changedAt,
           created: t.createdAt,
           deps: t.deps ?? [],
-          pool: t.pool,
-          worker: t.worker,
+          pool: this.intern(t.pool),
+          worker: this.intern(t.worker),
           barrier: t.barrier,
         });
         return;
@@ -209,6 +211,13 @@ export class ReportBuilder {
         throw new TypeError(`unknown state ${String(_)}`);
       }
     }
+  }
+
+  private intern(name: string): string {
+    const kept = this.names.get(name);
+    if (kept !== undefined) return kept;
+    this.names.set(name, name);
+    return name;
   }
 
   /** The failure reasons listed, each with its example tasks: the names whose params the report shows. */
