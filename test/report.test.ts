@@ -361,6 +361,19 @@ describe('dquery report on a real run', () => {
     });
   });
 
+  it("lists each task's deps with dquery list --json --deps, and refuses --deps without --json", async () => {
+    await withHub([], async (hub, client) => {
+      await client.create([{ name: 'a' }, { name: 'b', deps: ['a', 'later'] }]);
+      const run = await dquery(hub, ['list', '--json', '--deps']);
+      expect(run.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { name: string; deps: string[] }).deps)).toEqual([[], ['a', 'later']]);
+      const plain = await dquery(hub, ['list', '--json']);
+      expect(plain.stdout).not.toContain('"deps"');
+      const text = await dquery(hub, ['list', '--deps']);
+      expect(text).toMatchObject({ code: 2, stdout: '' });
+      expect(text.stderr).toMatch(/--deps goes with --json/);
+    });
+  });
+
   it('reports one pool, and refuses a pool that does not exist', async () => {
     await withHub([], async (hub, client) => {
       await client.create([{ name: 'a', pool: 'gpu' }, { name: 'b', deps: ['a'] }]);

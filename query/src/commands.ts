@@ -316,16 +316,18 @@ Examples:
     .option('--prefix <text>', 'only tasks whose name starts with this')
     .option('--limit <n>', 'print at most N tasks', countArg)
     .option('--params', "show each task's parameters (a sweep's set): a column name=value ..., or params in JSON")
-    .option('--json', 'one JSON object a line: name, state, pool, attempts, worker, lastError, seq, resultBytes, createdAt, startedAt (0: never), changedAt (ms), barrier, failedDeps (how many dependencies are failed, cancelled or blocked: lookup names them), and params with --params')
+    .option('--deps', "with --json: each task's dependencies, as its definition names them (deps)")
+    .option('--json', 'one JSON object a line: name, state, pool, attempts, worker, lastError, seq, resultBytes, createdAt, startedAt (0: never), changedAt (ms), barrier, failedDeps (how many dependencies are failed, cancelled or blocked: lookup names them), params with --params, and deps with --deps')
     .addHelpText(
       'after',
       '\nExamples:\n  dquery list --state failed              # which tasks failed, and why\n  dquery list --prefix render- --json | jq -r .name\n' +
         '  dquery list --prefix runs.txt/ --state failed --params    # which parameter sets failed',
     )
-    .action(async (o: { state?: string[]; pool?: string; prefix?: string; limit?: number; params?: boolean; json?: boolean }) => {
+    .action(async (o: { state?: string[]; pool?: string; prefix?: string; limit?: number; params?: boolean; deps?: boolean; json?: boolean }) => {
       const states = (o.state ?? []).map((s) => s.toLowerCase());
       for (const s of states) if (!(TASK_STATES as readonly string[]).includes(s)) throw new UsageError(`--state ${s}: not a state (${TASK_STATES.join(', ')})`);
-      const query = { states: states as TaskState[], pool: o.pool ?? '', prefix: o.prefix ?? '', withParams: o.params === true };
+      if (o.deps === true && o.json !== true) throw new UsageError('--deps goes with --json (lookup NAME shows one task\'s deps)');
+      const query = { states: states as TaskState[], pool: o.pool ?? '', prefix: o.prefix ?? '', withParams: o.params === true, withDeps: o.deps === true };
       let printed = 0;
       let after = 0;
       const hub = ctx.hub({ interactive: true });
@@ -333,7 +335,8 @@ Examples:
         const left = o.limit === undefined ? undefined : o.limit - printed;
         const page = await hub.list({ ...query, after, ...(left === undefined ? {} : { limit: Math.min(left, 1000) }) });
         const tasks = left === undefined ? page.tasks : page.tasks.slice(0, left);
-        if (o.json === true) for (const t of tasks) printJson(summaryJson(t, o.params === true));
+        // A task without deps decodes without the field: --deps says [] for it.
+        if (o.json === true) for (const t of tasks) printJson(o.deps === true ? { ...summaryJson(t, o.params === true), deps: t.deps ?? [] } : summaryJson(t, o.params === true));
         else if (tasks.length > 0) console.log(formatTaskList(tasks, printed === 0, o.params === true));
         printed += tasks.length;
         after = page.next;
