@@ -1,7 +1,8 @@
 /** The graph as a picture (Graph.view): filters, around/depth, collapse, caps and errors. */
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../hub/src/graph/graph.js';
-import { namePrefix, VIEW_MAX_NODES } from '../hub/src/graph/view.js';
+import { namePrefix } from '../hub/src/graph/view.js';
+import { VIEW_MAX_NODES } from '../proto/src/graph-view.js';
 import { emptyCounts, type GraphViewQuery, type StateCounts } from '../proto/src/types.js';
 import { codeOf } from './support/errors.js';
 import { stencilSpecs } from './support/workloads.js';

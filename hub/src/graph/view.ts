@@ -4,14 +4,8 @@
  * graph through a few accessors and changes nothing.
  */
 import { DagworkError } from '../../../proto/src/errors.js';
+import { VIEW_DEFAULT_DEPTH, VIEW_DEFAULT_NODES, VIEW_MAX_DEPTH, VIEW_MAX_NODES } from '../../../proto/src/graph-view.js';
 import { emptyCounts, type Collapse, type GraphEdge, type GraphNode, type GraphView, type GraphViewQuery, type TaskState } from '../../../proto/src/types.js';
-
-/** Nodes a view may hold unless the request says; the most it may ask for. */
-export const VIEW_DEFAULT_NODES = 2_000;
-export const VIEW_MAX_NODES = 100_000;
-/** Steps an `around` walk takes unless the request says; the most it may ask for. */
-export const VIEW_DEFAULT_DEPTH = 2;
-export const VIEW_MAX_DEPTH = 100;
 
 /** What a view reads of the graph; `T` is the graph's own task. */
 export interface ViewSource<T> {
