@@ -70,6 +70,11 @@ describe('dquery graph', () => {
       expect(parsed).toEqual(await client.graphView({ collapse }));
       expect(Object.keys(parsed)).toEqual(['nodes', 'edges', 'tasks']);
     }
+    const alias = await dquery(hub, ['graph', '--json']);
+    expect(alias.stdout).toBe((await dquery(hub, ['graph', '--format', 'json'])).stdout);
+    const both = await dquery(hub, ['graph', '--json', '--format', 'mermaid']);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('--json and --format mermaid: give one');
     const whole = JSON.parse((await dquery(hub, ['graph', '--format', 'json'])).stdout) as GraphView;
     expect(whole.nodes.map((n) => n.id)).toEqual(names);
     expect(whole.tasks).toBe(200);

@@ -48,11 +48,14 @@ export function graphView<T>(source: ViewSource<T>, query: GraphViewQuery): Grap
   // Uncollapsed, a node per task: refused before any node is made.
   if (query.collapse === 'none' && tasks.length > maxNodes) throw tooLarge(tasks.length, maxNodes, query);
   const keyOf = groupKey(source, query.collapse);
-  // The groups, in the creation order of their first task.
+  // Each task's node; the groups in the creation order of their first task.
   const nodeOf = new Map<string, number>();
+  const member = new Map<T, number>();
   for (const task of tasks) {
     const key = keyOf(task);
-    if (!nodeOf.has(key)) nodeOf.set(key, nodeOf.size);
+    let index = nodeOf.get(key);
+    if (index === undefined) nodeOf.set(key, (index = nodeOf.size));
+    member.set(task, index);
   }
   if (nodeOf.size > maxNodes) throw tooLarge(nodeOf.size, maxNodes, query);
 
@@ -63,9 +66,7 @@ export function graphView<T>(source: ViewSource<T>, query: GraphViewQuery): Grap
     pool: query.collapse === 'pool' ? id : '',
     tasks: 0,
   }));
-  const member = new Map<T, number>();
-  for (const task of tasks) {
-    const index = nodeOf.get(keyOf(task)) as number;
+  for (const [task, index] of member) {
     const node = nodes[index] as GraphNode;
     const state = source.state(task);
     node.counts[state]++;
@@ -74,28 +75,24 @@ export function graphView<T>(source: ViewSource<T>, query: GraphViewQuery): Grap
       node.state = state;
       node.pool = source.pool(task);
     }
-    member.set(task, index);
   }
 
-  // Edges between the nodes of the view, counted; a group's edges to itself are left out.
-  const counted = new Map<number, Map<number, number>>();
-  for (const [task, to] of member) {
-    for (const name of source.deps(task)) {
-      const dep = source.get(name);
-      const from = dep === undefined ? undefined : member.get(dep);
-      if (from === undefined || from === to) continue;
-      let row = counted.get(from);
-      if (row === undefined) counted.set(from, (row = new Map()));
-      row.set(to, (row.get(to) ?? 0) + 1);
+  // Edges between the nodes of the view, counted; a group's edges to itself are left out. Walked
+  // from each dependency to its dependents (links, not names to look up), keyed by from * n + to
+  // so that a numeric sort orders them by their nodes, from then to.
+  const n = nodes.length;
+  const counted = new Map<number, number>();
+  for (const [task, from] of member) {
+    for (const dependent of source.dependents(task)) {
+      const to = member.get(dependent);
+      if (to === undefined || to === from) continue;
+      const key = from * n + to;
+      counted.set(key, (counted.get(key) ?? 0) + 1);
     }
   }
-  const edges: GraphEdge[] = [];
-  for (const from of [...counted.keys()].sort((a, b) => a - b)) {
-    const row = counted.get(from) as Map<number, number>;
-    for (const to of [...row.keys()].sort((a, b) => a - b)) {
-      edges.push({ from: (nodes[from] as GraphNode).id, to: (nodes[to] as GraphNode).id, count: row.get(to) as number });
-    }
-  }
+  const edges: GraphEdge[] = [...counted.keys()]
+    .sort((a, b) => a - b)
+    .map((key) => ({ from: (nodes[Math.floor(key / n)] as GraphNode).id, to: (nodes[key % n] as GraphNode).id, count: counted.get(key) as number }));
   return { nodes, edges, tasks: tasks.length };
 }
 
