@@ -1,10 +1,16 @@
 /** The graph as a picture (Graph.view): filters, around/depth, collapse, caps and errors. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../hub/src/graph/graph.js';
 import { namePrefix } from '../hub/src/graph/view.js';
 import { VIEW_MAX_NODES } from '../proto/src/graph-view.js';
 import { emptyCounts, type GraphViewQuery, type StateCounts } from '../proto/src/types.js';
 import { codeOf } from './support/errors.js';
+import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../proto/src/codec.js';
+import { allows } from '../proto/src/roles.js';
+import { ROOT } from './support/proc.js';
 import { stencilSpecs } from './support/workloads.js';
 
 const T0 = 1_700_000_000_000;
@@ -238,3 +244,30 @@ function rowName(n: string): string {
   const i = Number(n);
   return `row${Math.floor(i / 1000)}/${i % 1000}`;
 }
+
+describe('on the wire', () => {
+  it('carries a graph view request and reply both ways', () => {
+    for (const collapse of ['none', 'pool', 'prefix'] as const) {
+      const request = { op: 'graphView' as const, pool: 'gpu', around: 'a "b"', depth: 3, collapse, maxNodes: 100_000 };
+      expect(decodeRequest(encodeRequest(request))).toEqual(request);
+    }
+    const g = new Graph();
+    g.create([{ name: 'a', pool: 'p' }, { name: 'x/b', deps: ['a'] }, { name: 'x/c', deps: ['a', 'x/b'] }], T0);
+    for (const collapse of ['none', 'pool', 'prefix'] as const) {
+      const reply = { op: 'graphView' as const, ...view(g, { collapse }) };
+      expect(decodeReply(encodeReply(reply))).toEqual(reply);
+    }
+    expect(decodeReply(encodeReply({ op: 'graphView', nodes: [], edges: [], tasks: 0 }))).toEqual({ op: 'graphView', nodes: [], edges: [], tasks: 0 });
+  });
+
+  it('refuses a collapse the contract does not know (INVALID_ARGUMENT)', () => {
+    const root = protobuf.parse(readFileSync(join(ROOT, 'proto/dagwork.proto'), 'utf8')).root;
+    const type = root.lookupType('dagwork.v1.Request');
+    const frame = type.encodeDelimited(type.fromObject({ graphView: { collapse: 7 } })).finish();
+    expect(codeOf(() => decodeRequest(frame))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('is allowed to every role (read-only)', () => {
+    expect(allows('worker', 'graphView')).toBe(true);
+  });
+});

@@ -500,6 +500,13 @@ function counts(m: Obj | undefined): StateCounts {
   return c;
 }
 
+/** Only the states with tasks (the rest decode as 0). */
+function nonZero(c: StateCounts): Obj {
+  const out: Obj = {};
+  for (const state of TASK_STATES) if (c[state] !== 0) out[state] = c[state];
+  return out;
+}
+
 function limitsFrom(m: Obj | undefined): Limits {
   return {
     maxMessageBytes: num(m?.maxMessageBytes),
@@ -624,7 +631,8 @@ export function encodeReply(reply: Reply): Uint8Array {
     case 'graphView':
       return frame(ReplyType, {
         graphView: {
-          nodes: reply.nodes.map((n) => ({ ...n, state: stateNumber(n.state) })),
+          // Zero counts and an empty pool left out: a task node is then its name, one count and its state.
+          nodes: reply.nodes.map((n) => ({ id: n.id, counts: nonZero(n.counts), state: stateNumber(n.state), pool: unlessEmpty(n.pool), tasks: n.tasks })),
           edges: reply.edges,
           tasks: reply.tasks,
         },

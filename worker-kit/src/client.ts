@@ -18,6 +18,7 @@ import { parseEndpoint } from '../../proto/src/args.js';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
+import { VIEW_DEFAULT_NODES } from '../../proto/src/graph-view.js';
 import { downloadFile, uploadFile, type UploadResult } from './files.js';
 import { checkSha256, defaultLimits } from '../../proto/src/spec.js';
 import { TASK_STATES, type FileStat, type GcResult, type PoolDeleteResult, type PoolInfo, type PoolListResult, type PoolSetArgs, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary, type RerunResult, type ReplaceResult, type DeleteResult, type GraphView, type GraphViewQuery } from '../../proto/src/types.js';
@@ -113,6 +114,9 @@ export function replyTimeout(options: Pick<ClientOptions, 'timeoutMs' | 'timeout
  * gives no such events and is left to the timeout.
  */
 export const REFUSED_AFTER_MS = 1_000;
+
+/** Added to a graph view's reply timeout per node it may hold (ms). */
+const VIEW_REPLY_MS_PER_NODE = 0.1;
 
 type ReplyOf<Op extends Reply['op']> = Extract<Reply, { op: Op }>;
 
@@ -284,7 +288,11 @@ export class Client {
    * nodes than `maxNodes` (0: the hub's default, 2,000), UNKNOWN_TASK when `around` names no task.
    */
   async graphView(query: Partial<GraphViewQuery> = {}): Promise<GraphView> {
-    const { op: _op, ...view } = await this.call({ op: 'graphView', ...checkGraphViewQuery(query) }, 'graphView');
+    const request = checkGraphViewQuery(query);
+    // A big view takes the hub a while to build and encode, and this client to receive: the reply
+    // timeout grows with the nodes it may hold (100,000: ten seconds more).
+    const extraMs = Math.ceil((request.maxNodes === 0 ? VIEW_DEFAULT_NODES : request.maxNodes) * VIEW_REPLY_MS_PER_NODE);
+    const { op: _op, ...view } = await this.call({ op: 'graphView', ...request }, 'graphView', extraMs);
     return view;
   }
 
