@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../hub/src/graph/graph.js';
-import { namePrefix } from '../hub/src/graph/view.js';
-import { VIEW_MAX_NODES } from '../proto/src/graph-view.js';
+import { graphView, namePrefix, type ViewSource } from '../hub/src/graph/view.js';
+import { VIEW_MAX_EDGES, VIEW_MAX_NODES } from '../proto/src/graph-view.js';
 import { emptyCounts, type GraphViewQuery, type StateCounts } from '../proto/src/types.js';
 import { codeOf } from './support/errors.js';
 import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../proto/src/codec.js';
@@ -218,6 +218,48 @@ describe('caps', () => {
     expect(view(g)).toEqual(before);
     expect(g.status(T0).total).toBe(5);
   });
+});
+
+/** A graph of `count` tasks named by `nameOf`, each depending on the tasks `depsOf` gives (by index), without a Graph. */
+function fakeSource(count: number, nameOf: (i: number) => string, depsOf: (i: number) => number[]): ViewSource<number> {
+  const dependents: number[][] = Array.from({ length: count }, () => []);
+  for (let i = 0; i < count; i++) for (const d of depsOf(i)) (dependents[d] as number[]).push(i);
+  const byName = new Map(Array.from({ length: count }, (_, i) => [nameOf(i), i]));
+  return {
+    order: Array.from({ length: count }, (_, i) => i),
+    get: (name) => byName.get(name),
+    name: nameOf,
+    pool: () => 'default',
+    state: () => 'waiting',
+    seq: (i) => i,
+    deps: (i) => depsOf(i).map(nameOf),
+    dependents: (i) => dependents[i] as number[],
+  };
+}
+
+describe('the size of a reply', () => {
+  it('refuses more than 1,000,000 edges', () => {
+    // 1,001 tasks, then 1,000 each on all of them: 1,001,000 edges between 2,001 nodes.
+    const base = 1001;
+    const all = Array.from({ length: base }, (_, i) => i);
+    const source = fakeSource(base + 1000, String, (i) => (i < base ? [] : all));
+    const query = { ...Q, maxNodes: 3000 };
+    expect(codeOf(() => graphView(source, query))).toBe('TOO_LARGE');
+    expect(() => graphView(source, query)).toThrow(`the view would have more than ${VIEW_MAX_EDGES} edges; narrow it with collapse (prefix or pool), around a task, a pool`);
+    // Collapsed, the same edges are one.
+    expect(graphView(fakeSource(base + 1000, (i) => (i < base ? `a/${i}` : `b/${i}`), (i) => (i < base ? [] : all)), { ...query, collapse: 'prefix' }).edges).toEqual([
+      { from: 'a', to: 'b', count: 1_001_000 },
+    ]);
+  }, 60_000);
+
+  it('refuses a reply of more than about 64 MiB (long names)', () => {
+    // 45,000 names of 500 bytes in a chain: about 70 MB of names, nodes and edges.
+    const long = (i: number): string => `${String(i).padStart(6, '0')}${'x'.repeat(494)}`;
+    const source = fakeSource(45_000, long, (i) => (i === 0 ? [] : [i - 1]));
+    expect(() => graphView(source, { ...Q, maxNodes: 100_000 })).toThrow(/^the view would have a reply over 64 MiB \(45000 nodes, \d+ edges so far\); narrow it with collapse/);
+    // Half of it fits.
+    expect(graphView(fakeSource(22_500, long, (i) => (i === 0 ? [] : [i - 1])), { ...Q, maxNodes: 100_000 }).edges).toHaveLength(22_499);
+  }, 60_000);
 });
 
 describe('a big graph', () => {

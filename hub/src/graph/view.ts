@@ -4,7 +4,7 @@
  * graph through a few accessors and changes nothing.
  */
 import { DagworkError } from '../../../proto/src/errors.js';
-import { VIEW_DEFAULT_DEPTH, VIEW_DEFAULT_NODES, VIEW_MAX_DEPTH, VIEW_MAX_NODES } from '../../../proto/src/graph-view.js';
+import { VIEW_DEFAULT_DEPTH, VIEW_DEFAULT_NODES, VIEW_MAX_DEPTH, VIEW_MAX_EDGES, VIEW_MAX_NODES, VIEW_MAX_REPLY_BYTES } from '../../../proto/src/graph-view.js';
 import { emptyCounts, type Collapse, type GraphEdge, type GraphNode, type GraphView, type GraphViewQuery, type TaskState } from '../../../proto/src/types.js';
 
 /** What a view reads of the graph; `T` is the graph's own task. */
@@ -25,8 +25,9 @@ export interface ViewSource<T> {
 
 /**
  * The view `query` asks for. Throws INVALID_ARGUMENT (depth or max_nodes past their limits),
- * UNKNOWN_TASK (`around` names no task) or TOO_LARGE (more nodes than max_nodes; the message
- * names how many and how to narrow the view).
+ * UNKNOWN_TASK (`around` names no task) or TOO_LARGE (more nodes than max_nodes, more than
+ * VIEW_MAX_EDGES edges, or a reply of about VIEW_MAX_REPLY_BYTES; the message says which and how
+ * to narrow the view).
  * Cost: O(tasks) for a whole graph; with `around`, the walk stops once it has found more tasks
  * than the view could show (max_nodes uncollapsed, VIEW_MAX_NODES collapsed), though it may step
  * over tasks of other pools on its way.
@@ -77,9 +78,15 @@ export function graphView<T>(source: ViewSource<T>, query: GraphViewQuery): Grap
     }
   }
 
+  // The reply's size, about: nodes and edges have a few bytes of fields and framing besides their names.
+  const idBytes = nodes.map((node) => Buffer.byteLength(node.id, 'utf8'));
+  let replyBytes = 0;
+  for (const [i, node] of nodes.entries()) replyBytes += (idBytes[i] as number) + Buffer.byteLength(node.pool, 'utf8') + NODE_BYTES;
+
   // Edges between the nodes of the view, counted; a group's edges to itself are left out. Walked
   // from each dependency to its dependents (links, not names to look up), keyed by from * n + to
-  // so that a numeric sort orders them by their nodes, from then to.
+  // so that a numeric sort orders them by their nodes, from then to. Refused as soon as there
+  // are too many of them, or the reply grows too big.
   const n = nodes.length;
   const counted = new Map<number, number>();
   for (const [task, from] of member) {
@@ -87,7 +94,12 @@ export function graphView<T>(source: ViewSource<T>, query: GraphViewQuery): Grap
       const to = member.get(dependent);
       if (to === undefined || to === from) continue;
       const key = from * n + to;
-      counted.set(key, (counted.get(key) ?? 0) + 1);
+      const count = counted.get(key);
+      if (count === undefined) {
+        replyBytes += (idBytes[from] as number) + (idBytes[to] as number) + EDGE_BYTES;
+        if (counted.size === VIEW_MAX_EDGES || replyBytes > VIEW_MAX_REPLY_BYTES) throw tooBig(n, counted.size, query);
+      }
+      counted.set(key, (count ?? 0) + 1);
     }
   }
   const edges: GraphEdge[] = [...counted.keys()]
@@ -155,11 +167,23 @@ function* depsOf<T>(source: ViewSource<T>, task: T): Iterable<T> {
   }
 }
 
-function tooLarge(nodes: number, maxNodes: number, query: GraphViewQuery): DagworkError {
-  const ways = [
+/** Bytes of a node's reply besides its id and pool, and of an edge's besides its two ids, about. */
+const NODE_BYTES = 24;
+const EDGE_BYTES = 12;
+
+function tooBig(nodes: number, edges: number, query: GraphViewQuery): DagworkError {
+  const what = edges === VIEW_MAX_EDGES ? `more than ${VIEW_MAX_EDGES} edges` : `a reply over ${VIEW_MAX_REPLY_BYTES >> 20} MiB (${nodes} nodes, ${edges} edges so far)`;
+  return new DagworkError('TOO_LARGE', `the view would have ${what}; narrow it with ${ways(query).join(', ')}`);
+}
+
+function ways(query: GraphViewQuery): string[] {
+  return [
     query.collapse === 'none' ? 'collapse (prefix or pool)' : '',
     query.around === '' ? 'around a task' : 'a smaller depth',
     query.pool === '' ? 'a pool' : '',
   ].filter((w) => w !== '');
-  return new DagworkError('TOO_LARGE', `the view would have ${nodes} nodes; the limit is ${maxNodes} (max_nodes): narrow it with ${ways.join(', ')}`);
+}
+
+function tooLarge(nodes: number, maxNodes: number, query: GraphViewQuery): DagworkError {
+  return new DagworkError('TOO_LARGE', `the view would have ${nodes} nodes; the limit is ${maxNodes} (max_nodes): narrow it with ${ways(query).join(', ')}`);
 }
