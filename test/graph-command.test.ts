@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DagworkError } from '../proto/src/errors.js';
 import type { Collapse, GraphView } from '../proto/src/types.js';
-import { renderGraph } from '../query/src/graph-render.js';
+import { renderGraph, STATE_COLOURS } from '../query/src/graph-render.js';
 import { Client } from '../worker-kit/src/index.js';
-import { cleanTempDirs, dquery, runCommand, startHub, stencil, tempDir, type RunningHub } from './helpers.js';
+import { cleanTempDirs, DQUERY, dquery, runCommand, runNode, startHub, stencil, tempDir, type RunningHub } from './helpers.js';
 
 const DOT = '/usr/bin/dot';
 const hasDot = existsSync(DOT);
@@ -198,6 +198,12 @@ describe('dquery graph', () => {
     } finally {
       await client.deleteTasks(odd);
     }
+  });
+
+  it('--help has the colour legend and examples', async () => {
+    const help = (await runNode([DQUERY, 'graph', '--help'])).stdout;
+    for (const [state, colour] of Object.entries(STATE_COLOURS)) expect(help).toMatch(new RegExp(`\\n {2}${state} +${colour} `));
+    expect(help).toMatch(/\nExamples:\n {2}dquery graph --collapse prefix \| dot -Tsvg > graph\.svg\n/);
   });
 
   it.skipIf(!hasDot)('renders a name with a line break (a pool or a future name) as two lines', async () => {
