@@ -4,7 +4,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { checkRange, integerArg } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { VIEW_DEFAULT_DEPTH, VIEW_DEFAULT_NODES, VIEW_MAX_DEPTH, VIEW_MAX_NODES } from '../../proto/src/graph-view.js';
-import { TASK_STATES, type Collapse, type TaskState } from '../../proto/src/types.js';
+import { TASK_STATES, type Collapse, type GraphView, type TaskState } from '../../proto/src/types.js';
 import { GRAPH_FORMATS, renderGraph, STATE_COLOURS, type GraphFormat } from './graph-render.js';
 import { complain, EXIT, UsageError } from './io.js';
 import type { Context } from './main.js';
@@ -62,13 +62,14 @@ export function registerGraph(program: Command, ctx: Context): void {
       'after',
       `
 Colours (fill, one per state; a group takes the state most of its tasks are in, and its label
-counts them, e.g. "sweep/a (120: 100 done, 20 failed)"; groups have a double border in DOT):
+counts them, e.g. "sweep/a (120: 100 done, 20 failed)"; a group has a double border in DOT, a
+subroutine box in Mermaid):
 ${TASK_STATES.map((s) => `  ${s.padEnd(10)} ${STATE_COLOURS[s]}  ${COLOUR_NAMES[s]}`).join('\n')}
 
 Edges run from a dependency to the task that depends on it. Collapsed, an edge between two
 groups is labelled with how many dependencies it stands for; a group's edges to itself are left
 out. A view with more than --max-nodes nodes is refused (exit 1) with the count and the ways to
-narrow it. JSON is {"nodes":[{"id","counts","state","pool","tasks"}],"edges":[{"from","to","count"}],"tasks":N}
+narrow it; so is one of more than 1,000,000 edges, or with a reply of more than about 64 MiB. JSON is {"nodes":[{"id","counts","state","pool","tasks"}],"edges":[{"from","to","count"}],"tasks":N}
 (a group has no "state"). Mermaid renderers refuse big diagrams unless configured otherwise
 (by default more than 500 edges or 50,000 characters): collapse or narrow the view for them.
 
@@ -85,8 +86,8 @@ Examples:
         throw new UsageError(`--json and --format ${o.format}: give one`);
       }
       const format: GraphFormat = o.json === true ? 'json' : o.format;
-      if (o.force === true && o.maxNodes !== undefined) throw new UsageError('--force and --max-nodes: give one (--force is --max-nodes ' + VIEW_MAX_NODES + ')');
-      let view;
+      if (o.force === true && o.maxNodes !== undefined) throw new UsageError(`--force and --max-nodes: give one (--force is --max-nodes ${VIEW_MAX_NODES})`);
+      let view: GraphView;
       try {
         view = await ctx.hub().graphView({
           pool: o.pool ?? '',
