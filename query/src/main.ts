@@ -18,6 +18,7 @@ import { registerWorkers } from './workers-command.js';
 import { registerSweep } from './sweep-command.js';
 import { registerRerun } from './rerun-command.js';
 import { registerReport } from './report-command.js';
+import { registerGraph } from './graph-command.js';
 
 /** What the commands need of the program: the hub, and how it was named. */
 export interface Context {
@@ -143,8 +144,9 @@ registerLaunch(program, context);
 registerPool(program, context);
 registerRerun(program, context);
 registerReport(program, context);
+registerGraph(program, context);
 // --help lists commands in this order: adding work, doing it, watching it, collecting it.
-const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'rerun', 'replace', 'delete', 'status', 'workers', 'list', 'lookup', 'collect', 'report', 'gc', 'pool', 'launch', 'keygen'];
+const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'rerun', 'replace', 'delete', 'status', 'workers', 'list', 'lookup', 'graph', 'collect', 'report', 'gc', 'pool', 'launch', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));
 
 program.exitOverride();

@@ -18,11 +18,12 @@ import { parseEndpoint } from '../../proto/src/args.js';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
+import { VIEW_DEFAULT_NODES } from '../../proto/src/graph-view.js';
 import { downloadFile, uploadFile, type UploadResult } from './files.js';
 import { checkSha256, defaultLimits } from '../../proto/src/spec.js';
-import { TASK_STATES, type FileStat, type GcResult, type PoolDeleteResult, type PoolInfo, type PoolListResult, type PoolSetArgs, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary, type RerunResult, type ReplaceResult, type DeleteResult } from '../../proto/src/types.js';
+import { TASK_STATES, type FileStat, type GcResult, type PoolDeleteResult, type PoolInfo, type PoolListResult, type PoolSetArgs, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary, type RerunResult, type ReplaceResult, type DeleteResult, type GraphView, type GraphViewQuery } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
-import { checkCompletions, checkNames, checkSteal, checkString, checkTasks, type CompletionInput, type StealOptions, type TaskInput } from './input.js';
+import { checkCompletions, checkGraphViewQuery, checkNames, checkSteal, checkString, checkTasks, type CompletionInput, type StealOptions, type TaskInput } from './input.js';
 
 export type { CompletionInput, StealOptions, TaskInput } from './input.js';
 
@@ -113,6 +114,9 @@ export function replyTimeout(options: Pick<ClientOptions, 'timeoutMs' | 'timeout
  * gives no such events and is left to the timeout.
  */
 export const REFUSED_AFTER_MS = 1_000;
+
+/** Added to a graph view's reply timeout per node it may hold (ms). */
+const VIEW_REPLY_MS_PER_NODE = 0.1;
 
 type ReplyOf<Op extends Reply['op']> = Extract<Reply, { op: Op }>;
 
@@ -277,6 +281,20 @@ export class Client {
       'list',
     );
     return result;
+  }
+
+  /**
+   * The graph as a picture: tasks (or groups of them) and their dependency edges (see
+   * GraphViewRequest in the .proto). Throws DagworkError TOO_LARGE when the view would have more
+   * nodes than `maxNodes` (0: the hub's default, 2,000), UNKNOWN_TASK when `around` names no task.
+   */
+  async graphView(query: Partial<GraphViewQuery> = {}): Promise<GraphView> {
+    const request = checkGraphViewQuery(query);
+    // A big view takes the hub a while to build and encode, and this client to receive: the reply
+    // timeout grows with the nodes it may hold (100,000: ten seconds more).
+    const extraMs = Math.ceil((request.maxNodes === 0 ? VIEW_DEFAULT_NODES : request.maxNodes) * VIEW_REPLY_MS_PER_NODE);
+    const { op: _op, ...view } = await this.call({ op: 'graphView', ...request }, 'graphView', extraMs);
+    return view;
   }
 
   /** Every task matching `query`, page after page (each page one request). */
