@@ -291,6 +291,20 @@ describe('verifiers that misbehave, and a hub in trouble', () => {
 });
 
 describe('where verifiers may be set', () => {
+  it('a store with verifiers is refused by a hub started on a non-local address without CURVE, before it binds', async () => {
+    const db = join(tempDir(), 'db');
+    const hub = await startHub({ db });
+    try {
+      await ok(hub, ['pool', 'set', 'p', '--result-verifier', '/bin/true']);
+    } finally {
+      await hub.stop();
+    }
+    const run = await runNode([DHUB, '--bind', 'tcp://0.0.0.0:*', '--db', db], { timeoutMs: 20_000 });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('pool "p" has a verifier');
+    expect(run.stderr).not.toContain('listening on');
+  });
+
   it('only with CURVE, or on a hub reachable from its own machine only', () => {
     expect(verifiersAllowed('tcp://127.0.0.1:6125', false)).toBe(true);
     expect(verifiersAllowed('ipc:///tmp/hub', false)).toBe(true);
