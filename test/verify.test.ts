@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { verifiersAllowed } from '../hub/src/server.js';
 import { Client } from '../worker-kit/src/index.js';
-import { cleanTempDirs, dquery, startHub, tempDir, withHub, type RunningHub } from './helpers.js';
+import { cleanTempDirs, DHUB, dquery, runNode, startHub, tempDir, withHub, type RunningHub } from './helpers.js';
+import { mkdirSync, rmSync } from 'node:fs';
+import { RawClient } from './support/raw.js';
 import { eventually, killDworkers, spawnDworker, stateWithin } from './support/dworker.js';
 
 afterAll(() => cleanTempDirs());
@@ -213,7 +215,96 @@ if (t.result.includes("bad")) { console.error("the result says bad (attempt " + 
   });
 });
 
+describe('verifiers that misbehave, and a hub in trouble', () => {
+  it('judges a verifier when it exits, though something it left (outside its group) holds its stderr; the timeout holds for one that does not exit', async () => {
+    const dir = tempDir();
+    const leaves = script(`setsid sleep 60 & echo $! > ${dir}/left.pid; exit 0`);
+    const hangs = script(`setsid sleep 60 & echo $! >> ${dir}/left.pid; sleep 60`);
+    await withHub(['--verifier-timeout-ms', '1500'], async (hub, client) => {
+      try {
+        await ok(hub, ['pool', 'set', 'a', '--result-verifier', leaves]);
+        await ok(hub, ['pool', 'set', 'b', '--result-verifier', hangs]);
+        await client.create([{ name: 'x', pool: 'a' }, { name: 'y', pool: 'b', maxAttempts: 1 }]);
+        await client.steal({ n: 2 });
+        const started = Date.now();
+        await client.complete([{ name: 'x' }, { name: 'y' }]);
+        expect((await stateWithin(client, 'x', (t) => t.state === 'done', 5000)).state).toBe('done');
+        expect(Date.now() - started).toBeLessThan(1500); // not held until the sleep it left ends
+        const y = await stateWithin(client, 'y', (t) => t.state === 'failed', 8000);
+        expect(y.lastError).toContain('ran past 1500 ms and was killed');
+        expect(Date.now() - started).toBeLessThan(6000);
+      } finally {
+        // The sleeps it moved out of its group: started by this test, ended by their PIDs.
+        for (const pid of readFileSync(join(dir, 'left.pid'), 'utf8').split('\n').filter(Boolean).map(Number)) if (alive(pid)) process.kill(pid, 'SIGKILL');
+      }
+    });
+  }, 30_000);
+
+  it('refuses a --verifier-timeout-ms Node cannot time', async () => {
+    const run = await runNode([DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', join(tempDir(), 'db'), '--verifier-timeout-ms', '3000000000']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('out of range');
+  });
+
+  it("charges no task with the hub's own trouble: a create is refused as INTERNAL, a result waits and is verified once the hub can", async () => {
+    await withHub([], async (hub, client) => {
+      await ok(hub, ['pool', 'set', 'p', '--job-verifier', '/bin/true', '--result-verifier', '/bin/true']);
+      await client.create([{ name: 'a', pool: 'p' }]);
+      await client.steal({});
+      rmSync(join(hub.db, 'verify'), { recursive: true, force: true }); // where verifiers run: gone
+      const refused = await dquery(hub, ['create', '--pool', 'p', '--cmd', 'true', 'b']);
+      expect(refused.code).not.toBe(0);
+      expect(refused.stderr).toContain('INTERNAL');
+      expect(refused.stderr).toContain('nothing of the batch was created');
+      await client.complete([{ name: 'a' }]);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      const a = (await client.lookup('a')).task;
+      expect(a.state).toBe('verifying');
+      expect(a.attempts).toBe(1);
+      mkdirSync(join(hub.db, 'verify'));
+      expect((await stateWithin(client, 'a', (t) => t.state === 'done', 10_000)).state).toBe('done');
+      expect((await client.status()).total).toBe(1);
+      expect(hub.log()).toContain('trying again');
+    });
+  }, 30_000);
+
+  it('verifies a create sent again while its first copy waits for the job verifier once, and answers both', async () => {
+    const dir = tempDir();
+    const slow = script(`echo run >> ${dir}/runs; sleep 1`);
+    await withHub([], async (hub) => {
+      await ok(hub, ['pool', 'set', 'p', '--job-verifier', slow]);
+      const [one, two] = [new RawClient(hub.endpoint), new RawClient(hub.endpoint)];
+      try {
+        const request = { op: 'create' as const, tasks: [{ name: 'only', pool: 'p' }] };
+        const first = one.call(request);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const [a, b] = await Promise.all([first, two.call(request)]);
+        expect(a).toMatchObject({ op: 'create', created: 1 });
+        expect(b).toMatchObject({ op: 'create', created: 1 });
+        expect(readFileSync(join(dir, 'runs'), 'utf8')).toBe('run\n');
+      } finally {
+        one.close();
+        two.close();
+      }
+    });
+  });
+});
+
 describe('where verifiers may be set', () => {
+  it('a store with verifiers is refused by a hub started on a non-local address without CURVE, before it binds', async () => {
+    const db = join(tempDir(), 'db');
+    const hub = await startHub({ db });
+    try {
+      await ok(hub, ['pool', 'set', 'p', '--result-verifier', '/bin/true']);
+    } finally {
+      await hub.stop();
+    }
+    const run = await runNode([DHUB, '--bind', 'tcp://0.0.0.0:*', '--db', db], { timeoutMs: 20_000 });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('pool "p" has a verifier');
+    expect(run.stderr).not.toContain('listening on');
+  });
+
   it('only with CURVE, or on a hub reachable from its own machine only', () => {
     expect(verifiersAllowed('tcp://127.0.0.1:6125', false)).toBe(true);
     expect(verifiersAllowed('ipc:///tmp/hub', false)).toBe(true);

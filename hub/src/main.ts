@@ -2,7 +2,7 @@
 /** dhub: the dagwork hub daemon. */
 import { readFileSync, statSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { bindArg, countArg, positiveArg } from '../../proto/src/args.js';
+import { bindArg, countArg, positiveArg, timerMsArg } from '../../proto/src/args.js';
 import { defaultLimits } from '../../proto/src/spec.js';
 import { readAuthorizedKeys } from './auth.js';
 import { readKeyFile } from '../../proto/src/keys.js';
@@ -47,8 +47,8 @@ const program = new Command('dhub')
     (key: string, keys: string[]) => [...keys, key],
     [] as string[],
   )
-  .option('--verifier-jobs <n>', "pools' job and result verifiers (dquery pool set) running at once; the rest wait their turn", positiveArg, defaults.verifierJobs)
-  .option('--verifier-timeout-ms <n>', 'a verifier running longer is killed, and counts as a rejection', positiveArg, defaults.verifierTimeoutMs)
+  .option('--verifier-jobs <n>', "pools' job and result verifiers (dquery pool set) running at once; the rest wait their turn", countArg, defaults.verifierJobs)
+  .option('--verifier-timeout-ms <n>', 'a verifier running longer is killed with its process group, and counts as a rejection (at most 2147483647)', timerMsArg, defaults.verifierTimeoutMs)
   .option('--retry-backoff-ms <n>', `wait before a failed task is handed out again; doubles each failure, up to ${graphDefaults.backoffMaxMs / 1000} s`, positiveArg, graphDefaults.backoffBaseMs)
   .addHelpText(
     'after',

@@ -4,7 +4,9 @@
  * the changes they acknowledge are written (one batch for everything that arrived meanwhile: group
  * commit). Steals that ask to wait are parked and answered when work appears or their time is up.
  */
-import { availableParallelism, tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Router } from 'zeromq';
 import { ZapHandler } from './auth.js';
@@ -58,8 +60,6 @@ export interface HubOptions {
   /** Pools' verifiers (pool_set): how many run at once, and how long one may run before it is killed (ms). */
   verifierJobs: number;
   verifierTimeoutMs: number;
-  /** Where verifiers' temporary directories are made. Default: the system's (os.tmpdir()). */
-  verifierTmpDir: string;
 }
 
 /** Loopback and local transports: reachable from this machine only. */
@@ -105,7 +105,6 @@ export function defaultHubOptions(): HubOptions {
     curve: undefined,
     verifierJobs: availableParallelism(),
     verifierTimeoutMs: 60_000,
-    verifierTmpDir: tmpdir(),
   };
 }
 
@@ -174,6 +173,8 @@ const FILE_OPS_IN_FLIGHT = 64;
  */
 const JOB_CHECKS_WAITING = 100_000;
 const JOB_BYTES_WAITING = 256 << 20;
+/** A result verification the hub could not run (no temporary directory, no sh) is tried again after this (ms). */
+const VERIFY_FAULT_RETRY_MS = 5_000;
 /** Room in a request for the file_put fields around its data, in bytes. */
 const PUT_OVERHEAD_BYTES = 1024;
 
@@ -196,6 +197,10 @@ export class Hub {
   private readonly verifier: VerifierRunner;
   private jobChecksWaiting = 0;
   private jobBytesWaiting = 0;
+  /** Creates and replaces waiting for their job verifiers, by request bytes: a client's resend joins its first copy. */
+  private readonly pendingJobs = new Map<string, Envelope[]>();
+  /** Result verifications the hub could not run, waiting to be tried again. */
+  private readonly faultRetries = new Set<NodeJS.Timeout>();
   private readonly startedMs = Date.now();
   /** Warnings a peer causes, at most 10 lines a second. */
   private readonly peerWarning: (message: string) => void;
@@ -219,7 +224,7 @@ export class Hub {
     });
     // An embedding program that never looks at `done` must not die of an unhandled rejection.
     this.done.catch(() => undefined);
-    this.verifier = new VerifierRunner({ jobs: options.verifierJobs, timeoutMs: options.verifierTimeoutMs, tmpDir: options.verifierTmpDir, log: options.log });
+    this.verifier = new VerifierRunner({ jobs: options.verifierJobs, timeoutMs: options.verifierTimeoutMs, tmpDir: verifierTmpDir(options), log: options.log });
     this.receiving = Promise.all(listeners.map((l) => this.receiveLoop(l))).then(() => undefined);
     // Tasks stored VERIFYING: their verification was cut off; it runs again.
     this.startVerifications();
@@ -254,8 +259,25 @@ export class Hub {
           `a chunk of max chunk bytes ${maxChunkBytes} does not fit in a request of max message bytes ${options.maxMessageBytes} (with ${PUT_OVERHEAD_BYTES} bytes to spare): give at most ${roomForChunk}`,
         );
       }
+      if (!Number.isInteger(options.verifierTimeoutMs) || options.verifierTimeoutMs < 1 || options.verifierTimeoutMs > 2 ** 31 - 1) {
+        throw new DagworkError('INVALID_ARGUMENT', `verifier timeout ${options.verifierTimeoutMs} ms is not an integer from 1 to ${2 ** 31 - 1}`);
+      }
+      if (!Number.isInteger(options.verifierJobs) || options.verifierJobs < 1) throw new DagworkError('INVALID_ARGUMENT', `verifier jobs ${options.verifierJobs} is not a positive integer`);
+      // What verifiers of a hub killed with kill -9 left behind (the store's lock makes it ours).
+      const verifyDir = verifierTmpDir(options);
+      await rm(verifyDir, { recursive: true, force: true });
+      await mkdir(verifyDir, { recursive: true });
       const files = await FileStore.open({ dir: join(options.db, 'files'), ...options.files, maxChunkBytes, clock: options.clock, log });
       const graph = await loadGraph(store, files, options);
+      if (!verifiersAllowed(options.bind, options.curve !== undefined)) {
+        const verified = graph.poolList('', options.clock()).pools.find((p) => p.jobVerifier !== '' || p.resultVerifier !== '');
+        if (verified !== undefined) {
+          throw new DagworkError(
+            'FORBIDDEN',
+            `pool "${verified.pool}" has a verifier (commands run on this machine), and ${options.bind} is not local while CURVE is off: start with --curve-secret, or on a local address to remove the verifiers (dquery pool set ${verified.pool} --job-verifier '' --result-verifier '')`,
+          );
+        }
+      }
       log.info(`recovered ${graph.size} tasks from ${options.db} in ${Date.now() - started} ms`);
       log.info(`file store ${files.options.dir}: ${files.count} files, ${files.bytes} bytes`);
       const curve = options.curve;
@@ -307,6 +329,8 @@ export class Hub {
     // Verifiers are killed: a create waiting for one is refused, a task VERIFYING stays so in the
     // store and is verified again at the next start.
     this.verifier.stop();
+    for (const timer of this.faultRetries) clearTimeout(timer);
+    this.faultRetries.clear();
     while (this.verifyOps.size > 0) await Promise.allSettled([...this.verifyOps]);
     // File operations under way end (each queues its reply) before the last replies are sent.
     while (this.fileOps.size > 0) await Promise.allSettled([...this.fileOps]);
@@ -399,7 +423,7 @@ export class Hub {
     }
     const now = this.options.clock();
     try {
-      this.handle(envelope, request, now, data.length);
+      this.handle(envelope, request, now, data);
     } catch (err) {
       this.queueError(envelope, toWireError(err));
       // Refusals are DagworkErrors thrown before anything changed; anything else may have left the
@@ -409,12 +433,15 @@ export class Hub {
     if (!READ_ONLY.has(request.op)) this.serveParked(now);
   }
 
-  private handle(envelope: Envelope, request: Request, now: number, bytes: number): void {
+  private handle(envelope: Envelope, request: Request, now: number, data: Buffer): void {
     const graph = this.graph;
+    const bytes = data.length;
+    // A request waiting for job verifiers is known by its bytes: a resend is the same request.
+    const key = (): string => createHash('sha256').update(data).digest('hex');
     switch (request.op) {
       case 'create': {
         const checks = graph.jobChecks(request.tasks);
-        if (checks.length > 0) return this.verifyJobs(envelope, checks, bytes, (at) => ({ op: 'create', ...this.graph.create(request.tasks, at) }));
+        if (checks.length > 0) return this.verifyJobs(envelope, checks, key(), bytes, (at) => ({ op: 'create', ...this.graph.create(request.tasks, at) }));
         return this.queue(envelope, { op: 'create', ...graph.create(request.tasks, now) });
       }
       case 'steal':
@@ -491,7 +518,7 @@ export class Hub {
         }
         // Checked apart from the graph (sh parses each; its program must exist), then applied.
         const checked = Promise.all(commands.map(([what, command]) => checkVerifierCommand(what, command))).then(() => undefined);
-        void this.applyAfter(envelope, checked, (at) => ({ op: 'poolSet', pool: this.graph.poolSet(request, at) }));
+        void this.applyAfter([envelope], checked, (at) => ({ op: 'poolSet', pool: this.graph.poolSet(request, at) }));
         return;
       }
       case 'poolDelete':
@@ -502,7 +529,7 @@ export class Hub {
       case 'replace': {
         const apply = (at: number): Reply => ({ op: 'replace', ...this.graph.replace(request.tasks, request.rerun, request.createMissing, at) });
         const checks = graph.jobChecks(request.tasks);
-        if (checks.length > 0) return this.verifyJobs(envelope, checks, bytes, apply);
+        if (checks.length > 0) return this.verifyJobs(envelope, checks, key(), bytes, apply);
         return this.queue(envelope, apply(now));
       }
       case 'delete':
@@ -542,13 +569,13 @@ export class Hub {
    * from the graph, has succeeded; its error is the reply otherwise. The request's reply waits
    * for it; other requests are answered meanwhile.
    */
-  private applyAfter(envelope: Envelope, work: Promise<void>, apply: (now: number) => Reply): Promise<void> {
+  private applyAfter(envelopes: readonly Envelope[], work: Promise<void>, apply: (now: number) => Reply): Promise<void> {
     const op = work
       .then(
-        () => this.applyNow(envelope, apply),
+        () => this.applyNow(envelopes, apply),
         (err: unknown) => {
           if (!(err instanceof DagworkError)) this.options.log.error(`verification failed: ${(err as Error)?.stack ?? String(err)}`);
-          this.queueError(envelope, toWireError(err));
+          for (const envelope of envelopes) this.queueError(envelope, toWireError(err));
           if (!this.recovering) this.scheduleFlush();
         },
       )
@@ -558,10 +585,10 @@ export class Hub {
     return op;
   }
 
-  /** A change to the graph made outside a request's dispatch: its reply (if any) queued as dispatch would. */
-  private applyNow(envelope: Envelope | undefined, apply: (now: number) => Reply | undefined): void {
+  /** A change to the graph made outside a request's dispatch: its reply (if any) queued, to each of `envelopes`, as dispatch would. */
+  private applyNow(envelopes: readonly Envelope[], apply: (now: number) => Reply | undefined): void {
     if (this.stopping || this.recovering) {
-      if (envelope !== undefined) {
+      for (const envelope of envelopes) {
         this.reject(envelope, this.stopping ? 'SHUTTING_DOWN' : 'STORE_FAILED', this.stopping ? 'the hub is stopping; nothing was changed: try again when it is back' : 'the hub is recovering from a store failure; nothing was changed: try again');
       }
       if (!this.recovering) this.scheduleFlush();
@@ -570,9 +597,9 @@ export class Hub {
     const now = this.options.clock();
     try {
       const reply = apply(now);
-      if (envelope !== undefined && reply !== undefined) this.queue(envelope, reply);
+      if (reply !== undefined) for (const envelope of envelopes) this.queue(envelope, reply);
     } catch (err) {
-      if (envelope !== undefined) this.queueError(envelope, toWireError(err));
+      for (const envelope of envelopes) this.queueError(envelope, toWireError(err));
       if (!(err instanceof DagworkError)) {
         this.options.log.error(`internal error: ${(err as Error)?.stack ?? String(err)}`);
         void this.recover(err, 'INTERNAL');
@@ -589,7 +616,14 @@ export class Hub {
    * the task; verifications of the batch not started yet are dropped). Bounded: BUSY past
    * JOB_CHECKS_WAITING tasks or JOB_BYTES_WAITING bytes of requests waiting.
    */
-  private verifyJobs(envelope: Envelope, checks: JobCheck[], bytes: number, apply: (now: number) => Reply): void {
+  private verifyJobs(envelope: Envelope, checks: JobCheck[], key: string, bytes: number, apply: (now: number) => Reply): void {
+    const waiting = this.pendingJobs.get(key);
+    if (waiting !== undefined) {
+      // The same request again (a client that timed out and sent it anew): it gets the first's answer.
+      if (waiting.length < 16) waiting.push(envelope);
+      else throw new DagworkError('BUSY', 'this request is waiting for its job verifiers already (sent 16 times): try again later');
+      return;
+    }
     if (this.jobChecksWaiting + checks.length > JOB_CHECKS_WAITING || this.jobBytesWaiting + bytes > JOB_BYTES_WAITING) {
       throw new DagworkError('BUSY', `the job verifiers have ${this.jobChecksWaiting} tasks waiting (at most ${JOB_CHECKS_WAITING}, ${JOB_BYTES_WAITING >> 20} MiB of requests): nothing was created; try again in a moment`);
     }
@@ -606,6 +640,10 @@ export class Hub {
           if (verdict === undefined) {
             settled = true;
             reject(new DagworkError('SHUTTING_DOWN', 'the hub is stopping: its verifiers were stopped and nothing was created; try again when it is back'));
+          } else if (verdict.fault === true) {
+            settled = true;
+            this.options.log.error(`job verifier of pool "${spec.pool}": ${verdict.reason}`);
+            reject(new DagworkError('INTERNAL', `${verdict.reason} (pool "${spec.pool}", task "${spec.name}"); nothing of the batch was created`, { task: spec.name }));
           } else if (!verdict.passed) {
             settled = true;
             const pool = spec.pool;
@@ -617,7 +655,10 @@ export class Hub {
         });
       }
     });
-    void this.applyAfter(envelope, verdicts, apply).finally(() => {
+    const envelopes = [envelope];
+    this.pendingJobs.set(key, envelopes);
+    const settled2 = verdicts.finally(() => this.pendingJobs.delete(key));
+    void this.applyAfter(envelopes, settled2, apply).finally(() => {
       this.jobChecksWaiting -= checks.length;
       this.jobBytesWaiting -= bytes;
     });
@@ -650,9 +691,20 @@ export class Hub {
       })
       .then((verdict) => {
         if (this.graph !== graph || (verdict === undefined && !noVerifier)) return;
+        if (verdict?.fault === true) {
+          // The hub's trouble, not the task's: no verdict; the task stays VERIFYING and is tried again.
+          this.options.log.error(`result verifier of ${ticket.name}: ${verdict.reason}; trying again in ${VERIFY_FAULT_RETRY_MS / 1000} s`);
+          if (this.stopping) return;
+          const timer = setTimeout(() => {
+            this.faultRetries.delete(timer);
+            if (!this.stopping && !this.recovering && this.graph === graph) this.verifyResult(graph, ticket);
+          }, VERIFY_FAULT_RETRY_MS);
+          this.faultRetries.add(timer);
+          return;
+        }
         const passed = verdict === undefined ? true : verdict.passed;
         const reason = verdict === undefined ? 'the pool has no result verifier any more' : verdict.reason;
-        this.applyNow(undefined, (now) => {
+        this.applyNow([], (now) => {
           graph.verified(ticket, passed, reason, now);
           return undefined;
         });
@@ -858,6 +910,11 @@ async function loadGraph(store: TaskStore, files: FileStore, options: HubOptions
   const records = await store.loadAll();
   const pools = (await store.loadPools?.()) ?? [];
   return Graph.restore(records, options.clock(), options.graph, (sha256, size) => files.holds(sha256, size), pools);
+}
+
+/** Where verifiers' temporary directories are made: in the store's directory, emptied at start (what a hub killed with kill -9 left). */
+function verifierTmpDir(options: HubOptions): string {
+  return join(options.db, 'verify');
 }
 
 /** Operations that change nothing in the graph: no parked steal can be served after them. */

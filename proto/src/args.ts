@@ -101,6 +101,8 @@ export const int32Arg = rangeArg(INT32_MIN, INT32_MAX);
 export const uint32Arg = rangeArg(0, UINT32_MAX);
 /** A uint32 field that counts (attempts, tasks in a steal): 1 and up. */
 export const countArg = rangeArg(1, UINT32_MAX);
+/** A timer's length in ms: Node's timers hold at most 2^31 - 1 (about 24.8 days). */
+export const timerMsArg = rangeArg(1, 2 ** 31 - 1);
 /** A pool's max_running: 0 (no limit) to MAX_POOL_RUNNING. */
 export const poolLimitArg = rangeArg(0, MAX_POOL_RUNNING);
 

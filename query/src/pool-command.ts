@@ -29,8 +29,8 @@ function formatPool(p: PoolInfo): string {
   return [
     `pool ${shown(p.pool)}`,
     `  settings:   ${settingsText(p)}`,
-    ...(p.jobVerifier === '' ? [] : [`  job verifier:    ${p.jobVerifier}`]),
-    ...(p.resultVerifier === '' ? [] : [`  result verifier: ${p.resultVerifier}`]),
+    ...(p.jobVerifier === '' ? [] : [`  job verifier:    ${shown(p.jobVerifier)}`]),
+    ...(p.resultVerifier === '' ? [] : [`  result verifier: ${shown(p.resultVerifier)}`]),
     `  tasks:      ${counts}`,
     `  throughput: ${rate(p.donePerSecond)} (completions over the last minute)`,
   ].join('\n');

@@ -43,6 +43,12 @@ export interface ClientOptions {
    * 5 s + 32 s before it is deemed lost and sent again.
    */
   timeoutPerMiBMs: number;
+  /**
+   * More time for the reply of a create or replace, in ms: the hub answers once the job verifiers
+   * of the tasks' pools (if any) have passed them. Default 120,000. A hub that is not there is
+   * still found at once (connection refused); a resend of a request still being verified joins it.
+   */
+  verifyWaitMs: number;
   /** How many times to resend a request whose reply did not come. Default 2. */
   retries: number;
   /**
@@ -78,6 +84,7 @@ export function defaultClientOptions(env: NodeJS.ProcessEnv = process.env): Clie
     worker: env.DAGWORK_WORKER || hostname(),
     timeoutMs: 5_000,
     timeoutPerMiBMs: 1_000,
+    verifyWaitMs: 120_000,
     retries: 2,
     maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
     curve: undefined,
@@ -135,8 +142,9 @@ export class Client {
     }
     checkString(merged.worker, 'worker');
     this.options = merged;
-    const { timeoutMs, timeoutPerMiBMs, retries, maxMessageBytes } = this.options;
+    const { timeoutMs, timeoutPerMiBMs, retries, maxMessageBytes, verifyWaitMs } = this.options;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new TypeError('timeoutMs must be positive');
+    if (!Number.isFinite(verifyWaitMs) || verifyWaitMs < 0) throw new TypeError('verifyWaitMs must be zero or positive');
     if (!Number.isFinite(timeoutPerMiBMs) || timeoutPerMiBMs < 0) throw new TypeError('timeoutPerMiBMs must be zero or positive');
     if (!Number.isInteger(retries) || retries < 0) throw new TypeError('retries must be a non-negative integer');
     if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes <= 0) throw new TypeError('maxMessageBytes must be a positive integer');
@@ -152,7 +160,7 @@ export class Client {
 
   /** Create tasks, all or nothing; says which dependencies exist neither in the batch nor in the hub. */
   async create(tasks: readonly TaskInput[]): Promise<CreateResult> {
-    const { op: _op, ...result } = await this.call({ op: 'create', tasks: checkTasks(tasks) }, 'create');
+    const { op: _op, ...result } = await this.call({ op: 'create', tasks: checkTasks(tasks) }, 'create', this.options.verifyWaitMs);
     return result;
   }
 
@@ -232,7 +240,7 @@ export class Client {
    */
   async replace(tasks: readonly TaskInput[], options: { rerun?: boolean; createMissing?: boolean } = {}): Promise<ReplaceResult> {
     const request: Request = { op: 'replace', tasks: checkTasks(tasks), rerun: options.rerun === true, createMissing: options.createMissing === true };
-    const { replaced, unchanged, created, results } = await this.call(request, 'replace');
+    const { replaced, unchanged, created, results } = await this.call(request, 'replace', this.options.verifyWaitMs);
     return { replaced, unchanged, created, results };
   }
 

@@ -23,7 +23,7 @@ export async function checkVerifierCommand(what: string, command: string): Promi
     const info = await stat(program).catch(() => undefined);
     if (info === undefined || !info.isFile()) throw new DagworkError('INVALID_ARGUMENT', `${what}: ${program} does not exist on the hub's machine (or is not a file)`);
     const runnable = await access(program, constants.X_OK).then(() => true, () => false);
-    if (!runnable) throw new DagworkError('INVALID_ARGUMENT', `${what}: ${program} is not executable (chmod +x it, or start the command with sh)`);
+    if (!runnable) throw new DagworkError('INVALID_ARGUMENT', `${what}: ${program} is not executable: chmod +x it, or give sh ${program} "$1" (the task file is $1 of a longer command)`);
     return;
   }
   const found = await sh(['-c', 'command -v -- "$1"', 'check', program]);

@@ -22,6 +22,8 @@ export interface VerifierOptions {
 
 export interface Verdict {
   passed: boolean;
+  /** The hub could not run the verifier (no temporary directory, no sh): no verdict on the task. */
+  fault?: true;
   /** Why it was rejected (the tail of its stderr, or how it ended); on a pass, what it said on stderr, if anything. */
   reason: string;
 }
@@ -38,6 +40,10 @@ export interface VerifierRun {
 
 /** Characters of a verifier's stderr kept as its reason (the end: where the error usually is). */
 export const REASON_CHARS = 4000;
+/** After a verifier exits, how long its stderr may stay open before the verdict goes without the rest (ms). */
+const EXIT_GRACE_MS = 200;
+/** A command that is a program alone (a path or a name): it gets the task file as its argument. */
+const PLAIN_PROGRAM = /^[A-Za-z0-9_./:@,+-]+$/;
 /** Bytes of stderr held while it runs (the tail of it); the rest is dropped as it comes. */
 const STDERR_BYTES = 64 << 10;
 
@@ -104,7 +110,7 @@ export class VerifierRunner {
       }
       this.running++;
       this.execute(run)
-        .catch((err: unknown): Verdict => ({ passed: false, reason: `the verifier could not be run: ${(err as Error)?.message ?? String(err)}` }))
+        .catch((err: unknown): Verdict => ({ passed: false, reason: `the hub could not run the verifier: ${(err as Error)?.message ?? String(err)}`, fault: true }))
         .then((verdict) => {
           this.running--;
           next.settle(this.stopped ? undefined : verdict);
@@ -128,10 +134,11 @@ export class VerifierRunner {
   private spawnIn(dir: string, file: string, run: VerifierRun): Promise<Verdict> {
     return new Promise((resolve) => {
       // Stopped while its directory was being made: nothing starts (the verdict is dropped anyway).
-      if (this.stopped) return resolve({ passed: false, reason: 'the hub is stopping' });
+      if (this.stopped) return resolve({ passed: false, reason: 'the hub is stopping', fault: true });
       // A program alone gets the file as its first argument (as Wagon's verifiers do); in a shell
       // command it is $1.
-      const script = /^\S+$/.test(run.command.trim()) ? `${run.command.trim()} "$1"` : run.command;
+      const command = run.command.trim();
+      const script = PLAIN_PROGRAM.test(command) ? `${command} "$1"` : run.command;
       const child = spawn('/bin/sh', ['-c', script, 'verifier', file], {
         cwd: dir,
         // Its own process group: a timeout kills whatever it started, too.
@@ -141,13 +148,31 @@ export class VerifierRunner {
       });
       let stderr = Buffer.alloc(0);
       let timedOut = false;
-      let spawnError: Error | undefined;
+      let settled = false;
       const pgid = child.pid;
       if (pgid !== undefined) this.groups.add(pgid);
+      // The verdict comes when the verifier itself exits (or is killed at the timeout), not when
+      // its stderr closes: something it started and left running (in its group or, by setsid or
+      // timeout(1), outside it) may hold stderr open for ever.
+      const finish = (verdict: Verdict): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        clearTimeout(grace);
+        if (pgid !== undefined) {
+          // What it left in its group goes with it.
+          killGroup(pgid);
+          this.groups.delete(pgid);
+        }
+        child.stderr.destroy();
+        resolve(verdict);
+      };
       const timer = setTimeout(() => {
         timedOut = true;
         if (pgid !== undefined) killGroup(pgid);
+        this.options.log.warn(`verifier of ${run.kind} ${run.task} (pool ${run.pool}) ran past ${this.options.timeoutMs} ms: killed`);
       }, this.options.timeoutMs);
+      let grace: NodeJS.Timeout | undefined;
       child.stderr.on('data', (chunk: Buffer) => {
         stderr = Buffer.concat([stderr, chunk]);
         if (stderr.length > STDERR_BYTES) stderr = stderr.subarray(stderr.length - STDERR_BYTES);
@@ -155,20 +180,18 @@ export class VerifierRunner {
       // A verifier that does not read its stdin (it reads $1) closes the pipe: not an error.
       child.stdin.on('error', () => undefined);
       child.stdin.end(run.input);
-      child.on('error', (err) => {
-        spawnError = err;
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        // 'close' comes once its stderr is closed: by then whatever it started and left holding
-        // stderr has ended too (or was killed with the group at the timeout).
-        if (pgid !== undefined) this.groups.delete(pgid);
-        const said = tail(stderr.toString('utf8'));
-        if (spawnError !== undefined) return resolve({ passed: false, reason: `the verifier could not be started: ${spawnError.message}` });
-        if (timedOut) return resolve({ passed: false, reason: `the verifier ran past ${this.options.timeoutMs} ms and was killed${said === '' ? '' : `: ${said}`}` });
-        if (code === 0) return resolve({ passed: true, reason: said });
-        const how = signal !== null ? `killed by ${signal}` : `exit ${code}`;
-        resolve({ passed: false, reason: said === '' ? `the verifier ended with ${how} and said nothing on stderr` : `${said} (${how})` });
+      child.on('error', (err) => finish({ passed: false, reason: `the hub could not start the verifier: ${err.message}`, fault: true }));
+      child.on('exit', (code, signal) => {
+        const verdict = (): Verdict => {
+          const said = tail(stderr.toString('utf8'));
+          if (timedOut) return { passed: false, reason: `the verifier ran past ${this.options.timeoutMs} ms and was killed${said === '' ? '' : `: ${said}`}` };
+          if (code === 0) return { passed: true, reason: said };
+          const how = signal !== null ? `killed by ${signal}` : `exit ${code}`;
+          return { passed: false, reason: said === '' ? `the verifier ended with ${how} and said nothing on stderr` : `${said} (${how})` };
+        };
+        // What it wrote last may still be in the pipe: read until stderr closes, or a moment.
+        child.stderr.once('close', () => finish(verdict()));
+        grace = setTimeout(() => finish(verdict()), EXIT_GRACE_MS);
       });
     });
   }
