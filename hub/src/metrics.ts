@@ -23,9 +23,12 @@ const COMMIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.0
 /** Resolution of the event-loop delay monitor, ms. */
 const LOOP_RESOLUTION_MS = 10;
 
+/** The graph's counts by state (see Graph.stateCounts). */
+type GraphCounts = { counts: StateCounts; pools: { pool: string; counts: StateCounts }[]; workers: number };
+
 /** What the metrics read at a scrape: the graph's counts, and the file store's. */
 export interface MetricsSource {
-  stateCounts(): { counts: StateCounts; pools: { pool: string; counts: StateCounts }[]; workers: number };
+  stateCounts(): GraphCounts;
   files(): { count: number; bytes: number };
 }
 
@@ -81,26 +84,41 @@ class BucketHistogram extends Histogram {
   }
 
   override async get(): Promise<HistogramData> {
+    const data = this.collectValues();
+    for (const v of data.values) Object.assign(v.labels, (v as unknown as SharedLabels).sharedLabels);
+    return data;
+  }
+
+  /**
+   * What the registry formats. Each series' label (pool or op) goes in `sharedLabels`, one object
+   * per series, as prom-client's own histograms do: the registry formats it once per series.
+   */
+  getForPromString(): Promise<HistogramData> {
+    return Promise.resolve(this.collectValues());
+  }
+
+  private collectValues(): HistogramData {
     const { name, help, aggregator } = this as unknown as { name: string; help: string; aggregator: HistogramData['aggregator'] };
-    const values: HistogramData['values'] = [];
+    const values: (HistogramData['values'][number] & SharedLabels)[] = [];
+    const bucket = `${name}_bucket`;
     for (const [value, b] of this.series) {
-      const labels: Record<string, string | number> = this.label === '' ? {} : { [this.label]: value };
+      const sharedLabels: Record<string, string> = this.label === '' ? {} : { [this.label]: value };
       let below = 0;
-      this.bounds.forEach((le, i) => {
+      for (let i = 0; i < this.bounds.length; i++) {
         below += b.counts[i] as number;
-        values.push({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: below });
-      });
-      values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: b.count });
-      values.push({ metricName: `${name}_sum`, labels, value: b.sum });
-      values.push({ metricName: `${name}_count`, labels, value: b.count });
+        values.push({ metricName: bucket, labels: { le: this.bounds[i] as number }, sharedLabels, value: below });
+      }
+      values.push({ metricName: bucket, labels: { le: '+Inf' }, sharedLabels, value: b.count });
+      values.push({ metricName: `${name}_sum`, labels: {}, sharedLabels, value: b.sum });
+      values.push({ metricName: `${name}_count`, labels: {}, sharedLabels, value: b.count });
     }
     return { name, help, type: 'histogram' as unknown as HistogramData['type'], values, aggregator, collect: () => undefined };
   }
+}
 
-  /** What the registry formats (prom-client's own histogram has this too). */
-  getForPromString(): Promise<HistogramData> {
-    return this.get();
-  }
+/** A value's labels common to its series (prom-client's registry reads them; its types leave them out). */
+interface SharedLabels {
+  sharedLabels: Record<string, string>;
 }
 
 /** One pool label's counters and histograms. */
@@ -133,9 +151,12 @@ export class HubMetrics {
   private readonly commitRecords: Buckets;
   private readonly commitSeconds: Buckets;
   private readonly loop: IntervalHistogram;
+  /** The graph's counts, read once at the start of a scrape (`text`): its gauges agree with each other. */
+  private scraped: GraphCounts | undefined;
 
-  constructor(source: MetricsSource) {
+  constructor(private readonly source: MetricsSource) {
     const registry = this.registry;
+    const graphCounts = (): GraphCounts => this.scraped ?? source.stateCounts();
     this.wait = new BucketHistogram('dagwork_queue_wait_seconds', 'Time from a task becoming ready (a backoff after a failure included) to its lease, per lease.', 'pool', TASK_BUCKETS, registry);
     this.run = new BucketHistogram('dagwork_run_seconds', 'Time from a lease to the completion that made the task done, per task done by a worker.', 'pool', TASK_BUCKETS, registry);
     this.requests = new BucketHistogram('dagwork_request_seconds', 'Time from a request\'s arrival to its reply being sent (after the group commit; a steal\'s long poll included), per request.', 'op', REQUEST_BUCKETS, registry);
@@ -170,7 +191,7 @@ export class HubMetrics {
       registers: [registry],
       collect(this: Gauge) {
         this.reset();
-        const { counts, pools } = source.stateCounts();
+        const { counts, pools } = graphCounts();
         const rest: StateCounts = { ...counts };
         for (const { pool, counts: c } of pools) {
           const label = labelOf(pool);
@@ -189,7 +210,7 @@ export class HubMetrics {
       labelNames: ['state'],
       registers: [registry],
       collect(this: Gauge) {
-        const { counts } = source.stateCounts();
+        const { counts } = graphCounts();
         for (const state of TASK_STATES) this.set({ state }, counts[state]);
       },
     });
@@ -203,7 +224,7 @@ export class HubMetrics {
         },
       });
     };
-    gauge('dagwork_workers', 'Workers the hub knows: seen within the last hour, or holding leases.', () => source.stateCounts().workers);
+    gauge('dagwork_workers', 'Workers the hub knows: seen within the last hour, or holding leases.', () => graphCounts().workers);
     gauge('dagwork_files', 'Files in the hub\'s file store.', () => source.files().count);
     gauge('dagwork_files_bytes', 'Bytes of the files in the hub\'s file store.', () => source.files().bytes);
 
@@ -312,7 +333,20 @@ export class HubMetrics {
 
   /** The metrics in Prometheus's text format. */
   async text(): Promise<{ contentType: string; body: string }> {
-    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+    const registry = this.registry;
+    const scraped = (this.scraped = this.source.stateCounts());
+    try {
+      const parts: string[] = [];
+      for (const { name } of registry.getMetricsAsArray()) {
+        parts.push(await registry.getSingleMetricAsString(name));
+        // With a thousand pools a metric takes a while to format: the hub serves requests between metrics.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      // As Registry.metrics() joins them.
+      return { contentType: registry.contentType, body: `${parts.join('\n\n')}\n` };
+    } finally {
+      if (this.scraped === scraped) this.scraped = undefined;
+    }
   }
 
   /** Stops the event-loop delay monitor. */
