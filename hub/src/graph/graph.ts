@@ -608,7 +608,7 @@ export class Graph {
         this.startVerifying(task);
         return accepted(name, `${lateNote}${late ? '; ' : ''}the pool's result verifier checks the result before the task is done`);
       }
-      this.observer.completed(task.spec.pool, now - startedAt(task.log));
+      this.observer.completed(task.spec.pool, runTime(task.log, now));
       this.setState(task, 'done', now, worker, late ? 'late completion after the lease expired' : '');
       task.outputs = files;
       stats.done++;
@@ -728,8 +728,8 @@ export class Graph {
     const stats = this.stats(task.worker, 0);
     if (passed) {
       const outputs = task.outputs;
-      const completedAt = task.log[task.log.length - 1]?.at ?? now;
-      this.observer.completed(task.spec.pool, completedAt - startedAt(task.log));
+      // Its run ended at the completion: the VERIFYING entry, its latest.
+      this.observer.completed(task.spec.pool, runTime(task.log, task.log[task.log.length - 1]?.at ?? now));
       this.setState(task, 'done', now, '', reason === '' ? 'result verified' : `result verified: ${reason}`);
       task.outputs = outputs;
       stats.done++;
@@ -1643,7 +1643,7 @@ export class Graph {
 
   private lease(task: Task, worker: string, now: number): LeasedTask {
     // Its latest log entry is when it became ready.
-    this.observer.leased(task.spec.pool, now - (task.log[task.log.length - 1]?.at ?? now));
+    this.observer.leased(task.spec.pool, Math.max(0, now - (task.log[task.log.length - 1]?.at ?? now)));
     task.attempts++;
     task.worker = worker;
     task.holder = worker;
@@ -2016,6 +2016,12 @@ function startedAt(log: readonly StateChange[]): number {
     if (change.state === 'running') return change.at;
   }
   return 0;
+}
+
+/** How long the latest attempt ran until `end` (ms; 0 if unknown: the clock went back, or the lease's entry is gone). */
+function runTime(log: readonly StateChange[], end: number): number {
+  const started = startedAt(log);
+  return started === 0 ? 0 : Math.max(0, end - started);
 }
 
 /** Why a verifier command cannot be taken as it is (the graph's part: the hub checks that sh can run it), or undefined. */
