@@ -7,6 +7,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { Request as ReqSocket } from 'zeromq';
+import { decodeReply } from '../proto/src/codec.js';
 import { HubMetrics, MAX_POOL_LABELS, OTHER_POOL, type MetricsSource } from '../hub/src/metrics.js';
 import { Hub } from '../hub/src/server.js';
 import { emptyCounts, TASK_STATES, type StateCounts, type TaskState } from '../proto/src/types.js';
@@ -164,10 +166,17 @@ describe('hub metrics', () => {
     }
   }, 30_000);
 
-  it('measures a request from its arrival to its reply, a long poll included', async () => {
+  it('measures a request from its arrival to its reply, a long poll included; one it cannot read as "invalid"', async () => {
     const hub = await Hub.start({ bind: 'tcp://127.0.0.1:*', db: join(tempDir(), 'db') });
     const client = new Client({ hub: hub.endpoint, worker: 'w1', timeoutMs: 10_000 });
+    const raw = new ReqSocket({ receiveTimeout: 10_000, linger: 0 });
     try {
+      raw.connect(hub.endpoint);
+      await raw.send(Buffer.from([0xff, 0xff, 0xff]));
+      const [frame] = await raw.receive();
+      expect(decodeReply(frame as Buffer)).toMatchObject({ op: 'error', error: { code: 'MALFORMED' } });
+      expect(sample(parseMetrics((await hub.metrics()).body), 'dagwork_request_seconds_count', { op: 'invalid' })).toBe(1);
+
       const started = Date.now();
       expect((await client.steal({ waitMs: 300, waitWhenFinished: true })).tasks).toEqual([]);
       const waited = (Date.now() - started) / 1000;
@@ -179,6 +188,7 @@ describe('hub metrics', () => {
       expect(sample(scrape, 'dagwork_request_seconds_bucket', { op: 'steal', le: '0.25' })).toBe(0);
       expect(sample(scrape, 'dagwork_request_seconds_bucket', { op: 'steal', le: '0.5' })).toBe(1);
     } finally {
+      raw.close();
       client.close();
       await hub.stop();
     }
