@@ -11,6 +11,7 @@ import { Request as ReqSocket } from 'zeromq';
 import { decodeReply } from '../proto/src/codec.js';
 import { HubMetrics, MAX_POOL_LABELS, OTHER_POOL, type MetricsSource } from '../hub/src/metrics.js';
 import { Hub } from '../hub/src/server.js';
+import { Store, type TaskStore } from '../hub/src/store/store.js';
 import { emptyCounts, TASK_STATES, type StateCounts, type TaskState } from '../proto/src/types.js';
 import { Client } from '../worker-kit/src/index.js';
 import { cleanTempDirs, ROOT, tempDir } from './helpers.js';
@@ -189,6 +190,42 @@ describe('hub metrics', () => {
       expect(sample(scrape, 'dagwork_request_seconds_bucket', { op: 'steal', le: '0.5' })).toBe(1);
     } finally {
       raw.close();
+      client.close();
+      await hub.stop();
+    }
+  }, 30_000);
+});
+
+describe('hub metrics across a failed write', () => {
+  it('go on counting on the graph reloaded after a failed write; what the write lost stays counted', async () => {
+    let failWrites = false;
+    const hub = await Hub.start({
+      bind: 'tcp://127.0.0.1:*',
+      db: join(tempDir(), 'db'),
+      openStore: async (location, options): Promise<TaskStore> => {
+        const real = await Store.open(location, options);
+        return {
+          id: real.id,
+          loadAll: () => real.loadAll(),
+          write: (records) => (failWrites ? Promise.reject(new Error('No space left on device')) : real.write(records)),
+          close: () => real.close(),
+        };
+      },
+    });
+    const client = new Client({ hub: hub.endpoint, worker: 'w', timeoutMs: 10_000 });
+    try {
+      await client.create([{ name: 'kept', pool: 'p' }]);
+      failWrites = true;
+      await expect(client.create([{ name: 'lost', pool: 'p' }])).rejects.toMatchObject({ code: 'STORE_FAILED' });
+      failWrites = false;
+      await client.create([{ name: 'after', pool: 'p' }]);
+      const scrape = parseMetrics((await hub.metrics()).body);
+      expect(sample(scrape, 'dagwork_tasks_created_total', { pool: 'p' })).toBe(3);
+      expect(sample(scrape, 'dagwork_tasks', { pool: 'p', state: 'ready' })).toBe(2);
+      // Every request is timed, the one answered STORE_FAILED too; only the writes that succeeded are.
+      expect(sample(scrape, 'dagwork_request_seconds_count', { op: 'create' })).toBe(3);
+      expect(sample(scrape, 'dagwork_store_commit_records_sum')).toBe(2);
+    } finally {
       client.close();
       await hub.stop();
     }

@@ -224,7 +224,7 @@ export class HubMetrics {
         },
       });
     };
-    gauge('dagwork_workers', 'Workers the hub knows: seen within the last hour, or holding leases.', () => graphCounts().workers);
+    gauge('dagwork_workers', 'Workers the hub knows, as a status counts them (one without leases is forgotten once unseen for an hour).', () => graphCounts().workers);
     gauge('dagwork_files', 'Files in the hub\'s file store.', () => source.files().count);
     gauge('dagwork_files_bytes', 'Bytes of the files in the hub\'s file store.', () => source.files().bytes);
 

@@ -847,7 +847,10 @@ export class Hub {
         ? `the store could not be written: ${(err as Error).message}`
         : `internal error in the hub: ${(err as Error)?.message ?? String(err)}; it reloaded its graph from the store`;
     const error = encodeReply({ op: 'error', error: { code, message, task: '' } });
-    for (const { envelope } of failed) await this.send(envelope, error);
+    for (const { envelope } of failed) {
+      await this.send(envelope, error);
+      this.hubMetrics.requestDone(envelope.op, performance.now() - envelope.arrived);
+    }
     try {
       this.graph = await loadGraph(this.store, this.files, this.options);
       this.graph.observer = this.hubMetrics.observer;
