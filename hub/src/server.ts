@@ -8,12 +8,14 @@ import { createHash } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Router } from 'zeromq';
 import { ZapHandler } from './auth.js';
 import type { KeyPair } from '../../proto/src/keys.js';
 import { allows, leastRole, ROLES, type Role } from '../../proto/src/roles.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { FileStore, type FileStoreOptions } from './files/store.js';
+import { HubMetrics } from './metrics.js';
 import { Graph, verifierProblem, type JobCheck, type VerifyTicket } from './graph/graph.js';
 import { checkVerifierCommand } from './verify/check.js';
 import { jobInput, resultInput } from './verify/input.js';
@@ -122,6 +124,9 @@ interface Listener {
 interface Envelope {
   listener: Listener;
   frames: Buffer[];
+  /** When the request arrived (performance.now(), ms) and its operation ('invalid' until read): for dagwork_request_seconds. */
+  arrived: number;
+  op: Request['op'] | 'invalid';
 }
 
 /** Leases a reply hands out: given back if the reply cannot be delivered. */
@@ -202,6 +207,7 @@ export class Hub {
   /** Result verifications the hub could not run, waiting to be tried again. */
   private readonly faultRetries = new Set<NodeJS.Timeout>();
   private readonly startedMs = Date.now();
+  private readonly hubMetrics: HubMetrics;
   /** Warnings a peer causes, at most 10 lines a second. */
   private readonly peerWarning: (message: string) => void;
   private readonly receiving: Promise<void>;
@@ -225,6 +231,8 @@ export class Hub {
     // An embedding program that never looks at `done` must not die of an unhandled rejection.
     this.done.catch(() => undefined);
     this.verifier = new VerifierRunner({ jobs: options.verifierJobs, timeoutMs: options.verifierTimeoutMs, tmpDir: verifierTmpDir(options), log: options.log });
+    this.hubMetrics = new HubMetrics({ stateCounts: () => this.graph.stateCounts(), files: () => ({ count: this.files.count, bytes: this.files.bytes }) });
+    graph.observer = this.hubMetrics.observer;
     this.receiving = Promise.all(listeners.map((l) => this.receiveLoop(l))).then(() => undefined);
     // Tasks stored VERIFYING: their verification was cut off; it runs again.
     this.startVerifications();
@@ -320,6 +328,11 @@ export class Hub {
     }
   }
 
+  /** The hub's Prometheus metrics (see README, "Metrics"), in the registry's text format. */
+  async metrics(): Promise<{ contentType: string; body: string }> {
+    return this.hubMetrics.text();
+  }
+
   /** Answers parked steals, writes what is pending, closes the socket and the store. */
   async stop(): Promise<void> {
     if (this.stopping) return this.done;
@@ -340,6 +353,7 @@ export class Hub {
     await this.drain();
     await this.zap?.close();
     await this.store.close();
+    this.hubMetrics.close();
     this.options.log.info('stopped');
     this.settle();
   }
@@ -391,7 +405,7 @@ export class Hub {
     // may leave the delimiter out. Nothing else may stand before the body.
     const id = frames[0] as Buffer;
     const delimited = frames.length === 3 && (frames[1] as Buffer).length === 0;
-    const envelope: Envelope = { listener, frames: delimited || frames[1]?.length === 0 ? [id, EMPTY_FRAME] : [id] };
+    const envelope: Envelope = { listener, frames: delimited || frames[1]?.length === 0 ? [id, EMPTY_FRAME] : [id], arrived: performance.now(), op: 'invalid' };
     if (frames.length !== 2 && !delimited) {
       this.peerWarning(`malformed message: ${frames.length - 1} frames after the routing id`);
       return this.reject(envelope, 'MALFORMED', `expected one frame holding one length-delimited Request (after one empty delimiter frame at most), got ${frames.length - 1} frames`);
@@ -416,6 +430,7 @@ export class Hub {
         }
       });
       request = decodeRequest(data);
+      envelope.op = request.op;
     } catch (err) {
       const error = toWireError(err);
       this.peerWarning(`rejected a request: ${error.code}: ${error.message}`);
@@ -829,15 +844,19 @@ export class Hub {
       this.outbox = [];
       this.outboxBytes = 0;
       if (records.length === 0 && outgoing.length === 0 && changes.deleted.length === 0 && changes.pools.length === 0) return;
+      const writing = performance.now();
       try {
         await this.store.write(records, changes);
       } catch (err) {
         await this.recover(err, 'STORE_FAILED', outgoing);
         return;
       }
+      this.hubMetrics.committed(records.length + changes.deleted.length, performance.now() - writing);
       let undelivered = false;
       for (const { envelope, frame, handed } of outgoing) {
-        if (!(await this.send(envelope, frame)) && handed !== undefined) {
+        const sent = await this.send(envelope, frame);
+        this.hubMetrics.requestDone(envelope.op, performance.now() - envelope.arrived);
+        if (!sent && handed !== undefined) {
           // Its client is gone or does not read: nobody runs these tasks. They go back now, not
           // when their leases expire (the change is written with the next batch).
           this.graph.undelivered(handed.worker, handed.names, this.options.clock());
@@ -882,9 +901,13 @@ export class Hub {
         ? `the store could not be written: ${(err as Error).message}`
         : `internal error in the hub: ${(err as Error)?.message ?? String(err)}; it reloaded its graph from the store`;
     const error = encodeReply({ op: 'error', error: { code, message, task: '' } });
-    for (const { envelope } of failed) await this.send(envelope, error);
+    for (const { envelope } of failed) {
+      await this.send(envelope, error);
+      this.hubMetrics.requestDone(envelope.op, performance.now() - envelope.arrived);
+    }
     try {
       this.graph = await loadGraph(this.store, this.files, this.options);
+      this.graph.observer = this.hubMetrics.observer;
       log.warn(`reloaded ${this.graph.size} tasks from the store after ${code === 'STORE_FAILED' ? 'the failed write' : 'an internal error'}`);
       this.recovering = false;
       const held = this.held.splice(0);
@@ -896,6 +919,7 @@ export class Hub {
       this.stopping = true;
       for (const l of this.listeners) l.router.close();
       await this.store.close().catch(() => undefined);
+      this.hubMetrics.close();
       this.settle(reloadError);
     }
   }

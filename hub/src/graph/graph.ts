@@ -251,6 +251,31 @@ export const MAX_VERIFIER_BYTES = 4096;
 const everyFileHeld: FileHeld = () => true;
 
 /**
+ * Told of the transitions that metrics count, as they happen (times in ms). Called on the hot
+ * path: an implementation must be cheap and must not throw.
+ */
+export interface GraphObserver {
+  /** `n` tasks of `pool` were created. */
+  created(pool: string, n: number): void;
+  /** A task was leased, `waitedMs` after it last became ready (a backoff after a failure included). */
+  leased(pool: string, waitedMs: number): void;
+  /** A task became done by a worker's completion (verified, when its pool has a result verifier), `ranMs` after its lease. */
+  completed(pool: string, ranMs: number): void;
+  /** An attempt failed: the worker's fail, a rejected result, or an expired lease. */
+  attemptFailed(pool: string): void;
+  /** A task became FAILED (permanent failure or attempts used up). */
+  failed(pool: string): void;
+  /** A task was put back to work afresh by retry or rerun (a rerun's descendants each count). */
+  retried(pool: string): void;
+  /** A lease expired (its attempt failed too: attemptFailed is told as well). */
+  leaseExpired(pool: string): void;
+}
+
+const noop = (): void => undefined;
+/** The observer of a graph nobody watches. */
+export const NO_OBSERVER: GraphObserver = { created: noop, leased: noop, completed: noop, attemptFailed: noop, failed: noop, retried: noop, leaseExpired: noop };
+
+/**
  * The task graph and its state machine: pure, with no I/O and no clock of its own. Every operation
  * takes the time `now` (ms since the epoch), first applies what that time implies (expired leases,
  * ended backoffs), then changes tasks. Changed tasks are collected for the store: `takeDirty()`.
@@ -296,6 +321,8 @@ export class Graph {
   private toVerify: Task[] = [];
   /** Pools with a job verifier: while there is none, a create costs nothing more. */
   private readonly jobVerified = new Set<PoolQueue>();
+  /** Told of the transitions metrics count; the hub sets it. */
+  observer: GraphObserver = NO_OBSERVER;
 
   /** `held`: see FileHeld. */
   constructor(
@@ -414,6 +441,7 @@ export class Graph {
     }
     // Tasks created earlier that waited for one of these names inherit its blocked state.
     for (const task of added) if (task.state === 'blocked') this.blockDescendants(task, now);
+    this.observeCreated(added);
     for (const task of barriersDone) if (task.state === 'waiting' && task.pendingDeps === 0) this.completeBarriers(task, now);
     const missing = new Set<string>();
     for (const task of added) for (const dep of task.spec.deps) if (!this.tasks.has(dep)) missing.add(dep);
@@ -585,6 +613,7 @@ export class Graph {
         this.startVerifying(task);
         return accepted(name, `${lateNote}${late ? '; ' : ''}the pool's result verifier checks the result before the task is done`);
       }
+      this.observer.completed(task.spec.pool, runTime(task.log, now));
       this.setState(task, 'done', now, worker, late ? 'late completion after the lease expired' : '');
       task.outputs = files;
       stats.done++;
@@ -650,6 +679,7 @@ export class Graph {
   /** An attempt failed: ready again after the backoff while attempts remain, failed otherwise (or when `permanent`). */
   private failAttempt(task: Task, reason: string, permanent: boolean, now: number, worker: string): void {
     task.lastError = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}... (cut)` : reason;
+    this.observer.attemptFailed(task.spec.pool);
     if (permanent || task.attempts >= task.spec.maxAttempts) {
       this.failTask(task, now, worker, permanent ? `failed permanently: ${task.lastError}` : `attempts used up: ${task.lastError}`);
     } else {
@@ -703,6 +733,8 @@ export class Graph {
     const stats = this.stats(task.worker, 0);
     if (passed) {
       const outputs = task.outputs;
+      // Its run ended at the completion: the VERIFYING entry, its latest.
+      this.observer.completed(task.spec.pool, runTime(task.log, task.log[task.log.length - 1]?.at ?? now));
       this.setState(task, 'done', now, '', reason === '' ? 'result verified' : `result verified: ${reason}`);
       task.outputs = outputs;
       stats.done++;
@@ -823,6 +855,7 @@ export class Graph {
     for (const task of targets) {
       if (task.state !== 'failed' && task.state !== 'cancelled') continue; // named twice
       retried++;
+      this.observer.retried(task.spec.pool);
       task.attempts = 0;
       task.holder = '';
       // A task that failed running had its deps done; a cancelled one may not have.
@@ -876,6 +909,8 @@ export class Graph {
       stats.failed++;
       this.ranFor(stats, task, now);
       task.lastError = `lease expired (worker ${worker}, attempt ${task.attempts})`;
+      this.observer.leaseExpired(task.spec.pool);
+      this.observer.attemptFailed(task.spec.pool);
       if (task.attempts >= task.spec.maxAttempts) this.failTask(task, now, worker, `${task.lastError}; attempts used up`);
       else this.makeReady(task, now, worker, task.lastError);
     }
@@ -900,6 +935,20 @@ export class Graph {
     const backoff = this.backoffs.peek()?.at;
     if (lease === undefined) return backoff;
     return backoff === undefined ? lease : Math.min(lease, backoff);
+  }
+
+  /**
+   * The counts of tasks by state, of the graph and of each pool holding tasks (the first
+   * MAX_STATUS_POOLS made, as a status lists), and how many workers the graph knows. Changes
+   * nothing (no `advance`): what metrics read at a scrape.
+   */
+  stateCounts(): { counts: StateCounts; pools: { pool: string; counts: StateCounts }[]; workers: number } {
+    const pools: { pool: string; counts: StateCounts }[] = [];
+    for (const [pool, queue] of this.pools) {
+      if (pools.length === MAX_STATUS_POOLS) break;
+      if (queue.size() > 0) pools.push({ pool, counts: { ...queue.counts } });
+    }
+    return { counts: { ...this.counts }, pools, workers: this.workers.size };
   }
 
   status(now: number): GraphStatus {
@@ -1534,6 +1583,7 @@ export class Graph {
       task.result = EMPTY;
       task.lastError = '';
       if (wasDone) for (const d of task.dependents) d.pendingDeps++;
+      this.observer.retried(task.spec.pool);
       this.setState(task, 'waiting', now, '', note);
     }
     for (const task of cone) {
@@ -1617,6 +1667,8 @@ export class Graph {
   }
 
   private lease(task: Task, worker: string, now: number): LeasedTask {
+    // Its latest log entry is when it became ready.
+    this.observer.leased(task.spec.pool, Math.max(0, now - (task.log[task.log.length - 1]?.at ?? now)));
     task.attempts++;
     task.worker = worker;
     task.holder = worker;
@@ -1725,6 +1777,7 @@ export class Graph {
   }
 
   private failTask(task: Task, now: number, worker: string, note: string): void {
+    this.observer.failed(task.spec.pool);
     this.setState(task, 'failed', now, worker, note);
     this.blockDescendants(task, now);
   }
@@ -1889,6 +1942,17 @@ export class Graph {
     this.woken.add(task.spec.pool);
   }
 
+  /** Tells the observer of `added`, one call per run of tasks of one pool (a batch is mostly one pool). */
+  private observeCreated(added: readonly Task[]): void {
+    let from = 0;
+    for (let i = 1; i <= added.length; i++) {
+      const pool = (added[from] as Task).spec.pool;
+      if (i < added.length && (added[i] as Task).spec.pool === pool) continue;
+      this.observer.created(pool, i - from);
+      from = i;
+    }
+  }
+
   private countIn(task: Task): void {
     this.counts[task.state]++;
     this.pool(task.spec.pool).counts[task.state]++;
@@ -1977,6 +2041,12 @@ function startedAt(log: readonly StateChange[]): number {
     if (change.state === 'running') return change.at;
   }
   return 0;
+}
+
+/** How long the latest attempt ran until `end` (ms; 0 if unknown: the clock went back, or the lease's entry is gone). */
+function runTime(log: readonly StateChange[], end: number): number {
+  const started = startedAt(log);
+  return started === 0 ? 0 : Math.max(0, end - started);
 }
 
 /** Why a verifier command cannot be taken as it is (the graph's part: the hub checks that sh can run it), or undefined. */
