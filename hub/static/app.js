@@ -21,11 +21,15 @@ function el(tag, attrs, ...children) {
     else if (key === 'style') node.style.cssText = value;
     else node.setAttribute(key, value === true ? '' : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === undefined || child === null || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
   return node;
+}
+/** Replaces `node`'s children with `items` (nested lists flattened, absent ones left out). */
+function fill(node, ...items) {
+  node.replaceChildren(...items.flat(Infinity).filter((x) => x !== undefined && x !== null && x !== false));
 }
 const svg = (tag, attrs) => {
   const node = document.createElementNS('http://www.w3.org/2000/svg', tag);
@@ -234,7 +238,8 @@ function throughput() {
       {
         width: Math.max(400, box.clientWidth - 16),
         height: 320,
-        scales: { x: { time: true } },
+        // At least the last half hour across: one minute of history is a point, not years of axis.
+        scales: { x: { time: true, range: (u, min, max) => [Math.min(min, max - 30 * 60), max + 60] }, y: { range: (u, min, max) => [0, Math.max(5, max * 1.1)] } },
         series: [{}, { label: 'completions', stroke: '#3fae5a', fill: 'rgba(63,174,90,0.12)', width: 2 }, { label: 'failed attempts', stroke: '#e05252', width: 2 }],
         axes: [{}, { label: 'per minute' }],
       },
@@ -374,8 +379,8 @@ function taskPage(name) {
   clearInterval(taskState.timer);
   const load = () =>
     getJson(`/api/task?name=${encodeURIComponent(name)}`)
-      .then((found) => box.replaceChildren(...taskView(found)))
-      .catch((err) => box.replaceChildren(el('p', { class: 'notice' }, `task ${name}: ${err.message}`)));
+      .then((found) => fill(box, taskView(found)))
+      .catch((err) => fill(box, el('p', { class: 'notice' }, `task ${name}: ${err.message}`)));
   load();
   taskState.timer = setInterval(() => (live.page === 'task' && taskState.name === name ? load() : clearInterval(taskState.timer)), 2000);
   return [el('h2', {}, 'Task ', el('code', {}, name)), box];
@@ -427,9 +432,17 @@ function taskView({ task, dependents, missingDeps, failedDeps }) {
 // --- routing and the live stream --------------------------------------------------------
 
 function route() {
-  const hash = decodeURIComponent(location.hash.slice(1));
-  const [page, rest] = hash.startsWith('task/') ? ['task', location.hash.slice(6)] : [hash.split('?')[0] || 'overview', hash.split('?')[1] ?? ''];
-  return { page, rest };
+  const hash = location.hash.slice(1);
+  if (hash.startsWith('task/')) return { page: 'task', rest: hash.slice(5) };
+  const [page, rest] = hash.split('?');
+  return { page: page || 'overview', rest: rest ?? '' };
+}
+function decoded(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
 
 /** Draws the page the address names; pages that follow the stream are drawn again at each snapshot. */
@@ -445,10 +458,10 @@ function render(fromSnapshot) {
     case 'failed':
     case 'workers':
       if (snap === undefined) return;
-      main.replaceChildren(...(page === 'overview' ? overview(snap) : page === 'failed' ? failed(snap) : workers(snap)));
+      fill(main, page === 'overview' ? overview(snap) : page === 'failed' ? failed(snap) : workers(snap));
       return;
     case 'throughput':
-      if (changed) main.replaceChildren(...throughput());
+      if (changed) fill(main, throughput());
       else if (live.chart) {
         live.chart.setData([live.history.t, live.history.done, live.history.failed]);
         const h = live.history;
@@ -457,13 +470,13 @@ function render(fromSnapshot) {
       }
       return;
     case 'graph':
-      if (changed) main.replaceChildren(...graphPage(new URLSearchParams(rest)));
+      if (changed) fill(main, graphPage(new URLSearchParams(rest)));
       return;
     case 'task':
-      if (changed) main.replaceChildren(...taskPage(decodeURIComponent(rest)));
+      if (changed) fill(main, taskPage(decoded(rest)));
       return;
     default:
-      main.replaceChildren(el('p', {}, `No page "${page}": `, el('a', { href: '#overview' }, 'the overview')));
+      fill(main, el('p', {}, `No page "${page}": `, el('a', { href: '#overview' }, 'the overview')));
   }
 }
 

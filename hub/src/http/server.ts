@@ -192,7 +192,7 @@ export class DashboardServer {
       case '/api/throughput':
         return sendJson(res, 200, this.source.throughput(intParam(q, 'minutes', 1, HISTORY_MINUTES, HISTORY_MINUTES)));
       case '/api/task':
-        return sendJson(res, 200, this.source.lookup(textParam(q, 'name', MAX_NAME_CHARS, true)));
+        return sendJson(res, 200, lookupView(this.source.lookup(textParam(q, 'name', MAX_NAME_CHARS, true))));
       case '/api/graph':
         return sendJson(res, 200, this.source.graphView(graphQuery(q)));
       case '/metrics': {
@@ -295,6 +295,12 @@ export class DashboardServer {
   }
 }
 
+/** A lookup's fields, and only those: the record may be the graph's own object, with its links to other tasks. */
+function lookupView({ task, dependents, missingDeps, failedDeps }: LookupResult): LookupResult {
+  const { spec, state, attempts, worker, holder, leaseDeadline, notBefore, result, lastError, log, seq, outputs } = task;
+  return { task: { spec, state, attempts, worker, holder, leaseDeadline, notBefore, result, lastError, log, seq, outputs }, dependents, missingDeps, failedDeps };
+}
+
 function failedQuery(limit: number, after: number): ListQuery {
   return { states: ['failed'], pool: '', prefix: '', limit, after, withParams: false, withResults: false };
 }
@@ -361,9 +367,11 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
 /** Bytes shown on a page: their size, and as text (cut at 64 KiB). */
 const SHOWN_BYTES = 65_536;
 function toJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v instanceof Uint8Array ? { bytes: v.length, text: Buffer.from(v.subarray(0, SHOWN_BYTES)).toString('utf8'), cut: v.length > SHOWN_BYTES } : v,
-  );
+  // The holder's own value: a Buffer reaches a replacer already turned into { type, data } by its toJSON.
+  return JSON.stringify(value, function (this: Record<string, unknown>, key: string, v: unknown) {
+    const raw = this[key];
+    return raw instanceof Uint8Array ? { bytes: raw.length, text: Buffer.from(raw.subarray(0, SHOWN_BYTES)).toString('utf8'), cut: raw.length > SHOWN_BYTES } : v;
+  });
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {
