@@ -97,8 +97,14 @@ function throughput(ctx: Context, scenario: string, figure: string, value: numbe
 }
 
 /** Steal+complete by `clients` processes, `n` a round trip, over `count` independent tasks: tasks/s. */
-async function drainOnce(count: number, n: number, clients: number, options: { sync?: boolean; poolLimit?: number; resultVerifier?: string } = {}): Promise<number> {
-  const hub = await startHub(options.sync === undefined ? {} : { sync: options.sync });
+async function drainOnce(
+  count: number,
+  n: number,
+  clients: number,
+  options: { sync?: boolean; poolLimit?: number; resultVerifier?: string; dashboard?: { port: number; browsers: number } } = {},
+): Promise<number> {
+  const hub = await startHub({ ...(options.sync === undefined ? {} : { sync: options.sync }), args: options.dashboard === undefined ? [] : ['--http', `127.0.0.1:${options.dashboard.port}`] });
+  let browsers: ReturnType<typeof spawnRole> | undefined;
   try {
     if (options.poolLimit !== undefined || options.resultVerifier !== undefined) {
       // The tasks' pool limited (dquery pool set default --max-running N): the throttled path of
@@ -108,12 +114,18 @@ async function drainOnce(count: number, n: number, clients: number, options: { s
       admin.close();
     }
     await role('create', { hub: hub.endpoint, count, batch: 10_000 });
+    if (options.dashboard !== undefined && options.dashboard.browsers > 0) {
+      // The pages open and streaming before the drain starts.
+      browsers = spawnRole('browsers', { url: `http://127.0.0.1:${options.dashboard.port}`, count: options.dashboard.browsers });
+      await browsers.firstLine;
+    }
     const results = await Promise.all(Array.from({ length: clients }, (_, i) => role('drain', { hub: hub.endpoint, n, worker: `d${i}` })));
     const total = results.reduce((s, r) => s + (r.count ?? 0), 0);
     const start = Math.min(...results.map((r) => r.start ?? 0));
     const end = Math.max(...results.map((r) => r.end ?? 0));
     return total / ((end - start) / 1000);
   } finally {
+    browsers?.child.kill('SIGTERM');
     await hub.stop();
   }
 }
@@ -177,6 +189,23 @@ export async function drain(ctx: Context): Promise<Figure[]> {
     throughput(ctx, 'drain', `8 clients, n=64, ${drainBatch} tasks`, eight, ctx.runs, '150k/s (4 clients)'),
     throughput(ctx, 'drain', `8 clients, n=64, ${drainBatch} tasks, pool --max-running 256`, limited, ctx.runs),
     { ...throughput(ctx, 'drain', `1 client, n=64, ${verified} tasks, result verifier /bin/true`, verifying, ctx.runs), note: 'a verifier process per task' },
+  ];
+}
+
+/**
+ * The 8-client n=64 drain on a hub serving the dashboard, with nobody watching and with 20 pages
+ * open (each loads what the page loads, then holds /events: a snapshot a second).
+ */
+export async function dashboard(ctx: Context): Promise<Figure[]> {
+  const { drainBatch } = ctx.sizes;
+  const BROWSERS = 20;
+  const unwatched = await repeat(ctx.runs, async () => drainOnce(drainBatch, 64, 8, { dashboard: { port: await freePort(), browsers: 0 } }));
+  const watched = await repeat(ctx.runs, async () => drainOnce(drainBatch, 64, 8, { dashboard: { port: await freePort(), browsers: BROWSERS } }));
+  const ratio = watched / unwatched;
+  return [
+    throughput(ctx, 'dashboard', `8 clients, n=64, ${drainBatch} tasks, dhub --http, no page open`, unwatched, ctx.runs),
+    { ...throughput(ctx, 'dashboard', `8 clients, n=64, ${drainBatch} tasks, dhub --http, ${BROWSERS} pages streaming /events`, watched, ctx.runs), note: `${ratio.toFixed(2)}x the drain with no page open` },
+    { scenario: 'dashboard', figure: `drain with ${BROWSERS} pages open / with none`, value: ratio, unit: 'ratio', runs: ctx.runs, target: '>= 0.9' },
   ];
 }
 
@@ -458,5 +487,5 @@ export async function files(ctx: Context): Promise<Figure[]> {
   ];
 }
 
-export const SCENARIOS = { raw, load, drain, stencil, latency, scale, durability, cli, peer, files } as const;
+export const SCENARIOS = { raw, load, drain, stencil, latency, scale, durability, cli, peer, files, dashboard } as const;
 export type ScenarioName = keyof typeof SCENARIOS;
