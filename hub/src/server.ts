@@ -602,6 +602,8 @@ export class Hub {
         return this.queue(envelope, { op: 'cancel', ...graph.cancel(request.names, request.reason, now) });
       case 'list':
         return this.queue(envelope, { op: 'list', ...graph.list(request, now) });
+      case 'graphView':
+        return this.queue(envelope, { op: 'graphView', ...graph.view(request, now) });
       case 'fileStat':
         checkBatchOf(request.sha256.length, graph.options.maxBatch);
         return this.queue(envelope, { op: 'fileStat', files: this.files.stat(request.sha256) });
@@ -1019,7 +1021,7 @@ async function loadGraph(store: TaskStore, files: FileStore, options: HubOptions
 }
 
 /** Operations that change nothing in the graph: no parked steal can be served after them. */
-const READ_ONLY: ReadonlySet<string> = new Set(['status', 'lookup', 'list', 'fileStat', 'filePut', 'fileGet', 'gc', 'poolList']);
+const READ_ONLY: ReadonlySet<string> = new Set(['status', 'lookup', 'list', 'fileStat', 'filePut', 'fileGet', 'gc', 'poolList', 'graphView']);
 
 function checkBatchOf(count: number, maxBatch: number): void {
   if (count > maxBatch) throw new DagworkError('TOO_LARGE', `file_stat names ${count} hashes; the limit is ${maxBatch} per request`);

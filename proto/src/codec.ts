@@ -39,6 +39,9 @@ import type {
   RerunResult,
   DeleteResult,
   ReplaceResult,
+  Collapse,
+  GraphView,
+  GraphViewQuery,
 } from './types.js';
 
 /** The parameters of a steal, as sent on its own or as `next` of a complete. */
@@ -75,7 +78,9 @@ export type Request =
   // Changing the graph after the fact.
   | ({ op: 'rerun' } & RerunQuery)
   | { op: 'replace'; tasks: TaskSpecInput[]; rerun: boolean; createMissing: boolean }
-  | { op: 'delete'; names: string[]; descendants: boolean };
+  | { op: 'delete'; names: string[]; descendants: boolean }
+  // The graph as a picture.
+  | ({ op: 'graphView' } & GraphViewQuery);
 
 export type Operation = Request['op'];
 
@@ -109,7 +114,8 @@ export type Reply =
   | ({ op: 'poolDelete' } & PoolDeleteResult)
   | ({ op: 'rerun' } & RerunResult)
   | ({ op: 'replace' } & ReplaceResult)
-  | ({ op: 'delete' } & DeleteResult);
+  | ({ op: 'delete' } & DeleteResult)
+  | ({ op: 'graphView' } & GraphView);
 
 /**
  * The contract: from the JSON descriptor the build writes beside this module (no parsing at
@@ -132,11 +138,19 @@ const ReplyType = root.lookupType('dagwork.v1.Reply');
 const stateEnum = root.lookupEnum('dagwork.v1.TaskState');
 const outcomeEnum = root.lookupEnum('dagwork.v1.TaskOutcome');
 const errorEnum = root.lookupEnum('dagwork.v1.ErrorCode');
+const collapseEnum = root.lookupEnum('dagwork.v1.Collapse');
 
 const enumName = (e: protobuf.Enum, v: unknown): string => e.valuesById[num(v)] ?? `UNKNOWN_${num(v)}`;
 const stateOf = (v: unknown): TaskState => enumName(stateEnum, v).toLowerCase() as TaskState;
 const stateNumber = (s: TaskState | undefined): number => (s === undefined ? 0 : (stateEnum.values[s.toUpperCase()] ?? 0));
 const outcomeOf = (v: unknown): TaskResult['outcome'] => enumName(outcomeEnum, v) as TaskResult['outcome'];
+const collapseNumber = (c: Collapse): number => collapseEnum.values[`COLLAPSE_${c.toUpperCase()}`] ?? 0;
+/** Throws INVALID_ARGUMENT for a number the contract does not know (from a newer client). */
+function collapseOf(v: unknown): Collapse {
+  const name = collapseEnum.valuesById[num(v)];
+  if (name === undefined) throw new DagworkError('INVALID_ARGUMENT', `collapse ${num(v)} is not one this hub knows (none, pool, prefix)`);
+  return name.slice('COLLAPSE_'.length).toLowerCase() as Collapse;
+}
 const results = (rs: readonly TaskResult[]): Obj[] => rs.map((r) => ({ name: r.name, outcome: outcomeEnum.values[r.outcome], message: r.message }));
 
 // --- framing ---------------------------------------------------------------------------------
@@ -277,6 +291,7 @@ const SHAPES: Record<Operation, Shape> = {
   rerun: NAMES_AT(1, 'names'),
   replace: { counts: { 1: { bound: 'maxBatch', what: 'tasks' } }, nested: { 1: TASK_SPEC } },
   delete: NAMES_AT(1, 'names'),
+  graphView: {},
 };
 
 /** The key under which a shared count adds up. */
@@ -417,6 +432,8 @@ export function decodeRequest(data: Uint8Array): Request {
       return { op, tasks: list(body.tasks).map(specFrom), rerun: bool(body.rerun), createMissing: bool(body.createMissing) };
     case 'delete':
       return { op, names: strings(body.names), descendants: bool(body.descendants) };
+    case 'graphView':
+      return { op, pool: str(body.pool), around: str(body.around), depth: num(body.depth), collapse: collapseOf(body.collapse), maxNodes: num(body.maxNodes) };
     default:
       throw new DagworkError('UNKNOWN_OPERATION', 'the request carries no operation this hub knows (is the client newer than the hub?)');
   }
@@ -424,6 +441,7 @@ export function decodeRequest(data: Uint8Array): Request {
 
 export function encodeRequest(request: Request): Uint8Array {
   if (request.op === 'list') return frame(RequestType, { list: { ...request, op: undefined, states: request.states.map(stateNumber) } });
+  if (request.op === 'graphView') return frame(RequestType, { graphView: { ...request, op: undefined, collapse: collapseNumber(request.collapse) } });
   if (request.op === 'poolSet') {
     const { pool, maxRunning, paused, jobVerifier, resultVerifier } = request;
     return frame(RequestType, {
@@ -603,6 +621,14 @@ export function encodeReply(reply: Reply): Uint8Array {
           next: reply.next,
         },
       });
+    case 'graphView':
+      return frame(ReplyType, {
+        graphView: {
+          nodes: reply.nodes.map((n) => ({ ...n, state: stateNumber(n.state) })),
+          edges: reply.edges,
+          tasks: reply.tasks,
+        },
+      });
     case 'lookup':
       return frame(ReplyType, {
         lookup: { task: recordToMessage(reply.task), dependents: reply.dependents, missingDeps: reply.missingDeps, failedDeps: unlessNone(reply.failedDeps) },
@@ -727,6 +753,19 @@ export function decodeReply(data: Uint8Array): Reply {
       return { op, rerun: num(body.rerun), results: list(body.results).map(taskResult) };
     case 'replace':
       return { op, replaced: num(body.replaced), unchanged: num(body.unchanged), created: num(body.created), results: list(body.results).map(taskResult) };
+    case 'graphView':
+      return {
+        op,
+        nodes: list(body.nodes).map((n) => ({
+          id: str(n.id),
+          counts: counts(obj(n.counts)),
+          state: num(n.state) === 0 ? undefined : stateOf(n.state),
+          pool: str(n.pool),
+          tasks: num(n.tasks),
+        })),
+        edges: list(body.edges).map((e) => ({ from: str(e.from), to: str(e.to), count: num(e.count) })),
+        tasks: num(body.tasks),
+      };
     case 'gc':
       return { op, removed: num(body.removed), removedBytes: num(body.removedBytes), kept: num(body.kept), keptBytes: num(body.keptBytes) };
     case 'poolList':

@@ -8,3 +8,4 @@ export { decodeReply, decodeRequest, encodeReply, encodeRequest, type Operation,
 export { checkName, checkWorker, DEFAULT_MAX_MESSAGE_BYTES, defaultLimits, defaultSpecLimits, dependencyOrder, normalizeSpec, sameSpec, DEFAULT_POOL, type SpecLimits } from './spec.js';
 export { allows, ROLES, type Role } from './roles.js';
 export { formatKeyFile, formatPublicKeyFile, readKeyFile, type KeyPair } from './keys.js';
+export { VIEW_DEFAULT_DEPTH, VIEW_DEFAULT_NODES, VIEW_MAX_DEPTH, VIEW_MAX_NODES } from './graph-view.js';

@@ -25,6 +25,7 @@ const LEAST_ROLE: Record<Operation, Role> = {
   filePut: 'worker',
   fileGet: 'worker',
   poolList: 'worker',
+  graphView: 'worker',
   create: 'submit',
   retry: 'admin',
   cancel: 'admin',

@@ -17,6 +17,7 @@ import { registerStatus } from './status.js';
 import { registerWorkers } from './workers-command.js';
 import { registerSweep } from './sweep-command.js';
 import { registerRerun } from './rerun-command.js';
+import { registerGraph } from './graph-command.js';
 
 /** What the commands need of the program: the hub, and how it was named. */
 export interface Context {
@@ -141,8 +142,9 @@ registerWorkers(program, context);
 registerLaunch(program, context);
 registerPool(program, context);
 registerRerun(program, context);
+registerGraph(program, context);
 // --help lists commands in this order: adding work, doing it, watching it, collecting it.
-const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'rerun', 'replace', 'delete', 'status', 'workers', 'list', 'lookup', 'collect', 'gc', 'pool', 'launch', 'keygen'];
+const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'rerun', 'replace', 'delete', 'status', 'workers', 'list', 'lookup', 'graph', 'collect', 'gc', 'pool', 'launch', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));
 
 program.exitOverride();

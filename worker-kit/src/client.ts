@@ -20,9 +20,9 @@ import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
 import { downloadFile, uploadFile, type UploadResult } from './files.js';
 import { checkSha256, defaultLimits } from '../../proto/src/spec.js';
-import { TASK_STATES, type FileStat, type GcResult, type PoolDeleteResult, type PoolInfo, type PoolListResult, type PoolSetArgs, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary, type RerunResult, type ReplaceResult, type DeleteResult } from '../../proto/src/types.js';
+import { TASK_STATES, type FileStat, type GcResult, type PoolDeleteResult, type PoolInfo, type PoolListResult, type PoolSetArgs, type Limits, type CreateResult, type FailResult, type ListQuery, type ListResult, type LookupResult, type Status, type StealResult, type TaskResult, type TaskSummary, type RerunResult, type ReplaceResult, type DeleteResult, type GraphView, type GraphViewQuery } from '../../proto/src/types.js';
 import { decodeReply, encodeRequest, type Reply, type Request, type StealArgs } from '../../proto/src/codec.js';
-import { checkCompletions, checkNames, checkSteal, checkString, checkTasks, type CompletionInput, type StealOptions, type TaskInput } from './input.js';
+import { checkCompletions, checkGraphViewQuery, checkNames, checkSteal, checkString, checkTasks, type CompletionInput, type StealOptions, type TaskInput } from './input.js';
 
 export type { CompletionInput, StealOptions, TaskInput } from './input.js';
 
@@ -276,6 +276,16 @@ export class Client {
       'list',
     );
     return result;
+  }
+
+  /**
+   * The graph as a picture: tasks (or groups of them) and their dependency edges (see
+   * GraphViewRequest in the .proto). Throws DagworkError TOO_LARGE when the view would have more
+   * nodes than `maxNodes` (0: the hub's default, 2,000), UNKNOWN_TASK when `around` names no task.
+   */
+  async graphView(query: Partial<GraphViewQuery> = {}): Promise<GraphView> {
+    const { op: _op, ...view } = await this.call({ op: 'graphView', ...checkGraphViewQuery(query) }, 'graphView');
+    return view;
   }
 
   /** Every task matching `query`, page after page (each page one request). */

@@ -12,7 +12,7 @@
  */
 import { INT32_MAX, INT32_MIN, UINT32_MAX } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
-import type { Completion, FileRef, Param, ParamFile, TaskSpecInput } from '../../proto/src/types.js';
+import type { Collapse, Completion, FileRef, GraphViewQuery, Param, ParamFile, TaskSpecInput } from '../../proto/src/types.js';
 
 /** A task as the Client takes it: TaskSpecInput, with a payload that may be text (sent as UTF-8). */
 export interface TaskInput extends Omit<TaskSpecInput, 'payload' | 'params' | 'inputs'> {
@@ -204,5 +204,24 @@ export function checkSteal(v: unknown): Required<StealOptions> {
     pools: v.pools === undefined ? [] : checkNames(v.pools, 'steal options: pools'),
     waitMs: v.waitMs === undefined ? 0 : checkInteger(v.waitMs, 0, UINT32_MAX, 'uint32', 'steal options: waitMs'),
     waitWhenFinished: v.waitWhenFinished === true,
+  };
+}
+
+const COLLAPSES: readonly Collapse[] = ['none', 'pool', 'prefix'];
+const GRAPH_VIEW_FIELDS = ['pool', 'around', 'depth', 'collapse', 'maxNodes'];
+
+/** A graph view's query with its defaults (zero: the hub's), checked. */
+export function checkGraphViewQuery(v: unknown): GraphViewQuery {
+  if (!isObject(v)) throw new TypeError(`graph view query must be an object, not ${describe(v)}`);
+  checkKeys(v, GRAPH_VIEW_FIELDS, 'graph view query');
+  if (v.collapse !== undefined && !(COLLAPSES as readonly unknown[]).includes(v.collapse)) {
+    throw new TypeError(`graph view query: collapse must be one of ${COLLAPSES.join(', ')}, not ${describe(v.collapse)}`);
+  }
+  return {
+    pool: v.pool === undefined ? '' : checkString(v.pool, 'graph view query: pool'),
+    around: v.around === undefined ? '' : checkString(v.around, 'graph view query: around'),
+    depth: v.depth === undefined ? 0 : checkInteger(v.depth, 0, UINT32_MAX, 'uint32', 'graph view query: depth'),
+    collapse: (v.collapse as Collapse | undefined) ?? 'none',
+    maxNodes: v.maxNodes === undefined ? 0 : checkInteger(v.maxNodes, 0, UINT32_MAX, 'uint32', 'graph view query: maxNodes'),
   };
 }

@@ -2,6 +2,7 @@ import { DagworkError } from '../../../proto/src/errors.js';
 import { Heap } from './heap.js';
 import { checkBatch, graphOptions, type GraphOptions } from './options.js';
 import { RateWindow } from './rate.js';
+import { graphView, type ViewSource } from './view.js';
 import {
   MAX_POOL_RUNNING,
   emptyCounts,
@@ -36,6 +37,8 @@ import {
   type RerunResult,
   type DeleteResult,
   type ReplaceResult,
+  type GraphView,
+  type GraphViewQuery,
 } from '../../../proto/src/types.js';
 import { checkName, checkWorker, DEFAULT_POOL, dependencyOrder, normalizeSpec, sameSpec } from '../../../proto/src/spec.js';
 
@@ -1003,6 +1006,22 @@ export class Graph {
     }
     const next = i < this.order.length ? (this.order[i - 1] as Task | undefined)?.seq ?? query.after : 0;
     return { tasks, next };
+  }
+
+  /** The graph as a picture: see graphView (view.ts). Reads only. */
+  view(query: GraphViewQuery, now: number): GraphView {
+    this.advance(now);
+    const source: ViewSource<Task> = {
+      order: this.order,
+      get: (name) => this.tasks.get(name),
+      name: (task) => task.spec.name,
+      pool: (task) => task.spec.pool,
+      state: (task) => task.state,
+      seq: (task) => task.seq,
+      deps: (task) => task.spec.deps,
+      dependents: (task) => task.dependents,
+    };
+    return graphView(source, query);
   }
 
   /**
