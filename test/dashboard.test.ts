@@ -356,6 +356,43 @@ describe('the dashboard in a browser', () => {
     await page.close();
   });
 
+  it('draws the graph left to right, a node per task coloured by state, an edge per dependency', async () => {
+    const page = await open('/#graph');
+    await page.waitForSelector('#graph-box svg g.node');
+    expect(await page.$eval('#graph-info', (e) => e.textContent)).toBe('16 tasks, 16 nodes');
+    expect(await page.$$eval('#graph-box svg > path', (p) => p.length)).toBe(13);
+    const fill = (id: string): Promise<string> => page.$eval(`g.node[data-id="${id}"] rect`, (r) => getComputedStyle(r).fill);
+    expect(await fill('broken')).toBe('rgb(224, 82, 82)');
+    expect(await fill('merge')).toBe('rgb(63, 174, 90)');
+    expect(await fill('after-broken')).toBe('rgb(138, 90, 68)');
+    // Left to right: a dependency stands left of its dependent.
+    const x = (id: string): Promise<number> => page.$eval(`g.node[data-id="${id}"]`, (g) => g.getBoundingClientRect().x);
+    expect(await x('render-0')).toBeLessThan(await x('merge'));
+    await shot(page, 'graph');
+    await page.close();
+  });
+
+  it('draws the view around one task, and the graph collapsed by pool with counts per state', async () => {
+    const page = await open('/#graph?around=broken&depth=1');
+    await page.waitForSelector('#graph-box svg g.node');
+    expect((await page.$$eval('g.node', (gs) => gs.map((g) => g.getAttribute('data-id')))).sort()).toEqual(['after-broken', 'broken']);
+    await page.evaluate(() => (location.hash = 'graph?collapse=pool'));
+    await page.waitForFunction(() => document.getElementById('graph-info')?.textContent === '16 tasks, 1 node, grouped by pool (counts per state on each)');
+    expect(await page.$eval('g.node[data-id="render"] text.counts', (t) => t.textContent)).toBe('done 13 · failed 2 · blocked 1');
+    await shot(page, 'graph-pool');
+    await page.close();
+  });
+
+  it('opens a task page from its node in the graph', async () => {
+    const page = await open('/#graph');
+    await page.waitForSelector('g.node[data-id="merge"]');
+    await page.click('g.node[data-id="merge"]');
+    await page.waitForSelector('dd[data-key="state"]');
+    expect(page.url()).toBe(`${base}/#task/merge`);
+    expect(await page.$eval('dd[data-key="state"]', (e) => e.textContent)).toBe('done');
+    await page.close();
+  });
+
   it('retries a failed task with the admin token (given once as ?token=), written before the answer', async () => {
     const page = await open(`/?token=${ADMIN_TOKEN}#failed`);
     expect(page.url()).toBe(`${base}/#failed`);
@@ -367,6 +404,17 @@ describe('the dashboard in a browser', () => {
     expect(task.state).toBe('ready');
     await page.waitForFunction(() => document.querySelectorAll('tr[data-task]').length === 1, { timeout: 5_000 });
     await shot(page, 'failed-admin');
+    await page.close();
+  });
+
+  it('groups a graph of more than 2,000 tasks by name prefix', async () => {
+    const bulk = Array.from({ length: 2_100 }, (_, i) => ({ name: `sweep/${i}`, pool: 'bulk' }));
+    for (let i = 0; i < bulk.length; i += 1_000) await client.create(bulk.slice(i, i + 1_000));
+    const page = await open('/#graph');
+    await page.waitForFunction(() => /grouped by prefix/.test(document.getElementById('graph-info')?.textContent ?? ''), { timeout: 10_000 });
+    expect(await page.$eval('#graph-info', (e) => e.textContent)).toBe('2116 tasks, 17 nodes, grouped by prefix (counts per state on each)');
+    expect(await page.$eval('g.node[data-id="sweep"] text.counts', (t) => t.textContent)).toBe('ready 2100');
+    await shot(page, 'graph-prefix');
     await page.close();
   });
 

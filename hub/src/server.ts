@@ -391,8 +391,7 @@ export class Hub {
   }
 
   graphView(query: GraphViewQuery): GraphView {
-    void query;
-    throw new DagworkError('UNKNOWN_OPERATION', 'graph views are not served by this hub yet');
+    return this.graph.view(query, this.options.clock());
   }
 
   /** Retries failed tasks as a retry request would; resolves once the change is written. */

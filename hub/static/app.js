@@ -263,7 +263,7 @@ function graphPage(params) {
   form.append(
     field('pool', poolSelect),
     field('around task', el('input', { name: 'around', value: params.get('around') ?? '', placeholder: 'task name', size: 24 })),
-    field('depth', el('input', { name: 'depth', type: 'number', min: 1, max: 50, value: params.get('depth') ?? '2', style: 'width:5em' })),
+    field('depth', el('input', { name: 'depth', type: 'number', min: 1, max: 100, value: params.get('depth') ?? '2', style: 'width:5em' })),
     field('collapse', collapse),
     el('button', { type: 'submit' }, 'Show'),
   );
@@ -288,23 +288,11 @@ function graphPage(params) {
 async function drawGraph(params, box, info) {
   const base = new URLSearchParams();
   for (const k of ['pool', 'around', 'depth']) if (params.get(k)) base.set(k, params.get(k));
-  const asked = params.get('collapse');
-  // Automatic: a node per task while that is at most MAX_DRAWN, else grouped by prefix, else by pool.
-  const tries = asked ? [asked] : ['none', 'prefix', 'pool'];
-  let view;
-  let used;
-  for (const c of tries) {
-    const q = new URLSearchParams(base);
-    q.set('collapse', c);
-    q.set('max_nodes', String(MAX_DRAWN));
-    try {
-      view = await getJson(`/api/graph?${q}`);
-      used = c;
-      break;
-    } catch (err) {
-      if (err.status !== 413 || c === tries[tries.length - 1]) throw err;
-    }
-  }
+  // collapse=auto (the hub's default): a node per task while at most MAX_DRAWN, else grouped by prefix, else by pool.
+  base.set('collapse', params.get('collapse') ?? 'auto');
+  base.set('max_nodes', String(MAX_DRAWN));
+  const view = await getJson(`/api/graph?${base}`);
+  const used = view.collapse;
   const collapsed = used !== 'none';
   info.textContent = `${view.tasks} task${view.tasks === 1 ? '' : 's'}, ${view.nodes.length} node${view.nodes.length === 1 ? '' : 's'}${collapsed ? `, grouped by ${used} (counts per state on each)` : ''}`;
   const signature = JSON.stringify([used, view.nodes.map((n) => n.id), view.edges.map((e) => [e.from, e.to])]);
@@ -320,7 +308,10 @@ async function drawGraph(params, box, info) {
   const g = new dagre.graphlib.Graph({ multigraph: false });
   g.setGraph({ rankdir: 'LR', nodesep: 12, ranksep: 40, marginx: 10, marginy: 10 });
   g.setDefaultEdgeLabel(() => ({}));
-  for (const n of view.nodes) g.setNode(n.id, { width: Math.min(260, 16 + 7 * n.id.length), height: collapsed ? 40 : 22, node: n });
+  for (const n of view.nodes) {
+    const chars = Math.max(Math.min(n.id.length, 36), collapsed ? countsText(n).length : 0);
+    g.setNode(n.id, { width: Math.min(320, 16 + 7 * chars), height: collapsed ? 40 : 22, node: n });
+  }
   for (const e of view.edges) if (g.hasNode(e.from) && g.hasNode(e.to)) g.setEdge(e.from, e.to, { count: e.count });
   dagre.layout(g);
   const { width, height } = g.graph();
@@ -355,6 +346,8 @@ async function drawGraph(params, box, info) {
   box.replaceChildren(root);
 }
 
+const countsText = (node) => STATES.filter((s) => node.counts[s] > 0).map((s) => `${s} ${node.counts[s]}`).join(' · ');
+
 function paintNode(group, node, collapsed) {
   const rect = group.querySelector('rect');
   const title = group.querySelector('title');
@@ -366,7 +359,7 @@ function paintNode(group, node, collapsed) {
   // A group: filled by how far it got, its counts written under its name.
   const done = node.counts.done / Math.max(1, node.tasks);
   rect.style.fill = node.counts.failed > 0 ? '#f6c9c9' : done === 1 ? '#c5e8cf' : '#e4ecf5';
-  const text = STATES.filter((s) => node.counts[s] > 0).map((s) => `${s} ${node.counts[s]}`).join(' · ');
+  const text = countsText(node);
   group.querySelector('text.counts').textContent = text;
   title.textContent = `${node.id}: ${node.tasks} tasks; ${text}`;
 }

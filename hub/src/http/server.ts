@@ -9,7 +9,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { DagworkError, type ErrorCode } from '../../../proto/src/errors.js';
-import type { GraphView, GraphViewQuery, ListQuery, ListResult, LookupResult, Status, TaskResult, WorkerStatus } from '../../../proto/src/types.js';
+import { VIEW_MAX_DEPTH, VIEW_MAX_NODES } from '../../../proto/src/graph-view.js';
+import type { Collapse, GraphView, GraphViewQuery, ListQuery, ListResult, LookupResult, Status, TaskResult, WorkerStatus } from '../../../proto/src/types.js';
 import type { Logger } from '../log.js';
 import { accessOf, presentedToken, tokenCookie, type Access, type Tokens } from './access.js';
 import type { ThroughputSeries } from './history.js';
@@ -194,7 +195,7 @@ export class DashboardServer {
       case '/api/task':
         return sendJson(res, 200, lookupView(this.source.lookup(textParam(q, 'name', MAX_NAME_CHARS, true))));
       case '/api/graph':
-        return sendJson(res, 200, this.source.graphView(graphQuery(q)));
+        return sendJson(res, 200, this.graphView(q));
       case '/metrics': {
         if (this.options.metrics === undefined) throw new HttpError(404, 'this hub serves no metrics');
         const { contentType, body } = await this.options.metrics();
@@ -205,6 +206,31 @@ export class DashboardServer {
       default:
         throw new HttpError(404, `nothing at ${path}`);
     }
+  }
+
+  /**
+   * A graph view; with collapse=auto (the default) a node per task while they fit in max_nodes,
+   * else grouped by name prefix, else by pool. Says which it used.
+   */
+  private graphView(q: URLSearchParams): GraphView & { collapse: Collapse } {
+    const asked = q.get('collapse') ?? 'auto';
+    if (asked !== 'auto' && asked !== 'none' && asked !== 'pool' && asked !== 'prefix') throw new HttpError(400, `collapse=${asked.slice(0, 40)}: expected auto, none, pool or prefix`);
+    const query: GraphViewQuery = {
+      pool: textParam(q, 'pool', MAX_NAME_CHARS, false),
+      around: textParam(q, 'around', MAX_NAME_CHARS, false),
+      depth: intParam(q, 'depth', 0, VIEW_MAX_DEPTH, 0),
+      collapse: 'none',
+      maxNodes: intParam(q, 'max_nodes', 0, VIEW_MAX_NODES, 0),
+    };
+    const tries: Collapse[] = asked === 'auto' ? ['none', 'prefix', 'pool'] : [asked];
+    for (const [i, collapse] of tries.entries()) {
+      try {
+        return { ...this.source.graphView({ ...query, collapse }), collapse };
+      } catch (err) {
+        if (!(err instanceof DagworkError && err.code === 'TOO_LARGE') || i === tries.length - 1) throw err;
+      }
+    }
+    throw new TypeError('unreachable: the last try throws');
   }
 
   /** POST /api/retry {"names": [...]}, /api/cancel {"names": [...], "reason": "..."}: admin only, answered once written. */
@@ -303,18 +329,6 @@ function lookupView({ task, dependents, missingDeps, failedDeps }: LookupResult)
 
 function failedQuery(limit: number, after: number): ListQuery {
   return { states: ['failed'], pool: '', prefix: '', limit, after, withParams: false, withResults: false };
-}
-
-function graphQuery(q: URLSearchParams): GraphViewQuery {
-  const collapse = q.get('collapse') ?? 'none';
-  if (collapse !== 'none' && collapse !== 'pool' && collapse !== 'prefix') throw new HttpError(400, `collapse=${collapse}: expected none, pool or prefix`);
-  return {
-    pool: textParam(q, 'pool', MAX_NAME_CHARS, false),
-    around: textParam(q, 'around', MAX_NAME_CHARS, false),
-    depth: intParam(q, 'depth', 0, 50, 0),
-    collapse,
-    maxNodes: intParam(q, 'max_nodes', 0, 100_000, 0),
-  };
 }
 
 /** An integer query value within [min, max]; `fallback` when absent. */
