@@ -216,6 +216,8 @@ describe('the dashboard with a read token', () => {
     expect(given.status).toBe(303);
     expect(given.headers.location).toBe('/api/status');
     expect(given.headers['set-cookie']).toEqual([`dagwork_token=${READ_TOKEN}; HttpOnly; SameSite=Strict; Path=/`]);
+    // Never to another site: '//host' in the path stays on this one.
+    expect((await http(port, `//evil.example/x?token=${READ_TOKEN}`)).headers.location).toBe('/x');
     expect(await http(port, '/api/status', { headers: { Cookie: `dagwork_token=${READ_TOKEN}` } })).toMatchObject({ status: 200 });
     expect(await http(port, '/api/status', { headers: { Authorization: `Bearer ${READ_TOKEN}` } })).toMatchObject({ status: 200 });
   });
@@ -223,6 +225,39 @@ describe('the dashboard with a read token', () => {
   it('has no buttons without an admin token: the POST routes answer 403', async () => {
     const answer = await http(port, '/api/retry', { method: 'POST', headers: { Authorization: `Bearer ${READ_TOKEN}`, 'Content-Type': 'application/json' }, body: '{"names": ["a"]}' });
     expect(answer).toMatchObject({ status: 403, body: expect.stringContaining('no admin token') });
+  });
+});
+
+describe('the buttons go through the hub as requests do', () => {
+  it('answers a retry once it is written: it survives a kill -9 right after', async () => {
+    const port = await freePort();
+    const args = ['--http', `127.0.0.1:${port}`, '--http-admin-token', tokenFile(ADMIN_TOKEN)];
+    const hub = await startHub({ args });
+    const client = new Client({ hub: hub.endpoint, worker: 'w' });
+    try {
+      await client.create([{ name: 'flaky', maxAttempts: 1 }, { name: 'idle' }]);
+      const [leased] = (await client.steal({ n: 1 })).tasks;
+      expect(leased?.name).toBe('flaky');
+      await client.fail('flaky', 'no luck');
+      const post = (what: string, body: object): Promise<Answer> =>
+        http(port, `/api/${what}`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN_TOKEN}`, 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      expect(await post('retry', { names: ['flaky', 'nobody'] })).toMatchObject({ status: 200, body: expect.stringContaining('"retried":1') });
+      expect(JSON.parse((await post('cancel', { names: ['idle'], reason: 'not wanted' })).body)).toMatchObject({ cancelled: 1, results: [{ name: 'idle', outcome: 'ACCEPTED' }] });
+      client.close();
+      expect(await hub.stop('SIGKILL')).toBeNull();
+      const again = await startHub({ db: hub.db, args });
+      const after = new Client({ hub: again.endpoint, worker: 'w' });
+      try {
+        expect((await after.lookup('flaky')).task.state).toBe('ready');
+        expect((await after.lookup('idle')).task).toMatchObject({ state: 'cancelled' });
+      } finally {
+        after.close();
+        await again.stop();
+      }
+    } finally {
+      client.close();
+      await hub.stop();
+    }
   });
 });
 

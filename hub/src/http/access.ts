@@ -25,7 +25,7 @@ export function parseHttpAddress(text: string): HttpAddress {
 
 /** Reachable from this machine only. */
 export function isLoopbackHost(host: string): boolean {
-  return /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|::1|0*:(0*:)*0*1)$/i.test(host) && host !== '0.0.0.0';
+  return /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|::1|0*:(0*:)*0*1)$/i.test(host);
 }
 
 /**

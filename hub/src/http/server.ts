@@ -155,7 +155,8 @@ export class DashboardServer {
       // A token in the address, given once: kept in a cookie, and dropped from the address.
       if (accessOf(this.options.tokens, given) === 'none') throw new HttpError(401, 'that token is not this dashboard\'s');
       url.searchParams.delete('token');
-      res.writeHead(303, { Location: `${url.pathname}${url.search}`, 'Set-Cookie': tokenCookie(given), 'Cache-Control': 'no-store' });
+      // One leading slash: '//host/...' would send the browser to another site.
+      res.writeHead(303, { Location: `/${url.pathname.replace(/^\/+/, '')}${url.search}`, 'Set-Cookie': tokenCookie(given), 'Cache-Control': 'no-store' });
       res.end();
       return;
     }
@@ -239,7 +240,7 @@ export class DashboardServer {
     if (access !== 'admin') throw new HttpError(403, `${path} needs the admin token`);
     // A page of another site cannot send this: JSON needs a CORS preflight, which is not answered.
     const origin = req.headers.origin;
-    if (origin !== undefined && origin !== 'null' && new URL(origin).host !== req.headers.host) throw new HttpError(403, `requests from ${origin} are not accepted`);
+    if (origin !== undefined && origin !== 'null' && hostOf(origin) !== req.headers.host) throw new HttpError(403, `requests from ${origin.slice(0, 100)} are not accepted`);
     if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) throw new HttpError(415, 'send the body as Content-Type: application/json');
     const body = await readBody(req, this.options.maxBodyBytes);
     let parsed: unknown;
@@ -329,6 +330,15 @@ function lookupView({ task, dependents, missingDeps, failedDeps }: LookupResult)
 
 function failedQuery(limit: number, after: number): ListQuery {
   return { states: ['failed'], pool: '', prefix: '', limit, after, withParams: false, withResults: false };
+}
+
+/** The host:port of a URL; undefined if it is none. */
+function hostOf(url: string): string | undefined {
+  try {
+    return new URL(url).host;
+  } catch {
+    return undefined;
+  }
 }
 
 /** An integer query value within [min, max]; `fallback` when absent. */
