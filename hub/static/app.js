@@ -223,6 +223,13 @@ function mergeHistory(tail) {
   }
 }
 
+/** The x range: every minute of the history, and at least the last half hour (uPlot would show a single point over years). */
+function minutesShown(u) {
+  const t = u.data[0];
+  if (t.length === 0) return [Date.now() / 1000 - 30 * 60, Date.now() / 1000];
+  return [Math.min(t[0], t[t.length - 1] - 30 * 60), t[t.length - 1] + 60];
+}
+
 function throughput() {
   const box = el('div', { id: 'chart' });
   const h = live.history;
@@ -239,7 +246,7 @@ function throughput() {
         width: Math.max(400, box.clientWidth - 16),
         height: 320,
         // At least the last half hour across: one minute of history is a point, not years of axis.
-        scales: { x: { time: true, range: (u, min, max) => [Math.min(min, max - 30 * 60), max + 60] }, y: { range: (u, min, max) => [0, Math.max(5, max * 1.1)] } },
+        scales: { x: { time: true, range: minutesShown }, y: { range: (u, min, max) => [0, Math.max(5, max * 1.1)] } },
         series: [{}, { label: 'completions', stroke: '#3fae5a', fill: 'rgba(63,174,90,0.12)', width: 2 }, { label: 'failed attempts', stroke: '#e05252', width: 2 }],
         axes: [{}, { label: 'per minute' }],
       },
