@@ -391,6 +391,11 @@ function bytesView(b) {
   return el('div', {}, el('span', { class: 'muted' }, `${b.bytes} bytes${b.cut ? ' (first 64 KiB shown)' : ''}`), el('pre', { class: 'bytes' }, b.text));
 }
 
+function outputText(name, kept) {
+  const f = kept.find((k) => k.name === name);
+  return f === undefined ? `${name} (not yet uploaded)` : `${name} (${f.size} B, ${f.sha256.slice(0, 12)}…)`;
+}
+
 function taskView({ task, dependents, missingDeps, failedDeps }) {
   const s = task.spec;
   const rows = [
@@ -409,8 +414,8 @@ function taskView({ task, dependents, missingDeps, failedDeps }) {
     ['failed dependencies', failedDeps.length ? failedDeps.map((d, i) => [i > 0 ? ', ' : '', taskLink(d)]) : '—'],
     ['params', s.params.length ? s.params.map((p) => `${p.name}=${p.value}`).join('  ') : '—'],
     ['input files', s.inputs.length ? s.inputs.map((f) => `${f.name} (${f.size} B)`).join(', ') : '—'],
-    ['outputs', s.outputs.length ? s.outputs.join(', ') : '—'],
-    ['output files', task.outputs.length ? task.outputs.map((f) => `${f.name} (${f.size} B, ${f.sha256.slice(0, 12)}…)`).join(', ') : '—'],
+    ['param files', s.paramFiles.length ? s.paramFiles.map((f) => `${f.name} (holds param ${f.param})`).join(', ') : '—'],
+    ['outputs', s.outputs.length ? s.outputs.map((name) => outputText(name, task.outputs)).join(', ') : '—'],
     ['last error', task.lastError ? el('pre', { class: 'reason' }, task.lastError) : '—'],
     ['payload', bytesView(s.payload)],
     ['result', bytesView(task.result)],

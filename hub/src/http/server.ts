@@ -60,6 +60,12 @@ const SNAPSHOT_MINUTES = 3;
 const SUBSCRIBER_BACKLOG_BYTES = 4 << 20;
 /** Names one retry or cancel may carry (the hub's --max-batch applies too). */
 const MAX_ACT_NAMES = 1_000;
+/**
+ * A graph view costs the hub a pass over every task: pages asking the same view within this long
+ * (ms) share one, and at most GRAPH_VIEWS_KEPT different views are kept.
+ */
+const GRAPH_VIEW_MS = 2_000;
+const GRAPH_VIEWS_KEPT = 16;
 const MAX_NAME_CHARS = 4_096;
 const MAX_REASON_CHARS = 1_000;
 /** A request's headers must arrive within this, and the whole request within REQUEST_MS. */
@@ -82,6 +88,8 @@ export class DashboardServer {
   private ticker: NodeJS.Timeout | undefined;
   /** The last snapshot, and when it was made: a new subscriber gets it if it is fresh. */
   private snapshot: { at: number; frame: string } | undefined;
+  /** Graph views made lately, by their query: the JSON sent. */
+  private readonly graphViews = new Map<string, { at: number; body: string }>();
 
   private constructor(
     private readonly source: DashboardSource,
@@ -196,7 +204,7 @@ export class DashboardServer {
       case '/api/task':
         return sendJson(res, 200, lookupView(this.source.lookup(textParam(q, 'name', MAX_NAME_CHARS, true))));
       case '/api/graph':
-        return sendJson(res, 200, this.graphView(q));
+        return sendText(res, 200, this.graphView(q));
       case '/metrics': {
         if (this.options.metrics === undefined) throw new HttpError(404, 'this hub serves no metrics');
         const { contentType, body } = await this.options.metrics();
@@ -213,7 +221,7 @@ export class DashboardServer {
    * A graph view; with collapse=auto (the default) a node per task while they fit in max_nodes,
    * else grouped by name prefix, else by pool. Says which it used.
    */
-  private graphView(q: URLSearchParams): GraphView & { collapse: Collapse } {
+  private graphView(q: URLSearchParams): string {
     const asked = q.get('collapse') ?? 'auto';
     if (asked !== 'auto' && asked !== 'none' && asked !== 'pool' && asked !== 'prefix') throw new HttpError(400, `collapse=${asked.slice(0, 40)}: expected auto, none, pool or prefix`);
     const query: GraphViewQuery = {
@@ -223,10 +231,19 @@ export class DashboardServer {
       collapse: 'none',
       maxNodes: intParam(q, 'max_nodes', 0, VIEW_MAX_NODES, 0),
     };
+    const key = JSON.stringify([asked, query]);
+    const now = Date.now();
+    const kept = this.graphViews.get(key);
+    if (kept !== undefined && now - kept.at < GRAPH_VIEW_MS) return kept.body;
     const tries: Collapse[] = asked === 'auto' ? ['none', 'prefix', 'pool'] : [asked];
     for (const [i, collapse] of tries.entries()) {
       try {
-        return { ...this.source.graphView({ ...query, collapse }), collapse };
+        const body = toJson({ ...this.source.graphView({ ...query, collapse }), collapse });
+        this.graphViews.delete(key);
+        this.graphViews.set(key, { at: now, body });
+        // The oldest first in the map: past the bound, it goes.
+        if (this.graphViews.size > GRAPH_VIEWS_KEPT) this.graphViews.delete(this.graphViews.keys().next().value as string);
+        return body;
       } catch (err) {
         if (!(err instanceof DagworkError && err.code === 'TOO_LARGE') || i === tries.length - 1) throw err;
       }
@@ -399,7 +416,10 @@ function toJson(value: unknown): string {
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {
-  const body = toJson(value);
+  sendText(res, status, toJson(value));
+}
+
+function sendText(res: ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
   res.end(body);
 }
