@@ -14,6 +14,54 @@ const print = (figures: object): void => {
 };
 
 const roles: Record<string, (args: Args) => Promise<void>> = {
+  /**
+   * `count` dashboard pages on `url`, as a browser loads one: its files and first reads once, then
+   * the /events stream held open, each snapshot parsed. Prints { connected } once all stream, and
+   * { snapshots } (received in all) when killed with SIGTERM.
+   */
+  async browsers(args) {
+    const url = String(args.url);
+    const count = Number(args.count);
+    const once = ['/', '/app.js', '/style.css', '/vendor/uPlot.iife.min.js', '/vendor/uPlot.min.css', '/vendor/dagre.min.js', '/api/session', '/api/throughput'];
+    let snapshots = 0;
+    const streams = await Promise.all(
+      Array.from({ length: count }, async () => {
+        for (const path of once) {
+          const res = await fetch(`${url}${path}`);
+          if (!res.ok) throw new Error(`${path}: ${res.status}`);
+          await res.arrayBuffer();
+        }
+        const res = await fetch(`${url}/events`);
+        if (!res.ok || res.body === null) throw new Error(`/events: ${res.status}`);
+        return res.body.getReader();
+      }),
+    );
+    print({ connected: streams.length });
+    process.once('SIGTERM', () => {
+      print({ snapshots });
+      process.exit(0);
+    });
+    const decoder = new TextDecoder();
+    await Promise.all(
+      streams.map(async (reader) => {
+        let text = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) return;
+          text += decoder.decode(value, { stream: true });
+          for (let end = text.indexOf('\n\n'); end >= 0; end = text.indexOf('\n\n')) {
+            const event = text.slice(0, end);
+            text = text.slice(end + 2);
+            if (event.startsWith('data: ')) {
+              JSON.parse(event.slice(6));
+              snapshots++;
+            }
+          }
+        }
+      }),
+    );
+  },
+
   /** Answers every message with itself until killed. */
   async 'echo-server'() {
     const socket = new Reply();

@@ -1,6 +1,6 @@
 /** The benchmark's scenarios. Each runs real processes on 127.0.0.1 and returns its figures. */
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Store } from '../../hub/src/store/store.js';
 import type { TaskRecord } from '../../proto/src/types.js';
@@ -96,9 +96,22 @@ function throughput(ctx: Context, scenario: string, figure: string, value: numbe
   return { scenario, figure, value, unit: 'tasks/s', runs, ...(ctx.raw === undefined ? {} : { ratio: value / ctx.raw }), ...(target === undefined ? {} : { target }) };
 }
 
+/** CPU time (user and system) process `pid` has used, in ms (/proc, in clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /** Steal+complete by `clients` processes, `n` a round trip, over `count` independent tasks: tasks/s. */
-async function drainOnce(count: number, n: number, clients: number, options: { sync?: boolean; poolLimit?: number; resultVerifier?: string } = {}): Promise<number> {
-  const hub = await startHub(options.sync === undefined ? {} : { sync: options.sync });
+async function drainOnce(
+  count: number,
+  n: number,
+  clients: number,
+  options: { sync?: boolean; poolLimit?: number; resultVerifier?: string; dashboard?: { port: number; browsers: number }; hubCpu?: { usPerTask: number } } = {},
+): Promise<number> {
+  const hub = await startHub({ ...(options.sync === undefined ? {} : { sync: options.sync }), args: options.dashboard === undefined ? [] : ['--http', `127.0.0.1:${options.dashboard.port}`] });
+  let browsers: ReturnType<typeof spawnRole> | undefined;
   try {
     if (options.poolLimit !== undefined || options.resultVerifier !== undefined) {
       // The tasks' pool limited (dquery pool set default --max-running N): the throttled path of
@@ -108,12 +121,20 @@ async function drainOnce(count: number, n: number, clients: number, options: { s
       admin.close();
     }
     await role('create', { hub: hub.endpoint, count, batch: 10_000 });
+    if (options.dashboard !== undefined && options.dashboard.browsers > 0) {
+      // The pages open and streaming before the drain starts.
+      browsers = spawnRole('browsers', { url: `http://127.0.0.1:${options.dashboard.port}`, count: options.dashboard.browsers });
+      await browsers.firstLine;
+    }
+    const cpuBefore = cpuMs(hub.pid);
     const results = await Promise.all(Array.from({ length: clients }, (_, i) => role('drain', { hub: hub.endpoint, n, worker: `d${i}` })));
     const total = results.reduce((s, r) => s + (r.count ?? 0), 0);
+    if (options.hubCpu !== undefined) options.hubCpu.usPerTask = ((cpuMs(hub.pid) - cpuBefore) * 1000) / total;
     const start = Math.min(...results.map((r) => r.start ?? 0));
     const end = Math.max(...results.map((r) => r.end ?? 0));
     return total / ((end - start) / 1000);
   } finally {
+    browsers?.child.kill('SIGTERM');
     await hub.stop();
   }
 }
@@ -177,6 +198,46 @@ export async function drain(ctx: Context): Promise<Figure[]> {
     throughput(ctx, 'drain', `8 clients, n=64, ${drainBatch} tasks`, eight, ctx.runs, '150k/s (4 clients)'),
     throughput(ctx, 'drain', `8 clients, n=64, ${drainBatch} tasks, pool --max-running 256`, limited, ctx.runs),
     { ...throughput(ctx, 'drain', `1 client, n=64, ${verified} tasks, result verifier /bin/true`, verifying, ctx.runs), note: 'a verifier process per task' },
+  ];
+}
+
+/**
+ * The 8-client n=64 drain on a hub serving the dashboard, with nobody watching and with 20 pages
+ * open (each loads what the page loads, then holds /events: a snapshot a second).
+ */
+export async function dashboard(ctx: Context): Promise<Figure[]> {
+  const { drainBatch } = ctx.sizes;
+  const BROWSERS = 20;
+  // Run in pairs, one right after the other (which goes first alternating), so that the load of
+  // the machine drifting between runs weighs on both alike; the ratio is the median of the pairs'.
+  const unwatched: number[] = [];
+  const watched: number[] = [];
+  const ratios: number[] = [];
+  const cpu = { unwatched: [] as number[], watched: [] as number[] };
+  for (let i = 0; i < ctx.runs; i++) {
+    const a = { usPerTask: NaN };
+    const b = { usPerTask: NaN };
+    const none = async (): Promise<number> => drainOnce(drainBatch, 64, 8, { dashboard: { port: await freePort(), browsers: 0 }, hubCpu: a });
+    const some = async (): Promise<number> => drainOnce(drainBatch, 64, 8, { dashboard: { port: await freePort(), browsers: BROWSERS }, hubCpu: b });
+    if (i % 2 === 0) {
+      unwatched.push(await none());
+      watched.push(await some());
+    } else {
+      watched.push(await some());
+      unwatched.push(await none());
+    }
+    ratios.push((watched[i] as number) / (unwatched[i] as number));
+    cpu.unwatched.push(a.usPerTask);
+    cpu.watched.push(b.usPerTask);
+    ctx.log(`  pair ${i + 1}: ${Math.round(unwatched[i] as number)} tasks/s with no page (hub ${a.usPerTask.toFixed(1)} µs CPU a task), ${Math.round(watched[i] as number)} with ${BROWSERS} (${b.usPerTask.toFixed(1)} µs)`);
+  }
+  const ratio = median(ratios);
+  return [
+    throughput(ctx, 'dashboard', `8 clients, n=64, ${drainBatch} tasks, dhub --http, no page open`, median(unwatched), ctx.runs),
+    { ...throughput(ctx, 'dashboard', `8 clients, n=64, ${drainBatch} tasks, dhub --http, ${BROWSERS} pages streaming /events`, median(watched), ctx.runs), note: `${ratio.toFixed(2)}x the drain with no page open` },
+    { scenario: 'dashboard', figure: `drain with ${BROWSERS} pages open / with none, run in pairs`, value: ratio, unit: 'ratio', runs: ctx.runs, target: '>= 0.9' },
+    { scenario: 'dashboard', figure: 'hub CPU a task, no page open', value: median(cpu.unwatched), unit: 'µs/task', runs: ctx.runs },
+    { scenario: 'dashboard', figure: `hub CPU a task, ${BROWSERS} pages streaming /events`, value: median(cpu.watched), unit: 'µs/task', runs: ctx.runs },
   ];
 }
 
@@ -458,5 +519,5 @@ export async function files(ctx: Context): Promise<Figure[]> {
   ];
 }
 
-export const SCENARIOS = { raw, load, drain, stencil, latency, scale, durability, cli, peer, files } as const;
+export const SCENARIOS = { raw, load, drain, stencil, latency, scale, durability, cli, peer, files, dashboard } as const;
 export type ScenarioName = keyof typeof SCENARIOS;

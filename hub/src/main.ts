@@ -10,6 +10,7 @@ import { DagworkError } from '../../proto/src/errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { defaultGraphOptions } from './graph/options.js';
 import { defaultHubOptions, Hub, isLocal, type HubOptions } from './server.js';
+import { httpBindProblem, isLoopbackHost, parseHttpAddress, readTokenFile } from './http/access.js';
 import { Store } from './store/store.js';
 
 const defaults = defaultHubOptions();
@@ -49,6 +50,9 @@ const program = new Command('dhub')
   )
   .option('--verifier-jobs <n>', "pools' job and result verifiers (dquery pool set) running at once; the rest wait their turn", countArg, defaults.verifierJobs)
   .option('--verifier-timeout-ms <n>', 'a verifier running longer is killed with its process group, and counts as a rejection (at most 2147483647)', timerMsArg, defaults.verifierTimeoutMs)
+  .option('--http <host:port>', 'serve the live dashboard (pages, /events, /metrics) on HOST:PORT; an address other hosts reach needs --http-token')
+  .option('--http-token <file>', 'a file holding the token the dashboard asks for (at least 16 characters; openssl rand -hex 32 > FILE)')
+  .option('--http-admin-token <file>', "a file holding the token that shows the dashboard's retry and cancel buttons (without it there are none)")
   .option('--retry-backoff-ms <n>', `wait before a failed task is handed out again; doubles each failure, up to ${graphDefaults.backoffMaxMs / 1000} s`, positiveArg, graphDefaults.backoffBaseMs)
   .addHelpText(
     'after',
@@ -59,6 +63,11 @@ Examples:
                                          serve a whole cluster (no encryption: trusted networks only)
   dhub --db /scratch/run1 --files /bulk/run1-files --max-files-bytes 500000000000
                                          keep task files on another disk, at most 500 GB of them
+  dhub --http 127.0.0.1:8080             the live dashboard at http://127.0.0.1:8080/
+  dhub --http 0.0.0.0:8080 --http-token dash.token --http-admin-token admin.token
+                                         the dashboard for other hosts: open it once as
+                                         http://HOST:8080/?token=TOKEN (the admin token shows
+                                         the retry and cancel buttons)
 
 With CURVE, one endpoint per role: workers connect to --bind's port, submitters (create) to the
 next one, admins (retry too) to the one after:
@@ -95,6 +104,27 @@ without it, move it aside (it is kept in the store under dropped:KEY, and the ta
       } else if (!isLocal(bind)) {
         log.warn(`binding ${bind} without --curve-secret: any host that reaches it can read and change the task graph (no encryption, no authentication)`);
       }
+      let http: HubOptions['http'] = defaults.http;
+      if (opts.http === undefined) {
+        if (opts.httpToken !== undefined || opts.httpAdminToken !== undefined) throw new DagworkError('INVALID_ARGUMENT', '--http-token and --http-admin-token go with --http HOST:PORT');
+      } else {
+        const listen = parseHttpAddress(String(opts.http));
+        // Refused here, before anything is bound or opened.
+        const problem = httpBindProblem(listen.host, opts.httpToken !== undefined);
+        if (problem !== undefined) throw new DagworkError('INVALID_ARGUMENT', problem);
+        const token = (flag: string, file: unknown): string | undefined => {
+          if (file === undefined) return undefined;
+          const read = readTokenFile(String(file), flag);
+          if (read.othersMayRead) log.warn(`${String(file)} can be read by other users: whoever reads it can use the dashboard (chmod 600 it)`);
+          return read.token;
+        };
+        const tokens = { read: token('--http-token', opts.httpToken), admin: token('--http-admin-token', opts.httpAdminToken) };
+        if (tokens.read !== undefined && tokens.read === tokens.admin) throw new DagworkError('INVALID_ARGUMENT', '--http-token and --http-admin-token hold the same token: give the admin one its own');
+        if (!isLoopbackHost(listen.host)) {
+          log.warn(`serving the dashboard on ${String(opts.http)} over plain HTTP: its token and every page cross the network unencrypted (trusted networks only, or put it behind a TLS proxy)`);
+        }
+        http = { ...defaults.http, listen, tokens };
+      }
       const files: HubOptions['files'] = {
         maxFileBytes: opts.maxFileBytes as number,
         maxFilesBytes: opts.maxFilesBytes as number,
@@ -122,6 +152,7 @@ without it, move it aside (it is kept in the store under dropped:KEY, and the ta
         curve,
         verifierJobs: opts.verifierJobs as number,
         verifierTimeoutMs: opts.verifierTimeoutMs as number,
+        http,
         openStore: (location, options) => Store.open(location, { ...options, dropRecords: opts.dropRecord as string[] }),
       });
     } catch (err) {
@@ -142,6 +173,7 @@ without it, move it aside (it is kept in the store under dropped:KEY, and the ta
       const how = opts.curveSecret === undefined ? `store ${String(opts.db)}${opts.sync === true ? ', fsync on' : ''}` : `CURVE, role ${role}`;
       log.info(`listening on ${endpoint} (${how})`);
     }
+    if (hub.dashboardUrl !== undefined) log.info(`dashboard on ${hub.dashboardUrl}/`);
     hub.done.catch((err: unknown) => {
       process.stderr.write(`dhub: ${(err as Error).message}\n`);
       process.exit(1);

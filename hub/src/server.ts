@@ -23,7 +23,10 @@ import { VerifierRunner } from './verify/runner.js';
 import { ParkedSteals } from './graph/parked.js';
 import type { GraphOptions } from './graph/options.js';
 import { defaultLimits } from '../../proto/src/spec.js';
-import type { Limits, StealResult } from '../../proto/src/types.js';
+import type { GraphView, GraphViewQuery, Limits, ListQuery, ListResult, LookupResult, Status, StealResult, TaskResult, WorkerStatus } from '../../proto/src/types.js';
+import { DashboardServer, type DashboardSource, type MetricsSource } from './http/server.js';
+import { ThroughputHistory, type ThroughputSeries } from './http/history.js';
+import { httpBindProblem, type HttpAddress, type Tokens } from './http/access.js';
 import { rateLimited, silentLogger, type Logger } from './log.js';
 import { Store, type StoreOptions, type TaskStore } from './store/store.js';
 import { decodeRequest, encodeReply, inspectRequest, type Reply, type Request, type StealArgs, type WireError } from '../../proto/src/codec.js';
@@ -62,6 +65,23 @@ export interface HubOptions {
   /** Pools' verifiers (pool_set): how many run at once, and how long one may run before it is killed (ms). */
   verifierJobs: number;
   verifierTimeoutMs: number;
+  /** The dashboard (dhub --http). */
+  http: HttpOptions;
+}
+
+export interface HttpOptions {
+  /** Where it listens; undefined: no dashboard. Default undefined. */
+  listen: HttpAddress | undefined;
+  /** Needed to read the pages (--http-token), and to press their buttons (--http-admin-token). Default: none. */
+  tokens: Tokens;
+  /** Open connections at most; past it 503. Default 200. */
+  maxConnections: number;
+  /** Pages streaming /events at once; past it 503. Default 100. */
+  maxSubscribers: number;
+  /** Largest request body, in bytes. Default 64 KiB. */
+  maxBodyBytes: number;
+  /** How often /events sends a snapshot, in ms. Default 1,000. */
+  tickMs: number;
 }
 
 /** Loopback and local transports: reachable from this machine only. */
@@ -107,6 +127,14 @@ export function defaultHubOptions(): HubOptions {
     curve: undefined,
     verifierJobs: availableParallelism(),
     verifierTimeoutMs: 60_000,
+    http: {
+      listen: undefined,
+      tokens: { read: undefined, admin: undefined },
+      maxConnections: 200,
+      maxSubscribers: 100,
+      maxBodyBytes: 64 << 10,
+      tickMs: 1_000,
+    },
   };
 }
 
@@ -133,6 +161,12 @@ interface Envelope {
 interface Handed {
   worker: string;
   names: string[];
+}
+
+/** A caller in this process (the dashboard's buttons) waiting for its change to be written. */
+interface InProcess {
+  written: () => void;
+  failed: (err: DagworkError) => void;
 }
 
 interface Outgoing {
@@ -208,6 +242,10 @@ export class Hub {
   private readonly faultRetries = new Set<NodeJS.Timeout>();
   private readonly startedMs = Date.now();
   private readonly hubMetrics: HubMetrics;
+  /** Changes made for callers in this process, waiting for the group commit. */
+  private awaitingWrite: InProcess[] = [];
+  private readonly history = new ThroughputHistory(this.startedMs);
+  private dashboard: DashboardServer | undefined;
   /** Warnings a peer causes, at most 10 lines a second. */
   private readonly peerWarning: (message: string) => void;
   private readonly receiving: Promise<void>;
@@ -253,9 +291,15 @@ export class Hub {
   static async start(overrides: Partial<HubOptions> = {}): Promise<Hub> {
     const options = { ...defaultHubOptions(), ...overrides };
     const log = options.log;
+    const http = options.http.listen;
+    if (http !== undefined) {
+      const problem = httpBindProblem(http.host, options.http.tokens.read !== undefined);
+      if (problem !== undefined) throw new DagworkError('INVALID_ARGUMENT', problem);
+    }
     const store = await options.openStore(options.db, { sync: options.sync, log: options.log });
     const listeners: Listener[] = [];
     let zap: ZapHandler | undefined;
+    let hub: Hub;
     try {
       const started = Date.now();
       // A chunk must fit in a request: unless told, it is the contract's default or less.
@@ -319,13 +363,110 @@ export class Hub {
         }
         (listeners[listeners.length - 1] as Listener).endpoint = router.lastEndpoint ?? bind;
       }
-      return new Hub(options, graph, store, files, listeners, zap);
+      hub = new Hub(options, graph, store, files, listeners, zap);
     } catch (err) {
       for (const l of listeners) l.router.close();
       await zap?.close();
       await store.close();
       throw err;
     }
+    if (http !== undefined) {
+      try {
+        hub.dashboard = await DashboardServer.start(hub.dashboardSource(), { ...options.http, ...http, log, metrics: hub.metricsSource() });
+      } catch (err) {
+        await hub.stop();
+        throw err;
+      }
+    }
+    return hub;
+  }
+
+  /** The dashboard's address (http://HOST:PORT), when it has one. */
+  get dashboardUrl(): string | undefined {
+    return this.dashboard?.url;
+  }
+
+  // --- what the dashboard reads and does (hub/src/http) -----------------------------------
+
+  /** What a status request answers, now. */
+  status(): Status {
+    return {
+      ...this.graph.status(this.options.clock()),
+      limits: this.limits(),
+      storeId: this.store.id,
+      startedMs: this.startedMs,
+      files: this.files.count,
+      filesBytes: this.files.bytes,
+    };
+  }
+
+  /** The workers a status lists. */
+  workers(): WorkerStatus[] {
+    return this.graph.status(this.options.clock()).workers;
+  }
+
+  list(query: ListQuery): ListResult {
+    return this.graph.list(query, this.options.clock());
+  }
+
+  lookup(name: string): LookupResult {
+    return this.graph.lookup(name, this.options.clock());
+  }
+
+  /** Completions and failed attempts per minute since the hub started (the last `lastMinutes`). */
+  throughput(lastMinutes?: number): ThroughputSeries {
+    const now = this.options.clock();
+    this.history.observe(this.graph.ended, now);
+    return this.history.series(now, lastMinutes);
+  }
+
+  graphView(query: GraphViewQuery): GraphView {
+    return this.graph.view(query, this.options.clock());
+  }
+
+  /** Retries failed tasks as a retry request would; resolves once the change is written. */
+  retry(names: string[]): Promise<{ retried: number; results: TaskResult[] }> {
+    return this.act((now) => this.graph.retry(names, now));
+  }
+
+  /** Cancels tasks as a cancel request would; resolves once the change is written. */
+  cancel(names: string[], reason: string): Promise<{ cancelled: number; results: TaskResult[] }> {
+    return this.act((now) => this.graph.cancel(names, reason, now));
+  }
+
+  private dashboardSource(): DashboardSource {
+    return {
+      status: () => this.status(),
+      workers: () => this.workers(),
+      list: (query) => this.list(query),
+      lookup: (name) => this.lookup(name),
+      throughput: (lastMinutes) => this.throughput(lastMinutes),
+      graphView: (query) => this.graphView(query),
+      retry: (names) => this.retry(names),
+      cancel: (names, reason) => this.cancel(names, reason),
+    };
+  }
+
+  /** What /metrics serves: Hub.metrics(). */
+  private metricsSource(): MetricsSource {
+    return () => this.metrics();
+  }
+
+  /** Applies a change as a request's dispatch would; resolves with its value once it is written. */
+  private act<T>(apply: (now: number) => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let value: T;
+      this.applyNow(
+        {
+          written: () => resolve(value),
+          failed: reject,
+        },
+        (now) => {
+          value = apply(now);
+          return undefined;
+        },
+      );
+    });
   }
 
   /** The hub's Prometheus metrics (see README, "Metrics"), in the registry's text format. */
@@ -338,6 +479,7 @@ export class Hub {
     if (this.stopping) return this.done;
     this.stopping = true;
     clearTimeout(this.timer);
+    await this.dashboard?.close();
     for (const p of this.parked.takeAll()) this.queueError(p.envelope, { code: 'SHUTTING_DOWN', message: 'the hub is stopping', task: '' });
     // Verifiers are killed: a create waiting for one is refused, a task VERIFYING stays so in the
     // store and is verified again at the next start.
@@ -395,6 +537,7 @@ export class Hub {
 
   /** What follows any change to the graph: verifications it started, the group commit, the timer. */
   private afterChange(): void {
+    this.history.observe(this.graph.ended, this.options.clock());
     this.startVerifications();
     this.scheduleFlush();
     this.scheduleTimer();
@@ -600,12 +743,18 @@ export class Hub {
     return op;
   }
 
-  /** A change to the graph made outside a request's dispatch: its reply (if any) queued, to each of `envelopes`, as dispatch would. */
-  private applyNow(envelopes: readonly Envelope[], apply: (now: number) => Reply | undefined): void {
+  /**
+   * A change to the graph made outside a request's dispatch: its reply (if any) queued, to each of
+   * `to`'s envelopes, as dispatch would; or, for a caller in this process, told once written.
+   */
+  private applyNow(to: readonly Envelope[] | InProcess, apply: (now: number) => Reply | undefined): void {
+    const envelopes = Array.isArray(to) ? (to as readonly Envelope[]) : [];
+    const caller = Array.isArray(to) ? undefined : (to as InProcess);
     if (this.stopping || this.recovering) {
-      for (const envelope of envelopes) {
-        this.reject(envelope, this.stopping ? 'SHUTTING_DOWN' : 'STORE_FAILED', this.stopping ? 'the hub is stopping; nothing was changed: try again when it is back' : 'the hub is recovering from a store failure; nothing was changed: try again');
-      }
+      const code = this.stopping ? 'SHUTTING_DOWN' : 'STORE_FAILED';
+      const message = this.stopping ? 'the hub is stopping; nothing was changed: try again when it is back' : 'the hub is recovering from a store failure; nothing was changed: try again';
+      for (const envelope of envelopes) this.reject(envelope, code, message);
+      caller?.failed(new DagworkError(code, message));
       if (!this.recovering) this.scheduleFlush();
       return;
     }
@@ -613,8 +762,13 @@ export class Hub {
     try {
       const reply = apply(now);
       if (reply !== undefined) for (const envelope of envelopes) this.queue(envelope, reply);
+      if (caller !== undefined) this.awaitingWrite.push(caller);
     } catch (err) {
       for (const envelope of envelopes) this.queueError(envelope, toWireError(err));
+      if (caller !== undefined) {
+        const wire = toWireError(err);
+        caller.failed(new DagworkError(wire.code, wire.message, { task: wire.task }));
+      }
       if (!(err instanceof DagworkError)) {
         this.options.log.error(`internal error: ${(err as Error)?.stack ?? String(err)}`);
         void this.recover(err, 'INTERNAL');
@@ -843,15 +997,18 @@ export class Hub {
       const outgoing = this.outbox;
       this.outbox = [];
       this.outboxBytes = 0;
-      if (records.length === 0 && outgoing.length === 0 && changes.deleted.length === 0 && changes.pools.length === 0) return;
+      const callers = this.awaitingWrite;
+      this.awaitingWrite = [];
+      if (records.length === 0 && outgoing.length === 0 && callers.length === 0 && changes.deleted.length === 0 && changes.pools.length === 0) return;
       const writing = performance.now();
       try {
         await this.store.write(records, changes);
       } catch (err) {
-        await this.recover(err, 'STORE_FAILED', outgoing);
+        await this.recover(err, 'STORE_FAILED', outgoing, callers);
         return;
       }
       this.hubMetrics.committed(records.length + changes.deleted.length, performance.now() - writing);
+      for (const caller of callers) caller.written();
       let undelivered = false;
       for (const { envelope, frame, handed } of outgoing) {
         const sent = await this.send(envelope, frame);
@@ -887,9 +1044,12 @@ export class Hub {
    * reply becomes an error with `code`, and the graph is rebuilt from the store, dropping the
    * unwritten changes. If even that fails the hub stops with an error.
    */
-  private async recover(err: unknown, code: 'STORE_FAILED' | 'INTERNAL', outgoing: Outgoing[] = []): Promise<void> {
+  private async recover(err: unknown, code: 'STORE_FAILED' | 'INTERNAL', outgoing: Outgoing[] = [], callers: InProcess[] = []): Promise<void> {
     const log = this.options.log;
-    if (this.recovering) return;
+    if (this.recovering) {
+      for (const caller of callers) caller.failed(new DagworkError(code, `the store could not be written: ${(err as Error).message}`));
+      return;
+    }
     if (code === 'STORE_FAILED') log.error(`store write failed: ${(err as Error).message}`);
     this.recovering = true;
     // Parked steals may carry completions of the lost batch (complete with next): fail them too.
@@ -901,6 +1061,7 @@ export class Hub {
         ? `the store could not be written: ${(err as Error).message}`
         : `internal error in the hub: ${(err as Error)?.message ?? String(err)}; it reloaded its graph from the store`;
     const error = encodeReply({ op: 'error', error: { code, message, task: '' } });
+    for (const caller of [...callers, ...this.awaitingWrite.splice(0)]) caller.failed(new DagworkError(code, message));
     for (const { envelope } of failed) {
       await this.send(envelope, error);
       this.hubMetrics.requestDone(envelope.op, performance.now() - envelope.arrived);

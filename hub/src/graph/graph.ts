@@ -303,6 +303,8 @@ export class Graph {
   private readonly leases = new Heap<Timed>(earlier);
   private readonly workers = new Map<string, WorkerStats>();
   private readonly doneRate = new RateWindow();
+  /** Completions and failed attempts since this graph was made; they only grow (the hub's throughput history counts them). */
+  readonly ended = { done: 0, failed: 0 };
   private dirty = new Set<Task>();
   /** Pools that got a ready task or ran out of work since `takeWoken` (parked steals look at these). */
   private woken = new Set<string>();
@@ -625,6 +627,7 @@ export class Graph {
   /** `task` became done by a completion: counted, and its dependents released (unblocked, if it had failed). */
   private finish(task: Task, now: number, wasFailed: boolean): void {
     this.doneRate.add(now);
+    this.ended.done++;
     const queue = this.pool(task.spec.pool);
     (queue.rate ??= new RateWindow()).add(now);
     this.releaseDependents(task, now);
@@ -678,6 +681,7 @@ export class Graph {
 
   /** An attempt failed: ready again after the backoff while attempts remain, failed otherwise (or when `permanent`). */
   private failAttempt(task: Task, reason: string, permanent: boolean, now: number, worker: string): void {
+    this.ended.failed++;
     task.lastError = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}... (cut)` : reason;
     this.observer.attemptFailed(task.spec.pool);
     if (permanent || task.attempts >= task.spec.maxAttempts) {
@@ -907,6 +911,7 @@ export class Graph {
       // The worker may still complete it while nobody else takes it: `holder` stays.
       const stats = this.stats(worker, 0);
       stats.failed++;
+      this.ended.failed++;
       this.ranFor(stats, task, now);
       task.lastError = `lease expired (worker ${worker}, attempt ${task.attempts})`;
       this.observer.leaseExpired(task.spec.pool);
