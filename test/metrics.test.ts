@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Request as ReqSocket } from 'zeromq';
 import { decodeReply } from '../proto/src/codec.js';
 import { HubMetrics, MAX_POOL_LABELS, OTHER_POOL, type MetricsSource } from '../hub/src/metrics.js';
-import { Hub } from '../hub/src/server.js';
+import { defaultHubOptions, Hub } from '../hub/src/server.js';
 import { Store, type TaskStore } from '../hub/src/store/store.js';
 import { emptyCounts, TASK_STATES, type StateCounts, type TaskState } from '../proto/src/types.js';
 import { Client } from '../worker-kit/src/index.js';
@@ -56,8 +56,9 @@ function counts(partial: Partial<StateCounts>): StateCounts {
 }
 
 describe('hub metrics', () => {
-  it('count what a known workload did', async () => {
-    const hub = await Hub.start({ bind: 'tcp://127.0.0.1:*', db: join(tempDir(), 'db') });
+  it('count what a known workload did, scraped from GET /metrics of dhub --http', async () => {
+    const http = { ...defaultHubOptions().http, listen: { host: '127.0.0.1', port: 0 } };
+    const hub = await Hub.start({ bind: 'tcp://127.0.0.1:*', db: join(tempDir(), 'db'), http });
     const client = new Client({ hub: hub.endpoint, worker: 'w1', timeoutMs: 10_000 });
     // Requests sent, by operation: what dagwork_request_seconds must have counted.
     const sent = new Map<string, number>();
@@ -113,8 +114,10 @@ describe('hub metrics', () => {
       expect((await client.filePut(sha256, data.length, 0, data)).held).toBe(true);
       count('filePut');
 
-      const { contentType, body } = await hub.metrics();
-      expect(contentType).toMatch(/^text\/plain; version=0\.0\.4/);
+      const response = await fetch(new URL('/metrics', hub.dashboardUrl));
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+      const body = await response.text();
       const scrape = parseMetrics(body);
       const at = (name: string, labels: Record<string, string> = {}): number => sample(scrape, name, labels);
 
