@@ -41,9 +41,11 @@ describe('the commands from a clone', () => {
 });
 
 describe('the installed package', () => {
-  it('ships the built code, the contract and the licence, and neither the bench nor the tests', () => {
+  it("ships the built code, the contract, the dashboard's pages and the licence, and neither the bench nor the tests", () => {
     const root = join(project, 'node_modules/dagwork');
-    expect(readdirSync(root).sort()).toEqual(['LICENSE', 'README.md', 'dist', 'package.json', 'proto']);
+    expect(readdirSync(root).sort()).toEqual(['LICENSE', 'README.md', 'dist', 'hub', 'package.json', 'proto']);
+    expect(readdirSync(join(root, 'hub'))).toEqual(['static']);
+    expect(readdirSync(join(root, 'hub/static')).sort()).toEqual(readdirSync(join(ROOT, 'hub/static')).sort());
     expect(readdirSync(join(root, 'dist')).sort()).toEqual(['hub', 'proto', 'query', 'worker-kit']);
   });
 
