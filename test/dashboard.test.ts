@@ -86,7 +86,7 @@ describe('where the dashboard may listen', () => {
     const db = join(tempDir(), 'db');
     const port = await freePort();
     const run = await runNode([DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', db, '--http', `0.0.0.0:${port}`], { timeoutMs: 15_000 });
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(2); // bad usage
     expect(run.stderr).toContain(`--http 0.0.0.0: the dashboard on an address other hosts can reach needs --http-token FILE`);
     expect(run.stderr).not.toContain('listening on');
     expect(existsSync(db)).toBe(false);

@@ -48,11 +48,14 @@ describe('a whole graph', () => {
     expect(g.view(Q, T0 + 5000).nodes[0]?.state).toBe('ready');
   });
 
-  it('is empty for an empty graph or a pool without tasks', () => {
+  it('is empty for an empty graph, and refuses a pool nobody knows (UNKNOWN_POOL) or a name over the limit', () => {
     const g = new Graph();
     expect(view(g)).toEqual({ nodes: [], edges: [], tasks: 0 });
     g.create([{ name: 'a' }], T0);
-    expect(view(g, { pool: 'nope' })).toEqual({ nodes: [], edges: [], tasks: 0 });
+    expect(codeOf(() => view(g, { pool: 'nope' }))).toBe('UNKNOWN_POOL');
+    expect(codeOf(() => view(g, { around: 'x'.repeat(2_000_000) }))).toBe('INVALID_NAME');
+    g.poolSet({ pool: 'later', maxRunning: 3, paused: undefined }, T0);
+    expect(view(g, { pool: 'later' })).toEqual({ nodes: [], edges: [], tasks: 0 }); // known by its settings
   });
 });
 

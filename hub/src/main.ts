@@ -106,12 +106,19 @@ without it, move it aside (it is kept in the store under dropped:KEY, and the ta
       }
       let http: HubOptions['http'] = defaults.http;
       if (opts.http === undefined) {
-        if (opts.httpToken !== undefined || opts.httpAdminToken !== undefined) throw new DagworkError('INVALID_ARGUMENT', '--http-token and --http-admin-token go with --http HOST:PORT');
+        // Bad usage (exit 2), as a bad option value is.
+        if (opts.httpToken !== undefined || opts.httpAdminToken !== undefined) program.error('dhub: --http-token and --http-admin-token go with --http HOST:PORT');
       } else {
-        const listen = parseHttpAddress(String(opts.http));
+        const listen = ((): ReturnType<typeof parseHttpAddress> => {
+          try {
+            return parseHttpAddress(String(opts.http));
+          } catch (err) {
+            return program.error(`dhub: --http ${String(opts.http)}: ${(err as Error).message}`);
+          }
+        })();
         // Refused here, before anything is bound or opened.
         const problem = httpBindProblem(listen.host, opts.httpToken !== undefined);
-        if (problem !== undefined) throw new DagworkError('INVALID_ARGUMENT', problem);
+        if (problem !== undefined) program.error(`dhub: ${problem}`);
         const token = (flag: string, file: unknown): string | undefined => {
           if (file === undefined) return undefined;
           const read = readTokenFile(String(file), flag);

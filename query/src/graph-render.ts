@@ -46,10 +46,11 @@ export function renderGraph(view: GraphView, format: GraphFormat): string {
 
 /**
  * A DOT double-quoted string holding `s` as is: in a label, a backslash starts an escape (\n, \N,
- * \l ...) so it is doubled; a quote is escaped; a line break becomes \n (a centred line).
+ * \l ...) so it is doubled; a quote is escaped; a line break becomes \n (a centred line); an
+ * ampersand is written &amp;, since Graphviz reads &name; and &#N; in labels as entities.
  */
 export function dotString(s: string): string {
-  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\r\n|\r|\n/g, '\\n')}"`;
+  return `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/&/g, '&amp;').replace(/\r\n|\r|\n/g, '\\n')}"`;
 }
 
 export function graphDot(view: GraphView): string {
@@ -70,10 +71,10 @@ export function graphDot(view: GraphView): string {
 
 /**
  * Mermaid label text in quotes: every character that could end the label or start markup (quote,
- * #, &, <, >, backtick) as an entity code; a line break as <br/>.
+ * #, &, <, >, backtick, and % of a %%{...}%% directive) as an entity code; a line break as <br/>.
  */
 export function mermaidLabel(s: string): string {
-  const escaped = s.replace(/[#"&<>`]/g, (c) => `#${c.charCodeAt(0)};`).replace(/\r\n|\r|\n/g, '<br/>');
+  const escaped = s.replace(/[#"&<>`%]/g, (c) => `#${c.charCodeAt(0)};`).replace(/\r\n|\r|\n/g, '<br/>');
   return `"${escaped}"`;
 }
 

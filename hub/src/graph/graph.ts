@@ -1065,6 +1065,12 @@ export class Graph {
 
   /** The graph as a picture: see graphView (view.ts). Reads only. */
   view(query: GraphViewQuery, now: number): GraphView {
+    // Names checked as everywhere (a 2 MB name is not echoed back); a pool nobody knows is named.
+    if (query.around !== '') checkName(query.around, this.options, 'task name');
+    if (query.pool !== '') {
+      checkName(query.pool, this.options, 'pool');
+      this.knownPool(query.pool);
+    }
     this.advance(now);
     const source: ViewSource<Task> = {
       order: this.order,

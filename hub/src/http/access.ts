@@ -100,6 +100,24 @@ export function presentedToken(authorization: string | undefined, cookie: string
   return undefined;
 }
 
+/**
+ * Whether a request's Host header may be served. With a read token, any: the token decides. Without
+ * one (a loopback dashboard), only a loopback name or an IP literal, so that a web page whose name
+ * an attacker rebinds to 127.0.0.1 (DNS rebinding) cannot read the dashboard from a browser here.
+ */
+export function hostAllowed(tokens: Tokens, host: string | undefined): boolean {
+  if (tokens.read !== undefined) return true;
+  if (host === undefined) return false;
+  const name = /^\[([0-9a-f:.]+)\](?::\d+)?$/i.exec(host)?.[1] ?? /^([^:]+)(?::\d+)?$/.exec(host)?.[1];
+  if (name === undefined) return false;
+  return isLoopbackHost(name) || /^\d{1,3}(\.\d{1,3}){3}$/.test(name) || /^[0-9a-f:.]+$/i.test(name) && name.includes(':');
+}
+
+/** Whether `given` is one of the dashboard's own tokens (what a ?token= may put in a cookie). */
+export function isOwnToken(tokens: Tokens, given: string): boolean {
+  return (tokens.read !== undefined && sameToken(given, tokens.read)) || (tokens.admin !== undefined && sameToken(given, tokens.admin));
+}
+
 /** The cookie that carries a token given once as ?token=. */
 export function tokenCookie(token: string): string {
   return `${TOKEN_COOKIE}=${token}; HttpOnly; SameSite=Strict; Path=/`;

@@ -12,7 +12,7 @@ import { DagworkError, type ErrorCode } from '../../../proto/src/errors.js';
 import { VIEW_MAX_DEPTH, VIEW_MAX_NODES } from '../../../proto/src/graph-view.js';
 import type { Collapse, GraphView, GraphViewQuery, ListQuery, ListResult, LookupResult, Status, TaskResult, WorkerStatus } from '../../../proto/src/types.js';
 import type { Logger } from '../log.js';
-import { accessOf, presentedToken, tokenCookie, type Access, type Tokens } from './access.js';
+import { accessOf, hostAllowed, isOwnToken, presentedToken, tokenCookie, type Access, type Tokens } from './access.js';
 import type { ThroughputSeries } from './history.js';
 import { HISTORY_MINUTES } from './history.js';
 import { loadAssets, type Asset } from './assets.js';
@@ -100,12 +100,16 @@ export class DashboardServer {
 
   static async start(source: DashboardSource, options: DashboardOptions): Promise<DashboardServer> {
     const assets = loadAssets();
-    const server = createServer({ headersTimeout: HEADERS_MS, requestTimeout: REQUEST_MS });
+    // Timeouts checked every second (Node's default is every 30 s), and a connection idle for
+    // HEADERS_MS closed: one that never sends a byte would otherwise hold a slot for ever. A
+    // stream of /events is written to every second, so it is never idle.
+    const server = createServer({ headersTimeout: HEADERS_MS, requestTimeout: REQUEST_MS, connectionsCheckingInterval: 1_000 });
+    server.timeout = HEADERS_MS;
     const dashboard = new DashboardServer(source, options, server, assets);
     server.on('connection', (socket: Socket) => dashboard.onConnection(socket));
     server.on('request', (req: IncomingMessage, res: ServerResponse) => dashboard.onRequest(req, res));
     server.on('clientError', (_err, socket: Socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nbad request\n');
+      if (socket.writable) socket.end(rawJsonAnswer(400, 'Bad Request', 'the request could not be read as HTTP/1.1 (malformed, or headers too large or too slow)'));
       else socket.destroy();
     });
     await new Promise<void>((resolve, reject) => {
@@ -136,8 +140,7 @@ export class DashboardServer {
 
   private onConnection(socket: Socket): void {
     if (this.connections >= this.options.maxConnections) {
-      const body = `the dashboard has ${this.connections} connections open, its limit: try again in a moment\n`;
-      socket.end(`HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\nRetry-After: 5\r\n\r\n${body}`);
+      socket.end(rawJsonAnswer(503, 'Service Unavailable', `the dashboard has ${this.connections} connections open, its limit: try again in a moment`, 'Retry-After: 5\r\n'));
       socket.destroySoon();
       return;
     }
@@ -158,10 +161,14 @@ export class DashboardServer {
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://dashboard');
     const method = req.method ?? 'GET';
+    if (!hostAllowed(this.options.tokens, req.headers.host)) {
+      throw new HttpError(421, 'this dashboard has no token, so it answers only requests addressed to a loopback name or an IP address (Host header), not to a domain name');
+    }
     const given = url.searchParams.get('token');
     if (given !== null && method === 'GET') {
-      // A token in the address, given once: kept in a cookie, and dropped from the address.
-      if (accessOf(this.options.tokens, given) === 'none') throw new HttpError(401, 'that token is not this dashboard\'s');
+      // A token in the address, given once: kept in a cookie, and dropped from the address. Only
+      // the dashboard's own tokens, whose form was checked at start, ever reach the cookie.
+      if (!isOwnToken(this.options.tokens, given)) throw new HttpError(401, "that token is not this dashboard's");
       url.searchParams.delete('token');
       // One leading slash: '//host/...' would send the browser to another site.
       res.writeHead(303, { Location: `/${url.pathname.replace(/^\/+/, '')}${url.search}`, 'Set-Cookie': tokenCookie(given), 'Cache-Control': 'no-store' });
@@ -257,7 +264,8 @@ export class DashboardServer {
     if (access !== 'admin') throw new HttpError(403, `${path} needs the admin token`);
     // A page of another site cannot send this: JSON needs a CORS preflight, which is not answered.
     const origin = req.headers.origin;
-    if (origin !== undefined && origin !== 'null' && hostOf(origin) !== req.headers.host) throw new HttpError(403, `requests from ${origin.slice(0, 100)} are not accepted`);
+    // A sandboxed or data: page sends Origin: null: refused too.
+    if (origin !== undefined && (origin === 'null' || hostOf(origin) !== req.headers.host)) throw new HttpError(403, `requests from ${origin.slice(0, 100)} are not accepted`);
     if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) throw new HttpError(415, 'send the body as Content-Type: application/json');
     const body = await readBody(req, this.options.maxBodyBytes);
     let parsed: unknown;
@@ -413,6 +421,12 @@ function toJson(value: unknown): string {
     const raw = this[key];
     return raw instanceof Uint8Array ? { bytes: raw.length, text: Buffer.from(raw.subarray(0, SHOWN_BYTES)).toString('utf8'), cut: raw.length > SHOWN_BYTES } : v;
   });
+}
+
+/** A whole HTTP/1.1 answer with a JSON {"error"} body, for a socket the HTTP server does not handle (over the limit, unreadable). */
+function rawJsonAnswer(status: number, reason: string, message: string, extraHeaders = ''): string {
+  const body = `${JSON.stringify({ error: message })}\n`;
+  return `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n${extraHeaders}\r\n${body}`;
 }
 
 function sendJson(res: ServerResponse, status: number, value: unknown): void {
