@@ -170,6 +170,7 @@ describe('the figures', () => {
 
   it('writes HTML text and script data that no name can break out of', () => {
     expect(escape(`<b a="1">'&'</b>`)).toBe('&lt;b a=&quot;1&quot;&gt;&#39;&amp;&#39;&lt;/b&gt;');
+    expect(escape('\x1b[31mred\x1b[0m\tand\nlines')).toBe('\\x1b[31mred\\x1b[0m\tand\nlines'); // a terminal's escapes shown, not sent
     const json = scriptJson({ name: '</script><script>alert(1)</script>' });
     expect(json).not.toContain('<');
     expect(JSON.parse(json)).toEqual({ name: '</script><script>alert(1)</script>' });

@@ -28,9 +28,14 @@ export function loadChartLibrary(): ChartLibrary {
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
-/** `s` as HTML text (or a quoted attribute's value). */
+/**
+ * `s` as HTML text (or a quoted attribute's value). Control characters but tab and line breaks
+ * (an ESC of a coloured stderr) are shown as \xNN, as dquery's text does: the file may be cat.
+ */
 export function escape(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ENTITIES[c] as string);
+  return s
+    .replace(/[&<>"']/g, (c) => ENTITIES[c] as string)
+    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** `value` as JSON that can sit inside a <script> element: no `<` at all. */
@@ -79,7 +84,7 @@ export function reportHtml(report: Report, library: ChartLibrary): string {
   parts.push(report.timeline.done.length === 0 ? '<p>Nothing completed or failed yet.</p>' : '<div id="timeline"></div>');
 
   const path = report.criticalPath;
-  parts.push(`<h2>Critical path</h2><p class="sub">${path.tasks.length} tasks, ${escape(runTime(path.totalMs))} in all: from the first one's creation to the last one's end; each waited for the one before</p>`);
+  parts.push(`<h2>Critical path</h2><p class="sub">${path.tasks.length} task${path.tasks.length === 1 ? '' : 's'}, ${escape(runTime(path.totalMs))} in all: from the first one's creation to the last one's end; each waited for the one before</p>`);
   parts.push(
     table(
       'critical-path',

@@ -148,7 +148,7 @@ function around<T>(source: ViewSource<T>, name: string, depth: number, keep: (ta
           if (keep(other) && ++kept > limit) {
             throw new DagworkError(
               'TOO_LARGE',
-              `more than ${limit} tasks lie within ${depth} steps of "${name}"${query.pool === '' ? '' : ` in pool "${query.pool}"`}; ` +
+              `more than ${limit} tasks lie within ${depth} step${depth === 1 ? '' : 's'} of "${name}"${query.pool === '' ? '' : ` in pool "${query.pool}"`}; ` +
                 `narrow the view: a smaller depth${query.collapse === 'none' ? ', collapse (prefix or pool)' : ''}${query.pool === '' ? ', a pool' : ''}`,
             );
           }
