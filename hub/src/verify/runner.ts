@@ -181,16 +181,25 @@ export class VerifierRunner {
       child.stdin.on('error', () => undefined);
       child.stdin.end(run.input);
       child.on('error', (err) => finish({ passed: false, reason: `the hub could not start the verifier: ${err.message}`, fault: true }));
+      // The verdict needs both: the exit, and what it wrote last (its stderr closed), or a moment
+      // after the exit when something it left holds stderr open.
+      let exited: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+      let stderrClosed = false;
+      const verdict = (): Verdict => {
+        const { code, signal } = exited as { code: number | null; signal: NodeJS.Signals | null };
+        const said = tail(stderr.toString('utf8'));
+        if (timedOut) return { passed: false, reason: `the verifier ran past ${this.options.timeoutMs} ms and was killed${said === '' ? '' : `: ${said}`}` };
+        if (code === 0) return { passed: true, reason: said };
+        const how = signal !== null ? `killed by ${signal}` : `exit ${code}`;
+        return { passed: false, reason: said === '' ? `the verifier ended with ${how} and said nothing on stderr` : `${said} (${how})` };
+      };
+      child.stderr.once('close', () => {
+        stderrClosed = true;
+        if (exited !== undefined) finish(verdict());
+      });
       child.on('exit', (code, signal) => {
-        const verdict = (): Verdict => {
-          const said = tail(stderr.toString('utf8'));
-          if (timedOut) return { passed: false, reason: `the verifier ran past ${this.options.timeoutMs} ms and was killed${said === '' ? '' : `: ${said}`}` };
-          if (code === 0) return { passed: true, reason: said };
-          const how = signal !== null ? `killed by ${signal}` : `exit ${code}`;
-          return { passed: false, reason: said === '' ? `the verifier ended with ${how} and said nothing on stderr` : `${said} (${how})` };
-        };
-        // What it wrote last may still be in the pipe: read until stderr closes, or a moment.
-        child.stderr.once('close', () => finish(verdict()));
+        exited = { code, signal };
+        if (stderrClosed) return finish(verdict());
         grace = setTimeout(() => finish(verdict()), EXIT_GRACE_MS);
       });
     });
