@@ -1,35 +1,18 @@
 /** The dashboard against hostile HTTP: idle sockets, foreign Host names, forged tokens, Origin null, garbage. */
 import { writeFileSync } from 'node:fs';
-import { request, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hostAllowed } from '../hub/src/http/access.js';
 import { graphDot, graphMermaid } from '../query/src/graph-render.js';
 import { emptyCounts } from '../proto/src/types.js';
+import { http } from './support/http.js';
 import { cleanTempDirs, DHUB, freePort, runNode, startHub, tempDir } from './helpers.js';
 
 afterAll(() => cleanTempDirs());
 
 const ADMIN_TOKEN = 'admin-0123456789abcdef';
 
-interface Answer {
-  status: number;
-  headers: IncomingMessage['headers'];
-  body: string;
-}
-
-function http(port: number, path: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers: options.headers }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
 
 /** Sends `bytes` on a raw socket; resolves with what came back and how long until it was closed. */
 function raw(port: number, bytes: string, ms: number): Promise<{ text: string; closedAfter: number | undefined }> {

@@ -3,8 +3,8 @@
  * dhub and dworker; its tokens, and the bounds of its HTTP shell.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { request, type IncomingMessage } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { ThroughputHistory } from '../hub/src/http/history.js';
 import { DashboardServer, type DashboardSource } from '../hub/src/http/server.js';
 import { silentLogger } from '../hub/src/log.js';
 import { emptyCounts, type Status } from '../proto/src/types.js';
+import { http, type Answer } from './support/http.js';
 import { cleanTempDirs, DHUB, freePort, ROOT, runNode, startHub, tempDir, type RunningHub } from './helpers.js';
 import { eventually, killDworkers, spawnDworker } from './support/dworker.js';
 
@@ -33,24 +34,6 @@ function tokenFile(token: string): string {
   return path;
 }
 
-interface Answer {
-  status: number;
-  headers: IncomingMessage['headers'];
-  body: string;
-}
-
-/** One HTTP request to 127.0.0.1:`port`, its whole answer. */
-function http(port: number, path: string, options: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: options.method ?? 'GET', headers: options.headers }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end(options.body);
-  });
-}
 
 describe('where the dashboard may listen', () => {
   it('needs a token on any address but loopback', () => {

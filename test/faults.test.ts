@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import { Level } from 'level';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Hub } from '../hub/src/server.js';
-import { Store, STORE_FORMAT, type TaskStore } from '../hub/src/store/store.js';
+import { Store, STORE_FORMAT } from '../hub/src/store/store.js';
 import { encodeRecord } from '../hub/src/store/record.js';
 import type { TaskRecord } from '../proto/src/types.js';
 import { Client, DagworkError } from '../worker-kit/src/index.js';
+import { failingStore } from './support/failing-store.js';
 import { cleanTempDirs, DHUB, runNode, startHub, tempDir } from './helpers.js';
 import { taskRecord } from './support/records.js';
 
@@ -130,15 +131,7 @@ describe('store faults', () => {
     const hub = await Hub.start({
       bind: 'tcp://127.0.0.1:*',
       db,
-      openStore: async (location, options): Promise<TaskStore> => {
-        const real = await Store.open(location, options);
-        return {
-          id: real.id,
-          loadAll: () => real.loadAll(),
-          write: (records) => (failWrites ? Promise.reject(new Error('No space left on device')) : real.write(records)),
-          close: () => real.close(),
-        };
-      },
+      openStore: failingStore(() => failWrites),
     });
     const client = new Client({ hub: hub.endpoint, worker: 'w' });
     try {

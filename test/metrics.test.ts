@@ -11,9 +11,9 @@ import { Request as ReqSocket } from 'zeromq';
 import { decodeReply } from '../proto/src/codec.js';
 import { HubMetrics, MAX_POOL_LABELS, OTHER_POOL, type MetricsSource } from '../hub/src/metrics.js';
 import { defaultHubOptions, Hub } from '../hub/src/server.js';
-import { Store, type TaskStore } from '../hub/src/store/store.js';
 import { emptyCounts, TASK_STATES, type StateCounts, type TaskState } from '../proto/src/types.js';
 import { Client } from '../worker-kit/src/index.js';
+import { failingStore } from './support/failing-store.js';
 import { cleanTempDirs, ROOT, tempDir } from './helpers.js';
 import { parseMetrics, sample, type Scrape } from './support/prom.js';
 
@@ -205,15 +205,7 @@ describe('hub metrics across a failed write', () => {
     const hub = await Hub.start({
       bind: 'tcp://127.0.0.1:*',
       db: join(tempDir(), 'db'),
-      openStore: async (location, options): Promise<TaskStore> => {
-        const real = await Store.open(location, options);
-        return {
-          id: real.id,
-          loadAll: () => real.loadAll(),
-          write: (records) => (failWrites ? Promise.reject(new Error('No space left on device')) : real.write(records)),
-          close: () => real.close(),
-        };
-      },
+      openStore: failingStore(() => failWrites),
     });
     const client = new Client({ hub: hub.endpoint, worker: 'w', timeoutMs: 10_000 });
     try {
