@@ -16,7 +16,7 @@ import { allows, leastRole, ROLES, type Role } from '../../proto/src/roles.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { FileStore, type FileStoreOptions } from './files/store.js';
 import { HubMetrics } from './metrics.js';
-import { Graph, verifierProblem, type JobCheck, type VerifyTicket } from './graph/graph.js';
+import { Graph, verifierCommands, type JobCheck, type VerifyTicket } from './graph/graph.js';
 import { checkVerifierCommand } from './verify/check.js';
 import { jobInput, resultInput } from './verify/input.js';
 import { VerifierRunner } from './verify/runner.js';
@@ -660,9 +660,7 @@ export class Hub {
       case 'poolList':
         return this.queue(envelope, { op: 'poolList', ...graph.poolList(request.pool, now) });
       case 'poolSet': {
-        const commands: [string, string][] = [];
-        if (request.jobVerifier !== undefined && request.jobVerifier !== '') commands.push(['job verifier', request.jobVerifier]);
-        if (request.resultVerifier !== undefined && request.resultVerifier !== '') commands.push(['result verifier', request.resultVerifier]);
+        const commands = verifierCommands(request);
         if (commands.length === 0) return this.queue(envelope, { op: 'poolSet', pool: graph.poolSet(request, now) });
         if (!verifiersAllowed(this.options.bind, this.options.curve !== undefined)) {
           throw new DagworkError(
@@ -670,10 +668,8 @@ export class Hub {
             `verifiers run commands on the hub's machine, and this hub serves ${this.options.bind} without CURVE (anyone reaching it could): set them on a hub with --curve-secret (admin endpoint), or bound to a local address`,
           );
         }
-        for (const [what, command] of commands) {
-          const problem = verifierProblem(command);
-          if (problem !== undefined) throw new DagworkError('INVALID_ARGUMENT', `${what}: ${problem}`);
-        }
+        // What the graph refuses is refused before sh runs.
+        graph.checkPoolSet(request);
         // Checked apart from the graph (sh parses each; its program must exist), then applied.
         const checked = Promise.all(commands.map(([what, command]) => checkVerifierCommand(what, command))).then(() => undefined);
         void this.applyAfter([envelope], checked, (at) => ({ op: 'poolSet', pool: this.graph.poolSet(request, at) }));

@@ -247,7 +247,7 @@ export interface JobCheck {
   verifier: string;
 }
 /** Longest verifier command, in bytes. */
-export const MAX_VERIFIER_BYTES = 4096;
+const MAX_VERIFIER_BYTES = 4096;
 const everyFileHeld: FileHeld = () => true;
 
 /**
@@ -1164,21 +1164,14 @@ export class Graph {
   /**
    * Change a pool's settings: those given, the others kept. The pool need not hold a task. A limit
    * lowered below what runs takes no lease away. Throws INVALID_NAME, INVALID_ARGUMENT (a limit
-   * that is not an integer from 0 to MAX_POOL_RUNNING) before anything changes.
+   * that is not an integer from 0 to MAX_POOL_RUNNING, a verifier command verifierProblem names)
+   * before anything changes (checkPoolSet).
    * Writes: the pool's settings (none of its tasks).
    */
   poolSet(args: PoolSetArgs, now: number): PoolInfo {
+    this.checkPoolSet(args);
     const name = args.pool === '' ? DEFAULT_POOL : args.pool;
-    checkName(name, this.options, 'pool');
     const limit = args.maxRunning;
-    if (limit !== undefined && (!Number.isInteger(limit) || limit < 0 || limit > MAX_POOL_RUNNING)) {
-      throw new DagworkError('INVALID_ARGUMENT', `max running ${limit} is not an integer from 0 (no limit) to ${MAX_POOL_RUNNING}`);
-    }
-    for (const [what, command] of [['job verifier', args.jobVerifier], ['result verifier', args.resultVerifier]] as const) {
-      if (command === undefined || command === '') continue;
-      const problem = verifierProblem(command);
-      if (problem !== undefined) throw new DagworkError('INVALID_ARGUMENT', `${what}: ${problem}`);
-    }
     this.advance(now);
     const queue = this.pool(name);
     this.applySettings(name, {
@@ -1191,6 +1184,19 @@ export class Graph {
     // Unpaused, or a limit raised or lifted: parked steals of the pool look again.
     this.woken.add(name);
     return this.poolInfo(name, queue, now);
+  }
+
+  /** Throws what `poolSet` would throw for these arguments (the hub checks before it runs sh on the verifiers). */
+  checkPoolSet(args: PoolSetArgs): void {
+    checkName(args.pool === '' ? DEFAULT_POOL : args.pool, this.options, 'pool');
+    const limit = args.maxRunning;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 0 || limit > MAX_POOL_RUNNING)) {
+      throw new DagworkError('INVALID_ARGUMENT', `max running ${limit} is not an integer from 0 (no limit) to ${MAX_POOL_RUNNING}`);
+    }
+    for (const [what, command] of verifierCommands(args)) {
+      const problem = verifierProblem(command);
+      if (problem !== undefined) throw new DagworkError('INVALID_ARGUMENT', `${what}: ${problem}`);
+    }
   }
 
   /**
@@ -2060,8 +2066,16 @@ function runTime(log: readonly StateChange[], end: number): number {
   return started === 0 ? 0 : Math.max(0, end - started);
 }
 
+/** The verifier commands a pool_set sets (not those it removes with ''), each with what it is. */
+export function verifierCommands(args: PoolSetArgs): [string, string][] {
+  const commands: [string, string][] = [];
+  if (args.jobVerifier !== undefined && args.jobVerifier !== '') commands.push(['job verifier', args.jobVerifier]);
+  if (args.resultVerifier !== undefined && args.resultVerifier !== '') commands.push(['result verifier', args.resultVerifier]);
+  return commands;
+}
+
 /** Why a verifier command cannot be taken as it is (the graph's part: the hub checks that sh can run it), or undefined. */
-export function verifierProblem(command: string): string | undefined {
+function verifierProblem(command: string): string | undefined {
   const bytes = Buffer.byteLength(command, 'utf8');
   if (bytes > MAX_VERIFIER_BYTES) return `the command is ${bytes} bytes; the limit is ${MAX_VERIFIER_BYTES}`;
   if (command.includes('\0')) return 'the command holds a NUL character';

@@ -10,6 +10,12 @@ import { access, constants, stat } from 'node:fs/promises';
 import { DagworkError } from '../../../proto/src/errors.js';
 
 const CHECK_TIMEOUT_MS = 5_000;
+/**
+ * A plain word of a command: a path or a name, nothing sh would expand or split. A command that is
+ * one such word is a program alone (it gets the task file as its argument); a command's first such
+ * word is the program checked to exist.
+ */
+export const PLAIN_WORD = /^[A-Za-z0-9_./:@,+-]+$/;
 
 export async function checkVerifierCommand(what: string, command: string): Promise<void> {
   const parse = await sh(['-n', '-c', command]);
@@ -34,7 +40,7 @@ export async function checkVerifierCommand(what: string, command: string): Promi
 function firstWord(command: string): string | undefined {
   for (const word of command.trim().split(/\s+/)) {
     if (/^[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9_./:@,+-]*$/.test(word)) continue;
-    return /^[A-Za-z0-9_./:@,+-]+$/.test(word) ? word : undefined;
+    return PLAIN_WORD.test(word) ? word : undefined;
   }
   return undefined;
 }

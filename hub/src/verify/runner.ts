@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
+import { PLAIN_WORD } from './check.js';
 
 export interface VerifierOptions {
   /** Verifiers running at once; the rest wait their turn. */
@@ -42,8 +43,6 @@ export interface VerifierRun {
 export const REASON_CHARS = 4000;
 /** After a verifier exits, how long its stderr may stay open before the verdict goes without the rest (ms). */
 const EXIT_GRACE_MS = 200;
-/** A command that is a program alone (a path or a name): it gets the task file as its argument. */
-const PLAIN_PROGRAM = /^[A-Za-z0-9_./:@,+-]+$/;
 /** Bytes of stderr held while it runs (the tail of it); the rest is dropped as it comes. */
 const STDERR_BYTES = 64 << 10;
 
@@ -138,7 +137,7 @@ export class VerifierRunner {
       // A program alone gets the file as its first argument (as Wagon's verifiers do); in a shell
       // command it is $1.
       const command = run.command.trim();
-      const script = PLAIN_PROGRAM.test(command) ? `${command} "$1"` : run.command;
+      const script = PLAIN_WORD.test(command) ? `${command} "$1"` : run.command;
       const child = spawn('/bin/sh', ['-c', script, 'verifier', file], {
         cwd: dir,
         // Its own process group: a timeout kills whatever it started, too.
