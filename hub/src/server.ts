@@ -19,7 +19,7 @@ import { HubMetrics } from './metrics.js';
 import { Graph, verifierCommands, type JobCheck, type VerifyTicket } from './graph/graph.js';
 import { checkVerifierCommand } from './verify/check.js';
 import { jobInput, resultInput } from './verify/input.js';
-import { VerifierRunner } from './verify/runner.js';
+import { VerifierRunner, type VerifierRun } from './verify/runner.js';
 import { ParkedSteals } from './graph/parked.js';
 import type { GraphOptions } from './graph/options.js';
 import { defaultLimits } from '../../proto/src/spec.js';
@@ -796,23 +796,22 @@ export class Hub {
     this.jobBytesWaiting += bytes;
     let settled = false;
     const verdicts = new Promise<void>((resolve, reject) => {
+      const refuse = (err: DagworkError): void => {
+        settled = true;
+        reject(err);
+      };
       let left = checks.length;
       for (const { spec, verifier } of checks) {
-        const run = (): ReturnType<Parameters<VerifierRunner['run']>[0]> =>
-          settled ? undefined : { kind: 'job', command: verifier, input: jobInput(spec), task: spec.name, pool: spec.pool };
+        const run = (): VerifierRun | undefined => (settled ? undefined : { kind: 'job', command: verifier, input: jobInput(spec), task: spec.name, pool: spec.pool });
         void this.verifier.run(run).then((verdict) => {
           if (settled) return;
           if (verdict === undefined) {
-            settled = true;
-            reject(new DagworkError('SHUTTING_DOWN', 'the hub is stopping: its verifiers were stopped and nothing was created; try again when it is back'));
+            refuse(new DagworkError('SHUTTING_DOWN', 'the hub is stopping: its verifiers were stopped and nothing was created; try again when it is back'));
           } else if (verdict.fault === true) {
-            settled = true;
             this.options.log.error(`job verifier of pool "${spec.pool}": ${verdict.reason}`);
-            reject(new DagworkError('INTERNAL', `${verdict.reason} (pool "${spec.pool}", task "${spec.name}"); nothing of the batch was created`, { task: spec.name }));
+            refuse(new DagworkError('INTERNAL', `${verdict.reason} (pool "${spec.pool}", task "${spec.name}"); nothing of the batch was created`, { task: spec.name }));
           } else if (!verdict.passed) {
-            settled = true;
-            const pool = spec.pool;
-            reject(new DagworkError('REJECTED', `the job verifier of pool "${pool}" rejected task "${spec.name}": ${verdict.reason}; nothing of the batch was created`, { task: spec.name }));
+            refuse(new DagworkError('REJECTED', `the job verifier of pool "${spec.pool}" rejected task "${spec.name}": ${verdict.reason}; nothing of the batch was created`, { task: spec.name }));
           } else if (--left === 0) {
             settled = true;
             resolve();
@@ -822,8 +821,9 @@ export class Hub {
     });
     const envelopes = [envelope];
     this.pendingJobs.set(key, envelopes);
-    const settled2 = verdicts.finally(() => this.pendingJobs.delete(key));
-    void this.applyAfter(envelopes, settled2, apply).finally(() => {
+    // A resend arriving from here on is a new request: by then the tasks exist (or were refused).
+    const verified = verdicts.finally(() => this.pendingJobs.delete(key));
+    void this.applyAfter(envelopes, verified, apply).finally(() => {
       this.jobChecksWaiting -= checks.length;
       this.jobBytesWaiting -= bytes;
     });

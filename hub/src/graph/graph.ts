@@ -46,6 +46,7 @@ const EMPTY = new Uint8Array(0);
 /** Shared by every record without output files (a million done tasks hold one array, not a million). */
 const NO_OUTPUTS: FileRef[] = [];
 const NO_PARAMS: Param[] = [];
+const NO_TICKETS: VerifyTicket[] = [];
 /** Result bytes past which a list page with results ends (it always holds one task at least). */
 const LIST_RESULT_BYTES = 16 << 20;
 /** Bytes of dependency names past which a list page with deps ends (it always holds one task at least). */
@@ -705,6 +706,8 @@ export class Graph {
    * every VERIFYING task), each with its token. One that stopped verifying meanwhile is left out.
    */
   takeToVerify(): VerifyTicket[] {
+    // Asked after every request: nothing allocated while nothing verifies.
+    if (this.toVerify.length === 0) return NO_TICKETS;
     const tickets: VerifyTicket[] = [];
     for (const task of this.toVerify) {
       const token = this.verifying.get(task);
