@@ -2,28 +2,33 @@
 /** npm run bench: every scenario against a real dhub on 127.0.0.1; a table on stdout, JSON on request. */
 import { writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, totalmem } from 'node:os';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { positiveArg } from '../../proto/src/args.js';
 import { cleanTempDirs } from './proc.js';
-import { FULL, QUICK, SCENARIOS, type Context, type Figure, type ScenarioName } from './scenarios.js';
+import { DEFAULT_SCENARIOS, FULL, HUGE_DRAIN_SECONDS, HUGE_TASKS, QUICK, SCENARIOS, type Context, type Figure, type ScenarioName } from './scenarios.js';
 
-const names = Object.keys(SCENARIOS) as ScenarioName[];
+const names = DEFAULT_SCENARIOS;
 
 const program = new Command('bench')
-  .description('Measure dagwork: throughput, latency and scale, against the raw ZeroMQ limit and a peer (BullMQ, when redis-server is there).')
+  .description('Measure dagwork: throughput, latency, memory and scale, against the raw ZeroMQ limit and peers (BullMQ, when redis-server is there; dwork, when its build is: bench/README.md).')
   .option('--quick', 'every scenario at a small size (under a minute): checks that the benchmark runs, not the figures')
   .option('--runs <n>', 'runs per figure; the median is reported', positiveArg, 3)
   .option('--only <scenarios...>', `run only these: ${names.join(', ')}`)
+  .option('--huge', `only the huge scenario: ${HUGE_TASKS.toLocaleString('en-US')} independent tasks and a stencil as large, load, memory, status, restart and a drain of each stopped after ${HUGE_DRAIN_SECONDS} s (many GiB of memory and disk; not with --quick or --only)`)
+  // Hidden: the huge scenario at another size, to try it out.
+  .addOption(new Option('--huge-size <tasks>', 'tasks of each graph of --huge').argParser(positiveArg).hideHelp())
   .option('--json <file>', 'also write the figures as JSON')
-  .action(async (o: { quick?: boolean; runs: number; only?: string[]; json?: string }) => {
-    const chosen = (o.only ?? names) as ScenarioName[];
-    const unknown = chosen.filter((n) => !names.includes(n));
-    if (unknown.length > 0) program.error(`unknown scenario ${unknown.join(', ')}; known: ${names.join(', ')}`);
-    // Ratios need the raw echo, so it always runs first.
-    const order = ['raw' as ScenarioName, ...chosen.filter((n) => n !== 'raw')];
-    const ctx: Context = { sizes: o.quick === true ? QUICK : FULL, runs: o.runs, log: (line) => process.stderr.write(`${line}\n`) };
+  .action(async (o: { quick?: boolean; runs: number; only?: string[]; huge?: boolean; hugeSize?: number; json?: string }) => {
+    if (o.huge === true && (o.quick === true || o.only !== undefined)) program.error('--huge runs the huge scenario alone, at full size: not with --quick or --only');
+    if (o.hugeSize !== undefined && o.huge !== true) program.error('--huge-size goes with --huge');
+    const chosen = o.huge === true ? (['huge'] as ScenarioName[]) : ((o.only ?? names) as ScenarioName[]);
+    const unknown = chosen.filter((n) => !(o.huge === true ? ['huge'] : names).includes(n));
+    if (unknown.length > 0) program.error(`unknown scenario ${unknown.join(', ')}; known: ${names.join(', ')} (and huge, with --huge)`);
+    // Ratios need the raw echo, so it always runs first (not before huge, which has none).
+    const order = o.huge === true ? chosen : ['raw' as ScenarioName, ...chosen.filter((n) => n !== 'raw')];
+    const ctx: Context = { sizes: o.quick === true ? QUICK : FULL, runs: o.runs, log: (line) => process.stderr.write(`${line}\n`), ...(o.hugeSize === undefined ? {} : { hugeTasks: o.hugeSize }) };
     const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
-    ctx.log(`dagwork bench${o.quick === true ? ' --quick' : ''}: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, node ${machine.node}, median of ${o.runs} runs`);
+    ctx.log(`dagwork bench${o.quick === true ? ' --quick' : ''}${o.huge === true ? ` --huge (${(ctx.hugeTasks ?? HUGE_TASKS).toLocaleString('en-US')} tasks)` : ''}: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, node ${machine.node}, median of ${o.runs} runs`);
     const figures: Figure[] = [];
     const failures: string[] = [];
     for (const name of order) {
@@ -40,7 +45,7 @@ const program = new Command('bench')
     cleanTempDirs();
     console.log(render(figures, machine.cores));
     for (const f of failures) console.log(`FAILED ${f}`);
-    if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ machine, quick: o.quick === true, runs: o.runs, figures, failures }, null, 2));
+    if (o.json !== undefined) writeFileSync(o.json, JSON.stringify({ machine, quick: o.quick === true, huge: o.huge === true ? (ctx.hugeTasks ?? HUGE_TASKS) : false, runs: o.runs, figures, failures }, null, 2));
     process.exitCode = failures.length === 0 ? 0 : 1;
   });
 

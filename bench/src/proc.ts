@@ -1,6 +1,6 @@
 /** Processes of the benchmark: the real dhub, role processes, timed commands. */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnHub, tempDir as sharedTempDir } from '../../test/support/proc.js';
@@ -13,6 +13,76 @@ export const now = (): number => performance.timeOrigin + performance.now();
 
 export function tempDir(): string {
   return sharedTempDir('dagwork-bench-');
+}
+
+/** Resident memory of a process now (VmRSS) and at its peak (VmHWM), in bytes, from /proc/PID/status. */
+export interface Memory {
+  rss: number;
+  peak: number;
+}
+
+export function parseStatus(status: string): Memory {
+  const kB = (field: string): number => {
+    const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status);
+    if (match === null) throw new Error(`no ${field} in /proc status`);
+    return Number(match[1]) * 1024;
+  };
+  return { rss: kB('VmRSS'), peak: kB('VmHWM') };
+}
+
+export function memory(pid: number): Memory {
+  return parseStatus(readFileSync(`/proc/${pid}/status`, 'utf8'));
+}
+
+/**
+ * Starts a new peak for `pid` (VmHWM back to VmRSS: `5` to /proc/PID/clear_refs, Linux 4.0+), so
+ * that a later VmHWM is the peak since now; false where the kernel does not allow it.
+ */
+export function resetPeak(pid: number): boolean {
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The clock ticks a second of /proc/PID/stat's times (USER_HZ: 100 on every Linux Node runs on). */
+const TICKS_PER_SECOND = 100;
+
+/** CPU time (user and system) of the process whose /proc/PID/stat this is, in ms. */
+export function parseStatCpuMs(stat: string): number {
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  if (!Number.isFinite(utime) || !Number.isFinite(stime)) throw new Error('no utime/stime in /proc stat');
+  return ((utime + stime) * 1000) / TICKS_PER_SECOND;
+}
+
+export function cpuMs(pid: number): number {
+  return parseStatCpuMs(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+}
+
+/** The highest VmRSS of `pid`, read every `everyMs` until stopped (beside VmHWM, which the kernel keeps exactly). */
+export function sampleRss(pid: number, everyMs = 50): { stop(): number } {
+  let highest = 0;
+  const read = (): void => {
+    try {
+      highest = Math.max(highest, memory(pid).rss);
+    } catch {
+      // The process ended: its highest reading stands.
+    }
+  };
+  read();
+  const timer = setInterval(read, everyMs);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      read();
+      return highest;
+    },
+  };
 }
 
 export interface BenchHub {
@@ -37,13 +107,13 @@ export async function startHub(options: { db?: string; sync?: boolean; args?: st
     db,
     pid,
     startedAt,
-    rss: () => {
-      const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-      return Number(match?.[1] ?? 0) * 1024;
-    },
+    rss: () => memory(pid).rss,
     stop: async () => {
       proc.kill('SIGTERM');
+      // Bounded: a hub that has not ended its shutdown in 2 minutes is killed.
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000);
       await exited;
+      clearTimeout(timer);
     },
   };
 }

@@ -5,7 +5,9 @@
 import { open } from 'node:fs/promises';
 import { Reply, Request } from 'zeromq';
 import { Client, runWorker } from '../../worker-kit/src/index.js';
-import { independentSpecs, stencilSpecs } from '../../test/support/workloads.js';
+import type { TaskSpecInput } from '../../proto/src/types.js';
+import { stencilSpec } from '../../test/support/workloads.js';
+import { DworkClient } from './dwork.js';
 
 type Args = Record<string, unknown>;
 const now = (): number => performance.timeOrigin + performance.now();
@@ -137,26 +139,50 @@ const roles: Record<string, (args: Args) => Promise<void>> = {
     socket.close();
   },
 
-  /** Creates a stencil or independent tasks in batches through the client API. */
+  /**
+   * Creates a stencil (`columns` x `rows`) or `count` independent tasks in batches through the client
+   * API. Each batch is made while the one before travels, so that 10M tasks never sit in memory.
+   */
   async create(args) {
     const client = new Client({ hub: String(args.hub), worker: 'bench-create', timeoutMs: 120_000 });
-    const specs = args.stencil !== undefined ? stencilSpecs(Number(args.columns), Number(args.rows)) : independentSpecs(Number(args.count), String(args.prefix ?? 't'));
+    const stencil = args.stencil !== undefined;
+    const columns = Number(args.columns);
+    const prefix = String(args.prefix ?? 't');
+    const count = stencil ? columns * Number(args.rows) : Number(args.count);
     const batch = Number(args.batch ?? 5000);
+    const make = (from: number): TaskSpecInput[] => {
+      const specs: TaskSpecInput[] = [];
+      for (let i = from; i < Math.min(count, from + batch); i++) specs.push(stencil ? stencilSpec(i, columns) : { name: `${prefix}${i}` });
+      return specs;
+    };
+    let next = make(0);
     const start = now();
-    for (let i = 0; i < specs.length; i += batch) await client.create(specs.slice(i, i + batch));
+    for (let i = 0; i < count; i += batch) {
+      const sent = client.create(next);
+      next = make(i + batch);
+      await sent;
+    }
     const seconds = (now() - start) / 1000;
-    print({ count: specs.length, seconds, perSecond: specs.length / seconds });
+    print({ count, seconds, perSecond: count / seconds });
     client.close();
   },
 
-  /** Steal + complete with no work until the pools are finished; `n` tasks a round trip. */
+  /**
+   * Steal + complete with no work until the pools are finished, `n` tasks a round trip; with
+   * `seconds`, stops stealing after that long (the tasks it holds then are completed, not counted).
+   */
   async drain(args) {
     const client = new Client({ hub: String(args.hub), worker: String(args.worker ?? `drain-${process.pid}`), timeoutMs: 60_000 });
     const n = Number(args.n);
     let held: string[] = [];
     let count = 0;
     const start = now();
+    const until = args.seconds === undefined ? Infinity : start + Number(args.seconds) * 1000;
     for (;;) {
+      if (now() >= until) {
+        if (held.length > 0) await client.complete(held.map((name) => ({ name })));
+        break;
+      }
       const { next } = await client.complete(
         held.map((name) => ({ name })),
         { n, waitMs: 1000 },
@@ -164,6 +190,49 @@ const roles: Record<string, (args: Args) => Promise<void>> = {
       count += held.length;
       held = next?.tasks.map((t) => t.name) ?? [];
       if (held.length === 0 && next?.finished === true) break;
+    }
+    const end = now();
+    print({ count, start, end, perSecond: count / ((end - start) / 1000) });
+    client.close();
+  },
+
+  /** The stencil created on dwork's hub through its QueryMsg (see dwork.ts), in batches. */
+  async 'dwork-create'(args) {
+    const client = await DworkClient.open(String(args.proto), String(args.hub), 'bench-create');
+    const columns = Number(args.columns);
+    const count = columns * Number(args.rows);
+    const batch = Number(args.batch ?? 5000);
+    const start = now();
+    for (let i = 0; i < count; i += batch) {
+      const specs: TaskSpecInput[] = [];
+      for (let j = i; j < Math.min(count, i + batch); j++) specs.push(stencilSpec(j, columns));
+      await client.create(specs.map((s) => ({ name: s.name, deps: s.deps ?? [] })));
+    }
+    const seconds = (now() - start) / 1000;
+    print({ count, seconds, perSecond: count / seconds });
+    client.close();
+  },
+
+  /** Waits for dwork's hub to answer its status query (bounded: 15 s). */
+  async 'dwork-status'(args) {
+    const client = await DworkClient.open(String(args.proto), String(args.hub), 'bench-status', 15_000);
+    print({ status: await client.status() });
+    client.close();
+  },
+
+  /** Steal `n`, complete them, until dwork's hub answers Exit (no active task): two round trips a batch, as dwork has no complete-and-steal. */
+  async 'dwork-drain'(args) {
+    const client = await DworkClient.open(String(args.proto), String(args.hub), String(args.worker ?? `drain-${process.pid}`));
+    const n = Number(args.n);
+    let count = 0;
+    const start = now();
+    for (;;) {
+      const { names, exit } = await client.steal(n);
+      if (names.length > 0) {
+        await client.complete(names);
+        count += names.length;
+      } else if (exit) break;
+      else await new Promise((resolve) => setTimeout(resolve, 1));
     }
     const end = now();
     print({ count, start, end, perSecond: count / ((end - start) / 1000) });

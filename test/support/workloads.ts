@@ -3,15 +3,15 @@ import type { TaskSpecInput } from '../../proto/src/types.js';
 
 /** dwork's gen_tasks.py stencil: `columns` wide, `rows` deep, each task on up to 3 of the row before. */
 export function stencilSpecs(columns: number, rows: number): TaskSpecInput[] {
-  const specs: TaskSpecInput[] = [];
-  for (let t = 0; t < rows; t++) {
-    for (let c = 0; c < columns; c++) {
-      const n = t * columns + c;
-      const deps = t === 0 ? [] : [c - 1, c, c + 1].filter((x) => x >= 0 && x < columns).map((x) => String(n - columns + (x - c)));
-      specs.push({ name: String(n), deps });
-    }
-  }
-  return specs;
+  return Array.from({ length: columns * rows }, (_, n) => stencilSpec(n, columns));
+}
+
+/** Task `n` of a stencil `columns` wide: named n, on n-columns and its neighbours in the row before. */
+export function stencilSpec(n: number, columns: number): TaskSpecInput {
+  const t = Math.floor(n / columns);
+  const c = n - t * columns;
+  const deps = t === 0 ? [] : [c - 1, c, c + 1].filter((x) => x >= 0 && x < columns).map((x) => String(n - columns + (x - c)));
+  return { name: String(n), deps };
 }
 
 export function independentSpecs(count: number, prefix = 't'): TaskSpecInput[] {
