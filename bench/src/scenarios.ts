@@ -649,14 +649,14 @@ export async function huge(ctx: Context): Promise<Figure[]> {
       ctx.log(`  huge: draining (8 clients, n=64, at most ${HUGE_DRAIN_SECONDS} s)`);
       const drained = await drainWatched(hub, 8, HUGE_DRAIN_SECONDS);
       const part = drained.count >= count ? 'the whole graph' : `the first ${drained.count} tasks, stopped after ${HUGE_DRAIN_SECONDS} s`;
-      const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB in all`;
+      const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
       figures.push(
         { scenario: 'huge', figure: `load ${what}, client API, batches of 10000`, value: loaded.seconds ?? NaN, unit: 's', runs: 1, note: `${Math.round(loaded.perSecond ?? NaN)} tasks/s` },
-        { scenario: 'huge', figure: `hub RSS a task after loading ${what}`, value: afterLoad / count, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale, note: `${mib(afterLoad)}, the hub at start ${mib(empty)}` },
+        { scenario: 'huge', figure: `hub RSS a task after loading ${what}`, value: afterLoad / count, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale, note: `${mib(afterLoad)} in all, the hub at start ${mib(empty)}` },
         { scenario: 'huge', figure: `status with ${what}, median of 20`, value: status, unit: 'ms', runs: 20 },
         { scenario: 'huge', figure: `restart: dhub start to first answer, ${what}`, value: restart, unit: 's', runs: 1, target: TARGETS.restartHuge },
-        { scenario: 'huge', figure: `hub RSS a task after the restart, ${what}`, value: afterRestart / count, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale, note: mib(afterRestart) },
-        { scenario: 'huge', figure: `hub RSS a task at its peak during the drain, ${what}`, value: drained.peak / count, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale, note: `${mib(drained.peak)}; ${drained.exact ? 'VmHWM' : 'VmRSS sampled every 50 ms'}` },
+        { scenario: 'huge', figure: `hub RSS a task after the restart, ${what}`, value: afterRestart / count, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale, note: `${mib(afterRestart)} in all` },
+        { scenario: 'huge', figure: `hub RSS a task at its peak during the drain, ${what}`, value: drained.peak / count, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale, note: `${mib(drained.peak)} in all; ${drained.exact ? 'VmHWM' : 'VmRSS sampled every 50 ms'}` },
         { ...throughput(ctx, 'huge', `drain of ${what}, 8 clients, n=64`, drained.perSecond, 1), note: part },
         { scenario: 'huge', figure: `hub CPU a task in that drain (from /proc)`, value: drained.usPerTask, unit: 'µs/task', runs: 1, target: TARGETS.hubCpu },
       );
