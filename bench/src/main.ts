@@ -11,7 +11,7 @@ const names = DEFAULT_SCENARIOS;
 
 const program = new Command('bench')
   .description('Measure dagwork: throughput, latency, memory and scale, against the raw ZeroMQ limit and peers (BullMQ, when redis-server is there; dwork, when its build is: bench/README.md).')
-  .option('--quick', 'every scenario at a small size (under a minute): checks that the benchmark runs, not the figures')
+  .option('--quick', 'every scenario but huge at a small size (about a minute on a quiet machine): checks that the benchmark runs, not the figures')
   .option('--runs <n>', 'runs per figure; the median is reported', positiveArg, 3)
   .option('--only <scenarios...>', `run only these: ${names.join(', ')}`)
   .option('--huge', `only the huge scenario: ${HUGE_TASKS.toLocaleString('en-US')} independent tasks and a stencil as large, load, memory, status, restart and a drain of each stopped after ${HUGE_DRAIN_SECONDS} s (many GiB of memory and disk; not with --quick or --only)`)
