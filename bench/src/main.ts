@@ -26,11 +26,20 @@ const program = new Command('bench')
     if (unknown.length > 0) program.error(`unknown scenario ${unknown.join(', ')}; known: ${names.join(', ')} (and huge, with --huge)`);
     // Ratios need the raw echo, so it always runs first (not before huge, which has none).
     const order = o.huge === true ? chosen : ['raw' as ScenarioName, ...chosen.filter((n) => n !== 'raw')];
-    const ctx: Context = { sizes: o.quick === true ? QUICK : FULL, runs: o.runs, log: (line) => process.stderr.write(`${line}\n`), ...(o.hugeSize === undefined ? {} : { hugeTasks: o.hugeSize }) };
+    const failures: string[] = [];
+    const ctx: Context = {
+      sizes: o.quick === true ? QUICK : FULL,
+      runs: o.runs,
+      log: (line) => process.stderr.write(`${line}\n`),
+      failed: (message) => {
+        failures.push(message);
+        ctx.log(`failed: ${message}`);
+      },
+      ...(o.hugeSize === undefined ? {} : { hugeTasks: o.hugeSize }),
+    };
     const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
     ctx.log(`dagwork bench${o.quick === true ? ' --quick' : ''}${o.huge === true ? ` --huge (${(ctx.hugeTasks ?? HUGE_TASKS).toLocaleString('en-US')} tasks)` : ''}: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, node ${machine.node}, median of ${o.runs} runs`);
     const figures: Figure[] = [];
-    const failures: string[] = [];
     for (const name of order) {
       const started = Date.now();
       ctx.log(`${name}...`);

@@ -91,6 +91,10 @@ export interface BenchHub {
   pid: number;
   /** Resident memory of the hub process, in bytes. */
   rss(): number;
+  /** Resolves with the hub's exit code (null if killed by a signal). */
+  exited: Promise<number | null>;
+  /** Everything the hub wrote to stderr so far. */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -100,7 +104,7 @@ export async function startHub(options: { db?: string; sync?: boolean; args?: st
   const startedAt = now();
   const args = ['--bind', 'tcp://127.0.0.1:*', '--db', db, '--log-level', 'info', ...(options.sync === true ? ['--sync'] : []), ...(options.args ?? [])];
   // Bounded: 120 s, for big stores.
-  const { endpoint, proc, exited } = await spawnHub(args, 120_000);
+  const { endpoint, proc, exited, log } = await spawnHub(args, 120_000);
   const pid = proc.pid as number;
   return {
     endpoint,
@@ -108,6 +112,8 @@ export async function startHub(options: { db?: string; sync?: boolean; args?: st
     pid,
     startedAt,
     rss: () => memory(pid).rss,
+    exited,
+    log,
     stop: async () => {
       proc.kill('SIGTERM');
       // Bounded: a hub that has not ended its shutdown in 2 minutes is killed.

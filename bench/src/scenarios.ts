@@ -96,6 +96,8 @@ export interface Context {
   raw?: number;
   /** Tasks of each graph of the `huge` scenario (`--huge`; HUGE_TASKS unless `--huge-size`). */
   hugeTasks?: number;
+  /** A part of a scenario that could not run, while the scenario goes on with the rest: the run then exits non-zero. */
+  failed: (message: string) => void;
   log: (line: string) => void;
 }
 
@@ -627,45 +629,62 @@ export const HUGE_DRAIN_SECONDS = 240;
 export async function huge(ctx: Context): Promise<Figure[]> {
   const tasks = ctx.hugeTasks ?? HUGE_TASKS;
   const figures: Figure[] = [];
+  const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
   for (const kind of ['independent', 'stencil'] as const) {
     const rows = Math.max(1, Math.floor(tasks / HUGE_COLUMNS));
     const count = kind === 'stencil' ? HUGE_COLUMNS * rows : tasks;
     const what = kind === 'stencil' ? `${count}-task stencil (${HUGE_COLUMNS} columns x ${rows} rows)` : `${count} independent tasks`;
+    const figure = (f: Omit<Figure, 'scenario' | 'runs'> & { runs?: number }): void => {
+      figures.push({ scenario: 'huge', runs: 1, ...f });
+    };
     const dir = tempDir();
     const db = join(dir, 'db');
-    let hub = await startHub({ db });
+    let hub: (BenchHub & { startedAt: number }) | undefined;
     try {
+      hub = await startHub({ db });
       const empty = hub.rss();
       ctx.log(`  huge: loading ${what}`);
-      const loaded = await role('create', { hub: hub.endpoint, batch: 10_000, ...(kind === 'stencil' ? { stencil: true, columns: HUGE_COLUMNS, rows } : { count }) });
+      const loaded = await whileUp(hub, role('create', { hub: hub.endpoint, batch: 10_000, ...(kind === 'stencil' ? { stencil: true, columns: HUGE_COLUMNS, rows } : { count }) }));
       const afterLoad = hub.rss();
-      const status = await statusMs(hub.endpoint);
+      figure({ figure: `load ${what}, client API, batches of 10000`, value: loaded.seconds ?? NaN, unit: 's', note: `${Math.round(loaded.perSecond ?? NaN)} tasks/s` });
+      figure({ figure: `hub RSS a task after loading ${what}`, value: afterLoad / count, unit: 'B/task', target: TARGETS.rssAtScale, note: `${mib(afterLoad)} in all, the hub at start ${mib(empty)}` });
+      figure({ figure: `status with ${what}, median of 20`, value: await whileUp(hub, statusMs(hub.endpoint)), unit: 'ms', runs: 20 });
       await hub.stop();
       ctx.log('  huge: restarting');
       hub = await startHub({ db });
-      await firstAnswer(hub.endpoint);
+      await whileUp(hub, firstAnswer(hub.endpoint));
       const restart = (now() - hub.startedAt) / 1000;
       const afterRestart = hub.rss();
+      figure({ figure: `restart: dhub start to first answer, ${what}`, value: restart, unit: 's', target: TARGETS.restartHuge });
+      figure({ figure: `hub RSS a task after the restart, ${what}`, value: afterRestart / count, unit: 'B/task', target: TARGETS.rssAtScale, note: `${mib(afterRestart)} in all` });
       ctx.log(`  huge: draining (8 clients, n=64, at most ${HUGE_DRAIN_SECONDS} s)`);
-      const drained = await drainWatched(hub, 8, HUGE_DRAIN_SECONDS);
+      const drained = await whileUp(hub, drainWatched(hub, 8, HUGE_DRAIN_SECONDS));
       const part = drained.count >= count ? 'the whole graph' : `the first ${drained.count} tasks, stopped after ${HUGE_DRAIN_SECONDS} s`;
-      const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
-      figures.push(
-        { scenario: 'huge', figure: `load ${what}, client API, batches of 10000`, value: loaded.seconds ?? NaN, unit: 's', runs: 1, note: `${Math.round(loaded.perSecond ?? NaN)} tasks/s` },
-        { scenario: 'huge', figure: `hub RSS a task after loading ${what}`, value: afterLoad / count, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale, note: `${mib(afterLoad)} in all, the hub at start ${mib(empty)}` },
-        { scenario: 'huge', figure: `status with ${what}, median of 20`, value: status, unit: 'ms', runs: 20 },
-        { scenario: 'huge', figure: `restart: dhub start to first answer, ${what}`, value: restart, unit: 's', runs: 1, target: TARGETS.restartHuge },
-        { scenario: 'huge', figure: `hub RSS a task after the restart, ${what}`, value: afterRestart / count, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale, note: `${mib(afterRestart)} in all` },
-        { scenario: 'huge', figure: `hub RSS a task at its peak during the drain, ${what}`, value: drained.peak / count, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale, note: `${mib(drained.peak)} in all; ${drained.exact ? 'VmHWM' : 'VmRSS sampled every 50 ms'}` },
-        { ...throughput(ctx, 'huge', `drain of ${what}, 8 clients, n=64`, drained.perSecond, 1), note: part },
-        { scenario: 'huge', figure: `hub CPU a task in that drain (from /proc)`, value: drained.usPerTask, unit: 'µs/task', runs: 1, target: TARGETS.hubCpu },
-      );
+      figure({ figure: `hub RSS a task at its peak during the drain, ${what}`, value: drained.peak / count, unit: 'B/task', target: TARGETS.rssAtScale, note: `${mib(drained.peak)} in all; ${drained.exact ? 'VmHWM' : 'VmRSS sampled every 50 ms'}` });
+      figures.push({ ...throughput(ctx, 'huge', `drain of ${what}, 8 clients, n=64`, drained.perSecond, 1), note: part });
+      figure({ figure: 'hub CPU a task in that drain (from /proc)', value: drained.usPerTask, unit: 'µs/task', target: TARGETS.hubCpu });
+    } catch (err) {
+      // The other graph is still measured; the run says which failed, and exits non-zero.
+      ctx.failed(`huge, ${what}: ${(err as Error).message}`);
     } finally {
-      await hub.stop();
+      await hub?.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   }
   return figures;
+}
+
+/** `work`, unless the hub exits first (out of memory, say): then why, from its log (Node's FATAL ERROR line, or its last line). */
+async function whileUp<T>(hub: BenchHub, work: Promise<T>): Promise<T> {
+  work.catch(() => undefined);
+  return Promise.race([
+    work,
+    hub.exited.then((code) => {
+      const lines = hub.log().trim().split('\n');
+      const why = lines.find((line) => line.includes('FATAL ERROR')) ?? lines[lines.length - 1] ?? '';
+      throw new Error(`dhub exited (${code ?? 'killed by a signal'}): ${why.trim()}`);
+    }),
+  ]);
 }
 
 /** The median of 20 `status` round trips, in ms. */
