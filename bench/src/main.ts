@@ -19,7 +19,7 @@ const program = new Command('bench')
   .addOption(new Option('--huge-size <tasks>', 'tasks of each graph of --huge').argParser(positiveArg).hideHelp())
   .option('--json <file>', 'also write the figures as JSON')
   .action(async (o: { quick?: boolean; runs: number; only?: string[]; huge?: boolean; hugeSize?: number; json?: string }) => {
-    if (o.huge === true && (o.quick === true || o.only !== undefined)) program.error('--huge runs the huge scenario alone, at full size: not with --quick or --only');
+    if (o.huge === true && (o.quick === true || o.only !== undefined)) program.error('--huge runs the huge scenario alone: not with --quick or --only');
     if (o.hugeSize !== undefined && o.huge !== true) program.error('--huge-size goes with --huge');
     const chosen = o.huge === true ? (['huge'] as ScenarioName[]) : ((o.only ?? names) as ScenarioName[]);
     const unknown = chosen.filter((n) => !(o.huge === true ? ['huge'] : names).includes(n));
@@ -38,7 +38,7 @@ const program = new Command('bench')
       ...(o.hugeSize === undefined ? {} : { hugeTasks: o.hugeSize }),
     };
     const machine = { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
-    ctx.log(`dagwork bench${o.quick === true ? ' --quick' : ''}${o.huge === true ? ` --huge (${(ctx.hugeTasks ?? HUGE_TASKS).toLocaleString('en-US')} tasks)` : ''}: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, node ${machine.node}, median of ${o.runs} runs`);
+    ctx.log(`dagwork bench${o.quick === true ? ' --quick' : ''}${o.huge === true ? ` --huge (${(ctx.hugeTasks ?? HUGE_TASKS).toLocaleString('en-US')} tasks)` : ''}: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, node ${machine.node}, ${o.huge === true ? 'one run' : `median of ${o.runs} runs`}`);
     const figures: Figure[] = [];
     for (const name of order) {
       const started = Date.now();
