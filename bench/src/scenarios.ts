@@ -22,7 +22,7 @@ export interface Figure {
   note?: string;
 }
 
-/** The targets (dwork's figure beside, where it has one), one place for every row that has one. */
+/** The targets (dwork's figure beside, where it has one): one place for every row that has one. */
 export const TARGETS = {
   drainOne: '>= 0.85x raw, ahead of BullMQ c=1',
   drainBatch: '>= 140k/s durable (dwork 138k)',
