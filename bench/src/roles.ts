@@ -196,16 +196,17 @@ const roles: Record<string, (args: Args) => Promise<void>> = {
     client.close();
   },
 
-  /** The stencil created on dwork's hub through its QueryMsg (see dwork.ts), in batches. */
+  /** A stencil (`columns` x `rows`) or `count` independent tasks created on dwork's hub through its QueryMsg (see dwork.ts), in batches. */
   async 'dwork-create'(args) {
     const client = await DworkClient.open(String(args.proto), String(args.hub), 'bench-create');
+    const stencil = args.count === undefined;
     const columns = Number(args.columns);
-    const count = columns * Number(args.rows);
+    const count = stencil ? columns * Number(args.rows) : Number(args.count);
     const batch = Number(args.batch ?? 5000);
     const start = now();
     for (let i = 0; i < count; i += batch) {
       const specs: TaskSpecInput[] = [];
-      for (let j = i; j < Math.min(count, i + batch); j++) specs.push(stencilSpec(j, columns));
+      for (let j = i; j < Math.min(count, i + batch); j++) specs.push(stencil ? stencilSpec(j, columns) : { name: `t${j}` });
       await client.create(specs.map((s) => ({ name: s.name, deps: s.deps ?? [] })));
     }
     const seconds = (now() - start) / 1000;

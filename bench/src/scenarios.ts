@@ -711,19 +711,19 @@ export async function dwork(ctx: Context): Promise<Figure[]> {
     ctx.log(`dwork: ${found.skip}; skipped (bench/README.md says how to build dwork)`);
     return [];
   }
-  const { stencilColumns: columns, stencilRows: rows } = ctx.sizes;
+  const { stencilColumns: columns, stencilRows: rows, drainOne } = ctx.sizes;
   const count = columns * rows;
-  const runs: { load: number; loaded: number; peak: number; one: number; four: number; usOne: number; usFour: number }[] = [];
+  const runs: { load: number; loaded: number; peak: number; single: number; one: number; four: number; usOne: number; usFour: number }[] = [];
   for (let i = 0; i < ctx.runs; i++) {
-    const once = async (clients: number): Promise<{ load: number; loaded: number; peak: number; perSecond: number; usPerTask: number }> => {
+    const once = async (clients: number, n: number, graph: { columns: number; rows: number } | { count: number }): Promise<{ load: number; loaded: number; peak: number; perSecond: number; usPerTask: number }> => {
       const peer = await startDwork(found.dhub, found.proto);
       try {
-        const created = await role('dwork-create', { hub: peer.endpoint, proto: found.proto, columns, rows, batch: 5000 });
+        const created = await role('dwork-create', { hub: peer.endpoint, proto: found.proto, batch: 5000, ...graph });
         const loaded = memoryOf(peer.pid).rss;
         const exact = resetPeak(peer.pid);
         const sampler = sampleRss(peer.pid);
         const cpuBefore = cpuMs(peer.pid);
-        const results = await Promise.all(Array.from({ length: clients }, (_, c) => role('dwork-drain', { hub: peer.endpoint, proto: found.proto, n: 64, worker: `d${c}` })));
+        const results = await Promise.all(Array.from({ length: clients }, (_, c) => role('dwork-drain', { hub: peer.endpoint, proto: found.proto, n, worker: `d${c}` })));
         const usedMs = cpuMs(peer.pid) - cpuBefore;
         const sampled = sampler.stop();
         const drainedCount = results.reduce((s, r) => s + (r.count ?? 0), 0);
@@ -733,9 +733,10 @@ export async function dwork(ctx: Context): Promise<Figure[]> {
         await peer.stop();
       }
     };
-    const one = await once(1);
-    const four = await once(4);
-    runs.push({ load: one.load, loaded: one.loaded, peak: one.peak, one: one.perSecond, four: four.perSecond, usOne: one.usPerTask, usFour: four.usPerTask });
+    const one = await once(1, 64, { columns, rows });
+    const four = await once(4, 64, { columns, rows });
+    const single = await once(1, 1, { count: drainOne });
+    runs.push({ load: one.load, loaded: one.loaded, peak: one.peak, single: single.perSecond, one: one.perSecond, four: four.perSecond, usOne: one.usPerTask, usFour: four.usPerTask });
   }
   const at = (key: keyof (typeof runs)[number]): number => median(runs.map((r) => r[key]));
   const note = 'dwork, unverified client (bench/src/dwork.ts)';
@@ -743,6 +744,7 @@ export async function dwork(ctx: Context): Promise<Figure[]> {
     { scenario: 'dwork', figure: `dwork: load the ${count}-task stencil, batches of 5000`, value: at('load'), unit: 's', runs: ctx.runs, note },
     { scenario: 'dwork', figure: `dwork: hub RSS a task after loading it`, value: at('loaded') / count, unit: 'B/task', runs: ctx.runs, note },
     { scenario: 'dwork', figure: `dwork: hub RSS a task at its peak during the drain (1 client, n=64)`, value: at('peak') / count, unit: 'B/task', runs: ctx.runs, note },
+    { ...throughput(ctx, 'dwork', `dwork: drain of ${drainOne} independent tasks, 1 client, n=1 (steal, then complete)`, at('single'), ctx.runs), note },
     { ...throughput(ctx, 'dwork', `dwork: drain of the stencil, 1 client, n=64 (steal, then complete)`, at('one'), ctx.runs), note },
     { ...throughput(ctx, 'dwork', `dwork: drain of the stencil, 4 clients, n=64 (steal, then complete)`, at('four'), ctx.runs), note },
     { scenario: 'dwork', figure: 'dwork: hub CPU a task, 1 client, n=64', value: at('usOne'), unit: 'µs/task', runs: ctx.runs, note },
