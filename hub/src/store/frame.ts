@@ -14,7 +14,8 @@
  *     u32 FNV-1a of the header's first 20 bytes
  *   payload = entries, each: varint key length, key (UTF-8), varint value length, value.
  *   Since STORE_FORMAT 5 an entry with an empty value deletes its key (store.ts); the frames
- *   themselves did not change.
+ *   themselves did not change, nor in STORE_FORMAT 6, whose task keys are a spec and a state per
+ *   task (store.ts).
  *   A group commit is one frame, or several written one after another when its entries pass
  *   maxFrameBytes (a single larger entry gets a frame of its own): no frame, and no buffer, has
  *   to hold a whole commit. Replay applies a commit only once all its parts are read, up to the

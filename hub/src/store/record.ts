@@ -5,6 +5,11 @@
  * Fields are only ever added, under new numbers: format 4 added params, inputs, outputs, param
  * files and the barrier flag to the spec, and the output files to the task; a record of format 3
  * reads as a task without them.
+ *
+ * Format 6 stores a task as two records, both StoredTask messages holding part of its fields: the
+ * spec record (spec and seq: written when the task is created or replaced) and the state record
+ * (everything else: written at every transition). Protobuf merges concatenated messages, so the
+ * two together are the whole record of formats 2 to 5 (encodeRecord, kept to read and convert them).
  */
 import protobuf from 'protobufjs/light.js';
 import { bool, bytes, fileRefsFrom, list, namesFrom, num, paramFilesFrom, paramsFrom, str, unlessEmpty, unlessNone, type Obj } from '../../../proto/src/fields.js';
@@ -134,14 +139,52 @@ export function encodeRecord(r: TaskRecord): Uint8Array {
   }).finish();
 }
 
-/** The record in `data`; throws RecordError naming what is wrong. */
-export function decodeRecord(data: Uint8Array): TaskRecord {
-  let m: Obj;
+/** Format 6: the part of a task written when it is created or replaced. */
+export function encodeSpecRecord(spec: TaskSpec, seq: number): Uint8Array {
+  return StoredTask.encode({ spec: specMessage(spec), seq }).finish();
+}
+
+/** Format 6: the part of a task written at every transition (never empty: it has the state). */
+export function encodeStateRecord(r: TaskRecord): Uint8Array {
+  return StoredTask.encode({
+    state: STATE_NUMBER[r.state],
+    attempts: unlessEmpty(r.attempts),
+    worker: unlessEmpty(r.worker),
+    leaseDeadlineMs: unlessEmpty(r.leaseDeadline),
+    notBeforeMs: unlessEmpty(r.notBefore),
+    result: unlessEmpty(r.result),
+    lastError: unlessEmpty(r.lastError),
+    log: r.log.map((c) => ({ state: STATE_NUMBER[c.state], atMs: c.at, worker: unlessEmpty(c.worker), note: unlessEmpty(c.note) })),
+    holder: unlessEmpty(r.holder),
+    outputs: unlessNone(r.outputs),
+  }).finish();
+}
+
+function decodeMessage(data: Uint8Array, what: string): Obj {
   try {
-    m = StoredTask.decode(data) as unknown as Obj;
+    return StoredTask.decode(data) as unknown as Obj;
   } catch (err) {
-    throw new RecordError(`not a stored task: ${(err as Error).message}`);
+    throw new RecordError(`not a ${what}: ${(err as Error).message}`);
   }
+}
+
+/** The record of formats 2 to 5 in `data`; throws RecordError naming what is wrong. */
+export function decodeRecord(data: Uint8Array): TaskRecord {
+  return recordOf(decodeMessage(data, 'stored task'));
+}
+
+/** Format 6: the task whose spec record is `spec` and state record `state`; throws RecordError naming what is wrong. */
+export function decodeSplitRecord(spec: Uint8Array, state: Uint8Array): TaskRecord {
+  const m = decodeMessage(state, "task's stored state");
+  if (!Object.hasOwn(m, 'state') || Object.hasOwn(m, 'spec')) throw new RecordError("not a task's stored state");
+  const s = decodeMessage(spec, "task's stored spec");
+  if (Object.hasOwn(s, 'state')) throw new RecordError("not a task's stored spec");
+  m.spec = s.spec;
+  m.seq = s.seq;
+  return recordOf(m);
+}
+
+function recordOf(m: Obj): TaskRecord {
   const spec = (m.spec ?? {}) as Obj;
   const name = str(spec.name);
   if (name === '') throw new RecordError('the record has no task name');
