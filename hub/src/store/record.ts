@@ -139,9 +139,71 @@ export function encodeRecord(r: TaskRecord): Uint8Array {
   }).finish();
 }
 
-/** Format 6: the part of a task written when it is created or replaced. */
+/** Format 6: the part of a task written when it is created or replaced; written field by field as encodeStateRecord. */
 export function encodeSpecRecord(spec: TaskSpec, seq: number): Uint8Array {
-  return StoredTask.encode({ spec: specMessage(spec), seq }).finish();
+  const w = specWriter;
+  w.at = 0;
+  w.string(1, spec.name);
+  for (const dep of spec.deps) w.string(2, dep, true);
+  w.bytes(3, spec.payload);
+  w.int64(4, spec.priority);
+  w.string(5, spec.pool);
+  w.uint(6, spec.maxAttempts);
+  w.uint(7, spec.leaseMs);
+  for (const p of spec.params) {
+    const name = Buffer.byteLength(p.name);
+    const value = Buffer.byteLength(p.value);
+    w.tag(8, LENGTH);
+    w.varint(stringSize(name) + stringSize(value));
+    w.string(1, p.name);
+    w.string(2, p.value);
+  }
+  for (const f of spec.inputs) writeFile(w, 9, f);
+  for (const name of spec.outputs) w.string(10, name, true);
+  for (const f of spec.paramFiles) {
+    w.tag(11, LENGTH);
+    w.varint(stringSize(Buffer.byteLength(f.name)) + stringSize(Buffer.byteLength(f.param)));
+    w.string(1, f.name);
+    w.string(2, f.param);
+  }
+  w.uint(12, spec.barrier ? 1 : 0);
+  w.uint(13, spec.afterEnded ? 1 : 0);
+  const out = Buffer.allocUnsafe(1 + varintSize(w.at) + w.at + (seq === 0 ? 0 : 1 + varintSize(seq)));
+  let at = 0;
+  out[at++] = (1 << 3) | LENGTH;
+  for (let n = w.at; ; n = Math.floor(n / 128)) {
+    if (n < 128) {
+      out[at++] = n;
+      break;
+    }
+    out[at++] = (n % 128) | 128;
+  }
+  at += w.buf.copy(out, at, 0, w.at);
+  if (seq !== 0) {
+    out[at++] = (10 << 3) | VARINT;
+    for (let n = seq; ; n = Math.floor(n / 128)) {
+      if (n < 128) {
+        out[at++] = n;
+        break;
+      }
+      out[at++] = (n % 128) | 128;
+    }
+  }
+  return out;
+}
+
+/** Bytes a string field of `bytes` takes, left out when empty. */
+function stringSize(bytes: number): number {
+  return bytes === 0 ? 0 : 1 + varintSize(bytes) + bytes;
+}
+
+function writeFile(w: WireWriter, field: number, f: FileRef): void {
+  w.tag(field, LENGTH);
+  w.varint(stringSize(Buffer.byteLength(f.name)) + stringSize(Buffer.byteLength(f.sha256)) + (f.size === 0 ? 0 : 1 + varintSize(f.size)) + (f.executable ? 2 : 0));
+  w.string(1, f.name);
+  w.string(2, f.sha256);
+  w.uint(3, f.size);
+  w.uint(4, f.executable ? 1 : 0);
 }
 
 /**
@@ -172,17 +234,7 @@ export function encodeStateRecord(r: TaskRecord): Uint8Array {
     w.string(4, c.note);
   }
   w.string(11, r.holder);
-  for (const f of r.outputs) {
-    const name = Buffer.byteLength(f.name);
-    const sha = Buffer.byteLength(f.sha256);
-    const size = (name === 0 ? 0 : 1 + varintSize(name) + name) + (sha === 0 ? 0 : 1 + varintSize(sha) + sha) + (f.size === 0 ? 0 : 1 + varintSize(f.size)) + (f.executable ? 2 : 0);
-    w.tag(12, LENGTH);
-    w.varint(size);
-    w.string(1, f.name);
-    w.string(2, f.sha256);
-    w.uint(3, f.size);
-    w.uint(4, f.executable ? 1 : 0);
-  }
+  for (const f of r.outputs) writeFile(w, 12, f);
   return Buffer.from(w.buf.subarray(0, w.at));
 }
 
@@ -251,8 +303,9 @@ class WireWriter {
     this.buf[this.at++] = lo;
   }
 
-  string(field: number, s: string): void {
-    if (s === '') return;
+  /** A string field, left out when empty unless `always` (an element of a repeated field). */
+  string(field: number, s: string, always = false): void {
+    if (s === '' && !always) return;
     const length = Buffer.byteLength(s);
     this.tag(field, LENGTH);
     this.varint(length);
@@ -271,6 +324,7 @@ class WireWriter {
 }
 
 const stateWriter = new WireWriter();
+const specWriter = new WireWriter();
 
 function decodeMessage(data: Uint8Array, what: string): Obj {
   try {

@@ -280,10 +280,13 @@ export class Store implements TaskStore {
     };
     /** Names met in LevelDB whose keys the log also holds (the log's are newer). */
     const seen = new Set<string>();
-    const join = (name: string, storedSpec: Uint8Array | undefined, storedState: Uint8Array | undefined): void => {
+    /** Joins a task's two records; its name comes from a key, `specKey` when there is one. */
+    const join = (specKey: string | undefined, stateKey: string | undefined, storedSpec: Uint8Array | undefined, storedState: Uint8Array | undefined): void => {
       let spec = storedSpec;
       let state = storedState;
+      const nameOf = (): string => (specKey !== undefined ? specKey.slice(SPEC_PREFIX.length) : (stateKey as string).slice(STATE_PREFIX.length));
       if (logged.size > 0) {
+        const name = nameOf();
         const loggedSpec = logged.get(SPEC_PREFIX + name);
         const loggedState = logged.get(STATE_PREFIX + name);
         if (loggedSpec !== undefined || loggedState !== undefined) seen.add(name);
@@ -293,12 +296,12 @@ export class Store implements TaskStore {
       const hasSpec = spec !== undefined && spec.length > 0;
       const hasState = state !== undefined && state.length > 0;
       if (!hasSpec && !hasState) return; // deleted
-      if (!hasSpec) return refuse(STATE_PREFIX + name, 'the state of a task whose spec record is missing');
-      if (!hasState) return refuse(SPEC_PREFIX + name, 'the spec of a task whose state record is missing');
+      if (!hasSpec) return refuse(STATE_PREFIX + nameOf(), 'the state of a task whose spec record is missing');
+      if (!hasState) return refuse(SPEC_PREFIX + nameOf(), 'the spec of a task whose state record is missing');
       try {
         records.push(decodeSplitRecord(spec as Uint8Array, state as Uint8Array));
       } catch (err) {
-        refuse(STATE_PREFIX + name, toError(err).message);
+        refuse(STATE_PREFIX + nameOf(), toError(err).message);
       }
     };
     const specs = new Batches(this.db.iterator({ gte: SPEC_PREFIX, lt: SPEC_END, highWaterMarkBytes: READ_AHEAD_BYTES }));
@@ -307,17 +310,18 @@ export class Store implements TaskStore {
       await specs.fill();
       await states.fill();
       while (specs.entry !== undefined || states.entry !== undefined) {
-        const specName = specs.entry?.[0].slice(SPEC_PREFIX.length);
-        const stateName = states.entry?.[0].slice(STATE_PREFIX.length);
-        if (specName !== undefined && specName === stateName) {
-          join(specName, specs.entry?.[1], states.entry?.[1]);
+        const specKey = specs.entry?.[0];
+        const stateKey = states.entry?.[0];
+        const order = specKey === undefined ? 1 : stateKey === undefined ? -1 : nameOrder(specKey, SPEC_PREFIX.length, stateKey, STATE_PREFIX.length);
+        if (order === 0) {
+          join(specKey, stateKey, specs.entry?.[1], states.entry?.[1]);
           if (specs.advance()) await specs.fill();
           if (states.advance()) await states.fill();
-        } else if (stateName === undefined || (specName !== undefined && byteOrder(specName, stateName) < 0)) {
-          join(specName as string, specs.entry?.[1], undefined);
+        } else if (order < 0) {
+          join(specKey, undefined, specs.entry?.[1], undefined);
           if (specs.advance()) await specs.fill();
         } else {
-          join(stateName, undefined, states.entry?.[1]);
+          join(undefined, stateKey, undefined, states.entry?.[1]);
           if (states.advance()) await states.fill();
         }
       }
@@ -330,7 +334,7 @@ export class Store implements TaskStore {
       if (key.startsWith(SPEC_PREFIX)) unseen.add(key.slice(SPEC_PREFIX.length));
       else if (key.startsWith(STATE_PREFIX)) unseen.add(key.slice(STATE_PREFIX.length));
     }
-    for (const name of unseen) if (!seen.has(name)) join(name, undefined, undefined);
+    for (const name of unseen) if (!seen.has(name)) join(SPEC_PREFIX + name, undefined, undefined, undefined);
     if (badCount > 0) throw unreadableRecords(this.location, bad, badCount);
     return records;
   }
@@ -583,18 +587,18 @@ class Batches {
 }
 
 /**
- * LevelDB's order of two names (that of their UTF-8 bytes, which is the code points'), where JS's
- * `<` compares UTF-16 units: a surrogate (0xD800-0xDFFF, a code point past 0xFFFF) sorts after
- * 0xE000-0xFFFF in LevelDB.
+ * LevelDB's order of the names in two keys, `a` from `aFrom` and `b` from `bFrom` (no copies): that
+ * of their UTF-8 bytes, which is the code points', where JS's `<` compares UTF-16 units: a
+ * surrogate (0xD800-0xDFFF, a code point past 0xFFFF) sorts after 0xE000-0xFFFF in LevelDB.
  */
-function byteOrder(a: string, b: string): number {
-  const length = Math.min(a.length, b.length);
+function nameOrder(a: string, aFrom: number, b: string, bFrom: number): number {
+  const length = Math.min(a.length - aFrom, b.length - bFrom);
   for (let i = 0; i < length; i++) {
-    const x = a.charCodeAt(i);
-    const y = b.charCodeAt(i);
+    const x = a.charCodeAt(aFrom + i);
+    const y = b.charCodeAt(bFrom + i);
     if (x !== y) return codePointRank(x) - codePointRank(y);
   }
-  return a.length - b.length;
+  return a.length - aFrom - (b.length - bFrom);
 }
 
 function codePointRank(unit: number): number {
