@@ -2,7 +2,8 @@
  * Store format 6: a task's spec and its state under two keys, the spec written only when it is
  * new; stores of format 5 (one whole record per task, in LevelDB and in the log) converted at open.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -11,7 +12,7 @@ import { bufferSource, encodeCommit, readSegment, SEGMENT_MAGIC, type WalEntry }
 import fc from 'fast-check';
 import { decodeRecord, decodeSplitRecord, encodeRecord, encodeSpecRecord, encodeStateRecord, RecordError } from '../hub/src/store/record.js';
 import { Store, STORE_FORMAT } from '../hub/src/store/store.js';
-import { cleanTempDirs, tempDir } from './helpers.js';
+import { cleanTempDirs, DHUB, tempDir } from './helpers.js';
 import { taskRecord } from './support/records.js';
 
 afterAll(() => cleanTempDirs());
@@ -195,6 +196,41 @@ describe('a store of format 5', () => {
     await store.close();
     expect((await levelKeys(db)).filter((k) => k.startsWith('t:'))).toEqual([]);
   });
+
+  it('loses nothing when dhub is killed (kill -9) in the middle of converting it', async () => {
+    const COUNT = 30_000; // three batches of the conversion
+    const original = join(tempDir(), 'db');
+    const level = new Level<string, Uint8Array>(original, { valueEncoding: 'view' });
+    await level.put('meta:format', text('5'));
+    const batch = level.batch();
+    for (let i = 0; i < COUNT; i++) batch.put(`t:c${i}`, encodeRecord(taskRecord(`c${i}`, { seq: i + 1 })));
+    await batch.write();
+    await level.close();
+    let cutMidway = 0;
+    // Kills later and later, each on a fresh copy of the store, until one lands in the middle.
+    for (let delayMs = 200; ; delayMs = Math.round(delayMs * 1.3)) {
+      const db = join(tempDir(), 'db');
+      cpSync(original, db, { recursive: true });
+      const hub = spawn(process.execPath, [DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', db], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let listening = false;
+      hub.stderr.on('data', (chunk: Buffer) => (listening ||= chunk.toString().includes('listening on')));
+      const exited = new Promise((resolve) => hub.once('exit', resolve));
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      hub.kill('SIGKILL');
+      await exited;
+      const keys = await levelKeys(db);
+      const old = keys.filter((k) => k.startsWith('t:')).length;
+      const converted = keys.filter((k) => k.startsWith('spec:')).length;
+      if (old > 0 && converted > 0) cutMidway++;
+      expect(old + converted).toBe(COUNT);
+      const store = await Store.open(db);
+      const names = new Set((await store.loadAll()).map((r) => r.spec.name));
+      await store.close();
+      expect(names.size).toBe(COUNT);
+      if (cutMidway > 0 || listening || delayMs > 30_000) break;
+    }
+    expect(cutMidway).toBeGreaterThan(0);
+  }, 300_000);
 });
 
 describe('the records of format 6', () => {
