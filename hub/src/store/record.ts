@@ -9,7 +9,9 @@
  * Format 6 stores a task as two records, both StoredTask messages holding part of its fields: the
  * spec record (spec and seq: written when the task is created or replaced) and the state record
  * (everything else: written at every transition). Protobuf merges concatenated messages, so the
- * two together are the whole record of formats 2 to 5 (encodeRecord, kept to read and convert them).
+ * two together are the whole record of formats 2 to 5. Format 6's records are written and read
+ * field by field (WireWriter, WireReader); protobufjs reads the whole records of formats 2 to 5
+ * (decodeRecord), which the store converts at open, and writes them for tests (encodeRecord).
  */
 import protobuf from 'protobufjs/light.js';
 import { bool, bytes, EMPTY, fileRefsFrom, list, namesFrom, NONE, num, paramFilesFrom, paramsFrom, str, unlessEmpty, unlessNone, type Obj } from '../../../proto/src/fields.js';
@@ -121,7 +123,7 @@ function specMessage(spec: TaskSpec): Obj {
   };
 }
 
-
+/** A whole record of formats 2 to 5 (a store of format 6 never writes one: for tests that make old stores). */
 export function encodeRecord(r: TaskRecord): Uint8Array {
   return StoredTask.encode({
     spec: specMessage(r.spec),
