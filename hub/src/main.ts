@@ -80,9 +80,11 @@ Started in the background, run it directly (dhub ... &, then kill $!), not throu
 own process is what $! names. Exit status: 0 stopped, 1 could not start or went down, 2 bad usage.
 A second dhub on the same --db is refused while the first runs.
 
-A store record dhub cannot read stops it at start, naming the key (t:NAME for task NAME); to start
-without it, move it aside (it is kept in the store under dropped:KEY, and the task leaves the graph):
-  dhub --db /scratch/run1 --drop-record t:render-17`,
+A store record dhub cannot read stops it at start, naming the key (spec:NAME or state:NAME for task
+NAME; t:NAME in a store of format 5 or older, converted at start); to start without it, move it
+aside (it is kept in the store under dropped:KEY, with the task's other record, and the task leaves
+the graph):
+  dhub --db /scratch/run1 --drop-record state:render-17`,
   )
   .action(async (opts: Record<string, unknown>) => {
     const log = createLogger(opts.logLevel as LogLevel);

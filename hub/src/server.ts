@@ -989,7 +989,7 @@ export class Hub {
   private async flush(): Promise<void> {
     for (;;) {
       const records = this.graph.takeDirty();
-      const changes = { deleted: this.graph.takeDeleted(), pools: this.graph.takeDirtyPools() };
+      const changes = { deleted: this.graph.takeDeleted(), pools: this.graph.takeDirtyPools(), specs: this.graph.takeNewSpecs() };
       const outgoing = this.outbox;
       this.outbox = [];
       this.outboxBytes = 0;

@@ -296,6 +296,8 @@ export class Graph {
   private dirtyPools = new Set<string>();
   /** Tasks removed (pool delete, delete) since `takeDeleted`, for the store to forget. */
   private deleted = new Set<string>();
+  /** Tasks created or replaced since `takeNewSpecs`: the store writes their spec, not only their state. */
+  private newSpecs = new Set<string>();
   /** Every ready task of every pool, best first: a steal of all pools costs O(log n), not O(pools). */
   private readonly allReady = new Heap<Task>(handsOutBefore);
   private readonly counts = emptyCounts();
@@ -427,6 +429,7 @@ export class Graph {
       this.tasks.set(task.spec.name, task);
       this.order.push(task);
       this.deleted.delete(task.spec.name); // deleted with its pool earlier in this batch window: written anew
+      this.newSpecs.add(task.spec.name);
     }
     for (const task of added) this.link(task);
     // `order` puts dependencies first, so a dependency's state is settled before its dependents'.
@@ -1313,6 +1316,13 @@ export class Graph {
     return changed;
   }
 
+  /** Tasks created or replaced since the last call: their spec is new, for the store to write. */
+  takeNewSpecs(): Set<string> {
+    const names = this.newSpecs;
+    this.newSpecs = new Set();
+    return names;
+  }
+
   /** Tasks removed since the last call, for the store to forget. */
   takeDeleted(): string[] {
     const deleted = [...this.deleted];
@@ -1522,6 +1532,7 @@ export class Graph {
     old.state = 'waiting'; // never counted again; any heap entry of it is dropped as not ready
     this.dirty.delete(old);
     const task = new Task(spec, old.seq);
+    this.newSpecs.add(spec.name);
     task.log = old.log;
     task.worker = old.worker;
     task.dependents = old.dependents;

@@ -14,7 +14,8 @@
  *     u32 FNV-1a of the header's first 20 bytes
  *   payload = entries, each: varint key length, key (UTF-8), varint value length, value.
  *   Since STORE_FORMAT 5 an entry with an empty value deletes its key (store.ts); the frames
- *   themselves did not change.
+ *   themselves did not change, nor in STORE_FORMAT 6, whose task keys are a spec and a state per
+ *   task (store.ts).
  *   A group commit is one frame, or several written one after another when its entries pass
  *   maxFrameBytes (a single larger entry gets a frame of its own): no frame, and no buffer, has
  *   to hold a whole commit. Replay applies a commit only once all its parts are read, up to the
@@ -99,19 +100,24 @@ function readVarint(buf: Buffer, at: number): [number, number] {
   }
 }
 
-/** Bytes an entry takes in a payload. */
-export function entryBytes(key: Buffer, value: Uint8Array): number {
-  return varintLength(key.length) + key.length + varintLength(value.length) + value.length;
+/** Bytes an entry takes in a payload, its key taking `keyBytes`. */
+export function entryBytes(keyBytes: number, value: Uint8Array): number {
+  return varintLength(keyBytes) + keyBytes + varintLength(value.length) + value.length;
 }
 
-function encodePayload(entries: readonly WalEntry[], keys: readonly Buffer[], from: number, to: number, size: number, header: number): Buffer {
+/** The keys' UTF-8 lengths: keys are written straight into the frame, with no Buffer each. */
+function keyLengths(entries: readonly WalEntry[]): number[] {
+  return entries.map((e) => Buffer.byteLength(e.key, 'utf8'));
+}
+
+function encodePayload(entries: readonly WalEntry[], keys: readonly number[], from: number, to: number, size: number, header: number): Buffer {
   const frame = Buffer.allocUnsafe(header + size);
   let at = header;
   for (let i = from; i < to; i++) {
-    const key = keys[i] as Buffer;
-    const value = (entries[i] as WalEntry).value;
-    at = writeVarint(frame, at, key.length);
-    at += key.copy(frame, at);
+    const { key, value } = entries[i] as WalEntry;
+    const keyBytes = keys[i] as number;
+    at = writeVarint(frame, at, keyBytes);
+    at += frame.write(key, at, keyBytes, 'utf8');
     at = writeVarint(frame, at, value.length);
     frame.set(value, at);
     at += value.length;
@@ -124,14 +130,14 @@ function encodePayload(entries: readonly WalEntry[], keys: readonly Buffer[], fr
  * `maxFrameBytes` of payload, or one entry when that entry alone is larger.
  */
 export function* encodeCommit(entries: readonly WalEntry[], commit: number, maxFrameBytes: number): Generator<Buffer> {
-  const keys = entries.map((e) => Buffer.from(e.key, 'utf8'));
+  const keys = keyLengths(entries);
   let part = 0;
   let from = 0;
   while (from < entries.length) {
     let to = from;
     let size = 0;
     while (to < entries.length) {
-      const bytes = entryBytes(keys[to] as Buffer, (entries[to] as WalEntry).value);
+      const bytes = entryBytes(keys[to] as number, (entries[to] as WalEntry).value);
       if (to > from && size + bytes > maxFrameBytes) break;
       size += bytes;
       to++;
@@ -152,9 +158,9 @@ export function* encodeCommit(entries: readonly WalEntry[], commit: number, maxF
 
 /** One format-2 frame holding `entries` (what a hub of STORE_FORMAT 2 wrote; for tests). */
 export function encodeLegacyFrame(entries: readonly WalEntry[]): Buffer {
-  const keys = entries.map((e) => Buffer.from(e.key, 'utf8'));
+  const keys = keyLengths(entries);
   let size = 0;
-  entries.forEach((e, i) => (size += entryBytes(keys[i] as Buffer, e.value)));
+  entries.forEach((e, i) => (size += entryBytes(keys[i] as number, e.value)));
   const frame = encodePayload(entries, keys, 0, entries.length, size, LEGACY_HEADER);
   frame.writeUInt32LE(size, 0);
   frame.writeUInt32LE(fnv1a(frame.subarray(LEGACY_HEADER)), 4);

@@ -5,10 +5,17 @@
  * Fields are only ever added, under new numbers: format 4 added params, inputs, outputs, param
  * files and the barrier flag to the spec, and the output files to the task; a record of format 3
  * reads as a task without them.
+ *
+ * Format 6 stores a task as two records, both StoredTask messages holding part of its fields: the
+ * spec record (spec and seq: written when the task is created or replaced) and the state record
+ * (everything else: written at every transition). Protobuf merges concatenated messages, so the
+ * two together are the whole record of formats 2 to 5. Format 6's records are written and read
+ * field by field (WireWriter, WireReader); protobufjs reads the whole records of formats 2 to 5
+ * (decodeRecord), which the store converts at open, and writes them for tests (encodeRecord).
  */
 import protobuf from 'protobufjs/light.js';
-import { bool, bytes, fileRefsFrom, list, namesFrom, num, paramFilesFrom, paramsFrom, str, unlessEmpty, unlessNone, type Obj } from '../../../proto/src/fields.js';
-import { TASK_STATES, type TaskRecord, type TaskSpec, type TaskState } from '../../../proto/src/types.js';
+import { bool, bytes, EMPTY, fileRefsFrom, list, namesFrom, NONE, num, paramFilesFrom, paramsFrom, str, unlessEmpty, unlessNone, type Obj } from '../../../proto/src/fields.js';
+import { TASK_STATES, type FileRef, type TaskRecord, type TaskSpec, type TaskState } from '../../../proto/src/types.js';
 
 const root = protobuf.Root.fromJSON({
   nested: {
@@ -116,7 +123,7 @@ function specMessage(spec: TaskSpec): Obj {
   };
 }
 
-
+/** A whole record of formats 2 to 5 (a store of format 6 never writes one: for tests that make old stores). */
 export function encodeRecord(r: TaskRecord): Uint8Array {
   return StoredTask.encode({
     spec: specMessage(r.spec),
@@ -134,14 +141,537 @@ export function encodeRecord(r: TaskRecord): Uint8Array {
   }).finish();
 }
 
-/** The record in `data`; throws RecordError naming what is wrong. */
-export function decodeRecord(data: Uint8Array): TaskRecord {
-  let m: Obj;
-  try {
-    m = StoredTask.decode(data) as unknown as Obj;
-  } catch (err) {
-    throw new RecordError(`not a stored task: ${(err as Error).message}`);
+/** Format 6: the part of a task written when it is created or replaced; written field by field as encodeStateRecord. */
+export function encodeSpecRecord(spec: TaskSpec, seq: number): Uint8Array {
+  const w = specWriter;
+  w.at = 0;
+  w.string(1, spec.name);
+  for (const dep of spec.deps) w.string(2, dep, true);
+  w.bytes(3, spec.payload);
+  w.int64(4, spec.priority);
+  w.string(5, spec.pool);
+  w.uint(6, spec.maxAttempts);
+  w.uint(7, spec.leaseMs);
+  for (const p of spec.params) {
+    const name = Buffer.byteLength(p.name);
+    const value = Buffer.byteLength(p.value);
+    w.tag(8, LENGTH);
+    w.varint(stringSize(name) + stringSize(value));
+    w.string(1, p.name);
+    w.string(2, p.value);
   }
+  for (const f of spec.inputs) writeFile(w, 9, f);
+  for (const name of spec.outputs) w.string(10, name, true);
+  for (const f of spec.paramFiles) {
+    w.tag(11, LENGTH);
+    w.varint(stringSize(Buffer.byteLength(f.name)) + stringSize(Buffer.byteLength(f.param)));
+    w.string(1, f.name);
+    w.string(2, f.param);
+  }
+  w.uint(12, spec.barrier ? 1 : 0);
+  w.uint(13, spec.afterEnded ? 1 : 0);
+  const out = Buffer.allocUnsafe(1 + varintSize(w.at) + w.at + (seq === 0 ? 0 : 1 + varintSize(seq)));
+  let at = 0;
+  out[at++] = (1 << 3) | LENGTH;
+  for (let n = w.at; ; n = Math.floor(n / 128)) {
+    if (n < 128) {
+      out[at++] = n;
+      break;
+    }
+    out[at++] = (n % 128) | 128;
+  }
+  at += w.buf.copy(out, at, 0, w.at);
+  if (seq !== 0) {
+    out[at++] = (10 << 3) | VARINT;
+    for (let n = seq; ; n = Math.floor(n / 128)) {
+      if (n < 128) {
+        out[at++] = n;
+        break;
+      }
+      out[at++] = (n % 128) | 128;
+    }
+  }
+  return out;
+}
+
+/** Bytes a string field of `bytes` takes, left out when empty. */
+function stringSize(bytes: number): number {
+  return bytes === 0 ? 0 : 1 + varintSize(bytes) + bytes;
+}
+
+function writeFile(w: WireWriter, field: number, f: FileRef): void {
+  w.tag(field, LENGTH);
+  w.varint(stringSize(Buffer.byteLength(f.name)) + stringSize(Buffer.byteLength(f.sha256)) + (f.size === 0 ? 0 : 1 + varintSize(f.size)) + (f.executable ? 2 : 0));
+  w.string(1, f.name);
+  w.string(2, f.sha256);
+  w.uint(3, f.size);
+  w.uint(4, f.executable ? 1 : 0);
+}
+
+/**
+ * Format 6: the part of a task written at every transition (never empty: it has the state). Its
+ * StoredTask fields written straight into bytes, in protobufjs's order and encoding (it is the
+ * hub's most frequent write: protobufjs would build a message object for it and its log first).
+ */
+export function encodeStateRecord(r: TaskRecord): Uint8Array {
+  const w = stateWriter;
+  w.at = 0;
+  w.uint(2, STATE_NUMBER[r.state]);
+  w.uint(3, r.attempts);
+  w.string(4, r.worker);
+  w.int64(5, r.leaseDeadline);
+  w.int64(6, r.notBefore);
+  w.bytes(7, r.result);
+  w.string(8, r.lastError);
+  for (const c of r.log) {
+    const worker = Buffer.byteLength(c.worker);
+    const note = Buffer.byteLength(c.note);
+    const state = STATE_NUMBER[c.state];
+    const size = 1 + varintSize(state) + (c.at === 0 ? 0 : 1 + int64Size(c.at)) + (worker === 0 ? 0 : 1 + varintSize(worker) + worker) + (note === 0 ? 0 : 1 + varintSize(note) + note);
+    w.tag(9, LENGTH);
+    w.varint(size);
+    w.uint(1, state);
+    w.int64(2, c.at);
+    w.string(3, c.worker);
+    w.string(4, c.note);
+  }
+  w.string(11, r.holder);
+  for (const f of r.outputs) writeFile(w, 12, f);
+  return Buffer.from(w.buf.subarray(0, w.at));
+}
+
+function varintSize(n: number): number {
+  let size = 1;
+  for (; n >= 128; size++) n = Math.floor(n / 128);
+  return size;
+}
+
+/** Negative numbers take 10 bytes (two's complement, as protobufjs writes int64). */
+function int64Size(n: number): number {
+  return n < 0 ? 10 : varintSize(n);
+}
+
+/** Protobuf's wire format written into one buffer, reused (grown when a record needs more). */
+class WireWriter {
+  buf = Buffer.allocUnsafe(1 << 16);
+  at = 0;
+
+  private room(bytes: number): void {
+    if (this.at + bytes <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + bytes));
+    this.buf.copy(bigger, 0, 0, this.at);
+    this.buf = bigger;
+  }
+
+  /** A non-negative integer up to 2^53. */
+  varint(n: number): void {
+    this.room(10);
+    while (n >= 128) {
+      this.buf[this.at++] = (n % 128) | 128;
+      n = Math.floor(n / 128);
+    }
+    this.buf[this.at++] = n;
+  }
+
+  tag(field: number, wireType: number): void {
+    this.varint((field << 3) | wireType);
+  }
+
+  /** A uint32 or uint64 field, left out at 0. */
+  uint(field: number, n: number): void {
+    if (n === 0) return;
+    this.tag(field, VARINT);
+    this.varint(n);
+  }
+
+  /** An int64 field, left out at 0; a negative one as its 64-bit two's complement. */
+  int64(field: number, n: number): void {
+    if (n === 0) return;
+    this.tag(field, VARINT);
+    if (n > 0) return this.varint(n);
+    const low = -n % 2 ** 32;
+    let lo = (~low + 1) >>> 0;
+    let hi = (~((-n - low) / 2 ** 32) + (lo === 0 ? 1 : 0)) >>> 0;
+    this.room(10);
+    while (hi !== 0) {
+      this.buf[this.at++] = (lo & 127) | 128;
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+      hi >>>= 7;
+    }
+    while (lo > 127) {
+      this.buf[this.at++] = (lo & 127) | 128;
+      lo >>>= 7;
+    }
+    this.buf[this.at++] = lo;
+  }
+
+  /** A string field, left out when empty unless `always` (an element of a repeated field). */
+  string(field: number, s: string, always = false): void {
+    if (s === '' && !always) return;
+    const length = Buffer.byteLength(s);
+    this.tag(field, LENGTH);
+    this.varint(length);
+    this.room(length);
+    this.at += this.buf.write(s, this.at, length, 'utf8');
+  }
+
+  bytes(field: number, b: Uint8Array): void {
+    if (b.length === 0) return;
+    this.tag(field, LENGTH);
+    this.varint(b.length);
+    this.room(b.length);
+    this.buf.set(b, this.at);
+    this.at += b.length;
+  }
+}
+
+const stateWriter = new WireWriter();
+const specWriter = new WireWriter();
+
+function decodeMessage(data: Uint8Array, what: string): Obj {
+  try {
+    return StoredTask.decode(data) as unknown as Obj;
+  } catch (err) {
+    throw new RecordError(`not a ${what}: ${(err as Error).message}`);
+  }
+}
+
+/** The record of formats 2 to 5 in `data`; throws RecordError naming what is wrong. */
+export function decodeRecord(data: Uint8Array): TaskRecord {
+  return recordOf(decodeMessage(data, 'stored task'));
+}
+
+/**
+ * Format 6: the task whose spec record is `spec` and state record `state`; throws RecordError
+ * naming what is wrong. Read field by field, straight into the record: a restart reads millions,
+ * and protobufjs's message objects and Longs cost more than the reading.
+ */
+export function decodeSplitRecord(spec: Uint8Array, state: Uint8Array): TaskRecord {
+  const record = emptyRecord();
+  try {
+    readSpecRecord(new WireReader(spec), record);
+  } catch (err) {
+    throw new RecordError(`not a task's stored spec: ${(err as Error).message}`);
+  }
+  if (record.spec.name === '') throw new RecordError('the record has no task name');
+  let hasState: boolean;
+  try {
+    hasState = readStateRecord(new WireReader(state), record);
+  } catch (err) {
+    throw new RecordError(`not a task's stored state: ${(err as Error).message}`);
+  }
+  if (!hasState) throw new RecordError("not a task's stored state: it has no state");
+  return record;
+}
+
+function emptyRecord(): TaskRecord {
+  return {
+    spec: {
+      name: '',
+      deps: [],
+      payload: EMPTY,
+      priority: 0,
+      pool: '',
+      maxAttempts: 0,
+      leaseMs: 0,
+      params: NONE,
+      inputs: NONE,
+      outputs: NONE,
+      paramFiles: NONE,
+      barrier: false,
+      afterEnded: false,
+    },
+    state: 'waiting',
+    attempts: 0,
+    worker: '',
+    holder: '',
+    leaseDeadline: 0,
+    notBefore: 0,
+    result: EMPTY,
+    lastError: '',
+    log: [],
+    seq: 0,
+    outputs: NONE,
+  };
+}
+
+const VARINT = 0;
+const FIXED64 = 1;
+const LENGTH = 2;
+const FIXED32 = 5;
+
+/** Protobuf's wire format, read without objects in between (the fields of StoredTask only). */
+class WireReader {
+  at = 0;
+  readonly end: number;
+  private readonly buf: Buffer;
+
+  constructor(bytes: Uint8Array, from = 0, end = bytes.length) {
+    this.buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.at = from;
+    this.end = end;
+  }
+
+  /** The low and high 32 bits of the last varint read. */
+  private lo = 0;
+  private hi = 0;
+
+  private read64(): void {
+    let lo = 0;
+    let hi = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.at >= this.end) throw new RangeError('a varint runs past the end');
+      const byte = this.buf[this.at++] as number;
+      const bits = byte & 0x7f;
+      if (i < 4) lo |= bits << (7 * i);
+      else if (i === 4) {
+        lo |= bits << 28;
+        hi |= bits >>> 4;
+      } else hi |= bits << (7 * i - 32);
+      if (byte < 0x80) {
+        this.lo = lo >>> 0;
+        this.hi = hi >>> 0;
+        return;
+      }
+    }
+    throw new RangeError('a varint of more than 10 bytes');
+  }
+
+  /** uint64 (exact up to 2^53). */
+  varint(): number {
+    this.read64();
+    return this.hi * 2 ** 32 + this.lo;
+  }
+
+  /** int64 (exact within ±2^53): negative numbers are written as their 64-bit two's complement. */
+  int64(): number {
+    this.read64();
+    if (this.hi < 0x80000000) return this.hi * 2 ** 32 + this.lo;
+    return -((~this.hi >>> 0) * 2 ** 32 + (~this.lo >>> 0) + 1);
+  }
+
+  uint32(): number {
+    this.read64();
+    return this.lo;
+  }
+
+  int32(): number {
+    this.read64();
+    return this.lo | 0;
+  }
+
+  /** Where a length-delimited field's bytes start and end. */
+  span(): [number, number] {
+    const length = this.varint();
+    const from = this.at;
+    if (length < 0 || from + length > this.end) throw new RangeError('a field runs past the end');
+    this.at = from + length;
+    return [from, this.at];
+  }
+
+  string(): string {
+    const [from, to] = this.span();
+    return this.buf.toString('utf8', from, to);
+  }
+
+  bytes(): Uint8Array {
+    const [from, to] = this.span();
+    return to > from ? this.buf.subarray(from, to) : EMPTY;
+  }
+
+  /** A nested message's reader. */
+  nested(): WireReader {
+    const [from, to] = this.span();
+    return new WireReader(this.buf, from, to);
+  }
+
+  skip(wireType: number): void {
+    switch (wireType) {
+      case VARINT:
+        this.varint();
+        return;
+      case FIXED64:
+        this.at += 8;
+        break;
+      case LENGTH:
+        this.span();
+        return;
+      case FIXED32:
+        this.at += 4;
+        break;
+      default:
+        throw new RangeError(`wire type ${wireType} at byte ${this.at}`);
+    }
+    if (this.at > this.end) throw new RangeError('a field runs past the end');
+  }
+}
+
+function readSpecRecord(r: WireReader, record: TaskRecord): void {
+  while (r.at < r.end) {
+    const tag = r.varint();
+    if (tag === ((1 << 3) | LENGTH)) readSpec(r.nested(), record.spec);
+    else if (tag === ((10 << 3) | VARINT)) record.seq = r.varint();
+    else if (tag >>> 3 === 2 && (tag & 7) === VARINT) throw new RangeError('it holds a state');
+    else r.skip(tag & 7);
+  }
+}
+
+function readSpec(r: WireReader, spec: TaskSpec): void {
+  let params: TaskSpec['params'] | undefined;
+  let inputs: TaskSpec['inputs'] | undefined;
+  let outputs: string[] | undefined;
+  let paramFiles: TaskSpec['paramFiles'] | undefined;
+  while (r.at < r.end) {
+    const tag = r.varint();
+    switch (tag) {
+      case (1 << 3) | LENGTH:
+        spec.name = r.string();
+        break;
+      case (2 << 3) | LENGTH:
+        spec.deps.push(r.string());
+        break;
+      case (3 << 3) | LENGTH:
+        spec.payload = r.bytes();
+        break;
+      case (4 << 3) | VARINT:
+        spec.priority = r.int32();
+        break;
+      case (5 << 3) | LENGTH:
+        spec.pool = r.string();
+        break;
+      case (6 << 3) | VARINT:
+        spec.maxAttempts = r.uint32();
+        break;
+      case (7 << 3) | VARINT:
+        spec.leaseMs = r.uint32();
+        break;
+      case (8 << 3) | LENGTH: {
+        const p = r.nested();
+        const param = { name: '', value: '' };
+        while (p.at < p.end) {
+          const t = p.varint();
+          if (t === ((1 << 3) | LENGTH)) param.name = p.string();
+          else if (t === ((2 << 3) | LENGTH)) param.value = p.string();
+          else p.skip(t & 7);
+        }
+        (params ??= []).push(param);
+        break;
+      }
+      case (9 << 3) | LENGTH:
+        (inputs ??= []).push(readFile(r.nested()));
+        break;
+      case (10 << 3) | LENGTH:
+        (outputs ??= []).push(r.string());
+        break;
+      case (11 << 3) | LENGTH: {
+        const p = r.nested();
+        const file = { name: '', param: '' };
+        while (p.at < p.end) {
+          const t = p.varint();
+          if (t === ((1 << 3) | LENGTH)) file.name = p.string();
+          else if (t === ((2 << 3) | LENGTH)) file.param = p.string();
+          else p.skip(t & 7);
+        }
+        (paramFiles ??= []).push(file);
+        break;
+      }
+      case (12 << 3) | VARINT:
+        spec.barrier = r.varint() !== 0;
+        break;
+      case (13 << 3) | VARINT:
+        spec.afterEnded = r.varint() !== 0;
+        break;
+      default:
+        r.skip(tag & 7);
+    }
+  }
+  if (params !== undefined) spec.params = params;
+  if (inputs !== undefined) spec.inputs = inputs;
+  if (outputs !== undefined) spec.outputs = outputs;
+  if (paramFiles !== undefined) spec.paramFiles = paramFiles;
+}
+
+function readFile(r: WireReader): FileRef {
+  const file: FileRef = { name: '', sha256: '', size: 0, executable: false };
+  while (r.at < r.end) {
+    const tag = r.varint();
+    if (tag === ((1 << 3) | LENGTH)) file.name = r.string();
+    else if (tag === ((2 << 3) | LENGTH)) file.sha256 = r.string();
+    else if (tag === ((3 << 3) | VARINT)) file.size = r.varint();
+    else if (tag === ((4 << 3) | VARINT)) file.executable = r.varint() !== 0;
+    else r.skip(tag & 7);
+  }
+  return file;
+}
+
+function stateAt(n: number): TaskState {
+  const state = STATE_OF.get(n);
+  if (state === undefined) throw new RecordError(`unknown state number ${n}`);
+  return state;
+}
+
+/** Reads the state record's fields into `record`; false when it has no state field. */
+function readStateRecord(r: WireReader, record: TaskRecord): boolean {
+  let hasState = false;
+  let outputs: FileRef[] | undefined;
+  while (r.at < r.end) {
+    const tag = r.varint();
+    switch (tag) {
+      case (1 << 3) | LENGTH:
+        throw new RangeError('it holds a spec');
+      case (2 << 3) | VARINT:
+        record.state = stateAt(r.uint32());
+        hasState = true;
+        break;
+      case (3 << 3) | VARINT:
+        record.attempts = r.uint32();
+        break;
+      case (4 << 3) | LENGTH:
+        record.worker = r.string();
+        break;
+      case (5 << 3) | VARINT:
+        record.leaseDeadline = r.int64();
+        break;
+      case (6 << 3) | VARINT:
+        record.notBefore = r.int64();
+        break;
+      case (7 << 3) | LENGTH:
+        record.result = r.bytes();
+        break;
+      case (8 << 3) | LENGTH:
+        record.lastError = r.string();
+        break;
+      case (9 << 3) | LENGTH: {
+        const c = r.nested();
+        const change: TaskRecord['log'][number] = { state: 'waiting', at: 0, worker: '', note: '' };
+        let changeState: number | undefined;
+        while (c.at < c.end) {
+          const t = c.varint();
+          if (t === ((1 << 3) | VARINT)) changeState = c.uint32();
+          else if (t === ((2 << 3) | VARINT)) change.at = c.int64();
+          else if (t === ((3 << 3) | LENGTH)) change.worker = c.string();
+          else if (t === ((4 << 3) | LENGTH)) change.note = c.string();
+          else c.skip(t & 7);
+        }
+        change.state = stateAt(changeState ?? 0);
+        record.log.push(change);
+        break;
+      }
+      case (11 << 3) | LENGTH:
+        record.holder = r.string();
+        break;
+      case (12 << 3) | LENGTH:
+        (outputs ??= []).push(readFile(r.nested()));
+        break;
+      default:
+        r.skip(tag & 7);
+    }
+  }
+  if (outputs !== undefined) record.outputs = outputs;
+  return hasState;
+}
+
+function recordOf(m: Obj): TaskRecord {
   const spec = (m.spec ?? {}) as Obj;
   const name = str(spec.name);
   if (name === '') throw new RecordError('the record has no task name');

@@ -85,7 +85,23 @@ export async function storeId(db: Db): Promise<string> {
   return id;
 }
 
-/** Moves each record named in `keys` to DROPPED_PREFIX + key, in one durable batch each. */
+/** The task whose record `key` is (formats 2 to 5: `t:NAME`; 6: `spec:NAME`, `state:NAME`), if it is one. */
+export function taskOfKey(key: string): string | undefined {
+  for (const prefix of ['t:', 'spec:', 'state:']) if (key.startsWith(prefix)) return key.slice(prefix.length);
+  return undefined;
+}
+
+/** The other record of a task stored as two (format 6). */
+function partnerKey(key: string): string | undefined {
+  if (key.startsWith('spec:')) return `state:${key.slice('spec:'.length)}`;
+  if (key.startsWith('state:')) return `spec:${key.slice('state:'.length)}`;
+  return undefined;
+}
+
+/**
+ * Moves each record named in `keys` to DROPPED_PREFIX + key, in one durable batch each; a task's
+ * spec or state record goes with the other (one alone would be refused at the next start).
+ */
 export async function dropRecords(db: Db, keys: readonly string[], log: Logger): Promise<void> {
   for (const key of keys) {
     const value = await db.get(key);
@@ -93,20 +109,30 @@ export async function dropRecords(db: Db, keys: readonly string[], log: Logger):
       log.warn(`--drop-record ${key}: the store holds no such record; nothing dropped`);
       continue;
     }
+    const moves = [{ key, value }];
+    const partner = partnerKey(key);
+    const partnerValue = partner === undefined ? undefined : await db.get(partner);
+    if (partner !== undefined && partnerValue !== undefined) moves.push({ key: partner, value: partnerValue });
     await db.batch(
-      [
-        { type: 'put', key: DROPPED_PREFIX + key, value },
-        { type: 'del', key },
-      ],
+      moves.flatMap((m) => [
+        { type: 'put' as const, key: DROPPED_PREFIX + m.key, value: m.value },
+        { type: 'del' as const, key: m.key },
+      ]),
       { sync: true },
     );
-    log.warn(`--drop-record: the record ${key} is set aside as ${DROPPED_PREFIX}${key}${key.startsWith('t:') ? `; task ${JSON.stringify(key.slice(2))} is no longer in the graph` : ''}`);
+    const task = taskOfKey(key);
+    for (const m of moves) {
+      log.warn(`--drop-record: the record ${m.key} is set aside as ${DROPPED_PREFIX}${m.key}${task !== undefined ? `; task ${JSON.stringify(task)} is no longer in the graph` : ''}`);
+    }
   }
 }
 
 /** A refusal naming the records that cannot be read and the flag that starts without them. */
 export function unreadableRecords(location: string, bad: readonly { key: string; reason: string }[], count: number): DagworkError {
-  const named = bad.map(({ key, reason }) => `key ${JSON.stringify(key)}${key.startsWith('t:') ? ` (task ${JSON.stringify(key.slice(2))})` : ''}: ${reason}`);
+  const named = bad.map(({ key, reason }) => {
+    const task = taskOfKey(key);
+    return `key ${JSON.stringify(key)}${task !== undefined ? ` (task ${JSON.stringify(task)})` : ''}: ${reason}`;
+  });
   const more = count > bad.length ? `; and ${count - bad.length} more` : '';
   const flags = bad.map(({ key }) => `--drop-record ${shellWord(key)}`).join(' ');
   return new DagworkError(

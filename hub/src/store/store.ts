@@ -1,8 +1,10 @@
 /**
- * The hub's store: task records in LevelDB, one key per task, in front of them a write-ahead log.
- * The graph decides what changed; the store writes it: one group commit appended to the log per
- * `write` (durable when it resolves), and into LevelDB in the background, many commits at a
- * time, each task's latest record only. A start puts whatever the log still holds into LevelDB.
+ * The hub's store: task records in LevelDB, two keys per task (its spec, written when it is
+ * created or replaced, and its state, written at every transition), in front of them a
+ * write-ahead log. The graph decides what changed; the store writes it: one group commit appended
+ * to the log per `write` (durable when it resolves), and into LevelDB in the background, many
+ * commits at a time, each key's latest value only. A start puts whatever the log still holds into
+ * LevelDB, then converts the records of older formats (one key per task).
  *
  * Failures: nothing is thrown from a timer or callback of the store. What goes wrong in the
  * background is logged (StoreOptions.log) and, where a client must hear of it, refused on the
@@ -14,12 +16,12 @@ import { DagworkError } from '../../../proto/src/errors.js';
 import type { PoolSettings, TaskRecord } from '../../../proto/src/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { SegmentReport } from './frame.js';
-import { decodeRecord, encodeRecord } from './record.js';
+import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord } from './record.js';
 import { checkDirectory, checkFormat, dropRecords, FORMAT_KEY, storeId, unreadableRecords } from './startup.js';
 import { Wal, type WalEntry } from './wal.js';
 
 /** Bumped when the layout of the store changes; a hub refuses a store newer than itself. */
-export const STORE_FORMAT = 5; // 2: the write-ahead log; 3: log frames of bounded size (frame.ts); 4: params, files and barriers in records (record.ts); 5: deletions (an empty value in the log) and pool settings (POOL_PREFIX)
+export const STORE_FORMAT = 6; // 2: the write-ahead log; 3: log frames of bounded size (frame.ts); 4: params, files and barriers in records (record.ts); 5: deletions (an empty value in the log) and pool settings (POOL_PREFIX); 6: a task's spec and state under two keys (SPEC_PREFIX, STATE_PREFIX)
 /** How long changes wait in the log before they go into LevelDB together (ms). */
 const BACKGROUND_MS = 200;
 /** Longest wait before the background write into LevelDB is tried again after failures (ms). */
@@ -31,9 +33,22 @@ const BACKGROUND_RETRY_MAX_MS = 30_000;
  */
 const BACKGROUND_CHUNK = 1000;
 const BACKGROUND_CHUNK_BYTES = 16 << 20;
+/** Formats 2 to 5: a task's whole record under `t:NAME`; converted at open (convert). */
 const TASK_PREFIX = 't:';
 // ';' sorts right after ':', so [t:, t;) holds exactly the task keys.
 const TASK_END = 't;';
+/** Format 6: a task's spec record and its state record (record.ts), under `spec:NAME` and `state:NAME`. */
+const SPEC_PREFIX = 'spec:';
+const SPEC_END = 'spec;';
+const STATE_PREFIX = 'state:';
+const STATE_END = 'state;';
+/** Records read at a time from LevelDB at start, and converted per atomic batch. */
+const READ_BATCH = 10_000;
+/**
+ * Bytes LevelDB reads ahead for one `nextv` at start. Its default (16 KiB) cuts a READ_BATCH of
+ * small records into dozens of calls into the native side (a restart reads millions).
+ */
+const READ_AHEAD_BYTES = 16 << 20;
 /**
  * Format 5: a pool's settings (pool_set), under `p:POOL`, as JSON ({"maxRunning": N, "paused": B,
  * "jobVerifier": CMD, "resultVerifier": CMD}; the verifiers came later in format 5: absent, none).
@@ -84,10 +99,15 @@ function settingsOf(options: Partial<StoreOptions>): Settings {
 
 type Db = Level<string, Uint8Array>;
 
-/** What a write changes besides task records: tasks removed, and pools' settings (undefined: none any more). */
+/**
+ * What a write changes besides task records: tasks removed, pools' settings (undefined: none any
+ * more), and which of the records have a new spec (created or replaced: Graph.takeNewSpecs). Without
+ * `specs` every record's spec is written.
+ */
 export interface StoreChanges {
   deleted: readonly string[];
   pools: readonly (readonly [string, PoolSettings | undefined])[];
+  specs?: ReadonlySet<string>;
 }
 
 /** What the hub needs of a store: a way in, a way out. Tests wrap the real one to inject faults. */
@@ -152,6 +172,7 @@ export class Store implements TaskStore {
       store.wal = wal;
       await store.replay(wal, old);
       await dropRecords(db, settings.dropRecords.filter((k) => k !== FORMAT_KEY), settings.log);
+      await store.convert();
       store.id = await storeId(db);
     } catch (err) {
       store.wal?.close(false);
@@ -203,30 +224,117 @@ export class Store implements TaskStore {
     }
   }
 
-  /** Every stored task record, LevelDB's and the log's, read in large batches (a restart reads millions). */
+  /**
+   * Converts the whole records of formats 2 to 5 (`t:NAME`) into a spec and a state record, in
+   * batches that each put the new keys and delete the old ones atomically: a crash at any point
+   * leaves every task in one shape or the other, and the next open goes on. Records that cannot
+   * be read stay as they are and are named (the way out: --drop-record).
+   */
+  private async convert(): Promise<void> {
+    const started = Date.now();
+    const bad: { key: string; reason: string }[] = [];
+    let badCount = 0;
+    let converted = 0;
+    const old = this.db.iterator({ gte: TASK_PREFIX, lt: TASK_END, highWaterMarkBytes: READ_AHEAD_BYTES });
+    try {
+      for (let batch = await old.nextv(READ_BATCH); batch.length > 0; batch = await old.nextv(READ_BATCH)) {
+        const chunk = this.db.batch();
+        for (const [key, value] of batch) {
+          let record: TaskRecord;
+          try {
+            record = decodeRecord(value);
+          } catch (err) {
+            badCount++;
+            if (bad.length < NAMED_BAD_RECORDS) bad.push({ key, reason: toError(err).message });
+            continue;
+          }
+          const name = key.slice(TASK_PREFIX.length);
+          chunk.put(SPEC_PREFIX + name, encodeSpecRecord(record.spec, record.seq));
+          chunk.put(STATE_PREFIX + name, encodeStateRecord(record));
+          chunk.del(key);
+          converted++;
+        }
+        if (chunk.length > 0) await chunk.write({ sync: true });
+        else await chunk.close();
+      }
+    } finally {
+      await old.close();
+    }
+    if (badCount > 0) throw unreadableRecords(this.location, bad, badCount);
+    if (converted > 0) this.options.log.info(`converted ${converted} task records of an older format in ${Date.now() - started} ms`);
+  }
+
+  /**
+   * Every stored task record, LevelDB's and the log's: the spec and state ranges read side by side
+   * in large batches and joined by name (both are in the names' order).
+   */
   async loadAll(): Promise<TaskRecord[]> {
     await this.background;
-    const logged = new Map(this.pending);
+    const logged = this.pending;
     const records: TaskRecord[] = [];
     const bad: { key: string; reason: string }[] = [];
     let badCount = 0;
-    const read = (key: string, value: Uint8Array): void => {
+    const refuse = (key: string, reason: string): void => {
+      badCount++;
+      if (bad.length < NAMED_BAD_RECORDS) bad.push({ key, reason });
+    };
+    /** Names met in LevelDB whose keys the log also holds (the log's are newer). */
+    const seen = new Set<string>();
+    /** Joins a task's two records; its name comes from a key, `specKey` when there is one. */
+    const join = (specKey: string | undefined, stateKey: string | undefined, storedSpec: Uint8Array | undefined, storedState: Uint8Array | undefined): void => {
+      let spec = storedSpec;
+      let state = storedState;
+      const nameOf = (): string => (specKey !== undefined ? specKey.slice(SPEC_PREFIX.length) : (stateKey as string).slice(STATE_PREFIX.length));
+      if (logged.size > 0) {
+        const name = nameOf();
+        const loggedSpec = logged.get(SPEC_PREFIX + name);
+        const loggedState = logged.get(STATE_PREFIX + name);
+        if (loggedSpec !== undefined || loggedState !== undefined) seen.add(name);
+        spec = loggedSpec ?? spec;
+        state = loggedState ?? state;
+      }
+      const hasSpec = spec !== undefined && spec.length > 0;
+      const hasState = state !== undefined && state.length > 0;
+      if (!hasSpec && !hasState) return; // deleted
+      if (!hasSpec) return refuse(STATE_PREFIX + nameOf(), 'the state of a task whose spec record is missing');
+      if (!hasState) return refuse(SPEC_PREFIX + nameOf(), 'the spec of a task whose state record is missing');
       try {
-        records.push(decodeRecord(value));
+        records.push(decodeSplitRecord(spec as Uint8Array, state as Uint8Array));
       } catch (err) {
-        badCount++;
-        if (bad.length < NAMED_BAD_RECORDS) bad.push({ key, reason: toError(err).message });
+        refuse(STATE_PREFIX + nameOf(), toError(err).message);
       }
     };
-    const entries = this.db.iterator({ gte: TASK_PREFIX, lt: TASK_END });
+    const specs = new Batches(this.db.iterator({ gte: SPEC_PREFIX, lt: SPEC_END, highWaterMarkBytes: READ_AHEAD_BYTES }));
+    const states = new Batches(this.db.iterator({ gte: STATE_PREFIX, lt: STATE_END, highWaterMarkBytes: READ_AHEAD_BYTES }));
     try {
-      for (let batch = await entries.nextv(10_000); batch.length > 0; batch = await entries.nextv(10_000)) {
-        for (const [key, value] of batch) if (!logged.has(key)) read(key, value);
+      await specs.fill();
+      await states.fill();
+      while (specs.entry !== undefined || states.entry !== undefined) {
+        const specKey = specs.entry?.[0];
+        const stateKey = states.entry?.[0];
+        const order = specKey === undefined ? 1 : stateKey === undefined ? -1 : nameOrder(specKey, SPEC_PREFIX.length, stateKey, STATE_PREFIX.length);
+        if (order === 0) {
+          join(specKey, stateKey, specs.entry?.[1], states.entry?.[1]);
+          if (specs.advance()) await specs.fill();
+          if (states.advance()) await states.fill();
+        } else if (order < 0) {
+          join(specKey, undefined, specs.entry?.[1], undefined);
+          if (specs.advance()) await specs.fill();
+        } else {
+          join(undefined, stateKey, undefined, states.entry?.[1]);
+          if (states.advance()) await states.fill();
+        }
       }
     } finally {
-      await entries.close();
+      await specs.close();
+      await states.close();
     }
-    for (const [key, value] of logged) if (key.startsWith(TASK_PREFIX) && value.length > 0) read(key, value);
+    const unseen = new Set<string>();
+    for (const key of logged.keys()) {
+      if (key.startsWith(SPEC_PREFIX)) unseen.add(key.slice(SPEC_PREFIX.length));
+      else if (key.startsWith(STATE_PREFIX)) unseen.add(key.slice(STATE_PREFIX.length));
+    }
+    for (const name of unseen) if (!seen.has(name)) join(SPEC_PREFIX + name, undefined, undefined, undefined);
     if (badCount > 0) throw unreadableRecords(this.location, bad, badCount);
     return records;
   }
@@ -265,8 +373,13 @@ export class Store implements TaskStore {
     if (records.length === 0 && deleted.length === 0 && pools.length === 0) return Promise.resolve();
     let entries: WalEntry[];
     try {
-      entries = records.map((r) => ({ key: TASK_PREFIX + r.spec.name, value: encodeRecord(r) }));
-      for (const name of deleted) entries.push({ key: TASK_PREFIX + name, value: DELETED });
+      const specs = changes?.specs;
+      entries = [];
+      for (const r of records) {
+        if (specs === undefined || specs.has(r.spec.name)) entries.push({ key: SPEC_PREFIX + r.spec.name, value: encodeSpecRecord(r.spec, r.seq) });
+        entries.push({ key: STATE_PREFIX + r.spec.name, value: encodeStateRecord(r) });
+      }
+      for (const name of deleted) entries.push({ key: SPEC_PREFIX + name, value: DELETED }, { key: STATE_PREFIX + name, value: DELETED });
       for (const [pool, settings] of pools) {
         entries.push({ key: POOL_PREFIX + pool, value: settings === undefined ? DELETED : new TextEncoder().encode(JSON.stringify(settings)) });
       }
@@ -302,7 +415,7 @@ export class Store implements TaskStore {
       if (this.levelError !== undefined && this.pendingBytes > this.options.maxPendingBytes) {
         throw new DagworkError(
           'STORE_FAILED',
-          `LevelDB does not take the log's records (${this.pending.size} records, ${this.pendingBytes} bytes wait, over the limit of ${this.options.maxPendingBytes}): ${this.levelError.message}`,
+          `LevelDB does not take the log's records (${recordCount(this.pending)} records, ${this.pendingBytes} bytes wait, over the limit of ${this.options.maxPendingBytes}): ${this.levelError.message}`,
           { cause: this.levelError },
         );
       }
@@ -419,7 +532,7 @@ export class Store implements TaskStore {
     this.levelFailures++;
     const retry = Math.min(BACKGROUND_MS * 2 ** this.levelFailures, BACKGROUND_RETRY_MAX_MS);
     this.options.log.error(
-      `cannot put ${batch.size} records from the log into LevelDB (failure ${this.levelFailures} in a row; tried again in ${retry} ms; they stay in the log): ${causeMessage(err)}`,
+      `cannot put ${recordCount(batch)} records from the log into LevelDB (failure ${this.levelFailures} in a row; tried again in ${retry} ms; they stay in the log): ${causeMessage(err)}`,
     );
   }
 }
@@ -436,4 +549,59 @@ function causeMessage(err: unknown): string {
   const messages: string[] = [];
   for (let e: unknown = err; e instanceof Error; e = e.cause) messages.push(e.message);
   return messages.join(': ') || String(err);
+}
+
+/** Records in `values`, as an operator counts them: a task's spec and state are one. */
+function recordCount(values: ReadonlyMap<string, Uint8Array>): number {
+  let count = 0;
+  for (const key of values.keys()) if (!key.startsWith(SPEC_PREFIX)) count++;
+  return count;
+}
+
+type Entry = [string, Uint8Array];
+
+/** A LevelDB range read in large batches, one entry at a time (`entry`; undefined at the end). */
+class Batches {
+  entry: Entry | undefined;
+  private batch: Entry[] = [];
+  private at = 0;
+
+  constructor(private readonly iterator: ReturnType<Db['iterator']>) {}
+
+  async fill(): Promise<void> {
+    this.batch = (await this.iterator.nextv(READ_BATCH)) as Entry[];
+    this.at = 0;
+    this.entry = this.batch[0];
+  }
+
+  /** On to the next entry; true when the batch is used up and `fill` must read the next one. */
+  advance(): boolean {
+    this.at++;
+    this.entry = this.batch[this.at];
+    return this.entry === undefined && this.batch.length > 0;
+  }
+
+  close(): Promise<void> {
+    return this.iterator.close();
+  }
+}
+
+/**
+ * LevelDB's order of the names in two keys, `a` from `aFrom` and `b` from `bFrom` (no copies): that
+ * of their UTF-8 bytes, which is the code points', where JS's `<` compares UTF-16 units: a
+ * surrogate (0xD800-0xDFFF, a code point past 0xFFFF) sorts after 0xE000-0xFFFF in LevelDB.
+ */
+function nameOrder(a: string, aFrom: number, b: string, bFrom: number): number {
+  const length = Math.min(a.length - aFrom, b.length - bFrom);
+  for (let i = 0; i < length; i++) {
+    const x = a.charCodeAt(aFrom + i);
+    const y = b.charCodeAt(bFrom + i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - aFrom - (b.length - bFrom);
+}
+
+function codePointRank(unit: number): number {
+  if (unit >= 0xd800 && unit <= 0xdfff) return unit + 0x2000;
+  return unit >= 0xe000 ? unit - 0x800 : unit;
 }
