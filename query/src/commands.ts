@@ -12,6 +12,7 @@ import { formatLookup, formatTaskList, lookupJson, shown, summaryJson } from './
 import { LocalFiles } from './files.js';
 import { complain, EXIT, plural, someNames, UsageError } from './io.js';
 import { inputArg } from './sweep.js';
+import type { StealOptions } from '../../worker-kit/src/client.js';
 import type { Context } from './main.js';
 
 /** The hub's defaults, for --help only: dquery sends zero and the hub fills them in. */
@@ -159,15 +160,12 @@ Examples:
       },
     );
 
-  program
-    .command('steal')
-    .description('take ready tasks: prints "NAME<TAB>PAYLOAD" a line (exit 3: nothing ready now, 4: all finished)')
-    .option('-n, --n <n>', 'how many tasks at most', countArg, 1)
-    .option('--wait <ms>', 'with nothing ready, wait up to this long for work (returns at once when all is finished)', uint32Arg, 0)
-    .option('--wait-when-finished', 'keep waiting even when all work is finished, for tasks not created yet')
-    .option('--pool <pool...>', 'take only from these pools')
-    .option('-q, --quiet', 'print only the task names, one a line')
-    .option('-0, --null', 'print NAME<TAB>PAYLOAD with the payload exactly as it is, tasks separated by a NUL byte (none after the last)')
+  stealOptions(
+    program
+      .command('steal')
+      .description('take ready tasks: prints "NAME<TAB>PAYLOAD" a line (exit 3: nothing ready now, 4: all finished)'),
+    { n: 1, wait: 0 },
+  )
     .option('--json', 'print one JSON object a line: name, payload (as text), attempt, leaseDeadline, leaseMs, pool, priority')
     .addHelpText(
       'after',
@@ -182,35 +180,49 @@ Examples:
   task=$(dquery steal -0) && name=\${task%%"$(printf '\\t')"*}     # one task, payload intact
   dquery steal -n 100 --json | jq -r .payload`,
     )
-    .action(async (o: { n: number; wait: number; waitWhenFinished?: boolean; pool?: string[]; quiet?: boolean; null?: boolean; json?: boolean }) => {
+    .action(async (o: StealFlags) => {
       if (o.null === true && o.json === true) throw new UsageError('give -0 or --json, not both');
-      const { tasks, finished } = await ctx.hub().steal({ n: o.n, waitMs: o.wait, pools: o.pool ?? [], waitWhenFinished: o.waitWhenFinished === true });
-      tasks.forEach((t, i) => {
-        if (o.json === true) console.log(JSON.stringify({ ...t, payload: utf8(t.payload) }));
-        else if (o.null === true) {
-          const record = o.quiet === true ? [Buffer.from(t.name)] : [Buffer.from(`${t.name}\t`), Buffer.from(t.payload)];
-          process.stdout.write(Buffer.concat(i === 0 ? record : [Buffer.from([0]), ...record]));
-        } else console.log(stealLine(t, o.quiet === true, process.stdout.isTTY === true));
-      });
-      if (tasks.length === 0) {
-        if (o.quiet !== true) process.stderr.write(finished ? 'all work is finished\n' : 'nothing ready now\n');
-        process.exitCode = finished ? EXIT.finished : EXIT.nothingReady;
-      }
+      printStolen(await ctx.hub().steal(stealRequest(o)), o);
     });
 
-  program
-    .command('complete')
-    .description('mark tasks done, releasing the tasks that depend on them')
-    .argument('<names...>', 'tasks this worker holds')
-    .option('--result <file>', 'keep this file (or - for stdin) as the result (one task only)')
-    .option('--json', 'print the answer for each task as one JSON object: {"results": [{name, outcome, message}]}')
-    .addHelpText('after', '\nExample:\n  ./run.sh > out.txt && dquery complete render-7 --result out.txt')
-    .action(async (names: string[], o: { result?: string; json?: boolean }) => {
+  stealOptions(
+    program
+      .command('complete')
+      .description('mark tasks done, releasing the tasks that depend on them; with --next, take the next task in the same request')
+      .argument('<names...>', 'tasks this worker holds')
+      .option('--result <file>', 'keep this file (or - for stdin) as the result (one task only)')
+      .option('--next', 'then take ready tasks in the same request, printed as steal prints them (with the options below)'),
+    {},
+    'with --next: ',
+  )
+    .option('--json', 'print the answer for each task as one JSON object: {"results": [{name, outcome, message}]}; with --next, then the tasks taken as steal --json prints them')
+    .addHelpText(
+      'after',
+      `
+With --next the exit status is steal's: 0 tasks taken (printed), 3 nothing ready, 4 all work is
+finished. A completion the hub refuses (not leased to this worker, already done, ...) is said on
+stderr as complete says it (and is in --json's "results") but does not change that status: the
+tasks the same request took are this worker's, printed, and to be run; 1 is for a request that
+failed as a whole (the hub unreachable, a bad option), when nothing was completed or taken.
+
+Examples:
+  ./run.sh > out.txt && dquery complete render-7 --result out.txt
+  task=$(dquery complete render-7 --result out.txt --next -0 --wait 10000)   # done, and the next one`,
+    )
+    .action(async (names: string[], o: StealFlags & { result?: string; next?: boolean }) => {
       if (o.result !== undefined && names.length !== 1) throw new UsageError('--result takes exactly one task name');
+      if (o.next !== true) {
+        const given = STEAL_FLAGS.filter((f) => o[f.key] !== undefined).map((f) => f.flag);
+        if (given.length > 0) throw new UsageError(`${given.join(', ')}: only with --next`);
+      } else if (o.null === true && o.json === true) throw new UsageError('give -0 or --json, not both');
       const result = o.result === undefined ? undefined : readInput(o.result);
-      const { results } = await ctx.hub().complete(names.map((name) => (result === undefined ? { name } : { name, result })));
+      const completions = names.map((name) => (result === undefined ? { name } : { name, result }));
+      const { results, next } = await ctx.hub().complete(completions, o.next === true ? stealRequest(o) : undefined);
       if (o.json === true) printJson({ results });
-      if (!reportResults(results, 'complete')) process.exitCode = EXIT.error;
+      const accepted = reportResults(results, 'complete');
+      // With --next a refusal is said above but the status is the steal's: what it took is printed.
+      if (o.next === true) printStolen(next ?? { tasks: [], finished: false }, o);
+      else if (!accepted) process.exitCode = EXIT.error;
     });
 
   program
@@ -364,4 +376,55 @@ Examples:
 function stealLine(t: LeasedTask, quiet: boolean, tty: boolean): string {
   const show = tty ? shown : (s: string): string => s;
   return quiet ? show(t.name) : `${show(t.name)}\t${show(utf8(t.payload).replace(/\n/g, ' '))}`;
+}
+
+/** What steal prints and takes: its own options, and complete --next's. */
+interface StealFlags {
+  n?: number;
+  wait?: number;
+  waitWhenFinished?: boolean;
+  pool?: string[];
+  quiet?: boolean;
+  null?: boolean;
+  json?: boolean;
+}
+
+/** steal's options of what to take and how to print it, and their flags (complete takes them only with --next). */
+const STEAL_FLAGS = [
+  { key: 'n', flag: '-n' },
+  { key: 'wait', flag: '--wait' },
+  { key: 'waitWhenFinished', flag: '--wait-when-finished' },
+  { key: 'pool', flag: '--pool' },
+  { key: 'quiet', flag: '-q' },
+  { key: 'null', flag: '-0' },
+] as const satisfies readonly { key: keyof StealFlags; flag: string }[];
+
+/** Adds steal's options (but --json, whose text differs) to `command`; `defaults` for steal itself, none for complete. */
+function stealOptions(command: Command, defaults: { n?: number; wait?: number }, prefix = ''): Command {
+  return command
+    .option('-n, --n <n>', `${prefix}how many tasks at most${defaults.n === undefined ? ' (default 1)' : ''}`, countArg, defaults.n)
+    .option('--wait <ms>', `${prefix}with nothing ready, wait up to this long for work (returns at once when all is finished)${defaults.wait === undefined ? ' (default 0)' : ''}`, uint32Arg, defaults.wait)
+    .option('--wait-when-finished', `${prefix}keep waiting even when all work is finished, for tasks not created yet`)
+    .option('--pool <pool...>', `${prefix}take only from these pools`)
+    .option('-q, --quiet', `${prefix}print only the task names, one a line`)
+    .option('-0, --null', `${prefix}print NAME<TAB>PAYLOAD with the payload exactly as it is, tasks separated by a NUL byte (none after the last)`);
+}
+
+function stealRequest(o: StealFlags): StealOptions {
+  return { n: o.n ?? 1, waitMs: o.wait ?? 0, pools: o.pool ?? [], waitWhenFinished: o.waitWhenFinished === true };
+}
+
+/** Prints what a steal took as `o` asks; with nothing taken, says why and sets exit 3 (nothing ready) or 4 (finished). */
+function printStolen({ tasks, finished }: { tasks: readonly LeasedTask[]; finished: boolean }, o: StealFlags): void {
+  tasks.forEach((t, i) => {
+    if (o.json === true) console.log(JSON.stringify({ ...t, payload: utf8(t.payload) }));
+    else if (o.null === true) {
+      const record = o.quiet === true ? [Buffer.from(t.name)] : [Buffer.from(`${t.name}\t`), Buffer.from(t.payload)];
+      process.stdout.write(Buffer.concat(i === 0 ? record : [Buffer.from([0]), ...record]));
+    } else console.log(stealLine(t, o.quiet === true, process.stdout.isTTY === true));
+  });
+  if (tasks.length === 0) {
+    if (o.quiet !== true) process.stderr.write(finished ? 'all work is finished\n' : 'nothing ready now\n');
+    process.exitCode = finished ? EXIT.finished : EXIT.nothingReady;
+  }
 }

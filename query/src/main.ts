@@ -41,15 +41,18 @@ const WAIT = {
 /** Shown in `dquery --help` and in README (test/readme.test.ts checks they are the same, and runs it under sh). */
 export const SHELL_LOOP = `export DAGWORK_WORKER="$(hostname)-$$"   # one id per loop: two loops must not share one
 tab=$(printf '\\t'); err=$(mktemp)
+task=$(dquery steal -0 --wait 10000); rc=$?
 while :; do
-  task=$(dquery steal -0 --wait 10000); rc=$?
-  [ $rc -eq 3 ] && continue         # nothing ready within 10 s: ask again
+  if [ $rc -eq 3 ]; then            # nothing ready within 10 s: ask again
+    task=$(dquery steal -0 --wait 10000); rc=$?; continue
+  fi
   [ $rc -ne 0 ] && break            # 4: all work is finished (a pilot job ends); 1, 2: an error, said on stderr
   name=\${task%%"$tab"*}; cmd=\${task#*"$tab"}
-  if out=$(sh -c "$cmd" 2>"$err"); then
-    printf '%s' "$out" | dquery complete "$name" --result -
+  if out=$(sh -c "$cmd" 2>"$err"); then   # done, and the next task in the same request
+    task=$(printf '%s' "$out" | dquery complete "$name" --result - --next -0 --wait 10000); rc=$?
   else
     rc=$?; dquery fail "$name" --reason "exit $rc: $(tail -c 1000 "$err")"
+    task=$(dquery steal -0 --wait 10000); rc=$?
   fi
 done
 rm -f "$err"`;
@@ -95,7 +98,7 @@ const program = new Command('dquery')
     'after',
     `
 Exit status: 0 ok; 1 error (message on stderr); 2 bad usage (a bad option or value);
-  steal: 3 nothing ready now (try again later), 4 all work is finished;
+  steal and complete --next: 3 nothing ready now (try again later), 4 all work is finished;
   status --watch: 3 finished, but not every task is done (failed, blocked, cancelled,
   or waiting on names that don't exist); addfile: 130 interrupted (Ctrl-C).
 
