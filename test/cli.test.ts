@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TaskRecord } from '../proto/src/types.js';
 import { Store } from '../hub/src/store/store.js';
 import { Client } from '../worker-kit/src/index.js';
+import { MODULE_OF } from '../query/src/command-modules.js';
 import { cleanTempDirs, DQUERY, dquery, ROOT, runCommand, startHub, stencil, tempDir, type Run, type RunningHub } from './helpers.js';
 
 afterAll(cleanTempDirs);
@@ -213,6 +214,24 @@ describe('dquery complete --next', () => {
     expect(await dquery(hub, ['complete', 'a', '-n', '2', '--wait', '10'])).toMatchObject({ code: 2, stderr: 'dquery: -n, --wait: only with --next\n' });
     expect(await dquery(hub, ['complete', 'a', '--next', '-0', '--json'])).toMatchObject({ code: 2, stderr: 'dquery: give -0 or --json, not both\n' });
     expect(await lookupJson('a')).toMatchObject({ state: 'running' });
+  });
+});
+
+describe('dquery loads a command\'s module only when it runs', () => {
+  it('finds every command of --help alone, by its own word, after global options and their values', async () => {
+    const help = (await ok(['--help'])).stdout;
+    const section = help.slice(help.indexOf('\nCommands:\n'));
+    const commands = [...section.slice(0, section.indexOf('\n\n')).matchAll(/^ {2}([a-z]+) /gm)].map((m) => m[1] as string).filter((c) => c !== 'help');
+    expect(commands.length).toBeGreaterThan(20);
+    expect(Object.keys(MODULE_OF).sort()).toEqual([...commands].sort());
+    const runs = await Promise.all(commands.map((c) => dquery(hub, ['--worker', 'status', '--timeout', '3000', c, '--help'])));
+    runs.forEach((run, i) => expect(run, commands[i]).toMatchObject({ code: 0, stdout: expect.stringMatching(new RegExp(`^Usage: dquery ${commands[i]} `)) as string }));
+  });
+
+  it('runs a command whose word follows a global option that takes a value named like a command', async () => {
+    await ok(['create', 'a']);
+    expect(await dquery(hub, ['--worker', 'status', 'steal', '-q'])).toMatchObject({ code: 0, stdout: 'a\n' });
+    expect(JSON.parse((await ok(['lookup', 'a', '--json'])).stdout)).toMatchObject({ worker: 'status' });
   });
 });
 

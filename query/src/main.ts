@@ -7,18 +7,8 @@ import { Command, CommanderError } from 'commander';
 import { endpointArg, parseEndpoint, positiveArg } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { Client, curveOptions, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
-import { registerAddfile } from './addfile-command.js';
-import { registerCommands } from './commands.js';
+import { MODULE_OF, REGISTER } from './command-modules.js';
 import { complain, EXIT, UsageError } from './io.js';
-import { registerCollect } from './collect-command.js';
-import { registerLaunch } from './launch-command.js';
-import { registerPool } from './pool-command.js';
-import { registerStatus } from './status.js';
-import { registerWorkers } from './workers-command.js';
-import { registerSweep } from './sweep-command.js';
-import { registerRerun } from './rerun-command.js';
-import { registerReport } from './report-command.js';
-import { registerGraph } from './graph-command.js';
 
 /** What the commands need of the program: the hub, and how it was named. */
 export interface Context {
@@ -106,6 +96,18 @@ Example, a worker in plain sh (with DAGWORK_HUB set):
 ${SHELL_LOOP.replace(/^/gm, '  ')}`,
   );
 
+/** The command word of `args`: the first that is neither a global option nor an option's value. */
+function commandWord(program: Command, args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === '--') return undefined;
+    if (!arg.startsWith('-')) return arg;
+    const option = program.options.find((o) => o.long === arg || o.short === arg);
+    if (option?.required === true) i++; // --hub tcp://...: its value is not the command
+  }
+  return undefined;
+}
+
 /** The endpoint in `value`, or UsageError saying where it came from and what to write instead. */
 export function hubEndpoint(value: string, fromEnv: boolean): string {
   try {
@@ -137,17 +139,13 @@ const context: Context = {
   fail: (err) => exitFor(err),
 };
 
-registerCommands(program, context);
-registerAddfile(program, context);
-registerStatus(program, context);
-registerSweep(program, context);
-registerCollect(program, context);
-registerWorkers(program, context);
-registerLaunch(program, context);
-registerPool(program, context);
-registerRerun(program, context);
-registerReport(program, context);
-registerGraph(program, context);
+// Each command's module is loaded only when that command runs (all of them for --help, or a word
+// that is no command): a shell loop starts dquery once a task, and loading every command's code
+// (task files, sweeps, reports, launch) would be most of its start.
+const word = commandWord(program, process.argv.slice(2));
+const only = word !== undefined && Object.hasOwn(MODULE_OF, word) ? MODULE_OF[word] : undefined;
+const wanted = only !== undefined ? [only] : (Object.keys(REGISTER) as (keyof typeof REGISTER)[]);
+for (const register of await Promise.all(wanted.map((m) => REGISTER[m]()))) register(program, context);
 // --help lists commands in this order: adding work, doing it, watching it, collecting it.
 const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'rerun', 'replace', 'delete', 'status', 'workers', 'list', 'lookup', 'graph', 'collect', 'report', 'gc', 'pool', 'launch', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));
