@@ -11,6 +11,7 @@ export type Register = (program: Command, ctx: Context) => void;
 /** The modules that add commands to the program, each loaded on demand. */
 export const REGISTER = {
   commands: async (): Promise<Register> => (await import('./commands.js')).registerCommands,
+  worker: async (): Promise<Register> => (await import('./worker-commands.js')).registerWorkerCommands,
   addfile: async (): Promise<Register> => (await import('./addfile-command.js')).registerAddfile,
   sweep: async (): Promise<Register> => (await import('./sweep-command.js')).registerSweep,
   status: async (): Promise<Register> => (await import('./status.js')).registerStatus,
@@ -26,12 +27,12 @@ export const REGISTER = {
 /** The module that adds each command (test/cli.test.ts checks that every command is here, and right). */
 export const MODULE_OF: Readonly<Record<string, keyof typeof REGISTER>> = {
   create: 'commands',
-  steal: 'commands',
-  complete: 'commands',
-  fail: 'commands',
-  heartbeat: 'commands',
-  release: 'commands',
-  exit: 'commands',
+  steal: 'worker',
+  complete: 'worker',
+  fail: 'worker',
+  heartbeat: 'worker',
+  release: 'worker',
+  exit: 'worker',
   retry: 'commands',
   cancel: 'commands',
   list: 'commands',
