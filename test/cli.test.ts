@@ -208,6 +208,17 @@ describe('dquery complete --next', () => {
     expect(await waiting).toMatchObject({ code: 0, stdout: 'late\n' });
   });
 
+  it('exits 1 when the hub refuses the request as a whole, completing nothing', async () => {
+    await ok(['create', 'a']);
+    await ok(['steal', '-q']);
+    expect(await dquery(hub, ['complete', 'a', '--next', '-n', '20000'])).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: 'dquery: TOO_LARGE: steal asks for 20000 tasks; the limit is 10000 per request\n',
+    });
+    expect(await lookupJson('a')).toMatchObject({ state: 'running' });
+  });
+
   it("refuses steal's options without --next, and -0 with --json, as bad usage (exit 2), completing nothing", async () => {
     await ok(['create', 'a']);
     await ok(['steal', '-q']);

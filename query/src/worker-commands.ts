@@ -60,8 +60,9 @@ Examples:
 With --next the exit status is steal's: 0 tasks taken (printed), 3 nothing ready, 4 all work is
 finished. A completion the hub refuses (not leased to this worker, already done, ...) is said on
 stderr as complete says it (and is in --json's "results") but does not change that status: the
-tasks the same request took are this worker's, printed, and to be run; 1 is for a request that
-failed as a whole (the hub unreachable, a bad option), when nothing was completed or taken.
+tasks the same request took are this worker's, printed, and to be run. 1 is a request that
+failed as a whole: refused by the hub (nothing completed or taken), or never answered (what it
+did is unknown; a task it took goes back to ready when its lease ends).
 
 Examples:
   ./run.sh > out.txt && dquery complete render-7 --result out.txt
