@@ -6,7 +6,8 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TaskRecord } from '../proto/src/types.js';
 import { Store } from '../hub/src/store/store.js';
 import { Client } from '../worker-kit/src/index.js';
-import { cleanTempDirs, DQUERY, dquery, ROOT, startHub, stencil, tempDir, type Run, type RunningHub } from './helpers.js';
+import { MODULE_OF } from '../query/src/command-modules.js';
+import { cleanTempDirs, DQUERY, dquery, ROOT, runCommand, startHub, stencil, tempDir, type Run, type RunningHub } from './helpers.js';
 
 afterAll(cleanTempDirs);
 
@@ -126,6 +127,122 @@ describe('dquery complete', () => {
     const foreign = await dquery(hub, ['complete', 'c'], { worker: 'someone-else' });
     expect(foreign).toMatchObject({ code: 1, stderr: 'dquery: complete c: LEASED_TO_OTHER: leased to worker test-worker\n' });
     expect((await dquery(hub, ['complete', 'c'])).code).toBe(0);
+  });
+});
+
+describe('dquery complete --next', () => {
+  it('completes with the result and takes the next task in the same request, its payload intact with -0', async () => {
+    await ok(['create', 'a', '--priority', '1']);
+    await ok(['create', 'b', '--cmd', 'echo one\necho two\n']);
+    await ok(['steal', '-q']);
+    const run = await dquery(hub, ['complete', 'a', '--result', '-', '--next', '-0'], { input: 'out of a' });
+    expect(run).toMatchObject({ code: 0, stdout: 'b\techo one\necho two\n', stderr: '' });
+    expect(await lookupJson('a')).toMatchObject({ state: 'done', result: 'out of a' });
+    expect(JSON.parse((await ok(['lookup', 'b', '--json'])).stdout)).toMatchObject({ state: 'running', worker: 'test-worker' });
+  });
+
+  it('takes up to -n tasks, separated by a NUL byte with -0, and their names only with -q', async () => {
+    for (const name of ['a', 'b', 'c', 'd', 'e']) await ok(['create', name, '--cmd', `run ${name}`, '--priority', String(-name.charCodeAt(0))]);
+    await ok(['steal', '-q']);
+    expect(await dquery(hub, ['complete', 'a', '--next', '-n', '2', '-0'])).toMatchObject({ code: 0, stdout: 'b\trun b\0c\trun c' });
+    expect(await dquery(hub, ['complete', 'b', 'c', '--next', '-n', '5', '-q'])).toMatchObject({ code: 0, stdout: 'd\ne\n' });
+  });
+
+  it('exits 4, saying all work is finished, when the completion was the last task', async () => {
+    await ok(['create', 'only']);
+    await ok(['steal']);
+    expect(await dquery(hub, ['complete', 'only', '--next'])).toMatchObject({ code: 4, stdout: '', stderr: 'all work is finished\n' });
+    expect(await lookupJson('only')).toMatchObject({ state: 'done' });
+  });
+
+  it('exits 3 when nothing is ready, the completion recorded and what it released not yet there', async () => {
+    await ok(['create', 'a']);
+    await ok(['create', 'held', '--priority', '-1']);
+    await ok(['steal', '-q']);
+    await ok(['steal', '-q'], { worker: 'other' }); // held
+    expect(await dquery(hub, ['complete', 'a', '--next'])).toMatchObject({ code: 3, stdout: '', stderr: 'nothing ready now\n' });
+    expect(await lookupJson('a')).toMatchObject({ state: 'done' });
+  });
+
+  it('says a refused completion as complete does, yet prints and keeps the task it took, with the steal\'s status', async () => {
+    await ok(['create', 'theirs', '--priority', '1']);
+    await ok(['create', 'next']);
+    await ok(['steal', '-q'], { worker: 'other' }); // theirs
+    const run = await dquery(hub, ['complete', 'theirs', '--next', '-q']);
+    expect(run).toMatchObject({ code: 0, stdout: 'next\n', stderr: 'dquery: complete theirs: LEASED_TO_OTHER: leased to worker other\n' });
+    expect(JSON.parse((await ok(['lookup', 'next', '--json'])).stdout)).toMatchObject({ state: 'running', worker: 'test-worker' });
+    expect(JSON.parse((await ok(['lookup', 'theirs', '--json'])).stdout)).toMatchObject({ state: 'running', worker: 'other' });
+    // Refused with nothing left to take: steal's 3 (the other worker's task may still come back).
+    expect(await dquery(hub, ['complete', 'theirs', '--next'])).toMatchObject({
+      code: 3,
+      stdout: '',
+      stderr: 'dquery: complete theirs: LEASED_TO_OTHER: leased to worker other\nnothing ready now\n',
+    });
+  });
+
+  it("prints the completion's answer and then each task taken as steal --json prints them", async () => {
+    await ok(['create', 'a', '--priority', '1']);
+    await ok(['create', 'b', '--cmd', 'echo "b"\nexit 0']);
+    await ok(['steal', '-q']);
+    const run = await ok(['complete', 'a', 'ghost', '--next', '--json']);
+    const [answer, task, ...rest] = run.stdout.trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(rest).toEqual([]);
+    expect(answer).toEqual({
+      results: [
+        { name: 'a', outcome: 'ACCEPTED', message: '' },
+        { name: 'ghost', outcome: 'NOT_FOUND', message: 'no task named "ghost"' },
+      ],
+    });
+    expect(task).toMatchObject({ name: 'b', payload: 'echo "b"\nexit 0', attempt: 1, pool: 'default' });
+    expect(run.stderr).toBe('dquery: complete ghost: NOT_FOUND: no task named "ghost"\n');
+  });
+
+  it('waits with --wait for a task created meanwhile', async () => {
+    await ok(['create', 'a']);
+    await ok(['create', 'held', '--priority', '-1']);
+    await ok(['steal', '-q']);
+    await ok(['steal', '-q'], { worker: 'other' }); // held: the run is not finished while it runs
+    const waiting = dquery(hub, ['complete', 'a', '--next', '-q', '--wait', '20000']);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await ok(['create', 'late']);
+    expect(await waiting).toMatchObject({ code: 0, stdout: 'late\n' });
+  });
+
+  it('exits 1 when the hub refuses the request as a whole, completing nothing', async () => {
+    await ok(['create', 'a']);
+    await ok(['steal', '-q']);
+    expect(await dquery(hub, ['complete', 'a', '--next', '-n', '20000'])).toMatchObject({
+      code: 1,
+      stdout: '',
+      stderr: 'dquery: TOO_LARGE: steal asks for 20000 tasks; the limit is 10000 per request\n',
+    });
+    expect(await lookupJson('a')).toMatchObject({ state: 'running' });
+  });
+
+  it("refuses steal's options without --next, and -0 with --json, as bad usage (exit 2), completing nothing", async () => {
+    await ok(['create', 'a']);
+    await ok(['steal', '-q']);
+    expect(await dquery(hub, ['complete', 'a', '-n', '2', '--wait', '10'])).toMatchObject({ code: 2, stderr: 'dquery: -n, --wait: only with --next\n' });
+    expect(await dquery(hub, ['complete', 'a', '--next', '-0', '--json'])).toMatchObject({ code: 2, stderr: 'dquery: give -0 or --json, not both\n' });
+    expect(await lookupJson('a')).toMatchObject({ state: 'running' });
+  });
+});
+
+describe('dquery loads a command\'s module only when it runs', () => {
+  it('finds every command of --help alone, by its own word, after global options and their values', async () => {
+    const help = (await ok(['--help'])).stdout;
+    const section = help.slice(help.indexOf('\nCommands:\n'));
+    const commands = [...section.slice(0, section.indexOf('\n\n')).matchAll(/^ {2}([a-z]+) /gm)].map((m) => m[1] as string).filter((c) => c !== 'help');
+    expect(commands.length).toBeGreaterThan(20);
+    expect(Object.keys(MODULE_OF).sort()).toEqual([...commands].sort());
+    const runs = await Promise.all(commands.map((c) => dquery(hub, ['--worker', 'status', '--timeout', '3000', c, '--help'])));
+    runs.forEach((run, i) => expect(run, commands[i]).toMatchObject({ code: 0, stdout: expect.stringMatching(new RegExp(`^Usage: dquery ${commands[i]} `)) as string }));
+  });
+
+  it('runs a command whose word follows a global option that takes a value named like a command', async () => {
+    await ok(['create', 'a']);
+    expect(await dquery(hub, ['--worker', 'status', 'steal', '-q'])).toMatchObject({ code: 0, stdout: 'a\n' });
+    expect(JSON.parse((await ok(['lookup', 'a', '--json'])).stdout)).toMatchObject({ worker: 'status' });
   });
 });
 
@@ -273,6 +390,22 @@ describe('dquery in scripts', () => {
     expect(code).toBe(0);
     expect(readFileSync(join(out, 'order'), 'utf8')).toBe('1\n2\n3\n');
     expect((await ok(['lookup', 'two', '--json'])).stdout).toMatch(/"result": "made-two"/);
+  });
+
+  it('runs the shell loop from --help with one dquery a task while commands succeed', async () => {
+    const names = Array.from({ length: 6 }, (_, i) => `t${i}`);
+    await ok(['addfile', '-'], { input: names.map((n, i) => JSON.stringify({ name: n, deps: i === 0 ? [] : [`t${i - 1}`], cmd: `echo ${n}` })).join('\n') });
+    const help = (await ok(['--help'])).stdout;
+    const loop = help.slice(help.indexOf('\nExample, a worker in plain sh')).split('\n').slice(2).join('\n').replace(/^ {2}/gm, '');
+    // `dquery` on the PATH, noting each start's arguments in a file.
+    const bin = tempDir();
+    const starts = join(bin, 'starts');
+    writeFileSync(join(bin, 'dquery'), `#!/bin/sh\necho "$1" >> ${starts}\nexec ${process.execPath} ${DQUERY} "$@"\n`, { mode: 0o755 });
+    const run = await runCommand('sh', ['-c', loop], { env: { DAGWORK_HUB: hub.endpoint, PATH: `${bin}:${process.env.PATH ?? ''}` }, timeoutMs: 60_000 });
+    expect(run.code, run.stderr).toBe(0);
+    // The first steal, then a complete --next per task; the last one's says all work is finished.
+    expect(readFileSync(starts, 'utf8')).toBe(`steal\n${'complete\n'.repeat(names.length)}`);
+    for (const n of names) expect(await lookupJson(n)).toMatchObject({ state: 'done', result: n });
   });
 
   it('runs a 100,000-task stencil from addfile with concurrent clients, never before its deps are done', async () => {

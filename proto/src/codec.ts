@@ -123,12 +123,39 @@ export type Reply =
  */
 function loadRoot(): protobuf.Root {
   const descriptor = join(dirname(fileURLToPath(import.meta.url)), DESCRIPTOR_FILE);
-  if (existsSync(descriptor)) return protobuf.Root.fromJSON(JSON.parse(readFileSync(descriptor, 'utf8')) as protobuf.INamespace);
+  // addJSON, not Root.fromJSON: that resolves every field of every message at once; a type's
+  // fields are resolved when it is first used instead (dquery uses a few of them).
+  if (existsSync(descriptor)) {
+    const root = new protobuf.Root();
+    root.addJSON((JSON.parse(readFileSync(descriptor, 'utf8')) as protobuf.INamespace).nested ?? {});
+    return root;
+  }
   const full = createRequire(import.meta.url)('protobufjs') as typeof protobuf & { loadSync(path: string): protobuf.Root };
   return full.loadSync(protoPath());
 }
 
+/**
+ * Sets a type up, on its first encode or decode, with its encoder and decoder only: Type.setup
+ * also generates verify, fromObject and toObject, which this codec never calls, and that was
+ * most of the codec's share of a dquery start. Called later, those set the type up in full.
+ */
+function leanSetup(this: protobuf.Type): protobuf.Type {
+  const types = this.fieldsArray.map((f) => f.resolve().resolvedType);
+  this.encode = protobuf.encoder(this)({ Writer: protobuf.Writer, types, util: protobuf.util }) as protobuf.Type['encode'];
+  this.decode = protobuf.decoder(this)({ Reader: protobuf.Reader, types, util: protobuf.util }) as protobuf.Type['decode'];
+  delete (this as { setup?: unknown }).setup;
+  return this;
+}
+
+function setUpLean(ns: protobuf.NamespaceBase): void {
+  for (const nested of ns.nestedArray) {
+    if (nested instanceof protobuf.Type) Object.defineProperty(nested, 'setup', { value: leanSetup, configurable: true, writable: true });
+    if (nested instanceof protobuf.Namespace) setUpLean(nested);
+  }
+}
+
 const root = loadRoot();
+setUpLean(root);
 const RequestType = root.lookupType('dagwork.v1.Request');
 const ReplyType = root.lookupType('dagwork.v1.Reply');
 

@@ -1,38 +1,23 @@
-/** dquery's commands on single tasks and workers: create, steal, complete, fail, heartbeat, release, exit, retry, cancel, lookup, keygen. */
-import { readFileSync, writeFileSync } from 'node:fs';
+/** dquery's commands on single tasks: create, retry, cancel, lookup, list, keygen (a worker's own are in worker-commands.ts). */
+import { writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { curveKeyPair } from 'zeromq';
-import { countArg, int32Arg, leaseArg, uint32Arg } from '../../proto/src/args.js';
+import { countArg, int32Arg, leaseArg } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { formatKeyFile, formatPublicKeyFile } from '../../proto/src/keys.js';
 import { DEFAULT_POOL, defaultSpecLimits } from '../../proto/src/spec.js';
-import { TASK_STATES, type LeasedTask, type TaskResult, type TaskSpecInput, type TaskState } from '../../proto/src/types.js';
-import { formatLookup, formatTaskList, lookupJson, shown, summaryJson } from './format.js';
+import { TASK_STATES, type TaskSpecInput, type TaskState } from '../../proto/src/types.js';
+import { formatLookup, formatTaskList, lookupJson, summaryJson } from './format.js';
 import { LocalFiles } from './files.js';
-import { complain, EXIT, plural, someNames, UsageError } from './io.js';
+import { complain, EXIT, plural, reportResults, someNames, UsageError } from './io.js';
 import { inputArg } from './sweep.js';
 import type { Context } from './main.js';
 
 /** The hub's defaults, for --help only: dquery sends zero and the hub fills them in. */
 const SPEC_DEFAULTS = defaultSpecLimits();
 
-function readInput(path: string): Buffer {
-  return readFileSync(path === '-' ? 0 : path);
-}
-const utf8 = (b: Uint8Array): string => Buffer.from(b).toString('utf8');
 const printJson = (value: unknown): void => console.log(JSON.stringify(value));
-
-/** Prints results that were not accepted to stderr; true if all were. */
-export function reportResults(results: readonly TaskResult[], verb: string): boolean {
-  let ok = true;
-  for (const r of results) {
-    if (r.outcome === 'ACCEPTED') continue;
-    ok = false;
-    complain(`${verb} ${r.name}: ${r.outcome}: ${r.message}`);
-  }
-  return ok;
-}
 
 const JSON_HELP = 'print the outcome as one JSON object';
 
@@ -160,115 +145,6 @@ Examples:
     );
 
   program
-    .command('steal')
-    .description('take ready tasks: prints "NAME<TAB>PAYLOAD" a line (exit 3: nothing ready now, 4: all finished)')
-    .option('-n, --n <n>', 'how many tasks at most', countArg, 1)
-    .option('--wait <ms>', 'with nothing ready, wait up to this long for work (returns at once when all is finished)', uint32Arg, 0)
-    .option('--wait-when-finished', 'keep waiting even when all work is finished, for tasks not created yet')
-    .option('--pool <pool...>', 'take only from these pools')
-    .option('-q, --quiet', 'print only the task names, one a line')
-    .option('-0, --null', 'print NAME<TAB>PAYLOAD with the payload exactly as it is, tasks separated by a NUL byte (none after the last)')
-    .option('--json', 'print one JSON object a line: name, payload (as text), attempt, leaseDeadline, leaseMs, pool, priority')
-    .addHelpText(
-      'after',
-      `
-Plain output is one task a line: a newline in a payload is printed as a space (on a terminal,
-control characters are shown as \\xHH, so a payload cannot rewrite the screen). For the exact
-payload use -0 or --json. Task names hold no control characters, so a name never holds a tab or
-a newline.
-
-Examples:
-  dquery steal -n 8 -q | while IFS= read -r t; do ./run "$t" </dev/null && dquery complete "$t"; done
-  task=$(dquery steal -0) && name=\${task%%"$(printf '\\t')"*}     # one task, payload intact
-  dquery steal -n 100 --json | jq -r .payload`,
-    )
-    .action(async (o: { n: number; wait: number; waitWhenFinished?: boolean; pool?: string[]; quiet?: boolean; null?: boolean; json?: boolean }) => {
-      if (o.null === true && o.json === true) throw new UsageError('give -0 or --json, not both');
-      const { tasks, finished } = await ctx.hub().steal({ n: o.n, waitMs: o.wait, pools: o.pool ?? [], waitWhenFinished: o.waitWhenFinished === true });
-      tasks.forEach((t, i) => {
-        if (o.json === true) console.log(JSON.stringify({ ...t, payload: utf8(t.payload) }));
-        else if (o.null === true) {
-          const record = o.quiet === true ? [Buffer.from(t.name)] : [Buffer.from(`${t.name}\t`), Buffer.from(t.payload)];
-          process.stdout.write(Buffer.concat(i === 0 ? record : [Buffer.from([0]), ...record]));
-        } else console.log(stealLine(t, o.quiet === true, process.stdout.isTTY === true));
-      });
-      if (tasks.length === 0) {
-        if (o.quiet !== true) process.stderr.write(finished ? 'all work is finished\n' : 'nothing ready now\n');
-        process.exitCode = finished ? EXIT.finished : EXIT.nothingReady;
-      }
-    });
-
-  program
-    .command('complete')
-    .description('mark tasks done, releasing the tasks that depend on them')
-    .argument('<names...>', 'tasks this worker holds')
-    .option('--result <file>', 'keep this file (or - for stdin) as the result (one task only)')
-    .option('--json', 'print the answer for each task as one JSON object: {"results": [{name, outcome, message}]}')
-    .addHelpText('after', '\nExample:\n  ./run.sh > out.txt && dquery complete render-7 --result out.txt')
-    .action(async (names: string[], o: { result?: string; json?: boolean }) => {
-      if (o.result !== undefined && names.length !== 1) throw new UsageError('--result takes exactly one task name');
-      const result = o.result === undefined ? undefined : readInput(o.result);
-      const { results } = await ctx.hub().complete(names.map((name) => (result === undefined ? { name } : { name, result })));
-      if (o.json === true) printJson({ results });
-      if (!reportResults(results, 'complete')) process.exitCode = EXIT.error;
-    });
-
-  program
-    .command('fail')
-    .description('report a failed run: retried after a backoff while attempts remain, then failed')
-    .argument('<name>', 'task this worker holds')
-    .requiredOption('--reason <text>', "what went wrong (kept as the task's last error)")
-    .option('--permanent', 'do not retry: fail it now and block what depends on it')
-    .option('--json', 'print the answer as one JSON object: result, state, notBefore')
-    .addHelpText('after', '\nExample:\n  dquery fail render-7 --reason "exit 3: input missing" --permanent')
-    .action(async (name: string, o: { reason: string; permanent?: boolean; json?: boolean }) => {
-      const r = await ctx.hub().fail(name, o.reason, { permanent: o.permanent === true });
-      if (o.json === true) printJson(r);
-      if (!reportResults([r.result], 'fail')) process.exitCode = EXIT.error;
-      else if (o.json === true) return;
-      else if (r.state === 'failed') console.log(`${name} failed for good`);
-      else console.log(`${name} will be retried from ${new Date(r.notBefore).toISOString()}`);
-    });
-
-  program
-    .command('heartbeat')
-    .description('extend the leases of tasks this worker runs; lists the ones it lost (exit 1 if any)')
-    .argument('<names...>')
-    .option('--json', 'print the lost leases as one JSON object: {"lost": [{name, outcome, message}]}')
-    .addHelpText('after', '\nExample:\n  while sleep 20; do dquery heartbeat render-7 || kill $job; done')
-    .action(async (names: string[], o: { json?: boolean }) => {
-      const lost = await ctx.hub().heartbeat(names);
-      if (o.json === true) printJson({ lost });
-      else for (const r of lost) console.log(shown(`lost ${r.name}: ${r.outcome}: ${r.message}`));
-      if (lost.length > 0) process.exitCode = EXIT.error;
-    });
-
-  program
-    .command('release')
-    .description('give tasks back without using an attempt')
-    .argument('<names...>')
-    .option('--json', 'print the answer for each task as one JSON object: {"results": [...]}')
-    .addHelpText('after', '\nExample:\n  trap \'dquery release "$name"; exit 143\' TERM')
-    .action(async (names: string[], o: { json?: boolean }) => {
-      const results = await ctx.hub().release(names);
-      if (o.json === true) printJson({ results });
-      if (!reportResults(results, 'release')) process.exitCode = EXIT.error;
-    });
-
-  program
-    .command('exit')
-    .description('tell the hub a worker leaves: every lease it holds goes back to ready')
-    .argument('[worker]', 'worker id (default: this worker)')
-    .option('--json', 'print {"worker", "released"}')
-    .addHelpText('after', '\nExample:\n  dquery exit node17-worker3     # that worker died; hand its tasks out again now')
-    .action(async (worker: string | undefined, o: { json?: boolean }) => {
-      const client = ctx.hub();
-      const released = await client.exit(worker);
-      if (o.json === true) printJson({ worker: worker ?? client.worker, released });
-      else console.log(`released ${plural(released, 'task')}`);
-    });
-
-  program
     .command('retry')
     .description('put failed or cancelled tasks back to work with fresh attempts, unblocking what depends on them')
     .argument('[names...]', 'failed or cancelled tasks')
@@ -360,8 +236,3 @@ Examples:
     });
 }
 
-/** How steal prints a task: for scripts the bytes as they are, on a terminal its control characters shown. */
-function stealLine(t: LeasedTask, quiet: boolean, tty: boolean): string {
-  const show = tty ? shown : (s: string): string => s;
-  return quiet ? show(t.name) : `${show(t.name)}\t${show(utf8(t.payload).replace(/\n/g, ' '))}`;
-}

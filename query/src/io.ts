@@ -1,4 +1,5 @@
 /** What every dquery command shares: exit statuses, how errors are said, plurals. */
+import type { TaskResult } from '../../proto/src/types.js';
 import { plural, shown } from './format.js';
 
 export { plural };
@@ -24,4 +25,15 @@ export function someNames(names: readonly string[], total: number, few = 5): str
   const listed = names.slice(0, few).map((n) => shown(n));
   const more = total - listed.length;
   return more > 0 ? `${listed.join(', ')} and ${more} more` : listed.join(', ');
+}
+
+/** Prints results that were not accepted to stderr; true if all were. */
+export function reportResults(results: readonly TaskResult[], verb: string): boolean {
+  let ok = true;
+  for (const r of results) {
+    if (r.outcome === 'ACCEPTED') continue;
+    ok = false;
+    complain(`${verb} ${r.name}: ${r.outcome}: ${r.message}`);
+  }
+  return ok;
 }

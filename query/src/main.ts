@@ -7,18 +7,8 @@ import { Command, CommanderError } from 'commander';
 import { endpointArg, parseEndpoint, positiveArg } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { Client, curveOptions, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
-import { registerAddfile } from './addfile-command.js';
-import { registerCommands } from './commands.js';
+import { MODULE_OF, REGISTER } from './command-modules.js';
 import { complain, EXIT, UsageError } from './io.js';
-import { registerCollect } from './collect-command.js';
-import { registerLaunch } from './launch-command.js';
-import { registerPool } from './pool-command.js';
-import { registerStatus } from './status.js';
-import { registerWorkers } from './workers-command.js';
-import { registerSweep } from './sweep-command.js';
-import { registerRerun } from './rerun-command.js';
-import { registerReport } from './report-command.js';
-import { registerGraph } from './graph-command.js';
 
 /** What the commands need of the program: the hub, and how it was named. */
 export interface Context {
@@ -41,15 +31,18 @@ const WAIT = {
 /** Shown in `dquery --help` and in README (test/readme.test.ts checks they are the same, and runs it under sh). */
 export const SHELL_LOOP = `export DAGWORK_WORKER="$(hostname)-$$"   # one id per loop: two loops must not share one
 tab=$(printf '\\t'); err=$(mktemp)
+task=$(dquery steal -0 --wait 10000); rc=$?
 while :; do
-  task=$(dquery steal -0 --wait 10000); rc=$?
-  [ $rc -eq 3 ] && continue         # nothing ready within 10 s: ask again
+  if [ $rc -eq 3 ]; then            # nothing ready within 10 s: ask again
+    task=$(dquery steal -0 --wait 10000); rc=$?; continue
+  fi
   [ $rc -ne 0 ] && break            # 4: all work is finished (a pilot job ends); 1, 2: an error, said on stderr
   name=\${task%%"$tab"*}; cmd=\${task#*"$tab"}
-  if out=$(sh -c "$cmd" 2>"$err"); then
-    printf '%s' "$out" | dquery complete "$name" --result -
+  if out=$(sh -c "$cmd" 2>"$err"); then   # done, and the next task in the same request
+    task=$(printf '%s' "$out" | dquery complete "$name" --result - --next -0 --wait 10000); rc=$?
   else
     rc=$?; dquery fail "$name" --reason "exit $rc: $(tail -c 1000 "$err")"
+    task=$(dquery steal -0 --wait 10000); rc=$?
   fi
 done
 rm -f "$err"`;
@@ -95,13 +88,25 @@ const program = new Command('dquery')
     'after',
     `
 Exit status: 0 ok; 1 error (message on stderr); 2 bad usage (a bad option or value);
-  steal: 3 nothing ready now (try again later), 4 all work is finished;
+  steal and complete --next: 3 nothing ready now (try again later), 4 all work is finished;
   status --watch: 3 finished, but not every task is done (failed, blocked, cancelled,
   or waiting on names that don't exist); addfile: 130 interrupted (Ctrl-C).
 
 Example, a worker in plain sh (with DAGWORK_HUB set):
 ${SHELL_LOOP.replace(/^/gm, '  ')}`,
   );
+
+/** The command word of `args`: the first that is neither a global option nor an option's value. */
+function commandWord(program: Command, args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg === '--') return undefined;
+    if (!arg.startsWith('-')) return arg;
+    const option = program.options.find((o) => o.long === arg || o.short === arg);
+    if (option?.required === true) i++; // --hub tcp://...: its value is not the command
+  }
+  return undefined;
+}
 
 /** The endpoint in `value`, or UsageError saying where it came from and what to write instead. */
 export function hubEndpoint(value: string, fromEnv: boolean): string {
@@ -134,17 +139,13 @@ const context: Context = {
   fail: (err) => exitFor(err),
 };
 
-registerCommands(program, context);
-registerAddfile(program, context);
-registerStatus(program, context);
-registerSweep(program, context);
-registerCollect(program, context);
-registerWorkers(program, context);
-registerLaunch(program, context);
-registerPool(program, context);
-registerRerun(program, context);
-registerReport(program, context);
-registerGraph(program, context);
+// Each command's module is loaded only when that command runs (all of them for --help, or a word
+// that is no command): a shell loop starts dquery once a task, and loading every command's code
+// (task files, sweeps, reports, launch) would be most of its start.
+const word = commandWord(program, process.argv.slice(2));
+const only = word !== undefined && Object.hasOwn(MODULE_OF, word) ? MODULE_OF[word] : undefined;
+const wanted = only !== undefined ? [only] : (Object.keys(REGISTER) as (keyof typeof REGISTER)[]);
+for (const register of await Promise.all(wanted.map((m) => REGISTER[m]()))) register(program, context);
 // --help lists commands in this order: adding work, doing it, watching it, collecting it.
 const ORDER = ['create', 'addfile', 'sweep', 'steal', 'complete', 'fail', 'heartbeat', 'release', 'exit', 'retry', 'cancel', 'rerun', 'replace', 'delete', 'status', 'workers', 'list', 'lookup', 'graph', 'collect', 'report', 'gc', 'pool', 'launch', 'keygen'];
 (program.commands as Command[]).sort((a, b) => ORDER.indexOf(a.name()) - ORDER.indexOf(b.name()));

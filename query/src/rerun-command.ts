@@ -3,9 +3,9 @@
  * the work in one step each; these only say what to ask and print what happened.
  */
 import type { Command } from 'commander';
-import { reportResults, specFromOptions, specOptions, uploadInputs, type SpecOptions } from './commands.js';
+import { specFromOptions, specOptions, uploadInputs, type SpecOptions } from './commands.js';
 import { LocalFiles } from './files.js';
-import { EXIT, plural, UsageError } from './io.js';
+import { EXIT, plural, reportResults, UsageError } from './io.js';
 import type { Context } from './main.js';
 
 
