@@ -47,6 +47,25 @@ const EMPTY = new Uint8Array(0);
 const NO_OUTPUTS: FileRef[] = [];
 const NO_PARAMS: Param[] = [];
 const NO_TICKETS: VerifyTicket[] = [];
+/** Shared by every task without dependents; never written to (withDependent copies it). */
+const NO_TASKS: Task[] = [];
+/** Dependents lists up to this long are copied at their exact length when one is added; longer ones grow as arrays do. */
+const EXACT_DEPENDENTS = 16;
+
+/**
+ * `list` with `task` added. A short list is copied at its exact length (an array grown by push
+ * reserves 17 slots at its first push: about 130 bytes for a task with one dependent).
+ */
+function withDependent(list: Task[], task: Task): Task[] {
+  if (list.length >= EXACT_DEPENDENTS) {
+    list.push(task);
+    return list;
+  }
+  const copy = new Array<Task>(list.length + 1);
+  for (let i = 0; i < list.length; i++) copy[i] = list[i] as Task;
+  copy[list.length] = task;
+  return copy;
+}
 /** Result bytes past which a list page with results ends (it always holds one task at least). */
 const LIST_RESULT_BYTES = 16 << 20;
 /** Bytes of dependency names past which a list page with deps ends (it always holds one task at least). */
@@ -91,7 +110,8 @@ class Task implements TaskRecord {
   pendingDeps = 0;
   /** Dependencies that do not exist yet. */
   missingDeps = 0;
-  dependents: Task[] = [];
+  /** Exactly as long as it needs to be while short (see `withDependent`): most tasks have few. */
+  dependents: Task[] = NO_TASKS;
   /** Sitting in its pool's ready heap. */
   queued = false;
   /** Sitting in the graph's heap of every ready task (what a steal of every pool takes from). */
@@ -1885,7 +1905,9 @@ export class Graph {
 
   /** Connect `task` to its dependencies (existing or not) and to tasks that waited for its name. */
   private link(task: Task): void {
-    for (const dep of task.spec.deps) {
+    const deps = task.spec.deps;
+    for (let i = 0; i < deps.length; i++) {
+      const dep = deps[i] as string;
       const parent = this.tasks.get(dep);
       if (parent === undefined) {
         const waiting = this.missing.get(dep);
@@ -1894,7 +1916,9 @@ export class Graph {
         task.pendingDeps++;
         if (task.missingDeps++ === 0) this.onMissing++;
       } else {
-        parent.dependents.push(task);
+        parent.dependents = withDependent(parent.dependents, task);
+        // The dependency's own name string, not the copy the request carried: one string per name.
+        task.spec.deps[i] = parent.spec.name;
         if (parent.state !== 'done') task.pendingDeps++;
       }
     }
@@ -1902,7 +1926,10 @@ export class Graph {
     if (waiting !== undefined) {
       // A loop, not push(...waiting): a name can be awaited by more tasks than a call takes arguments.
       for (const w of waiting) {
-        task.dependents.push(w);
+        task.dependents = withDependent(task.dependents, w);
+        const deps = w.spec.deps;
+        const i = deps.indexOf(task.spec.name);
+        if (i !== -1) deps[i] = task.spec.name;
         if (--w.missingDeps === 0) this.onMissing--;
       }
       this.missing.delete(task.spec.name);
