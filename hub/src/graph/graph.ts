@@ -2,6 +2,7 @@ import { DagworkError } from '../../../proto/src/errors.js';
 import { Heap } from './heap.js';
 import { checkBatch, graphOptions, type GraphOptions } from './options.js';
 import { RateWindow } from './rate.js';
+import { NO_ENTRY, StateLogs } from './statelog.js';
 import { graphView, type ViewSource } from './view.js';
 import {
   MAX_POOL_RUNNING,
@@ -94,7 +95,7 @@ const MAX_MISSING_EXAMPLES = 10;
 const MAX_LISTED_POOLS = 1_000;
 
 /** A task inside the graph: its record, plus links derived from all records (never stored). */
-class Task implements TaskRecord {
+class Task {
   state: TaskState = 'waiting';
   attempts = 0;
   worker = '';
@@ -105,7 +106,9 @@ class Task implements TaskRecord {
   /** Done: the output files its completion named. */
   outputs: FileRef[] = NO_OUTPUTS;
   lastError = '';
-  log: StateChange[] = [];
+  /** Its state log, in the graph's StateLogs: the latest entry, and how many there are. */
+  logHead = NO_ENTRY;
+  logLength = 0;
   /** Dependencies not done yet, the ones that do not exist yet included. */
   pendingDeps = 0;
   /** Dependencies that do not exist yet. */
@@ -135,7 +138,6 @@ class Task implements TaskRecord {
     task.result = record.result;
     task.outputs = record.outputs.length === 0 ? NO_OUTPUTS : record.outputs;
     task.lastError = record.lastError;
-    task.log = record.log;
     return task;
   }
 }
@@ -327,6 +329,8 @@ export class Graph {
   /** Completions and failed attempts since this graph was made; they only grow (the hub's throughput history counts them). */
   readonly ended = { done: 0, failed: 0 };
   private dirty = new Set<Task>();
+  /** Every task's state log. */
+  private readonly logs = new StateLogs();
   /** Pools that got a ready task or ran out of work since `takeWoken` (parked steals look at these). */
   private woken = new Set<string>();
   /** Every pool ran out of work (nothing ready or running anywhere) since `takeWoken`. */
@@ -372,6 +376,9 @@ export class Graph {
     for (const [pool, settings] of pools) graph.applySettings(pool, settings);
     for (const record of records) {
       const task = Task.fromRecord(record);
+      // As stored, however long (appendLog trims it at its next change).
+      for (const change of record.log) task.logHead = graph.logs.append(task.logHead, change);
+      task.logLength = record.log.length;
       graph.tasks.set(task.spec.name, task);
       graph.nextSeq = Math.max(graph.nextSeq, task.seq + 1);
       graph.countIn(task);
@@ -636,7 +643,7 @@ export class Graph {
         this.startVerifying(task);
         return accepted(name, `${lateNote}${late ? '; ' : ''}the pool's result verifier checks the result before the task is done`);
       }
-      this.observer.completed(task.spec.pool, runTime(task.log, now));
+      this.observer.completed(task.spec.pool, this.runTime(task, now));
       this.setState(task, 'done', now, worker, late ? 'late completion after the lease expired' : '');
       task.outputs = files;
       stats.done++;
@@ -761,7 +768,7 @@ export class Graph {
     if (passed) {
       const outputs = task.outputs;
       // Its run ended at the completion: the VERIFYING entry, its latest.
-      this.observer.completed(task.spec.pool, runTime(task.log, task.log[task.log.length - 1]?.at ?? now));
+      this.observer.completed(task.spec.pool, this.runTime(task, this.changedAt(task, now)));
       this.setState(task, 'done', now, '', reason === '' ? 'result verified' : `result verified: ${reason}`);
       task.outputs = outputs;
       stats.done++;
@@ -1071,9 +1078,9 @@ export class Graph {
         lastError: t.lastError.length > LIST_ERROR_CHARS ? `${t.lastError.slice(0, LIST_ERROR_CHARS)}...` : t.lastError,
         seq: t.seq,
         resultBytes: t.result.length,
-        changedAt: t.log[t.log.length - 1]?.at ?? 0,
-        createdAt: t.log[0]?.at ?? 0,
-        startedAt: startedAt(t.log),
+        changedAt: this.changedAt(t, 0),
+        createdAt: t.logHead === NO_ENTRY ? 0 : this.logs.at(this.logs.first(t.logHead)),
+        startedAt: this.logs.startedAt(t.logHead),
         params: query.withParams ? t.spec.params : NO_PARAMS,
         result: withResult ? t.result : EMPTY,
         outputs: withResult ? t.outputs : NO_OUTPUTS,
@@ -1127,7 +1134,7 @@ export class Graph {
     const task = this.tasks.get(name);
     if (task === undefined) throw new DagworkError('UNKNOWN_TASK', `no task named "${name}"`, { task: name });
     return {
-      task,
+      task: this.record(task),
       dependents: task.dependents.map((d) => d.spec.name),
       missingDeps: task.spec.deps.filter((d) => !this.tasks.has(d)),
       failedDeps: this.failedDeps(task),
@@ -1156,7 +1163,7 @@ export class Graph {
 
   /** The tasks changed since the last call, for the store to write. */
   takeDirty(): TaskRecord[] {
-    const dirty = [...this.dirty];
+    const dirty = Array.from(this.dirty, (task) => this.record(task));
     this.dirty = new Set();
     return dirty;
   }
@@ -1313,6 +1320,9 @@ export class Graph {
       this.tasks.delete(task.spec.name);
       this.dirty.delete(task);
       this.deleted.add(task.spec.name);
+      this.logs.freeLog(task.logHead);
+      task.logHead = NO_ENTRY;
+      task.logLength = 0;
       // Entries left in the ready, backoff and lease heaps are dropped when they come up: they
       // look for a ready or running task, and this one is neither any more.
       task.state = 'cancelled';
@@ -1542,7 +1552,8 @@ export class Graph {
     old.state = 'waiting'; // never counted again; any heap entry of it is dropped as not ready
     this.dirty.delete(old);
     const task = new Task(spec, old.seq);
-    task.log = old.log;
+    task.logHead = old.logHead;
+    task.logLength = old.logLength;
     task.worker = old.worker;
     task.dependents = old.dependents;
     this.tasks.set(spec.name, task);
@@ -1708,7 +1719,7 @@ export class Graph {
 
   private lease(task: Task, worker: string, now: number): LeasedTask {
     // Its latest log entry is when it became ready.
-    this.observer.leased(task.spec.pool, Math.max(0, now - (task.log[task.log.length - 1]?.at ?? now)));
+    this.observer.leased(task.spec.pool, Math.max(0, now - this.changedAt(task, now)));
     task.attempts++;
     task.worker = worker;
     task.holder = worker;
@@ -1894,11 +1905,44 @@ export class Graph {
   }
 
   private appendLog(task: Task, change: StateChange): void {
-    const log = task.log;
-    // Keep the first entry (creation) and the latest ones.
-    if (log.length >= this.options.maxLogEntries) log.splice(1, log.length - this.options.maxLogEntries + 1);
-    log.push(change);
+    this.pushLog(task, change);
     this.dirty.add(task);
+  }
+
+  /** Appends to the task's log, keeping its first entry (creation) and the latest ones. */
+  private pushLog(task: Task, change: StateChange): void {
+    for (; task.logLength >= this.options.maxLogEntries; task.logLength--) task.logHead = this.logs.dropSecond(task.logHead, task.logLength);
+    task.logHead = this.logs.append(task.logHead, change);
+    task.logLength++;
+  }
+
+  /** When the task's latest log entry was made (`otherwise` if its log is empty). */
+  private changedAt(task: Task, otherwise: number): number {
+    return task.logHead === NO_ENTRY ? otherwise : this.logs.at(task.logHead);
+  }
+
+  /** How long the latest attempt ran until `end` (ms; 0 if unknown: the clock went back, or the lease's entry is gone). */
+  private runTime(task: Task, end: number): number {
+    const started = this.logs.startedAt(task.logHead);
+    return started === 0 ? 0 : Math.max(0, end - started);
+  }
+
+  /** Everything known of `task`, as lookup returns it and the store keeps it. */
+  private record(task: Task): TaskRecord {
+    return {
+      spec: task.spec,
+      state: task.state,
+      attempts: task.attempts,
+      worker: task.worker,
+      holder: task.holder,
+      leaseDeadline: task.leaseDeadline,
+      notBefore: task.notBefore,
+      result: task.result,
+      lastError: task.lastError,
+      log: this.logs.entries(task.logHead, task.logLength),
+      seq: task.seq,
+      outputs: task.outputs,
+    };
   }
 
   // --- bookkeeping -----------------------------------------------------------------------
@@ -2034,7 +2078,7 @@ export class Graph {
 
   /** A run of `task` by the worker of `stats` ends now: its time, from its lease (the latest RUNNING entry). */
   private ranFor(stats: WorkerStats, task: Task, now: number): void {
-    const started = startedAt(task.log);
+    const started = this.logs.startedAt(task.logHead);
     if (started === 0) return;
     const ms = Math.max(0, now - started);
     stats.runs++;
@@ -2049,7 +2093,7 @@ export class Graph {
    * (maxLogEntries), so a task retried very often counts its latest runs.
    */
   private countRuns(task: Task): void {
-    const log = task.log;
+    const log = this.logs.entries(task.logHead, task.logLength);
     for (let i = 0; i + 1 < log.length; i++) {
       const run = log[i] as StateChange;
       if (run.state !== 'running' || run.worker === '') continue;
@@ -2081,20 +2125,6 @@ export class Graph {
   }
 }
 
-/** When the latest attempt was handed out: its latest RUNNING log entry; 0 if it never ran. */
-function startedAt(log: readonly StateChange[]): number {
-  for (let i = log.length - 1; i >= 0; i--) {
-    const change = log[i] as StateChange;
-    if (change.state === 'running') return change.at;
-  }
-  return 0;
-}
-
-/** How long the latest attempt ran until `end` (ms; 0 if unknown: the clock went back, or the lease's entry is gone). */
-function runTime(log: readonly StateChange[], end: number): number {
-  const started = startedAt(log);
-  return started === 0 ? 0 : Math.max(0, end - started);
-}
 
 /** The verifier commands a pool_set sets (not those it removes with ''), each with what it is. */
 export function verifierCommands(args: PoolSetArgs): [string, string][] {
