@@ -4,6 +4,8 @@ import { TASK_STATES, type StateChange, type TaskState } from '../../../proto/sr
 const CHUNK_BITS = 16;
 const CHUNK = 1 << CHUNK_BITS;
 const MASK = CHUNK - 1;
+/** Entries of the first chunk at first. */
+const FIRST_CHUNK = 64;
 /** An entry's `prev` when it is the first of its log; a log without entries has this head. */
 export const NO_ENTRY = -1;
 /** A note longer than this is kept as it is (in `longNotes`), not interned. */
@@ -36,6 +38,8 @@ export class StateLogs {
   private readonly chunks: Chunk[] = [];
   /** Entries handed out so far (the free ones included). */
   private used = 0;
+  /** Entries the chunks hold: the first chunk starts small and doubles (a graph of a few tasks costs little), the others are whole. */
+  private capacity = 0;
   private free = NO_ENTRY;
   private freeCount = 0;
   private readonly wordIds = new Map<string, number>([['', 0]]);
@@ -160,8 +164,16 @@ export class StateLogs {
       this.freeCount--;
       return entry;
     }
-    if ((this.used & MASK) === 0) {
-      this.chunks.push({ at: new Float64Array(CHUNK), code: new Int32Array(CHUNK), note: new Int32Array(CHUNK), prev: new Int32Array(CHUNK) });
+    if (this.used === this.capacity) {
+      const first = this.chunks[0];
+      if (first !== undefined && this.capacity < CHUNK) {
+        this.capacity *= 2;
+        this.chunks[0] = { at: grown(first.at, new Float64Array(this.capacity)), code: grown(first.code, new Int32Array(this.capacity)), note: grown(first.note, new Int32Array(this.capacity)), prev: grown(first.prev, new Int32Array(this.capacity)) };
+      } else {
+        const size = first === undefined ? FIRST_CHUNK : CHUNK;
+        this.chunks.push({ at: new Float64Array(size), code: new Int32Array(size), note: new Int32Array(size), prev: new Int32Array(size) });
+        this.capacity += size;
+      }
     }
     return this.used++;
   }
@@ -173,4 +185,10 @@ export class StateLogs {
     this.free = entry;
     this.freeCount++;
   }
+}
+
+/** `to` (longer) holding `from` at its start. */
+function grown<T extends Float64Array | Int32Array>(from: T, to: T): T {
+  to.set(from);
+  return to;
 }
