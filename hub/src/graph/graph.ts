@@ -3,7 +3,7 @@ import { Heap } from './heap.js';
 import { checkBatch, graphOptions, type GraphOptions } from './options.js';
 import { RateWindow } from './rate.js';
 import { NO_ENTRY, StateLogs } from './statelog.js';
-import { ByteArena } from './arena.js';
+import { ByteArena, EMPTY_HANDLE } from './arena.js';
 import { graphView, type ViewSource } from './view.js';
 import {
   MAX_POOL_RUNNING,
@@ -117,15 +117,24 @@ const MAX_SHARED_MORE = 1_024;
 /** Shared by every task without dependencies. */
 const NO_DEPS: string[] = [];
 
+/** Task.bits: the state's index in TASK_STATES (below STATE_MASK), then one bit per flag. */
+const STATE_MASK = 7;
+const QUEUED = 8;
+const QUEUED_ALL = 16;
+const LEASE_QUEUED = 32;
+const STATE_INDEX = Object.fromEntries(TASK_STATES.map((state, i) => [state, i])) as Record<TaskState, number>;
+
 /** A task inside the graph: its record, plus links derived from all records (never stored). */
 class Task {
-  state: TaskState = 'waiting';
+  /** Its state (its index in TASK_STATES) and the flags below, in one small integer. */
+  private bits = 0;
   attempts = 0;
   worker = '';
   holder = '';
   leaseDeadline = 0;
   notBefore = 0;
-  result: Uint8Array = EMPTY;
+  /** Its result in the graph's ByteArena (EMPTY_HANDLE: none). */
+  result = EMPTY_HANDLE;
   /** Done: the output files its completion named. */
   outputs: FileRef[] = NO_OUTPUTS;
   lastError = '';
@@ -138,12 +147,34 @@ class Task {
   missingDeps = 0;
   /** Exactly as long as it needs to be while short (see `withDependent`): most tasks have few. */
   dependents: Task[] = NO_TASKS;
+
+  get state(): TaskState {
+    return TASK_STATES[this.bits & STATE_MASK] as TaskState;
+  }
+  set state(state: TaskState) {
+    this.bits = (this.bits & ~STATE_MASK) | STATE_INDEX[state];
+  }
   /** Sitting in its pool's ready heap. */
-  queued = false;
+  get queued(): boolean {
+    return (this.bits & QUEUED) !== 0;
+  }
+  set queued(on: boolean) {
+    this.bits = on ? this.bits | QUEUED : this.bits & ~QUEUED;
+  }
   /** Sitting in the graph's heap of every ready task (what a steal of every pool takes from). */
-  queuedAll = false;
+  get queuedAll(): boolean {
+    return (this.bits & QUEUED_ALL) !== 0;
+  }
+  set queuedAll(on: boolean) {
+    this.bits = on ? this.bits | QUEUED_ALL : this.bits & ~QUEUED_ALL;
+  }
   /** Has an entry in the lease heap (one at most: a renewal moves the deadline, not the entry). */
-  leaseQueued = false;
+  get leaseQueued(): boolean {
+    return (this.bits & LEASE_QUEUED) !== 0;
+  }
+  set leaseQueued(on: boolean) {
+    this.bits = on ? this.bits | LEASE_QUEUED : this.bits & ~LEASE_QUEUED;
+  }
 
   constructor(
     readonly name: string,
@@ -152,7 +183,7 @@ class Task {
     /** The pool's own name string (PoolQueue.name), one for all its tasks. */
     readonly pool: string,
     readonly priority: number,
-    /** Its payload in the graph's ByteArena. */
+    /** Its payload in the graph's ByteArena (EMPTY_HANDLE: none). */
     readonly payload: number,
     /** The rest of its spec: shared by the tasks that have the same (see Graph.moreOf). */
     readonly more: SpecMore,
@@ -167,7 +198,6 @@ class Task {
     task.holder = record.holder;
     task.leaseDeadline = record.leaseDeadline;
     task.notBefore = record.notBefore;
-    task.result = record.result;
     task.outputs = record.outputs.length === 0 ? NO_OUTPUTS : record.outputs;
     task.lastError = record.lastError;
     return task;
@@ -366,8 +396,8 @@ export class Graph {
   private dirty = new Set<Task>();
   /** Every task's state log. */
   private readonly logs = new StateLogs();
-  /** Every task's payload. */
-  private readonly payloads = new ByteArena();
+  /** Every task's payload and result. */
+  private readonly blobs = new ByteArena();
   /** Shared SpecMore objects, by their scalars (see moreOf). */
   private readonly sharedMore = new Map<string, SpecMore>();
   /** Pools that got a ready task or ran out of work since `takeWoken` (parked steals look at these). */
@@ -415,6 +445,7 @@ export class Graph {
     for (const [pool, settings] of pools) graph.applySettings(pool, settings);
     for (const record of records) {
       const task = Task.fromRecord(record, graph.newTask(record.spec, record.seq));
+      task.result = graph.blobs.put(record.result);
       // As stored, however long (appendLog trims it at its next change).
       for (const change of record.log) task.logHead = graph.logs.append(task.logHead, change);
       task.logLength = record.log.length;
@@ -673,7 +704,8 @@ export class Graph {
       if (task.state === 'running') this.dropLease(task);
       const wasFailed = task.state === 'failed';
       task.holder = '';
-      task.result = result ?? EMPTY;
+      this.blobs.free(task.result);
+      task.result = this.blobs.put(result ?? EMPTY);
       task.notBefore = 0;
       const lateNote = late ? 'accepted late: the lease had expired but nobody else held the task' : '';
       this.ranFor(stats, task, now);
@@ -791,7 +823,7 @@ export class Graph {
   verification(ticket: VerifyTicket): ResultToVerify | undefined {
     const task = this.tasks.get(ticket.name);
     if (task === undefined || task.state !== 'verifying' || this.verifying.get(task) !== ticket.token) return undefined;
-    return { spec: this.specOf(task), attempt: task.attempts, worker: task.worker, result: task.result, outputs: task.outputs, verifier: this.pool(task.pool).resultVerifier };
+    return { spec: this.specOf(task), attempt: task.attempts, worker: task.worker, result: this.blobs.get(task.result), outputs: task.outputs, verifier: this.pool(task.pool).resultVerifier };
   }
 
   /**
@@ -1107,7 +1139,8 @@ export class Graph {
       if (pool !== undefined && t.pool !== pool) continue;
       if (!t.name.startsWith(query.prefix)) continue;
       const withResult = query.withResults && t.state === 'done';
-      if (withResult) resultBytes += t.result.length;
+      const resultLength = this.blobs.length(t.result);
+      if (withResult) resultBytes += resultLength;
       if (query.withDeps === true) for (const dep of t.deps) depBytes += Buffer.byteLength(dep, 'utf8');
       tasks.push({
         name: t.name,
@@ -1117,12 +1150,12 @@ export class Graph {
         worker: t.worker,
         lastError: t.lastError.length > LIST_ERROR_CHARS ? `${t.lastError.slice(0, LIST_ERROR_CHARS)}...` : t.lastError,
         seq: t.seq,
-        resultBytes: t.result.length,
+        resultBytes: resultLength,
         changedAt: this.changedAt(t, 0),
         createdAt: t.logHead === NO_ENTRY ? 0 : this.logs.at(this.logs.first(t.logHead)),
         startedAt: this.logs.startedAt(t.logHead),
         params: query.withParams ? t.more.params : NO_PARAMS,
-        result: withResult ? t.result : EMPTY,
+        result: withResult ? this.blobs.get(t.result) : EMPTY,
         outputs: withResult ? t.outputs : NO_OUTPUTS,
         barrier: t.more.barrier,
         failedDeps: this.failedDeps(t).length,
@@ -1361,7 +1394,9 @@ export class Graph {
       this.dirty.delete(task);
       this.deleted.add(task.name);
       this.logs.freeLog(task.logHead);
-      this.payloads.free(task.payload);
+      this.blobs.free(task.payload);
+      this.blobs.free(task.result);
+      task.result = EMPTY_HANDLE;
       task.logHead = NO_ENTRY;
       task.logLength = 0;
       // Entries left in the ready, backoff and lease heaps are dropped when they come up: they
@@ -1592,7 +1627,7 @@ export class Graph {
     this.countOut(old);
     old.state = 'waiting'; // never counted again; any heap entry of it is dropped as not ready
     this.dirty.delete(old);
-    this.payloads.free(old.payload);
+    this.blobs.free(old.payload);
     const task = this.newTask(spec, old.seq);
     task.logHead = old.logHead;
     task.logLength = old.logLength;
@@ -1604,7 +1639,9 @@ export class Graph {
     this.countIn(task);
     // Its dependents counted the old task as not done; a done one as done.
     if (wasDone) for (const d of task.dependents) d.pendingDeps++;
-    this.appendLog(task, { state: 'waiting', at: now, worker: '', note: `replaced${wasDone ? `; previous result ${old.result.length} bytes` : ''}` });
+    this.appendLog(task, { state: 'waiting', at: now, worker: '', note: `replaced${wasDone ? `; previous result ${this.blobs.length(old.result)} bytes` : ''}` });
+    this.blobs.free(old.result);
+    old.result = EMPTY_HANDLE;
     const cone = rerun ? this.downstream(new Set([task])) : new Set([task]);
     cone.delete(task);
     this.restart(cone, now, () => 'rerun: downstream of a task replaced');
@@ -1669,11 +1706,12 @@ export class Graph {
     for (const task of cone) {
       const wasDone = task.state === 'done';
       if (task.state === 'running') this.dropLease(task);
-      const note = wasDone ? `${why(task)}; previous result ${task.result.length} bytes` : `${why(task)} (was ${task.state})`;
+      const note = wasDone ? `${why(task)}; previous result ${this.blobs.length(task.result)} bytes` : `${why(task)} (was ${task.state})`;
       task.attempts = 0;
       task.holder = '';
       task.notBefore = 0;
-      task.result = EMPTY;
+      this.blobs.free(task.result);
+      task.result = EMPTY_HANDLE;
       task.lastError = '';
       if (wasDone) for (const d of task.dependents) d.pendingDeps++;
       this.observer.retried(task.pool);
@@ -1972,7 +2010,7 @@ export class Graph {
   /** A task of `spec`, created as `seq`: its payload copied into the arena, its pool's name and the rest of its spec shared. */
   private newTask(spec: TaskSpec, seq: number): Task {
     const deps = spec.deps.length === 0 ? NO_DEPS : spec.deps;
-    return new Task(spec.name, deps, this.pool(spec.pool).name, spec.priority, this.payloads.put(spec.payload), this.moreOf(spec), seq);
+    return new Task(spec.name, deps, this.pool(spec.pool).name, spec.priority, this.blobs.put(spec.payload), this.moreOf(spec), seq);
   }
 
   /** The SpecMore of `spec`: a shared one when it has no params, files or outputs. */
@@ -2001,7 +2039,7 @@ export class Graph {
     return {
       name: task.name,
       deps: task.deps,
-      payload: this.payloads.get(task.payload),
+      payload: this.blobs.get(task.payload),
       priority: task.priority,
       pool: task.pool,
       maxAttempts: more.maxAttempts,
@@ -2021,7 +2059,7 @@ export class Graph {
    */
   private leasedBytes(task: Task): number {
     const more = task.more;
-    let bytes = this.payloads.length(task.payload);
+    let bytes = this.blobs.length(task.payload);
     for (const p of more.params) bytes += p.name.length + p.value.length;
     for (const f of more.inputs) bytes += f.name.length + 80;
     for (const name of more.outputs) bytes += name.length;
@@ -2039,7 +2077,7 @@ export class Graph {
       holder: task.holder,
       leaseDeadline: task.leaseDeadline,
       notBefore: task.notBefore,
-      result: task.result,
+      result: this.blobs.get(task.result),
       lastError: task.lastError,
       log: this.logs.entries(task.logHead, task.logLength),
       seq: task.seq,
