@@ -124,6 +124,13 @@ const QUEUED_ALL = 16;
 const LEASE_QUEUED = 32;
 const STATE_INDEX = Object.fromEntries(TASK_STATES.map((state, i) => [state, i])) as Record<TaskState, number>;
 
+/**
+ * Lease deadlines and backoff ends of the tasks that have one (running, or ready after a failure):
+ * few at a time, and a time as a field costs every task 24 bytes (a boxed double).
+ */
+const LEASE_DEADLINES = new WeakMap<Task, number>();
+const NOT_BEFORE = new WeakMap<Task, number>();
+
 /** A task inside the graph: its record, plus links derived from all records (never stored). */
 class Task {
   /** Its state (its index in TASK_STATES) and the flags below, in one small integer. */
@@ -131,8 +138,23 @@ class Task {
   attempts = 0;
   worker = '';
   holder = '';
-  leaseDeadline = 0;
-  notBefore = 0;
+
+  /** Running: when the lease ends; 0 otherwise (see LEASE_DEADLINES). */
+  get leaseDeadline(): number {
+    return LEASE_DEADLINES.get(this) ?? 0;
+  }
+  set leaseDeadline(at: number) {
+    if (at === 0) LEASE_DEADLINES.delete(this);
+    else LEASE_DEADLINES.set(this, at);
+  }
+  /** Ready after a failure: not handed out before this time; 0 otherwise. */
+  get notBefore(): number {
+    return NOT_BEFORE.get(this) ?? 0;
+  }
+  set notBefore(at: number) {
+    if (at === 0) NOT_BEFORE.delete(this);
+    else NOT_BEFORE.set(this, at);
+  }
   /** Its result in the graph's ByteArena (EMPTY_HANDLE: none). */
   result = EMPTY_HANDLE;
   /** Done: the output files its completion named. */
