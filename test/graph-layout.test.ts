@@ -1,6 +1,7 @@
 /** The graph's packed layout (arena, state logs, shared spec fields) gives back what it was given. */
 import { describe, expect, it } from 'vitest';
 import { Graph } from '../hub/src/graph/graph.js';
+import { Heap } from '../hub/src/graph/heap.js';
 
 const T0 = 1_700_000_000_000;
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -61,5 +62,33 @@ describe('graph layout', () => {
       expect(text(task.spec.payload)).toBe(i % 4 === 1 ? `new ${i}` : `payload ${i} `.repeat(i % 50));
       expect(text(task.result)).toBe(i % 4 === 1 ? '' : `result of t${i}`);
     }
+  });
+
+  it('drops the lease entries of tasks completed before their deadline once they pass twice the running tasks', () => {
+    const g = new Graph();
+    g.create(Array.from({ length: 5_000 }, (_, i) => ({ name: `t${i}` })), T0);
+    // A drain within one lease length: no deadline passes, every entry is of a lease ended early.
+    for (let now = T0, tasks = g.steal('w', 64, [], now).tasks; tasks.length > 0; tasks = g.steal('w', 64, [], ++now).tasks) {
+      g.complete('w', tasks.map((t) => ({ name: t.name })), now);
+      expect(g.timedEntries).toBeLessThanOrEqual(2 * 64 + 1_024 + 1);
+    }
+    expect(g.status(T0 + 100).counts.done).toBe(5_000);
+    // A lease still running keeps its entry, and expires on time.
+    g.create([{ name: 'late', leaseMs: 1_000 }], T0 + 100);
+    g.steal('w', 1, [], T0 + 100);
+    g.create(Array.from({ length: 2_000 }, (_, i) => ({ name: `u${i}` })), T0 + 100);
+    for (const t of g.steal('w', 2_000, [], T0 + 100).tasks) g.complete('w', [{ name: t.name }], T0 + 100);
+    expect(g.lookup('late', T0 + 1_099).task.state).toBe('running');
+    expect(g.lookup('late', T0 + 1_100).task.state).toBe('ready');
+  });
+
+  it('keeps a heap in order after dropping some of its items', () => {
+    const heap = new Heap<number>((a, b) => a < b);
+    const values = Array.from({ length: 1_000 }, (_, i) => (i * 7919) % 1_000);
+    for (const v of values) heap.push(v);
+    heap.retain((v) => v % 3 !== 0);
+    const out: number[] = [];
+    for (let v = heap.pop(); v !== undefined; v = heap.pop()) out.push(v);
+    expect(out).toEqual(values.filter((v) => v % 3 !== 0).sort((a, b) => a - b));
   });
 });
