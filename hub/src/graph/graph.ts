@@ -424,6 +424,8 @@ export class Graph {
   private readonly blobs = new ByteArena();
   /** Shared SpecMore objects, by their scalars (see moreOf). */
   private readonly sharedMore = new Map<string, SpecMore>();
+  /** The shared SpecMore moreOf gave last. */
+  private lastMore: SpecMore | undefined;
   /** Pools that got a ready task or ran out of work since `takeWoken` (parked steals look at these). */
   private woken = new Set<string>();
   /** Every pool ran out of work (nothing ready or running anywhere) since `takeWoken`. */
@@ -490,7 +492,8 @@ export class Graph {
     }
     for (const task of graph.tasks.values()) graph.link(task);
     for (const task of graph.tasks.values()) graph.order.push(task);
-    for (const task of graph.tasks.values()) graph.countRuns(task);
+    const entries: number[] = [];
+    for (const task of graph.tasks.values()) graph.countRuns(task, entries);
     graph.order.sort((a, b) => a.seq - b.seq);
     return graph;
   }
@@ -2049,9 +2052,12 @@ export class Graph {
   /** The SpecMore of `spec`: a shared one when it has no params, files or outputs. */
   private moreOf(spec: TaskSpec): SpecMore {
     const plain = spec.params.length === 0 && spec.inputs.length === 0 && spec.outputs.length === 0 && spec.paramFiles.length === 0;
+    // Tasks come in runs of the same settings: the last shared one, without building its key.
+    const last = this.lastMore;
+    if (plain && last !== undefined && last.maxAttempts === spec.maxAttempts && last.leaseMs === spec.leaseMs && last.barrier === spec.barrier && last.afterEnded === spec.afterEnded) return last;
     const key = plain ? `${spec.maxAttempts}:${spec.leaseMs}:${spec.barrier ? 1 : 0}:${spec.afterEnded ? 1 : 0}` : '';
     const shared = plain ? this.sharedMore.get(key) : undefined;
-    if (shared !== undefined) return shared;
+    if (shared !== undefined) return (this.lastMore = shared);
     const more: SpecMore = {
       maxAttempts: spec.maxAttempts,
       leaseMs: spec.leaseMs,
@@ -2062,7 +2068,10 @@ export class Graph {
       barrier: spec.barrier,
       afterEnded: spec.afterEnded,
     };
-    if (plain && this.sharedMore.size < MAX_SHARED_MORE) this.sharedMore.set(key, more);
+    if (plain && this.sharedMore.size < MAX_SHARED_MORE) {
+      this.sharedMore.set(key, more);
+      this.lastMore = more;
+    }
     return more;
   }
 
@@ -2265,23 +2274,27 @@ export class Graph {
    * back without using an attempt do not count). Logs keep their first and latest entries only
    * (maxLogEntries), so a task retried very often counts its latest runs.
    */
-  private countRuns(task: Task): void {
-    const log = this.logs.entries(task.logHead, task.logLength);
-    for (let i = 0; i + 1 < log.length; i++) {
-      const run = log[i] as StateChange;
-      if (run.state !== 'running' || run.worker === '') continue;
-      const end = log[i + 1] as StateChange;
-      const stats = this.stats(run.worker, 0);
-      stats.lastSeen = Math.max(stats.lastSeen, end.at);
+  private countRuns(task: Task, entries: number[]): void {
+    // Read in the arena, first entry to latest: `entries` is the log from its latest back.
+    const logs = this.logs;
+    entries.length = 0;
+    for (let entry = task.logHead; entry !== NO_ENTRY; entry = logs.prev(entry)) entries.push(entry);
+    for (let i = entries.length - 1; i > 0; i--) {
+      const run = entries[i] as number;
+      if (logs.state(run) !== 'running' || logs.worker(run) === '') continue;
+      const end = entries[i - 1] as number;
+      const endState = logs.state(end);
+      const stats = this.stats(logs.worker(run), 0);
+      stats.lastSeen = Math.max(stats.lastSeen, logs.at(end));
       // A run whose result was verified: done or failed by the verdict that followed (none yet: neither).
-      const verdict = end.state === 'verifying' ? log[i + 2]?.state : undefined;
-      if (end.state === 'verifying') {
+      const verdict = endState === 'verifying' && i > 1 ? logs.state(entries[i - 2] as number) : undefined;
+      if (endState === 'verifying') {
         if (verdict === 'done') stats.done++;
         else if (verdict === 'ready' || verdict === 'failed') stats.failed++;
-      } else if (end.state === 'done') stats.done++;
-      else if ((end.state === 'failed' || end.state === 'ready') && !GIVEN_BACK.has(end.note)) stats.failed++;
+      } else if (endState === 'done') stats.done++;
+      else if ((endState === 'failed' || endState === 'ready') && !GIVEN_BACK.has(logs.note(end))) stats.failed++;
       else continue;
-      const ms = Math.max(0, end.at - run.at);
+      const ms = Math.max(0, logs.at(end) - logs.at(run));
       stats.runs++;
       stats.busyMs += ms;
       stats.maxRunMs = Math.max(stats.maxRunMs, ms);

@@ -103,6 +103,15 @@ export class StateLogs {
     return TASK_STATES[((this.chunks[entry >>> CHUNK_BITS] as Chunk).code[entry & MASK] as number) & STATE_MASK] as TaskState;
   }
 
+  worker(entry: number): string {
+    return this.words[((this.chunks[entry >>> CHUNK_BITS] as Chunk).code[entry & MASK] as number) >>> STATE_BITS] as string;
+  }
+
+  note(entry: number): string {
+    const note = (this.chunks[entry >>> CHUNK_BITS] as Chunk).note[entry & MASK] as number;
+    return note === NO_ENTRY ? (this.longNotes.get(entry) as string) : (this.words[note] as string);
+  }
+
   prev(entry: number): number {
     return (this.chunks[entry >>> CHUNK_BITS] as Chunk).prev[entry & MASK] as number;
   }
@@ -133,14 +142,7 @@ export class StateLogs {
   private change(entry: number): StateChange {
     const chunk = this.chunks[entry >>> CHUNK_BITS] as Chunk;
     const i = entry & MASK;
-    const code = chunk.code[i] as number;
-    const note = chunk.note[i] as number;
-    return {
-      state: TASK_STATES[code & STATE_MASK] as TaskState,
-      at: chunk.at[i] as number,
-      worker: this.words[code >>> STATE_BITS] as string,
-      note: note === NO_ENTRY ? (this.longNotes.get(entry) as string) : (this.words[note] as string),
-    };
+    return { state: TASK_STATES[(chunk.code[i] as number) & STATE_MASK] as TaskState, at: chunk.at[i] as number, worker: this.worker(entry), note: this.note(entry) };
   }
 
   /** The id of `text`, interned now if need be; NO_ENTRY for a note kept as it is. */
