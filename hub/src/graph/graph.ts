@@ -2,6 +2,8 @@ import { DagworkError } from '../../../proto/src/errors.js';
 import { Heap } from './heap.js';
 import { checkBatch, graphOptions, type GraphOptions } from './options.js';
 import { RateWindow } from './rate.js';
+import { NO_ENTRY, StateLogs } from './statelog.js';
+import { ByteArena, EMPTY_HANDLE } from './arena.js';
 import { graphView, type ViewSource } from './view.js';
 import {
   MAX_POOL_RUNNING,
@@ -17,6 +19,7 @@ import {
   type FailResult,
   type FileRef,
   type Param,
+  type ParamFile,
   type GraphStatus,
   type PoolDeleteResult,
   type PoolInfo,
@@ -46,7 +49,28 @@ const EMPTY = new Uint8Array(0);
 /** Shared by every record without output files (a million done tasks hold one array, not a million). */
 const NO_OUTPUTS: FileRef[] = [];
 const NO_PARAMS: Param[] = [];
+const NO_NAMES: string[] = [];
+const NO_PARAM_FILES: ParamFile[] = [];
 const NO_TICKETS: VerifyTicket[] = [];
+/** Shared by every task without dependents; never written to (withDependent copies it). */
+const NO_TASKS: Task[] = [];
+/** Dependents lists up to this long are copied at their exact length when one is added; longer ones grow as arrays do. */
+const EXACT_DEPENDENTS = 16;
+
+/**
+ * `list` with `task` added. A short list is copied at its exact length (an array grown by push
+ * reserves 17 slots at its first push: about 130 bytes for a task with one dependent).
+ */
+function withDependent(list: Task[], task: Task): Task[] {
+  if (list.length >= EXACT_DEPENDENTS) {
+    list.push(task);
+    return list;
+  }
+  const copy = new Array<Task>(list.length + 1);
+  for (let i = 0; i < list.length; i++) copy[i] = list[i] as Task;
+  copy[list.length] = task;
+  return copy;
+}
 /** Result bytes past which a list page with results ends (it always holds one task at least). */
 const LIST_RESULT_BYTES = 16 << 20;
 /** Bytes of dependency names past which a list page with deps ends (it always holds one task at least). */
@@ -74,48 +98,130 @@ const MAX_MISSING_EXAMPLES = 10;
 /** Most pools a pool list holds (the first by name); `poolsTotal` counts them all. */
 const MAX_LISTED_POOLS = 1_000;
 
+/**
+ * The fields of a spec beyond its name, deps, pool, priority and payload. Tasks with the same
+ * scalars and no params, files or outputs share one (most tasks: one for the whole graph).
+ */
+interface SpecMore {
+  readonly maxAttempts: number;
+  readonly leaseMs: number;
+  readonly params: Param[];
+  readonly inputs: FileRef[];
+  readonly outputs: string[];
+  readonly paramFiles: ParamFile[];
+  readonly barrier: boolean;
+  readonly afterEnded: boolean;
+}
+/** Most distinct shared SpecMore objects kept; past it a task with a new combination gets its own. */
+const MAX_SHARED_MORE = 1_024;
+/** Shared by every task without dependencies. */
+const NO_DEPS: string[] = [];
+
+/** Task.bits: the state's index in TASK_STATES (below STATE_MASK), then one bit per flag. */
+const STATE_MASK = 7;
+const QUEUED = 8;
+const QUEUED_ALL = 16;
+const LEASE_QUEUED = 32;
+const STATE_INDEX = Object.fromEntries(TASK_STATES.map((state, i) => [state, i])) as Record<TaskState, number>;
+
+/**
+ * Lease deadlines and backoff ends of the tasks that have one (running, or ready after a failure):
+ * few at a time, and a time as a field costs every task 24 bytes (a boxed double).
+ */
+const LEASE_DEADLINES = new WeakMap<Task, number>();
+const NOT_BEFORE = new WeakMap<Task, number>();
+
 /** A task inside the graph: its record, plus links derived from all records (never stored). */
-class Task implements TaskRecord {
-  state: TaskState = 'waiting';
+class Task {
+  /** Its state (its index in TASK_STATES) and the flags below, in one small integer. */
+  private bits = 0;
   attempts = 0;
   worker = '';
   holder = '';
-  leaseDeadline = 0;
-  notBefore = 0;
-  result: Uint8Array = EMPTY;
+
+  /** Running: when the lease ends; 0 otherwise (see LEASE_DEADLINES). */
+  get leaseDeadline(): number {
+    return LEASE_DEADLINES.get(this) ?? 0;
+  }
+  set leaseDeadline(at: number) {
+    if (at === 0) LEASE_DEADLINES.delete(this);
+    else LEASE_DEADLINES.set(this, at);
+  }
+  /** Ready after a failure: not handed out before this time; 0 otherwise. */
+  get notBefore(): number {
+    return NOT_BEFORE.get(this) ?? 0;
+  }
+  set notBefore(at: number) {
+    if (at === 0) NOT_BEFORE.delete(this);
+    else NOT_BEFORE.set(this, at);
+  }
+  /** Its result in the graph's ByteArena (EMPTY_HANDLE: none). */
+  result = EMPTY_HANDLE;
   /** Done: the output files its completion named. */
   outputs: FileRef[] = NO_OUTPUTS;
   lastError = '';
-  log: StateChange[] = [];
+  /** Its state log, in the graph's StateLogs: the latest entry, and how many there are. */
+  logHead = NO_ENTRY;
+  logLength = 0;
   /** Dependencies not done yet, the ones that do not exist yet included. */
   pendingDeps = 0;
   /** Dependencies that do not exist yet. */
   missingDeps = 0;
-  dependents: Task[] = [];
+  /** Exactly as long as it needs to be while short (see `withDependent`): most tasks have few. */
+  dependents: Task[] = NO_TASKS;
+
+  get state(): TaskState {
+    return TASK_STATES[this.bits & STATE_MASK] as TaskState;
+  }
+  set state(state: TaskState) {
+    this.bits = (this.bits & ~STATE_MASK) | STATE_INDEX[state];
+  }
   /** Sitting in its pool's ready heap. */
-  queued = false;
+  get queued(): boolean {
+    return (this.bits & QUEUED) !== 0;
+  }
+  set queued(on: boolean) {
+    this.bits = on ? this.bits | QUEUED : this.bits & ~QUEUED;
+  }
   /** Sitting in the graph's heap of every ready task (what a steal of every pool takes from). */
-  queuedAll = false;
+  get queuedAll(): boolean {
+    return (this.bits & QUEUED_ALL) !== 0;
+  }
+  set queuedAll(on: boolean) {
+    this.bits = on ? this.bits | QUEUED_ALL : this.bits & ~QUEUED_ALL;
+  }
   /** Has an entry in the lease heap (one at most: a renewal moves the deadline, not the entry). */
-  leaseQueued = false;
+  get leaseQueued(): boolean {
+    return (this.bits & LEASE_QUEUED) !== 0;
+  }
+  set leaseQueued(on: boolean) {
+    this.bits = on ? this.bits | LEASE_QUEUED : this.bits & ~LEASE_QUEUED;
+  }
 
   constructor(
-    readonly spec: TaskSpec,
+    readonly name: string,
+    /** Its dependencies' names: each that exists is that task's own name string (see Graph.link). */
+    readonly deps: string[],
+    /** The pool's own name string (PoolQueue.name), one for all its tasks. */
+    readonly pool: string,
+    readonly priority: number,
+    /** Its payload in the graph's ByteArena (EMPTY_HANDLE: none). */
+    readonly payload: number,
+    /** The rest of its spec: shared by the tasks that have the same (see Graph.moreOf). */
+    readonly more: SpecMore,
     readonly seq: number,
   ) {}
 
-  static fromRecord(record: TaskRecord): Task {
-    const task = new Task(record.spec, record.seq);
+  /** Its record's fields but the spec and the log (the graph puts those in). */
+  static fromRecord(record: TaskRecord, task: Task): Task {
     task.state = record.state;
     task.attempts = record.attempts;
     task.worker = record.worker;
     task.holder = record.holder;
     task.leaseDeadline = record.leaseDeadline;
     task.notBefore = record.notBefore;
-    task.result = record.result;
     task.outputs = record.outputs.length === 0 ? NO_OUTPUTS : record.outputs;
     task.lastError = record.lastError;
-    task.log = record.log;
     return task;
   }
 }
@@ -128,10 +234,13 @@ interface ReadySource {
 
 /** Higher priority first, then creation order. */
 function handsOutBefore(a: Task, b: Task): boolean {
-  return a.spec.priority > b.spec.priority || (a.spec.priority === b.spec.priority && a.seq < b.seq);
+  return a.priority > b.priority || (a.priority === b.priority && a.seq < b.seq);
 }
 
 class PoolQueue {
+  /** `name`: the one string of its name that its tasks hold. */
+  constructor(readonly name: string) {}
+
   readonly ready = new Heap<Task>(handsOutBefore);
   readonly counts = emptyCounts();
   /** Settings (pool_set): at most this many running at once, 0 no limit; nothing handed out while paused. */
@@ -220,6 +329,8 @@ interface Timed {
   at: number;
 }
 const earlier = (a: Timed, b: Timed): boolean => a.at < b.at;
+/** Entries of ended leases the lease heap may hold beyond twice the running tasks before it drops them. */
+const STALE_LEASES = 1_024;
 
 /**
  * Whether the hub holds the file of this SHA-256 and size, whole. The graph asks it of a create's
@@ -309,6 +420,14 @@ export class Graph {
   /** Completions and failed attempts since this graph was made; they only grow (the hub's throughput history counts them). */
   readonly ended = { done: 0, failed: 0 };
   private dirty = new Set<Task>();
+  /** Every task's state log. */
+  private readonly logs = new StateLogs();
+  /** Every task's payload and result. */
+  private readonly blobs = new ByteArena();
+  /** Shared SpecMore objects, by their scalars (see moreOf). */
+  private readonly sharedMore = new Map<string, SpecMore>();
+  /** The shared SpecMore moreOf gave last. */
+  private lastMore: SpecMore | undefined;
   /** Pools that got a ready task or ran out of work since `takeWoken` (parked steals look at these). */
   private woken = new Set<string>();
   /** Every pool ran out of work (nothing ready or running anywhere) since `takeWoken`. */
@@ -353,12 +472,16 @@ export class Graph {
     // Settings first: a throttled pool's ready tasks stay out of the heap of every ready task.
     for (const [pool, settings] of pools) graph.applySettings(pool, settings);
     for (const record of records) {
-      const task = Task.fromRecord(record);
-      graph.tasks.set(task.spec.name, task);
+      const task = Task.fromRecord(record, graph.newTask(record.spec, record.seq));
+      task.result = graph.blobs.put(record.result);
+      // As stored, however long (appendLog trims it at its next change).
+      for (const change of record.log) task.logHead = graph.logs.append(task.logHead, change);
+      task.logLength = record.log.length;
+      graph.tasks.set(task.name, task);
       graph.nextSeq = Math.max(graph.nextSeq, task.seq + 1);
       graph.countIn(task);
       if (task.state === 'running') {
-        task.leaseDeadline = Math.max(task.leaseDeadline, now + task.spec.leaseMs);
+        task.leaseDeadline = Math.max(task.leaseDeadline, now + task.more.leaseMs);
         graph.queueLease(task);
         graph.stats(task.worker, 0).leases.add(task);
       } else if (task.state === 'ready') {
@@ -371,7 +494,8 @@ export class Graph {
     }
     for (const task of graph.tasks.values()) graph.link(task);
     for (const task of graph.tasks.values()) graph.order.push(task);
-    for (const task of graph.tasks.values()) graph.countRuns(task);
+    const entries: number[] = [];
+    for (const task of graph.tasks.values()) graph.countRuns(task, entries);
     graph.order.sort((a, b) => a.seq - b.seq);
     return graph;
   }
@@ -401,7 +525,8 @@ export class Graph {
     let unchanged = 0;
     for (const input of inputs) {
       const spec = normalizeSpec(input, this.options);
-      const existing = this.tasks.get(spec.name)?.spec ?? fresh.get(spec.name);
+      const task = this.tasks.get(spec.name);
+      const existing = task === undefined ? fresh.get(spec.name) : this.specOf(task);
       if (existing === undefined) {
         fresh.set(spec.name, spec);
       } else if (sameSpec(existing, spec)) {
@@ -424,12 +549,12 @@ export class Graph {
     const order = this.batchOrder(fresh);
     this.advance(now);
 
-    const added = order.map((name) => new Task(fresh.get(name) as TaskSpec, this.nextSeq++));
+    const added = order.map((name) => this.newTask(fresh.get(name) as TaskSpec, this.nextSeq++));
     for (const task of added) {
-      this.tasks.set(task.spec.name, task);
+      this.tasks.set(task.name, task);
       this.order.push(task);
-      this.deleted.delete(task.spec.name); // deleted with its pool earlier in this batch window: written anew
-      this.newSpecs.add(task.spec.name);
+      this.deleted.delete(task.name); // deleted with its pool earlier in this batch window: written anew
+      this.newSpecs.add(task.name);
     }
     for (const task of added) this.link(task);
     // `order` puts dependencies first, so a dependency's state is settled before its dependents'.
@@ -437,7 +562,7 @@ export class Graph {
     const barriersDone: Task[] = [];
     for (const task of added) {
       task.state = this.stateFromDeps(task);
-      if (task.spec.barrier && task.state === 'ready') {
+      if (task.more.barrier && task.state === 'ready') {
         task.state = 'waiting';
         barriersDone.push(task);
       }
@@ -450,7 +575,7 @@ export class Graph {
     this.observeCreated(added);
     for (const task of barriersDone) if (task.state === 'waiting' && task.pendingDeps === 0) this.completeBarriers(task, now);
     const missing = new Set<string>();
-    for (const task of added) for (const dep of task.spec.deps) if (!this.tasks.has(dep)) missing.add(dep);
+    for (const task of added) for (const dep of task.deps) if (!this.tasks.has(dep)) missing.add(dep);
     const missingDeps: string[] = [];
     for (const name of missing) {
       if (missingDeps.length === MAX_MISSING_LISTED) break;
@@ -473,7 +598,7 @@ export class Graph {
     let bytes = 0;
     // The reply is bounded by bytes as well as by count; the first task always goes.
     for (let task = source.peek(); task !== undefined && tasks.length < want; task = source.peek()) {
-      const size = leasedBytes(task.spec);
+      const size = this.leasedBytes(task);
       if (tasks.length > 0 && bytes + size > this.options.maxStealBytes) break;
       source.take();
       bytes += size;
@@ -529,7 +654,7 @@ export class Graph {
     const heap = this.allReady;
     const peek = (): Task | undefined => {
       let task = heap.peek();
-      while (task !== undefined && (task.state !== 'ready' || this.pools.get(task.spec.pool)?.throttled === true)) {
+      while (task !== undefined && (task.state !== 'ready' || this.pools.get(task.pool)?.throttled === true)) {
         heap.pop();
         task.queuedAll = false;
         task = heap.peek();
@@ -609,17 +734,18 @@ export class Graph {
       if (task.state === 'running') this.dropLease(task);
       const wasFailed = task.state === 'failed';
       task.holder = '';
-      task.result = result ?? EMPTY;
+      this.blobs.free(task.result);
+      task.result = this.blobs.put(result ?? EMPTY);
       task.notBefore = 0;
       const lateNote = late ? 'accepted late: the lease had expired but nobody else held the task' : '';
       this.ranFor(stats, task, now);
-      if (this.pool(task.spec.pool).resultVerifier !== '') {
+      if (this.pool(task.pool).resultVerifier !== '') {
         this.setState(task, 'verifying', now, worker, late ? 'late completion after the lease expired; the result is being verified' : 'the result is being verified');
         task.outputs = files;
         this.startVerifying(task);
         return accepted(name, `${lateNote}${late ? '; ' : ''}the pool's result verifier checks the result before the task is done`);
       }
-      this.observer.completed(task.spec.pool, runTime(task.log, now));
+      this.observer.completed(task.pool, this.runTime(task, now));
       this.setState(task, 'done', now, worker, late ? 'late completion after the lease expired' : '');
       task.outputs = files;
       stats.done++;
@@ -632,7 +758,7 @@ export class Graph {
   private finish(task: Task, now: number, wasFailed: boolean): void {
     this.doneRate.add(now);
     this.ended.done++;
-    const queue = this.pool(task.spec.pool);
+    const queue = this.pool(task.pool);
     (queue.rate ??= new RateWindow()).add(now);
     this.releaseDependents(task, now);
     if (wasFailed) this.unblockDescendants(task, now);
@@ -643,7 +769,7 @@ export class Graph {
    * are refused: each declared output named once, nothing else, and every file held by the hub.
    */
   private checkOutputs(task: Task, given: readonly FileRef[]): FileRef[] | string {
-    const declared = task.spec.outputs;
+    const declared = task.more.outputs;
     if (declared.length === 0 && given.length === 0) return NO_OUTPUTS;
     const byName = new Map<string, FileRef>();
     for (const file of given) {
@@ -687,8 +813,8 @@ export class Graph {
   private failAttempt(task: Task, reason: string, permanent: boolean, now: number, worker: string): void {
     this.ended.failed++;
     task.lastError = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}... (cut)` : reason;
-    this.observer.attemptFailed(task.spec.pool);
-    if (permanent || task.attempts >= task.spec.maxAttempts) {
+    this.observer.attemptFailed(task.pool);
+    if (permanent || task.attempts >= task.more.maxAttempts) {
       this.failTask(task, now, worker, permanent ? `failed permanently: ${task.lastError}` : `attempts used up: ${task.lastError}`);
     } else {
       const backoff = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (task.attempts - 1));
@@ -714,7 +840,7 @@ export class Graph {
     const tickets: VerifyTicket[] = [];
     for (const task of this.toVerify) {
       const token = this.verifying.get(task);
-      if (token !== undefined && task.state === 'verifying') tickets.push({ name: task.spec.name, token });
+      if (token !== undefined && task.state === 'verifying') tickets.push({ name: task.name, token });
     }
     this.toVerify = [];
     return tickets;
@@ -727,7 +853,7 @@ export class Graph {
   verification(ticket: VerifyTicket): ResultToVerify | undefined {
     const task = this.tasks.get(ticket.name);
     if (task === undefined || task.state !== 'verifying' || this.verifying.get(task) !== ticket.token) return undefined;
-    return { spec: task.spec, attempt: task.attempts, worker: task.worker, result: task.result, outputs: task.outputs, verifier: this.pool(task.spec.pool).resultVerifier };
+    return { spec: this.specOf(task), attempt: task.attempts, worker: task.worker, result: this.blobs.get(task.result), outputs: task.outputs, verifier: this.pool(task.pool).resultVerifier };
   }
 
   /**
@@ -744,7 +870,7 @@ export class Graph {
     if (passed) {
       const outputs = task.outputs;
       // Its run ended at the completion: the VERIFYING entry, its latest.
-      this.observer.completed(task.spec.pool, runTime(task.log, task.log[task.log.length - 1]?.at ?? now));
+      this.observer.completed(task.pool, this.runTime(task, this.changedAt(task, now)));
       this.setState(task, 'done', now, '', reason === '' ? 'result verified' : `result verified: ${reason}`);
       task.outputs = outputs;
       stats.done++;
@@ -780,7 +906,7 @@ export class Graph {
       // A barrier never runs: nothing of it to check.
       if (verifier === '' || spec.barrier || seen.has(spec.name)) continue;
       const existing = this.tasks.get(spec.name);
-      if (existing !== undefined && sameSpec(existing.spec, spec)) continue;
+      if (existing !== undefined && sameSpec(this.specOf(existing), spec)) continue;
       seen.add(spec.name);
       checks.push({ spec, verifier });
     }
@@ -802,7 +928,7 @@ export class Graph {
       const task = this.tasks.get(name);
       if (task?.state === 'running' && task.worker === worker) {
         // The heap entry stays where it is; `advance` moves it when it comes due.
-        task.leaseDeadline = now + task.spec.leaseMs;
+        task.leaseDeadline = now + task.more.leaseMs;
       } else {
         lost.push(this.refuse(task, name, worker, false) ?? notLeased(name, 'the lease is gone'));
       }
@@ -865,7 +991,7 @@ export class Graph {
     for (const task of targets) {
       if (task.state !== 'failed' && task.state !== 'cancelled') continue; // named twice
       retried++;
-      this.observer.retried(task.spec.pool);
+      this.observer.retried(task.pool);
       task.attempts = 0;
       task.holder = '';
       // A task that failed running had its deps done; a cancelled one may not have.
@@ -920,9 +1046,9 @@ export class Graph {
       this.ended.failed++;
       this.ranFor(stats, task, now);
       task.lastError = `lease expired (worker ${worker}, attempt ${task.attempts})`;
-      this.observer.leaseExpired(task.spec.pool);
-      this.observer.attemptFailed(task.spec.pool);
-      if (task.attempts >= task.spec.maxAttempts) this.failTask(task, now, worker, `${task.lastError}; attempts used up`);
+      this.observer.leaseExpired(task.pool);
+      this.observer.attemptFailed(task.pool);
+      if (task.attempts >= task.more.maxAttempts) this.failTask(task, now, worker, `${task.lastError}; attempts used up`);
       else this.makeReady(task, now, worker, task.lastError);
     }
     for (let entry = this.backoffs.peek(); entry !== undefined && entry.at <= now; entry = this.backoffs.peek()) {
@@ -985,7 +1111,7 @@ export class Graph {
           const tasks: string[] = [];
           for (const t of s.leases) {
             if (tasks.length >= LISTED_LEASES) break;
-            tasks.push(t.spec.name);
+            tasks.push(t.name);
           }
           listed.push({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed, exited: s.exited, runs: s.runs, busyMs: s.busyMs, maxRunMs: s.maxRunMs, tasks });
         }
@@ -1040,29 +1166,30 @@ export class Graph {
     for (const end = Math.min(this.order.length, lo + LIST_SCAN); i < end && tasks.length < limit && resultBytes <= LIST_RESULT_BYTES && depBytes <= LIST_DEPS_BYTES; i++) {
       const t = this.order[i] as Task;
       if (states.size > 0 && !states.has(t.state)) continue;
-      if (pool !== undefined && t.spec.pool !== pool) continue;
-      if (!t.spec.name.startsWith(query.prefix)) continue;
+      if (pool !== undefined && t.pool !== pool) continue;
+      if (!t.name.startsWith(query.prefix)) continue;
       const withResult = query.withResults && t.state === 'done';
-      if (withResult) resultBytes += t.result.length;
-      if (query.withDeps === true) for (const dep of t.spec.deps) depBytes += Buffer.byteLength(dep, 'utf8');
+      const resultLength = this.blobs.length(t.result);
+      if (withResult) resultBytes += resultLength;
+      if (query.withDeps === true) for (const dep of t.deps) depBytes += Buffer.byteLength(dep, 'utf8');
       tasks.push({
-        name: t.spec.name,
+        name: t.name,
         state: t.state,
-        pool: t.spec.pool,
+        pool: t.pool,
         attempts: t.attempts,
         worker: t.worker,
         lastError: t.lastError.length > LIST_ERROR_CHARS ? `${t.lastError.slice(0, LIST_ERROR_CHARS)}...` : t.lastError,
         seq: t.seq,
-        resultBytes: t.result.length,
-        changedAt: t.log[t.log.length - 1]?.at ?? 0,
-        createdAt: t.log[0]?.at ?? 0,
-        startedAt: startedAt(t.log),
-        params: query.withParams ? t.spec.params : NO_PARAMS,
-        result: withResult ? t.result : EMPTY,
+        resultBytes: resultLength,
+        changedAt: this.changedAt(t, 0),
+        createdAt: t.logHead === NO_ENTRY ? 0 : this.logs.at(this.logs.first(t.logHead)),
+        startedAt: this.logs.startedAt(t.logHead),
+        params: query.withParams ? t.more.params : NO_PARAMS,
+        result: withResult ? this.blobs.get(t.result) : EMPTY,
         outputs: withResult ? t.outputs : NO_OUTPUTS,
-        barrier: t.spec.barrier,
+        barrier: t.more.barrier,
         failedDeps: this.failedDeps(t).length,
-        ...(query.withDeps === true ? { deps: t.spec.deps } : {}),
+        ...(query.withDeps === true ? { deps: t.deps } : {}),
       });
     }
     const next = i < this.order.length ? (this.order[i - 1] as Task | undefined)?.seq ?? query.after : 0;
@@ -1081,11 +1208,11 @@ export class Graph {
     const source: ViewSource<Task> = {
       order: this.order,
       get: (name) => this.tasks.get(name),
-      name: (task) => task.spec.name,
-      pool: (task) => task.spec.pool,
+      name: (task) => task.name,
+      pool: (task) => task.pool,
       state: (task) => task.state,
       seq: (task) => task.seq,
-      deps: (task) => task.spec.deps,
+      deps: (task) => task.deps,
       dependents: (task) => task.dependents,
     };
     return graphView(source, query);
@@ -1098,7 +1225,7 @@ export class Graph {
   referencedFiles(): Set<string> {
     const hashes = new Set<string>();
     for (const task of this.order) {
-      for (const file of task.spec.inputs) hashes.add(file.sha256);
+      for (const file of task.more.inputs) hashes.add(file.sha256);
       for (const file of task.outputs) hashes.add(file.sha256);
     }
     return hashes;
@@ -1110,9 +1237,9 @@ export class Graph {
     const task = this.tasks.get(name);
     if (task === undefined) throw new DagworkError('UNKNOWN_TASK', `no task named "${name}"`, { task: name });
     return {
-      task,
-      dependents: task.dependents.map((d) => d.spec.name),
-      missingDeps: task.spec.deps.filter((d) => !this.tasks.has(d)),
+      task: this.record(task),
+      dependents: task.dependents.map((d) => d.name),
+      missingDeps: task.deps.filter((d) => !this.tasks.has(d)),
       failedDeps: this.failedDeps(task),
     };
   }
@@ -1139,7 +1266,7 @@ export class Graph {
 
   /** The tasks changed since the last call, for the store to write. */
   takeDirty(): TaskRecord[] {
-    const dirty = [...this.dirty];
+    const dirty = Array.from(this.dirty, (task) => this.record(task));
     this.dirty = new Set();
     return dirty;
   }
@@ -1222,18 +1349,18 @@ export class Graph {
     const queue = this.knownPool(name);
     this.advance(now);
     const doomed = new Set<Task>();
-    for (const task of this.order) if (task.spec.pool === name) doomed.add(task);
+    for (const task of this.order) if (task.pool === name) doomed.add(task);
     const outside = new Set<Task>();
     for (const task of doomed) for (const d of task.dependents) if (!doomed.has(d)) outside.add(d);
     if (outside.size > 0 && !force) {
       const [first] = outside as Set<Task>;
       const dependent = first as Task;
-      const dep = dependent.spec.deps.find((n) => this.tasks.get(n)?.spec.pool === name) ?? '';
+      const dep = dependent.deps.find((n) => this.tasks.get(n)?.pool === name) ?? '';
       const more = outside.size > 1 ? ` (and ${outside.size - 1} more tasks of other pools)` : '';
       throw new DagworkError(
         'CONFLICT',
-        `task "${dependent.spec.name}" of pool "${dependent.spec.pool}" depends on "${dep}" of pool "${name}"${more}: delete with force to block them`,
-        { task: dependent.spec.name },
+        `task "${dependent.name}" of pool "${dependent.pool}" depends on "${dep}" of pool "${name}"${more}: delete with force to block them`,
+        { task: dependent.name },
       );
     }
     this.removeTasks(doomed);
@@ -1268,7 +1395,7 @@ export class Graph {
     // awaited keep no removed waiter, and dependents outside wait on the removed names.
     const parents = new Set<Task>();
     for (const task of doomed) {
-      for (const dep of task.spec.deps) {
+      for (const dep of task.deps) {
         const parent = this.tasks.get(dep);
         if (parent === undefined) {
           const waiting = (this.missing.get(dep) ?? []).filter((w) => w !== task);
@@ -1281,8 +1408,8 @@ export class Graph {
       if (task.missingDeps > 0) this.onMissing--;
       for (const d of task.dependents) {
         if (doomed.has(d)) continue;
-        const waiting = this.missing.get(task.spec.name);
-        if (waiting === undefined) this.missing.set(task.spec.name, [d]);
+        const waiting = this.missing.get(task.name);
+        if (waiting === undefined) this.missing.set(task.name, [d]);
         else waiting.push(d);
         if (task.state === 'done') d.pendingDeps++;
         if (d.missingDeps++ === 0) this.onMissing++;
@@ -1293,9 +1420,15 @@ export class Graph {
       if (task.state === 'running') this.dropLease(task);
       this.verifying.delete(task);
       this.countOut(task);
-      this.tasks.delete(task.spec.name);
+      this.tasks.delete(task.name);
       this.dirty.delete(task);
-      this.deleted.add(task.spec.name);
+      this.deleted.add(task.name);
+      this.logs.freeLog(task.logHead);
+      this.blobs.free(task.payload);
+      this.blobs.free(task.result);
+      task.result = EMPTY_HANDLE;
+      task.logHead = NO_ENTRY;
+      task.logLength = 0;
       // Entries left in the ready, backoff and lease heaps are dropped when they come up: they
       // look for a ready or running task, and this one is neither any more.
       task.state = 'cancelled';
@@ -1385,8 +1518,8 @@ export class Graph {
     for (const task of named) if (task?.state === 'done') roots.add(task);
     if (query.prefix !== '' || query.pool !== '') {
       for (const task of this.order) {
-        if (task.state !== 'done' || !task.spec.name.startsWith(query.prefix)) continue;
-        if (query.pool !== '' && task.spec.pool !== query.pool) continue;
+        if (task.state !== 'done' || !task.name.startsWith(query.prefix)) continue;
+        if (query.pool !== '' && task.pool !== query.pool) continue;
         roots.add(task);
       }
     }
@@ -1435,10 +1568,10 @@ export class Graph {
       const dependent = kept.get(task);
       if (dependent === undefined) return accepted(name, roots.has(task) && descendants ? 'with its descendants' : '');
       const more = task.dependents.length > 1 ? ` (and ${task.dependents.length - 1} more)` : '';
-      return outcome(name, 'HAS_DEPENDENTS', `task "${dependent.spec.name}" depends on it${more}: delete it too, or use descendants`);
+      return outcome(name, 'HAS_DEPENDENTS', `task "${dependent.name}" depends on it${more}: delete it too, or use descendants`);
     });
     const pools = new Set<string>();
-    for (const task of doomed) pools.add(task.spec.pool);
+    for (const task of doomed) pools.add(task.pool);
     this.removeTasks(doomed);
     // Steals parked on their pools, or on every pool, look again: a pool may be finished now.
     for (const pool of pools) this.woken.add(pool);
@@ -1467,7 +1600,7 @@ export class Graph {
       }
       if (existing === undefined) {
         if (createMissing) fresh.set(spec.name, spec);
-      } else if (!sameSpec(existing.spec, spec)) {
+      } else if (!sameSpec(this.specOf(existing), spec)) {
         changed.set(spec.name, spec);
       }
     }
@@ -1488,7 +1621,7 @@ export class Graph {
       dependencyOrder(
         [...changed.keys(), ...fresh.keys()],
         (name) => given(name) !== undefined,
-        (name) => given(name)?.deps ?? this.tasks.get(name)?.spec.deps ?? [],
+        (name) => given(name)?.deps ?? this.tasks.get(name)?.deps ?? [],
       );
     }
     this.advance(now);
@@ -1531,9 +1664,11 @@ export class Graph {
     this.countOut(old);
     old.state = 'waiting'; // never counted again; any heap entry of it is dropped as not ready
     this.dirty.delete(old);
-    const task = new Task(spec, old.seq);
+    this.blobs.free(old.payload);
+    const task = this.newTask(spec, old.seq);
     this.newSpecs.add(spec.name);
-    task.log = old.log;
+    task.logHead = old.logHead;
+    task.logLength = old.logLength;
     task.worker = old.worker;
     task.dependents = old.dependents;
     this.tasks.set(spec.name, task);
@@ -1542,7 +1677,9 @@ export class Graph {
     this.countIn(task);
     // Its dependents counted the old task as not done; a done one as done.
     if (wasDone) for (const d of task.dependents) d.pendingDeps++;
-    this.appendLog(task, { state: 'waiting', at: now, worker: '', note: `replaced${wasDone ? `; previous result ${old.result.length} bytes` : ''}` });
+    this.appendLog(task, { state: 'waiting', at: now, worker: '', note: `replaced${wasDone ? `; previous result ${this.blobs.length(old.result)} bytes` : ''}` });
+    this.blobs.free(old.result);
+    old.result = EMPTY_HANDLE;
     const cone = rerun ? this.downstream(new Set([task])) : new Set([task]);
     cone.delete(task);
     this.restart(cone, now, () => 'rerun: downstream of a task replaced');
@@ -1553,7 +1690,7 @@ export class Graph {
 
   /** Undo `link`: `task` leaves its dependencies' dependents and the missing-name lists. */
   private unlink(task: Task): void {
-    for (const dep of task.spec.deps) {
+    for (const dep of task.deps) {
       const parent = this.tasks.get(dep);
       if (parent !== undefined) {
         const i = parent.dependents.indexOf(task);
@@ -1607,20 +1744,21 @@ export class Graph {
     for (const task of cone) {
       const wasDone = task.state === 'done';
       if (task.state === 'running') this.dropLease(task);
-      const note = wasDone ? `${why(task)}; previous result ${task.result.length} bytes` : `${why(task)} (was ${task.state})`;
+      const note = wasDone ? `${why(task)}; previous result ${this.blobs.length(task.result)} bytes` : `${why(task)} (was ${task.state})`;
       task.attempts = 0;
       task.holder = '';
       task.notBefore = 0;
-      task.result = EMPTY;
+      this.blobs.free(task.result);
+      task.result = EMPTY_HANDLE;
       task.lastError = '';
       if (wasDone) for (const d of task.dependents) d.pendingDeps++;
-      this.observer.retried(task.spec.pool);
+      this.observer.retried(task.pool);
       this.setState(task, 'waiting', now, '', note);
     }
     for (const task of cone) {
       for (const d of task.dependents) {
-        if (cone.has(d) || d.state !== 'ready' || d.spec.barrier) continue;
-        this.setState(d, 'waiting', now, '', `dependency "${task.spec.name}" is rerun`);
+        if (cone.has(d) || d.state !== 'ready' || d.more.barrier) continue;
+        this.setState(d, 'waiting', now, '', `dependency "${task.name}" is rerun`);
       }
     }
     this.settle(this.coneOrder(cone), now);
@@ -1641,7 +1779,7 @@ export class Graph {
     const inside = new Map<Task, number>();
     for (const task of cone) {
       let n = 0;
-      for (const dep of task.spec.deps) {
+      for (const dep of task.deps) {
         const parent = this.tasks.get(dep);
         if (parent !== undefined && cone.has(parent)) n++;
       }
@@ -1699,15 +1837,15 @@ export class Graph {
 
   private lease(task: Task, worker: string, now: number): LeasedTask {
     // Its latest log entry is when it became ready.
-    this.observer.leased(task.spec.pool, Math.max(0, now - (task.log[task.log.length - 1]?.at ?? now)));
+    this.observer.leased(task.pool, Math.max(0, now - this.changedAt(task, now)));
     task.attempts++;
     task.worker = worker;
     task.holder = worker;
-    task.leaseDeadline = now + task.spec.leaseMs;
+    task.leaseDeadline = now + task.more.leaseMs;
     this.setState(task, 'running', now, worker, `attempt ${task.attempts}`);
     this.queueLease(task);
     this.stats(worker, now).leases.add(task);
-    const { name, payload, leaseMs, pool, priority, params, inputs, outputs, paramFiles } = task.spec;
+    const { name, payload, leaseMs, pool, priority, params, inputs, outputs, paramFiles } = this.specOf(task);
     return { name, payload, attempt: task.attempts, leaseDeadline: task.leaseDeadline, leaseMs, pool, priority, params, inputs, outputs, paramFiles };
   }
 
@@ -1721,6 +1859,15 @@ export class Graph {
     if (task.leaseQueued) return;
     task.leaseQueued = true;
     this.leases.push({ task, at: task.leaseDeadline });
+    // The entry of a lease that ended early (most: completed) waits for its time to be dropped;
+    // past twice the running tasks such entries go at once, so that a drain's memory stays flat.
+    if (this.leases.size > 2 * this.counts.running + STALE_LEASES) {
+      this.leases.retain((entry) => {
+        if (entry.task.state === 'running') return true;
+        entry.task.leaseQueued = false;
+        return false;
+      });
+    }
   }
 
   /** Running back to ready without using an attempt (release, worker exit). */
@@ -1734,8 +1881,8 @@ export class Graph {
 
   /** A task whose dependencies are all done goes back to work: ready, or (a barrier) done at once. */
   private makeReady(task: Task, now: number, worker: string, note: string, notBefore = 0): void {
-    if (task.spec.barrier) return this.completeBarriers(task, now);
-    if (task.spec.afterEnded && !this.allDepsEnded(task)) {
+    if (task.more.barrier) return this.completeBarriers(task, now);
+    if (task.more.afterEnded && !this.allDepsEnded(task)) {
       // A dependency went back to work (retry, replace) while this one ran: it waits for it to end again.
       task.notBefore = 0;
       return this.setState(task, 'waiting', now, worker, `${note}; a dependency is back at work`);
@@ -1756,7 +1903,7 @@ export class Graph {
       dependent.pendingDeps--;
       if (dependent.state !== 'waiting') continue;
       if (dependent.pendingDeps === 0) this.makeReady(dependent, now, '', 'dependencies done');
-      else if (dependent.spec.afterEnded && this.allDepsEnded(dependent)) {
+      else if (dependent.more.afterEnded && this.allDepsEnded(dependent)) {
         this.makeReady(dependent, now, '', `every dependency has ended (${this.failedDeps(dependent).length} not done)`);
       }
     }
@@ -1766,7 +1913,7 @@ export class Graph {
 
   /** Every dependency exists and has ended: done, failed, cancelled or blocked (O(deps)). */
   private allDepsEnded(task: Task): boolean {
-    for (const dep of task.spec.deps) {
+    for (const dep of task.deps) {
       const state = this.tasks.get(dep)?.state;
       if (state !== 'done' && state !== 'failed' && state !== 'cancelled' && state !== 'blocked') return false;
     }
@@ -1776,7 +1923,7 @@ export class Graph {
   /** The names of its dependencies that are failed, cancelled or blocked now. */
   private failedDeps(task: Task): string[] {
     const names: string[] = [];
-    for (const dep of task.spec.deps) {
+    for (const dep of task.deps) {
       const state = this.tasks.get(dep)?.state;
       if (state === 'failed' || state === 'cancelled' || state === 'blocked') names.push(dep);
     }
@@ -1798,27 +1945,27 @@ export class Graph {
         dependent.pendingDeps--;
         if (dependent.state !== 'waiting') continue;
         if (dependent.pendingDeps !== 0) {
-          if (dependent.spec.afterEnded && this.allDepsEnded(dependent)) this.makeReady(dependent, now, '', 'every dependency has ended');
+          if (dependent.more.afterEnded && this.allDepsEnded(dependent)) this.makeReady(dependent, now, '', 'every dependency has ended');
           continue;
         }
-        if (dependent.spec.barrier) stack.push(dependent);
+        if (dependent.more.barrier) stack.push(dependent);
         else this.makeReady(dependent, now, '', 'dependencies done');
       }
     }
   }
 
   private failTask(task: Task, now: number, worker: string, note: string): void {
-    this.observer.failed(task.spec.pool);
+    this.observer.failed(task.pool);
     this.setState(task, 'failed', now, worker, note);
     this.blockDescendants(task, now);
   }
 
   private blockDescendants(task: Task, now: number): void {
-    const note = `ancestor "${task.spec.name}" is ${task.state}`;
+    const note = `ancestor "${task.name}" is ${task.state}`;
     const stack = [...task.dependents];
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
       if (next.state !== 'waiting') continue; // blocked already, with its descendants
-      if (next.spec.afterEnded) {
+      if (next.more.afterEnded) {
         // Never blocked: a dependency that ended badly has ended all the same.
         if (this.allDepsEnded(next)) this.makeReady(next, now, '', `every dependency has ended (${this.failedDeps(next).length} not done)`);
         continue;
@@ -1832,9 +1979,9 @@ export class Graph {
   private unblockDescendants(task: Task, now: number): void {
     const stack = [...task.dependents];
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
-      if (next.spec.afterEnded) {
+      if (next.more.afterEnded) {
         // It was never blocked; if it has not started, it waits again for the dependency now back at work.
-        if (next.state === 'ready' && !this.allDepsEnded(next)) this.setState(next, 'waiting', now, '', `dependency "${task.spec.name}" is back at work`);
+        if (next.state === 'ready' && !this.allDepsEnded(next)) this.setState(next, 'waiting', now, '', `dependency "${task.name}" is back at work`);
         continue;
       }
       if (next.state !== 'blocked' || this.stateFromDeps(next) === 'blocked') continue; // a blocked dependency unblocked later pushes it again
@@ -1845,8 +1992,8 @@ export class Graph {
 
   /** The state its dependencies give a task that is not running, done, failed or cancelled. */
   private stateFromDeps(task: Task): 'blocked' | 'ready' | 'waiting' {
-    if (task.spec.afterEnded) return this.allDepsEnded(task) ? 'ready' : 'waiting';
-    for (const dep of task.spec.deps) {
+    if (task.more.afterEnded) return this.allDepsEnded(task) ? 'ready' : 'waiting';
+    for (const dep of task.deps) {
       const state = this.tasks.get(dep)?.state;
       if (state === 'failed' || state === 'blocked' || state === 'cancelled') return 'blocked';
     }
@@ -1855,7 +2002,7 @@ export class Graph {
 
   /** Why a blocked task is blocked: the first of its dependencies that is failed, cancelled or blocked. */
   private blockedBy(task: Task): string {
-    for (const dep of task.spec.deps) {
+    for (const dep of task.deps) {
       const state = this.tasks.get(dep)?.state;
       if (state === 'failed' || state === 'blocked' || state === 'cancelled') return `dependency "${dep}" is ${state}`;
     }
@@ -1871,7 +2018,7 @@ export class Graph {
 
   private setState(task: Task, state: TaskState, now: number, worker: string, note: string): void {
     // A lease of a pool with a limit ended: a steal parked on that pool may have a turn now.
-    if (task.state === 'running' && state !== 'running' && this.pool(task.spec.pool).maxRunning > 0) this.woken.add(task.spec.pool);
+    if (task.state === 'running' && state !== 'running' && this.pool(task.pool).maxRunning > 0) this.woken.add(task.pool);
     if (task.state === 'verifying') this.verifying.delete(task);
     this.countOut(task);
     task.state = state;
@@ -1881,22 +2028,123 @@ export class Graph {
     this.appendLog(task, { state, at: now, worker, note });
     const busy = this.busy();
     if (!busy) this.wokenAll = true;
-    else if (!this.pool(task.spec.pool).mayStillHaveWork(busy)) this.woken.add(task.spec.pool);
+    else if (!this.pool(task.pool).mayStillHaveWork(busy)) this.woken.add(task.pool);
   }
 
   private appendLog(task: Task, change: StateChange): void {
-    const log = task.log;
-    // Keep the first entry (creation) and the latest ones.
-    if (log.length >= this.options.maxLogEntries) log.splice(1, log.length - this.options.maxLogEntries + 1);
-    log.push(change);
+    this.pushLog(task, change);
     this.dirty.add(task);
+  }
+
+  /** Appends to the task's log, keeping its first entry (creation) and the latest ones. */
+  private pushLog(task: Task, change: StateChange): void {
+    for (; task.logLength >= this.options.maxLogEntries; task.logLength--) task.logHead = this.logs.dropSecond(task.logHead, task.logLength);
+    task.logHead = this.logs.append(task.logHead, change);
+    task.logLength++;
+  }
+
+  /** When the task's latest log entry was made (`otherwise` if its log is empty). */
+  private changedAt(task: Task, otherwise: number): number {
+    return task.logHead === NO_ENTRY ? otherwise : this.logs.at(task.logHead);
+  }
+
+  /** How long the latest attempt ran until `end` (ms; 0 if unknown: the clock went back, or the lease's entry is gone). */
+  private runTime(task: Task, end: number): number {
+    const started = this.logs.startedAt(task.logHead);
+    return started === 0 ? 0 : Math.max(0, end - started);
+  }
+
+  /** A task of `spec`, created as `seq`: its payload copied into the arena, its pool's name and the rest of its spec shared. */
+  private newTask(spec: TaskSpec, seq: number): Task {
+    const deps = spec.deps.length === 0 ? NO_DEPS : spec.deps;
+    return new Task(spec.name, deps, this.pool(spec.pool).name, spec.priority, this.blobs.put(spec.payload), this.moreOf(spec), seq);
+  }
+
+  /** The SpecMore of `spec`: a shared one when it has no params, files or outputs. */
+  private moreOf(spec: TaskSpec): SpecMore {
+    const plain = spec.params.length === 0 && spec.inputs.length === 0 && spec.outputs.length === 0 && spec.paramFiles.length === 0;
+    // Tasks come in runs of the same settings: the last shared one, without building its key.
+    const last = this.lastMore;
+    if (plain && last !== undefined && last.maxAttempts === spec.maxAttempts && last.leaseMs === spec.leaseMs && last.barrier === spec.barrier && last.afterEnded === spec.afterEnded) return last;
+    const key = plain ? `${spec.maxAttempts}:${spec.leaseMs}:${spec.barrier ? 1 : 0}:${spec.afterEnded ? 1 : 0}` : '';
+    const shared = plain ? this.sharedMore.get(key) : undefined;
+    if (shared !== undefined) return (this.lastMore = shared);
+    const more: SpecMore = {
+      maxAttempts: spec.maxAttempts,
+      leaseMs: spec.leaseMs,
+      params: spec.params.length === 0 ? NO_PARAMS : spec.params,
+      inputs: spec.inputs.length === 0 ? NO_OUTPUTS : spec.inputs,
+      outputs: spec.outputs.length === 0 ? NO_NAMES : spec.outputs,
+      paramFiles: spec.paramFiles.length === 0 ? NO_PARAM_FILES : spec.paramFiles,
+      barrier: spec.barrier,
+      afterEnded: spec.afterEnded,
+    };
+    if (plain && this.sharedMore.size < MAX_SHARED_MORE) {
+      this.sharedMore.set(key, more);
+      this.lastMore = more;
+    }
+    return more;
+  }
+
+  /** The task's spec, as given (its payload a view into the arena). */
+  private specOf(task: Task): TaskSpec {
+    const more = task.more;
+    return {
+      name: task.name,
+      deps: task.deps,
+      payload: this.blobs.get(task.payload),
+      priority: task.priority,
+      pool: task.pool,
+      maxAttempts: more.maxAttempts,
+      leaseMs: more.leaseMs,
+      params: more.params,
+      inputs: more.inputs,
+      outputs: more.outputs,
+      paramFiles: more.paramFiles,
+      barrier: more.barrier,
+      afterEnded: more.afterEnded,
+    };
+  }
+
+  /**
+   * About how many bytes a task adds to a steal's reply: its payload, and its params and file names
+   * (a task's params alone may be a MiB), so that the reply's bound holds for sweeps too.
+   */
+  private leasedBytes(task: Task): number {
+    const more = task.more;
+    let bytes = this.blobs.length(task.payload);
+    for (const p of more.params) bytes += p.name.length + p.value.length;
+    for (const f of more.inputs) bytes += f.name.length + 80;
+    for (const name of more.outputs) bytes += name.length;
+    for (const f of more.paramFiles) bytes += f.name.length + f.param.length;
+    return bytes;
+  }
+
+  /** Everything known of `task`, as lookup returns it and the store keeps it. */
+  private record(task: Task): TaskRecord {
+    return {
+      spec: this.specOf(task),
+      state: task.state,
+      attempts: task.attempts,
+      worker: task.worker,
+      holder: task.holder,
+      leaseDeadline: task.leaseDeadline,
+      notBefore: task.notBefore,
+      result: this.blobs.get(task.result),
+      lastError: task.lastError,
+      log: this.logs.entries(task.logHead, task.logLength),
+      seq: task.seq,
+      outputs: task.outputs,
+    };
   }
 
   // --- bookkeeping -----------------------------------------------------------------------
 
   /** Connect `task` to its dependencies (existing or not) and to tasks that waited for its name. */
   private link(task: Task): void {
-    for (const dep of task.spec.deps) {
+    const deps = task.deps;
+    for (let i = 0; i < deps.length; i++) {
+      const dep = deps[i] as string;
       const parent = this.tasks.get(dep);
       if (parent === undefined) {
         const waiting = this.missing.get(dep);
@@ -1905,18 +2153,23 @@ export class Graph {
         task.pendingDeps++;
         if (task.missingDeps++ === 0) this.onMissing++;
       } else {
-        parent.dependents.push(task);
+        parent.dependents = withDependent(parent.dependents, task);
+        // The dependency's own name string, not the copy the request carried: one string per name.
+        task.deps[i] = parent.name;
         if (parent.state !== 'done') task.pendingDeps++;
       }
     }
-    const waiting = this.missing.get(task.spec.name);
+    const waiting = this.missing.get(task.name);
     if (waiting !== undefined) {
       // A loop, not push(...waiting): a name can be awaited by more tasks than a call takes arguments.
       for (const w of waiting) {
-        task.dependents.push(w);
+        task.dependents = withDependent(task.dependents, w);
+        const deps = w.deps;
+        const i = deps.indexOf(task.name);
+        if (i !== -1) deps[i] = task.name;
         if (--w.missingDeps === 0) this.onMissing--;
       }
-      this.missing.delete(task.spec.name);
+      this.missing.delete(task.name);
     }
   }
 
@@ -1937,7 +2190,7 @@ export class Graph {
       // Only a task with a dependency not done can lie on a cycle with a new task, whatever its
       // state (waiting, blocked, or cancelled before its deps were done).
       const task = this.tasks.get(name);
-      return task !== undefined && task.pendingDeps > 0 ? task.spec.deps : [];
+      return task !== undefined && task.pendingDeps > 0 ? task.deps : [];
     };
     return dependencyOrder(fresh.keys(), (name) => fresh.has(name), depsOf);
   }
@@ -1955,14 +2208,14 @@ export class Graph {
   private pool(name: string): PoolQueue {
     let queue = this.pools.get(name);
     if (queue === undefined) {
-      queue = new PoolQueue();
+      queue = new PoolQueue(name);
       this.pools.set(name, queue);
     }
     return queue;
   }
 
   private enqueue(task: Task): void {
-    const queue = this.pool(task.spec.pool);
+    const queue = this.pool(task.pool);
     if (!task.queuedAll && !queue.throttled) {
       task.queuedAll = true;
       this.allReady.push(task);
@@ -1970,15 +2223,15 @@ export class Graph {
     if (task.queued) return;
     task.queued = true;
     queue.ready.push(task);
-    this.woken.add(task.spec.pool);
+    this.woken.add(task.pool);
   }
 
   /** Tells the observer of `added`, one call per run of tasks of one pool (a batch is mostly one pool). */
   private observeCreated(added: readonly Task[]): void {
     let from = 0;
     for (let i = 1; i <= added.length; i++) {
-      const pool = (added[from] as Task).spec.pool;
-      if (i < added.length && (added[i] as Task).spec.pool === pool) continue;
+      const pool = (added[from] as Task).pool;
+      if (i < added.length && (added[i] as Task).pool === pool) continue;
       this.observer.created(pool, i - from);
       from = i;
     }
@@ -1986,13 +2239,13 @@ export class Graph {
 
   private countIn(task: Task): void {
     this.counts[task.state]++;
-    this.pool(task.spec.pool).counts[task.state]++;
+    this.pool(task.pool).counts[task.state]++;
     if (task.state === 'failed') this.failedTasks.add(task);
   }
 
   private countOut(task: Task): void {
     this.counts[task.state]--;
-    this.pool(task.spec.pool).counts[task.state]--;
+    this.pool(task.pool).counts[task.state]--;
     if (task.state === 'failed') this.failedTasks.delete(task);
   }
 
@@ -2018,7 +2271,7 @@ export class Graph {
 
   /** A run of `task` by the worker of `stats` ends now: its time, from its lease (the latest RUNNING entry). */
   private ranFor(stats: WorkerStats, task: Task, now: number): void {
-    const started = startedAt(task.log);
+    const started = this.logs.startedAt(task.logHead);
     if (started === 0) return;
     const ms = Math.max(0, now - started);
     stats.runs++;
@@ -2032,23 +2285,27 @@ export class Graph {
    * back without using an attempt do not count). Logs keep their first and latest entries only
    * (maxLogEntries), so a task retried very often counts its latest runs.
    */
-  private countRuns(task: Task): void {
-    const log = task.log;
-    for (let i = 0; i + 1 < log.length; i++) {
-      const run = log[i] as StateChange;
-      if (run.state !== 'running' || run.worker === '') continue;
-      const end = log[i + 1] as StateChange;
-      const stats = this.stats(run.worker, 0);
-      stats.lastSeen = Math.max(stats.lastSeen, end.at);
+  private countRuns(task: Task, entries: number[]): void {
+    // Read in the arena, first entry to latest: `entries` is the log from its latest back.
+    const logs = this.logs;
+    entries.length = 0;
+    for (let entry = task.logHead; entry !== NO_ENTRY; entry = logs.prev(entry)) entries.push(entry);
+    for (let i = entries.length - 1; i > 0; i--) {
+      const run = entries[i] as number;
+      if (logs.state(run) !== 'running' || logs.worker(run) === '') continue;
+      const end = entries[i - 1] as number;
+      const endState = logs.state(end);
+      const stats = this.stats(logs.worker(run), 0);
+      stats.lastSeen = Math.max(stats.lastSeen, logs.at(end));
       // A run whose result was verified: done or failed by the verdict that followed (none yet: neither).
-      const verdict = end.state === 'verifying' ? log[i + 2]?.state : undefined;
-      if (end.state === 'verifying') {
+      const verdict = endState === 'verifying' && i > 1 ? logs.state(entries[i - 2] as number) : undefined;
+      if (endState === 'verifying') {
         if (verdict === 'done') stats.done++;
         else if (verdict === 'ready' || verdict === 'failed') stats.failed++;
-      } else if (end.state === 'done') stats.done++;
-      else if ((end.state === 'failed' || end.state === 'ready') && !GIVEN_BACK.has(end.note)) stats.failed++;
+      } else if (endState === 'done') stats.done++;
+      else if ((endState === 'failed' || endState === 'ready') && !GIVEN_BACK.has(logs.note(end))) stats.failed++;
       else continue;
-      const ms = Math.max(0, end.at - run.at);
+      const ms = Math.max(0, logs.at(end) - logs.at(run));
       stats.runs++;
       stats.busyMs += ms;
       stats.maxRunMs = Math.max(stats.maxRunMs, ms);
@@ -2065,20 +2322,6 @@ export class Graph {
   }
 }
 
-/** When the latest attempt was handed out: its latest RUNNING log entry; 0 if it never ran. */
-function startedAt(log: readonly StateChange[]): number {
-  for (let i = log.length - 1; i >= 0; i--) {
-    const change = log[i] as StateChange;
-    if (change.state === 'running') return change.at;
-  }
-  return 0;
-}
-
-/** How long the latest attempt ran until `end` (ms; 0 if unknown: the clock went back, or the lease's entry is gone). */
-function runTime(log: readonly StateChange[], end: number): number {
-  const started = startedAt(log);
-  return started === 0 ? 0 : Math.max(0, end - started);
-}
 
 /** The verifier commands a pool_set sets (not those it removes with ''), each with what it is. */
 export function verifierCommands(args: PoolSetArgs): [string, string][] {
@@ -2111,16 +2354,3 @@ function notLeased(name: string, message: string): TaskResult {
 }
 
 export type { StateCounts };
-
-/**
- * About how many bytes a task adds to a steal's reply: its payload, and its params and file names
- * (a task's params alone may be a MiB), so that the reply's bound holds for sweeps too.
- */
-function leasedBytes(spec: TaskSpec): number {
-  let bytes = spec.payload.length;
-  for (const p of spec.params) bytes += p.name.length + p.value.length;
-  for (const f of spec.inputs) bytes += f.name.length + 80;
-  for (const name of spec.outputs) bytes += name.length;
-  for (const f of spec.paramFiles) bytes += f.name.length + f.param.length;
-  return bytes;
-}

@@ -34,6 +34,15 @@ export class Heap<T> {
     items[i] = item;
   }
 
+  /** Keeps only the items `keep` accepts, in heap order again: O(n). */
+  retain(keep: (item: T) => boolean): void {
+    const items = this.items;
+    let n = 0;
+    for (const item of items) if (keep(item)) items[n++] = item;
+    items.length = n;
+    for (let i = (n >> 1) - 1; i >= 0; i--) this.siftDown(i);
+  }
+
   pop(): T | undefined {
     const items = this.items;
     const top = items[0];
@@ -52,5 +61,22 @@ export class Heap<T> {
     }
     items[i] = last;
     return top;
+  }
+
+  /** Moves the item at `i` down to its place. */
+  private siftDown(i: number): void {
+    const items = this.items;
+    const item = items[i] as T;
+    const n = items.length;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= n) break;
+      const right = left + 1;
+      const child = right < n && this.before(items[right] as T, items[left] as T) ? right : left;
+      if (!this.before(items[child] as T, item)) break;
+      items[i] = items[child] as T;
+      i = child;
+    }
+    items[i] = item;
   }
 }
