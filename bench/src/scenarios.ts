@@ -2,6 +2,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { totalmem } from 'node:os';
 import { Store } from '../../hub/src/store/store.js';
 import type { TaskRecord } from '../../proto/src/types.js';
 import { Client } from '../../worker-kit/src/index.js';
@@ -634,6 +635,11 @@ export const HUGE_TASKS = 10_000_000;
 export const HUGE_COLUMNS = 1000;
 /** Each huge drain stops after this long: the whole of 10M would take longer than it is worth at today's rates. */
 export const HUGE_DRAIN_SECONDS = 240;
+/**
+ * Node's heap for the huge hubs: three quarters of the machine's memory. Its default (about 4 GiB
+ * on a 64-bit machine) holds a few million tasks, not 10M (README, Limits).
+ */
+const HUGE_NODE_ARGS = [`--max-old-space-size=${Math.floor((totalmem() * 0.75) / 2 ** 20)}`];
 
 /**
  * `--huge` only: 10M independent tasks and a 10M-task stencil (1000 columns), each on a fresh hub:
@@ -655,7 +661,7 @@ export async function huge(ctx: Context): Promise<Figure[]> {
     const db = join(dir, 'db');
     let hub: (BenchHub & { startedAt: number }) | undefined;
     try {
-      hub = await startHub({ db });
+      hub = await startHub({ db, nodeArgs: HUGE_NODE_ARGS });
       const empty = hub.rss();
       ctx.log(`  huge: loading ${what}`);
       const loaded = await whileUp(hub, role('create', { hub: hub.endpoint, batch: 10_000, ...(kind === 'stencil' ? { stencil: true, columns: HUGE_COLUMNS, rows } : { count }) }));
@@ -665,7 +671,7 @@ export async function huge(ctx: Context): Promise<Figure[]> {
       figure({ figure: `status with ${what}, median of 20`, value: await whileUp(hub, statusMs(hub.endpoint)), unit: 'ms', runs: 20 });
       await hub.stop();
       ctx.log('  huge: restarting');
-      hub = await startHub({ db });
+      hub = await startHub({ db, nodeArgs: HUGE_NODE_ARGS });
       await whileUp(hub, firstAnswer(hub.endpoint));
       const restart = (now() - hub.startedAt) / 1000;
       const afterRestart = hub.rss();

@@ -48,8 +48,9 @@ export interface SpawnedHub {
 }
 
 /** Spawns dhub with `args`; resolves once it listens, rejects if it exits first or takes over `timeoutMs`. */
-export async function spawnHub(args: string[], timeoutMs = 10_000): Promise<SpawnedHub> {
-  const proc = spawn(process.execPath, [DHUB, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** `nodeArgs`: options of node itself (a bigger heap for a huge graph). */
+export async function spawnHub(args: string[], timeoutMs = 10_000, nodeArgs: readonly string[] = []): Promise<SpawnedHub> {
+  const proc = spawn(process.execPath, [...nodeArgs, DHUB, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const endpoint = await new Promise<string>((resolve, reject) => {
