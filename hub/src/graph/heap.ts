@@ -48,18 +48,8 @@ export class Heap<T> {
     const top = items[0];
     const last = items.pop();
     if (items.length === 0 || last === undefined) return top;
-    let i = 0;
-    const n = items.length;
-    for (;;) {
-      const left = 2 * i + 1;
-      if (left >= n) break;
-      const right = left + 1;
-      const child = right < n && this.before(items[right] as T, items[left] as T) ? right : left;
-      if (!this.before(items[child] as T, last)) break;
-      items[i] = items[child] as T;
-      i = child;
-    }
-    items[i] = last;
+    items[0] = last;
+    this.siftDown(0);
     return top;
   }
 
