@@ -77,4 +77,19 @@ describe('StateLogs', () => {
     expect(got[69_999]).toEqual(changes[69_999]);
     expect(got.every((c, i) => c.note === `failed: reason ${i}`)).toBe(true);
   });
+
+  it('interns at most 65,536 workers: made-up worker names past it are kept with their entries, and go with them', () => {
+    const logs = new StateLogs();
+    const long = 'w'.repeat(300);
+    const many = Array.from({ length: 70_000 }, (_, i) => ({ state: 'running' as const, at: T0 + i, worker: i === 5 ? long : `made-up ${i}`, note: 'leased' }));
+    const { head, length } = build(logs, many);
+    expect(logs.interned).toBeLessThanOrEqual(1 << 16);
+    expect(logs.entries(head, length).map((c) => c.worker)).toEqual(many.map((c) => c.worker));
+    logs.freeLog(head);
+    expect(logs.size).toBe(0);
+    // Freed entries reused by a known worker read back as that worker, not a stale made-up one.
+    const again = build(logs, [{ state: 'done', at: T0, worker: 'made-up 1', note: '' }, { state: 'done', at: T0, worker: 'made-up 69999', note: '' }]);
+    expect(logs.entries(again.head, again.length).map((c) => c.worker)).toEqual(['made-up 1', 'made-up 69999']);
+    expect(logs.interned).toBeLessThanOrEqual(1 << 16);
+  });
 });

@@ -8,10 +8,15 @@ const MASK = CHUNK - 1;
 const FIRST_CHUNK = 64;
 /** An entry's `prev` when it is the first of its log; a log without entries has this head. */
 export const NO_ENTRY = -1;
-/** A note longer than this is kept as it is (in `longNotes`), not interned. */
+/** A worker or note longer than this is kept as it is (in `longWorkers`, `longNotes`), not interned. */
 const MAX_WORD_CHARS = 256;
-/** Distinct workers and notes interned at most; past it notes are kept as they are (workers always are interned). */
+/**
+ * Distinct workers and notes interned at most (interned words are never forgotten); past it they
+ * are kept as they are, with their entry: peers that make up worker names cannot grow the table.
+ */
 const MAX_WORDS = 1 << 16;
+/** The worker id of an entry whose worker is kept as it is (never an interned word's id). */
+const LONG_WORKER = MAX_WORDS;
 const STATE_BITS = 3;
 const STATE_MASK = (1 << STATE_BITS) - 1;
 const STATE_INDEX = new Map<TaskState, number>(TASK_STATES.map((state, i) => [state, i]));
@@ -44,8 +49,14 @@ export class StateLogs {
   private freeCount = 0;
   private readonly wordIds = new Map<string, number>([['', 0]]);
   private readonly words: string[] = [''];
-  /** Notes not interned (long, or past MAX_WORDS), by entry. */
+  /** Workers and notes not interned (long, or past MAX_WORDS), by entry. */
+  private readonly longWorkers = new Map<number, string>();
   private readonly longNotes = new Map<number, string>();
+
+  /** Workers and notes interned (at most MAX_WORDS). */
+  get interned(): number {
+    return this.words.length;
+  }
 
   /** Entries in use. */
   get size(): number {
@@ -58,8 +69,10 @@ export class StateLogs {
     const chunk = this.chunks[entry >>> CHUNK_BITS] as Chunk;
     const i = entry & MASK;
     chunk.at[i] = change.at;
-    chunk.code[i] = (STATE_INDEX.get(change.state) as number) | (this.word(change.worker, true) << STATE_BITS);
-    const note = this.word(change.note, false);
+    const worker = this.word(change.worker);
+    chunk.code[i] = (STATE_INDEX.get(change.state) as number) | ((worker === NO_ENTRY ? LONG_WORKER : worker) << STATE_BITS);
+    if (worker === NO_ENTRY) this.longWorkers.set(entry, change.worker);
+    const note = this.word(change.note);
     chunk.note[i] = note;
     if (note === NO_ENTRY) this.longNotes.set(entry, change.note);
     chunk.prev[i] = head;
@@ -104,7 +117,8 @@ export class StateLogs {
   }
 
   worker(entry: number): string {
-    return this.words[((this.chunks[entry >>> CHUNK_BITS] as Chunk).code[entry & MASK] as number) >>> STATE_BITS] as string;
+    const worker = ((this.chunks[entry >>> CHUNK_BITS] as Chunk).code[entry & MASK] as number) >>> STATE_BITS;
+    return worker === LONG_WORKER ? (this.longWorkers.get(entry) as string) : (this.words[worker] as string);
   }
 
   note(entry: number): string {
@@ -145,11 +159,11 @@ export class StateLogs {
     return { state: TASK_STATES[(chunk.code[i] as number) & STATE_MASK] as TaskState, at: chunk.at[i] as number, worker: this.worker(entry), note: this.note(entry) };
   }
 
-  /** The id of `text`, interned now if need be; NO_ENTRY for a note kept as it is. */
-  private word(text: string, always: boolean): number {
+  /** The id of `text`, interned now if need be; NO_ENTRY for one kept as it is. */
+  private word(text: string): number {
     const id = this.wordIds.get(text);
     if (id !== undefined) return id;
-    if (!always && (text.length > MAX_WORD_CHARS || this.words.length >= MAX_WORDS)) return NO_ENTRY;
+    if (text.length > MAX_WORD_CHARS || this.words.length >= MAX_WORDS) return NO_ENTRY;
     this.wordIds.set(text, this.words.length);
     this.words.push(text);
     return this.words.length - 1;
@@ -183,6 +197,7 @@ export class StateLogs {
   private release(entry: number): void {
     const chunk = this.chunks[entry >>> CHUNK_BITS] as Chunk;
     if (chunk.note[entry & MASK] === NO_ENTRY) this.longNotes.delete(entry);
+    if ((chunk.code[entry & MASK] as number) >>> STATE_BITS === LONG_WORKER) this.longWorkers.delete(entry);
     chunk.prev[entry & MASK] = this.free;
     this.free = entry;
     this.freeCount++;
