@@ -135,14 +135,21 @@ describe('many peers that do not read', () => {
           for (let i = 0; i < 16; i++) await dealer.send([Buffer.alloc(0), lookup]);
         }
         await client.status();
-        await new Promise((resolve) => setTimeout(resolve, 500));
-        await client.status();
-        return rss(hub);
+        // The least of 3 s of samples: replies dropped are garbage that the hub's collector frees
+        // when it gets to it (sooner or later on a loaded machine); what is held stays.
+        let least = Infinity;
+        for (let i = 0; i < 12; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 250));
+          await client.status();
+          least = Math.min(least, rss(hub));
+        }
+        return least;
       };
       const settled = await flood(5);
       // 40 more peers asking 32 MB each: over 500 MB measured when each could hold 16 replies; two
-      // replies each (and one in ZeroMQ's hands) is 240 MB, plus replies encoded and dropped and
-      // not yet collected (measured: 360 MB in all).
+      // replies each (and one in ZeroMQ's hands) is 240 MB at most, plus replies encoded and dropped and
+      // not yet collected (measured: 60 to 190 MB in all, the least of each flood's samples; a
+      // single sample after 500 ms gave 130 to 360 MB, and over 450 under a loaded CI).
       expect((await flood(40)) - settled).toBeLessThan(450 * MiB);
     } finally {
       for (const d of dealers) d.close();
