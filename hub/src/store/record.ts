@@ -546,15 +546,8 @@ function readSpec(r: WireReader, spec: TaskSpec): void {
         spec.leaseMs = r.uint32();
         break;
       case (8 << 3) | LENGTH: {
-        const p = r.nested();
-        const param = { name: '', value: '' };
-        while (p.at < p.end) {
-          const t = p.varint();
-          if (t === ((1 << 3) | LENGTH)) param.name = p.string();
-          else if (t === ((2 << 3) | LENGTH)) param.value = p.string();
-          else p.skip(t & 7);
-        }
-        (params ??= []).push(param);
+        const [name, value] = readStringPair(r.nested());
+        (params ??= []).push({ name, value });
         break;
       }
       case (9 << 3) | LENGTH:
@@ -564,15 +557,8 @@ function readSpec(r: WireReader, spec: TaskSpec): void {
         (outputs ??= []).push(r.string());
         break;
       case (11 << 3) | LENGTH: {
-        const p = r.nested();
-        const file = { name: '', param: '' };
-        while (p.at < p.end) {
-          const t = p.varint();
-          if (t === ((1 << 3) | LENGTH)) file.name = p.string();
-          else if (t === ((2 << 3) | LENGTH)) file.param = p.string();
-          else p.skip(t & 7);
-        }
-        (paramFiles ??= []).push(file);
+        const [name, param] = readStringPair(r.nested());
+        (paramFiles ??= []).push({ name, param });
         break;
       }
       case (12 << 3) | VARINT:
@@ -589,6 +575,19 @@ function readSpec(r: WireReader, spec: TaskSpec): void {
   if (inputs !== undefined) spec.inputs = inputs;
   if (outputs !== undefined) spec.outputs = outputs;
   if (paramFiles !== undefined) spec.paramFiles = paramFiles;
+}
+
+/** A message of two strings, fields 1 and 2 (StoredParam, StoredParamFile). */
+function readStringPair(r: WireReader): [string, string] {
+  let first = '';
+  let second = '';
+  while (r.at < r.end) {
+    const tag = r.varint();
+    if (tag === ((1 << 3) | LENGTH)) first = r.string();
+    else if (tag === ((2 << 3) | LENGTH)) second = r.string();
+    else r.skip(tag & 7);
+  }
+  return [first, second];
 }
 
 function readFile(r: WireReader): FileRef {
