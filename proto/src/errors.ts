@@ -21,6 +21,7 @@ export const ERROR_CODES = [
   'UNKNOWN_POOL',
   'REJECTED',
   'BUSY',
+  'STANDBY',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -463,6 +463,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case 'SHUTTING_DOWN':
     case 'BUSY':
     case 'NO_SPACE':
+    case 'STANDBY':
       return 503;
     case 'INTERNAL':
       return 500;
