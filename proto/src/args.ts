@@ -151,6 +151,42 @@ export function parseEndpoint(value: string, bind = false): string {
   throw new RangeError(`"${value}" is not a ZeroMQ endpoint: write tcp://HOST:PORT, e.g. ${example}`);
 }
 
+/** The most endpoints one hub may be given as (one active, the others standbys). */
+export const MAX_HUB_ENDPOINTS = 16;
+
+/**
+ * A hub's endpoints: one, or several separated by commas (`tcp://a:6125,tcp://b:6125`: one hub
+ * active, the others standbys). Each is checked as parseEndpoint does; the message of a bad one
+ * names it and its place in the list. Throws RangeError.
+ */
+export function parseHubEndpoints(value: string): string[] {
+  const parts = value.split(',').map((part) => part.trim());
+  if (parts.length > MAX_HUB_ENDPOINTS) throw new RangeError(`"${value}" lists ${parts.length} endpoints: at most ${MAX_HUB_ENDPOINTS}`);
+  const endpoints: string[] = [];
+  for (const [i, part] of parts.entries()) {
+    const where = parts.length === 1 ? '' : `endpoint ${i + 1} of ${parts.length}: `;
+    if (part === '') throw new RangeError(`${where}empty in "${value}": write endpoints separated by single commas, e.g. tcp://hub-a:6125,tcp://hub-b:6125`);
+    let endpoint: string;
+    try {
+      endpoint = parseEndpoint(part);
+    } catch (err) {
+      throw new RangeError(`${where}${(err as Error).message}`);
+    }
+    if (endpoints.includes(endpoint)) throw new RangeError(`${where}"${endpoint}" is listed twice`);
+    endpoints.push(endpoint);
+  }
+  return endpoints;
+}
+
+/** commander's parser of --hub: the endpoints, checked, joined again by commas. */
+export function hubArg(value: string): string {
+  try {
+    return parseHubEndpoints(value).join(',');
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
 export function endpointArg(value: string): string {
   try {
     return parseEndpoint(value);

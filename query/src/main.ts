@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { endpointArg, parseEndpoint, positiveArg } from '../../proto/src/args.js';
+import { hubArg, parseHubEndpoints, positiveArg } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { Client, curveOptions, defaultClientOptions, HubUnreachableError } from '../../worker-kit/src/client.js';
 import { MODULE_OF, REGISTER } from './command-modules.js';
@@ -14,7 +14,7 @@ import { complain, EXIT, UsageError } from './io.js';
 export interface Context {
   /** The hub's client, made on first use. `interactive`: a command a person waits for (status, lookup), given a shorter wait. */
   hub(options?: { interactive?: boolean }): Client;
-  /** The hub's endpoint, as checked. */
+  /** The hub's endpoint, or its endpoints separated by commas, as checked. */
   endpoint(): string;
   /** Says what `err` is on stderr and returns the exit status for it. */
   fail(err: unknown): number;
@@ -73,12 +73,18 @@ const env = defaultClientOptions();
 const program = new Command('dquery')
   .description('Talk to a dagwork hub (dhub): add tasks, take and finish them from scripts, watch progress.')
   .version(version(), '-V, --version', 'print the version')
-  .option('--hub <endpoint>', 'hub endpoint, tcp://HOST:PORT (env DAGWORK_HUB)', endpointArg, env.hub)
+  .option(
+    '--hub <endpoints>',
+    'hub endpoint, tcp://HOST:PORT, or several separated by commas (a hub and its standbys: a request goes on to the next when one answers STANDBY, does not reply or refuses the connection) (env DAGWORK_HUB)',
+    hubArg,
+    env.hub,
+  )
   .option('--worker <id>', 'worker identity for steal/complete/... (env DAGWORK_WORKER, else the host name)', env.worker)
   .option(
     '--timeout <ms>',
     `how long to wait for each reply before sending the request again (default ${WAIT.default.timeoutMs}, sent ${WAIT.default.retries + 1} times; ` +
-      `status and lookup: ${WAIT.interactive.timeoutMs}, sent ${WAIT.interactive.retries + 1} times). A tcp:// endpoint where nothing listens is reported within about a second`,
+      `status and lookup: ${WAIT.interactive.timeoutMs}, sent ${WAIT.interactive.retries + 1} times). A tcp:// endpoint where nothing listens is reported within about a second. ` +
+      `With several --hub endpoints the request is sent to the next one instead, until that many timeouts have passed in all`,
     positiveArg,
   )
   .option('--curve-server-key <key|file>', "the hub's CURVE public key, or its .pub file (env DAGWORK_CURVE_SERVER_KEY)", process.env.DAGWORK_CURVE_SERVER_KEY)
@@ -108,10 +114,10 @@ function commandWord(program: Command, args: readonly string[]): string | undefi
   return undefined;
 }
 
-/** The endpoint in `value`, or UsageError saying where it came from and what to write instead. */
+/** The endpoints in `value`, joined by commas, or UsageError saying where it came from and what to write instead. */
 export function hubEndpoint(value: string, fromEnv: boolean): string {
   try {
-    return parseEndpoint(value);
+    return parseHubEndpoints(value).join(',');
   } catch (err) {
     throw new UsageError(`${fromEnv ? 'DAGWORK_HUB' : '--hub'}: ${(err as Error).message}`);
   }
@@ -179,7 +185,7 @@ function exitFor(err: unknown): number {
     // A CURVE hub never answers a plain client: its handshake fails, which looks like silence.
     // (A refused connection is no such hub: nothing listens there.)
     const hint =
-      !err.refused && o.curveServerKey === undefined && o.curveKey === undefined
+      !err.refused && !err.standby && o.curveServerKey === undefined && o.curveKey === undefined
         ? ' If it uses CURVE (dhub --curve-secret), give --curve-server-key and --curve-key (or DAGWORK_CURVE_SERVER_KEY and DAGWORK_CURVE_KEY).'
         : '';
     complain(`${err.message}${hint}`);

@@ -42,7 +42,7 @@ Examples:
           // On a terminal each round replaces the last; into a pipe or file they follow each other.
           if (every > 0 && process.stdout.isTTY) process.stdout.write('\x1b[H\x1b[2J');
           console.log(
-            formatStatus(status, { endpoint: ctx.endpoint(), storeId: status.storeId, startedMs: status.startedMs, files: { count: status.files, bytes: status.filesBytes } }),
+            formatStatus(status, { endpoint: hub.endpoint, storeId: status.storeId, startedMs: status.startedMs, files: { count: status.files, bytes: status.filesBytes } }),
           );
           if (every > 0 && finished) console.log(`\n${finishedLine(status)}`);
         }

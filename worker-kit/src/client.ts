@@ -7,6 +7,13 @@
  * repeated completion is answered ALREADY_DONE, and leases from a steal whose reply was lost
  * expire and go back to the pool.
  *
+ * Several endpoints (`tcp://a:6125,tcp://b:6125`: one hub active, the others standbys on the same
+ * store): a request goes to the endpoint that answered last. An answer STANDBY, no reply in time or
+ * a refused connection moves it to the next endpoint, round robin, where it is sent again; after a
+ * whole round without an answer it waits a little (ROUND_PAUSE_MS, doubling) before the next. It
+ * gives up when its budget is spent (`retries + 1` reply timeouts, as with one endpoint), or at
+ * once when every endpoint refused the connection, saying what each endpoint answered.
+ *
  * Size: a request whose frame is over `maxMessageBytes` is refused here with TOO_LARGE (the hub's
  * socket would drop it without a reply, and every resend with it). A big request also takes the
  * hub longer to read and write, so the time allowed for its reply grows with its size.
@@ -14,7 +21,7 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Request as ReqSocket } from 'zeromq';
-import { parseEndpoint } from '../../proto/src/args.js';
+import { parseHubEndpoints } from '../../proto/src/args.js';
 import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../proto/src/spec.js';
@@ -28,7 +35,10 @@ import { checkCompletions, checkGraphViewQuery, checkNames, checkSteal, checkStr
 export type { CompletionInput, StealOptions, TaskInput } from './input.js';
 
 export interface ClientOptions {
-  /** The hub's endpoint. Default: $DAGWORK_HUB, else tcp://127.0.0.1:6125. */
+  /**
+   * The hub's endpoint, or several separated by commas (one hub active, standbys on the same store).
+   * Default: $DAGWORK_HUB, else tcp://127.0.0.1:6125.
+   */
   hub: string;
   /** This worker's identity. Default: $DAGWORK_WORKER, else the host name. */
   worker: string;
@@ -49,7 +59,10 @@ export interface ClientOptions {
    * still found at once (connection refused); a resend of a request still being verified joins it.
    */
   verifyWaitMs: number;
-  /** How many times to resend a request whose reply did not come. Default 2. */
+  /**
+   * How many times to resend a request whose reply did not come. Default 2. With several endpoints
+   * a request is sent on (to the next endpoint) until `retries + 1` reply timeouts have passed.
+   */
   retries: number;
   /**
    * The largest request frame sent, in bytes: the hub's `max_message_bytes` (dhub
@@ -93,7 +106,8 @@ export function defaultClientOptions(env: NodeJS.ProcessEnv = process.env): Clie
 
 /**
  * The hub did not answer: after every retry, no reply came within the timeout; or (`refused`)
- * nothing listens at its endpoint: connection attempts were refused.
+ * nothing listens at its endpoints: connection attempts were refused; or (`standby`) some endpoint
+ * answered, but only STANDBY (no hub active) while the request's budget lasted.
  */
 export class HubUnreachableError extends Error {
   override name = 'HubUnreachableError';
@@ -102,9 +116,24 @@ export class HubUnreachableError extends Error {
   constructor(
     message: string,
     readonly refused = false,
+    readonly standby = false,
   ) {
     super(message);
   }
+}
+
+/**
+ * After a round of the endpoints without an answer (STANDBY, no reply, refused), a request waits
+ * this long before the next round, doubling each round up to `max` (ms): a standby takes over
+ * within seconds, and a round of quick STANDBY answers must not become a busy loop.
+ */
+export const ROUND_PAUSE_MS = { first: 100, max: 2_000 } as const;
+
+/** What an endpoint did with the requests of one call, for the message when the call gives up. */
+interface EndpointNews {
+  standby: number;
+  silent: number;
+  refused: number;
 }
 
 /** How long a client waits for the reply to a request of `frameBytes` that asked to wait `waitMs`. */
@@ -129,6 +158,10 @@ type ReplyOf<Op extends Reply['op']> = Extract<Reply, { op: Op }>;
 
 export class Client {
   readonly options: ClientOptions;
+  /** The hub's endpoints, in the order given. */
+  readonly endpoints: readonly string[];
+  /** Index in `endpoints` of the one requests go to: the one that answered last. */
+  private current = 0;
   private socket: ReqSocket | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -136,10 +169,11 @@ export class Client {
   constructor(options: Partial<ClientOptions> = {}) {
     const merged = { ...defaultClientOptions(), ...options };
     try {
-      merged.hub = parseEndpoint(checkString(merged.hub, 'hub'));
+      this.endpoints = parseHubEndpoints(checkString(merged.hub, 'hub'));
     } catch (err) {
       throw new TypeError(`hub: ${(err as Error).message}`);
     }
+    merged.hub = this.endpoints.join(',');
     checkString(merged.worker, 'worker');
     this.options = merged;
     const { timeoutMs, timeoutPerMiBMs, retries, maxMessageBytes, verifyWaitMs } = this.options;
@@ -156,6 +190,11 @@ export class Client {
 
   get worker(): string {
     return this.options.worker;
+  }
+
+  /** The endpoint requests go to now: the one that answered last (the first given, before any answer). */
+  get endpoint(): string {
+    return this.endpoints[this.current] as string;
   }
 
   /** Create tasks, all or nothing; says which dependencies exist neither in the batch nor in the hub. */
@@ -390,6 +429,7 @@ export class Client {
   /** Close the socket; pending calls fail. */
   close(): void {
     this.closed = true;
+    this.endPause?.();
     if (this.socket !== undefined) this.drop(this.socket);
   }
 
@@ -418,40 +458,116 @@ export class Client {
       );
     }
     const timeout = replyTimeout(this.options, frame.length, waitMs);
-    for (let attempt = 0; ; attempt++) {
+    const tries = this.options.retries + 1;
+    const started = Date.now();
+    // The budget: `tries` reply timeouts, whichever endpoints the time goes to.
+    const deadline = started + timeout * tries;
+    const interrupts = this.interrupts;
+    const count = this.endpoints.length;
+    const news = new Map<string, EndpointNews>();
+    let silent = 0;
+    let refusedInRow = 0;
+    let unansweredInRound = 0;
+    let roundWaited = false;
+    let pauseMs: number = ROUND_PAUSE_MS.first;
+    for (;;) {
       if (this.closed) throw new Error('client is closed');
-      const socket = this.connect(timeout);
+      if (this.interrupts !== interrupts) throw new HubUnreachableError(`request to ${this.options.hub} interrupted: the client is stopping`);
+      const endpoint = this.endpoint;
+      const socket = this.connect(Math.max(1, Math.min(timeout, deadline - Date.now())));
       const watch = this.watchRefusal(socket);
+      let outcome: keyof EndpointNews;
       try {
         await socket.send(frame);
-        const [reply] = await socket.receive();
-        if (reply === undefined) throw new DagworkError('MALFORMED', 'empty reply from the hub');
-        this.unreachable = undefined;
-        return decodeReply(reply);
+        const [data] = await socket.receive();
+        if (data === undefined) throw new DagworkError('MALFORMED', 'empty reply from the hub');
+        const reply = decodeReply(data);
+        if (reply.op !== 'error' || reply.error.code !== 'STANDBY') {
+          this.unreachable = undefined;
+          return reply;
+        }
+        outcome = 'standby';
       } catch (err) {
-        if (this.interrupted === socket) throw new HubUnreachableError(`request to ${this.options.hub} interrupted: the client is stopping`);
-        if (watch.refused) {
-          this.unreachable ??= Date.now();
-          throw new HubUnreachableError(`connection refused at ${this.options.hub}: is dhub running there?`, true);
-        }
-        if ((err as { code?: string }).code !== 'EAGAIN') throw err;
-        // No reply in time: the socket may hold a lost request; only a new one can go on.
-        this.drop(socket);
-        if (attempt >= this.options.retries) {
-          this.unreachable ??= Date.now();
-          throw new HubUnreachableError(
-            `no reply from the hub at ${this.options.hub} within ${timeout} ms, ${attempt + 1} times: is dhub running there${
-              this.options.curve === undefined
-                ? '? (A hub that uses CURVE never answers a client without CURVE keys: its handshake fails silently.)'
-                : ', and is this key authorized for that endpoint?'
-            }`,
-          );
-        }
+        if (this.interrupts !== interrupts) throw new HubUnreachableError(`request to ${this.options.hub} interrupted: the client is stopping`);
+        if (watch.refused) outcome = 'refused';
+        else if ((err as { code?: string }).code === 'EAGAIN') outcome = 'silent';
+        else throw err;
       } finally {
         watch.stop();
       }
+      // No answer here. A REQ socket whose reply did not come is stuck, and the next endpoint
+      // needs a socket of its own: only a new one can go on.
+      this.drop(socket);
+      const got = news.get(endpoint) ?? { standby: 0, silent: 0, refused: 0 };
+      got[outcome]++;
+      news.set(endpoint, got);
+      refusedInRow = outcome === 'refused' ? refusedInRow + 1 : 0;
+      if (outcome === 'silent') {
+        silent++;
+        roundWaited = true;
+      }
+      if (refusedInRow >= count || silent >= tries || Date.now() >= deadline) throw this.unreachableError(news, timeout, Date.now() - started, refusedInRow >= count);
+      this.current = (this.current + 1) % count;
+      if (++unansweredInRound < count) continue;
+      // A whole round without an answer: wait before the next, unless a reply timeout just did.
+      if (!roundWaited) {
+        await this.pause(Math.min(pauseMs, deadline - Date.now()));
+        pauseMs = Math.min(pauseMs * 2, ROUND_PAUSE_MS.max);
+        if (Date.now() >= deadline) throw this.unreachableError(news, timeout, Date.now() - started, false);
+      }
+      unansweredInRound = 0;
+      roundWaited = false;
     }
   }
+
+  /** The error of a request that found no active hub, saying what each endpoint did. */
+  private unreachableError(news: ReadonlyMap<string, EndpointNews>, timeout: number, elapsedMs: number, refused: boolean): HubUnreachableError {
+    this.unreachable ??= Date.now();
+    const total = { standby: 0, silent: 0, refused: 0 };
+    for (const n of news.values()) for (const key of ['standby', 'silent', 'refused'] as const) total[key] += n[key];
+    const curveHint =
+      this.options.curve === undefined
+        ? '? (A hub that uses CURVE never answers a client without CURVE keys: its handshake fails silently.)'
+        : ', and is this key authorized for that endpoint?';
+    const only = this.endpoints.length === 1 ? this.endpoints[0] : undefined;
+    // One endpoint that never answered: said as it always was.
+    if (only !== undefined && total.standby === 0) {
+      return refused
+        ? new HubUnreachableError(`connection refused at ${only}: is dhub running there?`, true)
+        : new HubUnreachableError(`no reply from the hub at ${only} within ${timeout} ms, ${total.silent} times: is dhub running there${curveHint}`);
+    }
+    if (refused) return new HubUnreachableError(`connection refused at every endpoint of the hub (${this.endpoints.join(', ')}): is dhub running there?`, true);
+    const times = (n: number): string => (n === 1 ? 'once' : `${n} times`);
+    const said = this.endpoints.map((endpoint) => {
+      const n = news.get(endpoint);
+      if (n === undefined) return `${endpoint}: not tried`;
+      const parts: string[] = [];
+      if (n.standby > 0) parts.push(`STANDBY ${times(n.standby)}`);
+      if (n.silent > 0) parts.push(`no reply within ${timeout} ms ${times(n.silent)}`);
+      if (n.refused > 0) parts.push(`connection refused ${times(n.refused)}`);
+      return `${endpoint}: ${parts.join(', ')}`;
+    });
+    const standbyOnly = total.standby > 0 && total.silent === 0;
+    const why = standbyOnly
+      ? ': no hub was active (is the active hub down, and its standby not yet in charge, or is its endpoint missing from the list?)'
+      : `: is dhub running there${curveHint}`;
+    return new HubUnreachableError(`no active hub answered within ${elapsedMs} ms (${said.join('; ')})${why}`, false, standbyOnly);
+  }
+
+  /** Waits `ms`; interrupt() and close() end the wait at once. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const end = (): void => {
+        clearTimeout(timer);
+        this.endPause = undefined;
+        resolve();
+      };
+      const timer = setTimeout(end, Math.max(0, ms));
+      this.endPause = end;
+    });
+  }
+
+  private endPause: (() => void) | undefined;
 
   /**
    * When the hub last stopped answering (ms since the epoch): set by a request that failed with
@@ -460,7 +576,7 @@ export class Client {
   unreachable: number | undefined;
 
   private drop(socket: ReqSocket): void {
-    socket.close();
+    if (!socket.closed) socket.close();
     if (this.socket === socket) {
       this.socket = undefined;
       this.connected = false;
@@ -473,12 +589,13 @@ export class Client {
    * use a new one. For a worker whose stop must end within its grace period.
    */
   interrupt(): void {
-    if (this.socket === undefined) return;
-    this.interrupted = this.socket;
-    this.drop(this.socket);
+    this.interrupts++;
+    this.endPause?.();
+    if (this.socket !== undefined) this.drop(this.socket);
   }
 
-  private interrupted: ReqSocket | undefined;
+  /** How many times interrupt() was called: a request that sees it change was interrupted. */
+  private interrupts = 0;
   /** The current socket is connected to the hub; connection attempts refused since it was made or lost its connection. */
   private connected = false;
   private refusals = 0;
@@ -532,7 +649,7 @@ export class Client {
       socket.events.on('connect:retry', () => {
         if (this.socket === socket) this.refusals++;
       });
-      socket.connect(this.options.hub);
+      socket.connect(this.endpoint);
     }
     this.socket.receiveTimeout = receiveTimeout;
     return this.socket;

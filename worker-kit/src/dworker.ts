@@ -8,7 +8,7 @@ import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { durationArg, endpointArg, parseEndpoint, positiveArg } from '../../proto/src/args.js';
+import { durationArg, hubArg, parseHubEndpoints, positiveArg } from '../../proto/src/args.js';
 import type { Status } from '../../proto/src/types.js';
 import { DEFAULT_DEPS_MAX_BYTES, DEFAULT_MAX_OUTPUT_BYTES, shellHandler, type RunTracker } from './shell.js';
 import { Client, curveOptions } from './client.js';
@@ -152,7 +152,11 @@ const program = new Command('dworker')
       'a non-zero exit fails the task with the ends of stderr and stdout as the reason.',
   )
   .version(version(), '-V, --version', 'print the version and exit')
-  .option('--hub <endpoint>', 'hub endpoint, tcp://HOST:PORT (env DAGWORK_HUB; default tcp://127.0.0.1:6125)', endpointArg)
+  .option(
+    '--hub <endpoints>',
+    'hub endpoint, tcp://HOST:PORT, or several separated by commas: a hub and its standbys, the requests going to the one that answers (env DAGWORK_HUB; default tcp://127.0.0.1:6125)',
+    hubArg,
+  )
   .option('--worker <id>', 'worker identity (env DAGWORK_WORKER, else HOST-PID)', process.env.DAGWORK_WORKER || `${hostname()}-${process.pid}`)
   .option('--curve-server-key <key|file>', "the hub's CURVE public key, or its .pub file (env DAGWORK_CURVE_SERVER_KEY)", process.env.DAGWORK_CURVE_SERVER_KEY)
   .option('--curve-key <file>', "this worker's key pair file from dquery keygen (env DAGWORK_CURVE_KEY)", process.env.DAGWORK_CURVE_KEY)
@@ -230,7 +234,7 @@ Examples:
     };
     let hub: string;
     try {
-      hub = (o.hub as string | undefined) ?? parseEndpoint(process.env.DAGWORK_HUB || 'tcp://127.0.0.1:6125');
+      hub = (o.hub as string | undefined) ?? parseHubEndpoints(process.env.DAGWORK_HUB || 'tcp://127.0.0.1:6125').join(',');
     } catch (err) {
       return program.error(`dworker: DAGWORK_HUB: ${(err as Error).message}`, { exitCode: USAGE });
     }
