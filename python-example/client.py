@@ -21,11 +21,14 @@ DAG = {
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hub", help="hub endpoint (default $DAGWORK_HUB or tcp://127.0.0.1:6125)")
+    parser.add_argument("--hub", help="hub endpoint, or several separated by commas: a hub and its standbys (default $DAGWORK_HUB or tcp://127.0.0.1:6125)")
     parser.add_argument("--timeout", type=float, default=60, help="give up waiting after this many seconds")
     args = parser.parse_args()
 
-    hub = Hub(args.hub, worker="python-client")
+    try:
+        hub = Hub(args.hub, worker="python-client")
+    except ValueError as err:
+        parser.error(f"--hub: {err}")
     tasks = [pb.TaskSpec(name=name, deps=deps, payload=cmd.encode()) for name, (deps, cmd) in DAG.items()]
     created = hub.create(tasks)
     print(f"created {created.created} tasks ({created.unchanged} already there)")

@@ -10,10 +10,12 @@ import hashlib
 import importlib
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import zmq
 
@@ -86,15 +88,35 @@ def read_keys(path):
     return keys
 
 
+ENDPOINT = re.compile(r"^(tcp://(\[[0-9a-fA-F:.]+\]|[^:/\s\[\]]+):\d{1,5}|(ipc|inproc)://\S+)$")
+
+
+def parse_endpoints(value):
+    """A hub's endpoints: one, or several separated by commas (a hub and its standbys)."""
+    endpoints = [part.strip() for part in value.split(",")]
+    for i, endpoint in enumerate(endpoints):
+        if not ENDPOINT.match(endpoint):
+            where = f"endpoint {i + 1} of {len(endpoints)}: " if len(endpoints) > 1 else ""
+            raise ValueError(f"{where}{endpoint!r} is not a ZeroMQ endpoint: write tcp://HOST:PORT")
+    return endpoints
+
+
 class Hub:
     """One REQ socket to dhub. A reply that does not come in time: rebuild the socket and resend
     (every dagwork operation is safe to repeat).
+
+    Several endpoints ("tcp://a:6125,tcp://b:6125": one hub active, standbys on the same store):
+    an answer STANDBY, or no reply in time, moves the request to the next endpoint, where it is
+    sent again; a whole round of STANDBY answers waits a little first (0.1 s, doubling up to 2 s).
+    The request gives up after (retries + 1) timeouts in all, naming what each endpoint answered.
+    The endpoint that answered is kept for the next request.
 
     CURVE: set DAGWORK_CURVE_SERVER_KEY (the hub's .pub file) and DAGWORK_CURVE_KEY (this
     client's key pair file), and connect to the endpoint of the role the key has."""
 
     def __init__(self, endpoint=None, worker=None, timeout_ms=5000, retries=2):
-        self.endpoint = endpoint or os.environ.get("DAGWORK_HUB", "tcp://127.0.0.1:6125")
+        self.endpoints = parse_endpoints(endpoint or os.environ.get("DAGWORK_HUB") or "tcp://127.0.0.1:6125")
+        self.current = 0
         self.worker = worker or os.environ.get("DAGWORK_WORKER") or f"{os.uname().nodename}-{os.getpid()}"
         self.timeout_ms, self.retries = timeout_ms, retries
         self.context = zmq.Context.instance()
@@ -105,31 +127,69 @@ class Hub:
             server_key = server if len(server) == 40 and not os.path.exists(server) else read_keys(server)["public"]
             self.curve = (server_key, read_keys(mine))
 
+    @property
+    def endpoint(self):
+        """The endpoint requests go to: the one that answered last."""
+        return self.endpoints[self.current]
+
+    def _connect(self):
+        if self.socket is None:
+            self.socket = self.context.socket(zmq.REQ)
+            self.socket.setsockopt(zmq.LINGER, 0)
+            if self.curve:
+                server_key, keys = self.curve
+                self.socket.curve_serverkey = server_key.encode()
+                self.socket.curve_publickey = keys["public"].encode()
+                self.socket.curve_secretkey = keys["secret"].encode()
+            self.socket.connect(self.endpoint)
+        return self.socket
+
     def call(self, request, wait_ms=0):
         """Sends a Request, returns the Reply; raises HubError if the hub refused it."""
         frame = encode_frame(request)
-        for attempt in range(self.retries + 1):
-            if self.socket is None:
-                self.socket = self.context.socket(zmq.REQ)
-                self.socket.setsockopt(zmq.LINGER, 0)
-                if self.curve:
-                    server_key, keys = self.curve
-                    self.socket.curve_serverkey = server_key.encode()
-                    self.socket.curve_publickey = keys["public"].encode()
-                    self.socket.curve_secretkey = keys["secret"].encode()
-                self.socket.connect(self.endpoint)
-            self.socket.setsockopt(zmq.RCVTIMEO, self.timeout_ms + wait_ms)
-            self.socket.send(frame)
+        timeout = self.timeout_ms + wait_ms
+        tries = self.retries + 1
+        deadline = time.monotonic() + timeout * tries / 1000
+        heard = {}  # endpoint -> what it answered, in order
+        silent = in_round = 0
+        round_waited, pause = False, 0.1
+        while True:
+            socket = self._connect()
+            socket.setsockopt(zmq.RCVTIMEO, max(1, min(timeout, int((deadline - time.monotonic()) * 1000))))
+            socket.send(frame)
             try:
-                reply = decode_frame(self.socket.recv(), pb.Reply)
+                reply = decode_frame(socket.recv(), pb.Reply)
             except zmq.Again:
-                self.socket.close()
-                self.socket = None
-                continue
-            if reply.HasField("error"):
-                raise HubError(pb.ErrorCode.Name(reply.error.code), reply.error.message)
-            return reply
-        raise ConnectionError(f"no reply from the hub at {self.endpoint}: is dhub running there?")
+                reply = None
+            if reply is not None and not (reply.HasField("error") and reply.error.code == pb.ErrorCode.Value("STANDBY")):
+                if reply.HasField("error"):
+                    raise HubError(pb.ErrorCode.Name(reply.error.code), reply.error.message)
+                return reply
+            # No answer here: a REQ socket without its reply is stuck, and the next endpoint needs
+            # its own socket anyway.
+            self.close()
+            heard.setdefault(self.endpoint, []).append("STANDBY" if reply is not None else f"no reply within {timeout} ms")
+            if reply is None:
+                silent += 1
+                round_waited = True
+            if silent >= tries or time.monotonic() >= deadline:
+                raise ConnectionError(self._unreachable(heard))
+            self.current = (self.current + 1) % len(self.endpoints)
+            in_round += 1
+            if in_round == len(self.endpoints):
+                if not round_waited:
+                    time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+                    pause = min(pause * 2, 2.0)
+                in_round, round_waited = 0, False
+
+    def _unreachable(self, heard):
+        if len(self.endpoints) == 1 and all(h != "STANDBY" for h in heard.get(self.endpoints[0], [])):
+            return f"no reply from the hub at {self.endpoints[0]}: is dhub running there?"
+        said = []
+        for endpoint in self.endpoints:
+            answers = heard.get(endpoint)
+            said.append(f"{endpoint}: " + (", ".join(f"{a} x{answers.count(a)}" for a in dict.fromkeys(answers)) if answers else "not tried"))
+        return "no active hub answered (" + "; ".join(said) + ")"
 
     # One method per operation used by the examples.
     def create(self, tasks):

@@ -54,13 +54,16 @@ def run(hub, task, held, scratch):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hub", help="hub endpoint (default $DAGWORK_HUB or tcp://127.0.0.1:6125)")
+    parser.add_argument("--hub", help="hub endpoint, or several separated by commas: a hub and its standbys (default $DAGWORK_HUB or tcp://127.0.0.1:6125)")
     parser.add_argument("--worker", help="worker id (default $DAGWORK_WORKER or HOST-PID)")
     parser.add_argument("--batch", type=int, default=4, help="tasks to steal at once")
     parser.add_argument("--wait-ms", type=int, default=2000, help="long poll when nothing is ready")
     args = parser.parse_args()
 
-    hub = Hub(args.hub, args.worker)
+    try:
+        hub = Hub(args.hub, args.worker)
+    except ValueError as err:
+        parser.error(f"--hub: {err}")
     done = failed = 0
     reply = hub.steal(args.batch, args.wait_ms)
     while True:

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Client, type TaskRecord } from '../worker-kit/src/index.js';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { Router } from 'zeromq';
+import { decodeRequest, encodeReply, type Request } from '../proto/src/codec.js';
 import { readKeyFile } from '../proto/src/keys.js';
 import { cleanTempDirs, DQUERY, roleEndpointsOf, ROOT, runNode, startHub, tempDir } from './helpers.js';
 
@@ -135,6 +137,42 @@ describe.runIf(runIt)('python-example', () => {
       expect(got.status, got.stderr).toBe(0);
       expect(readFileSync(join(dir, 'back.txt'), 'utf8')).toBe(`alpha=0.5 seed=42\n${'x'.repeat(5000)}`);
     } finally {
+      await hub.stop();
+    }
+  });
+
+  it('goes on from a standby to the active hub: client.py and worker.py with DAGWORK_HUB listing a standby first', async () => {
+    // A ZeroMQ socket in the test playing a standby: answers every request STANDBY.
+    const standby = new Router({ linger: 0 });
+    await standby.bind('tcp://127.0.0.1:*');
+    const seen: Request[] = [];
+    void (async () => {
+      for await (const [id, empty, body] of standby) {
+        seen.push(decodeRequest(body as Buffer));
+        await standby.send([id as Buffer, empty as Buffer, encodeReply({ op: 'error', error: { code: 'STANDBY', message: 'this hub is a standby', task: '' } })]);
+      }
+    })().catch(() => undefined);
+    const hub = await startHub();
+    const env = { DAGWORK_HUB: `${standby.lastEndpoint as string},${hub.endpoint}` };
+    try {
+      let submitted!: () => void;
+      const created = new Promise<void>((resolve) => (submitted = resolve));
+      const client = python('client.py', [], env, (out) => out.includes('created 5 tasks') && submitted());
+      await created;
+      const worker = await python('worker.py', ['--worker', 'py-moved'], env);
+      expect(worker.code, worker.out).toBe(0);
+      expect(worker.out).toMatch(/worker py-moved: 5 done, 0 failed/);
+      const { code, out } = await client;
+      expect(code, out).toBe(0);
+      expect(out).toMatch(/done 5, failed 0, blocked 0/);
+      // Each process asked the standby once, then kept to the hub that answered.
+      expect(seen.map((r) => r.op)).toEqual(['create', 'steal']);
+
+      const bad = await python('worker.py', ['--hub', `${hub.endpoint},localhost`], {});
+      expect(bad.code).toBe(2);
+      expect(bad.out).toContain('--hub: endpoint 2 of 2: \'localhost\' is not a ZeroMQ endpoint');
+    } finally {
+      standby.close();
       await hub.stop();
     }
   });
