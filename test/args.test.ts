@@ -1,7 +1,7 @@
 /** The command-line value parsers dhub, dquery and dworker share (proto/src/args.ts). */
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { countArg, int32Arg, leaseArg, parseDuration, parseEndpoint, uint32Arg } from '../proto/src/args.js';
+import { countArg, int32Arg, leaseArg, MAX_HUB_ENDPOINTS, parseDuration, parseEndpoint, parseHubEndpoints, uint32Arg } from '../proto/src/args.js';
 
 describe('parseDuration', () => {
   it.each([
@@ -115,5 +115,18 @@ describe('endpoints', () => {
   it('refuses a port out of range, and * where a client connects', () => {
     expect(() => parseEndpoint('tcp://h:70000')).toThrow('the port must be a number from 1 to 65535');
     expect(() => parseEndpoint('tcp://h:*')).toThrow('the port must be a number from 1 to 65535');
+  });
+
+  it("takes a hub's endpoints separated by commas, each checked, the bad one named by its place", () => {
+    expect(parseHubEndpoints('tcp://127.0.0.1:6125')).toEqual(['tcp://127.0.0.1:6125']);
+    expect(parseHubEndpoints('tcp://a:6125, tcp://[::1]:6126,ipc:///tmp/hub')).toEqual(['tcp://a:6125', 'tcp://[::1]:6126', 'ipc:///tmp/hub']);
+    // One endpoint: the message is parseEndpoint's, as it always was.
+    expect(() => parseHubEndpoints('localhost')).toThrow(/^"localhost" is not a ZeroMQ endpoint/);
+    expect(() => parseHubEndpoints('tcp://a:6125,localhost')).toThrow('endpoint 2 of 2: "localhost" is not a ZeroMQ endpoint: write tcp://HOST:PORT, e.g. tcp://localhost:6125');
+    expect(() => parseHubEndpoints('tcp://a:6125,tcp://b:*')).toThrow('endpoint 2 of 2: "tcp://b:*": the port must be a number from 1 to 65535');
+    expect(() => parseHubEndpoints('tcp://a:6125,')).toThrow('endpoint 2 of 2: empty in "tcp://a:6125,"');
+    expect(() => parseHubEndpoints('tcp://a:6125,tcp://a:6125')).toThrow('endpoint 2 of 2: "tcp://a:6125" is listed twice');
+    const many = Array.from({ length: MAX_HUB_ENDPOINTS + 1 }, (_, i) => `tcp://h:${6000 + i}`).join(',');
+    expect(() => parseHubEndpoints(many)).toThrow(`lists ${MAX_HUB_ENDPOINTS + 1} endpoints: at most ${MAX_HUB_ENDPOINTS}`);
   });
 });

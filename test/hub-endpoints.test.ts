@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Router } from 'zeromq';
 import { decodeRequest, encodeReply, type Request } from '../proto/src/codec.js';
-import { Client, HubUnreachableError } from '../worker-kit/src/index.js';
+import { Client, HubUnreachableError, runWorker } from '../worker-kit/src/index.js';
 import { cleanTempDirs, DQUERY, freePort, runNode, startHub, tempDir } from './helpers.js';
 import { eventually, killDworkers, spawnDworker } from './support/dworker.js';
 
@@ -138,6 +138,24 @@ describe('every endpoint a standby', () => {
       for (const s of standbys) expect(run.stderr).toContain(`${s.endpoint}: STANDBY`);
       expect(run.stderr).not.toContain('If it uses CURVE'); // the hubs answered: no handshake problem
     } finally {
+      for (const s of standbys) s.close();
+    }
+  });
+});
+
+describe('a worker while every endpoint is a standby', () => {
+  it('stops within its grace: the pause between rounds of STANDBY answers is cut short', async () => {
+    const standbys = [await fakeStandby(), await fakeStandby()];
+    // A long budget: only the stop can end its requests in time.
+    const worker = runWorker({ hub: standbys.map((s) => s.endpoint).join(','), worker: 'w', handler: () => 'x', graceMs: 1_000, handleSignals: false, client: { timeoutMs: 60_000 } });
+    try {
+      expect(await eventually(() => standbys.every((s) => s.requests.length >= 2), 5_000)).toBe(true);
+      const asked = Date.now();
+      const summary = await worker.stop();
+      expect(Date.now() - asked).toBeLessThan(2_000);
+      expect(summary).toMatchObject({ reason: 'stopped', done: 0, hubUnreachable: true });
+    } finally {
+      await worker.stop({ now: true });
       for (const s of standbys) s.close();
     }
   });

@@ -84,7 +84,7 @@ const program = new Command('dquery')
     '--timeout <ms>',
     `how long to wait for each reply before sending the request again (default ${WAIT.default.timeoutMs}, sent ${WAIT.default.retries + 1} times; ` +
       `status and lookup: ${WAIT.interactive.timeoutMs}, sent ${WAIT.interactive.retries + 1} times). A tcp:// endpoint where nothing listens is reported within about a second. ` +
-      `With several --hub endpoints the request is sent to the next one instead, until that many timeouts have passed in all`,
+      `With several --hub endpoints a request goes on to the next endpoint instead (also on an answer STANDBY), until the time of those tries (timeout × tries) has passed`,
     positiveArg,
   )
   .option('--curve-server-key <key|file>', "the hub's CURVE public key, or its .pub file (env DAGWORK_CURVE_SERVER_KEY)", process.env.DAGWORK_CURVE_SERVER_KEY)

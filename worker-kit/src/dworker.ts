@@ -206,6 +206,8 @@ Examples:
   # where and what
   dworker --hub tcp://hub-node:6125 -c 16                       # one per node of the cluster
   dworker --hub tcp://hub-node:6125 --pool gpu -c 4             # only tasks of the pool gpu
+  dworker --hub tcp://hub-a:6125,tcp://hub-b:6125               # a hub and its standby: requests go to
+                                                                # the one that answers; tasks run on when it moves
   # pilot jobs in a batch slot
   sbatch --wrap "dworker --hub tcp://hub:6125 --max-time 3h50m --grace 20s"   # a 4-hour slot
   dworker --max-tasks 100 --idle-timeout 5m                     # leave after 100 tasks, or 5 idle minutes
