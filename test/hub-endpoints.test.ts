@@ -190,7 +190,8 @@ describe('dworker --hub A,B when the hub moves', () => {
     const portB = await freePort();
     const endpointB = `tcp://127.0.0.1:${portB}`;
     const setup = new Client({ hub: a.endpoint, worker: 'setup' });
-    const tasks = Array.from({ length: 6 }, (_, i) => ({ name: `t${i}`, payload: `mkdir -p ${runs} && echo "$TASK_ATTEMPT" >> ${runs}/$TASK_NAME && sleep 2` }));
+    // Leases of 3 s, renewed every second: renewals go out while the hub is away and after it moved.
+    const tasks = Array.from({ length: 6 }, (_, i) => ({ name: `t${i}`, leaseMs: 3_000, payload: `mkdir -p ${runs} && echo "$TASK_ATTEMPT" >> ${runs}/$TASK_NAME && sleep 3` }));
     await setup.create(tasks);
     setup.close();
     const worker = spawnDworker(['--hub', `${a.endpoint},${endpointB}`, '-c', '3', '--worker', 'w1'], { killAfterMs: 60_000 });
