@@ -33,9 +33,12 @@ export const POOLS_TABLE = 'dagwork_pools';
 const SCHEMA_LOCK_KEY = '7308475932187301'; // any constant: the same in every dhub
 /** Rows read at a time at start. */
 const READ_BATCH = 10_000;
-/** How often the active hub checks its session, and how long the check may take (ms). */
+/**
+ * How often the active hub checks its session, and how long the connection may answer nothing at
+ * all (a check waits behind a write in flight) before the session counts as lost (ms).
+ */
 const SESSION_CHECK_MS = 1000;
-const SESSION_CHECK_TIMEOUT_MS = 3000;
+const SESSION_CHECK_TIMEOUT_MS = 5000;
 /** How long connecting may take before it is refused (ms). */
 const CONNECT_TIMEOUT_MS = 10_000;
 /** TCP keepalive on the connection, so that a dead server or network is noticed (ms before the first probe). */
@@ -129,6 +132,8 @@ export class PostgresStore implements TaskStore {
   private connected = false;
   private checkTimer: NodeJS.Timeout | undefined;
   private checking = false;
+  /** When the leader connection last answered a query (ms since the epoch). */
+  private lastAnswerMs = Date.now();
 
   private constructor(
     private readonly client: PgClient,
@@ -269,6 +274,7 @@ export class PostgresStore implements TaskStore {
       throw this.failure('cannot bump the leader epoch', err);
     }
     this.active = true;
+    this.lastAnswerMs = Date.now();
     this.scheduleCheck();
     return true;
   }
@@ -286,14 +292,14 @@ export class PostgresStore implements TaskStore {
     let after: string | undefined;
     try {
       for (;;) {
-        const page = await this.client.query<[string, Buffer, Buffer]>({
+        const page = await this.answered(this.client.query<[string, Buffer, Buffer]>({
           text:
             after === undefined
               ? `SELECT name, spec, state FROM ${TASKS_TABLE} ORDER BY name LIMIT ${READ_BATCH}`
               : `SELECT name, spec, state FROM ${TASKS_TABLE} WHERE name > $1 ORDER BY name LIMIT ${READ_BATCH}`,
           values: after === undefined ? [] : [after],
           rowMode: 'array',
-        });
+        }));
         for (const [name, spec, state] of page.rows) {
           try {
             records.push(decodeSplitRecord(spec, state));
@@ -366,7 +372,7 @@ export class PostgresStore implements TaskStore {
     const c = this.client;
     let step = 'begin the transaction';
     try {
-      await c.query('BEGIN');
+      await this.answered(c.query('BEGIN'));
       step = 'check the leader epoch';
       const fence = await c.query<{ e: string }>(`SELECT leader_epoch AS e FROM ${META_TABLE} FOR SHARE`);
       if (Number(fence.rows[0]?.e) !== this.epoch) {
@@ -376,39 +382,39 @@ export class PostgresStore implements TaskStore {
         step = `write ${full.size} tasks`;
         const names = [...full.keys()];
         const values = [...full.values()];
-        await c.query(
+        await this.answered(c.query(
           `INSERT INTO ${TASKS_TABLE} (name, spec, state) SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[])
            ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, state = excluded.state`,
           [names, values.map((v) => v[0]), values.map((v) => v[1])],
-        );
+        ));
       }
       if (stateOnly.size > 0) {
         step = `write the state of ${stateOnly.size} tasks`;
-        const updated = await c.query(`UPDATE ${TASKS_TABLE} AS t SET state = u.state FROM unnest($1::text[], $2::bytea[]) AS u(name, state) WHERE t.name = u.name`, [
+        const updated = await this.answered(c.query(`UPDATE ${TASKS_TABLE} AS t SET state = u.state FROM unnest($1::text[], $2::bytea[]) AS u(name, state) WHERE t.name = u.name`, [
           [...stateOnly.keys()],
           [...stateOnly.values()],
-        ]);
+        ]));
         if (updated.rowCount !== stateOnly.size) throw new Error(`${stateOnly.size - (updated.rowCount ?? 0)} of them have no stored spec`);
       }
       if (gone.length > 0) {
         step = `delete ${gone.length} tasks`;
-        await c.query(`DELETE FROM ${TASKS_TABLE} WHERE name = ANY($1::text[])`, [gone]);
+        await this.answered(c.query(`DELETE FROM ${TASKS_TABLE} WHERE name = ANY($1::text[])`, [gone]));
       }
       const set = [...poolRows].filter((p): p is [string, string] => p[1] !== undefined);
       const removed = [...poolRows].filter(([, v]) => v === undefined).map(([pool]) => pool);
       if (set.length > 0) {
         step = `write the settings of ${set.length} pools`;
-        await c.query(
+        await this.answered(c.query(
           `INSERT INTO ${POOLS_TABLE} (pool, settings) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (pool) DO UPDATE SET settings = excluded.settings`,
           [set.map((p) => p[0]), set.map((p) => p[1])],
-        );
+        ));
       }
       if (removed.length > 0) {
         step = `remove the settings of ${removed.length} pools`;
-        await c.query(`DELETE FROM ${POOLS_TABLE} WHERE pool = ANY($1::text[])`, [removed]);
+        await this.answered(c.query(`DELETE FROM ${POOLS_TABLE} WHERE pool = ANY($1::text[])`, [removed]));
       }
       step = 'commit';
-      await c.query('COMMIT');
+      await this.answered(c.query('COMMIT'));
     } catch (err) {
       if (!this.closed && this.lost === undefined) await c.query('ROLLBACK').catch(() => undefined);
       if (err instanceof DagworkError) throw err;
@@ -457,18 +463,31 @@ export class PostgresStore implements TaskStore {
     }, SESSION_CHECK_MS);
   }
 
-  /** A cheap query, bounded in time: no answer in time is a lost session. */
+  /** Marks the connection as answering when `query` settles (the session check counts on it). */
+  private answered<T>(query: Promise<T>): Promise<T> {
+    return query.finally(() => {
+      this.lastAnswerMs = Date.now();
+    });
+  }
+
+  /**
+   * A cheap query on the leader connection. It waits behind a write in flight, so the session
+   * counts as lost only when the connection answered nothing at all for SESSION_CHECK_TIMEOUT_MS.
+   */
   private async checkSession(): Promise<void> {
     if (this.checking) return;
     this.checking = true;
     let timer: NodeJS.Timeout | undefined;
     try {
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the database did not answer a check in ${SESSION_CHECK_TIMEOUT_MS} ms`)), SESSION_CHECK_TIMEOUT_MS);
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setInterval(() => {
+          const silent = Date.now() - this.lastAnswerMs;
+          if (silent > SESSION_CHECK_TIMEOUT_MS) reject(new Error(`the database answered nothing for ${silent} ms`));
+        }, SESSION_CHECK_MS / 4);
       });
-      await Promise.race([this.client.query('SELECT 1'), timeout]);
+      await Promise.race([this.answered(this.client.query('SELECT 1')), stalled]);
     } finally {
-      clearTimeout(timer);
+      clearInterval(timer);
       this.checking = false;
     }
     this.scheduleCheck();
