@@ -54,8 +54,37 @@ describe.skipIf(postgresMissing !== undefined)('the PostgreSQL store', () => {
     await store.write([taskRecord('kept')]);
     const err = await refusal(store.write([taskRecord('kept', { state: 'done' }), taskRecord('ghost')], { deleted: [], pools: [], specs: new Set() }));
     expect(err.code).toBe('STORE_FAILED');
-    expect(err.message).toMatch(/write the state of 2 tasks: 1 of them have no stored spec/);
+    expect(err.message).toMatch(/cannot write 2 tasks: a state write names a task with no stored spec; nothing of this write was kept/);
     expect((await store.loadAll()).map((r) => [r.spec.name, r.state])).toEqual([['kept', 'ready']]);
+    await store.close();
+  });
+
+  it('refuses every write once the leader epoch is no longer its own (a takeover), keeping nothing of it', async () => {
+    const cluster = await pgCluster();
+    const url = await cluster.createDatabase();
+    const store = await PostgresStore.open(url);
+    await store.write([taskRecord('before')]);
+    await cluster.query('UPDATE dagwork_meta SET leader_epoch = leader_epoch + 1', [], new URL(url).pathname.slice(1));
+    const err = await refusal(store.write([taskRecord('after')], { deleted: ['before'], pools: [] }));
+    expect(err.message).toMatch(/another hub took over the store .* this hub is fenced; nothing of this write was kept/);
+    expect((await store.loadAll()).map((r) => r.spec.name)).toEqual(['before']);
+    await store.close();
+  });
+
+  it('writes a group commit larger than one statement carries as one transaction: all or none', async () => {
+    const cluster = await pgCluster();
+    const url = await cluster.createDatabase();
+    const store = await PostgresStore.open(url);
+    // 80 records of 1 MiB: two statements of at most 64 MiB.
+    const big = Array.from({ length: 80 }, (_, i) => taskRecord(`big${String(i).padStart(2, '0')}`, { payload: Buffer.alloc(1 << 20, i) }));
+    await cluster.query(`ALTER TABLE dagwork_tasks ADD CONSTRAINT refuse_last CHECK (name <> 'big79')`, [], new URL(url).pathname.slice(1));
+    expect((await refusal(store.write(big))).message).toMatch(/refuse_last/);
+    expect(await store.loadAll()).toEqual([]);
+    await cluster.query('ALTER TABLE dagwork_tasks DROP CONSTRAINT refuse_last', [], new URL(url).pathname.slice(1));
+    await store.write(big);
+    const loaded = await store.loadAll();
+    expect(loaded.length).toBe(80);
+    expect(loaded[79]).toEqual(big[79]);
     await store.close();
   });
 
@@ -187,7 +216,7 @@ describe.skipIf(postgresMissing !== undefined)('dhub --store', () => {
       await cluster.query(`ALTER TABLE dagwork_tasks ADD CONSTRAINT refuse_lost CHECK (name <> 'lost')`, [], new URL(url).pathname.slice(1));
       const err = await client.create([{ name: 'other' }, { name: 'lost' }]).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'STORE_FAILED' });
-      expect((err as Error).message).toMatch(/cannot write 2 tasks: .*refuse_lost/);
+      expect((err as Error).message).toMatch(/cannot write 2 tasks, 0 deletions and 0 pool settings: .*refuse_lost/);
       await expect(client.lookup('other')).rejects.toMatchObject({ code: 'UNKNOWN_TASK' });
       expect((await client.steal()).tasks.map((t) => t.name)).toEqual(['kept']);
     } finally {

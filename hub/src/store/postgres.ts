@@ -45,6 +45,102 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const KEEPALIVE_DELAY_MS = 5000;
 /** Unreadable rows named in a refusal (all are counted). */
 const NAMED_BAD_RECORDS = 10;
+/** Most bytes of records one write statement carries (bytea is at most 1 GiB); a larger group commit is several in one transaction. */
+const WRITE_CHUNK_BYTES = 64 << 20;
+/**
+ * Raised inside WRITE_SQL when a state write names a task with no stored spec: a failed cast
+ * aborts the statement (its text holds a subquery, so the planner cannot fold it ahead).
+ */
+const NO_SPEC = 'dagwork: a task state without a stored spec';
+
+/**
+ * A group commit as one statement. The records travel in one binary bytea ($2), each cut out by
+ * its 1-based offset and length; names and settings as text arrays. Every change is guarded by
+ * the fence (the meta row, locked FOR SHARE, still at this hub's epoch: a takeover's update of it
+ * waits for this statement, or this one finds the new epoch and changes nothing). A state write
+ * for a task without a row fails the whole statement (its state would be lost, as LevelDB's
+ * start would refuse it).
+ */
+const WRITE_SQL = `WITH fence AS (SELECT 1 FROM ${META_TABLE} WHERE leader_epoch = $1::bigint FOR SHARE),
+full_rows AS (
+  INSERT INTO ${TASKS_TABLE} (name, spec, state)
+  SELECT u.n, substring($2::bytea FROM u.so FOR u.sl), substring($2::bytea FROM u.ao FOR u.al)
+  FROM unnest($3::text[], $4::int[], $5::int[], $6::int[], $7::int[]) AS u(n, so, sl, ao, al)
+  WHERE EXISTS (SELECT 1 FROM fence)
+  ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, state = excluded.state
+  RETURNING 1),
+state_rows AS (
+  UPDATE ${TASKS_TABLE} AS t SET state = substring($2::bytea FROM u.ao FOR u.al)
+  FROM unnest($8::text[], $9::int[], $10::int[]) AS u(n, ao, al)
+  WHERE t.name = u.n AND EXISTS (SELECT 1 FROM fence)
+  RETURNING 1),
+deleted_rows AS (DELETE FROM ${TASKS_TABLE} WHERE name = ANY($11::text[]) AND EXISTS (SELECT 1 FROM fence) RETURNING 1),
+pools_set AS (
+  INSERT INTO ${POOLS_TABLE} (pool, settings) SELECT * FROM unnest($12::text[], $13::text[]) WHERE EXISTS (SELECT 1 FROM fence)
+  ON CONFLICT (pool) DO UPDATE SET settings = excluded.settings
+  RETURNING 1),
+pools_removed AS (DELETE FROM ${POOLS_TABLE} WHERE pool = ANY($14::text[]) AND EXISTS (SELECT 1 FROM fence) RETURNING 1)
+SELECT (SELECT count(*) FROM fence)::text AS fence,
+  CASE WHEN NOT EXISTS (SELECT 1 FROM fence) OR (SELECT count(*) FROM state_rows) = cardinality($8::text[]) THEN 0
+  ELSE CAST('${NO_SPEC}: ' || (SELECT count(*) FROM state_rows) || ' of ' || cardinality($8::text[]) AS int) END AS checked`;
+
+interface WriteChunk {
+  bytes: number;
+  blobs: Uint8Array[];
+  fullNames: string[];
+  /** Offset (1-based) and length in the bytea of each record: spec, state; state only. */
+  fullSpec: number[];
+  fullState: number[];
+  stateNames: string[];
+  stateOnly: number[];
+  deleted: string[];
+  poolsSet: [string, string][];
+  poolsRemoved: string[];
+  /** Appends `bytes` to the chunk's bytea: its [offset, length]. */
+  add(bytes: Uint8Array): [number, number];
+  values(epoch: number): unknown[];
+}
+
+function emptyChunk(): WriteChunk {
+  const chunk: WriteChunk = {
+    bytes: 0,
+    blobs: [],
+    fullNames: [],
+    fullSpec: [],
+    fullState: [],
+    stateNames: [],
+    stateOnly: [],
+    deleted: [],
+    poolsSet: [],
+    poolsRemoved: [],
+    add(bytes) {
+      const at = chunk.bytes + 1;
+      chunk.blobs.push(bytes);
+      chunk.bytes += bytes.length;
+      return [at, bytes.length];
+    },
+    values(epoch) {
+      const every = (xs: number[], from: number): number[] => xs.filter((_, i) => i % 2 === from);
+      return [
+        String(epoch),
+        Buffer.concat(chunk.blobs, chunk.bytes),
+        chunk.fullNames,
+        every(chunk.fullSpec, 0),
+        every(chunk.fullSpec, 1),
+        every(chunk.fullState, 0),
+        every(chunk.fullState, 1),
+        chunk.stateNames,
+        every(chunk.stateOnly, 0),
+        every(chunk.stateOnly, 1),
+        chunk.deleted,
+        chunk.poolsSet.map((p) => p[0]),
+        chunk.poolsSet.map((p) => p[1]),
+        chunk.poolsRemoved,
+      ];
+    },
+  };
+  return chunk;
+}
 
 export const isPostgresUrl = (url: string): boolean => /^postgres(ql)?:\/\//i.test(url);
 
@@ -345,80 +441,73 @@ export class PostgresStore implements TaskStore {
     });
   }
 
-  /** One transaction: the epoch checked, then one statement per kind of change; resolves once committed. */
+  /**
+   * One transaction, committed before it resolves: usually one statement (WRITE_SQL: the epoch
+   * checked under a row lock, then every kind of change, many rows each), prepared once per
+   * connection; a group commit of more than WRITE_CHUNK_BYTES of records is several such
+   * statements between BEGIN and COMMIT.
+   */
   async write(records: readonly TaskRecord[], changes?: StoreChanges): Promise<void> {
     const deleted = changes?.deleted ?? [];
     const pools = changes?.pools ?? [];
     if (records.length === 0 && deleted.length === 0 && pools.length === 0) return;
     this.refuseIfLost();
     if (!this.active) throw new DagworkError('STORE_FAILED', `the store ${this.location} is not held by this hub (another hub is active)`);
-    // The latest record of each task wins, as in one LevelDB batch; a statement may touch a row once.
+    // A statement may touch a row once: the latest record of each task wins, and a deletion wins
+    // over a record of the same write (as in the LevelDB store, where it comes after).
+    const gone = new Set(deleted);
     const specs = changes?.specs;
-    const full = new Map<string, [Buffer, Buffer]>();
-    const stateOnly = new Map<string, Buffer>();
+    const latest = new Map<string, { record: TaskRecord; spec: boolean }>();
     for (const r of records) {
       const name = r.spec.name;
-      const state = Buffer.from(encodeStateRecord(r));
-      if (specs === undefined || specs.has(name) || full.has(name)) {
-        full.set(name, [Buffer.from(encodeSpecRecord(r.spec, r.seq)), state]);
-        stateOnly.delete(name);
-      } else {
-        stateOnly.set(name, state);
-      }
+      if (gone.has(name)) continue;
+      const spec = specs === undefined || specs.has(name) || latest.get(name)?.spec === true;
+      latest.set(name, { record: r, spec });
     }
-    const gone = [...new Set(deleted)];
     const poolRows = new Map<string, string | undefined>();
     for (const [pool, settings] of pools) poolRows.set(pool, settings === undefined ? undefined : JSON.stringify(settings));
+    const chunks: WriteChunk[] = [];
+    let chunk = emptyChunk();
+    for (const [name, { record, spec }] of latest) {
+      const state = encodeStateRecord(record);
+      if (spec) {
+        const specBytes = encodeSpecRecord(record.spec, record.seq);
+        chunk.fullNames.push(name);
+        chunk.fullSpec.push(...chunk.add(specBytes));
+        chunk.fullState.push(...chunk.add(state));
+      } else {
+        chunk.stateNames.push(name);
+        chunk.stateOnly.push(...chunk.add(state));
+      }
+      if (chunk.bytes >= WRITE_CHUNK_BYTES) {
+        chunks.push(chunk);
+        chunk = emptyChunk();
+      }
+    }
+    chunk.deleted = [...gone];
+    for (const [pool, settings] of poolRows) {
+      if (settings === undefined) chunk.poolsRemoved.push(pool);
+      else chunk.poolsSet.push([pool, settings]);
+    }
+    chunks.push(chunk);
     const c = this.client;
-    let step = 'begin the transaction';
+    const several = chunks.length > 1;
     try {
-      await this.answered(c.query('BEGIN'));
-      step = 'check the leader epoch';
-      const fence = await c.query<{ e: string }>(`SELECT leader_epoch AS e FROM ${META_TABLE} FOR SHARE`);
-      if (Number(fence.rows[0]?.e) !== this.epoch) {
-        throw new DagworkError('STORE_FAILED', `another hub took over the store ${this.location} (leader epoch ${fence.rows[0]?.e}, this hub's ${this.epoch}): this hub is fenced`);
+      if (several) await this.answered(c.query('BEGIN'));
+      for (const part of chunks) {
+        const row = (await this.answered(c.query<{ fence: string }>({ name: 'dagwork_write', text: WRITE_SQL, values: part.values(this.epoch) }))).rows[0];
+        if (row?.fence !== '1') {
+          throw new DagworkError('STORE_FAILED', `another hub took over the store ${this.location} (the leader epoch is no longer this hub's ${this.epoch}): this hub is fenced; nothing of this write was kept`);
+        }
       }
-      if (full.size > 0) {
-        step = `write ${full.size} tasks`;
-        const names = [...full.keys()];
-        const values = [...full.values()];
-        await this.answered(c.query(
-          `INSERT INTO ${TASKS_TABLE} (name, spec, state) SELECT * FROM unnest($1::text[], $2::bytea[], $3::bytea[])
-           ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, state = excluded.state`,
-          [names, values.map((v) => v[0]), values.map((v) => v[1])],
-        ));
-      }
-      if (stateOnly.size > 0) {
-        step = `write the state of ${stateOnly.size} tasks`;
-        const updated = await this.answered(c.query(`UPDATE ${TASKS_TABLE} AS t SET state = u.state FROM unnest($1::text[], $2::bytea[]) AS u(name, state) WHERE t.name = u.name`, [
-          [...stateOnly.keys()],
-          [...stateOnly.values()],
-        ]));
-        if (updated.rowCount !== stateOnly.size) throw new Error(`${stateOnly.size - (updated.rowCount ?? 0)} of them have no stored spec`);
-      }
-      if (gone.length > 0) {
-        step = `delete ${gone.length} tasks`;
-        await this.answered(c.query(`DELETE FROM ${TASKS_TABLE} WHERE name = ANY($1::text[])`, [gone]));
-      }
-      const set = [...poolRows].filter((p): p is [string, string] => p[1] !== undefined);
-      const removed = [...poolRows].filter(([, v]) => v === undefined).map(([pool]) => pool);
-      if (set.length > 0) {
-        step = `write the settings of ${set.length} pools`;
-        await this.answered(c.query(
-          `INSERT INTO ${POOLS_TABLE} (pool, settings) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT (pool) DO UPDATE SET settings = excluded.settings`,
-          [set.map((p) => p[0]), set.map((p) => p[1])],
-        ));
-      }
-      if (removed.length > 0) {
-        step = `remove the settings of ${removed.length} pools`;
-        await this.answered(c.query(`DELETE FROM ${POOLS_TABLE} WHERE pool = ANY($1::text[])`, [removed]));
-      }
-      step = 'commit';
-      await this.answered(c.query('COMMIT'));
+      if (several) await this.answered(c.query('COMMIT'));
     } catch (err) {
-      if (!this.closed && this.lost === undefined) await c.query('ROLLBACK').catch(() => undefined);
+      if (several && !this.closed && this.lost === undefined) await c.query('ROLLBACK').catch(() => undefined);
       if (err instanceof DagworkError) throw err;
-      throw this.failure(`cannot ${step}`, err);
+      if ((err as { code?: string }).code === '22P02' && String((err as Error).message).includes(NO_SPEC)) {
+        throw new DagworkError('STORE_FAILED', `the store ${this.location}: cannot write ${latest.size} tasks: a state write names a task with no stored spec; nothing of this write was kept`, { cause: err });
+      }
+      throw this.failure(`cannot write ${latest.size} tasks, ${gone.size} deletions and ${poolRows.size} pool settings`, err);
     }
   }
 
