@@ -187,6 +187,8 @@ describe.skipIf(postgresMissing !== undefined)('standby hubs on one PostgreSQL s
     await Promise.all(hubs.map((h) => h.waitFor(/listening on|standby:/, 20_000)));
     const answers = await Promise.all(hubs.map((h) => ask(h.endpoint)));
     expect(answers.sort()).toEqual(['STANDBY', 'STANDBY', 'active 0']);
+    // A standby stops on SIGTERM as the active hub does.
+    expect(await Promise.all(hubs.map((h) => kill(h, 'SIGTERM')))).toEqual([0, 0, 0]);
   }, 60_000);
 
   it('fails over three times under load with workers that move to the hub that answers: every task done once, in order', async () => {

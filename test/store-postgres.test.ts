@@ -12,6 +12,7 @@ import { freePort } from './support/proc.js';
 import { pgCluster, postgresMissing, stopPgCluster } from './support/stores.js';
 import { PG_USER } from './support/postgres.js';
 import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import { Hub } from '../hub/src/server.js';
 import { Client } from '../worker-kit/src/index.js';
 import { cleanTempDirs, DHUB, runNode, tempDir } from './helpers.js';
@@ -226,6 +227,26 @@ describe.skipIf(postgresMissing !== undefined)('dhub --store', () => {
     const store = await PostgresStore.open(url);
     expect((await store.loadAll()).map((r) => `${r.spec.name}:${r.state}`)).toEqual(['kept:running']);
     await store.close();
+  });
+});
+
+describe('dhub --store without the pg package', () => {
+  it('says that pg cannot be loaded, and exits 1', async () => {
+    // A module resolve hook that finds no 'pg', as an install without optional dependencies would.
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, 'hooks.mjs'),
+      `export async function resolve(specifier, context, next) {
+        if (specifier === 'pg') throw Object.assign(new Error("Cannot find package 'pg'"), { code: 'ERR_MODULE_NOT_FOUND' });
+        return next(specifier, context);
+      }\n`,
+    );
+    writeFileSync(join(dir, 'register.mjs'), `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`);
+    const run = await runNode(['--import', join(dir, 'register.mjs'), DHUB, '--bind', 'tcp://127.0.0.1:*', '--db', join(dir, 'db'), '--store', 'postgres://u:pw@127.0.0.1:1/db'], {
+      timeoutMs: 30_000,
+    });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^dhub: a postgres:\/\/ store needs the npm package pg, which cannot be loaded \(Cannot find package 'pg'\): install it next to dagwork \(npm install pg\)/);
   });
 });
 

@@ -117,11 +117,15 @@ the graph):
         () => process.exit(1),
       );
     };
-    process.once('SIGINT', early);
-    process.once('SIGTERM', early);
+    /** Whether this hub holds the store (PostgreSQL: the leader lock); a standby does not. */
+    let leading = false;
     /** The store's session is gone: another hub may be active now. Stop answering at once. */
     const fenced = (err: Error): void => {
-      process.stderr.write(`dhub: lost the session with the store (${err.message}): another hub may take over, so this one stops at once (fenced)\n`);
+      process.stderr.write(
+        leading
+          ? `dhub: lost the session with the store (${err.message}): another hub may take over, so this one stops at once (fenced)\n`
+          : `dhub: standby: lost the session with the store (${err.message}); exiting\n`,
+      );
       process.exit(1);
     };
     try {
@@ -184,6 +188,9 @@ the graph):
       let openStore: HubOptions['openStore'] = (location, options) => Store.open(location, { ...options, dropRecords: opts.dropRecord as string[] });
       let tookOver: { store: PostgresStore; since: number } | undefined;
       if (storeUrl !== undefined) {
+        // A standby may wait for long: a signal meanwhile closes what it holds and exits 0.
+        process.once('SIGINT', early);
+        process.once('SIGTERM', early);
         const store = await PostgresStore.connect(storeUrl, { log, onLost: (err) => fenced(err) });
         stopping = async () => store.close();
         if (!(await store.tryLead())) {
@@ -201,8 +208,10 @@ the graph):
           log.info(`standby: another hub is active on ${store.location}; answering STANDBY on ${standby.endpoints.join(', ')}, trying to take over every ${STANDBY_POLL_MS} ms`);
           while (!(await store.tryLead())) await new Promise((resolve) => setTimeout(resolve, STANDBY_POLL_MS));
           await standby.close();
+          stopping = async () => store.close();
           tookOver = { store, since: Date.now() };
         }
+        leading = true;
         openStore = async (): Promise<TaskStore> => store;
       }
       hub = await Hub.start({
