@@ -164,6 +164,7 @@ describe.skipIf(postgresMissing !== undefined)('the PostgreSQL store', () => {
   it('refuses a URL that is not postgres://', async () => {
     const err = await refusal(PostgresStore.open('mysql://u:secretpw@h/db'));
     expect(err.message).toBe('--store mysql://u:***@h/db is not a postgres:// or postgresql:// URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)');
+    expect(redactUrl('postgres://u@h/db?password=s3cret&sslmode=require')).toBe('postgres://u@h/db?password=***&sslmode=require');
   });
 
   it('makes the schema once when two hubs start on an empty database at the same moment', async () => {
@@ -198,6 +199,9 @@ describe.skipIf(postgresMissing !== undefined)('dhub --store', () => {
     const notPg = await dhub(['--store', 'mysql://u:pw@h/db']);
     expect(notPg.code).toBe(2);
     expect(notPg.stderr).toMatch(/^dhub: --store mysql:\/\/u:\*\*\*@h\/db is not a postgres:\/\/ or postgresql:\/\/ URL/);
+    const noDb = await dhub(['--store', 'postgres://u:pw@h:5432/']);
+    expect(noDb.code).toBe(2);
+    expect(noDb.stderr).toMatch(/^dhub: --store postgres:\/\/u:\*\*\*@h:5432\/ names no database/);
     const url = (await pgCluster()).url('postgres');
     for (const flag of [['--sync'], ['--drop-record', 'spec:x']]) {
       const run = await dhub(['--store', url, ...flag]);

@@ -12,7 +12,7 @@ import { defaultGraphOptions } from './graph/options.js';
 import { defaultHubOptions, Hub, isLocal, roleEndpoints, type HubOptions } from './server.js';
 import { httpBindProblem, isLoopbackHost, parseHttpAddress, readTokenFile } from './http/access.js';
 import { Store, type TaskStore } from './store/store.js';
-import { isPostgresUrl, PostgresStore, redactUrl } from './store/postgres.js';
+import { checkStoreUrl, PostgresStore, redactUrl } from './store/postgres.js';
 import { StandbyResponder } from './standby.js';
 
 const defaults = defaultHubOptions();
@@ -174,7 +174,11 @@ the graph):
       }
       const storeUrl = opts.store === undefined ? undefined : String(opts.store);
       if (storeUrl !== undefined) {
-        if (!isPostgresUrl(storeUrl)) program.error(`dhub: --store ${redactUrl(storeUrl)} is not a postgres:// or postgresql:// URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)`);
+        try {
+          checkStoreUrl(storeUrl);
+        } catch (err) {
+          program.error(`dhub: ${(err as Error).message}`);
+        }
         if (opts.sync === true) program.error("dhub: --sync applies to the LevelDB store; with --store, PostgreSQL's synchronous_commit decides when a commit is durable");
         if ((opts.dropRecord as string[]).length > 0) program.error('dhub: --drop-record applies to the LevelDB store, not to --store');
       }

@@ -149,6 +149,7 @@ export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password !== '') u.password = '***';
+    if (u.searchParams.has('password')) u.searchParams.set('password', '***');
     return u.toString();
   } catch {
     return url.replace(/^([^:]+:\/\/[^:/@]*):[^@/]*@/, '$1:***@');
@@ -181,6 +182,11 @@ interface Target {
   port: number;
   user: string;
   database: string;
+}
+
+/** Checks a --store URL before anything is opened: a DagworkError INVALID_ARGUMENT naming the problem. */
+export function checkStoreUrl(url: string): void {
+  parseTarget(url);
 }
 
 function parseTarget(url: string): Target {
