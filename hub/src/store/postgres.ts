@@ -39,6 +39,8 @@ const READ_BATCH = 10_000;
  */
 const SESSION_CHECK_MS = 1000;
 const SESSION_CHECK_TIMEOUT_MS = 5000;
+/** A write in flight extends that silence by 1 s a MiB it carries: a large one may take long and is no sign of a lost session. */
+const SILENCE_MS_PER_WRITE_BYTE = 1000 / (1 << 20);
 /** How long connecting may take before it is refused (ms). */
 const CONNECT_TIMEOUT_MS = 10_000;
 /** TCP keepalive on the connection, so that a dead server or network is noticed (ms before the first probe). */
@@ -236,6 +238,8 @@ export class PostgresStore implements TaskStore {
   private checking = false;
   /** When the leader connection last answered a query (ms since the epoch). */
   private lastAnswerMs = Date.now();
+  /** Bytes of records the write statement in flight carries (0: none). */
+  private writingBytes = 0;
 
   private constructor(
     private readonly client: PgClient,
@@ -501,13 +505,16 @@ export class PostgresStore implements TaskStore {
     try {
       if (several) await this.answered(c.query('BEGIN'));
       for (const part of chunks) {
+        this.writingBytes = part.bytes;
         const row = (await this.answered(c.query<{ fence: string }>({ name: 'dagwork_write', text: WRITE_SQL, values: part.values(this.epoch) }))).rows[0];
         if (row?.fence !== '1') {
           throw new DagworkError('STORE_FAILED', `another hub took over the store ${this.location} (the leader epoch is no longer this hub's ${this.epoch}): this hub is fenced; nothing of this write was kept`);
         }
       }
       if (several) await this.answered(c.query('COMMIT'));
+      this.writingBytes = 0;
     } catch (err) {
+      this.writingBytes = 0;
       if (several && !this.closed && this.lost === undefined) await c.query('ROLLBACK').catch(() => undefined);
       if (err instanceof DagworkError) throw err;
       if ((err as { code?: string }).code === '22P02' && String((err as Error).message).includes(NO_SPEC)) {
@@ -567,7 +574,8 @@ export class PostgresStore implements TaskStore {
 
   /**
    * A cheap query on the leader connection. It waits behind a write in flight, so the session
-   * counts as lost only when the connection answered nothing at all for SESSION_CHECK_TIMEOUT_MS.
+   * counts as lost only when the connection answered nothing at all for SESSION_CHECK_TIMEOUT_MS
+   * (and 1 s a MiB of the write in flight).
    */
   private async checkSession(): Promise<void> {
     if (this.checking) return;
@@ -577,7 +585,7 @@ export class PostgresStore implements TaskStore {
       const stalled = new Promise<never>((_, reject) => {
         timer = setInterval(() => {
           const silent = Date.now() - this.lastAnswerMs;
-          if (silent > SESSION_CHECK_TIMEOUT_MS) reject(new Error(`the database answered nothing for ${silent} ms`));
+          if (silent > SESSION_CHECK_TIMEOUT_MS + this.writingBytes * SILENCE_MS_PER_WRITE_BYTE) reject(new Error(`the database answered nothing for ${silent} ms`));
         }, SESSION_CHECK_MS / 4);
       });
       await Promise.race([this.answered(this.client.query('SELECT 1')), stalled]);
