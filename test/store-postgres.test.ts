@@ -63,13 +63,19 @@ describe.skipIf(postgresMissing !== undefined)('the PostgreSQL store', () => {
   it('refuses every write once the leader epoch is no longer its own (a takeover), keeping nothing of it', async () => {
     const cluster = await pgCluster();
     const url = await cluster.createDatabase();
-    const store = await PostgresStore.open(url);
+    const lost: Error[] = [];
+    const store = await PostgresStore.open(url, { onLost: (e) => lost.push(e) });
     await store.write([taskRecord('before')]);
     await cluster.query('UPDATE dagwork_meta SET leader_epoch = leader_epoch + 1', [], new URL(url).pathname.slice(1));
     const err = await refusal(store.write([taskRecord('after')], { deleted: ['before'], pools: [] }));
     expect(err.message).toMatch(/another hub took over the store .* this hub is fenced; nothing of this write was kept/);
-    expect((await store.loadAll()).map((r) => r.spec.name)).toEqual(['before']);
+    // It says so (dhub exits on it) and refuses everything after.
+    expect(lost.map((e) => e.message)).toEqual([err.message]);
+    expect((await refusal(store.write([taskRecord('later')]))).message).toMatch(/lost the session/);
     await store.close();
+    const look = await PostgresStore.open(url);
+    expect((await look.loadAll()).map((r) => r.spec.name)).toEqual(['before']);
+    await look.close();
   });
 
   it('writes a group commit larger than one statement carries as one transaction: all or none', async () => {

@@ -508,7 +508,10 @@ export class PostgresStore implements TaskStore {
         this.writingBytes = part.bytes;
         const row = (await this.answered(c.query<{ fence: string }>({ name: 'dagwork_write', text: WRITE_SQL, values: part.values(this.epoch) }))).rows[0];
         if (row?.fence !== '1') {
-          throw new DagworkError('STORE_FAILED', `another hub took over the store ${this.location} (the leader epoch is no longer this hub's ${this.epoch}): this hub is fenced; nothing of this write was kept`);
+          const fenced = new DagworkError('STORE_FAILED', `another hub took over the store ${this.location} (the leader epoch is no longer this hub's ${this.epoch}): this hub is fenced; nothing of this write was kept`);
+          // Whatever let it happen, this hub is no longer the leader: as if its session were gone.
+          this.sessionLost(fenced);
+          throw fenced;
         }
       }
       if (several) await this.answered(c.query('COMMIT'));
