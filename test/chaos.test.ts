@@ -7,13 +7,16 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from './support/proc.js';
-import { Store } from '../hub/src/store/store.js';
 import type { TaskRecord } from '../proto/src/types.js';
 import { Client } from '../worker-kit/src/index.js';
 import { cleanTempDirs, ROOT, startHub, stencil, tempDir, dquery, type RunningHub } from './helpers.js';
 import { writeFileSync } from 'node:fs';
+import { newStore, openStore, stopPgCluster, storeKinds } from './support/stores.js';
 
-afterAll(cleanTempDirs);
+afterAll(async () => {
+  await stopPgCluster();
+  cleanTempDirs();
+});
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -31,12 +34,13 @@ function startWorker(endpoint: string, name: string): WorkerProc {
   return w;
 }
 
-describe('chaos', () => {
+describe.each(storeKinds)('chaos (%s store)', (kind) => {
   it('loses nothing while the hub and workers are killed with SIGKILL at random moments', async () => {
     const port = await freePort();
     const endpoint = `tcp://127.0.0.1:${port}`;
     const db = join(tempDir(), 'db');
-    const args = ['--retry-backoff-ms', '50'];
+    const location = kind === 'leveldb' ? db : await newStore(kind);
+    const args = ['--retry-backoff-ms', '50', ...(kind === 'leveldb' ? [] : ['--store', location])];
     const columns = 30;
     const rows = 100;
     let hub: RunningHub = await startHub({ db, bind: endpoint, args });
@@ -78,7 +82,7 @@ describe('chaos', () => {
       await hub.stop();
     }
 
-    const store = await Store.open(db);
+    const store = await openStore(kind, location);
     const tasks = new Map<string, TaskRecord>();
     for (const r of await store.loadAll()) tasks.set(r.spec.name, r);
     await store.close();

@@ -9,6 +9,8 @@ export { cleanTempDirs, DHUB, DQUERY, freePort, ROOT, tempDir } from './support/
 export interface RunningHub {
   endpoint: string;
   db: string;
+  /** Where its store is: `db` (LevelDB), or the PostgreSQL URL it was given (--store). */
+  store: string;
   proc: ChildProcess;
   /** Everything the hub wrote to stderr so far. */
   log(): string;
@@ -16,13 +18,18 @@ export interface RunningHub {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts dhub on 127.0.0.1 (a free port unless `bind` says); resolves once it listens. */
-export async function startHub(options: { db?: string; args?: string[]; bind?: string } = {}): Promise<RunningHub> {
+/**
+ * Starts dhub on 127.0.0.1 (a free port unless `bind` says); resolves once it listens. `store`: a
+ * PostgreSQL URL (--store), the hub's local files still in `db`.
+ */
+export async function startHub(options: { db?: string; args?: string[]; bind?: string; store?: string } = {}): Promise<RunningHub> {
   const db = options.db ?? join(tempDir(), 'db');
-  const { endpoint, proc, log, exited } = await spawnHub(['--bind', options.bind ?? 'tcp://127.0.0.1:*', '--db', db, ...(options.args ?? [])]);
+  const storeArgs = options.store === undefined ? [] : ['--store', options.store];
+  const { endpoint, proc, log, exited } = await spawnHub(['--bind', options.bind ?? 'tcp://127.0.0.1:*', '--db', db, ...storeArgs, ...(options.args ?? [])]);
   return {
     endpoint,
     db,
+    store: options.store ?? db,
     proc,
     log,
     stop: (signal = 'SIGTERM') => {

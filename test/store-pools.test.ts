@@ -6,30 +6,36 @@ import { encodeRecord } from '../hub/src/store/record.js';
 import { Store } from '../hub/src/store/store.js';
 import { cleanTempDirs, tempDir } from './helpers.js';
 import { taskRecord } from './support/records.js';
+import { newStore, openStore, stopPgCluster, storeKinds, type OpenedStore } from './support/stores.js';
 
-afterAll(() => cleanTempDirs());
+afterAll(async () => {
+  await stopPgCluster();
+  cleanTempDirs();
+});
 
-const names = async (store: Store): Promise<string[]> => (await store.loadAll()).map((r) => r.spec.name).sort();
+const names = async (store: OpenedStore): Promise<string[]> => (await store.loadAll()).map((r) => r.spec.name).sort();
 
 const LIC = { maxRunning: 3, paused: false, jobVerifier: '', resultVerifier: '/opt/check.sh' };
 
-describe('store deletions and pool settings', () => {
+describe.each(storeKinds)('store deletions and pool settings (%s store)', (kind) => {
   it('forgets deleted tasks and removed settings, from the log and from LevelDB', async () => {
-    const db = join(tempDir(), 'db');
-    const store = await Store.open(db);
+    const db = await newStore(kind);
+    const store = await openStore(kind, db);
     await store.write([taskRecord('a'), taskRecord('b')], { deleted: [], pools: [['lic', LIC], ['gpu', { maxRunning: 0, paused: true, jobVerifier: '', resultVerifier: '' }]] });
     await store.write([], { deleted: ['a'], pools: [['gpu', undefined]] });
     expect(await names(store)).toEqual(['b']);
     expect(await store.loadPools()).toEqual([['lic', LIC]]);
     await store.close();
-    const reopened = await Store.open(db);
+    const reopened = await openStore(kind, db);
     expect(await names(reopened)).toEqual(['b']);
     expect(await reopened.loadPools()).toEqual([['lic', LIC]]);
     await reopened.write([taskRecord('a')]);
     expect(await names(reopened)).toEqual(['a', 'b']);
     await reopened.close();
   });
+});
 
+describe('store formats before pool settings', () => {
   it('loads a store of format 4 as it is: its tasks, no pool settings', async () => {
     const db = join(tempDir(), 'db');
     const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });

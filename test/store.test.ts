@@ -11,8 +11,12 @@ import type { Logger } from '../hub/src/log.js';
 import { Store, STORE_FORMAT } from '../hub/src/store/store.js';
 import { cleanTempDirs, tempDir } from './helpers.js';
 import { taskRecord } from './support/records.js';
+import { newStore, openStore, stopPgCluster, storeKinds } from './support/stores.js';
 
-afterAll(cleanTempDirs);
+afterAll(async () => {
+  await stopPgCluster();
+  cleanTempDirs();
+});
 afterEach(() => {
   vi.useRealTimers();
   vi.restoreAllMocks();
@@ -254,14 +258,14 @@ describe('records of format 4: params, files and barriers', () => {
     return r;
   };
 
-  it('keeps every new field of spec and record through the log and LevelDB', async () => {
-    const db = join(tempDir(), 'db');
+  it.each(storeKinds)('keeps every new field of spec and record through the store (%s)', async (kind) => {
+    const db = await newStore(kind);
     const barrier = taskRecord('gate', { state: 'done' });
     barrier.spec = { ...barrier.spec, barrier: true };
-    const store = await Store.open(db);
+    const store = await openStore(kind, db);
     await store.write([full(), barrier]);
     await store.close();
-    const reopened = await Store.open(db);
+    const reopened = await openStore(kind, db);
     const records = new Map((await reopened.loadAll()).map((r) => [r.spec.name, r]));
     await reopened.close();
     expect(records.get('sweep/3')).toEqual(full());

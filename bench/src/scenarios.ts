@@ -27,6 +27,7 @@ export interface Figure {
 export const TARGETS = {
   drainOne: '>= 0.85x raw, ahead of BullMQ c=1',
   drainBatch: '>= 140k/s durable (dwork 138k)',
+  postgresDrain: '>= 0.5x the LevelDB drain (n=64)',
   drainFour: '>= 280k/s (dwork 272k)',
   hubCpu: '<= 4 µs/task (dwork 3-4)',
   rss: '<= 300 B/task, flat (dwork 410/412)',
@@ -127,9 +128,10 @@ async function drainOnce(
   count: number,
   n: number,
   clients: number,
-  options: { sync?: boolean; poolLimit?: number; resultVerifier?: string; dashboard?: { port: number; browsers: number }; hubCpu?: { usPerTask: number } } = {},
+  options: { sync?: boolean; poolLimit?: number; resultVerifier?: string; dashboard?: { port: number; browsers: number }; hubCpu?: { usPerTask: number }; store?: string } = {},
 ): Promise<number> {
-  const hub = await startHub({ ...(options.sync === undefined ? {} : { sync: options.sync }), args: options.dashboard === undefined ? [] : ['--http', `127.0.0.1:${options.dashboard.port}`] });
+  const args = [...(options.dashboard === undefined ? [] : ['--http', `127.0.0.1:${options.dashboard.port}`]), ...(options.store === undefined ? [] : ['--store', options.store])];
+  const hub = await startHub({ ...(options.sync === undefined ? {} : { sync: options.sync }), args });
   let browsers: ReturnType<typeof spawnRole> | undefined;
   try {
     if (options.poolLimit !== undefined || options.resultVerifier !== undefined) {
@@ -788,8 +790,44 @@ async function startDwork(dhub: string, proto: string): Promise<{ endpoint: stri
   return { endpoint, pid: child.pid as number, stop };
 }
 
+/**
+ * The drains and the load with the store on PostgreSQL (dhub --store), when PostgreSQL is
+ * installed: a throwaway cluster of its own (test/support/postgres.ts) with fsync on, a new
+ * database a run. Beside the drain and load scenarios' LevelDB figures.
+ */
+export async function postgres(ctx: Context): Promise<Figure[]> {
+  const support = await import('../../test/support/postgres.js');
+  if (support.postgresMissing !== undefined) {
+    ctx.log(`postgres: skipped: ${support.postgresMissing}`);
+    return [];
+  }
+  const { drainOne, drainBatch, stencilColumns: columns, stencilRows: rows } = ctx.sizes;
+  const cluster = await support.startPostgres({ durable: true });
+  try {
+    const one = await repeat(ctx.runs, async () => drainOnce(drainOne, 1, 1, { store: await cluster.createDatabase() }));
+    const batch = await repeat(ctx.runs, async () => drainOnce(drainBatch, 64, 1, { store: await cluster.createDatabase() }));
+    const four = await repeat(ctx.runs, async () => drainOnce(drainBatch, 64, 4, { store: await cluster.createDatabase() }));
+    const load = await repeat(ctx.runs, async () => {
+      const hub = await startHub({ args: ['--store', await cluster.createDatabase()] });
+      try {
+        return (await role('create', { hub: hub.endpoint, stencil: true, columns, rows, batch: 5000 })).perSecond ?? NaN;
+      } finally {
+        await hub.stop();
+      }
+    });
+    return [
+      throughput(ctx, 'postgres', `drain, 1 client, n=1, ${drainOne} tasks, store on PostgreSQL`, one, ctx.runs),
+      throughput(ctx, 'postgres', `drain, 1 client, n=64, ${drainBatch} tasks, store on PostgreSQL`, batch, ctx.runs, TARGETS.postgresDrain),
+      throughput(ctx, 'postgres', `drain, 4 clients, n=64, ${drainBatch} tasks, store on PostgreSQL`, four, ctx.runs),
+      { scenario: 'postgres', figure: `${columns * rows}-task stencil, client API, batches of 5000, store on PostgreSQL`, value: load, unit: 'tasks/s', runs: ctx.runs },
+    ];
+  } finally {
+    await cluster.stop();
+  }
+}
+
 /** Every scenario; `huge` runs only with --huge (see DEFAULT_SCENARIOS). */
-export const SCENARIOS = { raw, load, drain, memory, stencil, latency, scale, durability, cli, peer, dwork, files, dashboard, huge } as const;
+export const SCENARIOS = { raw, load, drain, postgres, memory, stencil, latency, scale, durability, cli, peer, dwork, files, dashboard, huge } as const;
 export type ScenarioName = keyof typeof SCENARIOS;
 /** What a run without --only runs: every scenario but `huge`. */
 export const DEFAULT_SCENARIOS = (Object.keys(SCENARIOS) as ScenarioName[]).filter((name) => name !== 'huge');

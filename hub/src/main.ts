@@ -9,24 +9,34 @@ import { readKeyFile } from '../../proto/src/keys.js';
 import { DagworkError } from '../../proto/src/errors.js';
 import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { defaultGraphOptions } from './graph/options.js';
-import { defaultHubOptions, Hub, isLocal, type HubOptions } from './server.js';
+import { defaultHubOptions, Hub, isLocal, roleEndpoints, type HubOptions } from './server.js';
 import { httpBindProblem, isLoopbackHost, parseHttpAddress, readTokenFile } from './http/access.js';
-import { Store } from './store/store.js';
+import { Store, type TaskStore } from './store/store.js';
+import { checkStoreUrl, PostgresStore, redactUrl } from './store/postgres.js';
+import { StandbyResponder } from './standby.js';
 
 const defaults = defaultHubOptions();
 const graphDefaults = defaultGraphOptions();
 const wireDefaults = defaultLimits();
+/** How often a standby hub tries to take the leader lock (ms). */
+const STANDBY_POLL_MS = 500;
 /** A byte count where 0 means "no limit of its own". */
 const byteLimitArg = (value: string): number => (value === '0' ? 0 : positiveArg(value));
 
 const program = new Command('dhub')
   .version(packageVersion(), '--version', 'print the version and exit')
   .description(
-    'The dagwork hub: holds a DAG of tasks, hands ready tasks to workers that steal them, and keeps every acknowledged change in a LevelDB store so that a crash loses nothing.',
+    'The dagwork hub: holds a DAG of tasks, hands ready tasks to workers that steal them, and keeps every acknowledged change in a store (LevelDB in --db, or PostgreSQL with --store) so that a crash loses nothing.',
   )
   .option('--bind <endpoint>', 'ZeroMQ endpoint to listen on: tcp://HOST:PORT (tcp://HOST:* picks a free port)', bindArg, defaults.bind)
-  .option('--db <dir>', 'store directory (created if missing)', defaults.db)
-  .option('--sync', 'fsync every group commit: survives power loss, not only a crash of the hub', false)
+  .option('--db <dir>', "store directory (created if missing); with --store, the hub's local directory (verifiers' temporary files, and files unless --files)", defaults.db)
+  .addOption(
+    new Option(
+      '--store <url>',
+      'keep the store in PostgreSQL instead of LevelDB: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or postgresql://), a database of its own; several hubs on one database: one active, the others standby',
+    ).env('DAGWORK_STORE'),
+  )
+  .option('--sync', 'LevelDB store: fsync every group commit: survives power loss, not only a crash of the hub (PostgreSQL: its synchronous_commit decides)', false)
   .addOption(new Option('--log-level <level>', 'how much to log to stderr').choices(LOG_LEVELS).default('info'))
   .option('--max-message-bytes <n>', 'largest request accepted', positiveArg, defaults.maxMessageBytes)
   .option('--max-payload-bytes <n>', 'largest task payload', positiveArg, graphDefaults.maxPayloadBytes)
@@ -80,6 +90,13 @@ Started in the background, run it directly (dhub ... &, then kill $!), not throu
 own process is what $! names. Exit status: 0 stopped, 1 could not start or went down, 2 bad usage.
 A second dhub on the same --db is refused while the first runs.
 
+The store on PostgreSQL (a database of its own; the hub makes its tables):
+  dhub --store postgres://dagwork:PASSWORD@db1:5432/dagwork --db /var/lib/dhub --files /shared/dhub-files
+Several hubs may run on one such database (each its own --db, all the same --files on a shared
+filesystem if tasks have files): one is active, the others are standby: they bind their endpoint,
+answer every request with the error STANDBY, and take over within a few seconds when the active
+hub exits or loses the database (a hub that loses its database session exits 1 at once).
+
 A store record dhub cannot read stops it at start, naming the key (spec:NAME or state:NAME for task
 NAME; t:NAME in a store of format 5 or older, converted at start); to start without it, move it
 aside (it is kept in the store under dropped:KEY, with the task's other record, and the task leaves
@@ -90,6 +107,27 @@ the graph):
     const log = createLogger(opts.logLevel as LogLevel);
     const bind = String(opts.bind);
     let hub: Hub;
+    /** Before the hub serves: what a signal closes (a standby's endpoints and its store). */
+    let stopping: (() => Promise<void>) | undefined;
+    const early = (signal: string): void => {
+      log.info(`${signal}: stopping`);
+      const close = stopping ?? (async () => undefined);
+      close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    /** Whether this hub holds the store (PostgreSQL: the leader lock); a standby does not. */
+    let leading = false;
+    /** The store's session is gone: another hub may be active now. Stop answering at once. */
+    const fenced = (err: Error): void => {
+      process.stderr.write(
+        leading
+          ? `dhub: lost the session with the store (${err.message}): another hub may take over, so this one stops at once (fenced)\n`
+          : `dhub: standby: lost the session with the store (${err.message}); exiting\n`,
+      );
+      process.exit(1);
+    };
     try {
       if ((opts.curveSecret === undefined) !== (opts.authorizedKeys === undefined)) {
         throw new DagworkError('INVALID_ARGUMENT', '--curve-secret and --authorized-keys go together');
@@ -134,6 +172,16 @@ the graph):
         }
         http = { ...defaults.http, listen, tokens };
       }
+      const storeUrl = opts.store === undefined ? undefined : String(opts.store);
+      if (storeUrl !== undefined) {
+        try {
+          checkStoreUrl(storeUrl);
+        } catch (err) {
+          program.error(`dhub: ${(err as Error).message}`);
+        }
+        if (opts.sync === true) program.error("dhub: --sync applies to the LevelDB store; with --store, PostgreSQL's synchronous_commit decides when a commit is durable");
+        if ((opts.dropRecord as string[]).length > 0) program.error('dhub: --drop-record applies to the LevelDB store, not to --store');
+      }
       const files: HubOptions['files'] = {
         maxFileBytes: opts.maxFileBytes as number,
         maxFilesBytes: opts.maxFilesBytes as number,
@@ -141,6 +189,35 @@ the graph):
       if (opts.files !== undefined) files.dir = String(opts.files);
       // Unless given, the chunk size is derived from --max-message-bytes (see Hub.start).
       if (program.getOptionValueSource('maxChunkBytes') !== 'default') files.maxChunkBytes = opts.maxChunkBytes as number;
+      let openStore: HubOptions['openStore'] = (location, options) => Store.open(location, { ...options, dropRecords: opts.dropRecord as string[] });
+      let tookOver: { store: PostgresStore; since: number } | undefined;
+      if (storeUrl !== undefined) {
+        // A standby may wait for long: a signal meanwhile closes what it holds and exits 0.
+        process.once('SIGINT', early);
+        process.once('SIGTERM', early);
+        const store = await PostgresStore.connect(storeUrl, { log, onLost: (err) => fenced(err) });
+        stopping = async () => store.close();
+        if (!(await store.tryLead())) {
+          const endpoints = curve === undefined ? [bind] : Object.values(roleEndpoints(bind));
+          const standby = await StandbyResponder.bind(endpoints, {
+            curve,
+            maxMessageBytes: opts.maxMessageBytes as number,
+            message: `this hub is a standby: another hub is active on its store ${store.location}; ask that one`,
+            log,
+          });
+          stopping = async () => {
+            await standby.close();
+            await store.close();
+          };
+          log.info(`standby: another hub is active on ${store.location}; answering STANDBY on ${standby.endpoints.join(', ')}, trying to take over every ${STANDBY_POLL_MS} ms`);
+          while (!(await store.tryLead())) await new Promise((resolve) => setTimeout(resolve, STANDBY_POLL_MS));
+          await standby.close();
+          stopping = async () => store.close();
+          tookOver = { store, since: Date.now() };
+        }
+        leading = true;
+        openStore = async (): Promise<TaskStore> => store;
+      }
       hub = await Hub.start({
         bind,
         db: String(opts.db),
@@ -162,8 +239,12 @@ the graph):
         verifierJobs: opts.verifierJobs as number,
         verifierTimeoutMs: opts.verifierTimeoutMs as number,
         http,
-        openStore: (location, options) => Store.open(location, { ...options, dropRecords: opts.dropRecord as string[] }),
+        openStore,
       });
+      stopping = undefined;
+      if (tookOver !== undefined) {
+        log.info(`active: took over ${tookOver.store.location} (leader epoch ${tookOver.store.leaderEpoch}), recovered ${hub.status().total} tasks in ${Date.now() - tookOver.since} ms`);
+      }
     } catch (err) {
       process.stderr.write(`dhub: ${err instanceof DagworkError ? err.message : (err as Error).stack}\n`);
       process.exit(1);
@@ -176,10 +257,13 @@ the graph):
       );
     };
     // Before "listening on": whoever saw that line may stop the hub at once.
+    process.removeListener('SIGINT', early);
+    process.removeListener('SIGTERM', early);
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));
     for (const { role, endpoint } of hub.endpoints) {
-      const how = opts.curveSecret === undefined ? `store ${String(opts.db)}${opts.sync === true ? ', fsync on' : ''}` : `CURVE, role ${role}`;
+      const storeName = opts.store === undefined ? String(opts.db) : redactUrl(String(opts.store));
+      const how = opts.curveSecret === undefined ? `store ${storeName}${opts.sync === true ? ', fsync on' : ''}` : `CURVE, role ${role}`;
       log.info(`listening on ${endpoint} (${how})`);
     }
     if (hub.dashboardUrl !== undefined) log.info(`dashboard on ${hub.dashboardUrl}/`);

@@ -330,7 +330,7 @@ export class Hub {
           );
         }
       }
-      log.info(`recovered ${graph.size} tasks from ${options.db} in ${Date.now() - started} ms`);
+      log.info(`recovered ${graph.size} tasks from ${store.location ?? options.db} in ${Date.now() - started} ms`);
       log.info(`file store ${files.options.dir}: ${files.count} files, ${files.bytes} bytes`);
       const curve = options.curve;
       if (curve !== undefined) zap = await ZapHandler.start(curve.authorizedKeys, log);

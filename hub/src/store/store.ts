@@ -114,6 +114,8 @@ export interface StoreChanges {
 export interface TaskStore {
   /** Made when the store was created: a new store, a new id. */
   readonly id: string;
+  /** Where it is, for logs (a directory, a URL without its password). Default: the hub's --db. */
+  readonly location?: string;
   /** Every stored task record. */
   loadAll(): Promise<TaskRecord[]>;
   /** Every pool's stored settings (a store without any may leave this out). */
