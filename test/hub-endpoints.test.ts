@@ -15,8 +15,8 @@ import { eventually, killDworkers, spawnDworker } from './support/dworker.js';
 afterAll(cleanTempDirs);
 afterEach(killDworkers);
 
-/** A ZeroMQ socket in the test playing a standby hub: answers every request STANDBY, and keeps them. */
-async function fakeStandby(): Promise<{ endpoint: string; requests: Request[]; close(): void }> {
+/** A ZeroMQ socket in the test playing a standby hub: answers every request STANDBY (after `delayMs`), and keeps them. */
+async function fakeStandby(delayMs = 0): Promise<{ endpoint: string; requests: Request[]; close(): void }> {
   const router = new Router({ linger: 0 });
   await router.bind('tcp://127.0.0.1:*');
   const requests: Request[] = [];
@@ -24,6 +24,7 @@ async function fakeStandby(): Promise<{ endpoint: string; requests: Request[]; c
     for await (const [id, empty, body] of router) {
       requests.push(decodeRequest(body as Buffer));
       const reply = encodeReply({ op: 'error', error: { code: 'STANDBY', message: 'this hub is a standby', task: '' } });
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
       await router.send([id as Buffer, empty as Buffer, reply]);
     }
   })().catch(() => undefined);
@@ -127,6 +128,22 @@ describe('every endpoint a standby', () => {
     } finally {
       client.close();
       for (const s of standbys) s.close();
+    }
+  });
+
+  it('a slow standby is still said to be a standby when the budget ends during a wait for it', async () => {
+    // Answers at 300 and 700 ms; the third wait is cut to the 100 ms left of the 1 s budget.
+    const standby = await fakeStandby(300);
+    const client = new Client({ hub: standby.endpoint, worker: 't', timeoutMs: 1_000, retries: 0 });
+    try {
+      const err = await client.status().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(HubUnreachableError);
+      expect(err).toMatchObject({ standby: true });
+      expect((err as Error).message).not.toMatch(/no reply within/);
+      expect(standby.requests.length).toBeGreaterThanOrEqual(2);
+    } finally {
+      client.close();
+      standby.close();
     }
   });
 

@@ -474,7 +474,8 @@ export class Client {
       if (this.closed) throw new Error('client is closed');
       if (this.interrupts !== interrupts) throw new HubUnreachableError(`request to ${this.options.hub} interrupted: the client is stopping`);
       const endpoint = this.endpoint;
-      const socket = this.connect(Math.max(1, Math.min(timeout, deadline - Date.now())));
+      const waitMs = Math.max(1, Math.min(timeout, deadline - Date.now()));
+      const socket = this.connect(waitMs);
       const watch = this.watchRefusal(socket);
       let outcome: keyof EndpointNews;
       try {
@@ -499,7 +500,9 @@ export class Client {
       // needs a socket of its own: only a new one can go on.
       this.drop(socket);
       const got = news.get(endpoint) ?? { standby: 0, silent: 0, refused: 0 };
-      got[outcome]++;
+      // A wait the budget cut short says nothing of the endpoint (a standby answering STANDBY
+      // would be said to be silent): the budget is spent, nothing more.
+      if (outcome !== 'silent' || waitMs === timeout) got[outcome]++;
       news.set(endpoint, got);
       refusedInRow = outcome === 'refused' ? refusedInRow + 1 : 0;
       if (outcome === 'silent') {
@@ -545,7 +548,7 @@ export class Client {
       if (n.standby > 0) parts.push(`STANDBY ${times(n.standby)}`);
       if (n.silent > 0) parts.push(`no reply within ${timeout} ms ${times(n.silent)}`);
       if (n.refused > 0) parts.push(`connection refused ${times(n.refused)}`);
-      return `${endpoint}: ${parts.join(', ')}`;
+      return `${endpoint}: ${parts.length > 0 ? parts.join(', ') : 'no reply before the time ran out'}`;
     });
     const standbyOnly = total.standby > 0 && total.silent === 0;
     const why = standbyOnly
