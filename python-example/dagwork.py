@@ -106,7 +106,7 @@ class Hub:
     (every dagwork operation is safe to repeat).
 
     Several endpoints ("tcp://a:6125,tcp://b:6125": one hub active, standbys on the same store):
-    an answer STANDBY, or no reply in time, moves the request to the next endpoint, where it is
+    an answer STANDBY (or, with several endpoints, SHUTTING_DOWN), or no reply in time, moves the request to the next endpoint, where it is
     sent again; a whole round of STANDBY answers waits a little first (0.1 s, doubling up to 2 s).
     The request gives up after (retries + 1) timeouts in all, naming what each endpoint answered.
     The endpoint that answered is kept for the next request.
@@ -161,14 +161,17 @@ class Hub:
                 reply = decode_frame(socket.recv(), pb.Reply)
             except zmq.Again:
                 reply = None
-            if reply is not None and not (reply.HasField("error") and reply.error.code == pb.ErrorCode.Value("STANDBY")):
-                if reply.HasField("error"):
-                    raise HubError(pb.ErrorCode.Name(reply.error.code), reply.error.message)
+            # STANDBY, and with several endpoints SHUTTING_DOWN (that hub is stopping; a standby takes over), move on.
+            code = pb.ErrorCode.Name(reply.error.code) if reply is not None and reply.HasField("error") else None
+            moves_on = code == "STANDBY" or (code == "SHUTTING_DOWN" and len(self.endpoints) > 1)
+            if reply is not None and not moves_on:
+                if code is not None:
+                    raise HubError(code, reply.error.message)
                 return reply
             # No answer here: a REQ socket without its reply is stuck, and the next endpoint needs
             # its own socket anyway.
             self.close()
-            heard.setdefault(self.endpoint, []).append("STANDBY" if reply is not None else f"no reply within {timeout} ms")
+            heard.setdefault(self.endpoint, []).append(code if reply is not None else f"no reply within {timeout} ms")
             if reply is None:
                 silent += 1
                 round_waited = True

@@ -16,14 +16,14 @@ afterAll(cleanTempDirs);
 afterEach(killDworkers);
 
 /** A ZeroMQ socket in the test playing a standby hub: answers every request STANDBY (after `delayMs`), and keeps them. */
-async function fakeStandby(delayMs = 0): Promise<{ endpoint: string; requests: Request[]; close(): void }> {
+async function fakeStandby(delayMs = 0, code: 'STANDBY' | 'SHUTTING_DOWN' = 'STANDBY'): Promise<{ endpoint: string; requests: Request[]; close(): void }> {
   const router = new Router({ linger: 0 });
   await router.bind('tcp://127.0.0.1:*');
   const requests: Request[] = [];
   void (async () => {
     for await (const [id, empty, body] of router) {
       requests.push(decodeRequest(body as Buffer));
-      const reply = encodeReply({ op: 'error', error: { code: 'STANDBY', message: 'this hub is a standby', task: '' } });
+      const reply = encodeReply({ op: 'error', error: { code, message: code === 'STANDBY' ? 'this hub is a standby' : 'the hub is stopping', task: '' } });
       if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
       await router.send([id as Buffer, empty as Buffer, reply]);
     }
@@ -64,6 +64,26 @@ describe('a standby first in the list', () => {
       }
     } finally {
       standby.close();
+      await hub.stop();
+    }
+  });
+});
+
+describe('a stopping hub first in the list', () => {
+  it('SHUTTING_DOWN moves a request on to the next endpoint; with one endpoint it is an error, as before', async () => {
+    const stopping = await fakeStandby(0, 'SHUTTING_DOWN');
+    const hub = await startHub();
+    const client = new Client({ hub: `${stopping.endpoint},${hub.endpoint}`, worker: 't' });
+    const alone = new Client({ hub: stopping.endpoint, worker: 't' });
+    try {
+      expect((await client.create([{ name: 'a' }])).created).toBe(1);
+      expect(client.endpoint).toBe(hub.endpoint);
+      expect(stopping.requests.map((r) => r.op)).toEqual(['create']);
+      await expect(alone.status()).rejects.toMatchObject({ code: 'SHUTTING_DOWN' });
+    } finally {
+      client.close();
+      alone.close();
+      stopping.close();
       await hub.stop();
     }
   });

@@ -8,7 +8,8 @@
  * expire and go back to the pool.
  *
  * Several endpoints (`tcp://a:6125,tcp://b:6125`: one hub active, the others standbys on the same
- * store): a request goes to the endpoint that answered last. An answer STANDBY, no reply in time or
+ * store): a request goes to the endpoint that answered last. An answer STANDBY (or, with several
+ * endpoints, SHUTTING_DOWN: that hub is stopping and a standby takes over), no reply in time or
  * a refused connection moves it to the next endpoint, round robin, where it is sent again; after a
  * whole round without an answer it waits a little (ROUND_PAUSE_MS, doubling) before the next. It
  * gives up when its budget is spent (`retries + 1` reply timeouts, as with one endpoint), or at
@@ -132,6 +133,8 @@ export const ROUND_PAUSE_MS = { first: 100, max: 2_000 } as const;
 /** What an endpoint did with the requests of one call, for the message when the call gives up. */
 interface EndpointNews {
   standby: number;
+  /** SHUTTING_DOWN: the hub is stopping (its standby takes over); moved on from only with several endpoints. */
+  stopping: number;
   silent: number;
   refused: number;
 }
@@ -483,11 +486,13 @@ export class Client {
         const [data] = await socket.receive();
         if (data === undefined) throw new DagworkError('MALFORMED', 'empty reply from the hub');
         const reply = decodeReply(data);
-        if (reply.op !== 'error' || reply.error.code !== 'STANDBY') {
+        const code = reply.op === 'error' ? reply.error.code : undefined;
+        if (code === 'STANDBY') outcome = 'standby';
+        else if (code === 'SHUTTING_DOWN' && count > 1) outcome = 'stopping';
+        else {
           this.unreachable = undefined;
           return reply;
         }
-        outcome = 'standby';
       } catch (err) {
         if (this.interrupts !== interrupts) throw new HubUnreachableError(`request to ${this.options.hub} interrupted: the client is stopping`);
         if (watch.refused) outcome = 'refused';
@@ -499,7 +504,7 @@ export class Client {
       // No answer here. A REQ socket whose reply did not come is stuck, and the next endpoint
       // needs a socket of its own: only a new one can go on.
       this.drop(socket);
-      const got = news.get(endpoint) ?? { standby: 0, silent: 0, refused: 0 };
+      const got = news.get(endpoint) ?? { standby: 0, stopping: 0, silent: 0, refused: 0 };
       // A wait the budget cut short says nothing of the endpoint (a standby answering STANDBY
       // would be said to be silent): the budget is spent, nothing more.
       if (outcome !== 'silent' || waitMs === timeout) got[outcome]++;
@@ -526,8 +531,8 @@ export class Client {
   /** The error of a request that found no active hub, saying what each endpoint did. */
   private unreachableError(news: ReadonlyMap<string, EndpointNews>, timeout: number, elapsedMs: number, refused: boolean): HubUnreachableError {
     this.unreachable ??= Date.now();
-    const total = { standby: 0, silent: 0, refused: 0 };
-    for (const n of news.values()) for (const key of ['standby', 'silent', 'refused'] as const) total[key] += n[key];
+    const total = { standby: 0, stopping: 0, silent: 0, refused: 0 };
+    for (const n of news.values()) for (const key of ['standby', 'stopping', 'silent', 'refused'] as const) total[key] += n[key];
     const curveHint =
       this.options.curve === undefined
         ? '? (A hub that uses CURVE never answers a client without CURVE keys: its handshake fails silently.)'
@@ -546,11 +551,12 @@ export class Client {
       if (n === undefined) return `${endpoint}: not tried`;
       const parts: string[] = [];
       if (n.standby > 0) parts.push(`STANDBY ${times(n.standby)}`);
+      if (n.stopping > 0) parts.push(`SHUTTING_DOWN ${times(n.stopping)}`);
       if (n.silent > 0) parts.push(`no reply within ${timeout} ms ${times(n.silent)}`);
       if (n.refused > 0) parts.push(`connection refused ${times(n.refused)}`);
       return `${endpoint}: ${parts.length > 0 ? parts.join(', ') : 'no reply before the time ran out'}`;
     });
-    const standbyOnly = total.standby > 0 && total.silent === 0;
+    const standbyOnly = total.standby + total.stopping > 0 && total.silent === 0;
     const why = standbyOnly
       ? ': no hub was active (is the active hub down, and its standby not yet in charge, or is its endpoint missing from the list?)'
       : `: is dhub running there${curveHint}`;
