@@ -1088,9 +1088,13 @@ export class Hub {
  * asking `files` which files the hub holds.
  */
 async function loadGraph(store: TaskStore, files: FileStore, options: HubOptions): Promise<Graph> {
-  const records = await store.loadAll();
   const pools = (await store.loadPools?.()) ?? [];
-  return Graph.restore(records, options.clock(), options.graph, (sha256, size) => files.holds(sha256, size), pools);
+  const held = (sha256: string, size: number): boolean => files.holds(sha256, size);
+  if (store.loadEach === undefined) return Graph.restore(await store.loadAll(), options.clock(), options.graph, held, pools);
+  // Record by record: a million records held at once cost more in garbage collection than the reading.
+  const restoring = Graph.restoring(options.graph, held, pools);
+  await store.loadEach((record) => restoring.add(record));
+  return restoring.finish(options.clock());
 }
 
 /** Where verifiers' temporary directories are made: in the store's directory, emptied at start (what a hub killed with kill -9 left). */

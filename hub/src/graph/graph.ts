@@ -218,8 +218,9 @@ class Task {
     task.attempts = record.attempts;
     task.worker = record.worker;
     task.holder = record.holder;
-    task.leaseDeadline = record.leaseDeadline;
-    task.notBefore = record.notBefore;
+    // A new task has neither: no delete from the side tables for each of a million restored tasks.
+    if (record.leaseDeadline !== 0) task.leaseDeadline = record.leaseDeadline;
+    if (record.notBefore !== 0) task.notBefore = record.notBefore;
     task.outputs = record.outputs.length === 0 ? NO_OUTPUTS : record.outputs;
     task.lastError = record.lastError;
     return task;
@@ -331,6 +332,12 @@ interface Timed {
 const earlier = (a: Timed, b: Timed): boolean => a.at < b.at;
 /** Entries of ended leases the lease heap may hold beyond twice the running tasks before it drops them. */
 const STALE_LEASES = 1_024;
+
+/** A graph restored one stored record at a time (Graph.restoring). */
+export interface GraphRestore {
+  add(record: TaskRecord): void;
+  finish(now: number): Graph;
+}
 
 /**
  * Whether the hub holds the file of this SHA-256 and size, whole. The graph asks it of a create's
@@ -468,36 +475,69 @@ export class Graph {
     held: FileHeld = everyFileHeld,
     pools: Iterable<[string, PoolSettings]> = [],
   ): Graph {
+    const restoring = Graph.restoring(options, held, pools);
+    for (const record of records) restoring.add(record);
+    return restoring.finish(now);
+  }
+
+  /**
+   * `restore` one record at a time, for a store that reads them one at a time (TaskStore.loadEach):
+   * `add` each record, then `finish` once, at time `now`, for the graph: the same graph as `restore`
+   * of the same records in any order at `now` (running tasks' leases are renewed from `now`, when
+   * the reading is over). Nothing keeps a record once `add` returns (its spec's arrays excepted).
+   */
+  static restoring(options: Partial<GraphOptions> = {}, held: FileHeld = everyFileHeld, pools: Iterable<[string, PoolSettings]> = []): GraphRestore {
     const graph = new Graph(options, held);
     // Settings first: a throttled pool's ready tasks stay out of the heap of every ready task.
     for (const [pool, settings] of pools) graph.applySettings(pool, settings);
-    for (const record of records) {
-      const task = Task.fromRecord(record, graph.newTask(record.spec, record.seq));
-      task.result = graph.blobs.put(record.result);
-      // As stored, however long (appendLog trims it at its next change).
-      for (const change of record.log) task.logHead = graph.logs.append(task.logHead, change);
-      task.logLength = record.log.length;
-      graph.tasks.set(task.name, task);
-      graph.nextSeq = Math.max(graph.nextSeq, task.seq + 1);
-      graph.countIn(task);
-      if (task.state === 'running') {
-        task.leaseDeadline = Math.max(task.leaseDeadline, now + task.more.leaseMs);
-        graph.queueLease(task);
-        graph.stats(task.worker, 0).leases.add(task);
-      } else if (task.state === 'ready') {
-        if (task.notBefore > 0) graph.backoffs.push({ task, at: task.notBefore });
-        else graph.enqueue(task);
-      } else if (task.state === 'verifying') {
-        // Its verification was cut off by the restart (or never started): it runs again.
-        graph.startVerifying(task);
-      }
-    }
-    for (const task of graph.tasks.values()) graph.link(task);
-    for (const task of graph.tasks.values()) graph.order.push(task);
-    const entries: number[] = [];
-    for (const task of graph.tasks.values()) graph.countRuns(task, entries);
-    graph.order.sort((a, b) => a.seq - b.seq);
-    return graph;
+    let finished = false;
+    return {
+      add(record: TaskRecord): void {
+        if (finished) throw new Error('a record added to a restored graph after finish');
+        graph.restoreTask(record);
+      },
+      finish(now: number): Graph {
+        if (finished) throw new Error('a restored graph finished twice');
+        finished = true;
+        for (const task of graph.tasks.values()) graph.order.push(task);
+        graph.order.sort((a, b) => a.seq - b.seq);
+        // In creation order, whatever order the records came in: the same graph from any store.
+        for (const task of graph.order) {
+          if (task.state === 'running') {
+            task.leaseDeadline = Math.max(task.leaseDeadline, now + task.more.leaseMs);
+            graph.queueLease(task);
+            graph.stats(task.worker, 0).leases.add(task);
+          } else if (task.state === 'verifying') {
+            // Its verification was cut off by the restart (or never started): it runs again.
+            graph.startVerifying(task);
+          }
+        }
+        for (const task of graph.order) graph.link(task);
+        const entries: number[] = [];
+        for (const task of graph.order) graph.countRuns(task, entries);
+        // Queued in creation order too: each push then sifts up little, where records in the
+        // names' order would make each one climb the heap.
+        for (const task of graph.order) if (task.state === 'ready' && task.notBefore === 0) graph.enqueue(task);
+        return graph;
+      },
+    };
+  }
+
+  /**
+   * One stored task into a graph being restored (restoring); `finish` connects them all, renews
+   * running tasks' leases and queues ready ones.
+   */
+  private restoreTask(record: TaskRecord): void {
+    const task = Task.fromRecord(record, this.newTask(record.spec, record.seq));
+    task.result = this.blobs.put(record.result);
+    // As stored, however long (appendLog trims it at its next change).
+    for (const change of record.log) task.logHead = this.logs.append(task.logHead, change);
+    task.logLength = record.log.length;
+    this.tasks.set(task.name, task);
+    this.nextSeq = Math.max(this.nextSeq, task.seq + 1);
+    this.countIn(task);
+    // Ready without a backoff: queued by `finish`, in creation order.
+    if (task.state === 'ready' && task.notBefore > 0) this.backoffs.push({ task, at: task.notBefore });
   }
 
   get size(): number {
