@@ -505,9 +505,10 @@ export class Client {
       // needs a socket of its own: only a new one can go on.
       this.drop(socket);
       const got = news.get(endpoint) ?? { standby: 0, stopping: 0, silent: 0, refused: 0 };
-      // A wait the budget cut short says nothing of the endpoint (a standby answering STANDBY
-      // would be said to be silent): the budget is spent, nothing more.
-      if (outcome !== 'silent' || waitMs === timeout) got[outcome]++;
+      // A wait the budget cut short says nothing new of an endpoint that answered STANDBY or
+      // SHUTTING_DOWN in this call (a slow standby is not a silent one): the budget is spent.
+      const cutShort = outcome === 'silent' && waitMs < timeout && got.standby + got.stopping > 0;
+      if (!cutShort) got[outcome]++;
       news.set(endpoint, got);
       refusedInRow = outcome === 'refused' ? refusedInRow + 1 : 0;
       if (outcome === 'silent') {
