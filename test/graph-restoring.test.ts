@@ -87,7 +87,7 @@ describe('Graph.restoring', () => {
 
         expect(lookups(streamed, records.keys(), now)).toEqual(lookups(inOrder, records.keys(), now));
         expect(streamed.status(now)).toEqual(inOrder.status(now));
-        const all = { states: [], pool: '', prefix: '', limit: 1000, after: 0, withParams: false };
+        const all = { states: [], pool: '', prefix: '', limit: 1000, after: 0, withParams: true, withResults: true, withDeps: true };
         expect(streamed.list(all, now)).toEqual(inOrder.list(all, now));
         // Past every backoff: the tasks that failed are ready again too.
         const later = now + 3_600_000;
