@@ -148,7 +148,9 @@ interface PendingTask {
 /**
  * What the log holds that LevelDB does not yet: each key's latest value. Task records by the
  * task's name (one entry for its two keys: a commit of many tasks stays cheap), other keys (pools'
- * settings; task records of older formats, met in a replay) by key.
+ * settings; task records of older formats, met in a replay) by key. A written commit's values are
+ * views into its log frames, which stay in memory until none is held: up to about twice the bytes
+ * counted (keys, frame headers, and a frame buffer's room left from growing it by doubling).
  */
 class Pending {
   readonly tasks = new Map<string, PendingTask>();
