@@ -79,7 +79,8 @@ function varintLength(n: number): number {
   return length;
 }
 
-function writeVarint(buf: Buffer, at: number, n: number): number {
+/** Writes `n` (below 2^32) as a varint at `at`; returns where it ends. */
+export function writeVarint(buf: Buffer, at: number, n: number): number {
   while (n >= 0x80) {
     buf[at++] = (n & 0x7f) | 0x80;
     n >>>= 7;
@@ -154,6 +155,158 @@ export function* encodeCommit(entries: readonly WalEntry[], commit: number, maxF
     part++;
     from = to;
   }
+}
+
+/**
+ * Writes `s` at `at` if it is all ASCII (room for s.length bytes made): the end, or -1 at its first
+ * other character (nothing meaningful written). Names are mostly short and ASCII, where a loop
+ * costs less than Buffer.write's call into the native side.
+ */
+export function writeAscii(buf: Buffer, at: number, s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    const unit = s.charCodeAt(i);
+    if (unit >= 0x80) return -1;
+    buf[at + i] = unit;
+  }
+  return at + s.length;
+}
+
+/** Bytes written into one buffer, grown (copied into a bigger one) when more are needed. */
+export class ByteWriter {
+  at = 0;
+
+  constructor(public buf: Buffer = Buffer.allocUnsafe(1 << 16)) {}
+
+  /** Makes room for `bytes` more at `at`. */
+  room(bytes: number): void {
+    if (this.at + bytes <= this.buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + bytes));
+    this.buf.copy(bigger, 0, 0, this.at);
+    this.buf = bigger;
+  }
+}
+
+/** The smallest buffer a CommitBuilder starts a frame in (a small commit gets no more). */
+const MIN_FRAME_BUFFER = 256;
+/** A key whose name has fewer UTF-16 units than this takes at most 127 bytes with its prefix: a 1-byte length. */
+const SHORT_NAME = 40;
+
+/**
+ * One group commit's frames (format 3) built in place: each entry's key and value are written
+ * straight into the frame (the value by whoever holds `writer` between `begin` and `end`), and
+ * the values come back as views into the frames, with no copy of their own. Frames are split at
+ * `maxFrameBytes` of payload as encodeCommit splits them; `frames` gives the same bytes.
+ */
+export class CommitBuilder {
+  /** The closed frames, headers not yet filled. */
+  private readonly closed: Buffer[] = [];
+  /** Where the current frame's entries' values start and end. */
+  private starts: number[] = [];
+  private ends: number[] = [];
+  /** Every value so far, in the entries' order, for the closed frames. */
+  private readonly done: Uint8Array[] = [];
+  /** Where the current entry starts, and its value. */
+  private entryStart = 0;
+  private valueStart = 0;
+
+  /** `writer` is lent to the builder; its buffer becomes the frames. `sizeHint`: the bytes expected. */
+  constructor(
+    readonly writer: ByteWriter,
+    private readonly maxFrameBytes: number,
+    sizeHint: number,
+  ) {
+    writer.buf = Buffer.allocUnsafe(HEADER + Math.max(MIN_FRAME_BUFFER, Math.min(sizeHint, maxFrameBytes)));
+    writer.at = HEADER;
+  }
+
+  /** Starts an entry under the key `prefix` + `name` (`prefix` ASCII); its value goes at `writer.at`, then `end`. */
+  begin(prefix: string, name: string): void {
+    const w = this.writer;
+    this.entryStart = w.at;
+    const keyBytes = name.length < SHORT_NAME ? -1 : prefix.length + Buffer.byteLength(name, 'utf8');
+    w.room(10 + (keyBytes < 0 ? prefix.length + 3 * name.length : keyBytes) + 1);
+    if (keyBytes < 0) {
+      // Under 128 bytes whatever the name holds: a 1-byte length, written once the key is.
+      const at = w.at + 1;
+      const named = writeAscii(w.buf, at, prefix);
+      let end = writeAscii(w.buf, named, name);
+      if (end < 0) end = named + w.buf.write(name, named, 'utf8');
+      w.buf[w.at] = end - at;
+      w.at = end;
+    } else {
+      w.at = writeVarint(w.buf, w.at, keyBytes);
+      w.at = writeAscii(w.buf, w.at, prefix);
+      w.at += w.buf.write(name, w.at, 'utf8');
+    }
+    // One byte for the value's length, moved along when the value needs more.
+    w.at++;
+    this.valueStart = w.at;
+  }
+
+  /** Ends the entry begun last: its value is what was written since `begin`. */
+  end(): void {
+    const w = this.writer;
+    let start = this.valueStart;
+    let length = w.at - start;
+    if (length < 0x80) {
+      w.buf[start - 1] = length;
+    } else {
+      const extra = varintLength(length) - 1;
+      w.room(extra);
+      w.buf.copyWithin(start + extra, start, w.at);
+      writeVarint(w.buf, start - 1, length);
+      start += extra;
+      w.at += extra;
+    }
+    if (this.starts.length > 0 && w.at - HEADER > this.maxFrameBytes) {
+      // Past the frame's bound: this entry opens the next frame.
+      const bytes = w.at - this.entryStart;
+      const next = Buffer.allocUnsafe(HEADER + Math.max(bytes, Math.min(2 * bytes, this.maxFrameBytes)));
+      w.buf.copy(next, HEADER, this.entryStart, w.at);
+      w.at = this.entryStart;
+      this.close();
+      start += HEADER - this.entryStart;
+      w.buf = next;
+      w.at = HEADER + bytes;
+      length = w.at - start;
+    }
+    this.starts.push(start);
+    this.ends.push(start + length);
+  }
+
+  /** Closes the current frame: its buffer no longer grows, so its values can be viewed. */
+  private close(): void {
+    const w = this.writer;
+    const frame = w.buf.subarray(0, w.at);
+    for (let i = 0; i < this.starts.length; i++) this.done.push(frame.subarray(this.starts[i], this.ends[i]));
+    this.closed.push(frame);
+    this.starts = [];
+    this.ends = [];
+  }
+
+  /** Ends the commit: its frames, and every entry's value in order (views into the frames). */
+  finish(): { frames: Buffer[]; values: Uint8Array[] } {
+    if (this.starts.length > 0) this.close();
+    const frames = this.closed;
+    this.writer.buf = EMPTY_BUFFER;
+    this.writer.at = 0;
+    return { frames, values: this.done };
+  }
+}
+
+const EMPTY_BUFFER = Buffer.alloc(0);
+
+/** Fills in the headers of one commit's frames (from CommitBuilder.finish) as commit `commit`. */
+export function sealCommit(frames: readonly Buffer[], commit: number): void {
+  frames.forEach((frame, part) => {
+    frame.writeUInt32LE(FRAME_MAGIC, 0);
+    frame.writeUInt32LE(frame.length - HEADER, 4);
+    frame.writeUInt32LE(commit, 8);
+    frame.writeUInt16LE(part, 12);
+    frame.writeUInt16LE(part < frames.length - 1 ? MORE : 0, 14);
+    frame.writeUInt32LE(fnv1a(frame.subarray(HEADER)), 16);
+    frame.writeUInt32LE(fnv1a(frame.subarray(0, 20)), 20);
+  });
 }
 
 /** One format-2 frame holding `entries` (what a hub of STORE_FORMAT 2 wrote; for tests). */

@@ -15,6 +15,7 @@
  */
 import protobuf from 'protobufjs/light.js';
 import { bool, bytes, EMPTY, fileRefsFrom, list, namesFrom, NONE, num, paramFilesFrom, paramsFrom, str, unlessEmpty, unlessNone, type Obj } from '../../../proto/src/fields.js';
+import { ByteWriter, writeAscii, writeVarint } from './frame.js';
 import { TASK_STATES, type FileRef, type TaskRecord, type TaskSpec, type TaskState } from '../../../proto/src/types.js';
 
 const root = protobuf.Root.fromJSON({
@@ -143,8 +144,19 @@ export function encodeRecord(r: TaskRecord): Uint8Array {
 
 /** Format 6: the part of a task written when it is created or replaced; written field by field as encodeStateRecord. */
 export function encodeSpecRecord(spec: TaskSpec, seq: number): Uint8Array {
-  const w = specWriter;
+  const w = recordWriter;
   w.at = 0;
+  writeSpecRecord(w, spec, seq);
+  return Buffer.from(w.buf.subarray(0, w.at));
+}
+
+/** Writes the spec record (encodeSpecRecord) at `w.at`, straight into `w` (a log frame: CommitBuilder). */
+export function writeSpecRecord(out: WireWriter, spec: TaskSpec, seq: number): void {
+  const w = out;
+  // The spec's fields as field 1, its length given one byte, moved along if it needs more.
+  w.tag(1, LENGTH);
+  w.room(1);
+  const start = ++w.at;
   w.string(1, spec.name);
   for (const dep of spec.deps) w.string(2, dep, true);
   w.bytes(3, spec.payload);
@@ -170,28 +182,16 @@ export function encodeSpecRecord(spec: TaskSpec, seq: number): Uint8Array {
   }
   w.uint(12, spec.barrier ? 1 : 0);
   w.uint(13, spec.afterEnded ? 1 : 0);
-  const out = Buffer.allocUnsafe(1 + varintSize(w.at) + w.at + (seq === 0 ? 0 : 1 + varintSize(seq)));
-  let at = 0;
-  out[at++] = (1 << 3) | LENGTH;
-  for (let n = w.at; ; n = Math.floor(n / 128)) {
-    if (n < 128) {
-      out[at++] = n;
-      break;
-    }
-    out[at++] = (n % 128) | 128;
+  const length = w.at - start;
+  if (length < 0x80) {
+    w.buf[start - 1] = length;
+  } else {
+    const extra = varintSize(length) - 1;
+    w.room(extra);
+    w.buf.copyWithin(start + extra, start, w.at);
+    w.at = writeVarint(w.buf, start - 1, length) + length;
   }
-  at += w.buf.copy(out, at, 0, w.at);
-  if (seq !== 0) {
-    out[at++] = (10 << 3) | VARINT;
-    for (let n = seq; ; n = Math.floor(n / 128)) {
-      if (n < 128) {
-        out[at++] = n;
-        break;
-      }
-      out[at++] = (n % 128) | 128;
-    }
-  }
-  return out;
+  w.uint(10, seq);
 }
 
 /** Bytes a string field of `bytes` takes, left out when empty. */
@@ -214,8 +214,14 @@ function writeFile(w: WireWriter, field: number, f: FileRef): void {
  * hub's most frequent write: protobufjs would build a message object for it and its log first).
  */
 export function encodeStateRecord(r: TaskRecord): Uint8Array {
-  const w = stateWriter;
+  const w = recordWriter;
   w.at = 0;
+  writeStateRecord(w, r);
+  return Buffer.from(w.buf.subarray(0, w.at));
+}
+
+/** Writes the state record (encodeStateRecord) at `w.at`, straight into `w` (a log frame: CommitBuilder). */
+export function writeStateRecord(w: WireWriter, r: TaskRecord): void {
   w.uint(2, STATE_NUMBER[r.state]);
   w.uint(3, r.attempts);
   w.string(4, r.worker);
@@ -237,7 +243,6 @@ export function encodeStateRecord(r: TaskRecord): Uint8Array {
   }
   w.string(11, r.holder);
   for (const f of r.outputs) writeFile(w, 12, f);
-  return Buffer.from(w.buf.subarray(0, w.at));
 }
 
 function varintSize(n: number): number {
@@ -251,17 +256,8 @@ function int64Size(n: number): number {
   return n < 0 ? 10 : varintSize(n);
 }
 
-/** Protobuf's wire format written into one buffer, reused (grown when a record needs more). */
-class WireWriter {
-  buf = Buffer.allocUnsafe(1 << 16);
-  at = 0;
-
-  private room(bytes: number): void {
-    if (this.at + bytes <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + bytes));
-    this.buf.copy(bigger, 0, 0, this.at);
-    this.buf = bigger;
-  }
+/** Protobuf's wire format written into a buffer (a reused one, or a log frame's), grown when a record needs more. */
+export class WireWriter extends ByteWriter {
 
   /** A non-negative integer up to 2^53. */
   varint(n: number): void {
@@ -308,6 +304,18 @@ class WireWriter {
   /** A string field, left out when empty unless `always` (an element of a repeated field). */
   string(field: number, s: string, always = false): void {
     if (s === '' && !always) return;
+    if (s.length < 0x80) {
+      // A 1-byte length if it is ASCII (then its length is s.length).
+      this.room(12 + s.length);
+      this.tag(field, LENGTH);
+      const end = writeAscii(this.buf, this.at + 1, s);
+      if (end >= 0) {
+        this.buf[this.at] = s.length;
+        this.at = end;
+        return;
+      }
+      this.at -= varintSize((field << 3) | LENGTH);
+    }
     const length = Buffer.byteLength(s);
     this.tag(field, LENGTH);
     this.varint(length);
@@ -325,8 +333,8 @@ class WireWriter {
   }
 }
 
-const stateWriter = new WireWriter();
-const specWriter = new WireWriter();
+/** encodeSpecRecord's and encodeStateRecord's output. */
+const recordWriter = new WireWriter();
 
 function decodeMessage(data: Uint8Array, what: string): Obj {
   try {

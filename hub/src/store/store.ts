@@ -15,10 +15,10 @@ import { Level } from 'level';
 import { DagworkError } from '../../../proto/src/errors.js';
 import type { PoolSettings, TaskRecord } from '../../../proto/src/types.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { SegmentReport } from './frame.js';
-import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord } from './record.js';
+import { CommitBuilder, type SegmentReport } from './frame.js';
+import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord, WireWriter, writeSpecRecord, writeStateRecord } from './record.js';
 import { checkDirectory, checkFormat, dropRecords, FORMAT_KEY, storeId, unreadableRecords } from './startup.js';
-import { Wal, type WalEntry } from './wal.js';
+import { Wal } from './wal.js';
 
 /** Bumped when the layout of the store changes; a hub refuses a store newer than itself. */
 export const STORE_FORMAT = 6; // 2: the write-ahead log; 3: log frames of bounded size (frame.ts); 4: params, files and barriers in records (record.ts); 5: deletions (an empty value in the log) and pool settings (POOL_PREFIX); 6: a task's spec and state under two keys (SPEC_PREFIX, STATE_PREFIX)
@@ -60,12 +60,13 @@ const READ_AHEAD_BYTES = 16 << 20;
  */
 const POOL_PREFIX = 'p:';
 const POOL_END = 'p;';
-/**
+/*
  * Format 5: a log entry with an empty value deletes its key (a task removed with its pool, a
- * pool's settings removed). No record encodes to nothing (a task's has its name), so no older
- * entry reads as a deletion; a hub of format 4 refuses a store of format 5 (checkFormat).
+ * pool's settings removed: Store.encode). No record encodes to nothing (a task's has its name), so
+ * no older entry reads as a deletion; a hub of format 4 refuses a store of format 5 (checkFormat).
  */
-const DELETED = new Uint8Array(0);
+/** Bytes a task's records take in a log frame, roughly: where a commit's first frame starts. */
+const RECORD_BYTES_GUESS = 96;
 /** Unreadable records named in a refusal (all are counted). */
 const NAMED_BAD_RECORDS = 10;
 
@@ -138,12 +139,73 @@ export interface TaskStore {
 
 const toError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
 
+/** A task's records logged but not yet in LevelDB: each undefined when not written since (empty: deleted). */
+interface PendingTask {
+  spec: Uint8Array | undefined;
+  state: Uint8Array | undefined;
+}
+
+/**
+ * What the log holds that LevelDB does not yet: each key's latest value. Task records by the
+ * task's name (one entry for its two keys: a commit of many tasks stays cheap), other keys (pools'
+ * settings; task records of older formats, met in a replay) by key. A written commit's values are
+ * views into its log frames, which stay in memory until none is held: up to about twice the bytes
+ * counted (keys, frame headers, and a frame buffer's room left from growing it by doubling).
+ */
+class Pending {
+  readonly tasks = new Map<string, PendingTask>();
+  readonly keys = new Map<string, Uint8Array>();
+  /** Bytes of the keys and values held. */
+  bytes = 0;
+
+  /** Records held, as an operator counts them: a task's spec and state are one. */
+  get size(): number {
+    return this.tasks.size + this.keys.size;
+  }
+
+  /** Holds `spec` and `state` of task `name` (undefined: that one is not written). */
+  task(name: string, spec: Uint8Array | undefined, state: Uint8Array | undefined): void {
+    let held = this.tasks.get(name);
+    if (held === undefined) {
+      held = { spec: undefined, state: undefined };
+      this.tasks.set(name, held);
+    }
+    if (spec !== undefined) {
+      this.bytes += spec.length - (held.spec === undefined ? -(SPEC_PREFIX.length + name.length) : held.spec.length);
+      held.spec = spec;
+    }
+    if (state !== undefined) {
+      this.bytes += state.length - (held.state === undefined ? -(STATE_PREFIX.length + name.length) : held.state.length);
+      held.state = state;
+    }
+  }
+
+  /** Holds `value` under `key`, a task's record key or any other. */
+  key(key: string, value: Uint8Array): void {
+    if (key.startsWith(SPEC_PREFIX)) return this.task(key.slice(SPEC_PREFIX.length), value, undefined);
+    if (key.startsWith(STATE_PREFIX)) return this.task(key.slice(STATE_PREFIX.length), undefined, value);
+    const before = this.keys.get(key);
+    this.bytes += value.length - (before === undefined ? -key.length : before.length);
+    this.keys.set(key, value);
+  }
+
+  /** Holds what `older` holds and this does not (a newer value wins). */
+  under(older: Pending): void {
+    for (const [name, held] of older.tasks) {
+      const newer = this.tasks.get(name);
+      this.task(name, newer?.spec === undefined ? held.spec : undefined, newer?.state === undefined ? held.state : undefined);
+    }
+    for (const [key, value] of older.keys) if (!this.keys.has(key)) this.key(key, value);
+  }
+}
+
 export class Store implements TaskStore {
   id = '';
   private wal: Wal | undefined;
   /** Logged, not yet in LevelDB: the latest value of each key, and their bytes. */
-  private pending = new Map<string, Uint8Array>();
-  private pendingBytes = 0;
+  private pending = new Pending();
+  /** Where a commit's records are written: into its log frames (CommitBuilder). */
+  private readonly writer = new WireWriter();
   private timer: NodeJS.Timeout | undefined;
   private background: Promise<void> | undefined;
   private closing = false;
@@ -207,9 +269,9 @@ export class Store implements TaskStore {
           this.report(wal, n, next.value);
           break;
         }
-        this.hold(next.value);
+        for (const e of next.value) this.pending.key(e.key, e.value);
         entries += next.value.length;
-        if (this.pendingBytes > this.options.maxPendingBytes) await this.moveOrThrow();
+        if (this.pending.bytes > this.options.maxPendingBytes) await this.moveOrThrow();
       }
     }
     await this.moveOrThrow();
@@ -310,11 +372,12 @@ export class Store implements TaskStore {
       const nameOf = (): string => (specKey !== undefined ? specKey.slice(SPEC_PREFIX.length) : (stateKey as string).slice(STATE_PREFIX.length));
       if (logged.size > 0) {
         const name = nameOf();
-        const loggedSpec = logged.get(SPEC_PREFIX + name);
-        const loggedState = logged.get(STATE_PREFIX + name);
-        if (loggedSpec !== undefined || loggedState !== undefined) seen.add(name);
-        spec = loggedSpec ?? spec;
-        state = loggedState ?? state;
+        const held = logged.tasks.get(name);
+        if (held !== undefined) {
+          seen.add(name);
+          spec = held.spec ?? spec;
+          state = held.state ?? state;
+        }
       }
       const hasSpec = spec !== undefined && spec.length > 0;
       const hasState = state !== undefined && state.length > 0;
@@ -353,12 +416,7 @@ export class Store implements TaskStore {
       await specs.close();
       await states.close();
     }
-    const unseen = new Set<string>();
-    for (const key of logged.keys()) {
-      if (key.startsWith(SPEC_PREFIX)) unseen.add(key.slice(SPEC_PREFIX.length));
-      else if (key.startsWith(STATE_PREFIX)) unseen.add(key.slice(STATE_PREFIX.length));
-    }
-    for (const name of unseen) if (!seen.has(name)) join(SPEC_PREFIX + name, undefined, undefined, undefined);
+    for (const name of logged.tasks.keys()) if (!seen.has(name)) join(SPEC_PREFIX + name, undefined, undefined, undefined);
     if (badCount > 0) throw unreadableRecords(this.location, bad, badCount);
   }
 
@@ -367,7 +425,7 @@ export class Store implements TaskStore {
     await this.background;
     const values = new Map<string, Uint8Array>();
     for await (const [key, value] of this.db.iterator({ gte: POOL_PREFIX, lt: POOL_END })) values.set(key, value);
-    for (const [key, value] of this.pending) if (key.startsWith(POOL_PREFIX)) values.set(key, value);
+    for (const [key, value] of this.pending.keys) if (key.startsWith(POOL_PREFIX)) values.set(key, value);
     const pools: [string, PoolSettings][] = [];
     for (const [key, value] of values) {
       if (value.length === 0) continue;
@@ -393,35 +451,86 @@ export class Store implements TaskStore {
   write(records: readonly TaskRecord[], changes?: StoreChanges): Promise<void> {
     const deleted = changes?.deleted ?? [];
     const pools = changes?.pools ?? [];
+    const specs = changes?.specs;
     if (records.length === 0 && deleted.length === 0 && pools.length === 0) return Promise.resolve();
-    let entries: WalEntry[];
+    let commit: { frames: Buffer[]; values: Uint8Array[] };
     try {
-      const specs = changes?.specs;
-      entries = [];
-      for (const r of records) {
-        if (specs === undefined || specs.has(r.spec.name)) entries.push({ key: SPEC_PREFIX + r.spec.name, value: encodeSpecRecord(r.spec, r.seq) });
-        entries.push({ key: STATE_PREFIX + r.spec.name, value: encodeStateRecord(r) });
-      }
-      for (const name of deleted) entries.push({ key: SPEC_PREFIX + name, value: DELETED }, { key: STATE_PREFIX + name, value: DELETED });
-      for (const [pool, settings] of pools) {
-        entries.push({ key: POOL_PREFIX + pool, value: settings === undefined ? DELETED : new TextEncoder().encode(JSON.stringify(settings)) });
-      }
+      commit = this.encode(records, specs, deleted, pools);
     } catch (err) {
       return Promise.reject(toError(err));
     }
-    if (this.pendingBytes <= this.options.maxPendingBytes) return this.append(entries);
-    return this.makeRoom().then(() => this.append(entries));
+    const append = (): Promise<void> => this.append(commit.frames, () => this.hold(records, specs, deleted, pools, commit.values));
+    if (this.pending.bytes <= this.options.maxPendingBytes) return append();
+    return this.makeRoom().then(append);
   }
 
-  private append(entries: readonly WalEntry[]): Promise<void> {
+  /**
+   * The log frames of one commit, each record written straight into them; the values, views into
+   * the frames, in the order `hold` takes them: each record's spec (if in `specs`, or without
+   * `specs`) and state, each deleted task's two deletions, each pool's settings.
+   */
+  private encode(
+    records: readonly TaskRecord[],
+    specs: ReadonlySet<string> | undefined,
+    deleted: readonly string[],
+    pools: StoreChanges['pools'],
+  ): { frames: Buffer[]; values: Uint8Array[] } {
+    const w = this.writer;
+    const commit = new CommitBuilder(w, this.options.maxFrameBytes, records.length * RECORD_BYTES_GUESS);
+    for (const r of records) {
+      const name = r.spec.name;
+      if (specs === undefined || specs.has(name)) {
+        commit.begin(SPEC_PREFIX, name);
+        writeSpecRecord(w, r.spec, r.seq);
+        commit.end();
+      }
+      commit.begin(STATE_PREFIX, name);
+      writeStateRecord(w, r);
+      commit.end();
+    }
+    for (const name of deleted) {
+      // A deletion is an empty value.
+      commit.begin(SPEC_PREFIX, name);
+      commit.end();
+      commit.begin(STATE_PREFIX, name);
+      commit.end();
+    }
+    for (const [pool, settings] of pools) {
+      commit.begin(POOL_PREFIX, pool);
+      if (settings !== undefined) {
+        const json = Buffer.from(JSON.stringify(settings), 'utf8');
+        w.room(json.length);
+        w.at += json.copy(w.buf, w.at);
+      }
+      commit.end();
+    }
+    return commit.finish();
+  }
+
+  /** Holds a logged commit's values (`encode`'s, in its order) until they are in LevelDB. */
+  private hold(records: readonly TaskRecord[], specs: ReadonlySet<string> | undefined, deleted: readonly string[], pools: StoreChanges['pools'], values: readonly Uint8Array[]): void {
+    let i = 0;
+    for (const r of records) {
+      const name = r.spec.name;
+      const spec = specs === undefined || specs.has(name) ? values[i++] : undefined;
+      this.pending.task(name, spec, values[i++]);
+    }
+    for (const name of deleted) {
+      this.pending.task(name, values[i], values[i + 1]);
+      i += 2;
+    }
+    for (const [pool] of pools) this.pending.key(POOL_PREFIX + pool, values[i++] as Uint8Array);
+  }
+
+  private append(frames: readonly Buffer[], hold: () => void): Promise<void> {
     try {
       const trouble = this.segmentTrouble;
       if (trouble !== undefined && !trouble.reported) {
         trouble.reported = true;
         throw trouble.error;
       }
-      (this.wal as Wal).append(entries);
-      this.hold(entries);
+      (this.wal as Wal).appendFrames(frames);
+      hold();
       this.schedule(BACKGROUND_MS);
       return Promise.resolve();
     } catch (err) {
@@ -431,14 +540,14 @@ export class Store implements TaskStore {
 
   /** Backpressure: waits until LevelDB has taken enough of the log; refuses if it cannot. */
   private async makeRoom(): Promise<void> {
-    while (this.pendingBytes > this.options.maxPendingBytes) {
+    while (this.pending.bytes > this.options.maxPendingBytes) {
       clearTimeout(this.timer);
       this.timer = undefined;
       await this.toLevel(true);
-      if (this.levelError !== undefined && this.pendingBytes > this.options.maxPendingBytes) {
+      if (this.levelError !== undefined && this.pending.bytes > this.options.maxPendingBytes) {
         throw new DagworkError(
           'STORE_FAILED',
-          `LevelDB does not take the log's records (${recordCount(this.pending)} records, ${this.pendingBytes} bytes wait, over the limit of ${this.options.maxPendingBytes}): ${this.levelError.message}`,
+          `LevelDB does not take the log's records (${this.pending.size} records, ${this.pending.bytes} bytes wait, over the limit of ${this.options.maxPendingBytes}): ${this.levelError.message}`,
           { cause: this.levelError },
         );
       }
@@ -454,14 +563,6 @@ export class Store implements TaskStore {
     // With everything in LevelDB the log goes; otherwise the next start puts it there.
     for (const e of this.wal?.close(this.pending.size === 0 && this.levelError === undefined) ?? []) this.options.log.warn(e.message);
     await this.db.close();
-  }
-
-  private hold(entries: readonly WalEntry[]): void {
-    for (const e of entries) {
-      const before = this.pending.get(e.key);
-      this.pendingBytes += e.value.length - (before?.length ?? -e.key.length);
-      this.pending.set(e.key, e.value);
-    }
   }
 
   private schedule(delayMs: number): void {
@@ -483,8 +584,7 @@ export class Store implements TaskStore {
     if (this.pending.size === 0) return Promise.resolve();
     const segments = rotate ? this.startSegment() : [];
     const batch = this.pending;
-    this.pending = new Map();
-    this.pendingBytes = 0;
+    this.pending = new Pending();
     this.background = this.putAll(batch)
       .then(
         () => this.moved(segments),
@@ -524,19 +624,26 @@ export class Store implements TaskStore {
    * Writes `batch` into LevelDB in chunks. Chained batches: an array batch with options copies the
    * options into every operation, 10x slower (200,000 records: 4.8 s against 0.5 s).
    */
-  private async putAll(batch: ReadonlyMap<string, Uint8Array>): Promise<void> {
+  private async putAll(batch: Pending): Promise<void> {
     let chunk = this.db.batch();
     let bytes = 0;
-    for (const [key, value] of batch) {
+    /** Adds one key to the chunk; true when the chunk is full. */
+    const add = (key: string, value: Uint8Array): boolean => {
       if (value.length === 0) chunk.del(key);
       else chunk.put(key, value);
       bytes += key.length + value.length;
-      if (chunk.length >= BACKGROUND_CHUNK || bytes >= BACKGROUND_CHUNK_BYTES) {
-        await chunk.write({ sync: this.options.sync });
-        chunk = this.db.batch();
-        bytes = 0;
-      }
+      return chunk.length >= BACKGROUND_CHUNK || bytes >= BACKGROUND_CHUNK_BYTES;
+    };
+    const next = async (): Promise<void> => {
+      await chunk.write({ sync: this.options.sync });
+      chunk = this.db.batch();
+      bytes = 0;
+    };
+    for (const [name, held] of batch.tasks) {
+      if (held.spec !== undefined && add(SPEC_PREFIX + name, held.spec)) await next();
+      if (held.state !== undefined && add(STATE_PREFIX + name, held.state)) await next();
     }
+    for (const [key, value] of batch.keys) if (add(key, value)) await next();
     if (chunk.length > 0) await chunk.write({ sync: this.options.sync });
     else await chunk.close();
   }
@@ -548,14 +655,14 @@ export class Store implements TaskStore {
     for (const e of (this.wal as Wal).discard(segments)) this.options.log.warn(`${e.message}; it is tried again at the next background write`);
   }
 
-  private notMoved(batch: ReadonlyMap<string, Uint8Array>, err: Error): void {
+  private notMoved(batch: Pending, err: Error): void {
     // Still in the log; newer values, written meanwhile, win.
-    for (const [key, value] of batch) if (!this.pending.has(key)) this.hold([{ key, value }]);
+    this.pending.under(batch);
     this.levelError = err;
     this.levelFailures++;
     const retry = Math.min(BACKGROUND_MS * 2 ** this.levelFailures, BACKGROUND_RETRY_MAX_MS);
     this.options.log.error(
-      `cannot put ${recordCount(batch)} records from the log into LevelDB (failure ${this.levelFailures} in a row; tried again in ${retry} ms; they stay in the log): ${causeMessage(err)}`,
+      `cannot put ${batch.size} records from the log into LevelDB (failure ${this.levelFailures} in a row; tried again in ${retry} ms; they stay in the log): ${causeMessage(err)}`,
     );
   }
 }
@@ -572,13 +679,6 @@ function causeMessage(err: unknown): string {
   const messages: string[] = [];
   for (let e: unknown = err; e instanceof Error; e = e.cause) messages.push(e.message);
   return messages.join(': ') || String(err);
-}
-
-/** Records in `values`, as an operator counts them: a task's spec and state are one. */
-function recordCount(values: ReadonlyMap<string, Uint8Array>): number {
-  let count = 0;
-  for (const key of values.keys()) if (!key.startsWith(SPEC_PREFIX)) count++;
-  return count;
 }
 
 type Entry = [string, Uint8Array];

@@ -25,7 +25,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { DagworkError } from '../../../proto/src/errors.js';
-import { encodeCommit, readSegment, SEGMENT_MAGIC, type SegmentReport, type Source, type WalEntry } from './frame.js';
+import { encodeCommit, readSegment, sealCommit, SEGMENT_MAGIC, type SegmentReport, type Source, type WalEntry } from './frame.js';
 
 export type { WalEntry } from './frame.js';
 export const WAL_PREFIX = 'dagwork-wal-';
@@ -155,6 +155,20 @@ export class Wal {
    */
   append(entries: readonly WalEntry[]): void {
     if (entries.length === 0) return;
+    this.write((commit) => encodeCommit(entries, commit, this.options.maxFrameBytes));
+  }
+
+  /** Appends one group commit built in place (CommitBuilder.finish's frames), as `append` does. */
+  appendFrames(frames: readonly Buffer[]): void {
+    if (frames.length === 0) return;
+    this.write((commit) => {
+      sealCommit(frames, commit);
+      return frames;
+    });
+  }
+
+  /** Writes the frames `framesOf` gives for the next commit number (see `append`). */
+  private write(framesOf: (commit: number) => Iterable<Buffer>): void {
     if (this.poisoned) this.rotate();
     const path = this.path(this.segment);
     let links: number;
@@ -166,7 +180,7 @@ export class Wal {
     if (links === 0) throw new DagworkError('STORE_FAILED', `the log segment ${path} was deleted (was the store directory ${this.dir} removed?): nothing can be written durably`);
     const start = this.size;
     try {
-      for (const frame of encodeCommit(entries, this.commits + 1, this.options.maxFrameBytes)) {
+      for (const frame of framesOf(this.commits + 1)) {
         let written = 0;
         while (written < frame.length) written += writeSync(this.fd, frame, written);
         this.size += frame.length;
