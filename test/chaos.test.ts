@@ -7,11 +7,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from './support/proc.js';
-import type { TaskRecord } from '../proto/src/types.js';
 import { Client } from '../worker-kit/src/index.js';
 import { cleanTempDirs, ROOT, startHub, stencil, tempDir, dquery, type RunningHub } from './helpers.js';
 import { writeFileSync } from 'node:fs';
-import { newStore, openStore, stopPgCluster, storeKinds } from './support/stores.js';
+import { newStore, runProblems, stopPgCluster, storedTasks, storeKinds } from './support/stores.js';
 
 afterAll(async () => {
   await stopPgCluster();
@@ -82,20 +81,9 @@ describe.each(storeKinds)('chaos (%s store)', (kind) => {
       await hub.stop();
     }
 
-    const store = await openStore(kind, location);
-    const tasks = new Map<string, TaskRecord>();
-    for (const r of await store.loadAll()) tasks.set(r.spec.name, r);
-    await store.close();
+    const tasks = await storedTasks(kind, location);
     expect(tasks.size).toBe(columns * rows);
-    const problems: string[] = [];
-    const doneAt = (r: TaskRecord | undefined): number => r?.log.find((c) => c.state === 'done')?.at ?? NaN;
-    for (const t of tasks.values()) {
-      if (t.state !== 'done') problems.push(`${t.spec.name} is ${t.state}`);
-      const dones = t.log.filter((c) => c.state === 'done').length;
-      if (dones !== 1) problems.push(`${t.spec.name} recorded done ${dones} times`);
-      const firstRun = t.log.find((c) => c.state === 'running')?.at ?? NaN;
-      for (const dep of t.spec.deps) if (!(firstRun >= doneAt(tasks.get(dep)))) problems.push(`${t.spec.name} ran before ${dep} was done`);
-    }
+    const problems = runProblems(tasks);
     // Every acknowledged completion is in the store, by the worker that was told so, and only once.
     const ackedBy = new Map<string, string[]>();
     for (const w of workers) {

@@ -6,13 +6,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import type { TaskRecord } from '../proto/src/types.js';
 import { Client, HubUnreachableError } from '../worker-kit/src/index.js';
 import { RawClient } from './support/raw.js';
 import { cleanTempDirs, DHUB, freePort, tempDir } from './helpers.js';
 import { killDworkers, spawnDworker, type Dworker } from './support/dworker.js';
 import { stencilFile } from './support/workloads.js';
-import { newStore, openStore, pgCluster, postgresMissing, stopPgCluster } from './support/stores.js';
+import { newStore, pgCluster, postgresMissing, runProblems, stopPgCluster, storedTasks } from './support/stores.js';
 import { DQUERY, runNode } from './helpers.js';
 import { writeFileSync } from 'node:fs';
 
@@ -265,20 +264,9 @@ describe.skipIf(postgresMissing !== undefined)('standby hubs on one PostgreSQL s
       await kill(active, 'SIGTERM');
       await kill(standby, 'SIGTERM');
     }
-    const store = await openStore('postgres', url);
-    const tasks = new Map<string, TaskRecord>();
-    for (const r of await store.loadAll()) tasks.set(r.spec.name, r);
-    await store.close();
+    const tasks = await storedTasks('postgres', url);
     expect(tasks.size).toBe(total);
-    const problems: string[] = [];
-    const doneAt = (r: TaskRecord | undefined): number => r?.log.find((c) => c.state === 'done')?.at ?? NaN;
-    for (const t of tasks.values()) {
-      if (t.state !== 'done') problems.push(`${t.spec.name} is ${t.state}`);
-      const dones = t.log.filter((c) => c.state === 'done').length;
-      if (dones !== 1) problems.push(`${t.spec.name} recorded done ${dones} times`);
-      const firstRun = t.log.find((c) => c.state === 'running')?.at ?? NaN;
-      for (const dep of t.spec.deps) if (!(firstRun >= doneAt(tasks.get(dep)))) problems.push(`${t.spec.name} ran before ${dep} was done`);
-    }
+    const problems = runProblems(tasks);
     expect(problems.slice(0, 20)).toEqual([]);
     expect(kills.every((d) => d > 0 && d < total), `killed at ${kills.join(', ')} tasks done`).toBe(true);
     // Each takeover is a second or two: a call's budget (2 s) mostly spans it.
@@ -331,20 +319,9 @@ describe.skipIf(postgresMissing !== undefined)('standby hubs on one PostgreSQL s
       await kill(active, 'SIGTERM');
       await kill(standby, 'SIGTERM');
 
-      const store = await openStore('postgres', url);
-      const tasks = new Map<string, TaskRecord>();
-      for (const r of await store.loadAll()) tasks.set(r.spec.name, r);
-      await store.close();
+      const tasks = await storedTasks('postgres', url);
       expect(tasks.size).toBe(2000);
-      const problems: string[] = [];
-      const doneAt = (r: TaskRecord | undefined): number => r?.log.find((c) => c.state === 'done')?.at ?? NaN;
-      for (const t of tasks.values()) {
-        if (t.state !== 'done') problems.push(`${t.spec.name} is ${t.state}`);
-        const dones = t.log.filter((c) => c.state === 'done').length;
-        if (dones !== 1) problems.push(`${t.spec.name} recorded done ${dones} times`);
-        const firstRun = t.log.find((c) => c.state === 'running')?.at ?? NaN;
-        for (const dep of t.spec.deps) if (!(firstRun >= doneAt(tasks.get(dep)))) problems.push(`${t.spec.name} ran before ${dep} was done`);
-      }
+      const problems = runProblems(tasks);
       expect(problems.slice(0, 20)).toEqual([]);
     },
     180_000,

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { PostgresStore } from '../../hub/src/store/postgres.js';
 import { Store, type TaskStore } from '../../hub/src/store/store.js';
-import type { PoolSettings } from '../../proto/src/types.js';
+import type { PoolSettings, TaskRecord } from '../../proto/src/types.js';
 import { startPostgres, type PgCluster, type StoreKind } from './postgres.js';
 import { tempDir } from './proc.js';
 
@@ -42,4 +42,33 @@ export async function openStore(kind: StoreKind, location: string): Promise<Open
 /** dhub's arguments for a store at `location` (a PostgreSQL store keeps its local files in `db`). */
 export function storeArgs(kind: StoreKind, location: string): string[] {
   return kind === 'leveldb' ? [] : ['--store', location];
+}
+
+/** Every task stored at `location`, by name (the store opened and closed again). */
+export async function storedTasks(kind: StoreKind, location: string): Promise<Map<string, TaskRecord>> {
+  const store = await openStore(kind, location);
+  try {
+    const tasks = new Map<string, TaskRecord>();
+    for (const r of await store.loadAll()) tasks.set(r.spec.name, r);
+    return tasks;
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * What is wrong with a finished run as its state logs record it: a task not done, done other than
+ * once, or first run before one of its dependencies was done. Empty when all is well.
+ */
+export function runProblems(tasks: ReadonlyMap<string, TaskRecord>): string[] {
+  const problems: string[] = [];
+  const doneAt = (r: TaskRecord | undefined): number => r?.log.find((c) => c.state === 'done')?.at ?? NaN;
+  for (const t of tasks.values()) {
+    if (t.state !== 'done') problems.push(`${t.spec.name} is ${t.state}`);
+    const dones = t.log.filter((c) => c.state === 'done').length;
+    if (dones !== 1) problems.push(`${t.spec.name} recorded done ${dones} times`);
+    const firstRun = t.log.find((c) => c.state === 'running')?.at ?? NaN;
+    for (const dep of t.spec.deps) if (!(firstRun >= doneAt(tasks.get(dep)))) problems.push(`${t.spec.name} ran before ${dep} was done`);
+  }
+  return problems;
 }
