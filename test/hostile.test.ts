@@ -242,10 +242,18 @@ describe('the hub in process', () => {
     const first = new Client({ hub: hub.endpoint, worker: 'a' });
     const second = new Client({ hub: hub.endpoint, worker: 'b' });
     try {
-      const parked = first.steal({ waitMs: 1000, waitWhenFinished: true });
+      const parkedSteals = async (): Promise<number> => Number(/^dagwork_parked_steals (\d+)$/m.exec((await hub.metrics()).body)?.[1]);
+      const parked = first.steal({ waitMs: 2000, waitWhenFinished: true });
+      // The two clients' requests may reach the hub in either order: the second asks once the first is parked.
+      for (let i = 0; (await parkedSteals()) !== 1; i++) {
+        expect(i, 'the first steal was never parked').toBeLessThan(100);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
       const refused = await second.steal({ waitMs: 1000, waitWhenFinished: true });
       expect(refused).toEqual({ tasks: [], finished: true, retryAfterMs: 1000 });
+      expect(await parkedSteals()).toBe(1);
       expect((await parked).tasks).toEqual([]);
+      expect(await parkedSteals()).toBe(0);
     } finally {
       first.close();
       second.close();

@@ -230,7 +230,7 @@ describe('hub metrics across a failed write', () => {
 describe('HubMetrics', () => {
   /** A source with the given pools' counts (the graph lists at most 1,000 pools; the total counts them all). */
   function source(pools: { pool: string; counts: StateCounts }[], total: StateCounts): MetricsSource {
-    return { stateCounts: () => ({ counts: total, pools, workers: 0 }), files: () => ({ count: 0, bytes: 0 }) };
+    return { stateCounts: () => ({ counts: total, pools, workers: 0 }), files: () => ({ count: 0, bytes: 0 }), parkedSteals: () => 0 };
   }
 
   it(`gives the first ${MAX_POOL_LABELS} pools a label each and the rest "${OTHER_POOL}" together`, async () => {

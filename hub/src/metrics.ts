@@ -30,6 +30,8 @@ type GraphCounts = { counts: StateCounts; pools: { pool: string; counts: StateCo
 export interface MetricsSource {
   stateCounts(): GraphCounts;
   files(): { count: number; bytes: number };
+  /** Steals waiting in a long poll now. */
+  parkedSteals(): number;
 }
 
 /** Observations of one histogram series: a count per bucket (not cumulative; the last is +Inf), their sum and count. */
@@ -225,6 +227,7 @@ export class HubMetrics {
       });
     };
     gauge('dagwork_workers', 'Workers the hub knows, as a status counts them (one without leases is forgotten once unseen for an hour).', () => graphCounts().workers);
+    gauge('dagwork_parked_steals', 'Steals waiting in a long poll for work now (at most --max-parked).', () => source.parkedSteals());
     gauge('dagwork_files', 'Files in the hub\'s file store.', () => source.files().count);
     gauge('dagwork_files_bytes', 'Bytes of the files in the hub\'s file store.', () => source.files().bytes);
 

@@ -269,7 +269,7 @@ export class Hub {
     // An embedding program that never looks at `done` must not die of an unhandled rejection.
     this.done.catch(() => undefined);
     this.verifier = new VerifierRunner({ jobs: options.verifierJobs, timeoutMs: options.verifierTimeoutMs, tmpDir: verifierTmpDir(options), log: options.log });
-    this.hubMetrics = new HubMetrics({ stateCounts: () => this.graph.stateCounts(), files: () => ({ count: this.files.count, bytes: this.files.bytes }) });
+    this.hubMetrics = new HubMetrics({ stateCounts: () => this.graph.stateCounts(), files: () => ({ count: this.files.count, bytes: this.files.bytes }), parkedSteals: () => this.parked.size });
     graph.observer = this.hubMetrics.observer;
     this.receiving = Promise.all(listeners.map((l) => this.receiveLoop(l))).then(() => undefined);
     // Tasks stored VERIFYING: their verification was cut off; it runs again.
