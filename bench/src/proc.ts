@@ -98,13 +98,12 @@ export interface BenchHub {
   stop(): Promise<void>;
 }
 
-/** Starts dhub on a free 127.0.0.1 port; resolves once it listens (bounded: 120 s for big stores). */
-export async function startHub(options: { db?: string; sync?: boolean; args?: string[]; nodeArgs?: string[] } = {}): Promise<BenchHub & { startedAt: number }> {
+/** Starts dhub on a free 127.0.0.1 port; resolves once it listens (bounded: `startMs`, 120 s unless given, for big stores). */
+export async function startHub(options: { db?: string; sync?: boolean; args?: string[]; nodeArgs?: string[]; startMs?: number } = {}): Promise<BenchHub & { startedAt: number }> {
   const db = options.db ?? join(tempDir(), 'db');
   const startedAt = now();
   const args = ['--bind', 'tcp://127.0.0.1:*', '--db', db, '--log-level', 'info', ...(options.sync === true ? ['--sync'] : []), ...(options.args ?? [])];
-  // Bounded: 120 s, for big stores.
-  const { endpoint, proc, exited, log } = await spawnHub(args, 120_000, options.nodeArgs);
+  const { endpoint, proc, exited, log } = await spawnHub(args, options.startMs ?? 120_000, options.nodeArgs);
   const pid = proc.pid as number;
   return {
     endpoint,
