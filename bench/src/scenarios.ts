@@ -756,7 +756,7 @@ export async function dwork(ctx: Context): Promise<Figure[]> {
     runs.push({ load: one.load, loaded: one.loaded, peak: one.peak, single: single.perSecond, one: one.perSecond, four: four.perSecond, usOne: one.usPerTask, usFour: four.usPerTask });
   }
   const at = (key: keyof (typeof runs)[number]): number => median(runs.map((r) => r[key]));
-  const note = 'dwork, unverified client (bench/src/dwork.ts)';
+  const note = "dwork's hub; the client is bench/src/dwork.ts";
   return [
     { scenario: 'dwork', figure: `dwork: load the ${count}-task stencil, batches of 5000`, value: at('load'), unit: 's', runs: ctx.runs, note },
     { scenario: 'dwork', figure: `dwork: hub RSS a task after loading it`, value: at('loaded') / count, unit: 'B/task', runs: ctx.runs, note },
