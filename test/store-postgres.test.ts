@@ -106,6 +106,23 @@ describe.skipIf(postgresMissing !== undefined)('the PostgreSQL store', () => {
     await store.close();
   });
 
+  it('hands each record over as its page is read, and names a row it cannot read after the others', async () => {
+    const url = await (await pgCluster()).createDatabase();
+    const store = await PostgresStore.open(url);
+    const names = Array.from({ length: 12_000 }, (_, i) => `t${String(i).padStart(5, '0')}`);
+    await store.write(names.map((n) => taskRecord(n)));
+    const db = new pg.Client({ connectionString: url });
+    await db.connect();
+    await db.query(`UPDATE dagwork_tasks SET state = '\\xff'::bytea WHERE name = 't00007'`);
+    await db.end();
+    const handed: string[] = [];
+    const err = await refusal(store.loadEach((record) => handed.push(record.spec.name)));
+    expect(err.code).toBe('STORE_FAILED');
+    expect(err.message).toMatch(/holds a task row that cannot be read: task "t00007": .*delete the row/);
+    expect(handed).toEqual(names.filter((n) => n !== 't00007'));
+    await store.close();
+  });
+
   it('lets one hub lead at a time; the next takes over with a new epoch, and the old one can no longer write', async () => {
     const cluster = await pgCluster();
     const url = await cluster.createDatabase();

@@ -391,34 +391,54 @@ export class PostgresStore implements TaskStore {
   }
 
   async loadAll(): Promise<TaskRecord[]> {
-    this.refuseIfLost();
     const records: TaskRecord[] = [];
+    await this.loadEach((record) => records.push(record));
+    return records;
+  }
+
+  /**
+   * Every task record handed to `sink` as its page is read (TaskStore.loadEach): pages of
+   * READ_BATCH rows in name order, the next one asked for before the current one is decoded, so
+   * that the database reads while the graph is built and no array of every record is held.
+   */
+  async loadEach(sink: (record: TaskRecord) => void): Promise<void> {
+    this.refuseIfLost();
     const bad: string[] = [];
     let badCount = 0;
-    let after: string | undefined;
-    try {
-      for (;;) {
-        const page = await this.answered(this.client.query<[string, Buffer, Buffer]>({
+    const page = (after: string | undefined): Promise<[string, Buffer, Buffer][]> =>
+      this.answered(
+        this.client.query<[string, Buffer, Buffer]>({
           text:
             after === undefined
               ? `SELECT name, spec, state FROM ${TASKS_TABLE} ORDER BY name LIMIT ${READ_BATCH}`
               : `SELECT name, spec, state FROM ${TASKS_TABLE} WHERE name > $1 ORDER BY name LIMIT ${READ_BATCH}`,
           values: after === undefined ? [] : [after],
           rowMode: 'array',
-        }));
-        for (const [name, spec, state] of page.rows) {
-          try {
-            records.push(decodeSplitRecord(spec, state));
-          } catch (err) {
-            badCount++;
-            if (bad.length < NAMED_BAD_RECORDS) bad.push(`task ${JSON.stringify(name)}: ${(err as Error).message}`);
-          }
-        }
-        if (page.rows.length < READ_BATCH) break;
-        after = (page.rows[page.rows.length - 1] as [string, Buffer, Buffer])[0];
+        }),
+      ).then((result) => result.rows);
+    let next: Promise<[string, Buffer, Buffer][]> | undefined = page(undefined);
+    while (next !== undefined) {
+      let rows: [string, Buffer, Buffer][];
+      try {
+        rows = await next;
+      } catch (err) {
+        throw this.failure('cannot read the tasks', err);
       }
-    } catch (err) {
-      throw this.failure('cannot read the tasks', err);
+      const last = rows.length === READ_BATCH ? (rows[rows.length - 1] as [string, Buffer, Buffer])[0] : undefined;
+      next = last === undefined ? undefined : page(last);
+      // Awaited at the next turn; if the sink throws first, its failure must not go unhandled.
+      next?.catch(() => undefined);
+      for (const [name, spec, state] of rows) {
+        let record: TaskRecord;
+        try {
+          record = decodeSplitRecord(spec, state);
+        } catch (err) {
+          badCount++;
+          if (bad.length < NAMED_BAD_RECORDS) bad.push(`task ${JSON.stringify(name)}: ${(err as Error).message}`);
+          continue;
+        }
+        sink(record);
+      }
     }
     if (badCount > 0) {
       throw new DagworkError(
@@ -426,7 +446,6 @@ export class PostgresStore implements TaskStore {
         `the store ${this.location} holds ${badCount === 1 ? 'a task row' : `${badCount} task rows`} that cannot be read: ${bad.join('; ')}${badCount > bad.length ? `; and ${badCount - bad.length} more` : ''}. Nothing was changed; delete the row (DELETE FROM ${TASKS_TABLE} WHERE name = ...) to start without it`,
       );
     }
-    return records;
   }
 
   async loadPools(): Promise<[string, PoolSettings][]> {
