@@ -11,6 +11,7 @@ import { decodeReply, encodeRequest, type Reply } from '../proto/src/codec.js';
 import { Hub } from '../hub/src/server.js';
 import { Client } from '../worker-kit/src/index.js';
 import { cleanTempDirs, startHub, tempDir, type RunningHub } from './helpers.js';
+import { parseMetrics, sample } from './support/prom.js';
 
 afterAll(cleanTempDirs);
 
@@ -242,7 +243,7 @@ describe('the hub in process', () => {
     const first = new Client({ hub: hub.endpoint, worker: 'a' });
     const second = new Client({ hub: hub.endpoint, worker: 'b' });
     try {
-      const parkedSteals = async (): Promise<number> => Number(/^dagwork_parked_steals (\d+)$/m.exec((await hub.metrics()).body)?.[1]);
+      const parkedSteals = async (): Promise<number> => sample(parseMetrics((await hub.metrics()).body), 'dagwork_parked_steals');
       const parked = first.steal({ waitMs: 2000, waitWhenFinished: true });
       // The two clients' requests may reach the hub in either order: the second asks once the first is parked.
       for (let i = 0; (await parkedSteals()) !== 1; i++) {
