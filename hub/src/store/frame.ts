@@ -35,6 +35,7 @@
  *   offset whose length fits and whose payload sum matches and starts with a task key). Every
  *   frame after damage is recovered. A commit that lost a part is dropped whole, and reported.
  */
+import { ByteWriter, varintSize, writeAscii, writeVarint } from '../../../proto/src/wire-writer.js';
 
 export const SEGMENT_MAGIC = Buffer.from([0x64, 0x61, 0x67, 0x77, 0x61, 0x6c, 0x00, 0x03]);
 const FRAME_MAGIC = 0xa9e1f3d7;
@@ -70,25 +71,6 @@ export function fnv1a(bytes: Uint8Array): number {
   return hash >>> 0;
 }
 
-function varintLength(n: number): number {
-  let length = 1;
-  while (n >= 0x80) {
-    n >>>= 7;
-    length++;
-  }
-  return length;
-}
-
-/** Writes `n` (below 2^32) as a varint at `at`; returns where it ends. */
-export function writeVarint(buf: Buffer, at: number, n: number): number {
-  while (n >= 0x80) {
-    buf[at++] = (n & 0x7f) | 0x80;
-    n >>>= 7;
-  }
-  buf[at++] = n;
-  return at;
-}
-
 function readVarint(buf: Buffer, at: number): [number, number] {
   let n = 0;
   let shift = 0;
@@ -103,7 +85,7 @@ function readVarint(buf: Buffer, at: number): [number, number] {
 
 /** Bytes an entry takes in a payload, its key taking `keyBytes`. */
 export function entryBytes(keyBytes: number, value: Uint8Array): number {
-  return varintLength(keyBytes) + keyBytes + varintLength(value.length) + value.length;
+  return varintSize(keyBytes) + keyBytes + varintSize(value.length) + value.length;
 }
 
 /** The keys' UTF-8 lengths: keys are written straight into the frame, with no Buffer each. */
@@ -154,35 +136,6 @@ export function* encodeCommit(entries: readonly WalEntry[], commit: number, maxF
     yield frame;
     part++;
     from = to;
-  }
-}
-
-/**
- * Writes `s` at `at` if it is all ASCII (room for s.length bytes made): the end, or -1 at its first
- * other character (nothing meaningful written). Names are mostly short and ASCII, where a loop
- * costs less than Buffer.write's call into the native side.
- */
-export function writeAscii(buf: Buffer, at: number, s: string): number {
-  for (let i = 0; i < s.length; i++) {
-    const unit = s.charCodeAt(i);
-    if (unit >= 0x80) return -1;
-    buf[at + i] = unit;
-  }
-  return at + s.length;
-}
-
-/** Bytes written into one buffer, grown (copied into a bigger one) when more are needed. */
-export class ByteWriter {
-  at = 0;
-
-  constructor(public buf: Buffer = Buffer.allocUnsafe(1 << 16)) {}
-
-  /** Makes room for `bytes` more at `at`. */
-  room(bytes: number): void {
-    if (this.at + bytes <= this.buf.length) return;
-    const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + bytes));
-    this.buf.copy(bigger, 0, 0, this.at);
-    this.buf = bigger;
   }
 }
 
@@ -251,7 +204,7 @@ export class CommitBuilder {
     if (length < 0x80) {
       w.buf[start - 1] = length;
     } else {
-      const extra = varintLength(length) - 1;
+      const extra = varintSize(length) - 1;
       w.room(extra);
       w.buf.copyWithin(start + extra, start, w.at);
       writeVarint(w.buf, start - 1, length);

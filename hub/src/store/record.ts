@@ -15,7 +15,7 @@
  */
 import protobuf from 'protobufjs/light.js';
 import { bool, bytes, EMPTY, fileRefsFrom, list, namesFrom, NONE, num, paramFilesFrom, paramsFrom, str, unlessEmpty, unlessNone, type Obj } from '../../../proto/src/fields.js';
-import { ByteWriter, writeAscii, writeVarint } from './frame.js';
+import { LENGTH, VARINT, WireWriter } from '../../../proto/src/wire-writer.js';
 import { TASK_STATES, type FileRef, type TaskRecord, type TaskSpec, type TaskState } from '../../../proto/src/types.js';
 
 const root = protobuf.Root.fromJSON({
@@ -151,12 +151,8 @@ export function encodeSpecRecord(spec: TaskSpec, seq: number): Uint8Array {
 }
 
 /** Writes the spec record (encodeSpecRecord) at `w.at`, straight into `w` (a log frame: CommitBuilder). */
-export function writeSpecRecord(out: WireWriter, spec: TaskSpec, seq: number): void {
-  const w = out;
-  // The spec's fields as field 1, its length given one byte, moved along if it needs more.
-  w.tag(1, LENGTH);
-  w.room(1);
-  const start = ++w.at;
+export function writeSpecRecord(w: WireWriter, spec: TaskSpec, seq: number): void {
+  const start = w.open(1);
   w.string(1, spec.name);
   for (const dep of spec.deps) w.string(2, dep, true);
   w.bytes(3, spec.payload);
@@ -165,47 +161,32 @@ export function writeSpecRecord(out: WireWriter, spec: TaskSpec, seq: number): v
   w.uint(6, spec.maxAttempts);
   w.uint(7, spec.leaseMs);
   for (const p of spec.params) {
-    const name = Buffer.byteLength(p.name);
-    const value = Buffer.byteLength(p.value);
-    w.tag(8, LENGTH);
-    w.varint(stringSize(name) + stringSize(value));
+    const param = w.open(8);
     w.string(1, p.name);
     w.string(2, p.value);
+    w.close(param);
   }
   for (const f of spec.inputs) writeFile(w, 9, f);
   for (const name of spec.outputs) w.string(10, name, true);
   for (const f of spec.paramFiles) {
-    w.tag(11, LENGTH);
-    w.varint(stringSize(Buffer.byteLength(f.name)) + stringSize(Buffer.byteLength(f.param)));
+    const file = w.open(11);
     w.string(1, f.name);
     w.string(2, f.param);
+    w.close(file);
   }
   w.uint(12, spec.barrier ? 1 : 0);
   w.uint(13, spec.afterEnded ? 1 : 0);
-  const length = w.at - start;
-  if (length < 0x80) {
-    w.buf[start - 1] = length;
-  } else {
-    const extra = varintSize(length) - 1;
-    w.room(extra);
-    w.buf.copyWithin(start + extra, start, w.at);
-    w.at = writeVarint(w.buf, start - 1, length) + length;
-  }
+  w.close(start);
   w.uint(10, seq);
 }
 
-/** Bytes a string field of `bytes` takes, left out when empty. */
-function stringSize(bytes: number): number {
-  return bytes === 0 ? 0 : 1 + varintSize(bytes) + bytes;
-}
-
 function writeFile(w: WireWriter, field: number, f: FileRef): void {
-  w.tag(field, LENGTH);
-  w.varint(stringSize(Buffer.byteLength(f.name)) + stringSize(Buffer.byteLength(f.sha256)) + (f.size === 0 ? 0 : 1 + varintSize(f.size)) + (f.executable ? 2 : 0));
+  const file = w.open(field);
   w.string(1, f.name);
   w.string(2, f.sha256);
   w.uint(3, f.size);
   w.uint(4, f.executable ? 1 : 0);
+  w.close(file);
 }
 
 /**
@@ -230,107 +211,15 @@ export function writeStateRecord(w: WireWriter, r: TaskRecord): void {
   w.bytes(7, r.result);
   w.string(8, r.lastError);
   for (const c of r.log) {
-    const worker = Buffer.byteLength(c.worker);
-    const note = Buffer.byteLength(c.note);
-    const state = STATE_NUMBER[c.state];
-    const size = 1 + varintSize(state) + (c.at === 0 ? 0 : 1 + int64Size(c.at)) + (worker === 0 ? 0 : 1 + varintSize(worker) + worker) + (note === 0 ? 0 : 1 + varintSize(note) + note);
-    w.tag(9, LENGTH);
-    w.varint(size);
-    w.uint(1, state);
+    const entry = w.open(9);
+    w.uint(1, STATE_NUMBER[c.state]);
     w.int64(2, c.at);
     w.string(3, c.worker);
     w.string(4, c.note);
+    w.close(entry);
   }
   w.string(11, r.holder);
   for (const f of r.outputs) writeFile(w, 12, f);
-}
-
-function varintSize(n: number): number {
-  let size = 1;
-  for (; n >= 128; size++) n = Math.floor(n / 128);
-  return size;
-}
-
-/** Negative numbers take 10 bytes (two's complement, as protobufjs writes int64). */
-function int64Size(n: number): number {
-  return n < 0 ? 10 : varintSize(n);
-}
-
-/** Protobuf's wire format written into a buffer (a reused one, or a log frame's), grown when a record needs more. */
-export class WireWriter extends ByteWriter {
-
-  /** A non-negative integer up to 2^53. */
-  varint(n: number): void {
-    this.room(10);
-    while (n >= 128) {
-      this.buf[this.at++] = (n % 128) | 128;
-      n = Math.floor(n / 128);
-    }
-    this.buf[this.at++] = n;
-  }
-
-  tag(field: number, wireType: number): void {
-    this.varint((field << 3) | wireType);
-  }
-
-  /** A uint32 or uint64 field, left out at 0. */
-  uint(field: number, n: number): void {
-    if (n === 0) return;
-    this.tag(field, VARINT);
-    this.varint(n);
-  }
-
-  /** An int64 field, left out at 0; a negative one as its 64-bit two's complement. */
-  int64(field: number, n: number): void {
-    if (n === 0) return;
-    this.tag(field, VARINT);
-    if (n > 0) return this.varint(n);
-    const low = -n % 2 ** 32;
-    let lo = (~low + 1) >>> 0;
-    let hi = (~((-n - low) / 2 ** 32) + (lo === 0 ? 1 : 0)) >>> 0;
-    this.room(10);
-    while (hi !== 0) {
-      this.buf[this.at++] = (lo & 127) | 128;
-      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-      hi >>>= 7;
-    }
-    while (lo > 127) {
-      this.buf[this.at++] = (lo & 127) | 128;
-      lo >>>= 7;
-    }
-    this.buf[this.at++] = lo;
-  }
-
-  /** A string field, left out when empty unless `always` (an element of a repeated field). */
-  string(field: number, s: string, always = false): void {
-    if (s === '' && !always) return;
-    if (s.length < 0x80) {
-      // A 1-byte length if it is ASCII (then its length is s.length).
-      this.room(12 + s.length);
-      this.tag(field, LENGTH);
-      const end = writeAscii(this.buf, this.at + 1, s);
-      if (end >= 0) {
-        this.buf[this.at] = s.length;
-        this.at = end;
-        return;
-      }
-      this.at -= varintSize((field << 3) | LENGTH);
-    }
-    const length = Buffer.byteLength(s);
-    this.tag(field, LENGTH);
-    this.varint(length);
-    this.room(length);
-    this.at += this.buf.write(s, this.at, length, 'utf8');
-  }
-
-  bytes(field: number, b: Uint8Array): void {
-    if (b.length === 0) return;
-    this.tag(field, LENGTH);
-    this.varint(b.length);
-    this.room(b.length);
-    this.buf.set(b, this.at);
-    this.at += b.length;
-  }
 }
 
 /** encodeSpecRecord's and encodeStateRecord's output. */
@@ -403,9 +292,7 @@ function emptyRecord(): TaskRecord {
   };
 }
 
-const VARINT = 0;
 const FIXED64 = 1;
-const LENGTH = 2;
 const FIXED32 = 5;
 
 /** Protobuf's wire format, read without objects in between (the fields of StoredTask only). */

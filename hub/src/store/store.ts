@@ -16,7 +16,8 @@ import { DagworkError } from '../../../proto/src/errors.js';
 import type { PoolSettings, TaskRecord } from '../../../proto/src/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { CommitBuilder, type SegmentReport } from './frame.js';
-import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord, WireWriter, writeSpecRecord, writeStateRecord } from './record.js';
+import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord, writeSpecRecord, writeStateRecord } from './record.js';
+import { WireWriter } from '../../../proto/src/wire-writer.js';
 import { checkDirectory, checkFormat, dropRecords, FORMAT_KEY, storeId, unreadableRecords } from './startup.js';
 import { Wal } from './wal.js';
 
