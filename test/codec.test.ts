@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { TaskRecord } from '../proto/src/types.js';
+import fc from 'fast-check';
+import protobuf from 'protobufjs';
+import type { LeasedTask, StealResult, TaskRecord } from '../proto/src/types.js';
+import { protoPath } from '../proto/src/proto-path.js';
 import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../proto/src/codec.js';
 import { decodeRecord, encodeRecord } from '../hub/src/store/record.js';
 
@@ -143,5 +146,87 @@ describe('wire codec', () => {
       { op: 'steal' as const, tasks: [{ name: 'n', payload: Buffer.from('x'), attempt: 1, leaseDeadline: 5, leaseMs: 5, pool: 'p', priority: 0, params: full.spec.params, inputs: full.spec.inputs, outputs: full.spec.outputs, paramFiles: full.spec.paramFiles }], finished: false, retryAfterMs: 0 },
     ];
     for (const reply of replies) expect(decodeReply(encodeReply(reply))).toEqual(reply);
+  });
+});
+
+describe('steal and complete replies, written straight into bytes', () => {
+  // protobufjs encoding the same reply from a message object, defaults left out: the reference.
+  const ReplyType = protobuf.loadSync(protoPath()).lookupType('dagwork.v1.Reply');
+  const unlessDefault = (v: unknown): unknown => (v === 0 || v === '' || v === false || (Array.isArray(v) && v.length === 0) || (v instanceof Uint8Array && v.length === 0) ? undefined : v);
+  const stealMessage = (s: StealResult): object => ({
+    tasks: s.tasks.map((t) => ({
+      name: unlessDefault(t.name),
+      payload: unlessDefault(t.payload),
+      attempt: unlessDefault(t.attempt),
+      leaseDeadlineMs: unlessDefault(t.leaseDeadline),
+      leaseMs: unlessDefault(t.leaseMs),
+      pool: unlessDefault(t.pool),
+      priority: unlessDefault(t.priority),
+      params: unlessDefault(t.params.map((p) => ({ name: unlessDefault(p.name), value: unlessDefault(p.value) }))),
+      inputs: unlessDefault(t.inputs.map((f) => ({ name: unlessDefault(f.name), sha256: unlessDefault(f.sha256), size: unlessDefault(f.size), executable: unlessDefault(f.executable) }))),
+      outputs: unlessDefault(t.outputs),
+      paramFiles: unlessDefault(t.paramFiles.map((f) => ({ name: unlessDefault(f.name), param: unlessDefault(f.param) }))),
+    })),
+    finished: unlessDefault(s.finished),
+    retryAfterMs: unlessDefault(s.retryAfterMs),
+  });
+  const OUTCOMES = ['ACCEPTED', 'NOT_FOUND', 'ALREADY_DONE', 'LEASED_TO_OTHER', 'NOT_LEASED', 'LEASE_EXPIRED', 'MISSING_FILES'] as const;
+  const OUTCOME_NUMBERS = ReplyType.root.lookupEnum('dagwork.v1.TaskOutcome').values;
+
+  // Names and values of every kind: empty, ASCII, past the 1-byte lengths, and not ASCII.
+  const text = fc.oneof(fc.constant(''), fc.string({ maxLength: 12 }), fc.string({ minLength: 120, maxLength: 200 }), fc.string({ unit: 'grapheme', maxLength: 70 }));
+  const uint32 = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 127 }), fc.integer({ min: 0, max: 2 ** 32 - 1 }));
+  const leased: fc.Arbitrary<LeasedTask> = fc.record({
+    name: text,
+    payload: fc.oneof(fc.constant(new Uint8Array(0)), fc.uint8Array({ maxLength: 300 })).map((b) => (b.length === 0 ? new Uint8Array(0) : Buffer.from(b))),
+    attempt: uint32,
+    leaseDeadline: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER })),
+    leaseMs: uint32,
+    pool: text,
+    priority: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+    params: fc.array(fc.record({ name: text, value: text }), { maxLength: 3 }),
+    inputs: fc.array(fc.record({ name: text, sha256: fc.constantFrom('', 'ab'.repeat(32)), size: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), executable: fc.boolean() }), { maxLength: 2 }),
+    outputs: fc.array(text, { maxLength: 3 }),
+    paramFiles: fc.array(fc.record({ name: text, param: text }), { maxLength: 2 }),
+  });
+  const stealResult: fc.Arbitrary<StealResult> = fc.record({ tasks: fc.array(leased, { maxLength: 8 }), finished: fc.boolean(), retryAfterMs: uint32 });
+  const taskResult = fc.record({ name: text, outcome: fc.constantFrom(...OUTCOMES), message: text });
+
+  it('gives the bytes protobufjs gives, and reads back the same', () => {
+    fc.assert(
+      fc.property(stealResult, (s) => {
+        const bytes = encodeReply({ op: 'steal', ...s });
+        expect(Buffer.from(bytes).equals(Buffer.from(ReplyType.encodeDelimited({ steal: stealMessage(s) }).finish()))).toBe(true);
+        expect(decodeReply(bytes)).toEqual({ op: 'steal', ...s });
+      }),
+      { numRuns: 300 },
+    );
+    fc.assert(
+      fc.property(fc.array(taskResult, { maxLength: 8 }), fc.option(stealResult, { nil: undefined }), (results, next) => {
+        const bytes = encodeReply({ op: 'complete', results, next });
+        const message = {
+          results: results.map((r) => ({ name: unlessDefault(r.name), outcome: unlessDefault(OUTCOME_NUMBERS[r.outcome]), message: unlessDefault(r.message) })),
+          next: next === undefined ? undefined : stealMessage(next),
+        };
+        expect(Buffer.from(bytes).equals(Buffer.from(ReplyType.encodeDelimited({ complete: message }).finish()))).toBe(true);
+        expect(decodeReply(bytes)).toEqual({ op: 'complete', results, next });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('writes a reply larger than its reused buffer, and the small ones after it', () => {
+    const task = (name: string, size: number): LeasedTask => ({
+      name, payload: Buffer.alloc(size, 7), attempt: 1, leaseDeadline: 1_795_000_000_000, leaseMs: 60_000, pool: '', priority: 0, params: [], inputs: [], outputs: [], paramFiles: [],
+    });
+    const big: StealResult = { tasks: [task('a', 3 << 20), task('b', 70_000)], finished: false, retryAfterMs: 0 };
+    const back = decodeReply(encodeReply({ op: 'steal', ...big }));
+    if (back.op !== 'steal') throw new Error(`read back as ${back.op}`);
+    expect(back.tasks.map((t) => [t.name, t.payload.length, t.leaseDeadline])).toEqual([['a', 3 << 20, 1_795_000_000_000], ['b', 70_000, 1_795_000_000_000]]);
+    for (const [i, t] of back.tasks.entries()) expect(Buffer.from(t.payload).equals(big.tasks[i]!.payload)).toBe(true);
+    const small: StealResult = { tasks: [task('c', 10)], finished: false, retryAfterMs: 0 };
+    const reply = encodeReply({ op: 'complete', results: [], next: small });
+    expect(reply.length).toBeLessThan(100);
+    expect(decodeReply(reply)).toEqual({ op: 'complete', results: [], next: small });
   });
 });

@@ -12,6 +12,7 @@ import { DESCRIPTOR_FILE, protoPath } from './proto-path.js';
 import { DagworkError, type ErrorCode } from './errors.js';
 import { bool, bytes, fileRefsFrom, list, namesFrom, num, obj, paramFilesFrom, paramsFrom, str, strings, unlessEmpty, unlessNone, type Obj } from './fields.js';
 import { emptyCounts, TASK_STATES } from './types.js';
+import { LENGTH, varintSize, WireWriter, writeVarint } from './wire-writer.js';
 import type {
   Completion,
   FileStat,
@@ -158,6 +159,8 @@ const root = loadRoot();
 setUpLean(root);
 const RequestType = root.lookupType('dagwork.v1.Request');
 const ReplyType = root.lookupType('dagwork.v1.Reply');
+const STEAL_REPLY_FIELD = ReplyType.fields.steal!.id;
+const COMPLETE_REPLY_FIELD = ReplyType.fields.complete!.id;
 
 // Messages are encoded from plain objects and read from decoded messages directly (no
 // fromObject/toObject copies: they cost more than the encoding itself). So enums travel as
@@ -503,19 +506,86 @@ function stealResultFrom(m: Obj): StealResult {
   return { tasks: list(m.tasks).map(leasedTask), finished: bool(m.finished), retryAfterMs: num(m.retryAfterMs) };
 }
 
-function stealResultTo(s: StealResult): Obj {
-  return {
-    tasks: s.tasks.map((t) => ({
-      ...t,
-      leaseDeadlineMs: t.leaseDeadline,
-      params: unlessNone(t.params),
-      inputs: unlessNone(t.inputs),
-      outputs: unlessNone(t.outputs),
-      paramFiles: unlessNone(t.paramFiles),
-    })),
-    finished: s.finished,
-    retryAfterMs: s.retryAfterMs,
-  };
+// The steal and complete replies, the hub's most frequent, are written straight into bytes
+// (protobufjs would build an object a task first, and copy each task's fields into it).
+const replyWriter = new WireWriter();
+/** A reply writer grown past this is let go once the reply is out: one huge steal does not hold its memory for good. */
+const KEPT_REPLY_BUFFER = 1 << 20;
+
+function writeStealResult(w: WireWriter, s: StealResult): void {
+  for (const t of s.tasks) {
+    const task = w.open(1);
+    w.string(1, t.name);
+    w.bytes(2, t.payload);
+    w.uint(3, t.attempt);
+    w.int64(4, t.leaseDeadline);
+    w.uint(5, t.leaseMs);
+    w.string(6, t.pool);
+    w.int64(7, t.priority);
+    for (const p of t.params) {
+      const param = w.open(8);
+      w.string(1, p.name);
+      w.string(2, p.value);
+      w.close(param);
+    }
+    for (const f of t.inputs) {
+      const file = w.open(9);
+      w.string(1, f.name);
+      w.string(2, f.sha256);
+      w.uint(3, f.size);
+      w.uint(4, f.executable ? 1 : 0);
+      w.close(file);
+    }
+    for (const name of t.outputs) w.string(10, name, true);
+    for (const f of t.paramFiles) {
+      const file = w.open(11);
+      w.string(1, f.name);
+      w.string(2, f.param);
+      w.close(file);
+    }
+    w.close(task);
+  }
+  w.uint(2, s.finished ? 1 : 0);
+  w.uint(3, s.retryAfterMs);
+}
+
+/** The Reply frame whose one field `field` is the message written into `w` (from 0): its length, the field's tag and length, then the message. */
+function replyFrame(w: WireWriter, field: number): Uint8Array {
+  const length = w.at;
+  const tag = (field << 3) | LENGTH;
+  const reply = varintSize(tag) + varintSize(length) + length;
+  const out = Buffer.allocUnsafe(varintSize(reply) + reply);
+  let at = writeVarint(out, 0, reply);
+  at = writeVarint(out, at, tag);
+  at = writeVarint(out, at, length);
+  w.buf.copy(out, at, 0, length);
+  if (w.buf.length > KEPT_REPLY_BUFFER) w.buf = Buffer.allocUnsafe(1 << 16);
+  return out;
+}
+
+function encodeStealReply(s: StealResult): Uint8Array {
+  const w = replyWriter;
+  w.at = 0;
+  writeStealResult(w, s);
+  return replyFrame(w, STEAL_REPLY_FIELD);
+}
+
+function encodeCompleteReply(results: readonly TaskResult[], next: StealResult | undefined): Uint8Array {
+  const w = replyWriter;
+  w.at = 0;
+  for (const r of results) {
+    const result = w.open(1);
+    w.string(1, r.name);
+    w.uint(2, outcomeEnum.values[r.outcome] ?? 0);
+    w.string(3, r.message);
+    w.close(result);
+  }
+  if (next !== undefined) {
+    const steal = w.open(2);
+    writeStealResult(w, next);
+    w.close(steal);
+  }
+  return replyFrame(w, COMPLETE_REPLY_FIELD);
 }
 
 function taskResult(m: Obj): TaskResult {
@@ -594,11 +664,9 @@ export function encodeReply(reply: Reply): Uint8Array {
     case 'error':
       return frame(ReplyType, { error: { ...reply.error, code: errorEnum.values[reply.error.code] } });
     case 'steal':
-      return frame(ReplyType, { steal: stealResultTo(reply) });
+      return encodeStealReply(reply);
     case 'complete':
-      return frame(ReplyType, {
-        complete: { results: results(reply.results), ...(reply.next === undefined ? {} : { next: stealResultTo(reply.next) }) },
-      });
+      return encodeCompleteReply(reply.results, reply.next);
     case 'fail':
       return frame(ReplyType, { fail: { result: results([reply.result])[0], state: stateNumber(reply.state), notBeforeMs: reply.notBefore } });
     case 'heartbeat':
