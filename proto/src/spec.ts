@@ -152,9 +152,12 @@ const NO_PARAMS: Param[] = [];
 const NO_FILES: FileRef[] = [];
 const NO_NAMES: string[] = [];
 const NO_PARAM_FILES: ParamFile[] = [];
+const NO_FILE_FIELDS = { params: NO_PARAMS, inputs: NO_FILES, outputs: NO_NAMES, paramFiles: NO_PARAM_FILES, barrier: false, afterEnded: false };
 
 /** The params, inputs, outputs, param files and barrier flag of `input`, checked. */
 function fileFields(input: TaskSpecInput, payload: Uint8Array, options: SpecLimits): Pick<TaskSpec, 'params' | 'inputs' | 'outputs' | 'paramFiles' | 'barrier' | 'afterEnded'> {
+  // Most tasks have none of them: nothing to check, and nothing to allocate.
+  if (!input.params?.length && !input.inputs?.length && !input.outputs?.length && !input.paramFiles?.length && input.barrier !== true && input.afterEnded !== true) return NO_FILE_FIELDS;
   const task = input.name;
   const given = { params: input.params ?? [], inputs: input.inputs ?? [], outputs: input.outputs ?? [], paramFiles: input.paramFiles ?? [] };
   checkCount(given.params.length, 'params', task);
@@ -204,7 +207,8 @@ export function checkName(name: string, options: SpecLimits, what = 'task name')
   if (typeof name !== 'string' || name.length === 0) {
     throw new DagworkError('INVALID_NAME', `${what} is empty`);
   }
-  if (Buffer.byteLength(name, 'utf8') > options.maxNameBytes) {
+  // A UTF-16 unit is at most 3 bytes of UTF-8: a short name needs no count of its bytes.
+  if (name.length * 3 > options.maxNameBytes && Buffer.byteLength(name, 'utf8') > options.maxNameBytes) {
     throw new DagworkError('INVALID_NAME', `${what} "${name.slice(0, 40)}..." is longer than ${options.maxNameBytes} bytes`, {
       task: name,
     });
@@ -224,11 +228,19 @@ export function checkWorker(worker: string): void {
   }
 }
 
+/** `names` without repeats, in order of first mention; short lists are compared pairwise (no Set to build). */
+function withoutRepeats(names: readonly string[]): string[] {
+  if (names.length > 8) return [...new Set(names)];
+  const kept: string[] = [];
+  for (const name of names) if (!kept.includes(name)) kept.push(name);
+  return kept;
+}
+
 /** The spec with defaults filled in and duplicate deps dropped; throws on anything out of bounds. */
 export function normalizeSpec(input: TaskSpecInput, options: SpecLimits): TaskSpec {
   checkName(input.name, options);
   const name = input.name;
-  const deps = [...new Set(input.deps ?? [])];
+  const deps = withoutRepeats(input.deps ?? NO_NAMES);
   if (deps.length > options.maxDeps) {
     throw new DagworkError('TOO_LARGE', `task "${name}" has ${deps.length} dependencies; the limit is ${options.maxDeps}`, { task: name });
   }

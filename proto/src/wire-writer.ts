@@ -66,15 +66,40 @@ export class WireWriter extends ByteWriter {
   /** A non-negative integer up to 2^53. */
   varint(n: number): void {
     this.room(10);
-    while (n >= 128) {
-      this.buf[this.at++] = (n % 128) | 128;
-      n = Math.floor(n / 128);
+    const buf = this.buf;
+    let at = this.at;
+    if (n < 0x80000000) {
+      while (n >= 0x80) {
+        buf[at++] = (n & 0x7f) | 0x80;
+        n >>>= 7;
+      }
+      buf[at++] = n;
+    } else {
+      // Past 31 bits (times in ms, sizes): as two 32-bit halves, with no division a byte.
+      let lo = n >>> 0;
+      let hi = Math.floor(n / 2 ** 32) >>> 0;
+      while (hi !== 0) {
+        buf[at++] = (lo & 0x7f) | 0x80;
+        lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+        hi >>>= 7;
+      }
+      while (lo > 0x7f) {
+        buf[at++] = (lo & 0x7f) | 0x80;
+        lo >>>= 7;
+      }
+      buf[at++] = lo;
     }
-    this.buf[this.at++] = n;
+    this.at = at;
   }
 
   tag(field: number, wireType: number): void {
-    this.varint((field << 3) | wireType);
+    const tag = (field << 3) | wireType;
+    if (tag < 0x80) {
+      this.room(1);
+      this.buf[this.at++] = tag;
+    } else {
+      this.varint(tag);
+    }
   }
 
   /** A uint32 or uint64 field (or an enum, or a bool as 0 or 1), left out at 0. */

@@ -170,14 +170,13 @@ export class Wal {
   /** Writes the frames `framesOf` gives for the next commit number (see `append`). */
   private write(framesOf: (commit: number) => Iterable<Buffer>): void {
     if (this.poisoned) this.rotate();
-    const path = this.path(this.segment);
     let links: number;
     try {
       links = fstatSync(this.fd).nlink;
     } catch (err) {
-      throw storeError(`cannot write the log segment ${path}`, err);
+      throw storeError(`cannot write the log segment ${this.path(this.segment)}`, err);
     }
-    if (links === 0) throw new DagworkError('STORE_FAILED', `the log segment ${path} was deleted (was the store directory ${this.dir} removed?): nothing can be written durably`);
+    if (links === 0) throw new DagworkError('STORE_FAILED', `the log segment ${this.path(this.segment)} was deleted (was the store directory ${this.dir} removed?): nothing can be written durably`);
     const start = this.size;
     try {
       for (const frame of framesOf(this.commits + 1)) {
@@ -196,7 +195,7 @@ export class Wal {
         // taken for damage: the next append starts a new segment.
         this.poisoned = true;
       }
-      throw storeError(`cannot append to the log segment ${path}`, err);
+      throw storeError(`cannot append to the log segment ${this.path(this.segment)}`, err);
     }
   }
 
