@@ -233,6 +233,10 @@ interface ReadySource {
   take(): void;
 }
 
+/** A lease's log note; the common ones made once, not a string a lease. */
+const ATTEMPT_NOTES = Array.from({ length: 16 }, (_, i) => `attempt ${i}`);
+const attemptNote = (attempt: number): string => ATTEMPT_NOTES[attempt] ?? `attempt ${attempt}`;
+
 /** Higher priority first, then creation order. */
 function handsOutBefore(a: Task, b: Task): boolean {
   return a.priority > b.priority || (a.priority === b.priority && a.seq < b.seq);
@@ -1882,11 +1886,23 @@ export class Graph {
     task.worker = worker;
     task.holder = worker;
     task.leaseDeadline = now + task.more.leaseMs;
-    this.setState(task, 'running', now, worker, `attempt ${task.attempts}`);
+    this.setState(task, 'running', now, worker, attemptNote(task.attempts));
     this.queueLease(task);
     this.stats(worker, now).leases.add(task);
-    const { name, payload, leaseMs, pool, priority, params, inputs, outputs, paramFiles } = this.specOf(task);
-    return { name, payload, attempt: task.attempts, leaseDeadline: task.leaseDeadline, leaseMs, pool, priority, params, inputs, outputs, paramFiles };
+    const more = task.more;
+    return {
+      name: task.name,
+      payload: this.blobs.get(task.payload),
+      attempt: task.attempts,
+      leaseDeadline: task.leaseDeadline,
+      leaseMs: more.leaseMs,
+      pool: task.pool,
+      priority: task.priority,
+      params: more.params,
+      inputs: more.inputs,
+      outputs: more.outputs,
+      paramFiles: more.paramFiles,
+    };
   }
 
   private dropLease(task: Task): void {
