@@ -228,12 +228,15 @@ export function checkWorker(worker: string): void {
   }
 }
 
-/** `names` without repeats, in order of first mention; short lists are compared pairwise (no Set to build). */
+/**
+ * `names` without repeats, in order of first mention, in an array of its own of exactly that
+ * length (the graph keeps it: an array grown by push reserves 17 slots). Short lists are checked
+ * pairwise, with no Set built.
+ */
 function withoutRepeats(names: readonly string[]): string[] {
   if (names.length > 8) return [...new Set(names)];
-  const kept: string[] = [];
-  for (const name of names) if (!kept.includes(name)) kept.push(name);
-  return kept;
+  for (let i = 1; i < names.length; i++) if (names.indexOf(names[i] as string) < i) return [...new Set(names)];
+  return names.slice();
 }
 
 /** The spec with defaults filled in and duplicate deps dropped; throws on anything out of bounds. */
