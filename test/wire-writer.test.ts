@@ -21,6 +21,12 @@ describe('wire writer', () => {
     expect(written((w) => w.uint(1, 0))).toHaveLength(0);
   });
 
+  it('refuses a varint no reader could read back: negative, past 2^53, or not a number', () => {
+    for (const n of [-1, -(2 ** 31), 2 ** 53 + 2, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => written((w) => w.uint(3, n)), String(n)).toThrow(/cannot write .* as a varint/);
+    }
+  });
+
   it('writes nested messages whose length needs one byte or more, and grows its buffer', () => {
     for (const size of [0, 1, 126, 127, 128, 16_383, 16_384, 70_000]) {
       const text = 'x'.repeat(size);

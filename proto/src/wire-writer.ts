@@ -63,8 +63,9 @@ export class ByteWriter {
 
 /** Protobuf's wire format written into a buffer (a reused one, or a log frame's), grown when a message needs more. */
 export class WireWriter extends ByteWriter {
-  /** A non-negative integer up to 2^53. */
+  /** A non-negative integer up to 2^53; anything else throws (it would be written as bytes no reader could read). */
   varint(n: number): void {
+    if (!(n >= 0 && n <= Number.MAX_SAFE_INTEGER)) throw new RangeError(`cannot write ${n} as a varint: not an integer from 0 to 2^53`);
     this.room(10);
     const buf = this.buf;
     let at = this.at;
