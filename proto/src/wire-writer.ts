@@ -17,11 +17,6 @@ export function varintSize(n: number): number {
   return size;
 }
 
-/** Negative numbers take 10 bytes (two's complement, as protobufjs writes int64). */
-export function int64Size(n: number): number {
-  return n < 0 ? 10 : varintSize(n);
-}
-
 /** Writes `n` (below 2^32) as a varint at `at`; returns where it ends. */
 export function writeVarint(buf: Buffer, at: number, n: number): number {
   while (n >= 0x80) {
@@ -59,6 +54,24 @@ export class ByteWriter {
     this.buf.copy(bigger, 0, 0, this.at);
     this.buf = bigger;
   }
+
+  /**
+   * Ends a length-delimited value begun at `start`, one byte before it kept for its length: writes
+   * its length there, moving the value along when the length needs more bytes (most of ours are
+   * short). Returns where the value starts now.
+   */
+  close(start: number): number {
+    const length = this.at - start;
+    if (length < 0x80) {
+      this.buf[start - 1] = length;
+      return start;
+    }
+    const extra = varintSize(length) - 1;
+    this.room(extra);
+    this.buf.copyWithin(start + extra, start, this.at);
+    this.at = writeVarint(this.buf, start - 1, length) + length;
+    return start + extra;
+  }
 }
 
 /** Protobuf's wire format written into a buffer (a reused one, or a log frame's), grown when a message needs more. */
@@ -77,19 +90,26 @@ export class WireWriter extends ByteWriter {
       buf[at++] = n;
     } else {
       // Past 31 bits (times in ms, sizes): as two 32-bit halves, with no division a byte.
-      let lo = n >>> 0;
-      let hi = Math.floor(n / 2 ** 32) >>> 0;
-      while (hi !== 0) {
-        buf[at++] = (lo & 0x7f) | 0x80;
-        lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-        hi >>>= 7;
-      }
-      while (lo > 0x7f) {
-        buf[at++] = (lo & 0x7f) | 0x80;
-        lo >>>= 7;
-      }
-      buf[at++] = lo;
+      this.at = at;
+      return this.halves(n >>> 0, Math.floor(n / 2 ** 32) >>> 0);
     }
+    this.at = at;
+  }
+
+  /** A 64-bit varint given as its low and high 32 bits (room for 10 bytes made). */
+  private halves(lo: number, hi: number): void {
+    const buf = this.buf;
+    let at = this.at;
+    while (hi !== 0) {
+      buf[at++] = (lo & 0x7f) | 0x80;
+      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+      hi >>>= 7;
+    }
+    while (lo > 0x7f) {
+      buf[at++] = (lo & 0x7f) | 0x80;
+      lo >>>= 7;
+    }
+    buf[at++] = lo;
     this.at = at;
   }
 
@@ -116,19 +136,10 @@ export class WireWriter extends ByteWriter {
     this.tag(field, VARINT);
     if (n > 0) return this.varint(n);
     const low = -n % 2 ** 32;
-    let lo = (~low + 1) >>> 0;
-    let hi = (~((-n - low) / 2 ** 32) + (lo === 0 ? 1 : 0)) >>> 0;
+    const lo = (~low + 1) >>> 0;
+    const hi = (~((-n - low) / 2 ** 32) + (lo === 0 ? 1 : 0)) >>> 0;
     this.room(10);
-    while (hi !== 0) {
-      this.buf[this.at++] = (lo & 127) | 128;
-      lo = ((lo >>> 7) | (hi << 25)) >>> 0;
-      hi >>>= 7;
-    }
-    while (lo > 127) {
-      this.buf[this.at++] = (lo & 127) | 128;
-      lo >>>= 7;
-    }
-    this.buf[this.at++] = lo;
+    this.halves(lo, hi);
   }
 
   /** A string field, left out when empty unless `always` (an element of a repeated field). */
@@ -165,25 +176,11 @@ export class WireWriter extends ByteWriter {
 
   /**
    * Starts a message field (`field`, or none: a length-delimited message on its own); its fields
-   * follow, then `close` with what this returns. Its length is given one byte, and the message
-   * moved along when it needs more (most of ours are short).
+   * follow, then `close` (ByteWriter's) with what this returns.
    */
   open(field: number): number {
     if (field !== 0) this.tag(field, LENGTH);
     this.room(1);
     return ++this.at;
-  }
-
-  /** Ends the message `open` started at `start`: writes its length before it. */
-  close(start: number): void {
-    const length = this.at - start;
-    if (length < 0x80) {
-      this.buf[start - 1] = length;
-      return;
-    }
-    const extra = varintSize(length) - 1;
-    this.room(extra);
-    this.buf.copyWithin(start + extra, start, this.at);
-    this.at = writeVarint(this.buf, start - 1, length) + length;
   }
 }

@@ -199,18 +199,8 @@ export class CommitBuilder {
   /** Ends the entry begun last: its value is what was written since `begin`. */
   end(): void {
     const w = this.writer;
-    let start = this.valueStart;
+    let start = w.close(this.valueStart);
     let length = w.at - start;
-    if (length < 0x80) {
-      w.buf[start - 1] = length;
-    } else {
-      const extra = varintSize(length) - 1;
-      w.room(extra);
-      w.buf.copyWithin(start + extra, start, w.at);
-      writeVarint(w.buf, start - 1, length);
-      start += extra;
-      w.at += extra;
-    }
     if (this.starts.length > 0 && w.at - HEADER > this.maxFrameBytes) {
       // Past the frame's bound: this entry opens the next frame.
       const bytes = w.at - this.entryStart;
