@@ -1,7 +1,8 @@
 /**
  * Property-based tests of the graph core: random sequences of every operation and of clock
  * advances, checked after each step against the invariants the hub promises, against what the
- * state before the step allows, and against a graph restored from the records it marked dirty.
+ * state before the step allows, and against a graph restored from the records it marked dirty
+ * (and those records against what a clean stop's snapshot would hold: Graph.records).
  */
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
@@ -345,6 +346,20 @@ function run(definitions: TaskSpecInput[], ops: Op[]): void {
     for (const [pool, s] of graph.takeDirtyPools()) {
       if (s === undefined) storedPools.delete(pool);
       else storedPools.set(pool, s);
+    }
+    graph.takeNewSpecs();
+    // What a clean stop's snapshot holds (Graph.records) is what the store holds, in creation
+    // order, but for leases renewed since they were written.
+    const all = [...graph.records()];
+    if (all.length !== stored.size) fail(`records() gives ${all.length} tasks, the store holds ${stored.size}`);
+    for (let i = 0; i < all.length; i++) {
+      const r = all[i] as TaskRecord;
+      const s = stored.get(r.spec.name);
+      if (i > 0 && r.seq <= (all[i - 1] as TaskRecord).seq) fail(`records() gives ${r.spec.name} out of creation order`);
+      if (s === undefined) fail(`records() gives ${r.spec.name}, which the store does not hold`);
+      else if (JSON.stringify({ ...r, leaseDeadline: 0 }) !== JSON.stringify({ ...s, leaseDeadline: 0 }) || r.leaseDeadline < s.leaseDeadline) {
+        fail(`records() gives ${r.spec.name} otherwise than the store holds it after ${step.op}`);
+      }
     }
     const tasks = snapshot(graph, now);
     // A task rerun or replaced starts afresh: nobody holds it, and it may be completed again.

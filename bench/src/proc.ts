@@ -95,7 +95,10 @@ export interface BenchHub {
   exited: Promise<number | null>;
   /** Everything the hub wrote to stderr so far. */
   log(): string;
+  /** SIGTERM, and its end (a clean stop: the hub writes its snapshot). */
   stop(): Promise<void>;
+  /** SIGKILL, and its end: a crash. */
+  kill(): Promise<void>;
 }
 
 /** Starts dhub on a free 127.0.0.1 port; resolves once it listens (bounded: `startMs`, 120 s unless given, for big stores). */
@@ -119,6 +122,10 @@ export async function startHub(options: { db?: string; sync?: boolean; args?: st
       const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000);
       await exited;
       clearTimeout(timer);
+    },
+    kill: async () => {
+      proc.kill('SIGKILL');
+      await exited;
     },
   };
 }

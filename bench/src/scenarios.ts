@@ -434,15 +434,12 @@ export async function scale(ctx: Context): Promise<Figure[]> {
       if (size === largest) {
         const rss = hub.rss();
         const status = await statusMs(hub.endpoint);
-        await hub.stop();
-        const restarted = await startHub({ db: hub.db });
-        await firstAnswer(restarted.endpoint);
-        const recovery = now() - restarted.startedAt;
+        const { restarted, figures: restartFigures } = await restarts(hub, `${size} tasks`);
         figures.push(
           { scenario: 'scale', figure: `load ${size} independent tasks, client API`, value: loaded.seconds ?? NaN, unit: 's', runs: 1 },
           { scenario: 'scale', figure: `hub RSS after loading ${size} tasks`, value: rss / size, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale },
           { scenario: 'scale', figure: `status at ${size} tasks, median of 20`, value: status, unit: 'ms', runs: 20 },
-          { scenario: 'scale', figure: `restart: dhub start to first answer, ${size} tasks`, value: recovery / 1000, unit: 's', runs: 1, target: TARGETS.restart },
+          ...restartFigures,
         );
         const drained = await role('drain', { hub: restarted.endpoint, n: 64 });
         await restarted.stop();
@@ -463,18 +460,46 @@ export async function scale(ctx: Context): Promise<Figure[]> {
   const hub = await startHub();
   const loaded = await role('create', { hub: hub.endpoint, stencil: true, columns, rows, batch: 10_000 });
   const rss = hub.rss();
-  await hub.stop();
-  const restarted = await startHub({ db: hub.db });
-  await firstAnswer(restarted.endpoint);
-  const recovery = (now() - restarted.startedAt) / 1000;
-  await restarted.stop();
   const size = columns * rows;
+  const { restarted, figures: restartFigures } = await restarts(hub, `the ${size}-task stencil`);
+  await restarted.stop();
   figures.push(
     { scenario: 'scale', figure: `load ${size}-task stencil, client API`, value: loaded.seconds ?? NaN, unit: 's', runs: 1 },
     { scenario: 'scale', figure: `hub RSS after loading the ${size}-task stencil`, value: rss / size, unit: 'B/task', runs: 1, target: TARGETS.rssAtScale },
-    { scenario: 'scale', figure: `restart with the ${size}-task stencil`, value: recovery, unit: 's', runs: 1, target: TARGETS.restart },
+    ...restartFigures,
   );
   return figures;
+}
+
+/**
+ * `hub` stopped cleanly (SIGTERM: it writes its snapshot) and started again (reading it), then
+ * killed (kill -9: no snapshot) and started again (reading LevelDB): the stop's time and both
+ * restarts' (dhub start to first answer). Returns the last hub, running.
+ */
+async function restarts(hub: BenchHub, what: string): Promise<{ restarted: BenchHub; figures: Figure[] }> {
+  const stopping = now();
+  await hub.stop();
+  const stop = (now() - stopping) / 1000;
+  const clean = await startHub({ db: hub.db });
+  await firstAnswer(clean.endpoint);
+  const fromSnapshot = (now() - clean.startedAt) / 1000;
+  await clean.kill();
+  const crashed = await startHub({ db: hub.db });
+  try {
+    await firstAnswer(crashed.endpoint);
+  } catch (err) {
+    await crashed.stop();
+    throw err;
+  }
+  const fromLevel = (now() - crashed.startedAt) / 1000;
+  return {
+    restarted: crashed,
+    figures: [
+      { scenario: 'scale', figure: `clean stop (SIGTERM to exit, its snapshot written), ${what}`, value: stop, unit: 's', runs: 1 },
+      { scenario: 'scale', figure: `restart after a clean stop (the snapshot read), ${what}`, value: fromSnapshot, unit: 's', runs: 1, target: TARGETS.restart },
+      { scenario: 'scale', figure: `restart after kill -9 (LevelDB read), ${what}`, value: fromLevel, unit: 's', runs: 1, target: TARGETS.restart },
+    ],
+  };
 }
 
 export async function durability(ctx: Context): Promise<Figure[]> {
@@ -666,13 +691,15 @@ export async function huge(ctx: Context): Promise<Figure[]> {
       figure({ figure: `load ${what}, client API, batches of 10000`, value: loaded.seconds ?? NaN, unit: 's', note: `${Math.round(loaded.perSecond ?? NaN)} tasks/s` });
       figure({ figure: `hub RSS a task after loading ${what}`, value: afterLoad / count, unit: 'B/task', target: TARGETS.rssAtScale, note: `${mib(afterLoad)} in all, the hub at start ${mib(empty)}` });
       figure({ figure: `status with ${what}, median of 20`, value: await whileUp(hub, statusMs(hub.endpoint)), unit: 'ms', runs: 20 });
+      const stopping = now();
       await hub.stop();
+      figure({ figure: `clean stop (SIGTERM to exit, its snapshot written), ${what}`, value: (now() - stopping) / 1000, unit: 's' });
       ctx.log('  huge: restarting');
       hub = await startHub({ db, nodeArgs: HUGE_NODE_ARGS, startMs: HUGE_START_MS });
       await whileUp(hub, firstAnswer(hub.endpoint));
       const restart = (now() - hub.startedAt) / 1000;
       const afterRestart = hub.rss();
-      figure({ figure: `restart: dhub start to first answer, ${what}`, value: restart, unit: 's', target: TARGETS.restartHuge });
+      figure({ figure: `restart after a clean stop (the snapshot read), ${what}`, value: restart, unit: 's', target: TARGETS.restartHuge });
       figure({ figure: `hub RSS a task after the restart, ${what}`, value: afterRestart / count, unit: 'B/task', target: TARGETS.rssAtScale, note: `${mib(afterRestart)} in all` });
       ctx.log(`  huge: draining (8 clients, n=64, at most ${HUGE_DRAIN_SECONDS} s)`);
       const drained = await whileUp(hub, drainWatched(hub, 8, HUGE_DRAIN_SECONDS));

@@ -494,7 +494,10 @@ export class Hub {
     await this.receiving;
     await this.drain();
     await this.zap?.close();
-    await this.store.close();
+    // Every change written (or the graph reloaded from the store after a failed write): the
+    // store may keep the graph's tasks as a snapshot for a faster start.
+    const clean = !this.recovering && !this.graph.unwritten;
+    await this.store.close(clean ? () => this.graph.records() : undefined);
     this.hubMetrics.close();
     this.options.log.info('stopped');
     this.settle();

@@ -1315,6 +1315,22 @@ export class Graph {
     return dirty;
   }
 
+  /** Changes not yet taken for the store (takeDirty, takeDeleted, takeDirtyPools, takeNewSpecs). */
+  get unwritten(): boolean {
+    return this.dirty.size > 0 || this.deleted.size > 0 || this.dirtyPools.size > 0 || this.newSpecs.size > 0;
+  }
+
+  /**
+   * Every task's record as `takeDirty` gives it, one at a time, in creation order (restoring them
+   * in that order spares `finish` most of its sort): what a store keeps as a snapshot when the hub
+   * stops (TaskStore.close). Running tasks carry their leases as renewed, which a store's records
+   * do not (renewals are not written).
+   */
+  *records(): Generator<TaskRecord> {
+    if (this.unwritten) throw new Error('the graph has changes the store was not given (takeDirty)');
+    for (const task of this.order) yield this.record(task);
+  }
+
   // --- pools (pool_list, pool_set, pool_delete) ----------------------------------------
 
   /**

@@ -4,7 +4,8 @@
  * write-ahead log. The graph decides what changed; the store writes it: one group commit appended
  * to the log per `write` (durable when it resolves), and into LevelDB in the background, many
  * commits at a time, each key's latest value only. A start puts whatever the log still holds into
- * LevelDB, then converts the records of older formats (one key per task).
+ * LevelDB, then converts the records of older formats (one key per task). A clean stop also writes
+ * a snapshot of every task (snapshot.ts), which the next start reads in place of LevelDB's entries.
  *
  * Failures: nothing is thrown from a timer or callback of the store. What goes wrong in the
  * background is logged (StoreOptions.log) and, where a client must hear of it, refused on the
@@ -16,13 +17,17 @@ import { DagworkError } from '../../../proto/src/errors.js';
 import type { PoolSettings, TaskRecord } from '../../../proto/src/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { CommitBuilder, type SegmentReport } from './frame.js';
-import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord, writeSpecRecord, writeStateRecord } from './record.js';
+import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord, RecordError, writeSpecRecord, writeStateRecord } from './record.js';
 import { WireWriter } from '../../../proto/src/wire-writer.js';
-import { checkDirectory, checkFormat, dropRecords, FORMAT_KEY, storeId, unreadableRecords } from './startup.js';
+import { checkDirectory, checkFormat, describeBytes, dropRecords, FORMAT_KEY, storeId, unreadableRecords } from './startup.js';
+import { randomBytes } from 'node:crypto';
+import { existsSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { readSnapshot, SNAPSHOT_FILE, SnapshotError, writeSnapshot, type SnapshotMark } from './snapshot.js';
 import { Wal } from './wal.js';
 
 /** Bumped when the layout of the store changes; a hub refuses a store newer than itself. */
-export const STORE_FORMAT = 6; // 2: the write-ahead log; 3: log frames of bounded size (frame.ts); 4: params, files and barriers in records (record.ts); 5: deletions (an empty value in the log) and pool settings (POOL_PREFIX); 6: a task's spec and state under two keys (SPEC_PREFIX, STATE_PREFIX)
+export const STORE_FORMAT = 7; // 2: the write-ahead log; 3: log frames of bounded size (frame.ts); 4: params, files and barriers in records (record.ts); 5: deletions (an empty value in the log) and pool settings (POOL_PREFIX); 6: a task's spec and state under two keys (SPEC_PREFIX, STATE_PREFIX); 7: a snapshot at a clean stop (SNAPSHOT_KEY)
 /** How long changes wait in the log before they go into LevelDB together (ms). */
 const BACKGROUND_MS = 200;
 /** Longest wait before the background write into LevelDB is tried again after failures (ms). */
@@ -66,6 +71,13 @@ const POOL_END = 'p;';
  * pool's settings removed: Store.encode). No record encodes to nothing (a task's has its name), so
  * no older entry reads as a deletion; a hub of format 4 refuses a store of format 5 (checkFormat).
  */
+/**
+ * Format 7: the snapshot a clean stop wrote ({"id", "bytes", "tasks"} as JSON: snapshot.ts), put
+ * after it and after every record was in LevelDB. A start takes it out before anything else is
+ * written, so it is there only when nothing was written since the snapshot; a hub of format 6,
+ * which would write without taking it out, refuses a store of format 7 (checkFormat).
+ */
+const SNAPSHOT_KEY = 'meta:snapshot';
 /** Bytes a task's records take in a log frame, roughly: where a commit's first frame starts. */
 const RECORD_BYTES_GUESS = 96;
 /** Unreadable records named in a refusal (all are counted). */
@@ -135,7 +147,11 @@ export interface TaskStore {
   loadPools?(): Promise<[string, PoolSettings][]>;
   /** Writes the records and `changes` atomically: all or none. */
   write(records: readonly TaskRecord[], changes?: StoreChanges): Promise<void>;
-  close(): Promise<void>;
+  /**
+   * Closes the store. `tasks`, at a clean stop, gives every task as the graph holds it (what the
+   * store holds, but for leases' renewals): a store may keep them to start faster next time.
+   */
+  close(tasks?: () => Iterable<TaskRecord>): Promise<void>;
 }
 
 const toError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
@@ -215,6 +231,8 @@ export class Store implements TaskStore {
   private levelFailures = 0;
   /** A new log segment could not be opened; `reported` once a write was refused for it. */
   private segmentTrouble: { error: Error; reported: boolean; attempts: number } | undefined;
+  /** The last clean stop's snapshot, when LevelDB holds exactly what it does: the first load reads it. */
+  private snapshot: SnapshotMark | undefined;
 
   private constructor(
     private readonly db: Db,
@@ -244,12 +262,18 @@ export class Store implements TaskStore {
     try {
       await dropRecords(db, settings.dropRecords.filter((k) => k === FORMAT_KEY), settings.log);
       await checkFormat(db, location, STORE_FORMAT);
+      const snapshot = await store.takeSnapshotMark();
       const { wal, old } = Wal.open(location, { sync: settings.sync, maxFrameBytes: settings.maxFrameBytes });
       store.wal = wal;
-      await store.replay(wal, old);
+      const replayed = await store.replay(wal, old);
       await dropRecords(db, settings.dropRecords.filter((k) => k !== FORMAT_KEY), settings.log);
-      await store.convert();
+      const converted = await store.convert();
       store.id = await storeId(db);
+      if (snapshot !== undefined) {
+        const changed = replayed > 0 ? 'the log held changes' : converted > 0 ? 'records were converted' : settings.dropRecords.length > 0 ? 'records were dropped (--drop-record)' : '';
+        if (changed === '') store.snapshot = snapshot;
+        else store.dropSnapshot(`it is not used: ${changed} since it was written`);
+      }
     } catch (err) {
       store.wal?.close(false);
       await db.close();
@@ -259,8 +283,45 @@ export class Store implements TaskStore {
     return store;
   }
 
-  /** Puts what the last run logged into LevelDB, segment by segment, then deletes the segments. */
-  private async replay(wal: Wal, old: readonly number[]): Promise<void> {
+  private get snapshotPath(): string {
+    return join(this.location, SNAPSHOT_FILE);
+  }
+
+  /**
+   * The snapshot the last clean stop wrote, taken out of the store before anything is written (a
+   * crash from now on leaves none: the next start reads LevelDB); a snapshot file no marker
+   * names is deleted.
+   */
+  private async takeSnapshotMark(): Promise<SnapshotMark | undefined> {
+    const stored = await this.db.get(SNAPSHOT_KEY);
+    if (stored === undefined) {
+      if (existsSync(this.snapshotPath)) this.dropSnapshot('');
+      return undefined;
+    }
+    await this.db.del(SNAPSHOT_KEY, { sync: true });
+    try {
+      const mark = JSON.parse(Buffer.from(stored).toString('utf8')) as Partial<SnapshotMark>;
+      const count = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
+      if (typeof mark.id === 'string' && count(mark.bytes) && count(mark.tasks)) return { id: mark.id, bytes: mark.bytes as number, tasks: mark.tasks as number };
+    } catch {
+      // Said below.
+    }
+    this.dropSnapshot(`the store's record of it (${SNAPSHOT_KEY}) holds ${describeBytes(stored)}`);
+    return undefined;
+  }
+
+  /** Deletes the snapshot file, saying why when there is a reason worth a line. */
+  private dropSnapshot(reason: string): void {
+    if (reason !== '') this.options.log.warn(`the snapshot ${this.snapshotPath}: ${reason}; the tasks are read from LevelDB`);
+    try {
+      unlinkSync(this.snapshotPath);
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') this.options.log.warn(`cannot delete the snapshot ${this.snapshotPath}: ${causeMessage(err)}`);
+    }
+  }
+
+  /** Puts what the last run logged into LevelDB, segment by segment, then deletes the segments; the entries replayed. */
+  private async replay(wal: Wal, old: readonly number[]): Promise<number> {
     const started = Date.now();
     let entries = 0;
     for (const n of old) {
@@ -278,6 +339,7 @@ export class Store implements TaskStore {
     await this.moveOrThrow();
     for (const e of wal.discard(old)) this.options.log.warn(e.message);
     if (old.length > 0) this.options.log.info(`replayed ${entries} log entries from ${old.length} segment(s) into LevelDB in ${Date.now() - started} ms`);
+    return entries;
   }
 
   private async moveOrThrow(): Promise<void> {
@@ -304,9 +366,9 @@ export class Store implements TaskStore {
    * Converts the whole records of formats 2 to 5 (`t:NAME`) into a spec and a state record, in
    * batches that each put the new keys and delete the old ones atomically: a crash at any point
    * leaves every task in one shape or the other, and the next open goes on. Records that cannot
-   * be read stay as they are and are named (the way out: --drop-record).
+   * be read stay as they are and are named (the way out: --drop-record). Returns how many were.
    */
-  private async convert(): Promise<void> {
+  private async convert(): Promise<number> {
     const started = Date.now();
     const bad: { key: string; reason: string }[] = [];
     let badCount = 0;
@@ -338,6 +400,7 @@ export class Store implements TaskStore {
     }
     if (badCount > 0) throw unreadableRecords(this.location, bad, badCount);
     if (converted > 0) this.options.log.info(`converted ${converted} task records of an older format in ${Date.now() - started} ms`);
+    return converted;
   }
 
   /**
@@ -357,6 +420,7 @@ export class Store implements TaskStore {
    */
   async loadEach(sink: (record: TaskRecord) => void): Promise<void> {
     await this.background;
+    if (this.snapshot !== undefined && this.loadSnapshot(this.snapshot, sink)) return;
     const logged = this.pending;
     const bad: { key: string; reason: string }[] = [];
     let badCount = 0;
@@ -419,6 +483,33 @@ export class Store implements TaskStore {
     }
     for (const name of logged.tasks.keys()) if (!seen.has(name)) join(SPEC_PREFIX + name, undefined, undefined, undefined);
     if (badCount > 0) throw unreadableRecords(this.location, bad, badCount);
+  }
+
+  /**
+   * Hands the snapshot's tasks to `sink`; false (nothing handed over) when the file does not
+   * check out. Read once: the file is deleted after (it stops matching LevelDB at the first write).
+   */
+  private loadSnapshot(mark: SnapshotMark, sink: (record: TaskRecord) => void): boolean {
+    this.snapshot = undefined;
+    const started = Date.now();
+    try {
+      readSnapshot(this.snapshotPath, mark, sink);
+    } catch (err) {
+      if (err instanceof SnapshotError) {
+        this.dropSnapshot(`it is not used: ${err.message}`);
+        return false;
+      }
+      this.dropSnapshot('');
+      if (!(err instanceof RecordError)) throw err;
+      throw new DagworkError(
+        'STORE_FAILED',
+        `the snapshot ${this.snapshotPath} holds a task that cannot be read (${toError(err).message}); it is deleted, and the next start reads the tasks from LevelDB: start dhub again`,
+        { cause: err },
+      );
+    }
+    this.dropSnapshot('');
+    this.options.log.info(`read ${mark.tasks} tasks from the snapshot of the last clean stop in ${Date.now() - started} ms`);
+    return true;
   }
 
   /** Every pool's settings, LevelDB's and the log's. A record that cannot be read is named. */
@@ -555,15 +646,31 @@ export class Store implements TaskStore {
     }
   }
 
-  async close(): Promise<void> {
+  async close(tasks?: () => Iterable<TaskRecord>): Promise<void> {
     this.closing = true;
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.background;
     await this.toLevel(false);
     // With everything in LevelDB the log goes; otherwise the next start puts it there.
-    for (const e of this.wal?.close(this.pending.size === 0 && this.levelError === undefined) ?? []) this.options.log.warn(e.message);
+    const allInLevel = this.pending.size === 0 && this.levelError === undefined;
+    const logErrors = this.wal?.close(allInLevel) ?? [];
+    for (const e of logErrors) this.options.log.warn(e.message);
+    if (tasks !== undefined && allInLevel && logErrors.length === 0 && this.segmentTrouble === undefined) await this.writeSnapshot(tasks());
     await this.db.close();
+  }
+
+  /** A snapshot of `tasks`, and the store's record of it; on failure none (the next start reads LevelDB). */
+  private async writeSnapshot(tasks: Iterable<TaskRecord>): Promise<void> {
+    const started = Date.now();
+    try {
+      const mark = writeSnapshot(this.snapshotPath, randomBytes(8).toString('hex'), tasks);
+      await this.db.put(SNAPSHOT_KEY, new TextEncoder().encode(JSON.stringify(mark)), { sync: true });
+      this.options.log.info(`wrote a snapshot of ${mark.tasks} tasks (${mark.bytes} bytes) in ${Date.now() - started} ms: the next start reads it`);
+    } catch (err) {
+      this.options.log.warn(`no snapshot written (${causeMessage(err)}): the next start reads the tasks from LevelDB`);
+      this.dropSnapshot('');
+    }
   }
 
   private schedule(delayMs: number): void {

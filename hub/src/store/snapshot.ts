@@ -1,0 +1,189 @@
+/**
+ * A snapshot of every task, written by a hub that stops cleanly and read by the next start in
+ * place of LevelDB's two entries a task (reading those is most of a restart: bench/README). It is
+ * an extra copy, never the only one: LevelDB holds the same records, and a start that cannot
+ * trust the snapshot reads LevelDB instead (store.ts says when it is trusted).
+ *
+ * The file (SNAPSHOT_FILE in the store's directory). All integers little-endian.
+ *   file    = MAGIC (8 bytes: "dagsnap" 0x01), the snapshot's id (16 ASCII hex digits), then chunks.
+ *   chunk   = 16-byte header, then the payload:
+ *     u32 CHUNK_MAGIC (0x5e1f0c8a)
+ *     u32 payload length in bytes
+ *     u32 tasks in the payload
+ *     u32 FNV-1a of the payload
+ *   payload = per task: varint length, its spec record, varint length, its state record (record.ts,
+ *   STORE_FORMAT 6); a chunk ends after the task that takes it past CHUNK_BYTES.
+ * The store's marker (SNAPSHOT_KEY in LevelDB) names the id, the file's size and its tasks: a
+ * file that does not match it, or whose chunks do not check out, is not used.
+ */
+import { closeSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { TaskRecord } from '../../../proto/src/types.js';
+import { WireWriter } from '../../../proto/src/wire-writer.js';
+import { fnv1a } from './frame.js';
+import { decodeSplitRecord, writeSpecRecord, writeStateRecord } from './record.js';
+
+export const SNAPSHOT_FILE = 'dagwork-snapshot';
+const MAGIC = Buffer.from('dagsnap\x01', 'latin1');
+const ID_BYTES = 16;
+const FILE_HEADER = MAGIC.length + ID_BYTES;
+const CHUNK_MAGIC = 0x5e1f0c8a;
+const CHUNK_HEADER = 16;
+/** A chunk is written once its payload passes this; the reader holds one chunk at a time. */
+const CHUNK_BYTES = 1 << 20;
+
+/** What the marker says of its snapshot. */
+export interface SnapshotMark {
+  id: string;
+  bytes: number;
+  tasks: number;
+}
+
+/**
+ * Writes `records` to `path` (through `path`.tmp, fsynced and renamed, the directory fsynced: the
+ * marker, written after, never names a file that is not whole on disk).
+ */
+export function writeSnapshot(path: string, id: string, records: Iterable<TaskRecord>): SnapshotMark {
+  const tmp = `${path}.tmp`;
+  try {
+    return writeFile(tmp, path, id, records);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+function writeFile(tmp: string, path: string, id: string, records: Iterable<TaskRecord>): SnapshotMark {
+  const fd = openSync(tmp, 'w');
+  let bytes = 0;
+  let tasks = 0;
+  try {
+    const write = (data: Uint8Array): void => {
+      for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
+      bytes += data.length;
+    };
+    write(Buffer.concat([MAGIC, Buffer.from(id, 'latin1')]));
+    const w = new WireWriter(Buffer.allocUnsafe(CHUNK_BYTES * 2));
+    let inChunk = 0;
+    const flush = (): void => {
+      const header = Buffer.allocUnsafe(CHUNK_HEADER);
+      const payload = w.buf.subarray(CHUNK_HEADER, w.at);
+      header.writeUInt32LE(CHUNK_MAGIC, 0);
+      header.writeUInt32LE(payload.length, 4);
+      header.writeUInt32LE(inChunk, 8);
+      header.writeUInt32LE(fnv1a(payload), 12);
+      header.copy(w.buf, 0);
+      write(w.buf.subarray(0, w.at));
+      w.at = CHUNK_HEADER;
+      inChunk = 0;
+    };
+    w.at = CHUNK_HEADER;
+    for (const record of records) {
+      const spec = w.open(0);
+      writeSpecRecord(w, record.spec, record.seq);
+      w.close(spec);
+      const state = w.open(0);
+      writeStateRecord(w, record);
+      w.close(state);
+      inChunk++;
+      tasks++;
+      if (w.at - CHUNK_HEADER >= CHUNK_BYTES) flush();
+    }
+    if (inChunk > 0) flush();
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+  const dir = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
+  return { id, bytes, tasks };
+}
+
+/** Why a snapshot file is not used, for the log. */
+export class SnapshotError extends Error {}
+
+/**
+ * Reads the snapshot at `path` that `mark` names, handing each task to `sink`. The whole file is
+ * checked first (sums, lengths, counts): one that does not check out throws SnapshotError having
+ * handed over nothing, and the caller reads LevelDB instead. A record that does not decode after
+ * that throws RecordError (record.ts): the file was written so.
+ */
+export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: TaskRecord) => void): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw new SnapshotError(`cannot open it: ${(err as Error).message}`);
+  }
+  try {
+    const read = (buf: Buffer, at: number): number => {
+      let done = 0;
+      while (done < buf.length) {
+        const n = readSync(fd, buf, done, buf.length - done, at + done);
+        if (n === 0) break;
+        done += n;
+      }
+      return done;
+    };
+    const head = Buffer.alloc(FILE_HEADER);
+    if (read(head, 0) < FILE_HEADER || !head.subarray(0, MAGIC.length).equals(MAGIC)) throw new SnapshotError('it does not start as a snapshot does');
+    const id = head.toString('latin1', MAGIC.length);
+    if (id !== mark.id) throw new SnapshotError(`it is snapshot ${id}, not the ${mark.id} the store names`);
+    // One pass checking every chunk, then one reading them (from the page cache, most likely).
+    const chunks: { at: number; length: number }[] = [];
+    const header = Buffer.alloc(CHUNK_HEADER);
+    let tasks = 0;
+    let at = FILE_HEADER;
+    while (at < mark.bytes) {
+      if (read(header, at) < CHUNK_HEADER) throw new SnapshotError(`it ends at byte ${at}, inside a chunk's header; ${mark.bytes} bytes were written`);
+      const length = header.readUInt32LE(4);
+      if (header.readUInt32LE(0) !== CHUNK_MAGIC || at + CHUNK_HEADER + length > mark.bytes) throw new SnapshotError(`the chunk at byte ${at} is damaged`);
+      const payload = Buffer.allocUnsafe(length);
+      if (read(payload, at + CHUNK_HEADER) < length) throw new SnapshotError(`it ends inside the chunk at byte ${at}`);
+      if (fnv1a(payload) !== header.readUInt32LE(12)) throw new SnapshotError(`the chunk at byte ${at} is damaged (its sum does not match)`);
+      const count = walk(payload, at);
+      if (count !== header.readUInt32LE(8)) throw new SnapshotError(`the chunk at byte ${at} holds ${count} tasks, not the ${header.readUInt32LE(8)} its header says`);
+      chunks.push({ at, length });
+      tasks += count;
+      at += CHUNK_HEADER + length;
+    }
+    if (read(header.subarray(0, 1), at) !== 0) throw new SnapshotError(`it is longer than the ${mark.bytes} bytes written`);
+    if (tasks !== mark.tasks) throw new SnapshotError(`it holds ${tasks} tasks, not the ${mark.tasks} written`);
+    for (const chunk of chunks) {
+      const payload = Buffer.allocUnsafe(chunk.length);
+      if (read(payload, chunk.at + CHUNK_HEADER) < chunk.length) throw new SnapshotError(`it was cut short while it was read (at byte ${chunk.at})`);
+      walk(payload, chunk.at, (spec, state) => sink(decodeSplitRecord(spec, state)));
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The tasks of a chunk's payload (the chunk at byte `at`), each handed to `visit` if given; their count. */
+function walk(payload: Buffer, at: number, visit?: (spec: Uint8Array, state: Uint8Array) => void): number {
+  let p = 0;
+  const next = (): Buffer => {
+    let length = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (p >= payload.length || shift > 28) throw new SnapshotError(`a task's record in the chunk at byte ${at} runs past it`);
+      const byte = payload[p++] as number;
+      length += (byte & 0x7f) * 2 ** shift;
+      if (byte < 0x80) break;
+    }
+    if (p + length > payload.length) throw new SnapshotError(`a task's record in the chunk at byte ${at} runs past it`);
+    return payload.subarray(p, (p += length));
+  };
+  let count = 0;
+  while (p < payload.length) {
+    const spec = next();
+    const state = next();
+    visit?.(spec, state);
+    count++;
+  }
+  return count;
+}

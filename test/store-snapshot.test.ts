@@ -1,0 +1,232 @@
+/**
+ * The snapshot a clean stop writes (Store.close with the graph's tasks) and the next start reads
+ * in place of LevelDB: read once and deleted; never used when LevelDB may hold something else
+ * (a write since, a crash, records dropped at open); a file that does not check out (damaged, cut
+ * short, another snapshot's, gone) is named in the log and LevelDB read instead. A real dhub:
+ * SIGTERM writes it, the start after reads it, and after a kill -9 the tasks changed since are
+ * read back as they were acknowledged.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Logger } from '../hub/src/log.js';
+import { SNAPSHOT_FILE } from '../hub/src/store/snapshot.js';
+import { Store } from '../hub/src/store/store.js';
+import type { TaskRecord } from '../proto/src/types.js';
+import { Client } from '../worker-kit/src/index.js';
+import { cleanTempDirs, startHub, tempDir } from './helpers.js';
+import { taskRecord } from './support/records.js';
+
+afterAll(() => cleanTempDirs());
+
+/** Tasks of 400-byte payloads: a snapshot of several 1 MiB chunks. */
+const COUNT = 6_000;
+
+function captureLog(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  return { lines, error: (m) => lines.push(`error ${m}`), warn: (m) => lines.push(`warn ${m}`), info: (m) => lines.push(`info ${m}`), debug() {} };
+}
+
+/** The records by name, their bytes as hex (a deep comparison of thousands of byte arrays is slow). */
+const byName = (records: readonly TaskRecord[]): unknown[] =>
+  [...records]
+    .sort((a, b) => (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0))
+    .map((r) => ({ ...r, spec: { ...r.spec, payload: Buffer.from(r.spec.payload).toString('hex') }, result: Buffer.from(r.result).toString('hex') }));
+
+function records(count: number, state: TaskRecord['state'] = 'ready'): TaskRecord[] {
+  return Array.from({ length: count }, (_, i) =>
+    taskRecord(`t${i}`, {
+      seq: i + 1,
+      state,
+      payload: Buffer.alloc(400, i % 251),
+      attempts: i % 3,
+      log: [{ state: 'ready', at: 1_700_000_000_000 + i, worker: '', note: 'created' }],
+    }),
+  );
+}
+
+/** A store holding `stored`, closed with `snapshot` as the graph's tasks. */
+async function storeWith(stored: TaskRecord[], snapshot: TaskRecord[] = stored): Promise<string> {
+  const db = join(tempDir(), 'db');
+  const store = await Store.open(db);
+  for (let i = 0; i < stored.length; i += 1000) {
+    const batch = stored.slice(i, i + 1000);
+    await store.write(batch, { deleted: [], pools: [], specs: new Set(batch.map((r) => r.spec.name)) });
+  }
+  await store.close(() => snapshot);
+  return db;
+}
+
+function flipped(file: Buffer, at: number): Buffer {
+  const copy = Buffer.from(file);
+  copy.writeUInt8(copy.readUInt8(at) ^ 1, at);
+  return copy;
+}
+
+async function load(db: string, options: { dropRecords?: string[] } = {}): Promise<{ tasks: TaskRecord[]; lines: string[] }> {
+  const log = captureLog();
+  const store = await Store.open(db, { log, ...options });
+  const tasks: TaskRecord[] = [];
+  try {
+    await store.loadEach((r) => tasks.push(r));
+  } finally {
+    await store.close();
+  }
+  return { tasks, lines: log.lines };
+}
+
+describe('the snapshot of a clean stop', () => {
+  it('is what the next start reads (not LevelDB), once: then the file is gone and LevelDB is read', async () => {
+    const stored = records(COUNT);
+    // The snapshot given one task more than LevelDB holds: which one the start read shows.
+    const extra = taskRecord('only-in-the-snapshot', { seq: COUNT + 1 });
+    const db = await storeWith(stored, [...stored, extra]);
+    expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(true);
+    const first = await load(db);
+    expect(first.lines.filter((l) => l.includes('snapshot'))).toEqual([expect.stringMatching(new RegExp(`^info read ${COUNT + 1} tasks from the snapshot of the last clean stop in \\d+ ms$`))]);
+    expect(byName(first.tasks)).toEqual(byName([...stored, extra]));
+    expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
+    // The close after that load had no tasks to give: LevelDB's tasks, without the extra one.
+    const second = await load(db);
+    expect(second.lines.filter((l) => l.includes('snapshot'))).toEqual([]);
+    expect(byName(second.tasks)).toEqual(byName(stored));
+  });
+
+  it('holds every field of a task as LevelDB does', async () => {
+    const stored = records(50).map((r, i) => ({
+      ...r,
+      spec: {
+        ...r.spec,
+        deps: i > 0 ? [`t${i - 1}`, 'never-made'] : [],
+        priority: i === 0 ? 0 : -i,
+        pool: i % 2 === 0 ? 'gpu' : 'default',
+        params: [{ name: 'x', value: `é${i}` }],
+        inputs: [{ name: 'in.txt', sha256: 'a'.repeat(64), size: i, executable: i % 2 === 0 }],
+        outputs: ['out.txt'],
+        paramFiles: [{ name: 'p.txt', param: 'x' }],
+      },
+      state: (['waiting', 'ready', 'running', 'done', 'failed'] as const)[i % 5] as TaskRecord['state'],
+      worker: i % 5 === 2 ? 'w1' : '',
+      holder: i % 5 === 2 ? 'w1' : '',
+      leaseDeadline: i % 5 === 2 ? 1_700_000_060_000 + i : 0,
+      notBefore: i % 7 === 1 ? 1_700_000_000_500 : 0,
+      result: i % 5 === 3 ? Buffer.from(`result ${i}`) : new Uint8Array(0),
+      lastError: i % 5 === 4 ? 'exit code 2' : '',
+    }));
+    const db = await storeWith(stored);
+    expect(byName((await load(db)).tasks)).toEqual(byName(stored));
+  });
+
+  it('is not used when records were dropped at the start (--drop-record): the tasks are LevelDB’s', async () => {
+    const stored = records(10);
+    const db = await storeWith(stored);
+    const { tasks, lines } = await load(db, { dropRecords: ['spec:t3'] });
+    expect(lines).toContainEqual(`warn the snapshot ${join(db, SNAPSHOT_FILE)}: it is not used: records were dropped (--drop-record) since it was written; the tasks are read from LevelDB`);
+    expect(tasks.map((r) => r.spec.name).sort()).toEqual(stored.map((r) => r.spec.name).filter((n) => n !== 't3').sort());
+    expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
+  });
+
+  it.each([
+    ['a byte changed in a chunk', (file: Buffer) => flipped(file, file.length - 100), /it is not used: the chunk at byte \d+ is damaged \(its sum does not match\)/],
+    ['a chunk’s length changed', (file: Buffer) => flipped(file, 24 + 4 + 2), /it is not used: the chunk at byte 24 is damaged/],
+    ['cut short', (file: Buffer) => file.subarray(0, file.length - 10), /it is not used: it ends inside the chunk at byte \d+/],
+    ['longer than written', (file: Buffer) => Buffer.concat([file, Buffer.alloc(1)]), /it is not used: it is longer than the \d+ bytes written/],
+    ['not a snapshot', () => Buffer.from('hello'), /it is not used: it does not start as a snapshot does/],
+  ])('is not used when %s: the log says so, the tasks are LevelDB’s', async (_what, damage, message) => {
+    const stored = records(COUNT);
+    const db = await storeWith(stored, [...stored, taskRecord('only-in-the-snapshot', { seq: COUNT + 1 })]);
+    const path = join(db, SNAPSHOT_FILE);
+    const file = readFileSync(path);
+    writeFileSync(path, damage(file));
+    const { tasks, lines } = await load(db);
+    const warning = lines.find((l) => l.startsWith('warn the snapshot'));
+    expect(warning).toMatch(message);
+    expect(warning).toMatch(/; the tasks are read from LevelDB$/);
+    expect(byName(tasks)).toEqual(byName(stored));
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('is not used when it is another stop’s snapshot, or gone', async () => {
+    const stored = records(20);
+    const db = await storeWith(stored, stored.slice(0, 5));
+    const other = await storeWith(stored.slice(0, 3));
+    writeFileSync(join(db, SNAPSHOT_FILE), readFileSync(join(other, SNAPSHOT_FILE)));
+    const swapped = await load(db);
+    expect(swapped.lines.find((l) => l.startsWith('warn'))).toMatch(/it is not used: it is snapshot [0-9a-f]{16}, not the [0-9a-f]{16} the store names; the tasks are read from LevelDB$/);
+    expect(byName(swapped.tasks)).toEqual(byName(stored));
+
+    const gone = await storeWith(stored, stored.slice(0, 5));
+    const { rmSync } = await import('node:fs');
+    rmSync(join(gone, SNAPSHOT_FILE));
+    const missing = await load(gone);
+    expect(missing.lines.find((l) => l.startsWith('warn'))).toMatch(/it is not used: cannot open it: ENOENT/);
+    expect(byName(missing.tasks)).toEqual(byName(stored));
+  });
+
+  it('a snapshot file the store does not name (a stop cut before it named it) is deleted, not read', async () => {
+    const stored = records(20);
+    const db = await storeWith(stored);
+    const file = readFileSync(join(db, SNAPSHOT_FILE));
+    await load(db); // reads it, and the file goes
+    const extra = taskRecord('only-in-the-snapshot', { seq: 99 });
+    const other = await storeWith([...stored, extra]);
+    writeFileSync(join(db, SNAPSHOT_FILE), readFileSync(join(other, SNAPSHOT_FILE)));
+    expect(file.length).toBeGreaterThan(0);
+    const { tasks, lines } = await load(db);
+    expect(lines.filter((l) => l.includes('snapshot'))).toEqual([]);
+    expect(byName(tasks)).toEqual(byName(stored));
+    expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
+  });
+
+  it('is not written when a write was left in the log (LevelDB refused it)', async () => {
+    const db = join(tempDir(), 'db');
+    const log = captureLog();
+    const store = await Store.open(db, { log });
+    await store.write(records(3), { deleted: [], pools: [], specs: new Set(['t0', 't1', 't2']) });
+    // LevelDB closed under the store: the close cannot put the log into it.
+    await (store as unknown as { db: { close(): Promise<void> } }).db.close();
+    await store.close(() => records(3)).catch(() => undefined);
+    expect(log.lines.filter((l) => l.includes('wrote a snapshot'))).toEqual([]);
+    expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
+  });
+});
+
+describe('dhub and its snapshot', () => {
+  it('a SIGTERM writes it and the next start reads it; after a kill -9 the changes since are read from LevelDB', async () => {
+    const db = join(tempDir(), 'db');
+    let hub = await startHub({ db });
+    let client = new Client({ hub: hub.endpoint, worker: 'w1' });
+    const names = Array.from({ length: 300 }, (_, i) => `job${i}`);
+    await client.create(names.map((name, i) => ({ name, deps: i % 10 === 0 ? [] : [`job${i - 1}`], payload: `echo ${i}` })));
+    const leased = await client.steal({ n: 5 });
+    client.close();
+    expect(await hub.stop()).toBe(0);
+    expect(hub.log()).toMatch(/wrote a snapshot of 300 tasks \(\d+ bytes\) in \d+ ms: the next start reads it/);
+
+    hub = await startHub({ db });
+    expect(hub.log()).toMatch(/read 300 tasks from the snapshot of the last clean stop in \d+ ms/);
+    client = new Client({ hub: hub.endpoint, worker: 'w1' });
+    const before = await client.status();
+    expect(before.total).toBe(300);
+    expect(before.counts.running).toBe(5);
+    // Acknowledged after the start from the snapshot, then the hub is killed: no snapshot says so.
+    await client.complete(leased.tasks.map((t) => ({ name: t.name })));
+    await client.create([{ name: 'late', payload: 'echo late' }]);
+    client.close();
+    await hub.stop('SIGKILL');
+
+    hub = await startHub({ db });
+    expect(hub.log()).not.toMatch(/snapshot/);
+    client = new Client({ hub: hub.endpoint, worker: 'w1' });
+    try {
+      const after = await client.status();
+      expect(after.total).toBe(301);
+      expect(after.counts.done).toBe(5);
+      expect(after.counts.running).toBe(0);
+      for (const t of leased.tasks) expect((await client.lookup(t.name)).task.state).toBe('done');
+    } finally {
+      client.close();
+      await hub.stop();
+    }
+  });
+});
