@@ -163,7 +163,7 @@ describe('the snapshot of a clean stop', () => {
     expect(byName(missing.tasks)).toEqual(byName(stored));
   });
 
-  it('a snapshot file the store does not name (a stop cut before it named it) is deleted, not read', async () => {
+  it('a snapshot file the store does not name (a stop cut before it named it, or while it wrote it) is deleted, not read', async () => {
     const stored = records(20);
     const db = await storeWith(stored);
     const file = readFileSync(join(db, SNAPSHOT_FILE));
@@ -172,10 +172,13 @@ describe('the snapshot of a clean stop', () => {
     const other = await storeWith([...stored, extra]);
     writeFileSync(join(db, SNAPSHOT_FILE), readFileSync(join(other, SNAPSHOT_FILE)));
     expect(file.length).toBeGreaterThan(0);
+    // And the temporary file of a stop killed while it wrote one.
+    writeFileSync(join(db, `${SNAPSHOT_FILE}.tmp`), file.subarray(0, 1000));
     const { tasks, lines } = await load(db);
     expect(lines.filter((l) => l.includes('snapshot'))).toEqual([]);
     expect(byName(tasks)).toEqual(byName(stored));
     expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
+    expect(existsSync(join(db, `${SNAPSHOT_FILE}.tmp`))).toBe(false);
   });
 
   it('is not written when a write was left in the log (LevelDB refused it)', async () => {

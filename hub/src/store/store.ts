@@ -21,7 +21,7 @@ import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord, R
 import { WireWriter } from '../../../proto/src/wire-writer.js';
 import { checkDirectory, checkFormat, describeBytes, dropRecords, FORMAT_KEY, storeId, unreadableRecords } from './startup.js';
 import { randomBytes } from 'node:crypto';
-import { existsSync, unlinkSync } from 'node:fs';
+import { existsSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSnapshot, SNAPSHOT_FILE, SnapshotError, writeSnapshot, type SnapshotMark } from './snapshot.js';
 import { Wal } from './wal.js';
@@ -290,9 +290,11 @@ export class Store implements TaskStore {
   /**
    * The snapshot the last clean stop wrote, taken out of the store before anything is written (a
    * crash from now on leaves none: the next start reads LevelDB); a snapshot file no marker
-   * names is deleted.
+   * names, or one half-written, is deleted.
    */
   private async takeSnapshotMark(): Promise<SnapshotMark | undefined> {
+    // A stop killed while it wrote its snapshot leaves the temporary file.
+    rmSync(`${this.snapshotPath}.tmp`, { force: true });
     const stored = await this.db.get(SNAPSHOT_KEY);
     if (stored === undefined) {
       if (existsSync(this.snapshotPath)) this.dropSnapshot('');
