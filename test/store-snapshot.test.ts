@@ -181,6 +181,18 @@ describe('the snapshot of a clean stop', () => {
     expect(existsSync(join(db, `${SNAPSHOT_FILE}.tmp`))).toBe(false);
   });
 
+  it('is not read once the store was written after the start', async () => {
+    const stored = records(10);
+    const db = await storeWith(stored, [...stored, taskRecord('only-in-the-snapshot', { seq: 11 })]);
+    const store = await Store.open(db);
+    const late = taskRecord('late', { seq: 12 });
+    await store.write([late], { deleted: ['t0'], pools: [], specs: new Set(['late']) });
+    const tasks = await store.loadAll();
+    await store.close();
+    expect(tasks.map((r) => r.spec.name).sort()).toEqual([...stored.slice(1), late].map((r) => r.spec.name).sort());
+    expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
+  });
+
   it('is not written when a write was left in the log (LevelDB refused it)', async () => {
     const db = join(tempDir(), 'db');
     const log = captureLog();

@@ -547,6 +547,11 @@ export class Store implements TaskStore {
     const pools = changes?.pools ?? [];
     const specs = changes?.specs;
     if (records.length === 0 && deleted.length === 0 && pools.length === 0) return Promise.resolve();
+    // Written before the first load (no hub does): the snapshot no longer says what the store holds.
+    if (this.snapshot !== undefined) {
+      this.snapshot = undefined;
+      this.dropSnapshot('');
+    }
     let commit: { frames: Buffer[]; values: Uint8Array[] };
     try {
       commit = this.encode(records, specs, deleted, pools);
