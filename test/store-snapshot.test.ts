@@ -6,11 +6,14 @@
  * SIGTERM writes it, the start after reads it, and after a kill -9 the tasks changed since are
  * read back as they were acknowledged.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { Level } from 'level';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Logger } from '../hub/src/log.js';
 import { SNAPSHOT_FILE } from '../hub/src/store/snapshot.js';
+import { encodeSpecRecord, encodeStateRecord } from '../hub/src/store/record.js';
 import { Store } from '../hub/src/store/store.js';
 import type { TaskRecord } from '../proto/src/types.js';
 import { Client } from '../worker-kit/src/index.js';
@@ -129,8 +132,8 @@ describe('the snapshot of a clean stop', () => {
   it.each([
     ['a byte changed in a chunk', (file: Buffer) => flipped(file, file.length - 100), /it is not used: the chunk at byte \d+ is damaged \(its sum does not match\)/],
     ['a chunk’s length changed', (file: Buffer) => flipped(file, 24 + 4 + 2), /it is not used: the chunk at byte 24 is damaged/],
-    ['cut short', (file: Buffer) => file.subarray(0, file.length - 10), /it is not used: it ends inside the chunk at byte \d+/],
-    ['longer than written', (file: Buffer) => Buffer.concat([file, Buffer.alloc(1)]), /it is not used: it is longer than the \d+ bytes written/],
+    ['cut short', (file: Buffer) => file.subarray(0, file.length - 10), /it is not used: it holds \d+ bytes, not the \d+ written/],
+    ['longer than written', (file: Buffer) => Buffer.concat([file, Buffer.alloc(1)]), /it is not used: it holds \d+ bytes, not the \d+ written/],
     ['not a snapshot', () => Buffer.from('hello'), /it is not used: it does not start as a snapshot does/],
   ])('is not used when %s: the log says so, the tasks are LevelDB’s', async (_what, damage, message) => {
     const stored = records(COUNT);
@@ -156,14 +159,13 @@ describe('the snapshot of a clean stop', () => {
     expect(byName(swapped.tasks)).toEqual(byName(stored));
 
     const gone = await storeWith(stored, stored.slice(0, 5));
-    const { rmSync } = await import('node:fs');
     rmSync(join(gone, SNAPSHOT_FILE));
     const missing = await load(gone);
     expect(missing.lines.find((l) => l.startsWith('warn'))).toMatch(/it is not used: cannot open it: ENOENT/);
     expect(byName(missing.tasks)).toEqual(byName(stored));
   });
 
-  it('a snapshot file the store does not name (a stop cut before it named it, or while it wrote it) is deleted, not read', async () => {
+  it('a snapshot file the store does not name (a stop cut before it named it, or while it wrote it) is deleted, not read, and said', async () => {
     const stored = records(20);
     const db = await storeWith(stored);
     const file = readFileSync(join(db, SNAPSHOT_FILE));
@@ -175,10 +177,69 @@ describe('the snapshot of a clean stop', () => {
     // And the temporary file of a stop killed while it wrote one.
     writeFileSync(join(db, `${SNAPSHOT_FILE}.tmp`), file.subarray(0, 1000));
     const { tasks, lines } = await load(db);
-    expect(lines.filter((l) => l.includes('snapshot'))).toEqual([]);
+    expect(lines.filter((l) => l.includes('snapshot'))).toEqual([
+      `warn the snapshot ${join(db, SNAPSHOT_FILE)}: the store does not name it (its stop was cut short, or the store lost its record of it): it is deleted; the tasks are read from LevelDB`,
+    ]);
     expect(byName(tasks)).toEqual(byName(stored));
     expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
     expect(existsSync(join(db, `${SNAPSHOT_FILE}.tmp`))).toBe(false);
+  });
+
+  it('is not used when a dhub of an older format opened the store (started past the format check with --drop-record meta:format)', async () => {
+    const stored = records(10);
+    const db = await storeWith(stored, [...stored, taskRecord('only-in-the-snapshot', { seq: 11 })]);
+    // What such a hub leaves: its format, and its writes, with the snapshot's record still there.
+    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+    const late = taskRecord('late', { seq: 12 });
+    await level.batch([
+      { type: 'put', key: 'meta:format', value: Buffer.from('6') },
+      { type: 'put', key: 'spec:late', value: encodeSpecRecord(late.spec, late.seq) },
+      { type: 'put', key: 'state:late', value: encodeStateRecord(late) },
+    ]);
+    await level.close();
+    const { tasks, lines } = await load(db);
+    expect(lines).toContainEqual(`warn the snapshot ${join(db, SNAPSHOT_FILE)}: it is not used: the store was opened by a dhub of format 6 since it was written; the tasks are read from LevelDB`);
+    expect(byName(tasks)).toEqual(byName([...stored, late]));
+  });
+
+  it('--drop-record meta:snapshot sets its record aside: the file is not read', async () => {
+    const stored = records(10);
+    const db = await storeWith(stored, [...stored, taskRecord('only-in-the-snapshot', { seq: 11 })]);
+    const { tasks, lines } = await load(db, { dropRecords: ['meta:snapshot'] });
+    expect(lines.filter((l) => l.startsWith('warn'))).toEqual([
+      'warn --drop-record: the record meta:snapshot is set aside as dropped:meta:snapshot',
+      `warn the snapshot ${join(db, SNAPSHOT_FILE)}: the store does not name it (its stop was cut short, or the store lost its record of it): it is deleted; the tasks are read from LevelDB`,
+    ]);
+    expect(byName(tasks)).toEqual(byName(stored));
+  });
+
+  it.each([
+    ['a directory', (path: string) => mkdirSync(path)],
+    ['a FIFO (which would block a plain open)', (path: string) => execFileSync('mkfifo', [path])],
+    ['a link to /dev/zero', (path: string) => symlinkSync('/dev/zero', path)],
+  ])('is not used when %s stands in its place: the start reads LevelDB', async (_what, put) => {
+    const stored = records(10);
+    const db = await storeWith(stored, [...stored, taskRecord('only-in-the-snapshot', { seq: 11 })]);
+    const path = join(db, SNAPSHOT_FILE);
+    rmSync(path);
+    put(path);
+    const { tasks, lines } = await load(db);
+    expect(lines.find((l) => l.startsWith('warn the snapshot'))).toMatch(/it is not used: (it is not a file|cannot open it: ELOOP.*); the tasks are read from LevelDB$/);
+    expect(byName(tasks)).toEqual(byName(stored));
+  });
+
+  it('a directory in the place of its temporary file is said, and the store opens', async () => {
+    const stored = records(5);
+    const db = await storeWith(stored, []);
+    await load(db);
+    mkdirSync(join(db, `${SNAPSHOT_FILE}.tmp`));
+    writeFileSync(join(db, `${SNAPSHOT_FILE}.tmp`, 'x'), 'x');
+    const log = captureLog();
+    const store = await Store.open(db, { log });
+    expect(byName(await store.loadAll())).toEqual(byName(stored));
+    await store.close(() => stored);
+    expect(log.lines.find((l) => l.includes('.tmp'))).toMatch(/^warn cannot delete .*dagwork-snapshot\.tmp: .*; no snapshot is written at the next stop while it is there$/);
+    expect(log.lines.find((l) => l.includes('no snapshot written'))).toMatch(/^warn no snapshot written \(.*EEXIST.*\): the next start reads the tasks from LevelDB$/);
   });
 
   it('is not read once the store was written after the start', async () => {

@@ -86,7 +86,7 @@ next one, admins (retry too) to the one after:
   dhub --bind tcp://0.0.0.0:6125 --curve-secret hub.key --authorized-keys authorized-keys
 
 Stop it with Ctrl-C or SIGTERM: it finishes the write in flight, writes a snapshot of the tasks
-that the next start reads (faster than the store's records), closes the store and exits 0.
+that the next start reads (a LevelDB store; faster than its records), closes the store and exits 0.
 Started in the background, run it directly (dhub ... &, then kill $!), not through npx, whose
 own process is what $! names. Exit status: 0 stopped, 1 could not start or went down, 2 bad usage.
 A second dhub on the same --db is refused while the first runs.

@@ -16,7 +16,7 @@
  * The store's marker (SNAPSHOT_KEY in LevelDB) names the id, the file's size and its tasks: a
  * file that does not match it, or whose chunks do not check out, is not used.
  */
-import { closeSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { TaskRecord } from '../../../proto/src/types.js';
 import { WireWriter } from '../../../proto/src/wire-writer.js';
@@ -48,13 +48,18 @@ export function writeSnapshot(path: string, id: string, records: Iterable<TaskRe
   try {
     return writeFile(tmp, path, id, records);
   } catch (err) {
-    rmSync(tmp, { force: true });
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // Not ours to remove (a directory put there): the error that matters is the first.
+    }
     throw err;
   }
 }
 
 function writeFile(tmp: string, path: string, id: string, records: Iterable<TaskRecord>): SnapshotMark {
-  const fd = openSync(tmp, 'w');
+  // 'wx': never through a link or into a file someone put there.
+  const fd = openSync(tmp, 'wx');
   let bytes = 0;
   let tasks = 0;
   try {
@@ -116,17 +121,32 @@ export class SnapshotError extends Error {}
 export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: TaskRecord) => void): void {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    // Not through a link; a FIFO put there does not block the open.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (err) {
     throw new SnapshotError(`cannot open it: ${(err as Error).message}`);
   }
   try {
+    let stat;
+    try {
+      stat = fstatSync(fd);
+    } catch (err) {
+      throw new SnapshotError(`cannot read it: ${(err as Error).message}`);
+    }
+    if (!stat.isFile()) throw new SnapshotError('it is not a file');
+    /** Reads up to `buf.length` bytes at `at`: fewer only at the end. The check pass's errors are SnapshotErrors. */
+    let checking = true;
     const read = (buf: Buffer, at: number): number => {
       let done = 0;
-      while (done < buf.length) {
-        const n = readSync(fd, buf, done, buf.length - done, at + done);
-        if (n === 0) break;
-        done += n;
+      try {
+        while (done < buf.length) {
+          const n = readSync(fd, buf, done, buf.length - done, at + done);
+          if (n === 0) break;
+          done += n;
+        }
+      } catch (err) {
+        if (checking) throw new SnapshotError(`cannot read it: ${(err as Error).message}`);
+        throw err;
       }
       return done;
     };
@@ -134,6 +154,7 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
     if (read(head, 0) < FILE_HEADER || !head.subarray(0, MAGIC.length).equals(MAGIC)) throw new SnapshotError('it does not start as a snapshot does');
     const id = head.toString('latin1', MAGIC.length);
     if (id !== mark.id) throw new SnapshotError(`it is snapshot ${id}, not the ${mark.id} the store names`);
+    if (stat.size !== mark.bytes) throw new SnapshotError(`it holds ${stat.size} bytes, not the ${mark.bytes} written`);
     // One pass checking every chunk, then one reading them (from the page cache, most likely).
     const chunks: { at: number; length: number }[] = [];
     const header = Buffer.alloc(CHUNK_HEADER);
@@ -154,6 +175,7 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
     }
     if (read(header.subarray(0, 1), at) !== 0) throw new SnapshotError(`it is longer than the ${mark.bytes} bytes written`);
     if (tasks !== mark.tasks) throw new SnapshotError(`it holds ${tasks} tasks, not the ${mark.tasks} written`);
+    checking = false;
     for (const chunk of chunks) {
       const payload = Buffer.allocUnsafe(chunk.length);
       if (read(payload, chunk.at + CHUNK_HEADER) < chunk.length) throw new SnapshotError(`it was cut short while it was read (at byte ${chunk.at})`);

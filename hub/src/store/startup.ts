@@ -51,9 +51,10 @@ export function shellWord(word: string): string {
 
 /**
  * Reads the format record: refuses one that is not a number, or a store newer than `current`;
- * marks an older store as `current` (older layouts are read as they are).
+ * marks an older store as `current` (older layouts are read as they are). Returns the format the
+ * store had (0: none, a new store).
  */
-export async function checkFormat(db: Db, location: string, current: number): Promise<void> {
+export async function checkFormat(db: Db, location: string, current: number): Promise<number> {
   const stored = await db.get(FORMAT_KEY);
   let format = 0;
   if (stored !== undefined) {
@@ -72,6 +73,7 @@ export async function checkFormat(db: Db, location: string, current: number): Pr
     throw new DagworkError('STORE_FAILED', `the store ${location} has format ${format}, newer than this dhub's ${current}: upgrade dagwork`);
   }
   if (format < current) await db.put(FORMAT_KEY, new TextEncoder().encode(String(current)), { sync: true });
+  return format;
 }
 
 export const ID_KEY = 'meta:id';
@@ -101,8 +103,10 @@ function partnerKey(key: string): string | undefined {
 /**
  * Moves each record named in `keys` to DROPPED_PREFIX + key, in one durable batch each; a task's
  * spec or state record goes with the other (one alone would be refused at the next start).
+ * Returns how many records were moved.
  */
-export async function dropRecords(db: Db, keys: readonly string[], log: Logger): Promise<void> {
+export async function dropRecords(db: Db, keys: readonly string[], log: Logger): Promise<number> {
+  let dropped = 0;
   for (const key of keys) {
     const value = await db.get(key);
     if (value === undefined) {
@@ -120,11 +124,13 @@ export async function dropRecords(db: Db, keys: readonly string[], log: Logger):
       ]),
       { sync: true },
     );
+    dropped += moves.length;
     const task = taskOfKey(key);
     for (const m of moves) {
       log.warn(`--drop-record: the record ${m.key} is set aside as ${DROPPED_PREFIX}${m.key}${task !== undefined ? `; task ${JSON.stringify(task)} is no longer in the graph` : ''}`);
     }
   }
+  return dropped;
 }
 
 /** A refusal naming the records that cannot be read and the flag that starts without them. */

@@ -21,7 +21,7 @@ import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord, R
 import { WireWriter } from '../../../proto/src/wire-writer.js';
 import { checkDirectory, checkFormat, describeBytes, dropRecords, FORMAT_KEY, storeId, unreadableRecords } from './startup.js';
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { readSnapshot, SNAPSHOT_FILE, SnapshotError, writeSnapshot, type SnapshotMark } from './snapshot.js';
 import { Wal } from './wal.js';
@@ -260,17 +260,30 @@ export class Store implements TaskStore {
     }
     const store = new Store(db, location, settings);
     try {
-      await dropRecords(db, settings.dropRecords.filter((k) => k === FORMAT_KEY), settings.log);
-      await checkFormat(db, location, STORE_FORMAT);
+      // The store's own records first: a dropped snapshot record is not read below.
+      const meta = (k: string): boolean => k === FORMAT_KEY || k === SNAPSHOT_KEY;
+      await dropRecords(db, settings.dropRecords.filter(meta), settings.log);
+      const format = await checkFormat(db, location, STORE_FORMAT);
       const snapshot = await store.takeSnapshotMark();
       const { wal, old } = Wal.open(location, { sync: settings.sync, maxFrameBytes: settings.maxFrameBytes });
       store.wal = wal;
       const replayed = await store.replay(wal, old);
-      await dropRecords(db, settings.dropRecords.filter((k) => k !== FORMAT_KEY), settings.log);
+      const dropped = await dropRecords(db, settings.dropRecords.filter((k) => !meta(k)), settings.log);
       const converted = await store.convert();
       store.id = await storeId(db);
       if (snapshot !== undefined) {
-        const changed = replayed > 0 ? 'the log held changes' : converted > 0 ? 'records were converted' : settings.dropRecords.length > 0 ? 'records were dropped (--drop-record)' : '';
+        // A hub of an older format may have written after the snapshot: one started past the
+        // format check (--drop-record meta:format) writes without taking the snapshot's record out.
+        const changed =
+          format < STORE_FORMAT
+            ? `the store was opened by a dhub of format ${format}`
+            : replayed > 0
+              ? 'the log held changes'
+              : converted > 0
+                ? 'records were converted'
+                : dropped > 0
+                  ? 'records were dropped (--drop-record)'
+                  : '';
         if (changed === '') store.snapshot = snapshot;
         else store.dropSnapshot(`it is not used: ${changed} since it was written`);
       }
@@ -294,10 +307,15 @@ export class Store implements TaskStore {
    */
   private async takeSnapshotMark(): Promise<SnapshotMark | undefined> {
     // A stop killed while it wrote its snapshot leaves the temporary file.
-    rmSync(`${this.snapshotPath}.tmp`, { force: true });
+    const tmp = `${this.snapshotPath}.tmp`;
+    try {
+      rmSync(tmp, { force: true });
+    } catch (err) {
+      this.options.log.warn(`cannot delete ${tmp}: ${causeMessage(err)}; no snapshot is written at the next stop while it is there`);
+    }
     const stored = await this.db.get(SNAPSHOT_KEY);
     if (stored === undefined) {
-      if (existsSync(this.snapshotPath)) this.dropSnapshot('');
+      if (existsSync(this.snapshotPath)) this.dropSnapshot('the store does not name it (its stop was cut short, or the store lost its record of it): it is deleted');
       return undefined;
     }
     await this.db.del(SNAPSHOT_KEY, { sync: true });
@@ -315,6 +333,15 @@ export class Store implements TaskStore {
   /** Deletes the snapshot file, saying why when there is a reason worth a line. */
   private dropSnapshot(reason: string): void {
     if (reason !== '') this.options.log.warn(`the snapshot ${this.snapshotPath}: ${reason}; the tasks are read from LevelDB`);
+    try {
+      // A directory put there is left alone, and said.
+      if (lstatSync(this.snapshotPath).isDirectory()) {
+        this.options.log.warn(`${this.snapshotPath} is a directory: it is left alone, and no snapshot is written while it is there`);
+        return;
+      }
+    } catch {
+      return; // gone
+    }
     try {
       unlinkSync(this.snapshotPath);
     } catch (err) {
