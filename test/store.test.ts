@@ -2,7 +2,8 @@
  * The store at run time: a log segment that cannot be opened, a store directory removed under a
  * running hub, LevelDB failing in the background, and the bounds on what the store holds.
  */
-import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Level } from 'level';
 import { afterAll, afterEach, describe, expect, it, vi, type MockInstance } from 'vitest';
@@ -202,9 +203,45 @@ describe('LevelDB failing in the background', () => {
     vi.advanceTimersByTime(400);
     await store.loadAll();
     vi.useRealTimers();
-    expect(segments(db)).toEqual(['dagwork-wal-3']); // 1 and 2 are in LevelDB, and gone
+    // In LevelDB, but kept: LevelDB's own log may be torn since its failure (below).
+    expect(segments(db)).toEqual(['dagwork-wal-1', 'dagwork-wal-2', 'dagwork-wal-3']);
     await store.close();
+    expect(segments(db)).toEqual(['dagwork-wal-1', 'dagwork-wal-2', 'dagwork-wal-3']);
     expect(await names(db)).toEqual(['a']);
+    expect(segments(db)).toEqual([]); // put into LevelDB again at that start, then deleted
+  });
+
+  it('loses nothing when the failure tore LevelDB’s own log: every segment since is kept and put into LevelDB again at the next start', async () => {
+    // A failed write to LevelDB's log (ENOSPC, EIO) leaves a torn record there; LevelDB does not
+    // stop (only a failed sync stops it) and appends after it, and its next open drops everything
+    // from the tear on. Here the failure is injected and the tear made by hand afterwards.
+    const writes = await levelWrites();
+    writes.mockRejectedValueOnce(new Error('IO error: No space left on device'));
+    const db = join(tempDir(), 'db');
+    const log = captureLog();
+    const store = await Store.open(db, { sync: false, log });
+    fakeTimers();
+    await store.write([record('before')]);
+    vi.advanceTimersByTime(200);
+    await store.loadAll();
+    vi.advanceTimersByTime(400);
+    await store.loadAll(); // LevelDB took it on the second try
+    vi.useRealTimers();
+    await store.write([record('after', 'done')]);
+    await store.close(() => [record('before'), record('after', 'done')]);
+    expect(log.lines).toContainEqual(expect.stringMatching(/^warn LevelDB failed a write: its own log may now be torn.*every log segment is kept from now on/));
+    expect(log.lines.filter((l) => l.includes('wrote a snapshot'))).toEqual([]);
+    for (const file of readdirSync(db).filter((f) => /^\d+\.log$/.test(f))) {
+      const path = join(db, file);
+      writeFileSync(path, randomBytes(statSync(path).size));
+    }
+    const reopened = await Store.open(db, { log: captureLog() });
+    const records = await reopened.loadAll();
+    await reopened.close();
+    expect(records.map((r) => [r.spec.name, r.state]).sort()).toEqual([
+      ['after', 'done'],
+      ['before', 'ready'],
+    ]);
   });
 });
 

@@ -231,6 +231,13 @@ export class Store implements TaskStore {
   private levelFailures = 0;
   /** A new log segment could not be opened; `reported` once a write was refused for it. */
   private segmentTrouble: { error: Error; reported: boolean; attempts: number } | undefined;
+  /**
+   * A write into LevelDB failed in this run. LevelDB does not stop after a failed write to its own
+   * log (only after a failed sync): it goes on appending after the torn record, and its next open
+   * drops everything from there on. So from the first failure on no log segment is deleted, and
+   * the next start puts them all into LevelDB again.
+   */
+  private levelUntrusted = false;
   /** The last clean stop's snapshot, when LevelDB holds exactly what it does: the first load reads it. */
   private snapshot: SnapshotMark | undefined;
 
@@ -687,7 +694,7 @@ export class Store implements TaskStore {
     await this.background;
     await this.toLevel(false);
     // With everything in LevelDB the log goes; otherwise the next start puts it there.
-    const allInLevel = this.pending.size === 0 && this.levelError === undefined;
+    const allInLevel = this.pending.size === 0 && this.levelError === undefined && !this.levelUntrusted;
     const logErrors = this.wal?.close(allInLevel) ?? [];
     for (const e of logErrors) this.options.log.warn(e.message);
     if (tasks !== undefined && allInLevel && logErrors.length === 0 && this.segmentTrouble === undefined) await this.writeSnapshot(tasks());
@@ -794,6 +801,7 @@ export class Store implements TaskStore {
     if (this.levelError !== undefined) this.options.log.warn(`LevelDB takes the log's records again, after ${this.levelFailures} failed attempts`);
     this.levelError = undefined;
     this.levelFailures = 0;
+    if (this.levelUntrusted) return; // the segments stay for the next start (notMoved)
     for (const e of (this.wal as Wal).discard(segments)) this.options.log.warn(`${e.message}; it is tried again at the next background write`);
   }
 
@@ -806,6 +814,12 @@ export class Store implements TaskStore {
     this.options.log.error(
       `cannot put ${batch.size} records from the log into LevelDB (failure ${this.levelFailures} in a row; tried again in ${retry} ms; they stay in the log): ${causeMessage(err)}`,
     );
+    if (!this.levelUntrusted) {
+      this.levelUntrusted = true;
+      this.options.log.warn(
+        "LevelDB failed a write: its own log may now be torn, and LevelDB would drop what it takes from here on when it is next opened, so every log segment is kept from now on and put into LevelDB again at the next start (restart dhub once the cause is fixed, to reclaim the log's space)",
+      );
+    }
   }
 }
 
