@@ -87,6 +87,7 @@ next one, admins (retry too) to the one after:
 
 Stop it with Ctrl-C or SIGTERM: it finishes the write in flight, writes a snapshot of the tasks
 that the next start reads (a LevelDB store; faster than its records), closes the store and exits 0.
+A second Ctrl-C or SIGTERM ends it at once, losing nothing acknowledged (no snapshot, then).
 Started in the background, run it directly (dhub ... &, then kill $!), not through npx, whose
 own process is what $! names. Exit status: 0 stopped, 1 could not start or went down, 2 bad usage.
 A second dhub on the same --db is refused while the first runs.
@@ -251,17 +252,22 @@ the graph):
       process.exit(1);
     }
     const shutdown = (signal: string): void => {
-      log.info(`${signal}: stopping`);
+      // A second signal, either one, ends the process at once (its default action).
+      process.removeListener('SIGINT', onSigint);
+      process.removeListener('SIGTERM', onSigterm);
+      log.info(`${signal}: stopping (a second signal ends it at once)`);
       hub.stop().then(
         () => process.exit(0),
         () => process.exit(1),
       );
     };
+    const onSigint = (): void => shutdown('SIGINT');
+    const onSigterm = (): void => shutdown('SIGTERM');
     // Before "listening on": whoever saw that line may stop the hub at once.
     process.removeListener('SIGINT', early);
     process.removeListener('SIGTERM', early);
-    process.once('SIGINT', () => shutdown('SIGINT'));
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.once('SIGINT', onSigint);
+    process.once('SIGTERM', onSigterm);
     for (const { role, endpoint } of hub.endpoints) {
       const storeName = opts.store === undefined ? String(opts.db) : redactUrl(String(opts.store));
       const how = opts.curveSecret === undefined ? `store ${storeName}${opts.sync === true ? ', fsync on' : ''}` : `CURVE, role ${role}`;
