@@ -178,7 +178,7 @@ describe('the snapshot of a clean stop', () => {
     writeFileSync(join(db, `${SNAPSHOT_FILE}.tmp`), file.subarray(0, 1000));
     const { tasks, lines } = await load(db);
     expect(lines.filter((l) => l.includes('snapshot'))).toEqual([
-      `warn the snapshot ${join(db, SNAPSHOT_FILE)}: the store does not name it (its stop was cut short, or the store lost its record of it): it is deleted; the tasks are read from LevelDB`,
+      `warn the snapshot ${join(db, SNAPSHOT_FILE)}: the store does not name it (its stop was cut short, or the store lost its record of it); the tasks are read from LevelDB`,
     ]);
     expect(byName(tasks)).toEqual(byName(stored));
     expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
@@ -208,7 +208,7 @@ describe('the snapshot of a clean stop', () => {
     const { tasks, lines } = await load(db, { dropRecords: ['meta:snapshot'] });
     expect(lines.filter((l) => l.startsWith('warn'))).toEqual([
       'warn --drop-record: the record meta:snapshot is set aside as dropped:meta:snapshot',
-      `warn the snapshot ${join(db, SNAPSHOT_FILE)}: the store does not name it (its stop was cut short, or the store lost its record of it): it is deleted; the tasks are read from LevelDB`,
+      `warn the snapshot ${join(db, SNAPSHOT_FILE)}: the store does not name it (its stop was cut short, or the store lost its record of it); the tasks are read from LevelDB`,
     ]);
     expect(byName(tasks)).toEqual(byName(stored));
   });

@@ -87,7 +87,7 @@ next one, admins (retry too) to the one after:
 
 Stop it with Ctrl-C or SIGTERM: it finishes the write in flight, writes a snapshot of the tasks
 that the next start reads (a LevelDB store; faster than its records), closes the store and exits 0.
-A second Ctrl-C or SIGTERM ends it at once, losing nothing acknowledged (no snapshot, then).
+A second Ctrl-C or SIGTERM ends it at once, losing nothing acknowledged.
 Started in the background, run it directly (dhub ... &, then kill $!), not through npx, whose
 own process is what $! names. Exit status: 0 stopped, 1 could not start or went down, 2 bad usage.
 A second dhub on the same --db is refused while the first runs.

@@ -322,7 +322,7 @@ export class Store implements TaskStore {
     }
     const stored = await this.db.get(SNAPSHOT_KEY);
     if (stored === undefined) {
-      if (existsSync(this.snapshotPath)) this.dropSnapshot('the store does not name it (its stop was cut short, or the store lost its record of it): it is deleted');
+      if (existsSync(this.snapshotPath)) this.dropSnapshot('the store does not name it (its stop was cut short, or the store lost its record of it)');
       return undefined;
     }
     await this.db.del(SNAPSHOT_KEY, { sync: true });
@@ -695,6 +695,7 @@ export class Store implements TaskStore {
     await this.toLevel(false);
     // With everything in LevelDB the log goes; otherwise the next start puts it there.
     const allInLevel = this.pending.size === 0 && this.levelError === undefined && !this.levelUntrusted;
+    if (this.levelUntrusted) this.options.log.warn('the log is kept, as LevelDB failed a write in this run: the next start puts it into LevelDB again, and deletes it');
     const logErrors = this.wal?.close(allInLevel) ?? [];
     for (const e of logErrors) this.options.log.warn(e.message);
     if (tasks !== undefined && allInLevel && logErrors.length === 0 && this.segmentTrouble === undefined) await this.writeSnapshot(tasks());
@@ -731,7 +732,8 @@ export class Store implements TaskStore {
   private toLevel(rotate: boolean): Promise<void> {
     if (this.background !== undefined) return this.background;
     if (this.pending.size === 0) return Promise.resolve();
-    const segments = rotate ? this.startSegment() : [];
+    // With LevelDB untrusted every segment is kept: a new one only to get past one that failed.
+    const segments = rotate && (!this.levelUntrusted || this.segmentTrouble !== undefined) ? this.startSegment() : [];
     const batch = this.pending;
     this.pending = new Pending();
     this.background = this.putAll(batch)
