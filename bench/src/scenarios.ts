@@ -481,7 +481,12 @@ async function restarts(hub: BenchHub, what: string): Promise<{ restarted: Bench
   await hub.stop();
   const stop = (now() - stopping) / 1000;
   const clean = await startHub({ db: hub.db });
-  await firstAnswer(clean.endpoint);
+  try {
+    await firstAnswer(clean.endpoint);
+  } catch (err) {
+    await clean.stop();
+    throw err;
+  }
   const fromSnapshot = (now() - clean.startedAt) / 1000;
   await clean.kill();
   const crashed = await startHub({ db: hub.db });
