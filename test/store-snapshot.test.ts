@@ -17,7 +17,7 @@ import { encodeSpecRecord, encodeStateRecord } from '../hub/src/store/record.js'
 import { Store } from '../hub/src/store/store.js';
 import type { TaskRecord } from '../proto/src/types.js';
 import { Client } from '../worker-kit/src/index.js';
-import { cleanTempDirs, startHub, tempDir } from './helpers.js';
+import { cleanTempDirs, startHub, tempDir, type RunningHub } from './helpers.js';
 import { taskRecord } from './support/records.js';
 
 afterAll(() => cleanTempDirs());
@@ -270,39 +270,44 @@ describe('the snapshot of a clean stop', () => {
 describe('dhub and its snapshot', () => {
   it('a SIGTERM writes it and the next start reads it; after a kill -9 the changes since are read from LevelDB', async () => {
     const db = join(tempDir(), 'db');
-    let hub = await startHub({ db });
-    let client = new Client({ hub: hub.endpoint, worker: 'w1' });
-    const names = Array.from({ length: 300 }, (_, i) => `job${i}`);
-    await client.create(names.map((name, i) => ({ name, deps: i % 10 === 0 ? [] : [`job${i - 1}`], payload: `echo ${i}` })));
-    const leased = await client.steal({ n: 5 });
-    client.close();
-    expect(await hub.stop()).toBe(0);
-    expect(hub.log()).toMatch(/wrote a snapshot of 300 tasks \(\d+ bytes\) in \d+ ms: the next start reads it/);
-
-    hub = await startHub({ db });
-    expect(hub.log()).toMatch(/read 300 tasks from the snapshot of the last clean stop in \d+ ms/);
-    client = new Client({ hub: hub.endpoint, worker: 'w1' });
-    const before = await client.status();
-    expect(before.total).toBe(300);
-    expect(before.counts.running).toBe(5);
-    // Acknowledged after the start from the snapshot, then the hub is killed: no snapshot says so.
-    await client.complete(leased.tasks.map((t) => ({ name: t.name })));
-    await client.create([{ name: 'late', payload: 'echo late' }]);
-    client.close();
-    await hub.stop('SIGKILL');
-
-    hub = await startHub({ db });
-    expect(hub.log()).not.toMatch(/snapshot/);
-    client = new Client({ hub: hub.endpoint, worker: 'w1' });
+    // Every hub and client started here ends, whatever fails (stop() of an ended hub only waits).
+    const hubs: RunningHub[] = [];
+    const clients: Client[] = [];
+    const started = async (): Promise<{ hub: RunningHub; client: Client }> => {
+      const hub = await startHub({ db });
+      hubs.push(hub);
+      const client = new Client({ hub: hub.endpoint, worker: 'w1' });
+      clients.push(client);
+      return { hub, client };
+    };
     try {
-      const after = await client.status();
+      const first = await started();
+      const names = Array.from({ length: 300 }, (_, i) => `job${i}`);
+      await first.client.create(names.map((name, i) => ({ name, deps: i % 10 === 0 ? [] : [`job${i - 1}`], payload: `echo ${i}` })));
+      const leased = await first.client.steal({ n: 5 });
+      expect(await first.hub.stop()).toBe(0);
+      expect(first.hub.log()).toMatch(/wrote a snapshot of 300 tasks \(\d+ bytes\) in \d+ ms: the next start reads it/);
+
+      const second = await started();
+      expect(second.hub.log()).toMatch(/read 300 tasks from the snapshot of the last clean stop in \d+ ms/);
+      const before = await second.client.status();
+      expect(before.total).toBe(300);
+      expect(before.counts.running).toBe(5);
+      // Acknowledged after the start from the snapshot, then the hub is killed: no snapshot says so.
+      await second.client.complete(leased.tasks.map((t) => ({ name: t.name })));
+      await second.client.create([{ name: 'late', payload: 'echo late' }]);
+      await second.hub.stop('SIGKILL');
+
+      const third = await started();
+      expect(third.hub.log()).not.toMatch(/snapshot/);
+      const after = await third.client.status();
       expect(after.total).toBe(301);
       expect(after.counts.done).toBe(5);
       expect(after.counts.running).toBe(0);
-      for (const t of leased.tasks) expect((await client.lookup(t.name)).task.state).toBe('done');
+      for (const t of leased.tasks) expect((await third.client.lookup(t.name)).task.state).toBe('done');
     } finally {
-      client.close();
-      await hub.stop();
+      for (const client of clients) client.close();
+      for (const hub of hubs) await hub.stop();
     }
   });
 });
