@@ -480,25 +480,24 @@ async function restarts(hub: BenchHub, what: string): Promise<{ restarted: Bench
   const stopping = now();
   await hub.stop();
   const stop = (now() - stopping) / 1000;
-  const clean = await startHub({ db: hub.db });
-  try {
-    await firstAnswer(clean.endpoint);
-  } catch (err) {
-    await clean.stop();
-    throw err;
-  }
-  const fromSnapshot = (now() - clean.startedAt) / 1000;
-  await clean.kill();
-  const crashed = await startHub({ db: hub.db });
-  try {
-    await firstAnswer(crashed.endpoint);
-  } catch (err) {
-    await crashed.stop();
-    throw err;
-  }
-  const fromLevel = (now() - crashed.startedAt) / 1000;
+  /** A hub on the same store and the seconds from its start to its first answer; stopped if it gives none. */
+  const restart = async (): Promise<{ hub: BenchHub; seconds: number }> => {
+    const started = await startHub({ db: hub.db });
+    try {
+      await firstAnswer(started.endpoint);
+    } catch (err) {
+      await started.stop();
+      throw err;
+    }
+    return { hub: started, seconds: (now() - started.startedAt) / 1000 };
+  };
+  const clean = await restart();
+  const fromSnapshot = clean.seconds;
+  await clean.hub.kill();
+  const crashed = await restart();
+  const fromLevel = crashed.seconds;
   return {
-    restarted: crashed,
+    restarted: crashed.hub,
     figures: [
       { scenario: 'scale', figure: `clean stop (SIGTERM to exit, its snapshot written), ${what}`, value: stop, unit: 's', runs: 1 },
       { scenario: 'scale', figure: `restart after a clean stop (the snapshot read), ${what}`, value: fromSnapshot, unit: 's', runs: 1, target: TARGETS.restart },
