@@ -694,7 +694,8 @@ export class Store implements TaskStore {
     await this.background;
     await this.toLevel(false);
     // With everything in LevelDB the log goes; otherwise the next start puts it there.
-    const allInLevel = this.pending.size === 0 && this.levelError === undefined && !this.levelUntrusted;
+    // (A LevelDB failure, now or earlier in the run, makes it untrusted: notMoved.)
+    const allInLevel = this.pending.size === 0 && !this.levelUntrusted;
     if (this.levelUntrusted) this.options.log.warn('the log is kept, as LevelDB failed a write in this run: the next start puts it into LevelDB again, and deletes it');
     const logErrors = this.wal?.close(allInLevel) ?? [];
     for (const e of logErrors) this.options.log.warn(e.message);
