@@ -7,7 +7,7 @@
  * read back as they were acknowledged.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { Level } from 'level';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -240,6 +240,27 @@ describe('the snapshot of a clean stop', () => {
     await store.close(() => stored);
     expect(log.lines.find((l) => l.includes('.tmp'))).toMatch(/^warn cannot delete .*dagwork-snapshot\.tmp: .*; no snapshot is written at the next stop while it is there$/);
     expect(log.lines.find((l) => l.includes('no snapshot written'))).toMatch(/^warn no snapshot written \(.*EEXIST.*\): the next start reads the tasks from LevelDB$/);
+  });
+
+  it('cut short after its check, while its tasks are read: the start fails, saying the next one reads LevelDB, and no task is handed over twice', async () => {
+    const stored = records(COUNT);
+    const db = await storeWith(stored);
+    const path = join(db, SNAPSHOT_FILE);
+    const store = await Store.open(db, { log: captureLog() });
+    const seen = new Map<string, number>();
+    let cut = false;
+    const loading = store.loadEach((r) => {
+      if (!cut) {
+        cut = true;
+        truncateSync(path, 100_000);
+      }
+      seen.set(r.spec.name, (seen.get(r.spec.name) ?? 0) + 1);
+    });
+    await expect(loading).rejects.toThrow(/^the snapshot .* holds a task that cannot be read \(the snapshot changed or failed while it was read: it was cut short while it was read \(at byte \d+\)\); it is deleted, and the next start reads the tasks from LevelDB: start dhub again$/);
+    await store.close();
+    expect([...seen.values()].filter((n) => n > 1)).toEqual([]);
+    expect(existsSync(path)).toBe(false);
+    expect(byName((await load(db)).tasks)).toEqual(byName(stored));
   });
 
   it('is not read once the store was written after the start', async () => {

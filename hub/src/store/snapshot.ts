@@ -21,7 +21,7 @@ import { dirname } from 'node:path';
 import type { TaskRecord } from '../../../proto/src/types.js';
 import { WireWriter } from '../../../proto/src/wire-writer.js';
 import { fnv1a } from './frame.js';
-import { decodeSplitRecord, writeSpecRecord, writeStateRecord } from './record.js';
+import { decodeSplitRecord, RecordError, writeSpecRecord, writeStateRecord } from './record.js';
 
 export const SNAPSHOT_FILE = 'dagwork-snapshot';
 const MAGIC = Buffer.from('dagsnap\x01', 'latin1');
@@ -115,8 +115,9 @@ export class SnapshotError extends Error {}
 /**
  * Reads the snapshot at `path` that `mark` names, handing each task to `sink`. The whole file is
  * checked first (sums, lengths, counts): one that does not check out throws SnapshotError having
- * handed over nothing, and the caller reads LevelDB instead. A record that does not decode after
- * that throws RecordError (record.ts): the file was written so.
+ * handed over nothing, and the caller reads LevelDB instead. After that, a record that does not
+ * decode (the file was written so), or a file that changes or fails while it is read, throws
+ * RecordError (record.ts): tasks have gone to `sink`.
  */
 export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: TaskRecord) => void): void {
   let fd: number;
@@ -134,8 +135,7 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
       throw new SnapshotError(`cannot read it: ${(err as Error).message}`);
     }
     if (!stat.isFile()) throw new SnapshotError('it is not a file');
-    /** Reads up to `buf.length` bytes at `at`: fewer only at the end. The check pass's errors are SnapshotErrors. */
-    let checking = true;
+    /** Reads up to `buf.length` bytes at `at`: fewer only at the end. */
     const read = (buf: Buffer, at: number): number => {
       let done = 0;
       try {
@@ -145,8 +145,7 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
           done += n;
         }
       } catch (err) {
-        if (checking) throw new SnapshotError(`cannot read it: ${(err as Error).message}`);
-        throw err;
+        throw new SnapshotError(`cannot read it: ${(err as Error).message}`);
       }
       return done;
     };
@@ -175,11 +174,16 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
     }
     if (read(header.subarray(0, 1), at) !== 0) throw new SnapshotError(`it is longer than the ${mark.bytes} bytes written`);
     if (tasks !== mark.tasks) throw new SnapshotError(`it holds ${tasks} tasks, not the ${mark.tasks} written`);
-    checking = false;
-    for (const chunk of chunks) {
-      const payload = Buffer.allocUnsafe(chunk.length);
-      if (read(payload, chunk.at + CHUNK_HEADER) < chunk.length) throw new SnapshotError(`it was cut short while it was read (at byte ${chunk.at})`);
-      walk(payload, chunk.at, (spec, state) => sink(decodeSplitRecord(spec, state)));
+    try {
+      for (const chunk of chunks) {
+        const payload = Buffer.allocUnsafe(chunk.length);
+        if (read(payload, chunk.at + CHUNK_HEADER) < chunk.length) throw new SnapshotError(`it was cut short while it was read (at byte ${chunk.at})`);
+        walk(payload, chunk.at, (spec, state) => sink(decodeSplitRecord(spec, state)));
+      }
+    } catch (err) {
+      // Tasks went to `sink` already: no longer a reason to read LevelDB into the same sink.
+      if (err instanceof SnapshotError) throw new RecordError(`the snapshot changed or failed while it was read: ${err.message}`);
+      throw err;
     }
   } finally {
     closeSync(fd);
