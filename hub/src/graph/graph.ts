@@ -5,6 +5,7 @@ import { RateWindow } from './rate.js';
 import { NO_ENTRY, StateLogs } from './statelog.js';
 import { ByteArena, EMPTY_HANDLE } from './arena.js';
 import { graphView, type ViewSource } from './view.js';
+import { LEASE_QUEUED, NO_DEPS, NO_OUTPUTS, NO_TASKS, QUEUED, QUEUED_ALL, RETIRED, TaskTable, type SpecMore, type TaskId } from './tasks.js';
 import {
   MAX_POOL_RUNNING,
   emptyCounts,
@@ -46,14 +47,10 @@ import {
 import { checkName, checkWorker, DEFAULT_POOL, dependencyOrder, normalizeSpec, sameSpec } from '../../../proto/src/spec.js';
 
 const EMPTY = new Uint8Array(0);
-/** Shared by every record without output files (a million done tasks hold one array, not a million). */
-const NO_OUTPUTS: FileRef[] = [];
 const NO_PARAMS: Param[] = [];
 const NO_NAMES: string[] = [];
 const NO_PARAM_FILES: ParamFile[] = [];
 const NO_TICKETS: VerifyTicket[] = [];
-/** Shared by every task without dependents; never written to (withDependent copies it). */
-const NO_TASKS: Task[] = [];
 /** Dependents lists up to this long are copied at their exact length when one is added; longer ones grow as arrays do. */
 const EXACT_DEPENDENTS = 16;
 
@@ -61,13 +58,13 @@ const EXACT_DEPENDENTS = 16;
  * `list` with `task` added. A short list is copied at its exact length (an array grown by push
  * reserves 17 slots at its first push: about 130 bytes for a task with one dependent).
  */
-function withDependent(list: Task[], task: Task): Task[] {
+function withDependent(list: TaskId[], task: TaskId): TaskId[] {
   if (list.length >= EXACT_DEPENDENTS) {
     list.push(task);
     return list;
   }
-  const copy = new Array<Task>(list.length + 1);
-  for (let i = 0; i < list.length; i++) copy[i] = list[i] as Task;
+  const copy = new Array<TaskId>(list.length + 1);
+  for (let i = 0; i < list.length; i++) copy[i] = list[i] as TaskId;
   copy[list.length] = task;
   return copy;
 }
@@ -98,138 +95,14 @@ const MAX_MISSING_EXAMPLES = 10;
 /** Most pools a pool list holds (the first by name); `poolsTotal` counts them all. */
 const MAX_LISTED_POOLS = 1_000;
 
-/**
- * The fields of a spec beyond its name, deps, pool, priority and payload. Tasks with the same
- * scalars and no params, files or outputs share one (most tasks: one for the whole graph).
- */
-interface SpecMore {
-  readonly maxAttempts: number;
-  readonly leaseMs: number;
-  readonly params: Param[];
-  readonly inputs: FileRef[];
-  readonly outputs: string[];
-  readonly paramFiles: ParamFile[];
-  readonly barrier: boolean;
-  readonly afterEnded: boolean;
-}
 /** Most distinct shared SpecMore objects kept; past it a task with a new combination gets its own. */
 const MAX_SHARED_MORE = 1_024;
-/** Shared by every task without dependencies. */
-const NO_DEPS: string[] = [];
-
-/** Task.bits: the state's index in TASK_STATES (below STATE_MASK), then one bit per flag. */
-const STATE_MASK = 7;
-const QUEUED = 8;
-const QUEUED_ALL = 16;
-const LEASE_QUEUED = 32;
-const STATE_INDEX = Object.fromEntries(TASK_STATES.map((state, i) => [state, i])) as Record<TaskState, number>;
-
-/**
- * Lease deadlines and backoff ends of the tasks that have one (running, or ready after a failure):
- * few at a time, and a time as a field costs every task 24 bytes (a boxed double).
- */
-const LEASE_DEADLINES = new WeakMap<Task, number>();
-const NOT_BEFORE = new WeakMap<Task, number>();
-
-/** A task inside the graph: its record, plus links derived from all records (never stored). */
-class Task {
-  /** Its state (its index in TASK_STATES) and the flags below, in one small integer. */
-  private bits = 0;
-  attempts = 0;
-  worker = '';
-  holder = '';
-
-  /** Running: when the lease ends; 0 otherwise (see LEASE_DEADLINES). */
-  get leaseDeadline(): number {
-    return LEASE_DEADLINES.get(this) ?? 0;
-  }
-  set leaseDeadline(at: number) {
-    if (at === 0) LEASE_DEADLINES.delete(this);
-    else LEASE_DEADLINES.set(this, at);
-  }
-  /** Ready after a failure: not handed out before this time; 0 otherwise. */
-  get notBefore(): number {
-    return NOT_BEFORE.get(this) ?? 0;
-  }
-  set notBefore(at: number) {
-    if (at === 0) NOT_BEFORE.delete(this);
-    else NOT_BEFORE.set(this, at);
-  }
-  /** Its result in the graph's ByteArena (EMPTY_HANDLE: none). */
-  result = EMPTY_HANDLE;
-  /** Done: the output files its completion named. */
-  outputs: FileRef[] = NO_OUTPUTS;
-  lastError = '';
-  /** Its state log, in the graph's StateLogs: the latest entry, and how many there are. */
-  logHead = NO_ENTRY;
-  logLength = 0;
-  /** Dependencies not done yet, the ones that do not exist yet included. */
-  pendingDeps = 0;
-  /** Dependencies that do not exist yet. */
-  missingDeps = 0;
-  /** Exactly as long as it needs to be while short (see `withDependent`): most tasks have few. */
-  dependents: Task[] = NO_TASKS;
-
-  get state(): TaskState {
-    return TASK_STATES[this.bits & STATE_MASK] as TaskState;
-  }
-  set state(state: TaskState) {
-    this.bits = (this.bits & ~STATE_MASK) | STATE_INDEX[state];
-  }
-  /** Sitting in its pool's ready heap. */
-  get queued(): boolean {
-    return (this.bits & QUEUED) !== 0;
-  }
-  set queued(on: boolean) {
-    this.bits = on ? this.bits | QUEUED : this.bits & ~QUEUED;
-  }
-  /** Sitting in the graph's heap of every ready task (what a steal of every pool takes from). */
-  get queuedAll(): boolean {
-    return (this.bits & QUEUED_ALL) !== 0;
-  }
-  set queuedAll(on: boolean) {
-    this.bits = on ? this.bits | QUEUED_ALL : this.bits & ~QUEUED_ALL;
-  }
-  /** Has an entry in the lease heap (one at most: a renewal moves the deadline, not the entry). */
-  get leaseQueued(): boolean {
-    return (this.bits & LEASE_QUEUED) !== 0;
-  }
-  set leaseQueued(on: boolean) {
-    this.bits = on ? this.bits | LEASE_QUEUED : this.bits & ~LEASE_QUEUED;
-  }
-
-  constructor(
-    readonly name: string,
-    /** Its dependencies' names: each that exists is that task's own name string (see Graph.link). */
-    readonly deps: string[],
-    /** The pool's own name string (PoolQueue.name), one for all its tasks. */
-    readonly pool: string,
-    readonly priority: number,
-    /** Its payload in the graph's ByteArena (EMPTY_HANDLE: none). */
-    readonly payload: number,
-    /** The rest of its spec: shared by the tasks that have the same (see Graph.moreOf). */
-    readonly more: SpecMore,
-    readonly seq: number,
-  ) {}
-
-  /** Its record's fields but the spec and the log (the graph puts those in). */
-  static fromRecord(record: TaskRecord, task: Task): Task {
-    task.state = record.state;
-    task.attempts = record.attempts;
-    task.worker = record.worker;
-    task.holder = record.holder;
-    // A new task has neither: no delete from the side tables for each of a million restored tasks.
-    if (record.leaseDeadline !== 0) task.leaseDeadline = record.leaseDeadline;
-    if (record.notBefore !== 0) task.notBefore = record.notBefore;
-    task.outputs = record.outputs.length === 0 ? NO_OUTPUTS : record.outputs;
-    task.lastError = record.lastError;
-    return task;
-  }
-}
+/** Ids of replaced tasks kept from reuse before their heaps are swept (see Graph.reclaim). */
+const RECLAIM_AFTER = 1_024;
 
 /** Where a steal takes tasks from: the best ready one, and taking it. */
 interface ReadySource {
-  peek(): Task | undefined;
+  peek(): TaskId | undefined;
   take(): void;
 }
 
@@ -238,15 +111,20 @@ const ATTEMPT_NOTES = Array.from({ length: 16 }, (_, i) => `attempt ${i}`);
 const attemptNote = (attempt: number): string => ATTEMPT_NOTES[attempt] ?? `attempt ${attempt}`;
 
 /** Higher priority first, then creation order. */
-function handsOutBefore(a: Task, b: Task): boolean {
-  return a.priority > b.priority || (a.priority === b.priority && a.seq < b.seq);
+function handsOutBefore(tasks: TaskTable, a: TaskId, b: TaskId): boolean {
+  const pa = tasks.priority[a] as number;
+  const pb = tasks.priority[b] as number;
+  return pa > pb || (pa === pb && (tasks.seq[a] as number) < (tasks.seq[b] as number));
 }
 
 class PoolQueue {
-  /** `name`: the one string of its name that its tasks hold. */
-  constructor(readonly name: string) {}
+  /** `name`: the one string of its name that its tasks hold; `tasks`: the graph's. */
+  constructor(
+    readonly name: string,
+    private readonly tasks: TaskTable,
+  ) {}
 
-  readonly ready = new Heap<Task>(handsOutBefore);
+  readonly ready = new Heap<TaskId>((a, b) => handsOutBefore(this.tasks, a, b));
   readonly counts = emptyCounts();
   /** Settings (pool_set): at most this many running at once, 0 no limit; nothing handed out while paused. */
   maxRunning = 0;
@@ -283,11 +161,11 @@ class PoolQueue {
   }
 
   /** The next task to hand out, dropping entries that stopped being ready while queued. */
-  head(): Task | undefined {
+  head(): TaskId | undefined {
     let task = this.ready.peek();
-    while (task !== undefined && task.state !== 'ready') {
+    while (task !== undefined && this.tasks.state(task) !== 'ready') {
       this.ready.pop();
-      task.queued = false;
+      this.tasks.setFlag(task, QUEUED, false);
       task = this.ready.peek();
     }
     return task;
@@ -321,7 +199,7 @@ interface WorkerStats {
   runs: number;
   busyMs: number;
   maxRunMs: number;
-  leases: Set<Task>;
+  leases: Set<TaskId>;
 }
 
 /** Notes of a run given back without using an attempt: not a failure of its worker. */
@@ -330,7 +208,7 @@ const GIVEN_BACK = new Set(['released', 'worker exited', 'the steal reply could 
 const LISTED_LEASES = 10;
 
 interface Timed {
-  task: Task;
+  task: TaskId;
   at: number;
 }
 const earlier = (a: Timed, b: Timed): boolean => a.at < b.at;
@@ -406,11 +284,13 @@ export const NO_OBSERVER: GraphObserver = { created: noop, leased: noop, complet
  */
 export class Graph {
   readonly options: GraphOptions;
-  private readonly tasks = new Map<string, Task>();
+  /** Every task's fields (see TaskTable). */
+  private readonly tasks = new TaskTable();
+  private readonly byName = new Map<string, TaskId>();
   /** Every task in creation order (by seq): what `list` pages through. */
-  private readonly order: Task[] = [];
+  private readonly order: TaskId[] = [];
   /** Names that existing tasks depend on but that do not exist yet, with those tasks. */
-  private readonly missing = new Map<string, Task[]>();
+  private readonly missing = new Map<string, TaskId[]>();
   private readonly pools = new Map<string, PoolQueue>();
   /** Pools whose settings can hold them back (PoolQueue.throttled): few, an operator's choice. */
   private readonly throttled = new Set<PoolQueue>();
@@ -421,16 +301,16 @@ export class Graph {
   /** Tasks created or replaced since `takeNewSpecs`: the store writes their spec, not only their state. */
   private newSpecs = new Set<string>();
   /** Every ready task of every pool, best first: a steal of all pools costs O(log n), not O(pools). */
-  private readonly allReady = new Heap<Task>(handsOutBefore);
+  private readonly allReady = new Heap<TaskId>((a, b) => handsOutBefore(this.tasks, a, b));
   private readonly counts = emptyCounts();
-  private readonly failedTasks = new Set<Task>();
+  private readonly failedTasks = new Set<TaskId>();
   private readonly backoffs = new Heap<Timed>(earlier);
   private readonly leases = new Heap<Timed>(earlier);
   private readonly workers = new Map<string, WorkerStats>();
   private readonly doneRate = new RateWindow();
   /** Completions and failed attempts since this graph was made; they only grow (the hub's throughput history counts them). */
   readonly ended = { done: 0, failed: 0 };
-  private dirty = new Set<Task>();
+  private dirty = new Set<TaskId>();
   /** Every task's state log. */
   private readonly logs = new StateLogs();
   /** Every task's payload and result. */
@@ -450,10 +330,10 @@ export class Graph {
    * Tasks VERIFYING, each with the token of its verification: a verdict counts only for the
    * verification it was made for (the task may have been cancelled, rerun or replaced meanwhile).
    */
-  private readonly verifying = new Map<Task, number>();
+  private readonly verifying = new Map<TaskId, number>();
   private verifyTokens = 0;
   /** Tasks that became VERIFYING since `takeToVerify` (at a restore: every one). */
-  private toVerify: Task[] = [];
+  private toVerify: TaskId[] = [];
   /** Pools with a job verifier: while there is none, a create costs nothing more. */
   private readonly jobVerified = new Set<PoolQueue>();
   /** Told of the transitions metrics count; the hub sets it. */
@@ -503,28 +383,35 @@ export class Graph {
       finish(now: number): Graph {
         if (finished) throw new Error('a restored graph finished twice');
         finished = true;
-        for (const task of graph.tasks.values()) graph.order.push(task);
-        graph.order.sort((a, b) => a.seq - b.seq);
-        // In creation order, whatever order the records came in: the same graph from any store.
-        for (const task of graph.order) {
-          if (task.state === 'running') {
-            task.leaseDeadline = Math.max(task.leaseDeadline, now + task.more.leaseMs);
-            graph.queueLease(task);
-            graph.stats(task.worker, 0).leases.add(task);
-          } else if (task.state === 'verifying') {
-            // Its verification was cut off by the restart (or never started): it runs again.
-            graph.startVerifying(task);
-          }
-        }
-        for (const task of graph.order) graph.link(task);
-        const entries: number[] = [];
-        for (const task of graph.order) graph.countRuns(task, entries);
-        // Queued in creation order too: each push then sifts up little, where records in the
-        // names' order would make each one climb the heap.
-        for (const task of graph.order) if (task.state === 'ready' && task.notBefore === 0) graph.enqueue(task);
+        graph.finishRestore(now);
         return graph;
       },
     };
+  }
+
+  /** The end of a restore (see restoring): links, leases, verifications and queues, in creation order. */
+  private finishRestore(now: number): void {
+    const tasks = this.tasks;
+    for (const task of this.byName.values()) this.order.push(task);
+    this.order.sort((a, b) => (tasks.seq[a] as number) - (tasks.seq[b] as number));
+    // In creation order, whatever order the records came in: the same graph from any store.
+    for (const task of this.order) {
+      const state = tasks.state(task);
+      if (state === 'running') {
+        tasks.leaseDeadline[task] = Math.max(tasks.leaseDeadline[task] as number, now + (tasks.more[task] as SpecMore).leaseMs);
+        this.queueLease(task);
+        this.stats(tasks.worker[task] as string, 0).leases.add(task);
+      } else if (state === 'verifying') {
+        // Its verification was cut off by the restart (or never started): it runs again.
+        this.startVerifying(task);
+      }
+    }
+    for (const task of this.order) this.link(task);
+    const entries: number[] = [];
+    for (const task of this.order) this.countRuns(task, entries);
+    // Queued in creation order too: each push then sifts up little, where records in the
+    // names' order would make each one climb the heap.
+    for (const task of this.order) if (tasks.state(task) === 'ready' && tasks.notBefore(task) === 0) this.enqueue(task);
   }
 
   /**
@@ -532,20 +419,31 @@ export class Graph {
    * running tasks' leases and queues ready ones.
    */
   private restoreTask(record: TaskRecord): void {
-    const task = Task.fromRecord(record, this.newTask(record.spec, record.seq));
-    task.result = this.blobs.put(record.result);
+    const tasks = this.tasks;
+    const task = this.newTask(record.spec, record.seq);
+    tasks.setState(task, record.state);
+    tasks.attempts[task] = record.attempts;
+    tasks.worker[task] = record.worker;
+    tasks.holder[task] = record.holder;
+    tasks.leaseDeadline[task] = record.leaseDeadline;
+    tasks.setNotBefore(task, record.notBefore);
+    tasks.setOutputs(task, record.outputs);
+    tasks.setLastError(task, record.lastError);
+    tasks.result[task] = this.blobs.put(record.result);
     // As stored, however long (appendLog trims it at its next change).
-    for (const change of record.log) task.logHead = this.logs.append(task.logHead, change);
-    task.logLength = record.log.length;
-    this.tasks.set(task.name, task);
-    this.nextSeq = Math.max(this.nextSeq, task.seq + 1);
+    let head = NO_ENTRY;
+    for (const change of record.log) head = this.logs.append(head, change);
+    tasks.logHead[task] = head;
+    tasks.logLength[task] = record.log.length;
+    this.byName.set(record.spec.name, task);
+    this.nextSeq = Math.max(this.nextSeq, record.seq + 1);
     this.countIn(task);
     // Ready without a backoff: queued by `finish`, in creation order.
-    if (task.state === 'ready' && task.notBefore > 0) this.backoffs.push({ task, at: task.notBefore });
+    if (record.state === 'ready' && record.notBefore > 0) this.backoffs.push({ task, at: record.notBefore });
   }
 
   get size(): number {
-    return this.tasks.size;
+    return this.byName.size;
   }
 
   /**
@@ -559,17 +457,17 @@ export class Graph {
    */
   create(inputs: readonly TaskSpecInput[], now: number): CreateResult {
     checkBatch(inputs.length, this.options, 'create');
-    if (this.tasks.size + inputs.length > this.options.maxTasks) {
-      const fresh = inputs.filter((input) => !this.tasks.has(input.name)).length;
-      if (this.tasks.size + fresh > this.options.maxTasks) {
-        throw new DagworkError('TOO_LARGE', `the graph would hold ${this.tasks.size + fresh} tasks; the limit is ${this.options.maxTasks}`);
+    if (this.byName.size + inputs.length > this.options.maxTasks) {
+      const fresh = inputs.filter((input) => !this.byName.has(input.name)).length;
+      if (this.byName.size + fresh > this.options.maxTasks) {
+        throw new DagworkError('TOO_LARGE', `the graph would hold ${this.byName.size + fresh} tasks; the limit is ${this.options.maxTasks}`);
       }
     }
     const fresh = new Map<string, TaskSpec>();
     let unchanged = 0;
     for (const input of inputs) {
       const spec = normalizeSpec(input, this.options);
-      const task = this.tasks.get(spec.name);
+      const task = this.byName.get(spec.name);
       const existing = task === undefined ? fresh.get(spec.name) : this.specOf(task);
       if (existing === undefined) {
         fresh.set(spec.name, spec);
@@ -595,31 +493,31 @@ export class Graph {
 
     const added = order.map((name) => this.newTask(fresh.get(name) as TaskSpec, this.nextSeq++));
     for (const task of added) {
-      this.tasks.set(task.name, task);
+      this.byName.set((this.tasks.name[task] as string), task);
       this.order.push(task);
-      this.deleted.delete(task.name); // deleted with its pool earlier in this batch window: written anew
-      this.newSpecs.add(task.name);
+      this.deleted.delete((this.tasks.name[task] as string)); // deleted with its pool earlier in this batch window: written anew
+      this.newSpecs.add((this.tasks.name[task] as string));
     }
     for (const task of added) this.link(task);
     // `order` puts dependencies first, so a dependency's state is settled before its dependents'.
     // A barrier with every dependency done starts out waiting and is done once the batch is in.
-    const barriersDone: Task[] = [];
+    const barriersDone: TaskId[] = [];
     for (const task of added) {
-      task.state = this.stateFromDeps(task);
-      if (task.more.barrier && task.state === 'ready') {
-        task.state = 'waiting';
+      this.tasks.setState(task, this.stateFromDeps(task));
+      if ((this.tasks.more[task] as SpecMore).barrier && this.tasks.state(task) === 'ready') {
+        this.tasks.setState(task, 'waiting');
         barriersDone.push(task);
       }
       this.countIn(task);
-      this.appendLog(task, { state: task.state, at: now, worker: '', note: task.state === 'blocked' ? `created; ${this.blockedBy(task)}` : 'created' });
-      if (task.state === 'ready') this.enqueue(task);
+      this.appendLog(task, { state: this.tasks.state(task), at: now, worker: '', note: this.tasks.state(task) === 'blocked' ? `created; ${this.blockedBy(task)}` : 'created' });
+      if (this.tasks.state(task) === 'ready') this.enqueue(task);
     }
     // Tasks created earlier that waited for one of these names inherit its blocked state.
-    for (const task of added) if (task.state === 'blocked') this.blockDescendants(task, now);
+    for (const task of added) if (this.tasks.state(task) === 'blocked') this.blockDescendants(task, now);
     this.observeCreated(added);
-    for (const task of barriersDone) if (task.state === 'waiting' && task.pendingDeps === 0) this.completeBarriers(task, now);
+    for (const task of barriersDone) if (this.tasks.state(task) === 'waiting' && (this.tasks.pendingDeps[task] as number) === 0) this.completeBarriers(task, now);
     const missing = new Set<string>();
-    for (const task of added) for (const dep of task.deps) if (!this.tasks.has(dep)) missing.add(dep);
+    for (const task of added) for (const dep of (this.tasks.deps[task] as string[])) if (!this.byName.has(dep)) missing.add(dep);
     const missingDeps: string[] = [];
     for (const name of missing) {
       if (missingDeps.length === MAX_MISSING_LISTED) break;
@@ -688,7 +586,7 @@ export class Graph {
       const a = all.peek();
       const b = some.peek();
       if (a === undefined) return b === undefined ? undefined : some;
-      return b !== undefined && handsOutBefore(b, a) ? some : all;
+      return b !== undefined && handsOutBefore(this.tasks, b, a) ? some : all;
     };
     return { peek: () => pick()?.peek(), take: () => pick()?.take() };
   }
@@ -696,11 +594,11 @@ export class Graph {
   /** The heap of every ready task, dropping entries no longer ready or of a pool now throttled. */
   private allReadySource(): ReadySource {
     const heap = this.allReady;
-    const peek = (): Task | undefined => {
+    const peek = (): TaskId | undefined => {
       let task = heap.peek();
-      while (task !== undefined && (task.state !== 'ready' || this.pools.get(task.pool)?.throttled === true)) {
+      while (task !== undefined && (this.tasks.state(task) !== 'ready' || this.pools.get((this.tasks.pool[task] as string))?.throttled === true)) {
         heap.pop();
-        task.queuedAll = false;
+        this.tasks.setFlag(task, QUEUED_ALL, false);
         task = heap.peek();
       }
       return task;
@@ -709,7 +607,7 @@ export class Graph {
       peek,
       take: () => {
         const task = heap.pop();
-        if (task !== undefined) task.queuedAll = false;
+        if (task !== undefined) this.tasks.setFlag(task, QUEUED_ALL, false);
       },
     };
   }
@@ -724,7 +622,7 @@ export class Graph {
    * settings hold back (paused, or at its limit once a task was leased) leaves the heap.
    */
   private poolHeads(queues: Iterable<PoolQueue>): ReadySource {
-    const byHead = new Heap<PoolQueue>((a, b) => handsOutBefore(a.head() as Task, b.head() as Task));
+    const byHead = new Heap<PoolQueue>((a, b) => handsOutBefore(this.tasks, a.head() as TaskId, b.head() as TaskId));
     for (const queue of queues) if (!queue.held() && queue.head() !== undefined) byHead.push(queue);
     const top = (): PoolQueue | undefined => {
       let queue = byHead.peek();
@@ -740,8 +638,8 @@ export class Graph {
         const queue = top();
         if (queue === undefined) return;
         byHead.pop();
-        const task = queue.ready.pop() as Task;
-        task.queued = false;
+        const task = queue.ready.pop() as TaskId;
+        this.tasks.setFlag(task, QUEUED, false);
         if (queue.head() !== undefined) byHead.push(queue);
       },
     };
@@ -766,7 +664,7 @@ export class Graph {
     this.advance(now);
     const stats = this.stats(worker, now);
     return completions.map(({ name, result, outputs }) => {
-      const task = this.tasks.get(name);
+      const task = this.byName.get(name);
       const refusal = this.refuse(task, name, worker, true);
       if (refusal !== undefined || task === undefined) return refusal ?? notFound(name);
       if (result !== undefined && result.length > this.options.maxResultBytes) {
@@ -774,24 +672,24 @@ export class Graph {
       }
       const files = this.checkOutputs(task, outputs ?? NO_OUTPUTS);
       if (typeof files === 'string') return outcome(name, 'MISSING_FILES', files);
-      const late = task.state !== 'running';
-      if (task.state === 'running') this.dropLease(task);
-      const wasFailed = task.state === 'failed';
-      task.holder = '';
-      this.blobs.free(task.result);
-      task.result = this.blobs.put(result ?? EMPTY);
-      task.notBefore = 0;
+      const late = this.tasks.state(task) !== 'running';
+      if (this.tasks.state(task) === 'running') this.dropLease(task);
+      const wasFailed = this.tasks.state(task) === 'failed';
+      this.tasks.holder[task] = '';
+      this.blobs.free((this.tasks.result[task] as number));
+      this.tasks.result[task] = this.blobs.put(result ?? EMPTY);
+      this.tasks.setNotBefore(task, 0);
       const lateNote = late ? 'accepted late: the lease had expired but nobody else held the task' : '';
       this.ranFor(stats, task, now);
-      if (this.pool(task.pool).resultVerifier !== '') {
+      if (this.pool((this.tasks.pool[task] as string)).resultVerifier !== '') {
         this.setState(task, 'verifying', now, worker, late ? 'late completion after the lease expired; the result is being verified' : 'the result is being verified');
-        task.outputs = files;
+        this.tasks.setOutputs(task, files);
         this.startVerifying(task);
         return accepted(name, `${lateNote}${late ? '; ' : ''}the pool's result verifier checks the result before the task is done`);
       }
-      this.observer.completed(task.pool, this.runTime(task, now));
+      this.observer.completed((this.tasks.pool[task] as string), this.runTime(task, now));
       this.setState(task, 'done', now, worker, late ? 'late completion after the lease expired' : '');
-      task.outputs = files;
+      this.tasks.setOutputs(task, files);
       stats.done++;
       this.finish(task, now, wasFailed);
       return accepted(name, lateNote);
@@ -799,10 +697,10 @@ export class Graph {
   }
 
   /** `task` became done by a completion: counted, and its dependents released (unblocked, if it had failed). */
-  private finish(task: Task, now: number, wasFailed: boolean): void {
+  private finish(task: TaskId, now: number, wasFailed: boolean): void {
     this.doneRate.add(now);
     this.ended.done++;
-    const queue = this.pool(task.pool);
+    const queue = this.pool((this.tasks.pool[task] as string));
     (queue.rate ??= new RateWindow()).add(now);
     this.releaseDependents(task, now);
     if (wasFailed) this.unblockDescendants(task, now);
@@ -812,8 +710,8 @@ export class Graph {
    * The output files of a completion of `task`, in the order the task declares them, or why they
    * are refused: each declared output named once, nothing else, and every file held by the hub.
    */
-  private checkOutputs(task: Task, given: readonly FileRef[]): FileRef[] | string {
-    const declared = task.more.outputs;
+  private checkOutputs(task: TaskId, given: readonly FileRef[]): FileRef[] | string {
+    const declared = (this.tasks.more[task] as SpecMore).outputs;
     if (declared.length === 0 && given.length === 0) return NO_OUTPUTS;
     const byName = new Map<string, FileRef>();
     for (const file of given) {
@@ -842,34 +740,34 @@ export class Graph {
     checkWorker(worker);
     this.advance(now);
     const stats = this.stats(worker, now);
-    const task = this.tasks.get(name);
+    const task = this.byName.get(name);
     const refusal = this.refuse(task, name, worker, false);
-    if (refusal !== undefined || task === undefined) return { result: refusal ?? notFound(name), state: task?.state, notBefore: 0 };
+    if (refusal !== undefined || task === undefined) return { result: refusal ?? notFound(name), state: task === undefined ? undefined : this.tasks.state(task), notBefore: 0 };
     this.dropLease(task);
-    task.holder = '';
+    this.tasks.holder[task] = '';
     stats.failed++;
     this.ranFor(stats, task, now);
     this.failAttempt(task, reason, permanent, now, worker);
-    return { result: accepted(name, ''), state: task.state, notBefore: task.notBefore };
+    return { result: accepted(name, ''), state: this.tasks.state(task), notBefore: this.tasks.notBefore(task) };
   }
 
   /** An attempt failed: ready again after the backoff while attempts remain, failed otherwise (or when `permanent`). */
-  private failAttempt(task: Task, reason: string, permanent: boolean, now: number, worker: string): void {
+  private failAttempt(task: TaskId, reason: string, permanent: boolean, now: number, worker: string): void {
     this.ended.failed++;
-    task.lastError = reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}... (cut)` : reason;
-    this.observer.attemptFailed(task.pool);
-    if (permanent || task.attempts >= task.more.maxAttempts) {
-      this.failTask(task, now, worker, permanent ? `failed permanently: ${task.lastError}` : `attempts used up: ${task.lastError}`);
+    this.tasks.setLastError(task, reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}... (cut)` : reason);
+    this.observer.attemptFailed((this.tasks.pool[task] as string));
+    if (permanent || (this.tasks.attempts[task] as number) >= (this.tasks.more[task] as SpecMore).maxAttempts) {
+      this.failTask(task, now, worker, permanent ? `failed permanently: ${this.tasks.lastError(task)}` : `attempts used up: ${this.tasks.lastError(task)}`);
     } else {
-      const backoff = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** (task.attempts - 1));
-      this.makeReady(task, now, worker, `failed: ${task.lastError}`, now + backoff);
+      const backoff = Math.min(this.options.backoffMaxMs, this.options.backoffBaseMs * 2 ** ((this.tasks.attempts[task] as number) - 1));
+      this.makeReady(task, now, worker, `failed: ${this.tasks.lastError(task)}`, now + backoff);
     }
   }
 
   // --- verifiers (issue 13) ----------------------------------------------------------------
 
   /** `task` is VERIFYING: its verification gets a token and waits for takeToVerify. */
-  private startVerifying(task: Task): void {
+  private startVerifying(task: TaskId): void {
     this.verifying.set(task, ++this.verifyTokens);
     this.toVerify.push(task);
   }
@@ -884,7 +782,7 @@ export class Graph {
     const tickets: VerifyTicket[] = [];
     for (const task of this.toVerify) {
       const token = this.verifying.get(task);
-      if (token !== undefined && task.state === 'verifying') tickets.push({ name: task.name, token });
+      if (token !== undefined && this.tasks.state(task) === 'verifying') tickets.push({ name: (this.tasks.name[task] as string), token });
     }
     this.toVerify = [];
     return tickets;
@@ -895,9 +793,9 @@ export class Graph {
    * verification is no longer wanted (the task was cancelled, rerun, replaced or deleted).
    */
   verification(ticket: VerifyTicket): ResultToVerify | undefined {
-    const task = this.tasks.get(ticket.name);
-    if (task === undefined || task.state !== 'verifying' || this.verifying.get(task) !== ticket.token) return undefined;
-    return { spec: this.specOf(task), attempt: task.attempts, worker: task.worker, result: this.blobs.get(task.result), outputs: task.outputs, verifier: this.pool(task.pool).resultVerifier };
+    const task = this.byName.get(ticket.name);
+    if (task === undefined || this.tasks.state(task) !== 'verifying' || this.verifying.get(task) !== ticket.token) return undefined;
+    return { spec: this.specOf(task), attempt: (this.tasks.attempts[task] as number), worker: (this.tasks.worker[task] as string), result: this.blobs.get((this.tasks.result[task] as number)), outputs: this.tasks.outputs(task), verifier: this.pool((this.tasks.pool[task] as string)).resultVerifier };
   }
 
   /**
@@ -909,14 +807,14 @@ export class Graph {
   verified(ticket: VerifyTicket, passed: boolean, reason: string, now: number): boolean {
     if (this.verification(ticket) === undefined) return false;
     this.advance(now);
-    const task = this.tasks.get(ticket.name) as Task;
-    const stats = this.stats(task.worker, 0);
+    const task = this.byName.get(ticket.name) as TaskId;
+    const stats = this.stats((this.tasks.worker[task] as string), 0);
     if (passed) {
-      const outputs = task.outputs;
+      const outputs = this.tasks.outputs(task);
       // Its run ended at the completion: the VERIFYING entry, its latest.
-      this.observer.completed(task.pool, this.runTime(task, this.changedAt(task, now)));
+      this.observer.completed((this.tasks.pool[task] as string), this.runTime(task, this.changedAt(task, now)));
       this.setState(task, 'done', now, '', reason === '' ? 'result verified' : `result verified: ${reason}`);
-      task.outputs = outputs;
+      this.tasks.setOutputs(task, outputs);
       stats.done++;
       // It may have failed (attempts used up at a lease expiry) before its late completion came.
       this.finish(task, now, true);
@@ -949,7 +847,7 @@ export class Graph {
       const verifier = this.jobVerifier(spec.pool);
       // A barrier never runs: nothing of it to check.
       if (verifier === '' || spec.barrier || seen.has(spec.name)) continue;
-      const existing = this.tasks.get(spec.name);
+      const existing = this.byName.get(spec.name);
       if (existing !== undefined && sameSpec(this.specOf(existing), spec)) continue;
       seen.add(spec.name);
       checks.push({ spec, verifier });
@@ -969,10 +867,10 @@ export class Graph {
     this.stats(worker, now);
     const lost: TaskResult[] = [];
     for (const name of new Set(names)) {
-      const task = this.tasks.get(name);
-      if (task?.state === 'running' && task.worker === worker) {
+      const task = this.byName.get(name);
+      if (task !== undefined && this.tasks.state(task) === 'running' && (this.tasks.worker[task] as string) === worker) {
         // The heap entry stays where it is; `advance` moves it when it comes due.
-        task.leaseDeadline = now + task.more.leaseMs;
+        this.tasks.leaseDeadline[task] = now + (this.tasks.more[task] as SpecMore).leaseMs;
       } else {
         lost.push(this.refuse(task, name, worker, false) ?? notLeased(name, 'the lease is gone'));
       }
@@ -987,8 +885,8 @@ export class Graph {
     this.advance(now);
     this.stats(worker, now);
     return names.map((name) => {
-      const task = this.tasks.get(name);
-      if (task?.state === 'running' && task.worker === worker) {
+      const task = this.byName.get(name);
+      if (task !== undefined && this.tasks.state(task) === 'running' && (this.tasks.worker[task] as string) === worker) {
         this.giveBack(task, now, 'released');
         return accepted(name, '');
       }
@@ -1017,14 +915,14 @@ export class Graph {
     if (names !== undefined) checkBatch(names.length, this.options, 'retry');
     this.advance(now);
     const results: TaskResult[] = [];
-    const targets: Task[] = [];
+    const targets: TaskId[] = [];
     if (names === undefined) {
       for (const task of this.failedTasks) targets.push(task);
     } else {
       for (const name of names) {
-        const task = this.tasks.get(name);
+        const task = this.byName.get(name);
         if (task === undefined) results.push(notFound(name));
-        else if (task.state !== 'failed' && task.state !== 'cancelled') results.push(outcome(name, 'NOT_FAILED', `task is ${task.state}, not failed or cancelled`));
+        else if (this.tasks.state(task) !== 'failed' && this.tasks.state(task) !== 'cancelled') results.push(outcome(name, 'NOT_FAILED', `task is ${this.tasks.state(task)}, not failed or cancelled`));
         else {
           targets.push(task);
           results.push(accepted(name, ''));
@@ -1033,11 +931,11 @@ export class Graph {
     }
     let retried = 0;
     for (const task of targets) {
-      if (task.state !== 'failed' && task.state !== 'cancelled') continue; // named twice
+      if (this.tasks.state(task) !== 'failed' && this.tasks.state(task) !== 'cancelled') continue; // named twice
       retried++;
-      this.observer.retried(task.pool);
-      task.attempts = 0;
-      task.holder = '';
+      this.observer.retried((this.tasks.pool[task] as string));
+      this.tasks.attempts[task] = 0;
+      this.tasks.holder[task] = '';
       // A task that failed running had its deps done; a cancelled one may not have.
       this.resettle(task, now, 'retry');
       this.unblockDescendants(task, now);
@@ -1055,15 +953,15 @@ export class Graph {
     this.advance(now);
     let cancelled = 0;
     const results = names.map((name) => {
-      const task = this.tasks.get(name);
+      const task = this.byName.get(name);
       if (task === undefined) return notFound(name);
-      if (task.state === 'done') return outcome(name, 'ALREADY_DONE', `completed by worker ${task.worker}`);
-      if (task.state === 'cancelled') return outcome(name, 'TASK_CANCELLED', 'cancelled already');
-      if (task.state === 'running') this.dropLease(task);
-      task.holder = '';
-      task.notBefore = 0;
-      task.lastError = `cancelled: ${reason.slice(0, MAX_REASON_CHARS)}`;
-      this.setState(task, 'cancelled', now, '', task.lastError);
+      if (this.tasks.state(task) === 'done') return outcome(name, 'ALREADY_DONE', `completed by worker ${(this.tasks.worker[task] as string)}`);
+      if (this.tasks.state(task) === 'cancelled') return outcome(name, 'TASK_CANCELLED', 'cancelled already');
+      if (this.tasks.state(task) === 'running') this.dropLease(task);
+      this.tasks.holder[task] = '';
+      this.tasks.setNotBefore(task, 0);
+      this.tasks.setLastError(task, `cancelled: ${reason.slice(0, MAX_REASON_CHARS)}`);
+      this.setState(task, 'cancelled', now, '', this.tasks.lastError(task));
       this.blockDescendants(task, now);
       cancelled++;
       return accepted(name, '');
@@ -1076,30 +974,30 @@ export class Graph {
     for (let entry = this.leases.peek(); entry !== undefined && entry.at <= now; entry = this.leases.peek()) {
       this.leases.pop();
       const task = entry.task;
-      task.leaseQueued = false;
-      if (task.state !== 'running') continue; // the lease ended otherwise
-      if (task.leaseDeadline > now) {
+      this.tasks.setFlag(task, LEASE_QUEUED, false);
+      if (this.tasks.state(task) !== 'running') continue; // the lease ended otherwise
+      if ((this.tasks.leaseDeadline[task] as number) > now) {
         this.queueLease(task); // renewed since the entry was made
         continue;
       }
-      const worker = task.worker;
+      const worker = (this.tasks.worker[task] as string);
       this.dropLease(task);
       // The worker may still complete it while nobody else takes it: `holder` stays.
       const stats = this.stats(worker, 0);
       stats.failed++;
       this.ended.failed++;
       this.ranFor(stats, task, now);
-      task.lastError = `lease expired (worker ${worker}, attempt ${task.attempts})`;
-      this.observer.leaseExpired(task.pool);
-      this.observer.attemptFailed(task.pool);
-      if (task.attempts >= task.more.maxAttempts) this.failTask(task, now, worker, `${task.lastError}; attempts used up`);
-      else this.makeReady(task, now, worker, task.lastError);
+      this.tasks.setLastError(task, `lease expired (worker ${worker}, attempt ${(this.tasks.attempts[task] as number)})`);
+      this.observer.leaseExpired((this.tasks.pool[task] as string));
+      this.observer.attemptFailed((this.tasks.pool[task] as string));
+      if ((this.tasks.attempts[task] as number) >= (this.tasks.more[task] as SpecMore).maxAttempts) this.failTask(task, now, worker, `${this.tasks.lastError(task)}; attempts used up`);
+      else this.makeReady(task, now, worker, this.tasks.lastError(task));
     }
     for (let entry = this.backoffs.peek(); entry !== undefined && entry.at <= now; entry = this.backoffs.peek()) {
       this.backoffs.pop();
       const task = entry.task;
-      if (task.state !== 'ready' || task.notBefore !== entry.at) continue;
-      task.notBefore = 0;
+      if (this.tasks.state(task) !== 'ready' || this.tasks.notBefore(task) !== entry.at) continue;
+      this.tasks.setNotBefore(task, 0);
       this.dirty.add(task);
       this.enqueue(task);
     }
@@ -1155,7 +1053,7 @@ export class Graph {
           const tasks: string[] = [];
           for (const t of s.leases) {
             if (tasks.length >= LISTED_LEASES) break;
-            tasks.push(t.name);
+            tasks.push((this.tasks.name[t] as string));
           }
           listed.push({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed, exited: s.exited, runs: s.runs, busyMs: s.busyMs, maxRunMs: s.maxRunMs, tasks });
         }
@@ -1178,7 +1076,7 @@ export class Graph {
       missingExamples,
       donePerSecond: this.doneRate.perSecond(now),
       now,
-      total: this.tasks.size,
+      total: this.byName.size,
     };
   }
 
@@ -1200,7 +1098,7 @@ export class Graph {
     let hi = this.order.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if ((this.order[mid] as Task).seq <= query.after) lo = mid + 1;
+      if ((this.tasks.seq[(this.order[mid] as TaskId)] as number) <= query.after) lo = mid + 1;
       else hi = mid;
     }
     const tasks: TaskSummary[] = [];
@@ -1208,35 +1106,36 @@ export class Graph {
     let depBytes = 0;
     let i = lo;
     for (const end = Math.min(this.order.length, lo + LIST_SCAN); i < end && tasks.length < limit && resultBytes <= LIST_RESULT_BYTES && depBytes <= LIST_DEPS_BYTES; i++) {
-      const t = this.order[i] as Task;
-      if (states.size > 0 && !states.has(t.state)) continue;
-      if (pool !== undefined && t.pool !== pool) continue;
-      if (!t.name.startsWith(query.prefix)) continue;
-      const withResult = query.withResults && t.state === 'done';
-      const resultLength = this.blobs.length(t.result);
+      const t = this.order[i] as TaskId;
+      if (states.size > 0 && !states.has(this.tasks.state(t))) continue;
+      if (pool !== undefined && (this.tasks.pool[t] as string) !== pool) continue;
+      if (!(this.tasks.name[t] as string).startsWith(query.prefix)) continue;
+      const withResult = query.withResults && this.tasks.state(t) === 'done';
+      const resultLength = this.blobs.length((this.tasks.result[t] as number));
       if (withResult) resultBytes += resultLength;
-      if (query.withDeps === true) for (const dep of t.deps) depBytes += Buffer.byteLength(dep, 'utf8');
+      if (query.withDeps === true) for (const dep of (this.tasks.deps[t] as string[])) depBytes += Buffer.byteLength(dep, 'utf8');
       tasks.push({
-        name: t.name,
-        state: t.state,
-        pool: t.pool,
-        attempts: t.attempts,
-        worker: t.worker,
-        lastError: t.lastError.length > LIST_ERROR_CHARS ? `${t.lastError.slice(0, LIST_ERROR_CHARS)}...` : t.lastError,
-        seq: t.seq,
+        name: (this.tasks.name[t] as string),
+        state: this.tasks.state(t),
+        pool: (this.tasks.pool[t] as string),
+        attempts: (this.tasks.attempts[t] as number),
+        worker: (this.tasks.worker[t] as string),
+        lastError: this.tasks.lastError(t).length > LIST_ERROR_CHARS ? `${this.tasks.lastError(t).slice(0, LIST_ERROR_CHARS)}...` : this.tasks.lastError(t),
+        seq: (this.tasks.seq[t] as number),
         resultBytes: resultLength,
         changedAt: this.changedAt(t, 0),
-        createdAt: t.logHead === NO_ENTRY ? 0 : this.logs.at(this.logs.first(t.logHead)),
-        startedAt: this.logs.startedAt(t.logHead),
-        params: query.withParams ? t.more.params : NO_PARAMS,
-        result: withResult ? this.blobs.get(t.result) : EMPTY,
-        outputs: withResult ? t.outputs : NO_OUTPUTS,
-        barrier: t.more.barrier,
+        createdAt: (this.tasks.logHead[t] as number) === NO_ENTRY ? 0 : this.logs.at(this.logs.first((this.tasks.logHead[t] as number))),
+        startedAt: this.logs.startedAt((this.tasks.logHead[t] as number)),
+        params: query.withParams ? (this.tasks.more[t] as SpecMore).params : NO_PARAMS,
+        result: withResult ? this.blobs.get((this.tasks.result[t] as number)) : EMPTY,
+        outputs: withResult ? this.tasks.outputs(t) : NO_OUTPUTS,
+        barrier: (this.tasks.more[t] as SpecMore).barrier,
         failedDeps: this.failedDeps(t).length,
-        ...(query.withDeps === true ? { deps: t.deps } : {}),
+        ...(query.withDeps === true ? { deps: (this.tasks.deps[t] as string[]) } : {}),
       });
     }
-    const next = i < this.order.length ? (this.order[i - 1] as Task | undefined)?.seq ?? query.after : 0;
+    const last = this.order[i - 1];
+    const next = i < this.order.length ? (last === undefined ? query.after : (this.tasks.seq[last] as number)) : 0;
     return { tasks, next };
   }
 
@@ -1249,15 +1148,15 @@ export class Graph {
       this.knownPool(query.pool);
     }
     this.advance(now);
-    const source: ViewSource<Task> = {
+    const source: ViewSource<TaskId> = {
       order: this.order,
-      get: (name) => this.tasks.get(name),
-      name: (task) => task.name,
-      pool: (task) => task.pool,
-      state: (task) => task.state,
-      seq: (task) => task.seq,
-      deps: (task) => task.deps,
-      dependents: (task) => task.dependents,
+      get: (name) => this.byName.get(name),
+      name: (task) => (this.tasks.name[task] as string),
+      pool: (task) => (this.tasks.pool[task] as string),
+      state: (task) => this.tasks.state(task),
+      seq: (task) => (this.tasks.seq[task] as number),
+      deps: (task) => (this.tasks.deps[task] as string[]),
+      dependents: (task) => (this.tasks.dependents[task] as TaskId[]),
     };
     return graphView(source, query);
   }
@@ -1269,8 +1168,8 @@ export class Graph {
   referencedFiles(): Set<string> {
     const hashes = new Set<string>();
     for (const task of this.order) {
-      for (const file of task.more.inputs) hashes.add(file.sha256);
-      for (const file of task.outputs) hashes.add(file.sha256);
+      for (const file of (this.tasks.more[task] as SpecMore).inputs) hashes.add(file.sha256);
+      for (const file of this.tasks.outputs(task)) hashes.add(file.sha256);
     }
     return hashes;
   }
@@ -1278,12 +1177,12 @@ export class Graph {
   /** The task's record, the names of its dependents and of its deps that do not exist; UNKNOWN_TASK if there is none. */
   lookup(name: string, now: number): LookupResult {
     this.advance(now);
-    const task = this.tasks.get(name);
+    const task = this.byName.get(name);
     if (task === undefined) throw new DagworkError('UNKNOWN_TASK', `no task named "${name}"`, { task: name });
     return {
       task: this.record(task),
-      dependents: task.dependents.map((d) => d.name),
-      missingDeps: task.deps.filter((d) => !this.tasks.has(d)),
+      dependents: (this.tasks.dependents[task] as TaskId[]).map((d) => (this.tasks.name[d] as string)),
+      missingDeps: (this.tasks.deps[task] as string[]).filter((d) => !this.byName.has(d)),
       failedDeps: this.failedDeps(task),
     };
   }
@@ -1295,8 +1194,8 @@ export class Graph {
   undelivered(worker: string, names: readonly string[], now: number): void {
     this.advance(now);
     for (const name of names) {
-      const task = this.tasks.get(name);
-      if (task?.state === 'running' && task.worker === worker) this.giveBack(task, now, 'the steal reply could not be delivered');
+      const task = this.byName.get(name);
+      if (task !== undefined && this.tasks.state(task) === 'running' && (this.tasks.worker[task] as string) === worker) this.giveBack(task, now, 'the steal reply could not be delivered');
     }
   }
 
@@ -1408,19 +1307,19 @@ export class Graph {
     checkName(name, this.options, 'pool');
     const queue = this.knownPool(name);
     this.advance(now);
-    const doomed = new Set<Task>();
-    for (const task of this.order) if (task.pool === name) doomed.add(task);
-    const outside = new Set<Task>();
-    for (const task of doomed) for (const d of task.dependents) if (!doomed.has(d)) outside.add(d);
+    const doomed = new Set<TaskId>();
+    for (const task of this.order) if ((this.tasks.pool[task] as string) === name) doomed.add(task);
+    const outside = new Set<TaskId>();
+    for (const task of doomed) for (const d of (this.tasks.dependents[task] as TaskId[])) if (!doomed.has(d)) outside.add(d);
     if (outside.size > 0 && !force) {
-      const [first] = outside as Set<Task>;
-      const dependent = first as Task;
-      const dep = dependent.deps.find((n) => this.tasks.get(n)?.pool === name) ?? '';
+      const [first] = outside as Set<TaskId>;
+      const dependent = first as TaskId;
+      const dep = (this.tasks.deps[dependent] as string[]).find((n) => this.poolOfName(n) === name) ?? '';
       const more = outside.size > 1 ? ` (and ${outside.size - 1} more tasks of other pools)` : '';
       throw new DagworkError(
         'CONFLICT',
-        `task "${dependent.name}" of pool "${dependent.pool}" depends on "${dep}" of pool "${name}"${more}: delete with force to block them`,
-        { task: dependent.name },
+        `task "${(this.tasks.name[dependent] as string)}" of pool "${(this.tasks.pool[dependent] as string)}" depends on "${dep}" of pool "${name}"${more}: delete with force to block them`,
+        { task: (this.tasks.name[dependent] as string) },
       );
     }
     this.removeTasks(doomed);
@@ -1431,8 +1330,8 @@ export class Graph {
     let blocked = 0;
     const note = `dependency deleted with pool ${name}`;
     for (const d of outside) {
-      if (d.state !== 'waiting' && d.state !== 'ready') continue;
-      d.notBefore = 0;
+      if (this.tasks.state(d) !== 'waiting' && this.tasks.state(d) !== 'ready') continue;
+      this.tasks.setNotBefore(d, 0);
       this.setState(d, 'blocked', now, '', note);
       this.blockDescendants(d, now);
       blocked++;
@@ -1450,13 +1349,13 @@ export class Graph {
    * created. The one way tasks leave the graph (pool delete, delete): the store forgets them by
    * takeDeleted.
    */
-  private removeTasks(doomed: ReadonlySet<Task>): void {
+  private removeTasks(doomed: ReadonlySet<TaskId>): void {
     // Unlink first, while every name still resolves: parents keep no removed dependent, names
     // awaited keep no removed waiter, and dependents outside wait on the removed names.
-    const parents = new Set<Task>();
+    const parents = new Set<TaskId>();
     for (const task of doomed) {
-      for (const dep of task.deps) {
-        const parent = this.tasks.get(dep);
+      for (const dep of (this.tasks.deps[task] as string[])) {
+        const parent = this.byName.get(dep);
         if (parent === undefined) {
           const waiting = (this.missing.get(dep) ?? []).filter((w) => w !== task);
           if (waiting.length === 0) this.missing.delete(dep);
@@ -1465,37 +1364,57 @@ export class Graph {
           parents.add(parent);
         }
       }
-      if (task.missingDeps > 0) this.onMissing--;
-      for (const d of task.dependents) {
+      if ((this.tasks.missingDeps[task] as number) > 0) this.onMissing--;
+      for (const d of (this.tasks.dependents[task] as TaskId[])) {
         if (doomed.has(d)) continue;
-        const waiting = this.missing.get(task.name);
-        if (waiting === undefined) this.missing.set(task.name, [d]);
+        const waiting = this.missing.get((this.tasks.name[task] as string));
+        if (waiting === undefined) this.missing.set((this.tasks.name[task] as string), [d]);
         else waiting.push(d);
-        if (task.state === 'done') d.pendingDeps++;
-        if (d.missingDeps++ === 0) this.onMissing++;
+        if (this.tasks.state(task) === 'done') this.tasks.pendingDeps[d] = (this.tasks.pendingDeps[d] as number) + 1;
+        if (this.addMissingDep(d)) this.onMissing++;
       }
     }
-    for (const parent of parents) parent.dependents = parent.dependents.filter((d) => !doomed.has(d));
+    for (const parent of parents) this.tasks.dependents[parent] = (this.tasks.dependents[parent] as TaskId[]).filter((d) => !doomed.has(d));
     for (const task of doomed) {
-      if (task.state === 'running') this.dropLease(task);
+      if (this.tasks.state(task) === 'running') this.dropLease(task);
       this.verifying.delete(task);
       this.countOut(task);
-      this.tasks.delete(task.name);
+      this.byName.delete((this.tasks.name[task] as string));
       this.dirty.delete(task);
-      this.deleted.add(task.name);
-      this.logs.freeLog(task.logHead);
-      this.blobs.free(task.payload);
-      this.blobs.free(task.result);
-      task.result = EMPTY_HANDLE;
-      task.logHead = NO_ENTRY;
-      task.logLength = 0;
-      // Entries left in the ready, backoff and lease heaps are dropped when they come up: they
-      // look for a ready or running task, and this one is neither any more.
-      task.state = 'cancelled';
+      this.deleted.add((this.tasks.name[task] as string));
+      this.logs.freeLog((this.tasks.logHead[task] as number));
+      this.blobs.free((this.tasks.payload[task] as number));
+      this.blobs.free((this.tasks.result[task] as number));
+      this.tasks.result[task] = EMPTY_HANDLE;
+      this.tasks.logHead[task] = NO_ENTRY;
+      this.tasks.logLength[task] = 0;
+      // Entries left in the ready, backoff and lease heaps are dropped when they come up (they
+      // look for a ready or running task, and this one is neither any more), or by `reclaim`.
+      this.tasks.retire(task, 'cancelled');
     }
     let kept = 0;
     for (const task of this.order) if (!doomed.has(task)) this.order[kept++] = task;
     this.order.length = kept;
+    // O(tasks) already: the heaps let go of the removed ids now.
+    this.reclaim(true);
+  }
+
+  /**
+   * Hands the ids of removed and replaced tasks out again once no heap or list holds them: every
+   * such entry is dropped (O(ready + running + verifying)). Unless `now`, only once they are many
+   * (1,024, and a quarter of the graph), so that their cost is spread over the removals.
+   */
+  private reclaim(now: boolean): void {
+    const tasks = this.tasks;
+    const retired = tasks.retired.length;
+    if (retired === 0 || (!now && (retired < RECLAIM_AFTER || retired < this.byName.size / 4))) return;
+    const alive = (task: TaskId): boolean => !tasks.flag(task, RETIRED);
+    this.allReady.retain(alive);
+    for (const queue of this.pools.values()) queue.ready.retain(alive);
+    this.leases.retain((entry) => alive(entry.task));
+    this.backoffs.retain((entry) => alive(entry.task));
+    this.toVerify = this.toVerify.filter(alive);
+    tasks.reclaim();
   }
 
   /** Pools whose settings changed since the last call, each with its settings (undefined: none any more). */
@@ -1555,8 +1474,8 @@ export class Graph {
     } else if (was) {
       this.throttled.delete(queue);
       for (const task of queue.ready.values()) {
-        if (task.state !== 'ready' || task.queuedAll) continue;
-        task.queuedAll = true;
+        if (this.tasks.state(task) !== 'ready' || this.tasks.flag(task, QUEUED_ALL)) continue;
+        this.tasks.setFlag(task, QUEUED_ALL, true);
         this.allReady.push(task);
       }
     }
@@ -1573,13 +1492,13 @@ export class Graph {
   rerun(query: RerunQuery, now: number): RerunResult {
     checkBatch(query.names.length, this.options, 'rerun');
     this.advance(now);
-    const roots = new Set<Task>();
-    const named: (Task | undefined)[] = query.names.map((name) => this.tasks.get(name));
-    for (const task of named) if (task?.state === 'done') roots.add(task);
+    const roots = new Set<TaskId>();
+    const named: (TaskId | undefined)[] = query.names.map((name) => this.byName.get(name));
+    for (const task of named) if (task !== undefined && this.tasks.state(task) === 'done') roots.add(task);
     if (query.prefix !== '' || query.pool !== '') {
       for (const task of this.order) {
-        if (task.state !== 'done' || !task.name.startsWith(query.prefix)) continue;
-        if (query.pool !== '' && task.pool !== query.pool) continue;
+        if (this.tasks.state(task) !== 'done' || !(this.tasks.name[task] as string).startsWith(query.prefix)) continue;
+        if (query.pool !== '' && (this.tasks.pool[task] as string) !== query.pool) continue;
         roots.add(task);
       }
     }
@@ -1589,7 +1508,7 @@ export class Graph {
       if (task === undefined) return notFound(name);
       if (roots.has(task)) return accepted(name, '');
       if (cone.has(task)) return accepted(name, 'downstream of another task rerun');
-      return outcome(name, 'NOT_DONE', `task is ${task.state}, not done${task.state === 'failed' || task.state === 'cancelled' ? ': use retry' : ''}`);
+      return outcome(name, 'NOT_DONE', `task is ${this.tasks.state(task)}, not done${this.tasks.state(task) === 'failed' || this.tasks.state(task) === 'cancelled' ? ': use retry' : ''}`);
     });
     this.restart(cone, now, (task) => (roots.has(task) ? 'rerun' : 'rerun: downstream of a task rerun'));
     return { rerun: cone.size, results };
@@ -1605,17 +1524,17 @@ export class Graph {
   deleteTasks(names: readonly string[], descendants: boolean, now: number): DeleteResult {
     checkBatch(names.length, this.options, 'delete');
     this.advance(now);
-    const named: (Task | undefined)[] = names.map((name) => this.tasks.get(name));
-    const roots = new Set<Task>();
+    const named: (TaskId | undefined)[] = names.map((name) => this.byName.get(name));
+    const roots = new Set<TaskId>();
     for (const task of named) if (task !== undefined) roots.add(task);
     const doomed = descendants ? this.downstream(roots) : roots;
     // Without descendants: a task stays while something that stays depends on it (to a fixed point:
     // a refused task keeps its own dependencies among the named ones).
-    const kept = new Map<Task, Task>();
+    const kept = new Map<TaskId, TaskId>();
     for (let changed = true; changed; ) {
       changed = false;
       for (const task of doomed) {
-        const stays = task.dependents.find((d) => !doomed.has(d));
+        const stays = (this.tasks.dependents[task] as TaskId[]).find((d) => !doomed.has(d));
         if (stays === undefined) continue;
         doomed.delete(task);
         kept.set(task, stays);
@@ -1627,11 +1546,11 @@ export class Graph {
       if (task === undefined) return notFound(name);
       const dependent = kept.get(task);
       if (dependent === undefined) return accepted(name, roots.has(task) && descendants ? 'with its descendants' : '');
-      const more = task.dependents.length > 1 ? ` (and ${task.dependents.length - 1} more)` : '';
-      return outcome(name, 'HAS_DEPENDENTS', `task "${dependent.name}" depends on it${more}: delete it too, or use descendants`);
+      const more = (this.tasks.dependents[task] as TaskId[]).length > 1 ? ` (and ${(this.tasks.dependents[task] as TaskId[]).length - 1} more)` : '';
+      return outcome(name, 'HAS_DEPENDENTS', `task "${(this.tasks.name[dependent] as string)}" depends on it${more}: delete it too, or use descendants`);
     });
     const pools = new Set<string>();
-    for (const task of doomed) pools.add(task.pool);
+    for (const task of doomed) pools.add((this.tasks.pool[task] as string));
     this.removeTasks(doomed);
     // Steals parked on their pools, or on every pool, look again: a pool may be finished now.
     for (const pool of pools) this.woken.add(pool);
@@ -1652,7 +1571,7 @@ export class Graph {
     const changed = new Map<string, TaskSpec>();
     const fresh = new Map<string, TaskSpec>();
     for (const spec of specs) {
-      const existing = this.tasks.get(spec.name);
+      const existing = this.byName.get(spec.name);
       const seen = changed.get(spec.name) ?? fresh.get(spec.name);
       if (seen !== undefined) {
         if (!sameSpec(seen, spec)) throw new DagworkError('CONFLICT', `task "${spec.name}" is given twice with different definitions`, { task: spec.name });
@@ -1671,8 +1590,8 @@ export class Graph {
         }
       }
     }
-    if (this.tasks.size + fresh.size > this.options.maxTasks) {
-      throw new DagworkError('TOO_LARGE', `the graph would hold ${this.tasks.size + fresh.size} tasks; the limit is ${this.options.maxTasks}`);
+    if (this.byName.size + fresh.size > this.options.maxTasks) {
+      throw new DagworkError('TOO_LARGE', `the graph would hold ${this.byName.size + fresh.size} tasks; the limit is ${this.options.maxTasks}`);
     }
     // The cycle check: new and changed specs as given, every other task as it is. It may walk much
     // of the graph (an operator's occasional request; iterative, so a long chain is fine).
@@ -1681,7 +1600,7 @@ export class Graph {
       dependencyOrder(
         [...changed.keys(), ...fresh.keys()],
         (name) => given(name) !== undefined,
-        (name) => given(name)?.deps ?? this.tasks.get(name)?.deps ?? [],
+        (name) => given(name)?.deps ?? this.depsOfName(name),
       );
     }
     this.advance(now);
@@ -1692,7 +1611,7 @@ export class Graph {
     const done = new Set<string>();
     const results = specs.map((spec): TaskResult => {
       const name = spec.name;
-      const task = this.tasks.get(name);
+      const task = this.byName.get(name);
       const newSpec = changed.get(name);
       if (fresh.has(name)) return accepted(name, 'created');
       if (task === undefined) return notFound(name);
@@ -1700,61 +1619,63 @@ export class Graph {
         if (!done.has(name)) unchanged++;
         return accepted(name, done.has(name) ? 'replaced' : 'unchanged');
       }
-      if (task.state === 'done' && !rerun) return outcome(name, 'ALREADY_DONE', 'the task is done: replace it with rerun to run it again (and its descendants)');
-      if (task.state === 'verifying' && !rerun) return outcome(name, 'ALREADY_DONE', 'the task is completed and its result being verified: replace it with rerun to run it again (and its descendants)');
-      if (task.state === 'running' && !rerun) return outcome(name, 'TASK_RUNNING', `the task is running (worker ${task.worker}): replace it with rerun to take its lease away`);
+      if (this.tasks.state(task) === 'done' && !rerun) return outcome(name, 'ALREADY_DONE', 'the task is done: replace it with rerun to run it again (and its descendants)');
+      if (this.tasks.state(task) === 'verifying' && !rerun) return outcome(name, 'ALREADY_DONE', 'the task is completed and its result being verified: replace it with rerun to run it again (and its descendants)');
+      if (this.tasks.state(task) === 'running' && !rerun) return outcome(name, 'TASK_RUNNING', `the task is running (worker ${(this.tasks.worker[task] as string)}): replace it with rerun to take its lease away`);
       done.add(name);
       replaced++;
       this.swapSpec(task, newSpec, rerun, now);
       return accepted(name, 'replaced');
     });
+    this.reclaim(false);
     return { replaced, unchanged, created, results };
   }
 
   /**
-   * Put `task` under `spec`: a new Task object (heaps holding the old one drop it, as it is never
+   * Put `task` under `spec`: a new task id (heaps holding the old one drop it, as it is never
    * ready again), relinked to its new dependencies, keeping its seq, log and dependents. Then it
    * goes back to work; with `rerun` everything downstream of it too.
    */
-  private swapSpec(old: Task, spec: TaskSpec, rerun: boolean, now: number): void {
-    const wasDone = old.state === 'done';
-    if (old.state === 'running') this.dropLease(old);
+  private swapSpec(old: TaskId, spec: TaskSpec, rerun: boolean, now: number): void {
+    const wasDone = this.tasks.state(old) === 'done';
+    if (this.tasks.state(old) === 'running') this.dropLease(old);
     this.verifying.delete(old);
     this.unlink(old);
     this.countOut(old);
-    old.state = 'waiting'; // never counted again; any heap entry of it is dropped as not ready
     this.dirty.delete(old);
-    this.blobs.free(old.payload);
-    const task = this.newTask(spec, old.seq);
+    this.blobs.free((this.tasks.payload[old] as number));
+    const task = this.newTask(spec, (this.tasks.seq[old] as number));
     this.newSpecs.add(spec.name);
-    task.logHead = old.logHead;
-    task.logLength = old.logLength;
-    task.worker = old.worker;
-    task.dependents = old.dependents;
-    this.tasks.set(spec.name, task);
-    this.order[this.orderIndex(old.seq)] = task;
+    this.tasks.logHead[task] = (this.tasks.logHead[old] as number);
+    this.tasks.logLength[task] = (this.tasks.logLength[old] as number);
+    this.tasks.worker[task] = (this.tasks.worker[old] as string);
+    this.tasks.dependents[task] = (this.tasks.dependents[old] as TaskId[]);
+    this.byName.set(spec.name, task);
+    this.order[this.orderIndex((this.tasks.seq[old] as number))] = task;
     this.link(task);
     this.countIn(task);
     // Its dependents counted the old task as not done; a done one as done.
-    if (wasDone) for (const d of task.dependents) d.pendingDeps++;
-    this.appendLog(task, { state: 'waiting', at: now, worker: '', note: `replaced${wasDone ? `; previous result ${this.blobs.length(old.result)} bytes` : ''}` });
-    this.blobs.free(old.result);
-    old.result = EMPTY_HANDLE;
+    if (wasDone) for (const d of (this.tasks.dependents[task] as TaskId[])) this.tasks.pendingDeps[d] = (this.tasks.pendingDeps[d] as number) + 1;
+    this.appendLog(task, { state: 'waiting', at: now, worker: '', note: `replaced${wasDone ? `; previous result ${this.blobs.length((this.tasks.result[old] as number))} bytes` : ''}` });
+    this.blobs.free(this.tasks.result[old] as number);
+    this.tasks.result[old] = EMPTY_HANDLE;
+    // Never counted again; any heap entry of it is dropped as not ready, or by `reclaim`.
+    this.tasks.retire(old, 'waiting');
     const cone = rerun ? this.downstream(new Set([task])) : new Set([task]);
     cone.delete(task);
     this.restart(cone, now, () => 'rerun: downstream of a task replaced');
     this.settle([task], now);
-    if (task.state === 'blocked') this.blockDescendants(task, now);
+    if (this.tasks.state(task) === 'blocked') this.blockDescendants(task, now);
     else this.unblockDescendants(task, now);
   }
 
   /** Undo `link`: `task` leaves its dependencies' dependents and the missing-name lists. */
-  private unlink(task: Task): void {
-    for (const dep of task.deps) {
-      const parent = this.tasks.get(dep);
+  private unlink(task: TaskId): void {
+    for (const dep of (this.tasks.deps[task] as string[])) {
+      const parent = this.byName.get(dep);
       if (parent !== undefined) {
-        const i = parent.dependents.indexOf(task);
-        if (i !== -1) parent.dependents.splice(i, 1);
+        const i = (this.tasks.dependents[parent] as TaskId[]).indexOf(task);
+        if (i !== -1) (this.tasks.dependents[parent] as TaskId[]).splice(i, 1);
         continue;
       }
       const waiting = this.missing.get(dep);
@@ -1763,9 +1684,9 @@ export class Graph {
       if (i !== -1) waiting.splice(i, 1);
       if (waiting.length === 0) this.missing.delete(dep);
     }
-    if (task.missingDeps > 0) this.onMissing--;
-    task.missingDeps = 0;
-    task.pendingDeps = 0;
+    if ((this.tasks.missingDeps[task] as number) > 0) this.onMissing--;
+    this.tasks.missingDeps[task] = 0;
+    this.tasks.pendingDeps[task] = 0;
   }
 
   /** Where the task of `seq` sits in `order` (seqs only grow along it). */
@@ -1774,18 +1695,18 @@ export class Graph {
     let hi = this.order.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if ((this.order[mid] as Task).seq < seq) lo = mid + 1;
+      if ((this.tasks.seq[(this.order[mid] as TaskId)] as number) < seq) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   }
 
   /** `roots` and every task downstream of them. */
-  private downstream(roots: ReadonlySet<Task>): Set<Task> {
+  private downstream(roots: ReadonlySet<TaskId>): Set<TaskId> {
     const seen = new Set(roots);
     const stack = [...roots];
     for (let task = stack.pop(); task !== undefined; task = stack.pop()) {
-      for (const d of task.dependents) {
+      for (const d of (this.tasks.dependents[task] as TaskId[])) {
         if (seen.has(d)) continue;
         seen.add(d);
         stack.push(d);
@@ -1799,35 +1720,35 @@ export class Graph {
    * result, outputs and last error are cleared; each is waiting, then settled in dependency order.
    * Dependents outside the cone wait for it again (a ready one goes back to waiting).
    */
-  private restart(cone: ReadonlySet<Task>, now: number, why: (task: Task) => string): void {
+  private restart(cone: ReadonlySet<TaskId>, now: number, why: (task: TaskId) => string): void {
     if (cone.size === 0) return;
     for (const task of cone) {
-      const wasDone = task.state === 'done';
-      if (task.state === 'running') this.dropLease(task);
-      const note = wasDone ? `${why(task)}; previous result ${this.blobs.length(task.result)} bytes` : `${why(task)} (was ${task.state})`;
-      task.attempts = 0;
-      task.holder = '';
-      task.notBefore = 0;
-      this.blobs.free(task.result);
-      task.result = EMPTY_HANDLE;
-      task.lastError = '';
-      if (wasDone) for (const d of task.dependents) d.pendingDeps++;
-      this.observer.retried(task.pool);
+      const wasDone = this.tasks.state(task) === 'done';
+      if (this.tasks.state(task) === 'running') this.dropLease(task);
+      const note = wasDone ? `${why(task)}; previous result ${this.blobs.length((this.tasks.result[task] as number))} bytes` : `${why(task)} (was ${this.tasks.state(task)})`;
+      this.tasks.attempts[task] = 0;
+      this.tasks.holder[task] = '';
+      this.tasks.setNotBefore(task, 0);
+      this.blobs.free((this.tasks.result[task] as number));
+      this.tasks.result[task] = EMPTY_HANDLE;
+      this.tasks.setLastError(task, '');
+      if (wasDone) for (const d of (this.tasks.dependents[task] as TaskId[])) this.tasks.pendingDeps[d] = (this.tasks.pendingDeps[d] as number) + 1;
+      this.observer.retried((this.tasks.pool[task] as string));
       this.setState(task, 'waiting', now, '', note);
     }
     for (const task of cone) {
-      for (const d of task.dependents) {
-        if (cone.has(d) || d.state !== 'ready' || d.more.barrier) continue;
-        this.setState(d, 'waiting', now, '', `dependency "${task.name}" is rerun`);
+      for (const d of (this.tasks.dependents[task] as TaskId[])) {
+        if (cone.has(d) || this.tasks.state(d) !== 'ready' || (this.tasks.more[d] as SpecMore).barrier) continue;
+        this.setState(d, 'waiting', now, '', `dependency "${(this.tasks.name[task] as string)}" is rerun`);
       }
     }
     this.settle(this.coneOrder(cone), now);
   }
 
   /** Tasks that are waiting, in dependency order, to the state their dependencies give them. */
-  private settle(tasks: readonly Task[], now: number): void {
+  private settle(tasks: readonly TaskId[], now: number): void {
     for (const task of tasks) {
-      if (task.state !== 'waiting') continue; // a barrier done on the way
+      if (this.tasks.state(task) !== 'waiting') continue; // a barrier done on the way
       const state = this.stateFromDeps(task);
       if (state === 'ready') this.makeReady(task, now, '', 'dependencies done');
       else if (state === 'blocked') this.setState(task, 'blocked', now, '', this.blockedBy(task));
@@ -1835,20 +1756,20 @@ export class Graph {
   }
 
   /** The tasks of `cone` in dependency order (Kahn's algorithm over the edges inside it). */
-  private coneOrder(cone: ReadonlySet<Task>): Task[] {
-    const inside = new Map<Task, number>();
+  private coneOrder(cone: ReadonlySet<TaskId>): TaskId[] {
+    const inside = new Map<TaskId, number>();
     for (const task of cone) {
       let n = 0;
-      for (const dep of task.deps) {
-        const parent = this.tasks.get(dep);
+      for (const dep of (this.tasks.deps[task] as string[])) {
+        const parent = this.byName.get(dep);
         if (parent !== undefined && cone.has(parent)) n++;
       }
       inside.set(task, n);
     }
-    const order: Task[] = [];
+    const order: TaskId[] = [];
     for (const [task, n] of inside) if (n === 0) order.push(task);
     for (let i = 0; i < order.length; i++) {
-      for (const d of (order[i] as Task).dependents) {
+      for (const d of (this.tasks.dependents[(order[i] as TaskId)] as TaskId[])) {
         const n = inside.get(d);
         if (n === undefined) continue;
         inside.set(d, n - 1);
@@ -1866,54 +1787,55 @@ export class Graph {
    * lease expired (and only then: not after release, exit, its own fail or a cancel) it may still
    * complete the task while nobody else took it, the task being ready or failed by that expiry.
    */
-  private refuse(task: Task | undefined, name: string, worker: string, forCompletion: boolean): TaskResult | undefined {
+  private refuse(task: TaskId | undefined, name: string, worker: string, forCompletion: boolean): TaskResult | undefined {
     if (task === undefined) return notFound(name);
-    const expiredMine = task.holder === worker && task.worker === worker;
-    switch (task.state) {
+    const expiredMine = (this.tasks.holder[task] as string) === worker && (this.tasks.worker[task] as string) === worker;
+    const state = this.tasks.state(task);
+    switch (state) {
       case 'running':
-        return task.worker === worker ? undefined : outcome(name, 'LEASED_TO_OTHER', `leased to worker ${task.worker}`);
+        return (this.tasks.worker[task] as string) === worker ? undefined : outcome(name, 'LEASED_TO_OTHER', `leased to worker ${(this.tasks.worker[task] as string)}`);
       case 'done':
-        return outcome(name, 'ALREADY_DONE', `completed by worker ${task.worker}`);
+        return outcome(name, 'ALREADY_DONE', `completed by worker ${(this.tasks.worker[task] as string)}`);
       case 'verifying':
         return forCompletion
-          ? outcome(name, 'ALREADY_DONE', `completed by worker ${task.worker}; the pool's result verifier is checking the result`)
-          : notLeased(name, `task is verifying (completed by worker ${task.worker})`);
+          ? outcome(name, 'ALREADY_DONE', `completed by worker ${(this.tasks.worker[task] as string)}; the pool's result verifier is checking the result`)
+          : notLeased(name, `task is verifying (completed by worker ${(this.tasks.worker[task] as string)})`);
       case 'cancelled':
-        return outcome(name, 'TASK_CANCELLED', task.lastError);
+        return outcome(name, 'TASK_CANCELLED', this.tasks.lastError(task));
       case 'ready':
       case 'failed':
-        if (expiredMine) return forCompletion ? undefined : outcome(name, 'LEASE_EXPIRED', `the lease expired; task is ${task.state}`);
-        if (task.state === 'failed') return outcome(name, 'TASK_FAILED', task.lastError);
-        return notLeased(name, `task is ready${task.worker === '' ? '' : `; last leased to ${task.worker}`}`);
+        if (expiredMine) return forCompletion ? undefined : outcome(name, 'LEASE_EXPIRED', `the lease expired; task is ${state}`);
+        if (state === 'failed') return outcome(name, 'TASK_FAILED', this.tasks.lastError(task));
+        return notLeased(name, `task is ready${(this.tasks.worker[task] as string) === '' ? '' : `; last leased to ${(this.tasks.worker[task] as string)}`}`);
       case 'waiting':
       case 'blocked':
-        return notLeased(name, `task is ${task.state}`);
+        return notLeased(name, `task is ${state}`);
       default: {
-        const unknown: never = task.state;
+        const unknown: never = state;
         throw new Error(`unknown state ${String(unknown)}`);
       }
     }
   }
 
-  private lease(task: Task, worker: string, now: number): LeasedTask {
+  private lease(task: TaskId, worker: string, now: number): LeasedTask {
     // Its latest log entry is when it became ready.
-    this.observer.leased(task.pool, Math.max(0, now - this.changedAt(task, now)));
-    task.attempts++;
-    task.worker = worker;
-    task.holder = worker;
-    task.leaseDeadline = now + task.more.leaseMs;
-    this.setState(task, 'running', now, worker, attemptNote(task.attempts));
+    this.observer.leased((this.tasks.pool[task] as string), Math.max(0, now - this.changedAt(task, now)));
+    this.tasks.attempts[task] = (this.tasks.attempts[task] as number) + 1;
+    this.tasks.worker[task] = worker;
+    this.tasks.holder[task] = worker;
+    this.tasks.leaseDeadline[task] = now + (this.tasks.more[task] as SpecMore).leaseMs;
+    this.setState(task, 'running', now, worker, attemptNote((this.tasks.attempts[task] as number)));
     this.queueLease(task);
     this.stats(worker, now).leases.add(task);
-    const more = task.more;
+    const more = (this.tasks.more[task] as SpecMore);
     return {
-      name: task.name,
-      payload: this.blobs.get(task.payload),
-      attempt: task.attempts,
-      leaseDeadline: task.leaseDeadline,
+      name: (this.tasks.name[task] as string),
+      payload: this.blobs.get((this.tasks.payload[task] as number)),
+      attempt: (this.tasks.attempts[task] as number),
+      leaseDeadline: (this.tasks.leaseDeadline[task] as number),
       leaseMs: more.leaseMs,
-      pool: task.pool,
-      priority: task.priority,
+      pool: (this.tasks.pool[task] as string),
+      priority: (this.tasks.priority[task] as number),
       params: more.params,
       inputs: more.inputs,
       outputs: more.outputs,
@@ -1921,61 +1843,61 @@ export class Graph {
     };
   }
 
-  private dropLease(task: Task): void {
-    this.workers.get(task.worker)?.leases.delete(task);
-    task.leaseDeadline = 0;
+  private dropLease(task: TaskId): void {
+    this.workers.get((this.tasks.worker[task] as string))?.leases.delete(task);
+    this.tasks.leaseDeadline[task] = 0;
   }
 
   /** One lease-heap entry per task, at or before its deadline (`advance` moves it on). */
-  private queueLease(task: Task): void {
-    if (task.leaseQueued) return;
-    task.leaseQueued = true;
-    this.leases.push({ task, at: task.leaseDeadline });
+  private queueLease(task: TaskId): void {
+    if (this.tasks.flag(task, LEASE_QUEUED)) return;
+    this.tasks.setFlag(task, LEASE_QUEUED, true);
+    this.leases.push({ task, at: (this.tasks.leaseDeadline[task] as number) });
     // The entry of a lease that ended early (most: completed) waits for its time to be dropped;
     // past twice the running tasks such entries go at once, so that a drain's memory stays flat.
     if (this.leases.size > 2 * this.counts.running + STALE_LEASES) {
       this.leases.retain((entry) => {
-        if (entry.task.state === 'running') return true;
-        entry.task.leaseQueued = false;
+        if (this.tasks.state(entry.task) === 'running') return true;
+        this.tasks.setFlag(entry.task, LEASE_QUEUED, false);
         return false;
       });
     }
   }
 
   /** Running back to ready without using an attempt (release, worker exit). */
-  private giveBack(task: Task, now: number, note: string): void {
-    const worker = task.worker;
+  private giveBack(task: TaskId, now: number, note: string): void {
+    const worker = (this.tasks.worker[task] as string);
     this.dropLease(task);
-    task.holder = '';
-    task.attempts--;
+    this.tasks.holder[task] = '';
+    this.tasks.attempts[task] = (this.tasks.attempts[task] as number) - 1;
     this.makeReady(task, now, worker, note);
   }
 
   /** A task whose dependencies are all done goes back to work: ready, or (a barrier) done at once. */
-  private makeReady(task: Task, now: number, worker: string, note: string, notBefore = 0): void {
-    if (task.more.barrier) return this.completeBarriers(task, now);
-    if (task.more.afterEnded && !this.allDepsEnded(task)) {
+  private makeReady(task: TaskId, now: number, worker: string, note: string, notBefore = 0): void {
+    if ((this.tasks.more[task] as SpecMore).barrier) return this.completeBarriers(task, now);
+    if ((this.tasks.more[task] as SpecMore).afterEnded && !this.allDepsEnded(task)) {
       // A dependency went back to work (retry, replace) while this one ran: it waits for it to end again.
-      task.notBefore = 0;
+      this.tasks.setNotBefore(task, 0);
       return this.setState(task, 'waiting', now, worker, `${note}; a dependency is back at work`);
     }
     this.setState(task, 'ready', now, worker, note);
     if (notBefore > now) {
-      task.notBefore = notBefore;
+      this.tasks.setNotBefore(task, notBefore);
       this.backoffs.push({ task, at: notBefore });
     } else {
-      task.notBefore = 0;
+      this.tasks.setNotBefore(task, 0);
       this.enqueue(task);
     }
   }
 
   /** `task` is done: its dependents have one dependency less to wait for; those with none left go to work. */
-  private releaseDependents(task: Task, now: number): void {
-    for (const dependent of task.dependents) {
-      dependent.pendingDeps--;
-      if (dependent.state !== 'waiting') continue;
-      if (dependent.pendingDeps === 0) this.makeReady(dependent, now, '', 'dependencies done');
-      else if (dependent.more.afterEnded && this.allDepsEnded(dependent)) {
+  private releaseDependents(task: TaskId, now: number): void {
+    for (const dependent of (this.tasks.dependents[task] as TaskId[])) {
+      this.tasks.pendingDeps[dependent] = (this.tasks.pendingDeps[dependent] as number) - 1;
+      if (this.tasks.state(dependent) !== 'waiting') continue;
+      if ((this.tasks.pendingDeps[dependent] as number) === 0) this.makeReady(dependent, now, '', 'dependencies done');
+      else if ((this.tasks.more[dependent] as SpecMore).afterEnded && this.allDepsEnded(dependent)) {
         this.makeReady(dependent, now, '', `every dependency has ended (${this.failedDeps(dependent).length} not done)`);
       }
     }
@@ -1984,19 +1906,19 @@ export class Graph {
   // --- after_ended -------------------------------------------------------------------------
 
   /** Every dependency exists and has ended: done, failed, cancelled or blocked (O(deps)). */
-  private allDepsEnded(task: Task): boolean {
-    for (const dep of task.deps) {
-      const state = this.tasks.get(dep)?.state;
+  private allDepsEnded(task: TaskId): boolean {
+    for (const dep of (this.tasks.deps[task] as string[])) {
+      const state = this.stateOfName(dep);
       if (state !== 'done' && state !== 'failed' && state !== 'cancelled' && state !== 'blocked') return false;
     }
     return true;
   }
 
   /** The names of its dependencies that are failed, cancelled or blocked now. */
-  private failedDeps(task: Task): string[] {
+  private failedDeps(task: TaskId): string[] {
     const names: string[] = [];
-    for (const dep of task.deps) {
-      const state = this.tasks.get(dep)?.state;
+    for (const dep of (this.tasks.deps[task] as string[])) {
+      const state = this.stateOfName(dep);
       if (state === 'failed' || state === 'cancelled' || state === 'blocked') names.push(dep);
     }
     return names;
@@ -2007,129 +1929,132 @@ export class Graph {
    * leaves with all its dependencies done, in turn (a stack, not recursion: a chain of barriers may
    * be long). Other dependents become ready. A barrier is never handed out, so it holds no lease.
    */
-  private completeBarriers(first: Task, now: number): void {
+  private completeBarriers(first: TaskId, now: number): void {
     const stack = [first];
     for (let task = stack.pop(); task !== undefined; task = stack.pop()) {
-      task.holder = '';
-      task.notBefore = 0;
+      this.tasks.holder[task] = '';
+      this.tasks.setNotBefore(task, 0);
       this.setState(task, 'done', now, '', 'barrier: every dependency is done');
-      for (const dependent of task.dependents) {
-        dependent.pendingDeps--;
-        if (dependent.state !== 'waiting') continue;
-        if (dependent.pendingDeps !== 0) {
-          if (dependent.more.afterEnded && this.allDepsEnded(dependent)) this.makeReady(dependent, now, '', 'every dependency has ended');
+      for (const dependent of (this.tasks.dependents[task] as TaskId[])) {
+        this.tasks.pendingDeps[dependent] = (this.tasks.pendingDeps[dependent] as number) - 1;
+        if (this.tasks.state(dependent) !== 'waiting') continue;
+        if ((this.tasks.pendingDeps[dependent] as number) !== 0) {
+          if ((this.tasks.more[dependent] as SpecMore).afterEnded && this.allDepsEnded(dependent)) this.makeReady(dependent, now, '', 'every dependency has ended');
           continue;
         }
-        if (dependent.more.barrier) stack.push(dependent);
+        if ((this.tasks.more[dependent] as SpecMore).barrier) stack.push(dependent);
         else this.makeReady(dependent, now, '', 'dependencies done');
       }
     }
   }
 
-  private failTask(task: Task, now: number, worker: string, note: string): void {
-    this.observer.failed(task.pool);
+  private failTask(task: TaskId, now: number, worker: string, note: string): void {
+    this.observer.failed((this.tasks.pool[task] as string));
     this.setState(task, 'failed', now, worker, note);
     this.blockDescendants(task, now);
   }
 
-  private blockDescendants(task: Task, now: number): void {
-    const note = `ancestor "${task.name}" is ${task.state}`;
-    const stack = [...task.dependents];
+  private blockDescendants(task: TaskId, now: number): void {
+    const note = `ancestor "${(this.tasks.name[task] as string)}" is ${this.tasks.state(task)}`;
+    const stack = [...(this.tasks.dependents[task] as TaskId[])];
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
-      if (next.state !== 'waiting') continue; // blocked already, with its descendants
-      if (next.more.afterEnded) {
+      if (this.tasks.state(next) !== 'waiting') continue; // blocked already, with its descendants
+      if ((this.tasks.more[next] as SpecMore).afterEnded) {
         // Never blocked: a dependency that ended badly has ended all the same.
         if (this.allDepsEnded(next)) this.makeReady(next, now, '', `every dependency has ended (${this.failedDeps(next).length} not done)`);
         continue;
       }
       this.setState(next, 'blocked', now, '', note);
-      for (const d of next.dependents) stack.push(d);
+      for (const d of (this.tasks.dependents[next] as TaskId[])) stack.push(d);
     }
   }
 
   /** After `task` stopped being failed: unblock descendants that have no failed ancestor left. */
-  private unblockDescendants(task: Task, now: number): void {
-    const stack = [...task.dependents];
+  private unblockDescendants(task: TaskId, now: number): void {
+    const stack = [...(this.tasks.dependents[task] as TaskId[])];
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
-      if (next.more.afterEnded) {
+      if ((this.tasks.more[next] as SpecMore).afterEnded) {
         // It was never blocked; if it has not started, it waits again for the dependency now back at work.
-        if (next.state === 'ready' && !this.allDepsEnded(next)) this.setState(next, 'waiting', now, '', `dependency "${task.name}" is back at work`);
+        if (this.tasks.state(next) === 'ready' && !this.allDepsEnded(next)) this.setState(next, 'waiting', now, '', `dependency "${(this.tasks.name[task] as string)}" is back at work`);
         continue;
       }
-      if (next.state !== 'blocked' || this.stateFromDeps(next) === 'blocked') continue; // a blocked dependency unblocked later pushes it again
+      if (this.tasks.state(next) !== 'blocked' || this.stateFromDeps(next) === 'blocked') continue; // a blocked dependency unblocked later pushes it again
       this.resettle(next, now, 'unblocked');
-      for (const d of next.dependents) stack.push(d);
+      for (const d of (this.tasks.dependents[next] as TaskId[])) stack.push(d);
     }
   }
 
   /** The state its dependencies give a task that is not running, done, failed or cancelled. */
-  private stateFromDeps(task: Task): 'blocked' | 'ready' | 'waiting' {
-    if (task.more.afterEnded) return this.allDepsEnded(task) ? 'ready' : 'waiting';
-    for (const dep of task.deps) {
-      const state = this.tasks.get(dep)?.state;
+  private stateFromDeps(task: TaskId): 'blocked' | 'ready' | 'waiting' {
+    if ((this.tasks.more[task] as SpecMore).afterEnded) return this.allDepsEnded(task) ? 'ready' : 'waiting';
+    for (const dep of (this.tasks.deps[task] as string[])) {
+      const state = this.stateOfName(dep);
       if (state === 'failed' || state === 'blocked' || state === 'cancelled') return 'blocked';
     }
-    return task.pendingDeps === 0 ? 'ready' : 'waiting';
+    return (this.tasks.pendingDeps[task] as number) === 0 ? 'ready' : 'waiting';
   }
 
   /** Why a blocked task is blocked: the first of its dependencies that is failed, cancelled or blocked. */
-  private blockedBy(task: Task): string {
-    for (const dep of task.deps) {
-      const state = this.tasks.get(dep)?.state;
+  private blockedBy(task: TaskId): string {
+    for (const dep of (this.tasks.deps[task] as string[])) {
+      const state = this.stateOfName(dep);
       if (state === 'failed' || state === 'blocked' || state === 'cancelled') return `dependency "${dep}" is ${state}`;
     }
     return 'a dependency failed';
   }
 
   /** Moves a task to the state its dependencies give it. */
-  private resettle(task: Task, now: number, note: string): void {
+  private resettle(task: TaskId, now: number, note: string): void {
     const state = this.stateFromDeps(task);
     if (state === 'ready') this.makeReady(task, now, '', note);
     else this.setState(task, state, now, '', note);
   }
 
-  private setState(task: Task, state: TaskState, now: number, worker: string, note: string): void {
+  private setState(task: TaskId, state: TaskState, now: number, worker: string, note: string): void {
     // A lease of a pool with a limit ended: a steal parked on that pool may have a turn now.
-    if (task.state === 'running' && state !== 'running' && this.pool(task.pool).maxRunning > 0) this.woken.add(task.pool);
-    if (task.state === 'verifying') this.verifying.delete(task);
+    if (this.tasks.state(task) === 'running' && state !== 'running' && this.pool((this.tasks.pool[task] as string)).maxRunning > 0) this.woken.add((this.tasks.pool[task] as string));
+    if (this.tasks.state(task) === 'verifying') this.verifying.delete(task);
     this.countOut(task);
-    task.state = state;
+    this.tasks.setState(task, state);
     this.countIn(task);
     // Output files belong to a completion: a task that leaves done (or never was) names none.
-    if (state !== 'done' && state !== 'verifying' && task.outputs.length > 0) task.outputs = NO_OUTPUTS;
+    if (state !== 'done' && state !== 'verifying' && this.tasks.outputs(task).length > 0) this.tasks.setOutputs(task, NO_OUTPUTS);
     this.appendLog(task, { state, at: now, worker, note });
     const busy = this.busy();
     if (!busy) this.wokenAll = true;
-    else if (!this.pool(task.pool).mayStillHaveWork(busy)) this.woken.add(task.pool);
+    else if (!this.pool((this.tasks.pool[task] as string)).mayStillHaveWork(busy)) this.woken.add((this.tasks.pool[task] as string));
   }
 
-  private appendLog(task: Task, change: StateChange): void {
+  private appendLog(task: TaskId, change: StateChange): void {
     this.pushLog(task, change);
     this.dirty.add(task);
   }
 
   /** Appends to the task's log, keeping its first entry (creation) and the latest ones. */
-  private pushLog(task: Task, change: StateChange): void {
-    for (; task.logLength >= this.options.maxLogEntries; task.logLength--) task.logHead = this.logs.dropSecond(task.logHead, task.logLength);
-    task.logHead = this.logs.append(task.logHead, change);
-    task.logLength++;
+  private pushLog(task: TaskId, change: StateChange): void {
+    const tasks = this.tasks;
+    let head = tasks.logHead[task] as number;
+    let length = tasks.logLength[task] as number;
+    for (; length >= this.options.maxLogEntries; length--) head = this.logs.dropSecond(head, length);
+    tasks.logHead[task] = this.logs.append(head, change);
+    tasks.logLength[task] = length + 1;
   }
 
   /** When the task's latest log entry was made (`otherwise` if its log is empty). */
-  private changedAt(task: Task, otherwise: number): number {
-    return task.logHead === NO_ENTRY ? otherwise : this.logs.at(task.logHead);
+  private changedAt(task: TaskId, otherwise: number): number {
+    return (this.tasks.logHead[task] as number) === NO_ENTRY ? otherwise : this.logs.at((this.tasks.logHead[task] as number));
   }
 
   /** How long the latest attempt ran until `end` (ms; 0 if unknown: the clock went back, or the lease's entry is gone). */
-  private runTime(task: Task, end: number): number {
-    const started = this.logs.startedAt(task.logHead);
+  private runTime(task: TaskId, end: number): number {
+    const started = this.logs.startedAt((this.tasks.logHead[task] as number));
     return started === 0 ? 0 : Math.max(0, end - started);
   }
 
   /** A task of `spec`, created as `seq`: its payload copied into the arena, its pool's name and the rest of its spec shared. */
-  private newTask(spec: TaskSpec, seq: number): Task {
+  private newTask(spec: TaskSpec, seq: number): TaskId {
     const deps = spec.deps.length === 0 ? NO_DEPS : spec.deps;
-    return new Task(spec.name, deps, this.pool(spec.pool).name, spec.priority, this.blobs.put(spec.payload), this.moreOf(spec), seq);
+    return this.tasks.add(spec.name, deps, this.pool(spec.pool).name, spec.priority, this.blobs.put(spec.payload), this.moreOf(spec), seq);
   }
 
   /** The SpecMore of `spec`: a shared one when it has no params, files or outputs. */
@@ -2159,14 +2084,14 @@ export class Graph {
   }
 
   /** The task's spec, as given (its payload a view into the arena). */
-  private specOf(task: Task): TaskSpec {
-    const more = task.more;
+  private specOf(task: TaskId): TaskSpec {
+    const more = (this.tasks.more[task] as SpecMore);
     return {
-      name: task.name,
-      deps: task.deps,
-      payload: this.blobs.get(task.payload),
-      priority: task.priority,
-      pool: task.pool,
+      name: (this.tasks.name[task] as string),
+      deps: (this.tasks.deps[task] as string[]),
+      payload: this.blobs.get((this.tasks.payload[task] as number)),
+      priority: (this.tasks.priority[task] as number),
+      pool: (this.tasks.pool[task] as string),
       maxAttempts: more.maxAttempts,
       leaseMs: more.leaseMs,
       params: more.params,
@@ -2182,9 +2107,9 @@ export class Graph {
    * About how many bytes a task adds to a steal's reply: its payload, and its params and file names
    * (a task's params alone may be a MiB), so that the reply's bound holds for sweeps too.
    */
-  private leasedBytes(task: Task): number {
-    const more = task.more;
-    let bytes = this.blobs.length(task.payload);
+  private leasedBytes(task: TaskId): number {
+    const more = (this.tasks.more[task] as SpecMore);
+    let bytes = this.blobs.length((this.tasks.payload[task] as number));
     for (const p of more.params) bytes += p.name.length + p.value.length;
     for (const f of more.inputs) bytes += f.name.length + 80;
     for (const name of more.outputs) bytes += name.length;
@@ -2193,55 +2118,81 @@ export class Graph {
   }
 
   /** Everything known of `task`, as lookup returns it and the store keeps it. */
-  private record(task: Task): TaskRecord {
+  private record(task: TaskId): TaskRecord {
     return {
       spec: this.specOf(task),
-      state: task.state,
-      attempts: task.attempts,
-      worker: task.worker,
-      holder: task.holder,
-      leaseDeadline: task.leaseDeadline,
-      notBefore: task.notBefore,
-      result: this.blobs.get(task.result),
-      lastError: task.lastError,
-      log: this.logs.entries(task.logHead, task.logLength),
-      seq: task.seq,
-      outputs: task.outputs,
+      state: this.tasks.state(task),
+      attempts: (this.tasks.attempts[task] as number),
+      worker: (this.tasks.worker[task] as string),
+      holder: (this.tasks.holder[task] as string),
+      leaseDeadline: (this.tasks.leaseDeadline[task] as number),
+      notBefore: this.tasks.notBefore(task),
+      result: this.blobs.get((this.tasks.result[task] as number)),
+      lastError: this.tasks.lastError(task),
+      log: this.logs.entries((this.tasks.logHead[task] as number), (this.tasks.logLength[task] as number)),
+      seq: (this.tasks.seq[task] as number),
+      outputs: this.tasks.outputs(task),
     };
+  }
+
+  /** The state of the task of that name (undefined: there is none). */
+  private stateOfName(name: string): TaskState | undefined {
+    const task = this.byName.get(name);
+    return task === undefined ? undefined : this.tasks.state(task);
+  }
+
+  /** The pool of the task of that name (undefined: there is none). */
+  private poolOfName(name: string): string | undefined {
+    const task = this.byName.get(name);
+    return task === undefined ? undefined : (this.tasks.pool[task] as string);
+  }
+
+  /** The deps of the task of that name (none: there is none). */
+  private depsOfName(name: string): readonly string[] {
+    const task = this.byName.get(name);
+    return task === undefined ? NO_DEPS : (this.tasks.deps[task] as string[]);
+  }
+
+  /** One more dependency of `task` does not exist; true when it is its first. */
+  private addMissingDep(task: TaskId): boolean {
+    const before = this.tasks.missingDeps[task] as number;
+    this.tasks.missingDeps[task] = before + 1;
+    return before === 0;
   }
 
   // --- bookkeeping -----------------------------------------------------------------------
 
   /** Connect `task` to its dependencies (existing or not) and to tasks that waited for its name. */
-  private link(task: Task): void {
-    const deps = task.deps;
+  private link(task: TaskId): void {
+    const deps = (this.tasks.deps[task] as string[]);
     for (let i = 0; i < deps.length; i++) {
       const dep = deps[i] as string;
-      const parent = this.tasks.get(dep);
+      const parent = this.byName.get(dep);
       if (parent === undefined) {
         const waiting = this.missing.get(dep);
         if (waiting === undefined) this.missing.set(dep, [task]);
         else waiting.push(task);
-        task.pendingDeps++;
-        if (task.missingDeps++ === 0) this.onMissing++;
+        this.tasks.pendingDeps[task] = (this.tasks.pendingDeps[task] as number) + 1;
+        if (this.addMissingDep(task)) this.onMissing++;
       } else {
-        parent.dependents = withDependent(parent.dependents, task);
+        this.tasks.dependents[parent] = withDependent((this.tasks.dependents[parent] as TaskId[]), task);
         // The dependency's own name string, not the copy the request carried: one string per name.
-        task.deps[i] = parent.name;
-        if (parent.state !== 'done') task.pendingDeps++;
+        (this.tasks.deps[task] as string[])[i] = (this.tasks.name[parent] as string);
+        if (this.tasks.state(parent) !== 'done') this.tasks.pendingDeps[task] = (this.tasks.pendingDeps[task] as number) + 1;
       }
     }
-    const waiting = this.missing.get(task.name);
+    const waiting = this.missing.get((this.tasks.name[task] as string));
     if (waiting !== undefined) {
       // A loop, not push(...waiting): a name can be awaited by more tasks than a call takes arguments.
       for (const w of waiting) {
-        task.dependents = withDependent(task.dependents, w);
-        const deps = w.deps;
-        const i = deps.indexOf(task.name);
-        if (i !== -1) deps[i] = task.name;
-        if (--w.missingDeps === 0) this.onMissing--;
+        this.tasks.dependents[task] = withDependent((this.tasks.dependents[task] as TaskId[]), w);
+        const deps = (this.tasks.deps[w] as string[]);
+        const i = deps.indexOf((this.tasks.name[task] as string));
+        if (i !== -1) deps[i] = (this.tasks.name[task] as string);
+        this.tasks.missingDeps[w] = (this.tasks.missingDeps[w] as number) - 1;
+        if (this.tasks.missingDeps[w] === 0) this.onMissing--;
       }
-      this.missing.delete(task.name);
+      this.missing.delete((this.tasks.name[task] as string));
     }
   }
 
@@ -2261,8 +2212,8 @@ export class Graph {
       if (!awaited) return [];
       // Only a task with a dependency not done can lie on a cycle with a new task, whatever its
       // state (waiting, blocked, or cancelled before its deps were done).
-      const task = this.tasks.get(name);
-      return task !== undefined && task.pendingDeps > 0 ? task.deps : [];
+      const task = this.byName.get(name);
+      return task !== undefined && (this.tasks.pendingDeps[task] as number) > 0 ? (this.tasks.deps[task] as string[]) : [];
     };
     return dependencyOrder(fresh.keys(), (name) => fresh.has(name), depsOf);
   }
@@ -2280,45 +2231,45 @@ export class Graph {
   private pool(name: string): PoolQueue {
     let queue = this.pools.get(name);
     if (queue === undefined) {
-      queue = new PoolQueue(name);
+      queue = new PoolQueue(name, this.tasks);
       this.pools.set(name, queue);
     }
     return queue;
   }
 
-  private enqueue(task: Task): void {
-    const queue = this.pool(task.pool);
-    if (!task.queuedAll && !queue.throttled) {
-      task.queuedAll = true;
+  private enqueue(task: TaskId): void {
+    const queue = this.pool((this.tasks.pool[task] as string));
+    if (!this.tasks.flag(task, QUEUED_ALL) && !queue.throttled) {
+      this.tasks.setFlag(task, QUEUED_ALL, true);
       this.allReady.push(task);
     }
-    if (task.queued) return;
-    task.queued = true;
+    if (this.tasks.flag(task, QUEUED)) return;
+    this.tasks.setFlag(task, QUEUED, true);
     queue.ready.push(task);
-    this.woken.add(task.pool);
+    this.woken.add((this.tasks.pool[task] as string));
   }
 
   /** Tells the observer of `added`, one call per run of tasks of one pool (a batch is mostly one pool). */
-  private observeCreated(added: readonly Task[]): void {
+  private observeCreated(added: readonly TaskId[]): void {
     let from = 0;
     for (let i = 1; i <= added.length; i++) {
-      const pool = (added[from] as Task).pool;
-      if (i < added.length && (added[i] as Task).pool === pool) continue;
+      const pool = (this.tasks.pool[(added[from] as TaskId)] as string);
+      if (i < added.length && (this.tasks.pool[(added[i] as TaskId)] as string) === pool) continue;
       this.observer.created(pool, i - from);
       from = i;
     }
   }
 
-  private countIn(task: Task): void {
-    this.counts[task.state]++;
-    this.pool(task.pool).counts[task.state]++;
-    if (task.state === 'failed') this.failedTasks.add(task);
+  private countIn(task: TaskId): void {
+    this.counts[this.tasks.state(task)]++;
+    this.pool((this.tasks.pool[task] as string)).counts[this.tasks.state(task)]++;
+    if (this.tasks.state(task) === 'failed') this.failedTasks.add(task);
   }
 
-  private countOut(task: Task): void {
-    this.counts[task.state]--;
-    this.pool(task.pool).counts[task.state]--;
-    if (task.state === 'failed') this.failedTasks.delete(task);
+  private countOut(task: TaskId): void {
+    this.counts[this.tasks.state(task)]--;
+    this.pool((this.tasks.pool[task] as string)).counts[this.tasks.state(task)]--;
+    if (this.tasks.state(task) === 'failed') this.failedTasks.delete(task);
   }
 
   /**
@@ -2342,8 +2293,8 @@ export class Graph {
   }
 
   /** A run of `task` by the worker of `stats` ends now: its time, from its lease (the latest RUNNING entry). */
-  private ranFor(stats: WorkerStats, task: Task, now: number): void {
-    const started = this.logs.startedAt(task.logHead);
+  private ranFor(stats: WorkerStats, task: TaskId, now: number): void {
+    const started = this.logs.startedAt((this.tasks.logHead[task] as number));
     if (started === 0) return;
     const ms = Math.max(0, now - started);
     stats.runs++;
@@ -2357,11 +2308,11 @@ export class Graph {
    * back without using an attempt do not count). Logs keep their first and latest entries only
    * (maxLogEntries), so a task retried very often counts its latest runs.
    */
-  private countRuns(task: Task, entries: number[]): void {
+  private countRuns(task: TaskId, entries: number[]): void {
     // Read in the arena, first entry to latest: `entries` is the log from its latest back.
     const logs = this.logs;
     entries.length = 0;
-    for (let entry = task.logHead; entry !== NO_ENTRY; entry = logs.prev(entry)) entries.push(entry);
+    for (let entry = (this.tasks.logHead[task] as number); entry !== NO_ENTRY; entry = logs.prev(entry)) entries.push(entry);
     for (let i = entries.length - 1; i > 0; i--) {
       const run = entries[i] as number;
       if (logs.state(run) !== 'running' || logs.worker(run) === '') continue;

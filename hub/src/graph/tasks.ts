@@ -1,0 +1,232 @@
+import type { FileRef, Param, ParamFile, TaskState } from '../../../proto/src/types.js';
+import { TASK_STATES } from '../../../proto/src/types.js';
+import { EMPTY_HANDLE } from './arena.js';
+import { NO_ENTRY } from './statelog.js';
+
+/**
+ * A task inside the graph: its index in the TaskTable's columns. Ids of removed tasks are handed
+ * out again, but only once nothing holds them any more (see TaskTable.retire and Graph.reclaim).
+ */
+export type TaskId = number;
+
+/**
+ * The fields of a spec beyond its name, deps, pool, priority and payload. Tasks with the same
+ * scalars and no params, files or outputs share one (most tasks: one for the whole graph).
+ */
+export interface SpecMore {
+  readonly maxAttempts: number;
+  readonly leaseMs: number;
+  readonly params: Param[];
+  readonly inputs: FileRef[];
+  readonly outputs: string[];
+  readonly paramFiles: ParamFile[];
+  readonly barrier: boolean;
+  readonly afterEnded: boolean;
+}
+
+/** Shared by every task without dependents; never written to (the graph copies it to add one). */
+export const NO_TASKS: TaskId[] = [];
+/** Shared by every task without dependencies, and by ids not in use. */
+export const NO_DEPS: string[] = [];
+/** Shared by every task without output files. */
+export const NO_OUTPUTS: FileRef[] = [];
+const NO_MORE: SpecMore = { maxAttempts: 1, leaseMs: 0, params: [], inputs: [], outputs: [], paramFiles: [], barrier: false, afterEnded: false };
+
+/** bits: the state's index in TASK_STATES (below STATE_MASK), then one bit per flag. */
+const STATE_MASK = 7;
+/** Sitting in its pool's ready heap. */
+export const QUEUED = 8;
+/** Sitting in the graph's heap of every ready task (what a steal of every pool takes from). */
+export const QUEUED_ALL = 16;
+/** Has an entry in the lease heap (one at most: a renewal moves the deadline, not the entry). */
+export const LEASE_QUEUED = 32;
+/** Removed from the graph: its id waits to be reclaimed (see TaskTable.retire). */
+export const RETIRED = 64;
+const STATE_INDEX = Object.fromEntries(TASK_STATES.map((state, i) => [state, i])) as Record<TaskState, number>;
+const FIRST_CAPACITY = 64;
+
+/**
+ * Every task's fields in columns indexed by its id: numbers in typed arrays, strings and shared
+ * objects in plain arrays, the fields few tasks have in maps. A task costs about 110 bytes here,
+ * where an object of its own cost 176 (Node's V8 keeps every field in 8 bytes) and a pointer the
+ * collector walks. Pure memory, no I/O; the graph keeps the meaning of every field.
+ */
+export class TaskTable {
+  // Strings and shared objects, one slot a task.
+  readonly name: string[] = [];
+  /** Its dependencies' names: each that exists is that task's own name string (see Graph.link). */
+  readonly deps: string[][] = [];
+  /** Exactly as long as it needs to be while short (see Graph.withDependent): most tasks have few. */
+  readonly dependents: TaskId[][] = [];
+  /** The pool's own name string (PoolQueue.name), one for all its tasks. */
+  readonly pool: string[] = [];
+  readonly more: SpecMore[] = [];
+  /** Its latest lease's worker ('' never leased). */
+  readonly worker: string[] = [];
+  /** The worker whose lease may still complete it ('' none): see Graph.refuse. */
+  readonly holder: string[] = [];
+  // Numbers. Replaced by longer arrays as the table grows: read them through the table, never keep one.
+  bits = new Uint8Array(0);
+  attempts = new Int32Array(0);
+  /** Its result and payload in the graph's ByteArena (EMPTY_HANDLE: none). */
+  result = new Int32Array(0);
+  payload = new Int32Array(0);
+  /** Its state log, in the graph's StateLogs: the latest entry, and how many there are. */
+  logHead = new Int32Array(0);
+  logLength = new Int32Array(0);
+  /** Dependencies not done yet, the ones that do not exist yet included. */
+  pendingDeps = new Int32Array(0);
+  /** Dependencies that do not exist yet. */
+  missingDeps = new Int32Array(0);
+  priority = new Int32Array(0);
+  seq = new Float64Array(0);
+  /** Running: when its lease ends; 0 otherwise. */
+  leaseDeadline = new Float64Array(0);
+  // Fields few tasks have.
+  /** Ready after a failure: not handed out before this time. */
+  private readonly notBefores = new Map<TaskId, number>();
+  /** Failed, cancelled, or ready again after a failure: why. */
+  private readonly lastErrors = new Map<TaskId, string>();
+  /** Done: the output files its completion named. */
+  private readonly outputFiles = new Map<TaskId, FileRef[]>();
+  private capacity = 0;
+  /** Ids handed out so far (in use, retired or free). */
+  private used = 0;
+  /** Ids of removed tasks that nothing holds any more: handed out again first. */
+  private free: TaskId[] = [];
+  /** Ids of removed tasks that heaps may still hold (see Graph.reclaim). */
+  private retiredIds: TaskId[] = [];
+
+  /** A new task's id, every field empty but those given. */
+  add(name: string, deps: string[], pool: string, priority: number, payload: number, more: SpecMore, seq: number): TaskId {
+    const id = this.free.pop() ?? this.used++;
+    if (id >= this.capacity) this.grow();
+    if (id === this.name.length) {
+      this.name.push(name);
+      this.deps.push(deps);
+      this.dependents.push(NO_TASKS);
+      this.pool.push(pool);
+      this.more.push(more);
+      this.worker.push('');
+      this.holder.push('');
+    } else {
+      this.name[id] = name;
+      this.deps[id] = deps;
+      this.dependents[id] = NO_TASKS;
+      this.pool[id] = pool;
+      this.more[id] = more;
+      this.worker[id] = '';
+      this.holder[id] = '';
+    }
+    this.bits[id] = 0;
+    this.attempts[id] = 0;
+    this.result[id] = EMPTY_HANDLE;
+    this.payload[id] = payload;
+    this.logHead[id] = NO_ENTRY;
+    this.logLength[id] = 0;
+    this.pendingDeps[id] = 0;
+    this.missingDeps[id] = 0;
+    this.priority[id] = priority;
+    this.seq[id] = seq;
+    this.leaseDeadline[id] = 0;
+    return id;
+  }
+
+  /**
+   * `id` leaves the graph: its strings and arrays are let go, its state becomes `state` (what a
+   * heap entry still holding it finds: never ready nor running), and it waits in `retired` until
+   * `reclaim` is told that nothing holds it any more.
+   */
+  retire(id: TaskId, state: TaskState): void {
+    this.name[id] = '';
+    this.deps[id] = NO_DEPS;
+    this.dependents[id] = NO_TASKS;
+    this.more[id] = NO_MORE;
+    this.worker[id] = '';
+    this.holder[id] = '';
+    this.bits[id] = STATE_INDEX[state] | RETIRED;
+    this.leaseDeadline[id] = 0;
+    this.notBefores.delete(id);
+    this.lastErrors.delete(id);
+    this.outputFiles.delete(id);
+    this.retiredIds.push(id);
+  }
+
+  /** Ids retired and not yet reclaimed. */
+  get retired(): readonly TaskId[] {
+    return this.retiredIds;
+  }
+
+  /**
+   * The retired ids are held nowhere any more (the graph has dropped every heap entry and list
+   * item of one): they may be handed out again.
+   */
+  reclaim(): void {
+    for (const id of this.retiredIds) this.free.push(id);
+    this.retiredIds = [];
+  }
+
+  /** Ids handed out (for tests: the table does not grow past the tasks alive and retired). */
+  get idsUsed(): number {
+    return this.used;
+  }
+
+  state(id: TaskId): TaskState {
+    return TASK_STATES[(this.bits[id] as number) & STATE_MASK] as TaskState;
+  }
+  setState(id: TaskId, state: TaskState): void {
+    this.bits[id] = ((this.bits[id] as number) & ~STATE_MASK) | STATE_INDEX[state];
+  }
+  /** One of the flags (QUEUED, QUEUED_ALL, LEASE_QUEUED). */
+  flag(id: TaskId, flag: number): boolean {
+    return ((this.bits[id] as number) & flag) !== 0;
+  }
+  setFlag(id: TaskId, flag: number, on: boolean): void {
+    this.bits[id] = on ? (this.bits[id] as number) | flag : (this.bits[id] as number) & ~flag;
+  }
+
+  notBefore(id: TaskId): number {
+    return this.notBefores.get(id) ?? 0;
+  }
+  setNotBefore(id: TaskId, at: number): void {
+    if (at === 0) this.notBefores.delete(id);
+    else this.notBefores.set(id, at);
+  }
+  lastError(id: TaskId): string {
+    return this.lastErrors.get(id) ?? '';
+  }
+  setLastError(id: TaskId, error: string): void {
+    if (error === '') this.lastErrors.delete(id);
+    else this.lastErrors.set(id, error);
+  }
+  outputs(id: TaskId): FileRef[] {
+    return this.outputFiles.get(id) ?? NO_OUTPUTS;
+  }
+  setOutputs(id: TaskId, files: FileRef[]): void {
+    if (files.length === 0) this.outputFiles.delete(id);
+    else this.outputFiles.set(id, files);
+  }
+
+  /** Room for more ids (the numeric columns copied; the plain arrays grow by themselves). */
+  private grow(): void {
+    // Half again, not twice: the slack of a large table is a third of it at most.
+    const capacity = Math.max(FIRST_CAPACITY, Math.ceil(this.capacity * 1.5));
+    this.bits = grown(this.bits, new Uint8Array(capacity));
+    this.attempts = grown(this.attempts, new Int32Array(capacity));
+    this.result = grown(this.result, new Int32Array(capacity));
+    this.payload = grown(this.payload, new Int32Array(capacity));
+    this.logHead = grown(this.logHead, new Int32Array(capacity));
+    this.logLength = grown(this.logLength, new Int32Array(capacity));
+    this.pendingDeps = grown(this.pendingDeps, new Int32Array(capacity));
+    this.missingDeps = grown(this.missingDeps, new Int32Array(capacity));
+    this.priority = grown(this.priority, new Int32Array(capacity));
+    this.seq = grown(this.seq, new Float64Array(capacity));
+    this.leaseDeadline = grown(this.leaseDeadline, new Float64Array(capacity));
+    this.capacity = capacity;
+  }
+}
+
+function grown<T extends Uint8Array | Int32Array | Float64Array>(from: T, to: T): T {
+  to.set(from);
+  return to;
+}
