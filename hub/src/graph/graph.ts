@@ -5,7 +5,7 @@ import { RateWindow } from './rate.js';
 import { NO_ENTRY, StateLogs } from './statelog.js';
 import { ByteArena, EMPTY_HANDLE } from './arena.js';
 import { graphView, type ViewSource } from './view.js';
-import { LEASE_QUEUED, NO_DEPS, NO_OUTPUTS, NO_TASKS, QUEUED, QUEUED_ALL, RETIRED, TaskTable, type SpecMore, type TaskId } from './tasks.js';
+import { HELD, LEASE_QUEUED, NO_DEPS, NO_OUTPUTS, NO_TASKS, QUEUED, QUEUED_ALL, RETIRED, TaskTable, type SpecMore, type TaskId } from './tasks.js';
 import {
   MAX_POOL_RUNNING,
   emptyCounts,
@@ -424,7 +424,8 @@ export class Graph {
     tasks.setState(task, record.state);
     tasks.attempts[task] = record.attempts;
     tasks.worker[task] = record.worker;
-    tasks.holder[task] = record.holder;
+    // The worker whose lease expired may still complete it: by construction its latest lease's.
+    tasks.setFlag(task, HELD, record.holder !== '' && record.holder === record.worker);
     tasks.leaseDeadline[task] = record.leaseDeadline;
     tasks.setNotBefore(task, record.notBefore);
     tasks.setOutputs(task, record.outputs);
@@ -444,6 +445,11 @@ export class Graph {
 
   get size(): number {
     return this.byName.size;
+  }
+
+  /** Task ids handed out so far, in use or not (for tests: removed tasks' ids are handed out again). */
+  get taskIds(): number {
+    return this.tasks.idsUsed;
   }
 
   /**
@@ -675,7 +681,7 @@ export class Graph {
       const late = this.tasks.state(task) !== 'running';
       if (this.tasks.state(task) === 'running') this.dropLease(task);
       const wasFailed = this.tasks.state(task) === 'failed';
-      this.tasks.holder[task] = '';
+      this.tasks.setFlag(task, HELD, false);
       this.blobs.free((this.tasks.result[task] as number));
       this.tasks.result[task] = this.blobs.put(result ?? EMPTY);
       this.tasks.setNotBefore(task, 0);
@@ -744,7 +750,7 @@ export class Graph {
     const refusal = this.refuse(task, name, worker, false);
     if (refusal !== undefined || task === undefined) return { result: refusal ?? notFound(name), state: task === undefined ? undefined : this.tasks.state(task), notBefore: 0 };
     this.dropLease(task);
-    this.tasks.holder[task] = '';
+    this.tasks.setFlag(task, HELD, false);
     stats.failed++;
     this.ranFor(stats, task, now);
     this.failAttempt(task, reason, permanent, now, worker);
@@ -935,7 +941,7 @@ export class Graph {
       retried++;
       this.observer.retried((this.tasks.pool[task] as string));
       this.tasks.attempts[task] = 0;
-      this.tasks.holder[task] = '';
+      this.tasks.setFlag(task, HELD, false);
       // A task that failed running had its deps done; a cancelled one may not have.
       this.resettle(task, now, 'retry');
       this.unblockDescendants(task, now);
@@ -958,7 +964,7 @@ export class Graph {
       if (this.tasks.state(task) === 'done') return outcome(name, 'ALREADY_DONE', `completed by worker ${(this.tasks.worker[task] as string)}`);
       if (this.tasks.state(task) === 'cancelled') return outcome(name, 'TASK_CANCELLED', 'cancelled already');
       if (this.tasks.state(task) === 'running') this.dropLease(task);
-      this.tasks.holder[task] = '';
+      this.tasks.setFlag(task, HELD, false);
       this.tasks.setNotBefore(task, 0);
       this.tasks.setLastError(task, `cancelled: ${reason.slice(0, MAX_REASON_CHARS)}`);
       this.setState(task, 'cancelled', now, '', this.tasks.lastError(task));
@@ -982,7 +988,7 @@ export class Graph {
       }
       const worker = (this.tasks.worker[task] as string);
       this.dropLease(task);
-      // The worker may still complete it while nobody else takes it: `holder` stays.
+      // The worker may still complete it while nobody else takes it: HELD stays.
       const stats = this.stats(worker, 0);
       stats.failed++;
       this.ended.failed++;
@@ -1727,7 +1733,7 @@ export class Graph {
       if (this.tasks.state(task) === 'running') this.dropLease(task);
       const note = wasDone ? `${why(task)}; previous result ${this.blobs.length((this.tasks.result[task] as number))} bytes` : `${why(task)} (was ${this.tasks.state(task)})`;
       this.tasks.attempts[task] = 0;
-      this.tasks.holder[task] = '';
+      this.tasks.setFlag(task, HELD, false);
       this.tasks.setNotBefore(task, 0);
       this.blobs.free((this.tasks.result[task] as number));
       this.tasks.result[task] = EMPTY_HANDLE;
@@ -1789,7 +1795,7 @@ export class Graph {
    */
   private refuse(task: TaskId | undefined, name: string, worker: string, forCompletion: boolean): TaskResult | undefined {
     if (task === undefined) return notFound(name);
-    const expiredMine = (this.tasks.holder[task] as string) === worker && (this.tasks.worker[task] as string) === worker;
+    const expiredMine = this.tasks.flag(task, HELD) && (this.tasks.worker[task] as string) === worker;
     const state = this.tasks.state(task);
     switch (state) {
       case 'running':
@@ -1822,7 +1828,7 @@ export class Graph {
     this.observer.leased((this.tasks.pool[task] as string), Math.max(0, now - this.changedAt(task, now)));
     this.tasks.attempts[task] = (this.tasks.attempts[task] as number) + 1;
     this.tasks.worker[task] = worker;
-    this.tasks.holder[task] = worker;
+    this.tasks.setFlag(task, HELD, true);
     this.tasks.leaseDeadline[task] = now + (this.tasks.more[task] as SpecMore).leaseMs;
     this.setState(task, 'running', now, worker, attemptNote((this.tasks.attempts[task] as number)));
     this.queueLease(task);
@@ -1868,7 +1874,7 @@ export class Graph {
   private giveBack(task: TaskId, now: number, note: string): void {
     const worker = (this.tasks.worker[task] as string);
     this.dropLease(task);
-    this.tasks.holder[task] = '';
+    this.tasks.setFlag(task, HELD, false);
     this.tasks.attempts[task] = (this.tasks.attempts[task] as number) - 1;
     this.makeReady(task, now, worker, note);
   }
@@ -1932,7 +1938,7 @@ export class Graph {
   private completeBarriers(first: TaskId, now: number): void {
     const stack = [first];
     for (let task = stack.pop(); task !== undefined; task = stack.pop()) {
-      this.tasks.holder[task] = '';
+      this.tasks.setFlag(task, HELD, false);
       this.tasks.setNotBefore(task, 0);
       this.setState(task, 'done', now, '', 'barrier: every dependency is done');
       for (const dependent of (this.tasks.dependents[task] as TaskId[])) {
@@ -2124,7 +2130,7 @@ export class Graph {
       state: this.tasks.state(task),
       attempts: (this.tasks.attempts[task] as number),
       worker: (this.tasks.worker[task] as string),
-      holder: (this.tasks.holder[task] as string),
+      holder: this.tasks.flag(task, HELD) ? (this.tasks.worker[task] as string) : '',
       leaseDeadline: (this.tasks.leaseDeadline[task] as number),
       notBefore: this.tasks.notBefore(task),
       result: this.blobs.get((this.tasks.result[task] as number)),

@@ -42,6 +42,11 @@ export const QUEUED_ALL = 16;
 export const LEASE_QUEUED = 32;
 /** Removed from the graph: its id waits to be reclaimed (see TaskTable.retire). */
 export const RETIRED = 64;
+/**
+ * The worker of its latest lease may still complete it (a record's `holder`: see Graph.refuse).
+ * A holder is always that worker, so a bit stands for it, not a string a task.
+ */
+export const HELD = 128;
 const STATE_INDEX = Object.fromEntries(TASK_STATES.map((state, i) => [state, i])) as Record<TaskState, number>;
 const FIRST_CAPACITY = 64;
 
@@ -63,8 +68,6 @@ export class TaskTable {
   readonly more: SpecMore[] = [];
   /** Its latest lease's worker ('' never leased). */
   readonly worker: string[] = [];
-  /** The worker whose lease may still complete it ('' none): see Graph.refuse. */
-  readonly holder: string[] = [];
   // Numbers. Replaced by longer arrays as the table grows: read them through the table, never keep one.
   bits = new Uint8Array(0);
   attempts = new Int32Array(0);
@@ -108,7 +111,6 @@ export class TaskTable {
       this.pool.push(pool);
       this.more.push(more);
       this.worker.push('');
-      this.holder.push('');
     } else {
       this.name[id] = name;
       this.deps[id] = deps;
@@ -116,7 +118,6 @@ export class TaskTable {
       this.pool[id] = pool;
       this.more[id] = more;
       this.worker[id] = '';
-      this.holder[id] = '';
     }
     this.bits[id] = 0;
     this.attempts[id] = 0;
@@ -143,7 +144,6 @@ export class TaskTable {
     this.dependents[id] = NO_TASKS;
     this.more[id] = NO_MORE;
     this.worker[id] = '';
-    this.holder[id] = '';
     this.bits[id] = STATE_INDEX[state] | RETIRED;
     this.leaseDeadline[id] = 0;
     this.notBefores.delete(id);
