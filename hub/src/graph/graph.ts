@@ -5,7 +5,8 @@ import { RateWindow } from './rate.js';
 import { NO_ENTRY, StateLogs } from './statelog.js';
 import { ByteArena, EMPTY_HANDLE } from './arena.js';
 import { graphView, type ViewSource } from './view.js';
-import { HELD, LEASE_QUEUED, NO_DEPS, NO_OUTPUTS, NO_TASKS, QUEUED, QUEUED_ALL, RETIRED, TaskTable, type SpecMore, type TaskId } from './tasks.js';
+import { IdLists, NO_EDGE } from './edges.js';
+import { HELD, LEASE_QUEUED, NO_DEPS, NO_OUTPUTS, QUEUED, QUEUED_ALL, RETIRED, TaskTable, type SpecMore, type TaskId } from './tasks.js';
 import {
   MAX_POOL_RUNNING,
   emptyCounts,
@@ -51,23 +52,6 @@ const NO_PARAMS: Param[] = [];
 const NO_NAMES: string[] = [];
 const NO_PARAM_FILES: ParamFile[] = [];
 const NO_TICKETS: VerifyTicket[] = [];
-/** Dependents lists up to this long are copied at their exact length when one is added; longer ones grow as arrays do. */
-const EXACT_DEPENDENTS = 16;
-
-/**
- * `list` with `task` added. A short list is copied at its exact length (an array grown by push
- * reserves 17 slots at its first push: about 130 bytes for a task with one dependent).
- */
-function withDependent(list: TaskId[], task: TaskId): TaskId[] {
-  if (list.length >= EXACT_DEPENDENTS) {
-    list.push(task);
-    return list;
-  }
-  const copy = new Array<TaskId>(list.length + 1);
-  for (let i = 0; i < list.length; i++) copy[i] = list[i] as TaskId;
-  copy[list.length] = task;
-  return copy;
-}
 /** Result bytes past which a list page with results ends (it always holds one task at least). */
 const LIST_RESULT_BYTES = 16 << 20;
 /** Bytes of dependency names past which a list page with deps ends (it always holds one task at least). */
@@ -286,6 +270,8 @@ export class Graph {
   readonly options: GraphOptions;
   /** Every task's fields (see TaskTable). */
   private readonly tasks = new TaskTable();
+  /** Every task's dependents (the tasks that name it as a dependency), by id. */
+  private readonly dependents = new IdLists();
   private readonly byName = new Map<string, TaskId>();
   /** Every task in creation order (by seq): what `list` pages through. */
   private readonly order: TaskId[] = [];
@@ -1162,7 +1148,7 @@ export class Graph {
       state: (task) => this.tasks.state(task),
       seq: (task) => (this.tasks.seq[task] as number),
       deps: (task) => (this.tasks.deps[task] as string[]),
-      dependents: (task) => (this.tasks.dependents[task] as TaskId[]),
+      dependents: (task) => this.dependents.toArray(task),
     };
     return graphView(source, query);
   }
@@ -1187,7 +1173,7 @@ export class Graph {
     if (task === undefined) throw new DagworkError('UNKNOWN_TASK', `no task named "${name}"`, { task: name });
     return {
       task: this.record(task),
-      dependents: (this.tasks.dependents[task] as TaskId[]).map((d) => (this.tasks.name[d] as string)),
+      dependents: this.dependents.toArray(task).map((d) => this.tasks.name[d] as string),
       missingDeps: (this.tasks.deps[task] as string[]).filter((d) => !this.byName.has(d)),
       failedDeps: this.failedDeps(task),
     };
@@ -1316,7 +1302,7 @@ export class Graph {
     const doomed = new Set<TaskId>();
     for (const task of this.order) if ((this.tasks.pool[task] as string) === name) doomed.add(task);
     const outside = new Set<TaskId>();
-    for (const task of doomed) for (const d of (this.tasks.dependents[task] as TaskId[])) if (!doomed.has(d)) outside.add(d);
+    for (const task of doomed) for (const d of this.dependents.toArray(task)) if (!doomed.has(d)) outside.add(d);
     if (outside.size > 0 && !force) {
       const [first] = outside as Set<TaskId>;
       const dependent = first as TaskId;
@@ -1371,7 +1357,8 @@ export class Graph {
         }
       }
       if ((this.tasks.missingDeps[task] as number) > 0) this.onMissing--;
-      for (const d of (this.tasks.dependents[task] as TaskId[])) {
+      for (let e = this.dependents.first(task); e !== NO_EDGE; e = this.dependents.next(e)) {
+        const d = this.dependents.item(e);
         if (doomed.has(d)) continue;
         const waiting = this.missing.get((this.tasks.name[task] as string));
         if (waiting === undefined) this.missing.set((this.tasks.name[task] as string), [d]);
@@ -1380,7 +1367,7 @@ export class Graph {
         if (this.addMissingDep(d)) this.onMissing++;
       }
     }
-    for (const parent of parents) this.tasks.dependents[parent] = (this.tasks.dependents[parent] as TaskId[]).filter((d) => !doomed.has(d));
+    for (const parent of parents) this.dependents.removeWhere(parent, (d) => doomed.has(d));
     for (const task of doomed) {
       if (this.tasks.state(task) === 'running') this.dropLease(task);
       this.verifying.delete(task);
@@ -1396,6 +1383,7 @@ export class Graph {
       this.tasks.logLength[task] = 0;
       // Entries left in the ready, backoff and lease heaps are dropped when they come up (they
       // look for a ready or running task, and this one is neither any more), or by `reclaim`.
+      this.dependents.clear(task);
       this.tasks.retire(task, 'cancelled');
     }
     let kept = 0;
@@ -1540,7 +1528,7 @@ export class Graph {
     for (let changed = true; changed; ) {
       changed = false;
       for (const task of doomed) {
-        const stays = (this.tasks.dependents[task] as TaskId[]).find((d) => !doomed.has(d));
+        const stays = this.dependents.toArray(task).find((d) => !doomed.has(d));
         if (stays === undefined) continue;
         doomed.delete(task);
         kept.set(task, stays);
@@ -1552,7 +1540,8 @@ export class Graph {
       if (task === undefined) return notFound(name);
       const dependent = kept.get(task);
       if (dependent === undefined) return accepted(name, roots.has(task) && descendants ? 'with its descendants' : '');
-      const more = (this.tasks.dependents[task] as TaskId[]).length > 1 ? ` (and ${(this.tasks.dependents[task] as TaskId[]).length - 1} more)` : '';
+      const count = this.dependents.count(task);
+      const more = count > 1 ? ` (and ${count - 1} more)` : '';
       return outcome(name, 'HAS_DEPENDENTS', `task "${(this.tasks.name[dependent] as string)}" depends on it${more}: delete it too, or use descendants`);
     });
     const pools = new Set<string>();
@@ -1655,13 +1644,13 @@ export class Graph {
     this.tasks.logHead[task] = (this.tasks.logHead[old] as number);
     this.tasks.logLength[task] = (this.tasks.logLength[old] as number);
     this.tasks.worker[task] = (this.tasks.worker[old] as string);
-    this.tasks.dependents[task] = (this.tasks.dependents[old] as TaskId[]);
+    this.dependents.move(old, task);
     this.byName.set(spec.name, task);
     this.order[this.orderIndex((this.tasks.seq[old] as number))] = task;
     this.link(task);
     this.countIn(task);
     // Its dependents counted the old task as not done; a done one as done.
-    if (wasDone) for (const d of (this.tasks.dependents[task] as TaskId[])) this.tasks.pendingDeps[d] = (this.tasks.pendingDeps[d] as number) + 1;
+    if (wasDone) this.dependentsWaitAgain(task);
     this.appendLog(task, { state: 'waiting', at: now, worker: '', note: `replaced${wasDone ? `; previous result ${this.blobs.length((this.tasks.result[old] as number))} bytes` : ''}` });
     this.blobs.free(this.tasks.result[old] as number);
     this.tasks.result[old] = EMPTY_HANDLE;
@@ -1675,13 +1664,21 @@ export class Graph {
     else this.unblockDescendants(task, now);
   }
 
+  /** `task` was done and is not any more: each of its dependents has one dependency more to wait for. */
+  private dependentsWaitAgain(task: TaskId): void {
+    const pending = this.tasks.pendingDeps;
+    for (let e = this.dependents.first(task); e !== NO_EDGE; e = this.dependents.next(e)) {
+      const d = this.dependents.item(e);
+      pending[d] = (pending[d] as number) + 1;
+    }
+  }
+
   /** Undo `link`: `task` leaves its dependencies' dependents and the missing-name lists. */
   private unlink(task: TaskId): void {
     for (const dep of (this.tasks.deps[task] as string[])) {
       const parent = this.byName.get(dep);
       if (parent !== undefined) {
-        const i = (this.tasks.dependents[parent] as TaskId[]).indexOf(task);
-        if (i !== -1) (this.tasks.dependents[parent] as TaskId[]).splice(i, 1);
+        this.dependents.remove(parent, task);
         continue;
       }
       const waiting = this.missing.get(dep);
@@ -1712,7 +1709,8 @@ export class Graph {
     const seen = new Set(roots);
     const stack = [...roots];
     for (let task = stack.pop(); task !== undefined; task = stack.pop()) {
-      for (const d of (this.tasks.dependents[task] as TaskId[])) {
+      for (let e = this.dependents.first(task); e !== NO_EDGE; e = this.dependents.next(e)) {
+        const d = this.dependents.item(e);
         if (seen.has(d)) continue;
         seen.add(d);
         stack.push(d);
@@ -1738,12 +1736,13 @@ export class Graph {
       this.blobs.free((this.tasks.result[task] as number));
       this.tasks.result[task] = EMPTY_HANDLE;
       this.tasks.setLastError(task, '');
-      if (wasDone) for (const d of (this.tasks.dependents[task] as TaskId[])) this.tasks.pendingDeps[d] = (this.tasks.pendingDeps[d] as number) + 1;
+      if (wasDone) this.dependentsWaitAgain(task);
       this.observer.retried((this.tasks.pool[task] as string));
       this.setState(task, 'waiting', now, '', note);
     }
     for (const task of cone) {
-      for (const d of (this.tasks.dependents[task] as TaskId[])) {
+      for (let e = this.dependents.first(task); e !== NO_EDGE; e = this.dependents.next(e)) {
+        const d = this.dependents.item(e);
         if (cone.has(d) || this.tasks.state(d) !== 'ready' || (this.tasks.more[d] as SpecMore).barrier) continue;
         this.setState(d, 'waiting', now, '', `dependency "${(this.tasks.name[task] as string)}" is rerun`);
       }
@@ -1775,7 +1774,8 @@ export class Graph {
     const order: TaskId[] = [];
     for (const [task, n] of inside) if (n === 0) order.push(task);
     for (let i = 0; i < order.length; i++) {
-      for (const d of (this.tasks.dependents[(order[i] as TaskId)] as TaskId[])) {
+      for (let e = this.dependents.first(order[i] as TaskId); e !== NO_EDGE; e = this.dependents.next(e)) {
+        const d = this.dependents.item(e);
         const n = inside.get(d);
         if (n === undefined) continue;
         inside.set(d, n - 1);
@@ -1899,7 +1899,8 @@ export class Graph {
 
   /** `task` is done: its dependents have one dependency less to wait for; those with none left go to work. */
   private releaseDependents(task: TaskId, now: number): void {
-    for (const dependent of (this.tasks.dependents[task] as TaskId[])) {
+    for (let e = this.dependents.first(task); e !== NO_EDGE; e = this.dependents.next(e)) {
+      const dependent = this.dependents.item(e);
       this.tasks.pendingDeps[dependent] = (this.tasks.pendingDeps[dependent] as number) - 1;
       if (this.tasks.state(dependent) !== 'waiting') continue;
       if ((this.tasks.pendingDeps[dependent] as number) === 0) this.makeReady(dependent, now, '', 'dependencies done');
@@ -1941,7 +1942,8 @@ export class Graph {
       this.tasks.setFlag(task, HELD, false);
       this.tasks.setNotBefore(task, 0);
       this.setState(task, 'done', now, '', 'barrier: every dependency is done');
-      for (const dependent of (this.tasks.dependents[task] as TaskId[])) {
+      for (let e = this.dependents.first(task); e !== NO_EDGE; e = this.dependents.next(e)) {
+        const dependent = this.dependents.item(e);
         this.tasks.pendingDeps[dependent] = (this.tasks.pendingDeps[dependent] as number) - 1;
         if (this.tasks.state(dependent) !== 'waiting') continue;
         if ((this.tasks.pendingDeps[dependent] as number) !== 0) {
@@ -1962,7 +1964,7 @@ export class Graph {
 
   private blockDescendants(task: TaskId, now: number): void {
     const note = `ancestor "${(this.tasks.name[task] as string)}" is ${this.tasks.state(task)}`;
-    const stack = [...(this.tasks.dependents[task] as TaskId[])];
+    const stack = this.dependents.toArray(task);
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
       if (this.tasks.state(next) !== 'waiting') continue; // blocked already, with its descendants
       if ((this.tasks.more[next] as SpecMore).afterEnded) {
@@ -1971,13 +1973,13 @@ export class Graph {
         continue;
       }
       this.setState(next, 'blocked', now, '', note);
-      for (const d of (this.tasks.dependents[next] as TaskId[])) stack.push(d);
+      for (let e = this.dependents.first(next); e !== NO_EDGE; e = this.dependents.next(e)) stack.push(this.dependents.item(e));
     }
   }
 
   /** After `task` stopped being failed: unblock descendants that have no failed ancestor left. */
   private unblockDescendants(task: TaskId, now: number): void {
-    const stack = [...(this.tasks.dependents[task] as TaskId[])];
+    const stack = this.dependents.toArray(task);
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
       if ((this.tasks.more[next] as SpecMore).afterEnded) {
         // It was never blocked; if it has not started, it waits again for the dependency now back at work.
@@ -1986,7 +1988,7 @@ export class Graph {
       }
       if (this.tasks.state(next) !== 'blocked' || this.stateFromDeps(next) === 'blocked') continue; // a blocked dependency unblocked later pushes it again
       this.resettle(next, now, 'unblocked');
-      for (const d of (this.tasks.dependents[next] as TaskId[])) stack.push(d);
+      for (let e = this.dependents.first(next); e !== NO_EDGE; e = this.dependents.next(e)) stack.push(this.dependents.item(e));
     }
   }
 
@@ -2181,7 +2183,7 @@ export class Graph {
         this.tasks.pendingDeps[task] = (this.tasks.pendingDeps[task] as number) + 1;
         if (this.addMissingDep(task)) this.onMissing++;
       } else {
-        this.tasks.dependents[parent] = withDependent((this.tasks.dependents[parent] as TaskId[]), task);
+        this.dependents.append(parent, task);
         // The dependency's own name string, not the copy the request carried: one string per name.
         (this.tasks.deps[task] as string[])[i] = (this.tasks.name[parent] as string);
         if (this.tasks.state(parent) !== 'done') this.tasks.pendingDeps[task] = (this.tasks.pendingDeps[task] as number) + 1;
@@ -2191,7 +2193,7 @@ export class Graph {
     if (waiting !== undefined) {
       // A loop, not push(...waiting): a name can be awaited by more tasks than a call takes arguments.
       for (const w of waiting) {
-        this.tasks.dependents[task] = withDependent((this.tasks.dependents[task] as TaskId[]), w);
+        this.dependents.append(task, w);
         const deps = (this.tasks.deps[w] as string[]);
         const i = deps.indexOf((this.tasks.name[task] as string));
         if (i !== -1) deps[i] = (this.tasks.name[task] as string);

@@ -24,8 +24,6 @@ export interface SpecMore {
   readonly afterEnded: boolean;
 }
 
-/** Shared by every task without dependents; never written to (the graph copies it to add one). */
-export const NO_TASKS: TaskId[] = [];
 /** Shared by every task without dependencies, and by ids not in use. */
 export const NO_DEPS: string[] = [];
 /** Shared by every task without output files. */
@@ -61,8 +59,6 @@ export class TaskTable {
   readonly name: string[] = [];
   /** Its dependencies' names: each that exists is that task's own name string (see Graph.link). */
   readonly deps: string[][] = [];
-  /** Exactly as long as it needs to be while short (see Graph.withDependent): most tasks have few. */
-  readonly dependents: TaskId[][] = [];
   /** The pool's own name string (PoolQueue.name), one for all its tasks. */
   readonly pool: string[] = [];
   readonly more: SpecMore[] = [];
@@ -107,14 +103,12 @@ export class TaskTable {
     if (id === this.name.length) {
       this.name.push(name);
       this.deps.push(deps);
-      this.dependents.push(NO_TASKS);
       this.pool.push(pool);
       this.more.push(more);
       this.worker.push('');
     } else {
       this.name[id] = name;
       this.deps[id] = deps;
-      this.dependents[id] = NO_TASKS;
       this.pool[id] = pool;
       this.more[id] = more;
       this.worker[id] = '';
@@ -141,7 +135,6 @@ export class TaskTable {
   retire(id: TaskId, state: TaskState): void {
     this.name[id] = '';
     this.deps[id] = NO_DEPS;
-    this.dependents[id] = NO_TASKS;
     this.more[id] = NO_MORE;
     this.worker[id] = '';
     this.bits[id] = STATE_INDEX[state] | RETIRED;
