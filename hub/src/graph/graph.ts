@@ -509,7 +509,7 @@ export class Graph {
     this.observeCreated(added);
     for (const task of barriersDone) if (this.tasks.state(task) === 'waiting' && (this.tasks.pendingDeps[task] as number) === 0) this.completeBarriers(task, now);
     const missing = new Set<string>();
-    for (const task of added) for (const dep of (this.tasks.deps[task] as string[])) if (!this.byName.has(dep)) missing.add(dep);
+    for (const task of added) for (const dep of this.tasks.depsOf(task)) if (!this.byName.has(dep)) missing.add(dep);
     const missingDeps: string[] = [];
     for (const name of missing) {
       if (missingDeps.length === MAX_MISSING_LISTED) break;
@@ -1105,7 +1105,8 @@ export class Graph {
       const withResult = query.withResults && this.tasks.state(t) === 'done';
       const resultLength = this.blobs.length((this.tasks.result[t] as number));
       if (withResult) resultBytes += resultLength;
-      if (query.withDeps === true) for (const dep of (this.tasks.deps[t] as string[])) depBytes += Buffer.byteLength(dep, 'utf8');
+      const deps = query.withDeps === true ? this.tasks.depsOf(t) : NO_DEPS;
+      for (const dep of deps) depBytes += Buffer.byteLength(dep, 'utf8');
       tasks.push({
         name: (this.tasks.name[t] as string),
         state: this.tasks.state(t),
@@ -1123,7 +1124,7 @@ export class Graph {
         outputs: withResult ? this.tasks.outputs(t) : NO_OUTPUTS,
         barrier: (this.tasks.more[t] as SpecMore).barrier,
         failedDeps: this.failedDeps(t).length,
-        ...(query.withDeps === true ? { deps: (this.tasks.deps[t] as string[]) } : {}),
+        ...(query.withDeps === true ? { deps } : {}),
       });
     }
     const last = this.order[i - 1];
@@ -1147,7 +1148,7 @@ export class Graph {
       pool: (task) => (this.tasks.pool[task] as string),
       state: (task) => this.tasks.state(task),
       seq: (task) => (this.tasks.seq[task] as number),
-      deps: (task) => (this.tasks.deps[task] as string[]),
+      deps: (task) => this.tasks.depsOf(task),
       dependents: (task) => this.dependents.toArray(task),
     };
     return graphView(source, query);
@@ -1174,7 +1175,7 @@ export class Graph {
     return {
       task: this.record(task),
       dependents: this.dependents.toArray(task).map((d) => this.tasks.name[d] as string),
-      missingDeps: (this.tasks.deps[task] as string[]).filter((d) => !this.byName.has(d)),
+      missingDeps: this.tasks.depsOf(task).filter((d) => !this.byName.has(d)),
       failedDeps: this.failedDeps(task),
     };
   }
@@ -1306,7 +1307,7 @@ export class Graph {
     if (outside.size > 0 && !force) {
       const [first] = outside as Set<TaskId>;
       const dependent = first as TaskId;
-      const dep = (this.tasks.deps[dependent] as string[]).find((n) => this.poolOfName(n) === name) ?? '';
+      const dep = this.tasks.depsOf(dependent).find((n) => this.poolOfName(n) === name) ?? '';
       const more = outside.size > 1 ? ` (and ${outside.size - 1} more tasks of other pools)` : '';
       throw new DagworkError(
         'CONFLICT',
@@ -1346,7 +1347,7 @@ export class Graph {
     // awaited keep no removed waiter, and dependents outside wait on the removed names.
     const parents = new Set<TaskId>();
     for (const task of doomed) {
-      for (const dep of (this.tasks.deps[task] as string[])) {
+      for (const dep of this.tasks.depsOf(task)) {
         const parent = this.byName.get(dep);
         if (parent === undefined) {
           const waiting = (this.missing.get(dep) ?? []).filter((w) => w !== task);
@@ -1409,6 +1410,7 @@ export class Graph {
     this.backoffs.retain((entry) => alive(entry.task));
     this.toVerify = this.toVerify.filter(alive);
     tasks.reclaim();
+    tasks.compactDeps();
   }
 
   /** Pools whose settings changed since the last call, each with its settings (undefined: none any more). */
@@ -1675,7 +1677,7 @@ export class Graph {
 
   /** Undo `link`: `task` leaves its dependencies' dependents and the missing-name lists. */
   private unlink(task: TaskId): void {
-    for (const dep of (this.tasks.deps[task] as string[])) {
+    for (const dep of this.tasks.depsOf(task)) {
       const parent = this.byName.get(dep);
       if (parent !== undefined) {
         this.dependents.remove(parent, task);
@@ -1765,7 +1767,7 @@ export class Graph {
     const inside = new Map<TaskId, number>();
     for (const task of cone) {
       let n = 0;
-      for (const dep of (this.tasks.deps[task] as string[])) {
+      for (const dep of this.tasks.depsOf(task)) {
         const parent = this.byName.get(dep);
         if (parent !== undefined && cone.has(parent)) n++;
       }
@@ -1914,7 +1916,8 @@ export class Graph {
 
   /** Every dependency exists and has ended: done, failed, cancelled or blocked (O(deps)). */
   private allDepsEnded(task: TaskId): boolean {
-    for (const dep of (this.tasks.deps[task] as string[])) {
+    for (let i = 0, n = this.tasks.depCount[task] as number; i < n; i++) {
+      const dep = this.tasks.dep(task, i);
       const state = this.stateOfName(dep);
       if (state !== 'done' && state !== 'failed' && state !== 'cancelled' && state !== 'blocked') return false;
     }
@@ -1924,7 +1927,8 @@ export class Graph {
   /** The names of its dependencies that are failed, cancelled or blocked now. */
   private failedDeps(task: TaskId): string[] {
     const names: string[] = [];
-    for (const dep of (this.tasks.deps[task] as string[])) {
+    for (let i = 0, n = this.tasks.depCount[task] as number; i < n; i++) {
+      const dep = this.tasks.dep(task, i);
       const state = this.stateOfName(dep);
       if (state === 'failed' || state === 'cancelled' || state === 'blocked') names.push(dep);
     }
@@ -1995,7 +1999,8 @@ export class Graph {
   /** The state its dependencies give a task that is not running, done, failed or cancelled. */
   private stateFromDeps(task: TaskId): 'blocked' | 'ready' | 'waiting' {
     if ((this.tasks.more[task] as SpecMore).afterEnded) return this.allDepsEnded(task) ? 'ready' : 'waiting';
-    for (const dep of (this.tasks.deps[task] as string[])) {
+    for (let i = 0, n = this.tasks.depCount[task] as number; i < n; i++) {
+      const dep = this.tasks.dep(task, i);
       const state = this.stateOfName(dep);
       if (state === 'failed' || state === 'blocked' || state === 'cancelled') return 'blocked';
     }
@@ -2004,7 +2009,8 @@ export class Graph {
 
   /** Why a blocked task is blocked: the first of its dependencies that is failed, cancelled or blocked. */
   private blockedBy(task: TaskId): string {
-    for (const dep of (this.tasks.deps[task] as string[])) {
+    for (let i = 0, n = this.tasks.depCount[task] as number; i < n; i++) {
+      const dep = this.tasks.dep(task, i);
       const state = this.stateOfName(dep);
       if (state === 'failed' || state === 'blocked' || state === 'cancelled') return `dependency "${dep}" is ${state}`;
     }
@@ -2096,7 +2102,7 @@ export class Graph {
     const more = (this.tasks.more[task] as SpecMore);
     return {
       name: (this.tasks.name[task] as string),
-      deps: (this.tasks.deps[task] as string[]),
+      deps: this.tasks.depsOf(task),
       payload: this.blobs.get((this.tasks.payload[task] as number)),
       priority: (this.tasks.priority[task] as number),
       pool: (this.tasks.pool[task] as string),
@@ -2158,7 +2164,7 @@ export class Graph {
   /** The deps of the task of that name (none: there is none). */
   private depsOfName(name: string): readonly string[] {
     const task = this.byName.get(name);
-    return task === undefined ? NO_DEPS : (this.tasks.deps[task] as string[]);
+    return task === undefined ? NO_DEPS : this.tasks.depsOf(task);
   }
 
   /** One more dependency of `task` does not exist; true when it is its first. */
@@ -2172,9 +2178,9 @@ export class Graph {
 
   /** Connect `task` to its dependencies (existing or not) and to tasks that waited for its name. */
   private link(task: TaskId): void {
-    const deps = (this.tasks.deps[task] as string[]);
-    for (let i = 0; i < deps.length; i++) {
-      const dep = deps[i] as string;
+    const tasks = this.tasks;
+    for (let i = 0, n = tasks.depCount[task] as number; i < n; i++) {
+      const dep = tasks.dep(task, i);
       const parent = this.byName.get(dep);
       if (parent === undefined) {
         const waiting = this.missing.get(dep);
@@ -2185,7 +2191,7 @@ export class Graph {
       } else {
         this.dependents.append(parent, task);
         // The dependency's own name string, not the copy the request carried: one string per name.
-        (this.tasks.deps[task] as string[])[i] = (this.tasks.name[parent] as string);
+        tasks.setDep(task, i, tasks.name[parent] as string);
         if (this.tasks.state(parent) !== 'done') this.tasks.pendingDeps[task] = (this.tasks.pendingDeps[task] as number) + 1;
       }
     }
@@ -2194,9 +2200,8 @@ export class Graph {
       // A loop, not push(...waiting): a name can be awaited by more tasks than a call takes arguments.
       for (const w of waiting) {
         this.dependents.append(task, w);
-        const deps = (this.tasks.deps[w] as string[]);
-        const i = deps.indexOf((this.tasks.name[task] as string));
-        if (i !== -1) deps[i] = (this.tasks.name[task] as string);
+        const name = tasks.name[task] as string;
+        for (let i = 0, n = tasks.depCount[w] as number; i < n; i++) if (tasks.dep(w, i) === name) tasks.setDep(w, i, name);
         this.tasks.missingDeps[w] = (this.tasks.missingDeps[w] as number) - 1;
         if (this.tasks.missingDeps[w] === 0) this.onMissing--;
       }
@@ -2221,7 +2226,7 @@ export class Graph {
       // Only a task with a dependency not done can lie on a cycle with a new task, whatever its
       // state (waiting, blocked, or cancelled before its deps were done).
       const task = this.byName.get(name);
-      return task !== undefined && (this.tasks.pendingDeps[task] as number) > 0 ? (this.tasks.deps[task] as string[]) : [];
+      return task !== undefined && (this.tasks.pendingDeps[task] as number) > 0 ? this.tasks.depsOf(task) : [];
     };
     return dependencyOrder(fresh.keys(), (name) => fresh.has(name), depsOf);
   }

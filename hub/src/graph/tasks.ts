@@ -47,6 +47,11 @@ export const RETIRED = 64;
 export const HELD = 128;
 const STATE_INDEX = Object.fromEntries(TASK_STATES.map((state, i) => [state, i])) as Record<TaskState, number>;
 const FIRST_CAPACITY = 64;
+/** Dependency names a chunk holds (a task with more gets a chunk of its own), and the most chunks: an offset and a chunk in an int32. */
+const DEP_BITS = 20;
+const DEP_CHUNK = 1 << DEP_BITS;
+const DEP_MASK = DEP_CHUNK - 1;
+const MAX_DEP_CHUNKS = 2_047;
 
 /**
  * Every task's fields in columns indexed by its id: numbers in typed arrays, strings and shared
@@ -57,8 +62,6 @@ const FIRST_CAPACITY = 64;
 export class TaskTable {
   // Strings and shared objects, one slot a task.
   readonly name: string[] = [];
-  /** Its dependencies' names: each that exists is that task's own name string (see Graph.link). */
-  readonly deps: string[][] = [];
   /** The pool's own name string (PoolQueue.name), one for all its tasks. */
   readonly pool: string[] = [];
   readonly more: SpecMore[] = [];
@@ -79,6 +82,18 @@ export class TaskTable {
   missingDeps = new Int32Array(0);
   priority = new Int32Array(0);
   seq = new Float64Array(0);
+  /** How many dependencies it has (their names: dep, depsOf). */
+  depCount = new Int32Array(0);
+  /** Where its dependencies' names start: chunk * DEP_CHUNK + offset in depChunks. */
+  private depAt = new Int32Array(0);
+  /**
+   * Every task's dependency names, a task's side by side: one slot a name where an array a task
+   * cost 48 bytes more. Each that exists is that task's own name string (see Graph.link).
+   */
+  private depChunks: string[][] = [];
+  /** Slots of tasks removed or replaced since the last compaction. */
+  private depGarbage = 0;
+  private depSlots = 0;
   /** Running: when its lease ends; 0 otherwise. */
   leaseDeadline = new Float64Array(0);
   // Fields few tasks have.
@@ -97,18 +112,16 @@ export class TaskTable {
   private retiredIds: TaskId[] = [];
 
   /** A new task's id, every field empty but those given. */
-  add(name: string, deps: string[], pool: string, priority: number, payload: number, more: SpecMore, seq: number): TaskId {
+  add(name: string, deps: readonly string[], pool: string, priority: number, payload: number, more: SpecMore, seq: number): TaskId {
     const id = this.free.pop() ?? this.used++;
     if (id >= this.capacity) this.grow();
     if (id === this.name.length) {
       this.name.push(name);
-      this.deps.push(deps);
       this.pool.push(pool);
       this.more.push(more);
       this.worker.push('');
     } else {
       this.name[id] = name;
-      this.deps[id] = deps;
       this.pool[id] = pool;
       this.more[id] = more;
       this.worker[id] = '';
@@ -124,6 +137,7 @@ export class TaskTable {
     this.priority[id] = priority;
     this.seq[id] = seq;
     this.leaseDeadline[id] = 0;
+    this.placeDeps(id, deps);
     return id;
   }
 
@@ -134,7 +148,8 @@ export class TaskTable {
    */
   retire(id: TaskId, state: TaskState): void {
     this.name[id] = '';
-    this.deps[id] = NO_DEPS;
+    this.depGarbage += this.depCount[id] as number;
+    this.depCount[id] = 0;
     this.more[id] = NO_MORE;
     this.worker[id] = '';
     this.bits[id] = STATE_INDEX[state] | RETIRED;
@@ -200,6 +215,68 @@ export class TaskTable {
     else this.outputFiles.set(id, files);
   }
 
+  /** Dependency names held, those of removed tasks not yet compacted away included (for tests). */
+  get depSlotsHeld(): number {
+    return this.depSlots;
+  }
+
+  /** Its `i`th dependency's name. */
+  dep(id: TaskId, i: number): string {
+    const at = this.depAt[id] as number;
+    return (this.depChunks[at >>> DEP_BITS] as string[])[(at & DEP_MASK) + i] as string;
+  }
+
+  /** Names its `i`th dependency `name` (the same name: Graph.link puts the dependency's own string in). */
+  setDep(id: TaskId, i: number, name: string): void {
+    const at = this.depAt[id] as number;
+    (this.depChunks[at >>> DEP_BITS] as string[])[(at & DEP_MASK) + i] = name;
+  }
+
+  /** Its dependencies' names, as an array of their own. */
+  depsOf(id: TaskId): string[] {
+    const count = this.depCount[id] as number;
+    if (count === 0) return NO_DEPS;
+    const at = this.depAt[id] as number;
+    const offset = at & DEP_MASK;
+    return (this.depChunks[at >>> DEP_BITS] as string[]).slice(offset, offset + count);
+  }
+
+  /**
+   * Copies the names of tasks in use into fresh chunks once removed tasks' names are over half of
+   * them (O(tasks): called where the graph already pays that, see Graph.reclaim).
+   */
+  compactDeps(): void {
+    if (this.depGarbage < DEP_CHUNK || this.depGarbage < this.depSlots - this.depGarbage) return;
+    const old = this.depChunks;
+    const oldAt = this.depAt;
+    this.depChunks = [];
+    this.depGarbage = 0;
+    this.depSlots = 0;
+    for (let id = 0; id < this.used; id++) {
+      const count = this.depCount[id] as number;
+      if (count === 0) continue;
+      const at = oldAt[id] as number;
+      const offset = at & DEP_MASK;
+      this.placeDeps(id, (old[at >>> DEP_BITS] as string[]).slice(offset, offset + count));
+    }
+  }
+
+  /** Writes `deps` at the end of the last chunk (or a new one) for `id`. */
+  private placeDeps(id: TaskId, deps: readonly string[]): void {
+    this.depCount[id] = deps.length;
+    if (deps.length === 0) return;
+    let chunk = this.depChunks[this.depChunks.length - 1];
+    if (chunk === undefined || chunk.length + deps.length > DEP_CHUNK) {
+      if (this.depChunks.length === MAX_DEP_CHUNKS) throw new Error(`over ${MAX_DEP_CHUNKS * DEP_CHUNK} dependency names in one graph`);
+      chunk = [];
+      this.depChunks.push(chunk);
+    }
+    this.depAt[id] = ((this.depChunks.length - 1) << DEP_BITS) | chunk.length;
+    // One at a time: a spread of 10,000 names would pass them all as arguments.
+    for (let i = 0; i < deps.length; i++) chunk.push(deps[i] as string);
+    this.depSlots += deps.length;
+  }
+
   /** Room for more ids (the numeric columns copied; the plain arrays grow by themselves). */
   private grow(): void {
     // Half again, not twice: the slack of a large table is a third of it at most.
@@ -214,6 +291,8 @@ export class TaskTable {
     this.missingDeps = grown(this.missingDeps, new Int32Array(capacity));
     this.priority = grown(this.priority, new Int32Array(capacity));
     this.seq = grown(this.seq, new Float64Array(capacity));
+    this.depCount = grown(this.depCount, new Int32Array(capacity));
+    this.depAt = grown(this.depAt, new Int32Array(capacity));
     this.leaseDeadline = grown(this.leaseDeadline, new Float64Array(capacity));
     this.capacity = capacity;
   }
