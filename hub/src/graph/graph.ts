@@ -6,6 +6,7 @@ import { NO_ENTRY, StateLogs } from './statelog.js';
 import { ByteArena, EMPTY_HANDLE } from './arena.js';
 import { graphView, type ViewSource } from './view.js';
 import { IdLists, NO_EDGE } from './edges.js';
+import { NameIndex } from './names.js';
 import { HELD, LEASE_QUEUED, NO_DEPS, NO_OUTPUTS, QUEUED, QUEUED_ALL, RETIRED, TaskTable, type SpecMore, type TaskId } from './tasks.js';
 import {
   MAX_POOL_RUNNING,
@@ -272,7 +273,8 @@ export class Graph {
   private readonly tasks = new TaskTable();
   /** Every task's dependents (the tasks that name it as a dependency), by id. */
   private readonly dependents = new IdLists();
-  private readonly byName = new Map<string, TaskId>();
+  /** Every task's id by its name. */
+  private readonly byName = new NameIndex((task) => this.tasks.name[task] as string);
   /** Every task in creation order (by seq): what `list` pages through. */
   private readonly order: TaskId[] = [];
   /** Names that existing tasks depend on but that do not exist yet, with those tasks. */
@@ -413,9 +415,10 @@ export class Graph {
     // The worker whose lease expired may still complete it: by construction its latest lease's.
     tasks.setFlag(task, HELD, record.holder !== '' && record.holder === record.worker);
     tasks.leaseDeadline[task] = record.leaseDeadline;
-    tasks.setNotBefore(task, record.notBefore);
-    tasks.setOutputs(task, record.outputs);
-    tasks.setLastError(task, record.lastError);
+    // A new id has none of these: no map is touched for the million tasks that have none either.
+    if (record.notBefore !== 0) tasks.setNotBefore(task, record.notBefore);
+    if (record.outputs.length > 0) tasks.setOutputs(task, record.outputs);
+    if (record.lastError !== '') tasks.setLastError(task, record.lastError);
     tasks.result[task] = this.blobs.put(record.result);
     // As stored, however long (appendLog trims it at its next change).
     let head = NO_ENTRY;

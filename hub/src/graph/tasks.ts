@@ -55,9 +55,10 @@ const MAX_DEP_CHUNKS = 2_047;
 
 /**
  * Every task's fields in columns indexed by its id: numbers in typed arrays, strings and shared
- * objects in plain arrays, the fields few tasks have in maps. A task costs about 110 bytes here,
- * where an object of its own cost 176 (Node's V8 keeps every field in 8 bytes) and a pointer the
- * collector walks. Pure memory, no I/O; the graph keeps the meaning of every field.
+ * objects in plain arrays, the fields few tasks have in maps. A task costs about 90 bytes here,
+ * where an object of its own cost 176 (Node's V8 keeps every field in 8 bytes) and an array of
+ * its dependency names 48 more, each an object the collector walks. Pure memory, no I/O; the
+ * graph keeps the meaning of every field.
  */
 export class TaskTable {
   // Strings and shared objects, one slot a task.

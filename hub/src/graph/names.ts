@@ -1,0 +1,166 @@
+/** No id: a free slot. */
+const EMPTY = 0;
+const FIRST_SLOTS = 64;
+const FIRST_IDS = 64;
+
+/**
+ * Task names to task ids: ids in one Int32Array, found by linear probing from the name's hash (a
+ * slot holds id + 1; 0 is free), each id's hash kept beside it. 12 to 20 bytes a name, where a
+ * Map entry cost about 37, and an insertion about half the time.
+ *
+ * Names come from clients, so the hash is keyed (HalfSipHash-1-3, as Linux hashes its tables of
+ * network flows) with a key drawn at random for each index: names chosen to collide cannot be
+ * worked out in advance. Removal shifts the entries after it back (no tombstones). Pure memory.
+ */
+export class NameIndex {
+  private slots = new Int32Array(FIRST_SLOTS);
+  private mask = FIRST_SLOTS - 1;
+  /** Each id's hash (valid while the id is in the index). */
+  private hashes = new Int32Array(FIRST_IDS);
+  private count = 0;
+  private readonly k0: number;
+  private readonly k1: number;
+
+  /** `nameOf`: the name of an id in the index (the graph's TaskTable). */
+  constructor(private readonly nameOf: (id: number) => string) {
+    const key = new Uint32Array(2);
+    globalThis.crypto.getRandomValues(key);
+    this.k0 = key[0] as number;
+    this.k1 = key[1] as number;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  get(name: string): number | undefined {
+    const slot = this.find(name, this.hash(name));
+    return slot < 0 ? undefined : (this.slots[slot] as number) - 1;
+  }
+
+  has(name: string): boolean {
+    return this.find(name, this.hash(name)) >= 0;
+  }
+
+  /** Maps `name` to `id` (replacing the id it had, if any). */
+  set(name: string, id: number): void {
+    const hash = this.hash(name);
+    const found = this.find(name, hash);
+    if (id >= this.hashes.length) this.hashes = grown(this.hashes, Math.max(id + 1, this.hashes.length * 2));
+    this.hashes[id] = hash;
+    if (found >= 0) {
+      this.slots[found] = id + 1;
+      return;
+    }
+    if ((this.count + 1) * 2 > this.slots.length) this.resize(this.slots.length * 2);
+    let slot = hash & this.mask;
+    while (this.slots[slot] !== EMPTY) slot = (slot + 1) & this.mask;
+    this.slots[slot] = id + 1;
+    this.count++;
+  }
+
+  /** Forgets `name` (nothing if it is not there). */
+  delete(name: string): boolean {
+    let hole = this.find(name, this.hash(name));
+    if (hole < 0) return false;
+    this.slots[hole] = EMPTY;
+    this.count--;
+    // Entries after the hole that could sit in it move back, so that every probe still finds its entry.
+    for (let slot = (hole + 1) & this.mask; this.slots[slot] !== EMPTY; slot = (slot + 1) & this.mask) {
+      const entry = this.slots[slot] as number;
+      const home = (this.hashes[entry - 1] as number) & this.mask;
+      // Stays unless its home is at or before the hole, going round from the hole to its slot.
+      if (((slot - home) & this.mask) < ((slot - hole) & this.mask)) continue;
+      this.slots[hole] = entry;
+      this.slots[slot] = EMPTY;
+      hole = slot;
+    }
+    return true;
+  }
+
+  /** Every id in the index, in no particular order. */
+  *values(): Generator<number> {
+    const slots = this.slots;
+    for (let slot = 0; slot < slots.length; slot++) if (slots[slot] !== EMPTY) yield (slots[slot] as number) - 1;
+  }
+
+  /** The slot holding `name`, or -1. */
+  private find(name: string, hash: number): number {
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let slot = hash & mask; ; slot = (slot + 1) & mask) {
+      const entry = slots[slot] as number;
+      if (entry === EMPTY) return -1;
+      if (this.hashes[entry - 1] === hash && this.nameOf(entry - 1) === name) return slot;
+    }
+  }
+
+  private resize(size: number): void {
+    const old = this.slots;
+    this.slots = new Int32Array(size);
+    this.mask = size - 1;
+    for (let i = 0; i < old.length; i++) {
+      const entry = old[i] as number;
+      if (entry === EMPTY) continue;
+      let slot = (this.hashes[entry - 1] as number) & this.mask;
+      while (this.slots[slot] !== EMPTY) slot = (slot + 1) & this.mask;
+      this.slots[slot] = entry;
+    }
+  }
+
+  /** HalfSipHash-1-3 of the name's UTF-16 code units, two to a word, keyed by (k0, k1). */
+  private hash(name: string): number {
+    let v0 = this.k0 | 0;
+    let v1 = this.k1 | 0;
+    let v2 = (this.k0 ^ 0x6c796765) | 0;
+    let v3 = (this.k1 ^ 0x74656462) | 0;
+    const length = name.length;
+    const whole = length & ~1;
+    for (let i = 0; i <= whole; i += 2) {
+      // The last word holds the length, and the odd code unit if there is one.
+      const m = i < whole ? name.charCodeAt(i) | (name.charCodeAt(i + 1) << 16) : ((length & 0xffff) << 16) | (length & 1 ? name.charCodeAt(i) : 0);
+      v3 ^= m;
+      // One round (c = 1).
+      v0 = (v0 + v1) | 0;
+      v1 = (v1 << 5) | (v1 >>> 27);
+      v1 ^= v0;
+      v0 = (v0 << 16) | (v0 >>> 16);
+      v2 = (v2 + v3) | 0;
+      v3 = (v3 << 8) | (v3 >>> 24);
+      v3 ^= v2;
+      v0 = (v0 + v3) | 0;
+      v3 = (v3 << 7) | (v3 >>> 25);
+      v3 ^= v0;
+      v2 = (v2 + v1) | 0;
+      v1 = (v1 << 13) | (v1 >>> 19);
+      v1 ^= v2;
+      v2 = (v2 << 16) | (v2 >>> 16);
+      v0 ^= m;
+    }
+    v2 ^= 0xff;
+    // Three rounds (d = 3).
+    for (let r = 0; r < 3; r++) {
+      v0 = (v0 + v1) | 0;
+      v1 = (v1 << 5) | (v1 >>> 27);
+      v1 ^= v0;
+      v0 = (v0 << 16) | (v0 >>> 16);
+      v2 = (v2 + v3) | 0;
+      v3 = (v3 << 8) | (v3 >>> 24);
+      v3 ^= v2;
+      v0 = (v0 + v3) | 0;
+      v3 = (v3 << 7) | (v3 >>> 25);
+      v3 ^= v0;
+      v2 = (v2 + v1) | 0;
+      v1 = (v1 << 13) | (v1 >>> 19);
+      v1 ^= v2;
+      v2 = (v2 << 16) | (v2 >>> 16);
+    }
+    return v1 ^ v3;
+  }
+}
+
+function grown(from: Int32Array, length: number): Int32Array<ArrayBuffer> {
+  const to = new Int32Array(length);
+  to.set(from);
+  return to;
+}
