@@ -380,8 +380,15 @@ export class Graph {
   /** The end of a restore (see restoring): links, leases, verifications and queues, in creation order. */
   private finishRestore(now: number): void {
     const tasks = this.tasks;
-    for (const task of this.byName.values()) this.order.push(task);
-    this.order.sort((a, b) => (tasks.seq[a] as number) - (tasks.seq[b] as number));
+    // A restore hands ids out from 0, one a record, and removes none.
+    const order = this.order;
+    let sorted = true;
+    for (let task = 0; task < tasks.idsUsed; task++) {
+      if (task > 0 && (tasks.seq[task] as number) < (tasks.seq[task - 1] as number)) sorted = false;
+      order.push(task);
+    }
+    // Records in creation order (a snapshot's) need no sort; LevelDB's come in the names' order.
+    if (!sorted) order.sort((a, b) => (tasks.seq[a] as number) - (tasks.seq[b] as number));
     // In creation order, whatever order the records came in: the same graph from any store.
     for (const task of this.order) {
       const state = tasks.state(task);

@@ -78,7 +78,7 @@ export class NameIndex {
     return true;
   }
 
-  /** Every id in the index, in no particular order. */
+  /** Every id in the index, in the order of their slots (for tests). */
   *values(): Generator<number> {
     const slots = this.slots;
     for (let slot = 0; slot < slots.length; slot++) if (slots[slot] !== EMPTY) yield (slots[slot] as number) - 1;
