@@ -27,10 +27,10 @@ console.log(JSON.stringify({ tasks: g.size, bytes: after.heapUsed + after.arrayB
 `;
 
 describe('graph memory', () => {
-  it('holds a 100,000-task stencil in under 470 bytes a task', () => {
+  it('holds a 100,000-task stencil in under 330 bytes a task', () => {
     const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', MEASURE], { encoding: 'utf8', timeout: 60_000 });
     const { tasks, bytes } = JSON.parse(out) as { tasks: number; bytes: number };
     expect(tasks).toBe(100_000);
-    expect(bytes / tasks).toBeLessThan(470);
+    expect(bytes / tasks).toBeLessThan(330);
   });
 });

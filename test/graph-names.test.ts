@@ -20,7 +20,9 @@ describe('NameIndex', () => {
               expect(index.delete(name)).toBe(model.delete(name));
             } else {
               names.push(name);
-              index.set(name, names.length - 1);
+              // A name it does not hold goes in by add (a new task's), one it holds by set (a replaced task's).
+              if (index.has(name)) index.set(name, names.length - 1);
+              else index.add(name, names.length - 1);
               model.set(name, names.length - 1);
             }
           }

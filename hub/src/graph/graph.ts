@@ -432,7 +432,7 @@ export class Graph {
     for (const change of record.log) head = this.logs.append(head, change);
     tasks.logHead[task] = head;
     tasks.logLength[task] = record.log.length;
-    this.byName.set(record.spec.name, task);
+    this.byName.add(record.spec.name, task); // a store holds one record a name
     this.nextSeq = Math.max(this.nextSeq, record.seq + 1);
     this.countIn(task);
     // Ready without a backoff: queued by `finish`, in creation order.
@@ -495,7 +495,7 @@ export class Graph {
 
     const added = order.map((name) => this.newTask(fresh.get(name) as TaskSpec, this.nextSeq++));
     for (const task of added) {
-      this.byName.set((this.tasks.name[task] as string), task);
+      this.byName.add(this.tasks.name[task] as string, task); // `fresh` holds no name the graph has
       this.order.push(task);
       this.deleted.delete((this.tasks.name[task] as string)); // deleted with its pool earlier in this batch window: written anew
       this.newSpecs.add((this.tasks.name[task] as string));

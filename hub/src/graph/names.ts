@@ -46,17 +46,28 @@ export class NameIndex {
   set(name: string, id: number): void {
     const hash = this.hash(name);
     const found = this.find(name, hash);
-    if (id >= this.hashes.length) this.hashes = grown(this.hashes, Math.max(id + 1, this.hashes.length * 2));
-    this.hashes[id] = hash;
-    if (found >= 0) {
-      this.slots[found] = id + 1;
-      return;
-    }
+    if (found < 0) return this.insert(hash, id);
+    this.keepHash(id, hash);
+    this.slots[found] = id + 1;
+  }
+
+  /** Maps `name`, which the index does not hold, to `id` (a new task's: no search first). */
+  add(name: string, id: number): void {
+    this.insert(this.hash(name), id);
+  }
+
+  private insert(hash: number, id: number): void {
+    this.keepHash(id, hash);
     if ((this.count + 1) * 2 > this.slots.length) this.resize(this.slots.length * 2);
     let slot = hash & this.mask;
     while (this.slots[slot] !== EMPTY) slot = (slot + 1) & this.mask;
     this.slots[slot] = id + 1;
     this.count++;
+  }
+
+  private keepHash(id: number, hash: number): void {
+    if (id >= this.hashes.length) this.hashes = grown(this.hashes, Math.max(id + 1, this.hashes.length * 2));
+    this.hashes[id] = hash;
   }
 
   /** Forgets `name` (nothing if it is not there). */
