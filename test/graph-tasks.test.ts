@@ -36,4 +36,17 @@ describe('TaskTable', () => {
     });
     expect(wrong()).toEqual([]);
   });
+
+  it("says whether a batch's dependency names fit before any is placed", () => {
+    const table = new TaskTable();
+    const chunk = 1 << 20;
+    expect(table.maxDepNames).toBe(2_047 * chunk);
+    // Tasks of over half a chunk take a chunk each at most; smaller ones fill chunks over half.
+    expect(table.depRoom(Array.from({ length: 2_046 }, () => chunk / 2 + 1))).toBe(true);
+    expect(table.depRoom(Array.from({ length: 2_047 }, () => chunk / 2 + 1))).toBe(false);
+    expect(table.depRoom(Array.from({ length: 2_046 }, () => chunk / 2))).toBe(true);
+    expect(table.depRoom(Array.from({ length: 2_047 }, () => chunk / 2))).toBe(false);
+    expect(table.depRoom(Array.from({ length: 4_092 }, () => chunk / 4))).toBe(true);
+    expect(table.depRoom([])).toBe(true);
+  });
 });

@@ -491,14 +491,15 @@ export class Graph {
       }
     }
     const order = this.batchOrder(fresh);
+    this.checkDepRoom(fresh.values());
     this.advance(now);
 
     const added = order.map((name) => this.newTask(fresh.get(name) as TaskSpec, this.nextSeq++));
     for (const task of added) {
       this.byName.add(this.tasks.name[task] as string, task); // `fresh` holds no name the graph has
       this.order.push(task);
-      this.deleted.delete((this.tasks.name[task] as string)); // deleted with its pool earlier in this batch window: written anew
-      this.newSpecs.add((this.tasks.name[task] as string));
+      this.deleted.delete(this.tasks.name[task] as string); // deleted with its pool earlier in this batch window: written anew
+      this.newSpecs.add(this.tasks.name[task] as string);
     }
     for (const task of added) this.link(task);
     // `order` puts dependencies first, so a dependency's state is settled before its dependents'.
@@ -598,7 +599,7 @@ export class Graph {
     const heap = this.allReady;
     const peek = (): TaskId | undefined => {
       let task = heap.peek();
-      while (task !== undefined && (this.tasks.state(task) !== 'ready' || this.pools.get((this.tasks.pool[task] as string))?.throttled === true)) {
+      while (task !== undefined && (this.tasks.state(task) !== 'ready' || this.pools.get(this.tasks.pool[task] as string)?.throttled === true)) {
         heap.pop();
         this.tasks.setFlag(task, QUEUED_ALL, false);
         task = heap.peek();
@@ -678,18 +679,18 @@ export class Graph {
       if (this.tasks.state(task) === 'running') this.dropLease(task);
       const wasFailed = this.tasks.state(task) === 'failed';
       this.tasks.setFlag(task, HELD, false);
-      this.blobs.free((this.tasks.result[task] as number));
+      this.blobs.free(this.tasks.result[task] as number);
       this.tasks.result[task] = this.blobs.put(result ?? EMPTY);
       this.tasks.setNotBefore(task, 0);
       const lateNote = late ? 'accepted late: the lease had expired but nobody else held the task' : '';
       this.ranFor(stats, task, now);
-      if (this.pool((this.tasks.pool[task] as string)).resultVerifier !== '') {
+      if (this.pool(this.tasks.pool[task] as string).resultVerifier !== '') {
         this.setState(task, 'verifying', now, worker, late ? 'late completion after the lease expired; the result is being verified' : 'the result is being verified');
         this.tasks.setOutputs(task, files);
         this.startVerifying(task);
         return accepted(name, `${lateNote}${late ? '; ' : ''}the pool's result verifier checks the result before the task is done`);
       }
-      this.observer.completed((this.tasks.pool[task] as string), this.runTime(task, now));
+      this.observer.completed(this.tasks.pool[task] as string, this.runTime(task, now));
       this.setState(task, 'done', now, worker, late ? 'late completion after the lease expired' : '');
       this.tasks.setOutputs(task, files);
       stats.done++;
@@ -702,7 +703,7 @@ export class Graph {
   private finish(task: TaskId, now: number, wasFailed: boolean): void {
     this.doneRate.add(now);
     this.ended.done++;
-    const queue = this.pool((this.tasks.pool[task] as string));
+    const queue = this.pool(this.tasks.pool[task] as string);
     (queue.rate ??= new RateWindow()).add(now);
     this.releaseDependents(task, now);
     if (wasFailed) this.unblockDescendants(task, now);
@@ -757,7 +758,7 @@ export class Graph {
   private failAttempt(task: TaskId, reason: string, permanent: boolean, now: number, worker: string): void {
     this.ended.failed++;
     this.tasks.setLastError(task, reason.length > MAX_REASON_CHARS ? `${reason.slice(0, MAX_REASON_CHARS)}... (cut)` : reason);
-    this.observer.attemptFailed((this.tasks.pool[task] as string));
+    this.observer.attemptFailed(this.tasks.pool[task] as string);
     if (permanent || (this.tasks.attempts[task] as number) >= (this.tasks.more[task] as SpecMore).maxAttempts) {
       this.failTask(task, now, worker, permanent ? `failed permanently: ${this.tasks.lastError(task)}` : `attempts used up: ${this.tasks.lastError(task)}`);
     } else {
@@ -784,7 +785,7 @@ export class Graph {
     const tickets: VerifyTicket[] = [];
     for (const task of this.toVerify) {
       const token = this.verifying.get(task);
-      if (token !== undefined && this.tasks.state(task) === 'verifying') tickets.push({ name: (this.tasks.name[task] as string), token });
+      if (token !== undefined && this.tasks.state(task) === 'verifying') tickets.push({ name: this.tasks.name[task] as string, token });
     }
     this.toVerify = [];
     return tickets;
@@ -797,7 +798,7 @@ export class Graph {
   verification(ticket: VerifyTicket): ResultToVerify | undefined {
     const task = this.byName.get(ticket.name);
     if (task === undefined || this.tasks.state(task) !== 'verifying' || this.verifying.get(task) !== ticket.token) return undefined;
-    return { spec: this.specOf(task), attempt: (this.tasks.attempts[task] as number), worker: (this.tasks.worker[task] as string), result: this.blobs.get((this.tasks.result[task] as number)), outputs: this.tasks.outputs(task), verifier: this.pool((this.tasks.pool[task] as string)).resultVerifier };
+    return { spec: this.specOf(task), attempt: this.tasks.attempts[task] as number, worker: this.tasks.worker[task] as string, result: this.blobs.get(this.tasks.result[task] as number), outputs: this.tasks.outputs(task), verifier: this.pool(this.tasks.pool[task] as string).resultVerifier };
   }
 
   /**
@@ -810,11 +811,11 @@ export class Graph {
     if (this.verification(ticket) === undefined) return false;
     this.advance(now);
     const task = this.byName.get(ticket.name) as TaskId;
-    const stats = this.stats((this.tasks.worker[task] as string), 0);
+    const stats = this.stats(this.tasks.worker[task] as string, 0);
     if (passed) {
       const outputs = this.tasks.outputs(task);
       // Its run ended at the completion: the VERIFYING entry, its latest.
-      this.observer.completed((this.tasks.pool[task] as string), this.runTime(task, this.changedAt(task, now)));
+      this.observer.completed(this.tasks.pool[task] as string, this.runTime(task, this.changedAt(task, now)));
       this.setState(task, 'done', now, '', reason === '' ? 'result verified' : `result verified: ${reason}`);
       this.tasks.setOutputs(task, outputs);
       stats.done++;
@@ -935,7 +936,7 @@ export class Graph {
     for (const task of targets) {
       if (this.tasks.state(task) !== 'failed' && this.tasks.state(task) !== 'cancelled') continue; // named twice
       retried++;
-      this.observer.retried((this.tasks.pool[task] as string));
+      this.observer.retried(this.tasks.pool[task] as string);
       this.tasks.attempts[task] = 0;
       this.tasks.setFlag(task, HELD, false);
       // A task that failed running had its deps done; a cancelled one may not have.
@@ -957,7 +958,7 @@ export class Graph {
     const results = names.map((name) => {
       const task = this.byName.get(name);
       if (task === undefined) return notFound(name);
-      if (this.tasks.state(task) === 'done') return outcome(name, 'ALREADY_DONE', `completed by worker ${(this.tasks.worker[task] as string)}`);
+      if (this.tasks.state(task) === 'done') return outcome(name, 'ALREADY_DONE', `completed by worker ${this.tasks.worker[task] as string}`);
       if (this.tasks.state(task) === 'cancelled') return outcome(name, 'TASK_CANCELLED', 'cancelled already');
       if (this.tasks.state(task) === 'running') this.dropLease(task);
       this.tasks.setFlag(task, HELD, false);
@@ -982,16 +983,16 @@ export class Graph {
         this.queueLease(task); // renewed since the entry was made
         continue;
       }
-      const worker = (this.tasks.worker[task] as string);
+      const worker = this.tasks.worker[task] as string;
       this.dropLease(task);
       // The worker may still complete it while nobody else takes it: HELD stays.
       const stats = this.stats(worker, 0);
       stats.failed++;
       this.ended.failed++;
       this.ranFor(stats, task, now);
-      this.tasks.setLastError(task, `lease expired (worker ${worker}, attempt ${(this.tasks.attempts[task] as number)})`);
-      this.observer.leaseExpired((this.tasks.pool[task] as string));
-      this.observer.attemptFailed((this.tasks.pool[task] as string));
+      this.tasks.setLastError(task, `lease expired (worker ${worker}, attempt ${this.tasks.attempts[task] as number})`);
+      this.observer.leaseExpired(this.tasks.pool[task] as string);
+      this.observer.attemptFailed(this.tasks.pool[task] as string);
       if ((this.tasks.attempts[task] as number) >= (this.tasks.more[task] as SpecMore).maxAttempts) this.failTask(task, now, worker, `${this.tasks.lastError(task)}; attempts used up`);
       else this.makeReady(task, now, worker, this.tasks.lastError(task));
     }
@@ -1055,7 +1056,7 @@ export class Graph {
           const tasks: string[] = [];
           for (const t of s.leases) {
             if (tasks.length >= LISTED_LEASES) break;
-            tasks.push((this.tasks.name[t] as string));
+            tasks.push(this.tasks.name[t] as string);
           }
           listed.push({ worker, lastSeen: s.lastSeen, running: s.leases.size, done: s.done, failed: s.failed, exited: s.exited, runs: s.runs, busyMs: s.busyMs, maxRunMs: s.maxRunMs, tasks });
         }
@@ -1100,7 +1101,7 @@ export class Graph {
     let hi = this.order.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if ((this.tasks.seq[(this.order[mid] as TaskId)] as number) <= query.after) lo = mid + 1;
+      if ((this.tasks.seq[this.order[mid] as TaskId] as number) <= query.after) lo = mid + 1;
       else hi = mid;
     }
     const tasks: TaskSummary[] = [];
@@ -1113,24 +1114,24 @@ export class Graph {
       if (pool !== undefined && (this.tasks.pool[t] as string) !== pool) continue;
       if (!(this.tasks.name[t] as string).startsWith(query.prefix)) continue;
       const withResult = query.withResults && this.tasks.state(t) === 'done';
-      const resultLength = this.blobs.length((this.tasks.result[t] as number));
+      const resultLength = this.blobs.length(this.tasks.result[t] as number);
       if (withResult) resultBytes += resultLength;
       const deps = query.withDeps === true ? this.tasks.depsOf(t) : NO_DEPS;
       for (const dep of deps) depBytes += Buffer.byteLength(dep, 'utf8');
       tasks.push({
-        name: (this.tasks.name[t] as string),
+        name: this.tasks.name[t] as string,
         state: this.tasks.state(t),
-        pool: (this.tasks.pool[t] as string),
-        attempts: (this.tasks.attempts[t] as number),
-        worker: (this.tasks.worker[t] as string),
+        pool: this.tasks.pool[t] as string,
+        attempts: this.tasks.attempts[t] as number,
+        worker: this.tasks.worker[t] as string,
         lastError: this.tasks.lastError(t).length > LIST_ERROR_CHARS ? `${this.tasks.lastError(t).slice(0, LIST_ERROR_CHARS)}...` : this.tasks.lastError(t),
-        seq: (this.tasks.seq[t] as number),
+        seq: this.tasks.seq[t] as number,
         resultBytes: resultLength,
         changedAt: this.changedAt(t, 0),
-        createdAt: (this.tasks.logHead[t] as number) === NO_ENTRY ? 0 : this.logs.at(this.logs.first((this.tasks.logHead[t] as number))),
-        startedAt: this.logs.startedAt((this.tasks.logHead[t] as number)),
+        createdAt: (this.tasks.logHead[t] as number) === NO_ENTRY ? 0 : this.logs.at(this.logs.first(this.tasks.logHead[t] as number)),
+        startedAt: this.logs.startedAt(this.tasks.logHead[t] as number),
         params: query.withParams ? (this.tasks.more[t] as SpecMore).params : NO_PARAMS,
-        result: withResult ? this.blobs.get((this.tasks.result[t] as number)) : EMPTY,
+        result: withResult ? this.blobs.get(this.tasks.result[t] as number) : EMPTY,
         outputs: withResult ? this.tasks.outputs(t) : NO_OUTPUTS,
         barrier: (this.tasks.more[t] as SpecMore).barrier,
         failedDeps: this.failedDeps(t).length,
@@ -1138,7 +1139,7 @@ export class Graph {
       });
     }
     const last = this.order[i - 1];
-    const next = i < this.order.length ? (last === undefined ? query.after : (this.tasks.seq[last] as number)) : 0;
+    const next = i < this.order.length ? (last === undefined ? query.after : this.tasks.seq[last] as number) : 0;
     return { tasks, next };
   }
 
@@ -1321,8 +1322,8 @@ export class Graph {
       const more = outside.size > 1 ? ` (and ${outside.size - 1} more tasks of other pools)` : '';
       throw new DagworkError(
         'CONFLICT',
-        `task "${(this.tasks.name[dependent] as string)}" of pool "${(this.tasks.pool[dependent] as string)}" depends on "${dep}" of pool "${name}"${more}: delete with force to block them`,
-        { task: (this.tasks.name[dependent] as string) },
+        `task "${this.tasks.name[dependent] as string}" of pool "${this.tasks.pool[dependent] as string}" depends on "${dep}" of pool "${name}"${more}: delete with force to block them`,
+        { task: this.tasks.name[dependent] as string },
       );
     }
     this.removeTasks(doomed);
@@ -1371,8 +1372,8 @@ export class Graph {
       for (let e = this.dependents.first(task); e !== NO_EDGE; e = this.dependents.next(e)) {
         const d = this.dependents.item(e);
         if (doomed.has(d)) continue;
-        const waiting = this.missing.get((this.tasks.name[task] as string));
-        if (waiting === undefined) this.missing.set((this.tasks.name[task] as string), [d]);
+        const waiting = this.missing.get(this.tasks.name[task] as string);
+        if (waiting === undefined) this.missing.set(this.tasks.name[task] as string, [d]);
         else waiting.push(d);
         if (this.tasks.state(task) === 'done') this.tasks.pendingDeps[d] = (this.tasks.pendingDeps[d] as number) + 1;
         if (this.addMissingDep(d)) this.onMissing++;
@@ -1383,12 +1384,12 @@ export class Graph {
       if (this.tasks.state(task) === 'running') this.dropLease(task);
       this.verifying.delete(task);
       this.countOut(task);
-      this.byName.delete((this.tasks.name[task] as string));
+      this.byName.delete(this.tasks.name[task] as string);
       this.dirty.delete(task);
-      this.deleted.add((this.tasks.name[task] as string));
-      this.logs.freeLog((this.tasks.logHead[task] as number));
-      this.blobs.free((this.tasks.payload[task] as number));
-      this.blobs.free((this.tasks.result[task] as number));
+      this.deleted.add(this.tasks.name[task] as string);
+      this.logs.freeLog(this.tasks.logHead[task] as number);
+      this.blobs.free(this.tasks.payload[task] as number);
+      this.blobs.free(this.tasks.result[task] as number);
       this.tasks.result[task] = EMPTY_HANDLE;
       this.tasks.logHead[task] = NO_ENTRY;
       this.tasks.logLength[task] = 0;
@@ -1554,10 +1555,10 @@ export class Graph {
       if (dependent === undefined) return accepted(name, roots.has(task) && descendants ? 'with its descendants' : '');
       const count = this.dependents.count(task);
       const more = count > 1 ? ` (and ${count - 1} more)` : '';
-      return outcome(name, 'HAS_DEPENDENTS', `task "${(this.tasks.name[dependent] as string)}" depends on it${more}: delete it too, or use descendants`);
+      return outcome(name, 'HAS_DEPENDENTS', `task "${this.tasks.name[dependent] as string}" depends on it${more}: delete it too, or use descendants`);
     });
     const pools = new Set<string>();
-    for (const task of doomed) pools.add((this.tasks.pool[task] as string));
+    for (const task of doomed) pools.add(this.tasks.pool[task] as string);
     this.removeTasks(doomed);
     // Steals parked on their pools, or on every pool, look again: a pool may be finished now.
     for (const pool of pools) this.woken.add(pool);
@@ -1600,6 +1601,7 @@ export class Graph {
     if (this.byName.size + fresh.size > this.options.maxTasks) {
       throw new DagworkError('TOO_LARGE', `the graph would hold ${this.byName.size + fresh.size} tasks; the limit is ${this.options.maxTasks}`);
     }
+    this.checkDepRoom([...changed.values(), ...fresh.values()]);
     // The cycle check: new and changed specs as given, every other task as it is. It may walk much
     // of the graph (an operator's occasional request; iterative, so a long chain is fine).
     if (changed.size > 0 || fresh.size > 0) {
@@ -1628,7 +1630,7 @@ export class Graph {
       }
       if (this.tasks.state(task) === 'done' && !rerun) return outcome(name, 'ALREADY_DONE', 'the task is done: replace it with rerun to run it again (and its descendants)');
       if (this.tasks.state(task) === 'verifying' && !rerun) return outcome(name, 'ALREADY_DONE', 'the task is completed and its result being verified: replace it with rerun to run it again (and its descendants)');
-      if (this.tasks.state(task) === 'running' && !rerun) return outcome(name, 'TASK_RUNNING', `the task is running (worker ${(this.tasks.worker[task] as string)}): replace it with rerun to take its lease away`);
+      if (this.tasks.state(task) === 'running' && !rerun) return outcome(name, 'TASK_RUNNING', `the task is running (worker ${this.tasks.worker[task] as string}): replace it with rerun to take its lease away`);
       done.add(name);
       replaced++;
       this.swapSpec(task, newSpec, rerun, now);
@@ -1650,20 +1652,20 @@ export class Graph {
     this.unlink(old);
     this.countOut(old);
     this.dirty.delete(old);
-    this.blobs.free((this.tasks.payload[old] as number));
-    const task = this.newTask(spec, (this.tasks.seq[old] as number));
+    this.blobs.free(this.tasks.payload[old] as number);
+    const task = this.newTask(spec, this.tasks.seq[old] as number);
     this.newSpecs.add(spec.name);
-    this.tasks.logHead[task] = (this.tasks.logHead[old] as number);
-    this.tasks.logLength[task] = (this.tasks.logLength[old] as number);
-    this.tasks.worker[task] = (this.tasks.worker[old] as string);
+    this.tasks.logHead[task] = this.tasks.logHead[old] as number;
+    this.tasks.logLength[task] = this.tasks.logLength[old] as number;
+    this.tasks.worker[task] = this.tasks.worker[old] as string;
     this.dependents.move(old, task);
     this.byName.set(spec.name, task);
-    this.order[this.orderIndex((this.tasks.seq[old] as number))] = task;
+    this.order[this.orderIndex(this.tasks.seq[old] as number)] = task;
     this.link(task);
     this.countIn(task);
     // Its dependents counted the old task as not done; a done one as done.
     if (wasDone) this.dependentsWaitAgain(task);
-    this.appendLog(task, { state: 'waiting', at: now, worker: '', note: `replaced${wasDone ? `; previous result ${this.blobs.length((this.tasks.result[old] as number))} bytes` : ''}` });
+    this.appendLog(task, { state: 'waiting', at: now, worker: '', note: `replaced${wasDone ? `; previous result ${this.blobs.length(this.tasks.result[old] as number)} bytes` : ''}` });
     this.blobs.free(this.tasks.result[old] as number);
     this.tasks.result[old] = EMPTY_HANDLE;
     // Never counted again; any heap entry of it is dropped as not ready, or by `reclaim`.
@@ -1710,7 +1712,7 @@ export class Graph {
     let hi = this.order.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if ((this.tasks.seq[(this.order[mid] as TaskId)] as number) < seq) lo = mid + 1;
+      if ((this.tasks.seq[this.order[mid] as TaskId] as number) < seq) lo = mid + 1;
       else hi = mid;
     }
     return lo;
@@ -1741,22 +1743,22 @@ export class Graph {
     for (const task of cone) {
       const wasDone = this.tasks.state(task) === 'done';
       if (this.tasks.state(task) === 'running') this.dropLease(task);
-      const note = wasDone ? `${why(task)}; previous result ${this.blobs.length((this.tasks.result[task] as number))} bytes` : `${why(task)} (was ${this.tasks.state(task)})`;
+      const note = wasDone ? `${why(task)}; previous result ${this.blobs.length(this.tasks.result[task] as number)} bytes` : `${why(task)} (was ${this.tasks.state(task)})`;
       this.tasks.attempts[task] = 0;
       this.tasks.setFlag(task, HELD, false);
       this.tasks.setNotBefore(task, 0);
-      this.blobs.free((this.tasks.result[task] as number));
+      this.blobs.free(this.tasks.result[task] as number);
       this.tasks.result[task] = EMPTY_HANDLE;
       this.tasks.setLastError(task, '');
       if (wasDone) this.dependentsWaitAgain(task);
-      this.observer.retried((this.tasks.pool[task] as string));
+      this.observer.retried(this.tasks.pool[task] as string);
       this.setState(task, 'waiting', now, '', note);
     }
     for (const task of cone) {
       for (let e = this.dependents.first(task); e !== NO_EDGE; e = this.dependents.next(e)) {
         const d = this.dependents.item(e);
         if (cone.has(d) || this.tasks.state(d) !== 'ready' || (this.tasks.more[d] as SpecMore).barrier) continue;
-        this.setState(d, 'waiting', now, '', `dependency "${(this.tasks.name[task] as string)}" is rerun`);
+        this.setState(d, 'waiting', now, '', `dependency "${this.tasks.name[task] as string}" is rerun`);
       }
     }
     this.settle(this.coneOrder(cone), now);
@@ -1811,20 +1813,20 @@ export class Graph {
     const state = this.tasks.state(task);
     switch (state) {
       case 'running':
-        return (this.tasks.worker[task] as string) === worker ? undefined : outcome(name, 'LEASED_TO_OTHER', `leased to worker ${(this.tasks.worker[task] as string)}`);
+        return (this.tasks.worker[task] as string) === worker ? undefined : outcome(name, 'LEASED_TO_OTHER', `leased to worker ${this.tasks.worker[task] as string}`);
       case 'done':
-        return outcome(name, 'ALREADY_DONE', `completed by worker ${(this.tasks.worker[task] as string)}`);
+        return outcome(name, 'ALREADY_DONE', `completed by worker ${this.tasks.worker[task] as string}`);
       case 'verifying':
         return forCompletion
-          ? outcome(name, 'ALREADY_DONE', `completed by worker ${(this.tasks.worker[task] as string)}; the pool's result verifier is checking the result`)
-          : notLeased(name, `task is verifying (completed by worker ${(this.tasks.worker[task] as string)})`);
+          ? outcome(name, 'ALREADY_DONE', `completed by worker ${this.tasks.worker[task] as string}; the pool's result verifier is checking the result`)
+          : notLeased(name, `task is verifying (completed by worker ${this.tasks.worker[task] as string})`);
       case 'cancelled':
         return outcome(name, 'TASK_CANCELLED', this.tasks.lastError(task));
       case 'ready':
       case 'failed':
         if (expiredMine) return forCompletion ? undefined : outcome(name, 'LEASE_EXPIRED', `the lease expired; task is ${state}`);
         if (state === 'failed') return outcome(name, 'TASK_FAILED', this.tasks.lastError(task));
-        return notLeased(name, `task is ready${(this.tasks.worker[task] as string) === '' ? '' : `; last leased to ${(this.tasks.worker[task] as string)}`}`);
+        return notLeased(name, `task is ready${(this.tasks.worker[task] as string) === '' ? '' : `; last leased to ${this.tasks.worker[task] as string}`}`);
       case 'waiting':
       case 'blocked':
         return notLeased(name, `task is ${state}`);
@@ -1837,23 +1839,23 @@ export class Graph {
 
   private lease(task: TaskId, worker: string, now: number): LeasedTask {
     // Its latest log entry is when it became ready.
-    this.observer.leased((this.tasks.pool[task] as string), Math.max(0, now - this.changedAt(task, now)));
+    this.observer.leased(this.tasks.pool[task] as string, Math.max(0, now - this.changedAt(task, now)));
     this.tasks.attempts[task] = (this.tasks.attempts[task] as number) + 1;
     this.tasks.worker[task] = worker;
     this.tasks.setFlag(task, HELD, true);
     this.tasks.leaseDeadline[task] = now + (this.tasks.more[task] as SpecMore).leaseMs;
-    this.setState(task, 'running', now, worker, attemptNote((this.tasks.attempts[task] as number)));
+    this.setState(task, 'running', now, worker, attemptNote(this.tasks.attempts[task] as number));
     this.queueLease(task);
     this.stats(worker, now).leases.add(task);
-    const more = (this.tasks.more[task] as SpecMore);
+    const more = this.tasks.more[task] as SpecMore;
     return {
-      name: (this.tasks.name[task] as string),
-      payload: this.blobs.get((this.tasks.payload[task] as number)),
-      attempt: (this.tasks.attempts[task] as number),
-      leaseDeadline: (this.tasks.leaseDeadline[task] as number),
+      name: this.tasks.name[task] as string,
+      payload: this.blobs.get(this.tasks.payload[task] as number),
+      attempt: this.tasks.attempts[task] as number,
+      leaseDeadline: this.tasks.leaseDeadline[task] as number,
       leaseMs: more.leaseMs,
-      pool: (this.tasks.pool[task] as string),
-      priority: (this.tasks.priority[task] as number),
+      pool: this.tasks.pool[task] as string,
+      priority: this.tasks.priority[task] as number,
       params: more.params,
       inputs: more.inputs,
       outputs: more.outputs,
@@ -1862,7 +1864,7 @@ export class Graph {
   }
 
   private dropLease(task: TaskId): void {
-    this.workers.get((this.tasks.worker[task] as string))?.leases.delete(task);
+    this.workers.get(this.tasks.worker[task] as string)?.leases.delete(task);
     this.tasks.leaseDeadline[task] = 0;
   }
 
@@ -1870,7 +1872,7 @@ export class Graph {
   private queueLease(task: TaskId): void {
     if (this.tasks.flag(task, LEASE_QUEUED)) return;
     this.tasks.setFlag(task, LEASE_QUEUED, true);
-    this.leases.push({ task, at: (this.tasks.leaseDeadline[task] as number) });
+    this.leases.push({ task, at: this.tasks.leaseDeadline[task] as number });
     // The entry of a lease that ended early (most: completed) waits for its time to be dropped;
     // past twice the running tasks such entries go at once, so that a drain's memory stays flat.
     if (this.leases.size > 2 * this.counts.running + STALE_LEASES) {
@@ -1884,7 +1886,7 @@ export class Graph {
 
   /** Running back to ready without using an attempt (release, worker exit). */
   private giveBack(task: TaskId, now: number, note: string): void {
-    const worker = (this.tasks.worker[task] as string);
+    const worker = this.tasks.worker[task] as string;
     this.dropLease(task);
     this.tasks.setFlag(task, HELD, false);
     this.tasks.attempts[task] = (this.tasks.attempts[task] as number) - 1;
@@ -1971,13 +1973,13 @@ export class Graph {
   }
 
   private failTask(task: TaskId, now: number, worker: string, note: string): void {
-    this.observer.failed((this.tasks.pool[task] as string));
+    this.observer.failed(this.tasks.pool[task] as string);
     this.setState(task, 'failed', now, worker, note);
     this.blockDescendants(task, now);
   }
 
   private blockDescendants(task: TaskId, now: number): void {
-    const note = `ancestor "${(this.tasks.name[task] as string)}" is ${this.tasks.state(task)}`;
+    const note = `ancestor "${this.tasks.name[task] as string}" is ${this.tasks.state(task)}`;
     const stack = this.dependents.toArray(task);
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
       if (this.tasks.state(next) !== 'waiting') continue; // blocked already, with its descendants
@@ -1997,7 +1999,7 @@ export class Graph {
     for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
       if ((this.tasks.more[next] as SpecMore).afterEnded) {
         // It was never blocked; if it has not started, it waits again for the dependency now back at work.
-        if (this.tasks.state(next) === 'ready' && !this.allDepsEnded(next)) this.setState(next, 'waiting', now, '', `dependency "${(this.tasks.name[task] as string)}" is back at work`);
+        if (this.tasks.state(next) === 'ready' && !this.allDepsEnded(next)) this.setState(next, 'waiting', now, '', `dependency "${this.tasks.name[task] as string}" is back at work`);
         continue;
       }
       if (this.tasks.state(next) !== 'blocked' || this.stateFromDeps(next) === 'blocked') continue; // a blocked dependency unblocked later pushes it again
@@ -2036,7 +2038,7 @@ export class Graph {
 
   private setState(task: TaskId, state: TaskState, now: number, worker: string, note: string): void {
     // A lease of a pool with a limit ended: a steal parked on that pool may have a turn now.
-    if (this.tasks.state(task) === 'running' && state !== 'running' && this.pool((this.tasks.pool[task] as string)).maxRunning > 0) this.woken.add((this.tasks.pool[task] as string));
+    if (this.tasks.state(task) === 'running' && state !== 'running' && this.pool(this.tasks.pool[task] as string).maxRunning > 0) this.woken.add(this.tasks.pool[task] as string);
     if (this.tasks.state(task) === 'verifying') this.verifying.delete(task);
     this.countOut(task);
     this.tasks.setState(task, state);
@@ -2046,7 +2048,7 @@ export class Graph {
     this.appendLog(task, { state, at: now, worker, note });
     const busy = this.busy();
     if (!busy) this.wokenAll = true;
-    else if (!this.pool((this.tasks.pool[task] as string)).mayStillHaveWork(busy)) this.woken.add((this.tasks.pool[task] as string));
+    else if (!this.pool(this.tasks.pool[task] as string).mayStillHaveWork(busy)) this.woken.add(this.tasks.pool[task] as string);
   }
 
   private appendLog(task: TaskId, change: StateChange): void {
@@ -2066,12 +2068,12 @@ export class Graph {
 
   /** When the task's latest log entry was made (`otherwise` if its log is empty). */
   private changedAt(task: TaskId, otherwise: number): number {
-    return (this.tasks.logHead[task] as number) === NO_ENTRY ? otherwise : this.logs.at((this.tasks.logHead[task] as number));
+    return (this.tasks.logHead[task] as number) === NO_ENTRY ? otherwise : this.logs.at(this.tasks.logHead[task] as number);
   }
 
   /** How long the latest attempt ran until `end` (ms; 0 if unknown: the clock went back, or the lease's entry is gone). */
   private runTime(task: TaskId, end: number): number {
-    const started = this.logs.startedAt((this.tasks.logHead[task] as number));
+    const started = this.logs.startedAt(this.tasks.logHead[task] as number);
     return started === 0 ? 0 : Math.max(0, end - started);
   }
 
@@ -2109,13 +2111,13 @@ export class Graph {
 
   /** The task's spec, as given (its payload a view into the arena). */
   private specOf(task: TaskId): TaskSpec {
-    const more = (this.tasks.more[task] as SpecMore);
+    const more = this.tasks.more[task] as SpecMore;
     return {
-      name: (this.tasks.name[task] as string),
+      name: this.tasks.name[task] as string,
       deps: this.tasks.depsOf(task),
-      payload: this.blobs.get((this.tasks.payload[task] as number)),
-      priority: (this.tasks.priority[task] as number),
-      pool: (this.tasks.pool[task] as string),
+      payload: this.blobs.get(this.tasks.payload[task] as number),
+      priority: this.tasks.priority[task] as number,
+      pool: this.tasks.pool[task] as string,
       maxAttempts: more.maxAttempts,
       leaseMs: more.leaseMs,
       params: more.params,
@@ -2132,8 +2134,8 @@ export class Graph {
    * (a task's params alone may be a MiB), so that the reply's bound holds for sweeps too.
    */
   private leasedBytes(task: TaskId): number {
-    const more = (this.tasks.more[task] as SpecMore);
-    let bytes = this.blobs.length((this.tasks.payload[task] as number));
+    const more = this.tasks.more[task] as SpecMore;
+    let bytes = this.blobs.length(this.tasks.payload[task] as number);
     for (const p of more.params) bytes += p.name.length + p.value.length;
     for (const f of more.inputs) bytes += f.name.length + 80;
     for (const name of more.outputs) bytes += name.length;
@@ -2146,17 +2148,24 @@ export class Graph {
     return {
       spec: this.specOf(task),
       state: this.tasks.state(task),
-      attempts: (this.tasks.attempts[task] as number),
-      worker: (this.tasks.worker[task] as string),
-      holder: this.tasks.flag(task, HELD) ? (this.tasks.worker[task] as string) : '',
-      leaseDeadline: (this.tasks.leaseDeadline[task] as number),
+      attempts: this.tasks.attempts[task] as number,
+      worker: this.tasks.worker[task] as string,
+      holder: this.tasks.flag(task, HELD) ? this.tasks.worker[task] as string : '',
+      leaseDeadline: this.tasks.leaseDeadline[task] as number,
       notBefore: this.tasks.notBefore(task),
-      result: this.blobs.get((this.tasks.result[task] as number)),
+      result: this.blobs.get(this.tasks.result[task] as number),
       lastError: this.tasks.lastError(task),
-      log: this.logs.entries((this.tasks.logHead[task] as number), (this.tasks.logLength[task] as number)),
-      seq: (this.tasks.seq[task] as number),
+      log: this.logs.entries(this.tasks.logHead[task] as number, this.tasks.logLength[task] as number),
+      seq: this.tasks.seq[task] as number,
       outputs: this.tasks.outputs(task),
     };
+  }
+
+  /** TOO_LARGE, before anything changes, when the dependency names of `specs` would not fit in the graph (TaskTable.depRoom). */
+  private checkDepRoom(specs: Iterable<TaskSpec>): void {
+    const counts: number[] = [];
+    for (const spec of specs) if (spec.deps.length > 0) counts.push(spec.deps.length);
+    if (!this.tasks.depRoom(counts)) throw new DagworkError('TOO_LARGE', `the graph would hold more than ${this.tasks.maxDepNames} dependency names`);
   }
 
   /** The state of the task of that name (undefined: there is none). */
@@ -2168,7 +2177,7 @@ export class Graph {
   /** The pool of the task of that name (undefined: there is none). */
   private poolOfName(name: string): string | undefined {
     const task = this.byName.get(name);
-    return task === undefined ? undefined : (this.tasks.pool[task] as string);
+    return task === undefined ? undefined : this.tasks.pool[task] as string;
   }
 
   /** The deps of the task of that name (none: there is none). */
@@ -2205,7 +2214,7 @@ export class Graph {
         if (this.tasks.state(parent) !== 'done') this.tasks.pendingDeps[task] = (this.tasks.pendingDeps[task] as number) + 1;
       }
     }
-    const waiting = this.missing.get((this.tasks.name[task] as string));
+    const waiting = this.missing.get(this.tasks.name[task] as string);
     if (waiting !== undefined) {
       // A loop, not push(...waiting): a name can be awaited by more tasks than a call takes arguments.
       for (const w of waiting) {
@@ -2215,7 +2224,7 @@ export class Graph {
         this.tasks.missingDeps[w] = (this.tasks.missingDeps[w] as number) - 1;
         if (this.tasks.missingDeps[w] === 0) this.onMissing--;
       }
-      this.missing.delete((this.tasks.name[task] as string));
+      this.missing.delete(this.tasks.name[task] as string);
     }
   }
 
@@ -2261,7 +2270,7 @@ export class Graph {
   }
 
   private enqueue(task: TaskId): void {
-    const queue = this.pool((this.tasks.pool[task] as string));
+    const queue = this.pool(this.tasks.pool[task] as string);
     if (!this.tasks.flag(task, QUEUED_ALL) && !queue.throttled) {
       this.tasks.setFlag(task, QUEUED_ALL, true);
       this.allReady.push(task);
@@ -2269,7 +2278,7 @@ export class Graph {
     if (this.tasks.flag(task, QUEUED)) return;
     this.tasks.setFlag(task, QUEUED, true);
     queue.ready.push(task);
-    this.woken.add((this.tasks.pool[task] as string));
+    this.woken.add(this.tasks.pool[task] as string);
   }
 
   /** Tells the observer of `added`, one call per run of tasks of one pool (a batch is mostly one pool). */
@@ -2285,13 +2294,13 @@ export class Graph {
 
   private countIn(task: TaskId): void {
     this.counts[this.tasks.state(task)]++;
-    this.pool((this.tasks.pool[task] as string)).counts[this.tasks.state(task)]++;
+    this.pool(this.tasks.pool[task] as string).counts[this.tasks.state(task)]++;
     if (this.tasks.state(task) === 'failed') this.failedTasks.add(task);
   }
 
   private countOut(task: TaskId): void {
     this.counts[this.tasks.state(task)]--;
-    this.pool((this.tasks.pool[task] as string)).counts[this.tasks.state(task)]--;
+    this.pool(this.tasks.pool[task] as string).counts[this.tasks.state(task)]--;
     if (this.tasks.state(task) === 'failed') this.failedTasks.delete(task);
   }
 
@@ -2317,7 +2326,7 @@ export class Graph {
 
   /** A run of `task` by the worker of `stats` ends now: its time, from its lease (the latest RUNNING entry). */
   private ranFor(stats: WorkerStats, task: TaskId, now: number): void {
-    const started = this.logs.startedAt((this.tasks.logHead[task] as number));
+    const started = this.logs.startedAt(this.tasks.logHead[task] as number);
     if (started === 0) return;
     const ms = Math.max(0, now - started);
     stats.runs++;
@@ -2335,7 +2344,7 @@ export class Graph {
     // Read in the arena, first entry to latest: `entries` is the log from its latest back.
     const logs = this.logs;
     entries.length = 0;
-    for (let entry = (this.tasks.logHead[task] as number); entry !== NO_ENTRY; entry = logs.prev(entry)) entries.push(entry);
+    for (let entry = this.tasks.logHead[task] as number; entry !== NO_ENTRY; entry = logs.prev(entry)) entries.push(entry);
     for (let i = entries.length - 1; i > 0; i--) {
       const run = entries[i] as number;
       if (logs.state(run) !== 'running' || logs.worker(run) === '') continue;

@@ -65,10 +65,12 @@ export class TaskTable {
   readonly name: string[] = [];
   /** The pool's own name string (PoolQueue.name), one for all its tasks. */
   readonly pool: string[] = [];
+  /** The rest of its spec: shared by the tasks that have the same (see Graph.moreOf). */
   readonly more: SpecMore[] = [];
   /** Its latest lease's worker ('' never leased). */
   readonly worker: string[] = [];
   // Numbers. Replaced by longer arrays as the table grows: read them through the table, never keep one.
+  /** Its state (its index in TASK_STATES) and the flags (QUEUED, QUEUED_ALL, LEASE_QUEUED, RETIRED, HELD). */
   bits = new Uint8Array(0);
   attempts = new Int32Array(0);
   /** Its result and payload in the graph's ByteArena (EMPTY_HANDLE: none). */
@@ -82,6 +84,7 @@ export class TaskTable {
   /** Dependencies that do not exist yet. */
   missingDeps = new Int32Array(0);
   priority = new Int32Array(0);
+  /** Its place in creation order (kept by a replace); a double: a long-lived hub creates more than 2^31 tasks. */
   seq = new Float64Array(0);
   /** How many dependencies it has (their names: dep, depsOf). */
   depCount = new Int32Array(0);
@@ -221,6 +224,28 @@ export class TaskTable {
     return this.depSlots;
   }
 
+  /** The most dependency names a graph holds (far past what memory holds: 2,047 chunks of 1M). */
+  get maxDepNames(): number {
+    return MAX_DEP_CHUNKS * DEP_CHUNK;
+  }
+
+  /**
+   * Whether tasks with these numbers of dependencies can be added (placeDeps never throws then):
+   * a chunk is left only for a task that does not fit in it, so one left for a task of half a
+   * chunk or less is over half full, and a larger task takes at most one new chunk.
+   */
+  depRoom(counts: readonly number[]): boolean {
+    const half = DEP_CHUNK / 2;
+    let chunks = 1;
+    let small = 0;
+    for (const count of counts) {
+      if (count > half) chunks++;
+      else small += count;
+    }
+    chunks += Math.ceil(small / half);
+    return this.depChunks.length + chunks <= MAX_DEP_CHUNKS;
+  }
+
   /** Its `i`th dependency's name. */
   dep(id: TaskId, i: number): string {
     const at = this.depAt[id] as number;
@@ -268,6 +293,7 @@ export class TaskTable {
     if (deps.length === 0) return;
     let chunk = this.depChunks[this.depChunks.length - 1];
     if (chunk === undefined || chunk.length + deps.length > DEP_CHUNK) {
+      // Graph.create and replace ask depRoom first; a restore holds what a graph held.
       if (this.depChunks.length === MAX_DEP_CHUNKS) throw new Error(`over ${MAX_DEP_CHUNKS * DEP_CHUNK} dependency names in one graph`);
       chunk = [];
       this.depChunks.push(chunk);
