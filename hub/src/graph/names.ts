@@ -127,11 +127,18 @@ export class NameIndex {
     let v3 = (this.k1 ^ 0x74656462) | 0;
     const length = name.length;
     const whole = length & ~1;
-    for (let i = 0; i <= whole; i += 2) {
-      // The last word holds the length, and the odd code unit if there is one.
-      const m = i < whole ? name.charCodeAt(i) | (name.charCodeAt(i + 1) << 16) : ((length & 0xffff) << 16) | (length & 1 ? name.charCodeAt(i) : 0);
-      v3 ^= m;
-      // One round (c = 1).
+    // One round a word (c = 1), the last word holding the length and the odd code unit if there
+    // is one; then three rounds (d = 3) after v2 ^= 0xff.
+    const words = whole / 2 + 1;
+    for (let r = 0; r < words + 3; r++) {
+      let m = 0;
+      if (r < words) {
+        const i = 2 * r;
+        m = i < whole ? name.charCodeAt(i) | (name.charCodeAt(i + 1) << 16) : ((length & 0xffff) << 16) | (length & 1 ? name.charCodeAt(i) : 0);
+        v3 ^= m;
+      } else if (r === words) {
+        v2 ^= 0xff;
+      }
       v0 = (v0 + v1) | 0;
       v1 = (v1 << 5) | (v1 >>> 27);
       v1 ^= v0;
@@ -147,24 +154,6 @@ export class NameIndex {
       v1 ^= v2;
       v2 = (v2 << 16) | (v2 >>> 16);
       v0 ^= m;
-    }
-    v2 ^= 0xff;
-    // Three rounds (d = 3).
-    for (let r = 0; r < 3; r++) {
-      v0 = (v0 + v1) | 0;
-      v1 = (v1 << 5) | (v1 >>> 27);
-      v1 ^= v0;
-      v0 = (v0 << 16) | (v0 >>> 16);
-      v2 = (v2 + v3) | 0;
-      v3 = (v3 << 8) | (v3 >>> 24);
-      v3 ^= v2;
-      v0 = (v0 + v3) | 0;
-      v3 = (v3 << 7) | (v3 >>> 25);
-      v3 ^= v0;
-      v2 = (v2 + v1) | 0;
-      v1 = (v1 << 13) | (v1 >>> 19);
-      v1 ^= v2;
-      v2 = (v2 << 16) | (v2 >>> 16);
     }
     return v1 ^ v3;
   }
