@@ -520,7 +520,11 @@ export class Graph {
     this.observeCreated(added);
     for (const task of barriersDone) if (this.tasks.state(task) === 'waiting' && (this.tasks.pendingDeps[task] as number) === 0) this.completeBarriers(task, now);
     const missing = new Set<string>();
-    for (const task of added) for (const dep of this.tasks.depsOf(task)) if (!this.byName.has(dep)) missing.add(dep);
+    for (const task of added) {
+      // Linked: a task counts its dependencies that do not exist, so most are not looked at here.
+      if ((this.tasks.missingDeps[task] as number) === 0) continue;
+      for (const dep of this.tasks.depsOf(task)) if (!this.byName.has(dep)) missing.add(dep);
+    }
     const missingDeps: string[] = [];
     for (const name of missing) {
       if (missingDeps.length === MAX_MISSING_LISTED) break;
