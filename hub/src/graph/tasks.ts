@@ -178,7 +178,7 @@ export class TaskTable {
     this.retiredIds = [];
   }
 
-  /** Ids handed out (for tests: the table does not grow past the tasks alive and retired). */
+  /** Ids handed out so far, in use or not (a restore's are 0 to this, one a record, none removed). */
   get idsUsed(): number {
     return this.used;
   }
@@ -189,7 +189,7 @@ export class TaskTable {
   setState(id: TaskId, state: TaskState): void {
     this.bits[id] = ((this.bits[id] as number) & ~STATE_MASK) | STATE_INDEX[state];
   }
-  /** One of the flags (QUEUED, QUEUED_ALL, LEASE_QUEUED). */
+  /** One of the flags (QUEUED, QUEUED_ALL, LEASE_QUEUED, RETIRED, HELD). */
   flag(id: TaskId, flag: number): boolean {
     return ((this.bits[id] as number) & flag) !== 0;
   }
