@@ -1,3 +1,5 @@
+import { grown } from './grow.js';
+
 /** Bytes per chunk; a value longer than a quarter of it gets a chunk of its own. */
 const CHUNK_BYTES = 1 << 20;
 const LARGE_BYTES = CHUNK_BYTES >>> 2;
@@ -178,7 +180,8 @@ export class ByteArena {
       const first = this.slots[0];
       if (first !== undefined && this.slotCapacity < SLOTS) {
         this.slotCapacity *= 2;
-        this.slots[0] = { chunk: grown(first.chunk, this.slotCapacity), offset: grown(first.offset, this.slotCapacity), length: grown(first.length, this.slotCapacity) };
+        const size = this.slotCapacity;
+        this.slots[0] = { chunk: grown(first.chunk, new Int32Array(size)), offset: grown(first.offset, new Int32Array(size)), length: grown(first.length, new Int32Array(size)) };
       } else {
         const size = first === undefined ? FIRST_SLOTS : SLOTS;
         this.slots.push({ chunk: new Int32Array(size), offset: new Int32Array(size), length: new Int32Array(size) });
@@ -187,11 +190,4 @@ export class ByteArena {
     }
     return this.usedSlots++;
   }
-}
-
-/** `from` copied into a longer column of `length`. */
-function grown(from: Int32Array, length: number): Int32Array {
-  const to = new Int32Array(length);
-  to.set(from);
-  return to;
 }

@@ -1,3 +1,5 @@
+import { grown, nextCapacity } from './grow.js';
+
 /** No edge: the end of a list. */
 export const NO_EDGE = -1;
 const FIRST_CAPACITY = 64;
@@ -123,9 +125,9 @@ export class IdLists {
       return edge;
     }
     if (this.edgesUsed === this.items.length) {
-      const capacity = grownCapacity(this.items.length);
-      this.items = copied(this.items, capacity, 0);
-      this.nextEdge = copied(this.nextEdge, capacity, 0);
+      const capacity = nextCapacity(this.items.length, FIRST_CAPACITY);
+      this.items = grown(this.items, new Int32Array(capacity));
+      this.nextEdge = grown(this.nextEdge, new Int32Array(capacity));
     }
     return this.edgesUsed++;
   }
@@ -134,20 +136,11 @@ export class IdLists {
   private cover(owner: number): void {
     if (owner < this.head.length) return;
     let capacity = this.head.length;
-    while (capacity <= owner) capacity = grownCapacity(capacity);
-    this.head = copied(this.head, capacity, NO_EDGE);
-    this.tail = copied(this.tail, capacity, NO_EDGE);
+    while (capacity <= owner) capacity = nextCapacity(capacity, FIRST_CAPACITY);
+    const owners = this.head.length;
+    this.head = grown(this.head, new Int32Array(capacity));
+    this.tail = grown(this.tail, new Int32Array(capacity));
+    this.head.fill(NO_EDGE, owners);
+    this.tail.fill(NO_EDGE, owners);
   }
-}
-
-/** Half again, not twice: the slack of a large array is a third of it at most. */
-function grownCapacity(capacity: number): number {
-  return Math.max(FIRST_CAPACITY, Math.ceil(capacity * 1.5));
-}
-
-function copied(from: Int32Array, capacity: number, fill: number): Int32Array<ArrayBuffer> {
-  const to = new Int32Array(capacity);
-  to.set(from);
-  if (fill !== 0) to.fill(fill, from.length);
-  return to;
 }

@@ -1,3 +1,5 @@
+import { grown } from './grow.js';
+
 /** No id: a free slot. */
 const EMPTY = 0;
 const FIRST_SLOTS = 64;
@@ -66,7 +68,7 @@ export class NameIndex {
   }
 
   private keepHash(id: number, hash: number): void {
-    if (id >= this.hashes.length) this.hashes = grown(this.hashes, Math.max(id + 1, this.hashes.length * 2));
+    if (id >= this.hashes.length) this.hashes = grown(this.hashes, new Int32Array(Math.max(id + 1, this.hashes.length * 2)));
     this.hashes[id] = hash;
   }
 
@@ -157,10 +159,4 @@ export class NameIndex {
     }
     return v1 ^ v3;
   }
-}
-
-function grown(from: Int32Array, length: number): Int32Array<ArrayBuffer> {
-  const to = new Int32Array(length);
-  to.set(from);
-  return to;
 }

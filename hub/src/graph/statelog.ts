@@ -1,4 +1,5 @@
 import { TASK_STATES, type StateChange, type TaskState } from '../../../proto/src/types.js';
+import { grown } from './grow.js';
 
 /** Entries per chunk: a chunk is 1.25 MiB, allocated whole when the previous one is full. */
 const CHUNK_BITS = 16;
@@ -204,8 +205,3 @@ export class StateLogs {
   }
 }
 
-/** `to` (longer) holding `from` at its start. */
-function grown<T extends Float64Array | Int32Array>(from: T, to: T): T {
-  to.set(from);
-  return to;
-}

@@ -1,6 +1,7 @@
 import type { FileRef, Param, ParamFile, TaskState } from '../../../proto/src/types.js';
 import { TASK_STATES } from '../../../proto/src/types.js';
 import { EMPTY_HANDLE } from './arena.js';
+import { grown, nextCapacity } from './grow.js';
 import { NO_ENTRY } from './statelog.js';
 
 /**
@@ -306,8 +307,7 @@ export class TaskTable {
 
   /** Room for more ids (the numeric columns copied; the plain arrays grow by themselves). */
   private grow(): void {
-    // Half again, not twice: the slack of a large table is a third of it at most.
-    const capacity = Math.max(FIRST_CAPACITY, Math.ceil(this.capacity * 1.5));
+    const capacity = nextCapacity(this.capacity, FIRST_CAPACITY);
     this.bits = grown(this.bits, new Uint8Array(capacity));
     this.attempts = grown(this.attempts, new Int32Array(capacity));
     this.result = grown(this.result, new Int32Array(capacity));
@@ -323,9 +323,4 @@ export class TaskTable {
     this.leaseDeadline = grown(this.leaseDeadline, new Float64Array(capacity));
     this.capacity = capacity;
   }
-}
-
-function grown<T extends Uint8Array | Int32Array | Float64Array>(from: T, to: T): T {
-  to.set(from);
-  return to;
 }
