@@ -2202,6 +2202,7 @@ export class Graph {
   /** Connect `task` to its dependencies (existing or not) and to tasks that waited for its name. */
   private link(task: TaskId): void {
     const tasks = this.tasks;
+    const pending = tasks.pendingDeps;
     for (let i = 0, n = tasks.depCount[task] as number; i < n; i++) {
       const dep = tasks.dep(task, i);
       const parent = this.byName.get(dep);
@@ -2209,26 +2210,27 @@ export class Graph {
         const waiting = this.missing.get(dep);
         if (waiting === undefined) this.missing.set(dep, [task]);
         else waiting.push(task);
-        this.tasks.pendingDeps[task] = (this.tasks.pendingDeps[task] as number) + 1;
+        pending[task] = (pending[task] as number) + 1;
         if (this.addMissingDep(task)) this.onMissing++;
       } else {
         this.dependents.append(parent, task);
         // The dependency's own name string, not the copy the request carried: one string per name.
         tasks.setDep(task, i, tasks.name[parent] as string);
-        if (this.tasks.state(parent) !== 'done') this.tasks.pendingDeps[task] = (this.tasks.pendingDeps[task] as number) + 1;
+        if (tasks.state(parent) !== 'done') pending[task] = (pending[task] as number) + 1;
       }
     }
-    const waiting = this.missing.get(this.tasks.name[task] as string);
+    const name = tasks.name[task] as string;
+    const waiting = this.missing.get(name);
     if (waiting !== undefined) {
+      const missing = tasks.missingDeps;
       // A loop, not push(...waiting): a name can be awaited by more tasks than a call takes arguments.
       for (const w of waiting) {
         this.dependents.append(task, w);
-        const name = tasks.name[task] as string;
         for (let i = 0, n = tasks.depCount[w] as number; i < n; i++) if (tasks.dep(w, i) === name) tasks.setDep(w, i, name);
-        this.tasks.missingDeps[w] = (this.tasks.missingDeps[w] as number) - 1;
-        if (this.tasks.missingDeps[w] === 0) this.onMissing--;
+        missing[w] = (missing[w] as number) - 1;
+        if (missing[w] === 0) this.onMissing--;
       }
-      this.missing.delete(this.tasks.name[task] as string);
+      this.missing.delete(name);
     }
   }
 
