@@ -283,6 +283,25 @@ describe('the records of format 6', () => {
     );
   });
 
+  it('reads strings that repeat from record to record (pool, worker, holder, log notes) as each record holds them', () => {
+    // Same byte lengths with other bytes ('é' is two bytes, as 'pa' is), and one longer than the cache keeps.
+    const repeated = fc.constantFrom('', 'pa', 'pb', 'é', 'x'.repeat(70), 'x'.repeat(69) + 'y');
+    const one = fc.record({ pool: repeated, worker: repeated, holder: repeated, note: repeated, changeWorker: repeated });
+    fc.assert(
+      fc.property(fc.array(one, { minLength: 2, maxLength: 12 }), (fields) => {
+        const records = fields.map((f, i) => {
+          const r = taskRecord(`t${i}`, { worker: f.worker, holder: f.holder, log: [{ state: 'ready', at: i, worker: f.changeWorker, note: f.note }] });
+          r.spec.pool = f.pool;
+          return r;
+        });
+        // Decoded one after another, as a restart reads them.
+        const decoded = records.map((r) => decodeSplitRecord(encodeSpecRecord(r.spec, r.seq), encodeStateRecord(r)));
+        expect(decoded).toEqual(records);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('refuses a spec for a state, a state for a spec, and bytes that are neither', () => {
     const r = taskRecord('a');
     const spec = encodeSpecRecord(r.spec, r.seq);

@@ -244,21 +244,34 @@ export function decodeRecord(data: Uint8Array): TaskRecord {
  * and protobufjs's message objects and Longs cost more than the reading.
  */
 export function decodeSplitRecord(spec: Uint8Array, state: Uint8Array): TaskRecord {
+  return decodeSplitRecordIn(asBuffer(spec), 0, spec.length, asBuffer(state), 0, state.length);
+}
+
+/**
+ * decodeSplitRecord of the spec record at `specFrom` to `specEnd` of `specBuf` and the state
+ * record at `stateFrom` to `stateEnd` of `stateBuf`: a snapshot's records, read where they lie.
+ */
+export function decodeSplitRecordIn(specBuf: Buffer, specFrom: number, specEnd: number, stateBuf: Buffer, stateFrom: number, stateEnd: number): TaskRecord {
   const record = emptyRecord();
+  const r = reader;
   try {
-    readSpecRecord(new WireReader(spec), record);
+    readSpecRecord(r.reset(specBuf, specFrom, specEnd), record);
   } catch (err) {
     throw new RecordError(`not a task's stored spec: ${(err as Error).message}`);
   }
   if (record.spec.name === '') throw new RecordError('the record has no task name');
   let hasState: boolean;
   try {
-    hasState = readStateRecord(new WireReader(state), record);
+    hasState = readStateRecord(r.reset(stateBuf, stateFrom, stateEnd), record);
   } catch (err) {
     throw new RecordError(`not a task's stored state: ${(err as Error).message}`);
   }
   if (!hasState) throw new RecordError("not a task's stored state: it has no state");
   return record;
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 function emptyRecord(): TaskRecord {
@@ -295,16 +308,23 @@ function emptyRecord(): TaskRecord {
 const FIXED64 = 1;
 const FIXED32 = 5;
 
-/** Protobuf's wire format, read without objects in between (the fields of StoredTask only). */
+/**
+ * Protobuf's wire format, read without objects in between (the fields of StoredTask only): one
+ * reader for every record (`reset`), nested messages read in place (`enter`, `leave`). A restart
+ * reads millions of records; an object a record or a field is most of what that would cost.
+ */
 class WireReader {
   at = 0;
-  readonly end: number;
-  private readonly buf: Buffer;
+  end = 0;
+  private buf: Buffer = Buffer.alloc(0);
+  /** Where the last length-delimited field read starts (it ends at `at`). */
+  private spanFrom = 0;
 
-  constructor(bytes: Uint8Array, from = 0, end = bytes.length) {
-    this.buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  reset(buf: Buffer, from: number, end: number): this {
+    this.buf = buf;
     this.at = from;
     this.end = end;
+    return this;
   }
 
   /** The low and high 32 bits of the last varint read. */
@@ -312,11 +332,12 @@ class WireReader {
   private hi = 0;
 
   private read64(): void {
+    const buf = this.buf;
     let lo = 0;
     let hi = 0;
     for (let i = 0; i < 10; i++) {
       if (this.at >= this.end) throw new RangeError('a varint runs past the end');
-      const byte = this.buf[this.at++] as number;
+      const byte = buf[this.at++] as number;
       const bits = byte & 0x7f;
       if (i < 4) lo |= bits << (7 * i);
       else if (i === 4) {
@@ -334,6 +355,14 @@ class WireReader {
 
   /** uint64 (exact up to 2^53). */
   varint(): number {
+    // Tags and small numbers: one byte.
+    if (this.at < this.end) {
+      const byte = this.buf[this.at] as number;
+      if (byte < 0x80) {
+        this.at++;
+        return byte;
+      }
+    }
     this.read64();
     return this.hi * 2 ** 32 + this.lo;
   }
@@ -355,29 +384,62 @@ class WireReader {
     return this.lo | 0;
   }
 
-  /** Where a length-delimited field's bytes start and end. */
-  span(): [number, number] {
+  /** Skips a length-delimited field, from `spanFrom` to `at`. */
+  private span(): void {
     const length = this.varint();
     const from = this.at;
-    if (length < 0 || from + length > this.end) throw new RangeError('a field runs past the end');
+    if (from + length > this.end) throw new RangeError('a field runs past the end');
+    this.spanFrom = from;
     this.at = from + length;
-    return [from, this.at];
   }
 
   string(): string {
-    const [from, to] = this.span();
-    return this.buf.toString('utf8', from, to);
+    this.span();
+    return this.at === this.spanFrom ? '' : this.buf.toString('utf8', this.spanFrom, this.at);
+  }
+
+  /**
+   * A string that repeats from record to record at one place (a pool, a log note, a worker):
+   * `last`'s string when the bytes are its bytes, without decoding them again.
+   */
+  repeated(last: LastString): string {
+    this.span();
+    const from = this.spanFrom;
+    const length = this.at - from;
+    if (length === 0) return '';
+    const buf = this.buf;
+    if (length === last.length) {
+      let i = 0;
+      while (i < length && buf[from + i] === last.bytes[i]) i++;
+      if (i === length) return last.value;
+    }
+    const value = buf.toString('utf8', from, this.at);
+    if (length <= last.bytes.length) {
+      buf.copy(last.bytes, 0, from, this.at);
+      last.length = length;
+      last.value = value;
+    }
+    return value;
   }
 
   bytes(): Uint8Array {
-    const [from, to] = this.span();
-    return to > from ? this.buf.subarray(from, to) : EMPTY;
+    this.span();
+    return this.at > this.spanFrom ? this.buf.subarray(this.spanFrom, this.at) : EMPTY;
   }
 
-  /** A nested message's reader. */
-  nested(): WireReader {
-    const [from, to] = this.span();
-    return new WireReader(this.buf, from, to);
+  /** Into a nested message: its fields are read until `at` reaches `end`; `leave` with what this returned. */
+  enter(): number {
+    const outer = this.end;
+    this.span();
+    this.end = this.at;
+    this.at = this.spanFrom;
+    return outer;
+  }
+
+  /** Out of the nested message `enter` went into (`at` is at its end), back to the message around it. */
+  leave(outer: number): void {
+    this.at = this.end;
+    this.end = outer;
   }
 
   skip(wireType: number): void {
@@ -401,10 +463,29 @@ class WireReader {
   }
 }
 
+/** decodeSplitRecordIn's reader: decoding calls out to nothing, so one is enough. */
+const reader = new WireReader();
+
+/** The last string read at one place (WireReader.repeated), with its bytes. */
+class LastString {
+  readonly bytes = Buffer.alloc(64);
+  length = -1;
+  value = '';
+}
+const lastPool = new LastString();
+const lastWorker = new LastString();
+const lastHolder = new LastString();
+const lastChangeWorker = new LastString();
+const lastNote = new LastString();
+
 function readSpecRecord(r: WireReader, record: TaskRecord): void {
   while (r.at < r.end) {
     const tag = r.varint();
-    if (tag === ((1 << 3) | LENGTH)) readSpec(r.nested(), record.spec);
+    if (tag === ((1 << 3) | LENGTH)) {
+      const outer = r.enter();
+      readSpec(r, record.spec);
+      r.leave(outer);
+    }
     else if (tag === ((10 << 3) | VARINT)) record.seq = r.varint();
     else if (tag >>> 3 === 2 && (tag & 7) === VARINT) throw new RangeError('it holds a state');
     else r.skip(tag & 7);
@@ -432,7 +513,7 @@ function readSpec(r: WireReader, spec: TaskSpec): void {
         spec.priority = r.int32();
         break;
       case (5 << 3) | LENGTH:
-        spec.pool = r.string();
+        spec.pool = r.repeated(lastPool);
         break;
       case (6 << 3) | VARINT:
         spec.maxAttempts = r.uint32();
@@ -441,18 +522,18 @@ function readSpec(r: WireReader, spec: TaskSpec): void {
         spec.leaseMs = r.uint32();
         break;
       case (8 << 3) | LENGTH: {
-        const [name, value] = readStringPair(r.nested());
+        const [name, value] = readStringPair(r);
         (params ??= []).push({ name, value });
         break;
       }
       case (9 << 3) | LENGTH:
-        (inputs ??= []).push(readFile(r.nested()));
+        (inputs ??= []).push(readFile(r));
         break;
       case (10 << 3) | LENGTH:
         (outputs ??= []).push(r.string());
         break;
       case (11 << 3) | LENGTH: {
-        const [name, param] = readStringPair(r.nested());
+        const [name, param] = readStringPair(r);
         (paramFiles ??= []).push({ name, param });
         break;
       }
@@ -472,21 +553,25 @@ function readSpec(r: WireReader, spec: TaskSpec): void {
   if (paramFiles !== undefined) spec.paramFiles = paramFiles;
 }
 
-/** A message of two strings, fields 1 and 2 (StoredParam, StoredParamFile). */
+/** The nested message of two strings, fields 1 and 2, that `r` is at (StoredParam, StoredParamFile). */
 function readStringPair(r: WireReader): [string, string] {
   let first = '';
   let second = '';
+  const outer = r.enter();
   while (r.at < r.end) {
     const tag = r.varint();
     if (tag === ((1 << 3) | LENGTH)) first = r.string();
     else if (tag === ((2 << 3) | LENGTH)) second = r.string();
     else r.skip(tag & 7);
   }
+  r.leave(outer);
   return [first, second];
 }
 
+/** The nested StoredFile that `r` is at. */
 function readFile(r: WireReader): FileRef {
   const file: FileRef = { name: '', sha256: '', size: 0, executable: false };
+  const outer = r.enter();
   while (r.at < r.end) {
     const tag = r.varint();
     if (tag === ((1 << 3) | LENGTH)) file.name = r.string();
@@ -495,6 +580,7 @@ function readFile(r: WireReader): FileRef {
     else if (tag === ((4 << 3) | VARINT)) file.executable = r.varint() !== 0;
     else r.skip(tag & 7);
   }
+  r.leave(outer);
   return file;
 }
 
@@ -521,7 +607,7 @@ function readStateRecord(r: WireReader, record: TaskRecord): boolean {
         record.attempts = r.uint32();
         break;
       case (4 << 3) | LENGTH:
-        record.worker = r.string();
+        record.worker = r.repeated(lastWorker);
         break;
       case (5 << 3) | VARINT:
         record.leaseDeadline = r.int64();
@@ -536,26 +622,27 @@ function readStateRecord(r: WireReader, record: TaskRecord): boolean {
         record.lastError = r.string();
         break;
       case (9 << 3) | LENGTH: {
-        const c = r.nested();
         const change: TaskRecord['log'][number] = { state: 'waiting', at: 0, worker: '', note: '' };
         let changeState: number | undefined;
-        while (c.at < c.end) {
-          const t = c.varint();
-          if (t === ((1 << 3) | VARINT)) changeState = c.uint32();
-          else if (t === ((2 << 3) | VARINT)) change.at = c.int64();
-          else if (t === ((3 << 3) | LENGTH)) change.worker = c.string();
-          else if (t === ((4 << 3) | LENGTH)) change.note = c.string();
-          else c.skip(t & 7);
+        const outer = r.enter();
+        while (r.at < r.end) {
+          const t = r.varint();
+          if (t === ((1 << 3) | VARINT)) changeState = r.uint32();
+          else if (t === ((2 << 3) | VARINT)) change.at = r.int64();
+          else if (t === ((3 << 3) | LENGTH)) change.worker = r.repeated(lastChangeWorker);
+          else if (t === ((4 << 3) | LENGTH)) change.note = r.repeated(lastNote);
+          else r.skip(t & 7);
         }
+        r.leave(outer);
         change.state = stateAt(changeState ?? 0);
         record.log.push(change);
         break;
       }
       case (11 << 3) | LENGTH:
-        record.holder = r.string();
+        record.holder = r.repeated(lastHolder);
         break;
       case (12 << 3) | LENGTH:
-        (outputs ??= []).push(readFile(r.nested()));
+        (outputs ??= []).push(readFile(r));
         break;
       default:
         r.skip(tag & 7);

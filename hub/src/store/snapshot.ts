@@ -21,7 +21,7 @@ import { dirname } from 'node:path';
 import type { TaskRecord } from '../../../proto/src/types.js';
 import { WireWriter } from '../../../proto/src/wire-writer.js';
 import { fnv1a } from './frame.js';
-import { decodeSplitRecord, RecordError, writeSpecRecord, writeStateRecord } from './record.js';
+import { decodeSplitRecordIn, RecordError, writeSpecRecord, writeStateRecord } from './record.js';
 
 export const SNAPSHOT_FILE = 'dagwork-snapshot';
 const MAGIC = Buffer.from('dagsnap\x01', 'latin1');
@@ -178,7 +178,7 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
       for (const chunk of chunks) {
         const payload = Buffer.allocUnsafe(chunk.length);
         if (read(payload, chunk.at + CHUNK_HEADER) < chunk.length) throw new SnapshotError(`it was cut short while it was read (at byte ${chunk.at})`);
-        walk(payload, chunk.at, (spec, state) => sink(decodeSplitRecord(spec, state)));
+        walk(payload, chunk.at, (specFrom, specEnd, stateFrom, stateEnd) => sink(decodeSplitRecordIn(payload, specFrom, specEnd, payload, stateFrom, stateEnd)));
       }
     } catch (err) {
       // Tasks went to `sink` already: no longer a reason to read LevelDB into the same sink.
@@ -190,10 +190,14 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
   }
 }
 
-/** The tasks of a chunk's payload (the chunk at byte `at`), each handed to `visit` if given; their count. */
-function walk(payload: Buffer, at: number, visit?: (spec: Uint8Array, state: Uint8Array) => void): number {
+/**
+ * The tasks of a chunk's payload (the chunk at byte `at`), each handed to `visit` if given (where
+ * its two records start and end in `payload`); their count.
+ */
+function walk(payload: Buffer, at: number, visit?: (specFrom: number, specEnd: number, stateFrom: number, stateEnd: number) => void): number {
   let p = 0;
-  const next = (): Buffer => {
+  /** Where the record whose varint length is at `p` starts (`p` then goes past it). */
+  const next = (): number => {
     let length = 0;
     for (let shift = 0; ; shift += 7) {
       if (p >= payload.length || shift > 28) throw new SnapshotError(`a task's record in the chunk at byte ${at} runs past it`);
@@ -202,13 +206,16 @@ function walk(payload: Buffer, at: number, visit?: (spec: Uint8Array, state: Uin
       if (byte < 0x80) break;
     }
     if (p + length > payload.length) throw new SnapshotError(`a task's record in the chunk at byte ${at} runs past it`);
-    return payload.subarray(p, (p += length));
+    const from = p;
+    p += length;
+    return from;
   };
   let count = 0;
   while (p < payload.length) {
-    const spec = next();
-    const state = next();
-    visit?.(spec, state);
+    const specFrom = next();
+    const specEnd = p;
+    const stateFrom = next();
+    visit?.(specFrom, specEnd, stateFrom, p);
     count++;
   }
   return count;
