@@ -82,6 +82,9 @@ describe('Graph.restoring', () => {
           [shuffled[i], shuffled[j]] = [shuffled[j] as TaskRecord, shuffled[i] as TaskRecord];
         }
         const restoring = Graph.restoring();
+        // Told how many come (a snapshot's count), or a wrong count: a hint only.
+        if (seed % 3 === 1) restoring.expect(shuffled.length);
+        if (seed % 3 === 2) restoring.expect(seed % 2 === 0 ? shuffled.length - 5 : 3);
         for (const r of shuffled) restoring.add(structuredClone(r));
         const streamed = restoring.finish(now);
 
@@ -111,6 +114,19 @@ describe('Graph.restoring', () => {
     // Still leased just before that, expired after.
     expect(restored.steal('w2', 1, [], T0 + 60_999).tasks).toEqual([]);
     expect(restored.steal('w2', 1, [], T0 + 61_001).tasks.map((t) => t.name)).toEqual(['a']);
+  });
+
+  it('takes a count it is told as a hint, within the graph\'s limit: nothing is allocated past it', () => {
+    const graph = new Graph();
+    graph.create([{ name: 'a' }, { name: 'b', deps: ['a'] }], T0);
+    const records = graph.takeDirty();
+    // Beyond what typed arrays can hold: only the limit of 10 tasks is made room for.
+    const restoring = Graph.restoring({ maxTasks: 10 });
+    for (const count of [-1, Number.NaN, Infinity, 1e15]) restoring.expect(count);
+    for (const r of records) restoring.add(r);
+    const restored = restoring.finish(T0);
+    expect(restored.size).toBe(2);
+    expect(restored.steal('w', 2, [], T0).tasks.map((t) => t.name)).toEqual(['a']);
   });
 
   it('refuses records after finish, and a second finish', () => {

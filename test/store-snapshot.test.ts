@@ -66,16 +66,24 @@ function flipped(file: Buffer, at: number): Buffer {
   return copy;
 }
 
-async function load(db: string, options: { dropRecords?: string[] } = {}): Promise<{ tasks: TaskRecord[]; lines: string[] }> {
+async function load(db: string, options: { dropRecords?: string[] } = {}): Promise<{ tasks: TaskRecord[]; lines: string[]; expected: number[] }> {
   const log = captureLog();
   const store = await Store.open(db, { log, ...options });
   const tasks: TaskRecord[] = [];
+  /** What the store said would come, and when: the count told, then -1 for each task handed over before it. */
+  const expected: number[] = [];
   try {
-    await store.loadEach((r) => tasks.push(r));
+    await store.loadEach(
+      (r) => {
+        if (expected.length === 0) expected.push(-1);
+        tasks.push(r);
+      },
+      (count) => expected.push(count),
+    );
   } finally {
     await store.close();
   }
-  return { tasks, lines: log.lines };
+  return { tasks, lines: log.lines, expected };
 }
 
 describe('the snapshot of a clean stop', () => {
@@ -88,11 +96,15 @@ describe('the snapshot of a clean stop', () => {
     const first = await load(db);
     expect(first.lines.filter((l) => l.includes('snapshot'))).toEqual([expect.stringMatching(new RegExp(`^info read ${COUNT + 1} tasks from the snapshot of the last clean stop in \\d+ ms$`))]);
     expect(byName(first.tasks)).toEqual(byName([...stored, extra]));
+    // Told how many come before the first (a restore makes room for them at once).
+    expect(first.expected).toEqual([COUNT + 1]);
     expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
     // The close after that load had no tasks to give: LevelDB's tasks, without the extra one.
     const second = await load(db);
     expect(second.lines.filter((l) => l.includes('snapshot'))).toEqual([]);
     expect(byName(second.tasks)).toEqual(byName(stored));
+    // LevelDB does not know how many it holds: nothing told.
+    expect(second.expected).toEqual([-1]);
   });
 
   it('holds every field of a task as LevelDB does', async () => {
@@ -141,11 +153,13 @@ describe('the snapshot of a clean stop', () => {
     const path = join(db, SNAPSHOT_FILE);
     const file = readFileSync(path);
     writeFileSync(path, damage(file));
-    const { tasks, lines } = await load(db);
+    const { tasks, lines, expected } = await load(db);
     const warning = lines.find((l) => l.startsWith('warn the snapshot'));
     expect(warning).toMatch(message);
     expect(warning).toMatch(/; the tasks are read from LevelDB$/);
     expect(byName(tasks)).toEqual(byName(stored));
+    // The file's count was not told: it did not check out.
+    expect(expected).toEqual([-1]);
     expect(existsSync(path)).toBe(false);
   });
 

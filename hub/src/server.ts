@@ -1096,7 +1096,10 @@ async function loadGraph(store: TaskStore, files: FileStore, options: HubOptions
   if (store.loadEach === undefined) return Graph.restore(await store.loadAll(), options.clock(), options.graph, held, pools);
   // Record by record: a million records held at once cost more in garbage collection than the reading.
   const restoring = Graph.restoring(options.graph, held, pools);
-  await store.loadEach((record) => restoring.add(record));
+  await store.loadEach(
+    (record) => restoring.add(record),
+    (tasks) => restoring.expect(tasks),
+  );
   return restoring.finish(options.clock());
 }
 

@@ -202,6 +202,8 @@ const STALE_LEASES = 1_024;
 
 /** A graph restored one stored record at a time (Graph.restoring). */
 export interface GraphRestore {
+  /** About `tasks` records follow (a hint, before the first `add`): room is made for them at once. */
+  expect(tasks: number): void;
   add(record: TaskRecord): void;
   finish(now: number): Graph;
 }
@@ -364,6 +366,12 @@ export class Graph {
     for (const [pool, settings] of pools) graph.applySettings(pool, settings);
     let finished = false;
     return {
+      expect(tasks: number): void {
+        // A hint from a file: a bad one must not allocate without bound (nor less than the graph's limit allows).
+        const room = Math.min(Math.max(0, Math.floor(tasks)), graph.options.maxTasks);
+        if (finished || !(room > 0)) return;
+        graph.tasks.reserve(room);
+      },
       add(record: TaskRecord): void {
         if (finished) throw new Error('a record added to a restored graph after finish');
         graph.restoreTask(record);
@@ -380,7 +388,8 @@ export class Graph {
   /** The end of a restore (see restoring): links, leases, verifications and queues, in creation order. */
   private finishRestore(now: number): void {
     const tasks = this.tasks;
-    // A restore hands ids out from 0, one a record, and removes none.
+    // A restore hands ids out from 0, one a record, and removes none; a store holds one record a name.
+    this.byName.addRange(0, tasks.idsUsed);
     const order = this.order;
     let sorted = true;
     for (let task = 0; task < tasks.idsUsed; task++) {
@@ -432,7 +441,6 @@ export class Graph {
     for (const change of record.log) head = this.logs.append(head, change);
     tasks.logHead[task] = head;
     tasks.logLength[task] = record.log.length;
-    this.byName.add(record.spec.name, task); // a store holds one record a name
     this.nextSeq = Math.max(this.nextSeq, record.seq + 1);
     this.countIn(task);
     // Ready without a backoff: queued by `finish`, in creation order.

@@ -4,6 +4,9 @@ import { grown } from './grow.js';
 const EMPTY = 0;
 const FIRST_SLOTS = 64;
 const FIRST_IDS = 64;
+/** addRange's radix sort: digits of this many bits. */
+const RADIX_BITS = 11;
+const RADIX = 1 << RADIX_BITS;
 
 /**
  * Task names to task ids: ids in one Int32Array, found by linear probing from the name's hash (a
@@ -53,9 +56,63 @@ export class NameIndex {
     this.slots[found] = id + 1;
   }
 
+  /** Room for `count` names and ids below `count` without growing (a restore that knows how many come). */
+  reserve(count: number): void {
+    let size = this.slots.length;
+    while (count * 2 > size) size *= 2;
+    if (size > this.slots.length) this.resize(size);
+    if (count > this.hashes.length) this.hashes = grown(this.hashes, new Int32Array(count));
+  }
+
   /** Maps `name`, which the index does not hold, to `id` (a new task's: no search first). */
   add(name: string, id: number): void {
     this.insert(this.hash(name), id);
+  }
+
+  /**
+   * Maps the names of ids `from` to `to` - 1, none of which the index holds (a restore's): placed
+   * in the order of their slots, so that the table is written from one end to the other, where
+   * a million insertions one at a time each miss the processor's cache.
+   */
+  addRange(from: number, to: number): void {
+    const n = to - from;
+    if (n <= 0) return;
+    this.reserve(this.count + n);
+    if (to > this.hashes.length) this.hashes = grown(this.hashes, new Int32Array(to));
+    let homes = new Int32Array(n);
+    let ids = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const hash = this.hash(this.nameOf(from + i));
+      this.hashes[from + i] = hash;
+      homes[i] = hash & this.mask;
+      ids[i] = from + i;
+    }
+    // By home slot: a radix sort, 11 bits a pass, keys and ids moved together (each pass reads in order).
+    let homesTo = new Int32Array(n);
+    let idsTo = new Int32Array(n);
+    const bits = 31 - Math.clz32(this.slots.length);
+    const starts = new Int32Array(RADIX + 1);
+    for (let shift = 0; shift < bits; shift += RADIX_BITS) {
+      starts.fill(0);
+      for (let i = 0; i < n; i++) (starts[(((homes[i] as number) >>> shift) & (RADIX - 1)) + 1] as number)++;
+      for (let b = 0; b < RADIX; b++) starts[b + 1] = (starts[b + 1] as number) + (starts[b] as number);
+      for (let i = 0; i < n; i++) {
+        const home = homes[i] as number;
+        const at = (starts[(home >>> shift) & (RADIX - 1)] as number)++;
+        homesTo[at] = home;
+        idsTo[at] = ids[i] as number;
+      }
+      [homes, homesTo] = [homesTo, homes];
+      [ids, idsTo] = [idsTo, ids];
+    }
+    const slots = this.slots;
+    const mask = this.mask;
+    for (let i = 0; i < n; i++) {
+      let slot = homes[i] as number;
+      while (slots[slot] !== EMPTY) slot = (slot + 1) & mask;
+      slots[slot] = (ids[i] as number) + 1;
+    }
+    this.count += n;
   }
 
   private insert(hash: number, id: number): void {

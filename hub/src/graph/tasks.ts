@@ -305,9 +305,13 @@ export class TaskTable {
     this.depSlots += deps.length;
   }
 
+  /** Room for `count` ids without growing (a restore that knows how many come). */
+  reserve(count: number): void {
+    if (count > this.capacity) this.grow(count);
+  }
+
   /** Room for more ids (the numeric columns copied; the plain arrays grow by themselves). */
-  private grow(): void {
-    const capacity = nextCapacity(this.capacity, FIRST_CAPACITY);
+  private grow(capacity = nextCapacity(this.capacity, FIRST_CAPACITY)): void {
     this.bits = grown(this.bits, new Uint8Array(capacity));
     this.attempts = grown(this.attempts, new Int32Array(capacity));
     this.result = grown(this.result, new Int32Array(capacity));

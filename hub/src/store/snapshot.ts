@@ -113,13 +113,14 @@ function writeFile(tmp: string, path: string, id: string, records: Iterable<Task
 export class SnapshotError extends Error {}
 
 /**
- * Reads the snapshot at `path` that `mark` names, handing each task to `sink`. The whole file is
+ * Reads the snapshot at `path` that `mark` names, handing each task to `sink` (`expect` told how
+ * many come, once the file has checked out). The whole file is
  * checked first (sums, lengths, counts): one that does not check out throws SnapshotError having
  * handed over nothing, and the caller reads LevelDB instead. After that, a record that does not
  * decode (the file was written so), or a file that changes or fails while it is read, throws
  * RecordError (record.ts): tasks have gone to `sink`.
  */
-export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: TaskRecord) => void): void {
+export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: TaskRecord) => void, expect?: (tasks: number) => void): void {
   let fd: number;
   try {
     // Not through a link; a FIFO put there does not block the open.
@@ -174,6 +175,7 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
     }
     if (read(header.subarray(0, 1), at) !== 0) throw new SnapshotError(`it is longer than the ${mark.bytes} bytes written`);
     if (tasks !== mark.tasks) throw new SnapshotError(`it holds ${tasks} tasks, not the ${mark.tasks} written`);
+    expect?.(tasks);
     try {
       for (const chunk of chunks) {
         const payload = Buffer.allocUnsafe(chunk.length);

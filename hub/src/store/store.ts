@@ -140,9 +140,10 @@ export interface TaskStore {
    * Optional: the same records as `loadAll`, each handed to `sink` as soon as it is read, in no
    * particular order, none held after it: a restart then never holds every record at once (a
    * store without it is read through `loadAll`). Rejects as `loadAll` does, possibly after some
-   * records went to `sink`; a record that `sink` throws for rejects the load.
+   * records went to `sink`; a record that `sink` throws for rejects the load. `expect`, when the
+   * store knows how many records follow (a snapshot that checked out), is told so first.
    */
-  loadEach?(sink: (record: TaskRecord) => void): Promise<void>;
+  loadEach?(sink: (record: TaskRecord) => void, expect?: (tasks: number) => void): Promise<void>;
   /** Every pool's stored settings (a store without any may leave this out). */
   loadPools?(): Promise<[string, PoolSettings][]>;
   /** Writes the records and `changes` atomically: all or none. */
@@ -454,9 +455,9 @@ export class Store implements TaskStore {
    * names' order, then those only the log holds. Unreadable records are counted and named at the
    * end, as loadAll does; the records read meanwhile have gone to `sink`.
    */
-  async loadEach(sink: (record: TaskRecord) => void): Promise<void> {
+  async loadEach(sink: (record: TaskRecord) => void, expect?: (tasks: number) => void): Promise<void> {
     await this.background;
-    if (this.snapshot !== undefined && this.loadSnapshot(this.snapshot, sink)) return;
+    if (this.snapshot !== undefined && this.loadSnapshot(this.snapshot, sink, expect)) return;
     const logged = this.pending;
     const bad: { key: string; reason: string }[] = [];
     let badCount = 0;
@@ -525,11 +526,11 @@ export class Store implements TaskStore {
    * Hands the snapshot's tasks to `sink`; false (nothing handed over) when the file does not
    * check out. Read once: the file is deleted after (it stops matching LevelDB at the first write).
    */
-  private loadSnapshot(mark: SnapshotMark, sink: (record: TaskRecord) => void): boolean {
+  private loadSnapshot(mark: SnapshotMark, sink: (record: TaskRecord) => void, expect?: (tasks: number) => void): boolean {
     this.snapshot = undefined;
     const started = Date.now();
     try {
-      readSnapshot(this.snapshotPath, mark, sink);
+      readSnapshot(this.snapshotPath, mark, sink, expect);
     } catch (err) {
       if (err instanceof SnapshotError) {
         this.dropSnapshot(`it is not used: ${err.message}`);
