@@ -12,8 +12,9 @@ import { Level } from 'level';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Logger } from '../hub/src/log.js';
+import { fnv1a } from '../hub/src/store/frame.js';
 import { SNAPSHOT_FILE } from '../hub/src/store/snapshot.js';
-import { encodeSpecRecord, encodeStateRecord } from '../hub/src/store/record.js';
+import { encodeSpecRecord, encodeStateRecord, RECENT_NAMES } from '../hub/src/store/record.js';
 import { Store } from '../hub/src/store/store.js';
 import type { TaskRecord } from '../proto/src/types.js';
 import { Client } from '../worker-kit/src/index.js';
@@ -105,6 +106,76 @@ describe('the snapshot of a clean stop', () => {
     expect(byName(second.tasks)).toEqual(byName(stored));
     // LevelDB does not know how many it holds: nothing told.
     expect(second.expected).toEqual([-1]);
+  });
+
+  it('writes a dependency on one of the last RECENT_NAMES tasks by its place and reads it back as its name, in its order among the others', async () => {
+    const count = RECENT_NAMES + 3_000;
+    // The task before; the farthest one kept and the one just past it; a name no task has; a
+    // name twice; a task created later: in an order of their own.
+    const stored = Array.from({ length: count }, (_, i) => {
+      const deps = [`t${i - RECENT_NAMES}`, 'never-made', `t${i - 1}`, `t${i - RECENT_NAMES - 1}`, `t${i - 1}`, `t${i + 5}`].filter((d) => {
+        const n = Number(d.slice(1));
+        return d === 'never-made' || (n >= 0 && n < count);
+      });
+      const r = taskRecord(`t${i}`, { seq: i + 1 });
+      return { ...r, spec: { ...r.spec, deps } };
+    });
+    const db = await storeWith(stored);
+    // Smaller than the records with every name written out (a place is one to three bytes, a name
+    // here six), where without places it would be longer by its lengths and headers.
+    const file = readFileSync(join(db, SNAPSHOT_FILE));
+    const named = stored.reduce((n, r) => n + encodeSpecRecord(r.spec, r.seq).length + encodeStateRecord(r).length, 0);
+    expect(file.length).toBeLessThan(named);
+    const { tasks, lines } = await load(db);
+    expect(lines.filter((l) => l.includes('snapshot'))).toEqual([expect.stringMatching(/^info read \d+ tasks from the snapshot/)]);
+    expect(tasks.map((r) => r.spec.deps)).toEqual(stored.map((r) => r.spec.deps));
+  });
+
+  it('reads a snapshot of the release before (version 1: every dependency by its name)', async () => {
+    const stored = records(3_000).map((r, i) => ({ ...r, spec: { ...r.spec, deps: i > 0 ? [`t${i - 1}`, 'never-made'] : [] } }));
+    const db = await storeWith(stored);
+    const path = join(db, SNAPSHOT_FILE);
+    const written = readFileSync(path);
+    // As that release wrote it (snapshot.ts has the layout): its magic, the same id, chunks of its records.
+    const chunks: Buffer[] = [];
+    let payload: Buffer[] = [];
+    let inChunk = 0;
+    const varint = (n: number): Buffer => {
+      const bytes: number[] = [];
+      for (; n >= 0x80; n = Math.floor(n / 128)) bytes.push((n & 0x7f) | 0x80);
+      bytes.push(n);
+      return Buffer.from(bytes);
+    };
+    const flush = (): void => {
+      const body = Buffer.concat(payload);
+      const header = Buffer.alloc(16);
+      header.writeUInt32LE(0x5e1f0c8a, 0);
+      header.writeUInt32LE(body.length, 4);
+      header.writeUInt32LE(inChunk, 8);
+      header.writeUInt32LE(fnv1a(body), 12);
+      chunks.push(header, body);
+      payload = [];
+      inChunk = 0;
+    };
+    for (const r of stored) {
+      const spec = encodeSpecRecord(r.spec, r.seq);
+      const state = encodeStateRecord(r);
+      payload.push(varint(spec.length), Buffer.from(spec), varint(state.length), Buffer.from(state));
+      inChunk++;
+      if (payload.reduce((n, b) => n + b.length, 0) >= 1 << 20) flush();
+    }
+    if (inChunk > 0) flush();
+    const v1 = Buffer.concat([Buffer.from('dagsnap\x01', 'latin1'), written.subarray(8, 24), ...chunks]);
+    // The store's marker names the file's size: the release before's store named its own file's.
+    const level = new Level<string, string>(db, { valueEncoding: 'utf8' });
+    const mark = JSON.parse(await level.get('meta:snapshot')) as { bytes: number };
+    expect(v1.length).toBeGreaterThan(written.length);
+    await level.put('meta:snapshot', JSON.stringify({ ...mark, bytes: v1.length }));
+    await level.close();
+    writeFileSync(path, v1);
+    const { tasks, lines } = await load(db);
+    expect(lines.filter((l) => l.includes('snapshot'))).toEqual([expect.stringMatching(/^info read 3000 tasks from the snapshot/)]);
+    expect(byName(tasks)).toEqual(byName(stored));
   });
 
   it('holds every field of a task as LevelDB does', async () => {

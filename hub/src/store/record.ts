@@ -150,11 +150,23 @@ export function encodeSpecRecord(spec: TaskSpec, seq: number): Uint8Array {
   return Buffer.from(w.buf.subarray(0, w.at));
 }
 
-/** Writes the spec record (encodeSpecRecord) at `w.at`, straight into `w` (a log frame: CommitBuilder). */
-export function writeSpecRecord(w: WireWriter, spec: TaskSpec, seq: number): void {
+/**
+ * Writes the spec record (encodeSpecRecord) at `w.at`, straight into `w` (a log frame: CommitBuilder).
+ * `back`: a snapshot's (snapshot.ts): how many records before this one the dependency's task is
+ * in the snapshot, if it is one of the last few; a dependency it gives is written as that number
+ * (field DEP_BACK, where its order among the dependencies is kept), not as its name.
+ */
+export function writeSpecRecord(w: WireWriter, spec: TaskSpec, seq: number, back?: (dep: string) => number | undefined): void {
   const start = w.open(1);
   w.string(1, spec.name);
-  for (const dep of spec.deps) w.string(2, dep, true);
+  if (back === undefined) for (const dep of spec.deps) w.string(2, dep, true);
+  else {
+    for (const dep of spec.deps) {
+      const n = back(dep);
+      if (n === undefined) w.string(2, dep, true);
+      else w.uint(DEP_BACK, n);
+    }
+  }
   w.bytes(3, spec.payload);
   w.int64(4, spec.priority);
   w.string(5, spec.pool);
@@ -250,16 +262,28 @@ export function decodeSplitRecord(spec: Uint8Array, state: Uint8Array): TaskReco
 /**
  * decodeSplitRecord of the spec record at `specFrom` to `specEnd` of `specBuf` and the state
  * record at `stateFrom` to `stateEnd` of `stateBuf`: a snapshot's records, read where they lie.
+ * `recent`: a snapshot's: the names of the records before this one, for dependencies written as
+ * how many records back their task is (writeSpecRecord's `back`); this record's name is added.
  */
-export function decodeSplitRecordIn(specBuf: Buffer, specFrom: number, specEnd: number, stateBuf: Buffer, stateFrom: number, stateEnd: number): TaskRecord {
+export function decodeSplitRecordIn(
+  specBuf: Buffer,
+  specFrom: number,
+  specEnd: number,
+  stateBuf: Buffer,
+  stateFrom: number,
+  stateEnd: number,
+  recent?: RecentNames,
+): TaskRecord {
   const record = emptyRecord();
   const r = reader;
+  r.recent = recent;
   try {
     readSpecRecord(r.reset(specBuf, specFrom, specEnd), record);
   } catch (err) {
     throw new RecordError(`not a task's stored spec: ${(err as Error).message}`);
   }
   if (record.spec.name === '') throw new RecordError('the record has no task name');
+  recent?.add(record.spec.name);
   let hasState: boolean;
   try {
     hasState = readStateRecord(r.reset(stateBuf, stateFrom, stateEnd), record);
@@ -317,6 +341,8 @@ class WireReader {
   at = 0;
   end = 0;
   private buf: Buffer = Buffer.alloc(0);
+  /** The names of the records read before, for dependencies written by how far back they are (DEP_BACK). */
+  recent: RecentNames | undefined;
   /** Where the last length-delimited field read starts (it ends at `at`). */
   private spanFrom = 0;
 
@@ -466,6 +492,57 @@ class WireReader {
 /** decodeSplitRecordIn's reader: decoding calls out to nothing, so one is enough. */
 const reader = new WireReader();
 
+/**
+ * A spec record's field in a snapshot only (snapshot.ts): a dependency given as how many records
+ * back in the snapshot its task is (1: the record before), in the place of its name (field 2).
+ */
+const DEP_BACK = 14;
+/** How many of the last names a snapshot's writer and reader keep for DEP_BACK (a power of two). */
+export const RECENT_NAMES = 1 << 16;
+
+/**
+ * The names of the last RECENT_NAMES records read or written in a snapshot, by place. A
+ * dependency on one of them is written as how far back it is and read back as the very string
+ * that task's name was read as: no name decoded again, and none for the graph to drop once it
+ * links the task (a stencil has three a task).
+ */
+export class RecentNames {
+  private readonly names: string[] = new Array<string>(RECENT_NAMES).fill('');
+  /** Records so far (the next one's place). */
+  private count = 0;
+  /** The writer's: each recent name's place (the latest record of that name). */
+  private readonly places: Map<string, number> | undefined;
+
+  /** `writing`: keep each name's place, for `backTo`. */
+  constructor(writing = false) {
+    this.places = writing ? new Map() : undefined;
+  }
+
+  add(name: string): void {
+    const slot = this.count & (RECENT_NAMES - 1);
+    const places = this.places;
+    if (places !== undefined) {
+      const old = this.names[slot] as string;
+      if (this.count >= RECENT_NAMES && places.get(old) === this.count - RECENT_NAMES) places.delete(old);
+      places.set(name, this.count);
+    }
+    this.names[slot] = name;
+    this.count++;
+  }
+
+  /** The writer's: how many records back `name`'s is, if it is one of the recent ones. */
+  backTo(name: string): number | undefined {
+    const at = this.places?.get(name);
+    return at === undefined ? undefined : this.count - at;
+  }
+
+  /** The reader's: the name of the record `n` back (1: the last one added). */
+  back(n: number): string {
+    if (n < 1 || n > RECENT_NAMES || n > this.count) throw new RangeError(`a dependency ${n} records back, where ${Math.min(this.count, RECENT_NAMES)} are kept`);
+    return this.names[(this.count - n) & (RECENT_NAMES - 1)] as string;
+  }
+}
+
 /** The last string read at one place (WireReader.repeated), with its bytes. */
 class LastString {
   readonly bytes = Buffer.alloc(64);
@@ -506,6 +583,11 @@ function readSpec(r: WireReader, spec: TaskSpec): void {
       case (2 << 3) | LENGTH:
         spec.deps.push(r.string());
         break;
+      case (DEP_BACK << 3) | VARINT: {
+        if (r.recent === undefined) throw new RangeError('a dependency written as a place in a snapshot, outside one');
+        spec.deps.push(r.recent.back(r.varint()));
+        break;
+      }
       case (3 << 3) | LENGTH:
         spec.payload = r.bytes();
         break;

@@ -5,14 +5,17 @@
  * trust the snapshot reads LevelDB instead (store.ts says when it is trusted).
  *
  * The file (SNAPSHOT_FILE in the store's directory). All integers little-endian.
- *   file    = MAGIC (8 bytes: "dagsnap" 0x01), the snapshot's id (16 ASCII hex digits), then chunks.
+ *   file    = MAGIC (8 bytes: "dagsnap" 0x02), the snapshot's id (16 ASCII hex digits), then chunks.
  *   chunk   = 16-byte header, then the payload:
  *     u32 CHUNK_MAGIC (0x5e1f0c8a)
  *     u32 payload length in bytes
  *     u32 tasks in the payload
  *     u32 FNV-1a of the payload
  *   payload = per task: varint length, its spec record, varint length, its state record (record.ts,
- *   STORE_FORMAT 6); a chunk ends after the task that takes it past CHUNK_BYTES.
+ *   STORE_FORMAT 6); a chunk ends after the task that takes it past CHUNK_BYTES. The tasks are
+ *   in creation order, and a dependency on one of the RECENT_NAMES tasks before is written as how
+ *   many tasks back it is (record.ts, DEP_BACK), not by its name (version 2; version 1, which
+ *   wrote every name, is read as well).
  * The store's marker (SNAPSHOT_KEY in LevelDB) names the id, the file's size and its tasks: a
  * file that does not match it, or whose chunks do not check out, is not used.
  */
@@ -21,10 +24,12 @@ import { dirname } from 'node:path';
 import type { TaskRecord } from '../../../proto/src/types.js';
 import { WireWriter } from '../../../proto/src/wire-writer.js';
 import { fnv1a } from './frame.js';
-import { decodeSplitRecordIn, RecordError, writeSpecRecord, writeStateRecord } from './record.js';
+import { decodeSplitRecordIn, RecentNames, RecordError, writeSpecRecord, writeStateRecord } from './record.js';
 
 export const SNAPSHOT_FILE = 'dagwork-snapshot';
-const MAGIC = Buffer.from('dagsnap\x01', 'latin1');
+const MAGIC = Buffer.from('dagsnap\x02', 'latin1');
+/** A snapshot of the release before (every dependency by its name), read as it is. */
+const MAGIC_1 = Buffer.from('dagsnap\x01', 'latin1');
 const ID_BYTES = 16;
 const FILE_HEADER = MAGIC.length + ID_BYTES;
 const CHUNK_MAGIC = 0x5e1f0c8a;
@@ -83,10 +88,13 @@ function writeFile(tmp: string, path: string, id: string, records: Iterable<Task
       inChunk = 0;
     };
     w.at = CHUNK_HEADER;
+    const recent = new RecentNames(true);
+    const back = (dep: string): number | undefined => recent.backTo(dep);
     for (const record of records) {
       const spec = w.open(0);
-      writeSpecRecord(w, record.spec, record.seq);
+      writeSpecRecord(w, record.spec, record.seq, back);
       w.close(spec);
+      recent.add(record.spec.name);
       const state = w.open(0);
       writeStateRecord(w, record);
       w.close(state);
@@ -151,7 +159,8 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
       return done;
     };
     const head = Buffer.alloc(FILE_HEADER);
-    if (read(head, 0) < FILE_HEADER || !head.subarray(0, MAGIC.length).equals(MAGIC)) throw new SnapshotError('it does not start as a snapshot does');
+    const magic = head.subarray(0, MAGIC.length);
+    if (read(head, 0) < FILE_HEADER || !(magic.equals(MAGIC) || magic.equals(MAGIC_1))) throw new SnapshotError('it does not start as a snapshot does');
     const id = head.toString('latin1', MAGIC.length);
     if (id !== mark.id) throw new SnapshotError(`it is snapshot ${id}, not the ${mark.id} the store names`);
     if (stat.size !== mark.bytes) throw new SnapshotError(`it holds ${stat.size} bytes, not the ${mark.bytes} written`);
@@ -177,10 +186,11 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
     if (tasks !== mark.tasks) throw new SnapshotError(`it holds ${tasks} tasks, not the ${mark.tasks} written`);
     expect?.(tasks);
     try {
+      const recent = new RecentNames();
       for (const chunk of chunks) {
         const payload = Buffer.allocUnsafe(chunk.length);
         if (read(payload, chunk.at + CHUNK_HEADER) < chunk.length) throw new SnapshotError(`it was cut short while it was read (at byte ${chunk.at})`);
-        walk(payload, chunk.at, (specFrom, specEnd, stateFrom, stateEnd) => sink(decodeSplitRecordIn(payload, specFrom, specEnd, payload, stateFrom, stateEnd)));
+        walk(payload, chunk.at, (specFrom, specEnd, stateFrom, stateEnd) => sink(decodeSplitRecordIn(payload, specFrom, specEnd, payload, stateFrom, stateEnd, recent)));
       }
     } catch (err) {
       // Tasks went to `sink` already: no longer a reason to read LevelDB into the same sink.
