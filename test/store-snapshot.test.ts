@@ -218,6 +218,7 @@ describe('the snapshot of a clean stop', () => {
     ['cut short', (file: Buffer) => file.subarray(0, file.length - 10), /it is not used: it holds \d+ bytes, not the \d+ written/],
     ['longer than written', (file: Buffer) => Buffer.concat([file, Buffer.alloc(1)]), /it is not used: it holds \d+ bytes, not the \d+ written/],
     ['not a snapshot', () => Buffer.from('hello'), /it is not used: it does not start as a snapshot does/],
+    ['of a version this dhub does not read', (file: Buffer) => flipped(file, 7), /it is not used: it is a snapshot of version 3, which this dhub does not read \(versions 1 and 2\)/],
   ])('is not used when %s: the log says so, the tasks are LevelDB’s', async (_what, damage, message) => {
     const stored = records(COUNT);
     const db = await storeWith(stored, [...stored, taskRecord('only-in-the-snapshot', { seq: COUNT + 1 })]);

@@ -510,30 +510,38 @@ export class RecentNames {
   private readonly names: string[] = new Array<string>(RECENT_NAMES).fill('');
   /** Records so far (the next one's place). */
   private count = 0;
-  /** The writer's: each recent name's place (the latest record of that name). */
-  private readonly places: Map<string, number> | undefined;
+  /**
+   * The writer's: the places of the names of the last half window of records, and of the half
+   * before (two maps dropped whole, never an entry deleted: a map that deletes one entry a record
+   * cost more than the rest of the snapshot's writing).
+   */
+  private places: Map<string, number> | undefined;
+  private older: Map<string, number> | undefined;
 
   /** `writing`: keep each name's place, for `backTo`. */
   constructor(writing = false) {
-    this.places = writing ? new Map() : undefined;
+    if (writing) {
+      this.places = new Map();
+      this.older = new Map();
+    }
   }
 
   add(name: string): void {
-    const slot = this.count & (RECENT_NAMES - 1);
-    const places = this.places;
-    if (places !== undefined) {
-      const old = this.names[slot] as string;
-      if (this.count >= RECENT_NAMES && places.get(old) === this.count - RECENT_NAMES) places.delete(old);
-      places.set(name, this.count);
+    if (this.places !== undefined) {
+      if (this.places.size === RECENT_NAMES / 2) {
+        this.older = this.places;
+        this.places = new Map();
+      }
+      this.places.set(name, this.count);
     }
-    this.names[slot] = name;
+    this.names[this.count & (RECENT_NAMES - 1)] = name;
     this.count++;
   }
 
   /** The writer's: how many records back `name`'s is, if it is one of the recent ones. */
   backTo(name: string): number | undefined {
-    const at = this.places?.get(name);
-    return at === undefined ? undefined : this.count - at;
+    const at = this.places?.get(name) ?? this.older?.get(name);
+    return at === undefined || this.count - at > RECENT_NAMES ? undefined : this.count - at;
   }
 
   /** The reader's: the name of the record `n` back (1: the last one added). */

@@ -160,7 +160,9 @@ export function readSnapshot(path: string, mark: SnapshotMark, sink: (record: Ta
     };
     const head = Buffer.alloc(FILE_HEADER);
     const magic = head.subarray(0, MAGIC.length);
-    if (read(head, 0) < FILE_HEADER || !(magic.equals(MAGIC) || magic.equals(MAGIC_1))) throw new SnapshotError('it does not start as a snapshot does');
+    const prefix = MAGIC.length - 1;
+    if (read(head, 0) < FILE_HEADER || !magic.subarray(0, prefix).equals(MAGIC.subarray(0, prefix))) throw new SnapshotError('it does not start as a snapshot does');
+    if (!(magic.equals(MAGIC) || magic.equals(MAGIC_1))) throw new SnapshotError(`it is a snapshot of version ${magic[prefix]}, which this dhub does not read (versions 1 and 2)`);
     const id = head.toString('latin1', MAGIC.length);
     if (id !== mark.id) throw new SnapshotError(`it is snapshot ${id}, not the ${mark.id} the store names`);
     if (stat.size !== mark.bytes) throw new SnapshotError(`it holds ${stat.size} bytes, not the ${mark.bytes} written`);
