@@ -278,21 +278,29 @@ export function decodeSplitRecordIn(
   const r = reader;
   r.recent = recent;
   try {
-    readSpecRecord(r.reset(specBuf, specFrom, specEnd), record);
-  } catch (err) {
-    throw new RecordError(`not a task's stored spec: ${(err as Error).message}`);
+    try {
+      readSpecRecord(r.reset(specBuf, specFrom, specEnd), record);
+    } catch (err) {
+      throw new RecordError(`not a task's stored spec: ${(err as Error).message}`);
+    }
+    if (record.spec.name === '') throw new RecordError('the record has no task name');
+    recent?.add(record.spec.name);
+    let hasState: boolean;
+    try {
+      hasState = readStateRecord(r.reset(stateBuf, stateFrom, stateEnd), record);
+    } catch (err) {
+      throw new RecordError(`not a task's stored state: ${(err as Error).message}`);
+    }
+    if (!hasState) throw new RecordError("not a task's stored state: it has no state");
+    return record;
+  } finally {
+    // The shared reader keeps neither the chunk nor the names once the record is read.
+    r.reset(NO_BYTES, 0, 0);
+    r.recent = undefined;
   }
-  if (record.spec.name === '') throw new RecordError('the record has no task name');
-  recent?.add(record.spec.name);
-  let hasState: boolean;
-  try {
-    hasState = readStateRecord(r.reset(stateBuf, stateFrom, stateEnd), record);
-  } catch (err) {
-    throw new RecordError(`not a task's stored state: ${(err as Error).message}`);
-  }
-  if (!hasState) throw new RecordError("not a task's stored state: it has no state");
-  return record;
 }
+
+const NO_BYTES = Buffer.alloc(0);
 
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -340,7 +348,7 @@ const FIXED32 = 5;
 class WireReader {
   at = 0;
   end = 0;
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = NO_BYTES;
   /** The names of the records read before, for dependencies written by how far back they are (DEP_BACK). */
   recent: RecentNames | undefined;
   /** Where the last length-delimited field read starts (it ends at `at`). */
