@@ -15,6 +15,7 @@ import type { Logger } from '../hub/src/log.js';
 import { fnv1a } from '../hub/src/store/frame.js';
 import { SNAPSHOT_FILE } from '../hub/src/store/snapshot.js';
 import { encodeSpecRecord, encodeStateRecord, RECENT_NAMES } from '../hub/src/store/record.js';
+import { WireWriter } from '../proto/src/wire-writer.js';
 import { Store } from '../hub/src/store/store.js';
 import type { TaskRecord } from '../proto/src/types.js';
 import { Client } from '../worker-kit/src/index.js';
@@ -140,11 +141,12 @@ describe('the snapshot of a clean stop', () => {
     const chunks: Buffer[] = [];
     let payload: Buffer[] = [];
     let inChunk = 0;
+    let payloadBytes = 0;
+    const w = new WireWriter();
     const varint = (n: number): Buffer => {
-      const bytes: number[] = [];
-      for (; n >= 0x80; n = Math.floor(n / 128)) bytes.push((n & 0x7f) | 0x80);
-      bytes.push(n);
-      return Buffer.from(bytes);
+      w.at = 0;
+      w.varint(n);
+      return Buffer.from(w.buf.subarray(0, w.at));
     };
     const flush = (): void => {
       const body = Buffer.concat(payload);
@@ -155,14 +157,17 @@ describe('the snapshot of a clean stop', () => {
       header.writeUInt32LE(fnv1a(body), 12);
       chunks.push(header, body);
       payload = [];
+      payloadBytes = 0;
       inChunk = 0;
     };
     for (const r of stored) {
       const spec = encodeSpecRecord(r.spec, r.seq);
       const state = encodeStateRecord(r);
-      payload.push(varint(spec.length), Buffer.from(spec), varint(state.length), Buffer.from(state));
+      const task = [varint(spec.length), Buffer.from(spec), varint(state.length), Buffer.from(state)];
+      payload.push(...task);
+      payloadBytes += task.reduce((n, b) => n + b.length, 0);
       inChunk++;
-      if (payload.reduce((n, b) => n + b.length, 0) >= 1 << 20) flush();
+      if (payloadBytes >= 1 << 20) flush();
     }
     if (inChunk > 0) flush();
     const v1 = Buffer.concat([Buffer.from('dagsnap\x01', 'latin1'), written.subarray(8, 24), ...chunks]);

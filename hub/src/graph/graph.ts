@@ -367,7 +367,7 @@ export class Graph {
     let finished = false;
     return {
       expect(tasks: number): void {
-        // A hint from a file: a bad one must not allocate without bound (nor less than the graph's limit allows).
+        // A count from a file: never room past the graph's own limit, whatever it says.
         const room = Math.min(Math.max(0, Math.floor(tasks)), graph.options.maxTasks);
         if (finished || !(room > 0)) return;
         graph.tasks.reserve(room);

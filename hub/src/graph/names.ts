@@ -56,14 +56,6 @@ export class NameIndex {
     this.slots[found] = id + 1;
   }
 
-  /** Room for `count` names and ids below `count` without growing (a restore that knows how many come). */
-  reserve(count: number): void {
-    let size = this.slots.length;
-    while (count * 2 > size) size *= 2;
-    if (size > this.slots.length) this.resize(size);
-    if (count > this.hashes.length) this.hashes = grown(this.hashes, new Int32Array(count));
-  }
-
   /** Maps `name`, which the index does not hold, to `id` (a new task's: no search first). */
   add(name: string, id: number): void {
     this.insert(this.hash(name), id);
@@ -77,7 +69,10 @@ export class NameIndex {
   addRange(from: number, to: number): void {
     const n = to - from;
     if (n <= 0) return;
-    this.reserve(this.count + n);
+    // Room for them all at once: at most half full, as `insert` keeps it.
+    let size = this.slots.length;
+    while ((this.count + n) * 2 > size) size *= 2;
+    if (size > this.slots.length) this.resize(size);
     if (to > this.hashes.length) this.hashes = grown(this.hashes, new Int32Array(to));
     let homes = new Int32Array(n);
     let ids = new Int32Array(n);

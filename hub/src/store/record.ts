@@ -159,13 +159,10 @@ export function encodeSpecRecord(spec: TaskSpec, seq: number): Uint8Array {
 export function writeSpecRecord(w: WireWriter, spec: TaskSpec, seq: number, back?: (dep: string) => number | undefined): void {
   const start = w.open(1);
   w.string(1, spec.name);
-  if (back === undefined) for (const dep of spec.deps) w.string(2, dep, true);
-  else {
-    for (const dep of spec.deps) {
-      const n = back(dep);
-      if (n === undefined) w.string(2, dep, true);
-      else w.uint(DEP_BACK, n);
-    }
+  for (const dep of spec.deps) {
+    const n = back?.(dep);
+    if (n === undefined) w.string(2, dep, true);
+    else w.uint(DEP_BACK, n);
   }
   w.bytes(3, spec.payload);
   w.int64(4, spec.priority);
@@ -578,8 +575,7 @@ function readSpecRecord(r: WireReader, record: TaskRecord): void {
       const outer = r.enter();
       readSpec(r, record.spec);
       r.leave(outer);
-    }
-    else if (tag === ((10 << 3) | VARINT)) record.seq = r.varint();
+    } else if (tag === ((10 << 3) | VARINT)) record.seq = r.varint();
     else if (tag >>> 3 === 2 && (tag & 7) === VARINT) throw new RangeError('it holds a state');
     else r.skip(tag & 7);
   }
