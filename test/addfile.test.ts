@@ -4,7 +4,7 @@ import { encodeRequest } from '../proto/src/codec.js';
 import { DagworkError } from '../proto/src/errors.js';
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../proto/src/spec.js';
 import type { CreateResult, Limits, TaskSpecInput } from '../proto/src/types.js';
-import { addFile, AddFileError, AddProgress, batchLimits, Interrupted, MissingDepsError, type AddFileOptions, type Hub } from '../query/src/addfile.js';
+import { addFile, AddFileError, AddProgress, batchLimits, Interrupted, MissingDepsError, type AddFileOptions, type Hub, type LineParser } from '../query/src/addfile.js';
 import { splitLines, type LineSource } from '../query/src/lines.js';
 import { TaskFileError } from '../query/src/taskfile.js';
 import { HubUnreachableError } from '../worker-kit/src/client.js';
@@ -132,6 +132,66 @@ describe('addfile batches', () => {
     const file = source('a\nb\n');
     await addFile(fakeHub(), file, { batch: 5000 });
     expect(file.reads).toBe(2);
+  });
+});
+
+describe('addfile sends while it reads', () => {
+  /** A hub whose creates are answered only when the test says, logging what happens in order. */
+  function slowHub(events: string[], refuse?: number): Hub & { answer(): void } {
+    const waiting: (() => void)[] = [];
+    let k = 0;
+    return {
+      status: () => Promise.resolve({ limits: NO_LIMITS }),
+      create: (tasks) => {
+        const batch = ++k;
+        events.push(`create ${batch} (${tasks.map((t) => t.name).join(' ')})`);
+        return new Promise<CreateResult>((resolve, reject) =>
+          waiting.push(() => {
+            events.push(`answer ${batch}`);
+            if (batch === refuse) reject(new DagworkError('CONFLICT', 'differs', { task: tasks[0]?.name ?? '' }));
+            else resolve({ created: tasks.length, unchanged: 0, missingDeps: [], missingDepsTotal: 0 });
+          }),
+        );
+      },
+      lookup: () => Promise.resolve({}),
+      answer: () => waiting.shift()?.(),
+    };
+  }
+  const logged = (events: string[]): (() => LineParser) => () => ({
+    parse: (text, line) => {
+      events.push(`read ${text}`);
+      return { name: text, deps: [] };
+    },
+  });
+
+  it('reads the next batch while one is in flight, and sends it only once that one is answered', async () => {
+    const events: string[] = [];
+    const hub = slowHub(events);
+    const adding = add(hub, 'a\nb\nc\nd\ne\n', { batch: 2, parser: logged(events) });
+    const answers = setInterval(() => hub.answer(), 5);
+    try {
+      expect((await adding).created).toBe(5);
+    } finally {
+      clearInterval(answers);
+    }
+    const sending = events.slice(events.indexOf('create 1 (a b)'));
+    expect(sending).toEqual(['create 1 (a b)', 'read c', 'read d', 'answer 1', 'create 2 (c d)', 'read e', 'answer 2', 'create 3 (e)', 'answer 3']);
+  });
+
+  it('sends nothing after a refused batch, though it has read the next one', async () => {
+    const events: string[] = [];
+    const hub = slowHub(events, 1);
+    const adding = add(hub, 'a\nb\nc\nd\n', { batch: 2, parser: logged(events) });
+    const answers = setInterval(() => hub.answer(), 5);
+    try {
+      const err = await failure(adding, AddFileError);
+      expect((err.cause as Error).message).toBe('line 1: CONFLICT: differs');
+      expect(err.added).toBeUndefined();
+    } finally {
+      clearInterval(answers);
+    }
+    expect(events.filter((e) => e.startsWith('create'))).toEqual(['create 1 (a b)']);
+    expect(events).toContain('read d');
   });
 });
 

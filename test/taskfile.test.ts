@@ -53,6 +53,33 @@ describe('task files', () => {
     expect(lineError(text)).toMatch(message);
   });
 
+  it('tells a repeated definition from a different one, field by field', () => {
+    const base = '{"name": "t", "deps": ["a", "b", "c"], "cmd": "run", "priority": 2, "pool": "p", "attempts": 3, "lease": "10m", "params": {"x": "1"}, "outputs": ["o"], "param_files": {"x.txt": "x"}}';
+    const same = [
+      '{"name": "t", "deps": ["c", "b", "a"], "cmd": "run", "priority": 2, "pool": "p", "attempts": 3, "lease": "10m", "params": {"x": "1"}, "outputs": ["o"], "param_files": {"x.txt": "x"}}',
+      '{"name": "t", "deps": ["b", "a", "c", "a"], "cmd": "run", "priority": 2, "pool": "p", "attempts": 3, "lease": "600s", "params": {"x": "1"}, "outputs": ["o"], "param_files": {"x.txt": "x"}}',
+    ];
+    for (const line of same) expect(parseTaskFile(`a\nb\nc\n${base}\n${line}`).specs.map((s) => s.name)).toEqual(['a', 'b', 'c', 't', 't']);
+    const different = [
+      base.replace('"c"]', '"d"]'),
+      base.replace('["a", "b", "c"]', '["a", "b"]'),
+      base.replace('["a", "b", "c"]', '["ab", "c"]'),
+      base.replace('"run"', '"runs"'),
+      base.replace('"priority": 2', '"priority": 3'),
+      base.replace('"pool": "p"', '"pool": "q"'),
+      base.replace('"attempts": 3', '"attempts": 4'),
+      base.replace('"10m"', '"11m"'),
+      base.replace('"x": "1"', '"x": "2"'),
+      base.replace('"outputs": ["o"]', '"outputs": ["o2"]'),
+      base.replace('"x.txt": "x"', '"y.txt": "x"'),
+      base.replace('"cmd": "run", ', '"cmd": "run", "after": "ended", '),
+    ];
+    for (const line of different) {
+      const text = `a\nb\nc\nd\nab\n${base}\n${line}`;
+      expect(lineError(text), line).toBe('line 7: task "t" is defined differently on line 6');
+    }
+  });
+
   it('refuses a param value that is not a string, quoting it as written, since a JSON number loses its form', () => {
     const text = '{"name":"n","cmd":"true","params":{"s":"x","a":1.0,"b":1e-7,"c":12345678901234567890,"d":0.10}}';
     expect(lineError(text)).toBe('line 1: params "a": write the value as a string, "1.0": a JSON number loses its form (1.0 becomes 1, big integers are rounded)');
@@ -156,6 +183,77 @@ describe('task files: text must be UTF-8', () => {
 
   it('reads lines and characters split across chunks, 2 bytes at a time, and CRLF line ends', async () => {
     expect(await decodeTaskFile(Buffer.from('\ufeffcafé,naïve\r\n{"name": "日本"}\nlast', 'utf8'), 2)).toBe('café,naïve\n{"name": "日本"}\nlast');
+  });
+});
+
+describe('task files: lines read a chunk at a time', () => {
+  /** Every line of `all` with its number, read `chunk` bytes at a time; or the error. */
+  async function read(all: Buffer, chunk: number): Promise<string> {
+    const out: string[] = [];
+    const chunks = (async function* () {
+      for (let at = 0; at < all.length; at += chunk) yield all.subarray(at, at + chunk);
+    })();
+    try {
+      for await (const lines of splitLines(chunks)) for (const l of lines) out.push(`${l.line}:${l.text}`);
+    } catch (err) {
+      out.push(`error ${(err as Error).message}`);
+    }
+    return out.join('\n');
+  }
+
+  /** The same, a line at a time, as the rules say: split at LF, a CR before it and a BOM at the start dropped, each line UTF-8. */
+  function expected(all: Buffer): string {
+    const out: string[] = [];
+    const rows: Buffer[] = [];
+    for (let from = 0; from <= all.length; ) {
+      const newline = all.indexOf(0x0a, from);
+      rows.push(all.subarray(from, newline === -1 ? all.length : newline));
+      from = newline === -1 ? all.length + 1 : newline + 1;
+    }
+    if ((rows[rows.length - 1] as Buffer).length === 0) rows.pop();
+    const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+    for (const [i, row] of rows.entries()) {
+      let bytes = i === 0 && row.subarray(0, 3).equals(Buffer.from([0xef, 0xbb, 0xbf])) ? row.subarray(3) : row;
+      if (bytes[bytes.length - 1] === 0x0d) bytes = bytes.subarray(0, -1);
+      try {
+        out.push(`${i + 1}:${strict.decode(bytes)}`);
+      } catch {
+        out.push(`error line ${i + 1}: not valid UTF-8`);
+        break;
+      }
+    }
+    return out.join('\n');
+  }
+
+  it('gives every line and its number as a line-at-a-time reading would, whatever the chunks, and names the first bad line', async () => {
+    const pieces = ['a', 'b,c', 'é', '日本', '\r', '\n', '\n', ',', ' ', '\ufeff', '\r\n'];
+    let seed = 7;
+    const random = (n: number): number => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    for (let round = 0; round < 300; round++) {
+      const parts: Buffer[] = [];
+      if (random(4) === 0) parts.push(Buffer.from('\ufeff'));
+      const length = random(60);
+      for (let i = 0; i < length; i++) parts.push(Buffer.from(pieces[random(pieces.length)] as string));
+      // Now and then a byte that is never UTF-8, or a character cut short.
+      if (random(3) === 0) parts.splice(random(parts.length + 1), 0, Buffer.from([random(2) === 0 ? 0xff : 0xc3]));
+      const all = Buffer.concat(parts);
+      const got = await read(all, 1 + random(12));
+      const want = expected(all);
+      // The error's wording after the line number is the reader's own (which byte, where); the
+      // lines before it come a chunk at a time, and those of the bad line's chunk not at all.
+      const apart = (text: string): [string, string | undefined] => {
+        const at = text.indexOf('error ');
+        return at === -1 ? [text, undefined] : [text.slice(0, at), text.slice(at)];
+      };
+      const [gotLines, gotError] = apart(got.replace(/(error line \d+: not valid UTF-8).*/, '$1'));
+      const [wantLines, wantError] = apart(want);
+      expect(gotError, JSON.stringify(all.toString('latin1'))).toBe(wantError);
+      if (wantError === undefined) expect(gotLines).toBe(wantLines);
+      else expect(wantLines.startsWith(gotLines)).toBe(true);
+    }
   });
 });
 

@@ -5,7 +5,8 @@
  *   1. check: every line parsed and checked by the hub's rules and limits (asked of the hub first),
  *      duplicates and cycles over the whole file (TaskIndex: about 100 bytes a name and 4 a
  *      dependency), the batches planned (count and encoded bytes);
- *   2. send: the lines read again and sent, one create a batch.
+ *   2. send: the lines read again and sent, one create a batch, each batch read and built while
+ *      the one before it is in flight (one at a time: a refused batch is the last one sent).
  * Each create is all or nothing; a file of several batches is not: when the hub refuses batch k,
  * batches 1..k-1 stay added, and the error says so. Adding the file again is safe (identical tasks
  * are left alone), which is also how an interrupted addfile is finished.
@@ -279,7 +280,7 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
 
   const limits = batchLimits((await hub.status()).limits, options.batch);
   const parser = options.parser ?? TASK_FILE_PARSER;
-  const { index, batches } = await check(source, parser(), limits, progress, tick, stopped);
+  const { index, batches, repeats } = await check(source, parser(), limits, progress, tick, stopped);
   progress.batches = batches;
   progress.total = batches.reduce((n, b) => n + b.tasks, 0);
   const needed = [...index.undefinedDeps()];
@@ -304,58 +305,87 @@ export async function addFile(hub: Hub, source: LineSource, options: AddFileOpti
   let cutShort = false;
   let batch: TaskSpecInput[] = [];
   let lines: number[] = [];
+  /** Batches handed to `send` so far (progress.done counts those answered). */
+  let cut = 0;
+  /** The create in flight: the next batch is read and built meanwhile, and sent once it is answered. */
+  let inFlight: Promise<void> | undefined;
+  const settle = async (): Promise<void> => {
+    const request = inFlight;
+    inFlight = undefined;
+    await request;
+  };
   const send = async (): Promise<void> => {
-    const planned = progress.batches[progress.done];
+    // One batch in flight at a time: when the hub refuses it, this one is never sent.
+    await settle();
+    const planned = progress.batches[cut];
     if (planned === undefined || planned.tasks !== batch.length) throw new TypeError('the second reading of the file differs from the first');
     if (stopped()) throw progress.done === 0 ? new Interrupted('interrupted') : new AddFileError(new Interrupted('interrupted'), progress.added(false));
-    progress.inFlight = true;
-    let r: CreateResult;
-    try {
-      if (options.replace === undefined) r = await hub.create(batch);
-      else {
-        if (hub.replace === undefined) throw new TypeError('addfile with replace needs a hub that replaces');
-        const done = await hub.replace(batch, { rerun: options.replace.rerun, createMissing: true });
-        replaced += done.replaced;
-        for (const result of done.results) if (result.outcome !== 'ACCEPTED') refused.push(result);
-        // A replace does not name missing dependencies: they are looked up at the end.
-        r = { created: done.created, unchanged: done.unchanged, missingDeps: [], missingDepsTotal: Number.MAX_SAFE_INTEGER };
-      }
-    } catch (err) {
-      const cause = refusal(err, batch, lines, endLine, reading);
-      // A refusal changed nothing; a lost reply may hide a batch the hub did add.
-      const unsure = !(cause instanceof DagworkError || cause instanceof TaskFileError);
-      throw new AddFileError(cause, progress.added(unsure));
-    }
-    progress.inFlight = false;
-    progress.done++;
-    progress.sent += batch.length;
-    created += r.created;
-    unchanged += r.unchanged;
-    for (const name of r.missingDeps) if (!index.has(name)) reported.add(name);
-    if (r.missingDepsTotal > r.missingDeps.length) cutShort = true;
+    const tasks = batch;
+    const taskLines = lines;
     batch = [];
     lines = [];
-    tick();
+    cut++;
+    progress.inFlight = true;
+    const request = (async (): Promise<void> => {
+      let r: CreateResult;
+      try {
+        if (options.replace === undefined) r = await hub.create(tasks);
+        else {
+          if (hub.replace === undefined) throw new TypeError('addfile with replace needs a hub that replaces');
+          const done = await hub.replace(tasks, { rerun: options.replace.rerun, createMissing: true });
+          replaced += done.replaced;
+          for (const result of done.results) if (result.outcome !== 'ACCEPTED') refused.push(result);
+          // A replace does not name missing dependencies: they are looked up at the end.
+          r = { created: done.created, unchanged: done.unchanged, missingDeps: [], missingDepsTotal: Number.MAX_SAFE_INTEGER };
+        }
+      } catch (err) {
+        const cause = refusal(err, tasks, taskLines, endLine, reading);
+        // A refusal changed nothing; a lost reply may hide a batch the hub did add.
+        const unsure = !(cause instanceof DagworkError || cause instanceof TaskFileError);
+        throw new AddFileError(cause, progress.added(unsure));
+      }
+      progress.inFlight = false;
+      progress.done++;
+      progress.sent += tasks.length;
+      created += r.created;
+      unchanged += r.unchanged;
+      for (const name of r.missingDeps) if (!index.has(name)) reported.add(name);
+      if (r.missingDepsTotal > r.missingDeps.length) cutShort = true;
+      tick();
+    })();
+    // Awaited by the next send or at the end; until then its failure is not an unhandled rejection.
+    request.catch(() => undefined);
+    inFlight = request;
   };
   const reading = parser();
   let lastLine = 0;
   // The tasks of `end` (a sweep's barriers) come after the last line: on no line of the file.
   let endLine = Number.MAX_SAFE_INTEGER;
+  let ordinal = 0;
   const take = async (spec: TaskSpecInput | undefined, line: number): Promise<void> => {
-    if (spec === undefined || !index.definesFirst(spec.name, line)) return;
+    if (spec === undefined || repeats.has(++ordinal)) return;
     batch.push(spec);
     lines.push(line);
-    if (batch.length === (progress.batches[progress.done] as Batch | undefined)?.tasks) await send();
+    if (batch.length === (progress.batches[cut] as Batch | undefined)?.tasks) await send();
   };
-  for await (const chunk of source.lines()) {
-    for (const { text, line } of chunk) {
-      lastLine = line;
-      await take(reading.parse(text, line), line);
+  try {
+    for await (const chunk of source.lines()) {
+      for (const { text, line } of chunk) {
+        lastLine = line;
+        await take(reading.parse(text, line), line);
+      }
     }
+    endLine = lastLine + 1;
+    for (const spec of reading.end?.(lastLine) ?? []) await take(spec, endLine);
+    await settle();
+    if (batch.length > 0 || progress.done !== progress.batches.length) await send();
+    await settle();
+  } catch (err) {
+    // A failure of the batch in flight comes first; else the reading's own (the file changed?), said with what was added.
+    await settle();
+    if (err instanceof AddFileError || err instanceof Interrupted || progress.done === 0) throw err;
+    throw new AddFileError(err, progress.added(false));
   }
-  endLine = lastLine + 1;
-  for (const spec of reading.end?.(lastLine) ?? []) await take(spec, endLine);
-  if (batch.length > 0 || progress.done !== progress.batches.length) await send();
 
   // Not interruptible: everything is added by now, and an interruption would say otherwise.
   return { created, unchanged, replaced, refused, missing: await missingAfter(hub, needed, reported, cutShort) };
@@ -386,7 +416,7 @@ async function check(
   progress: AddProgress,
   tick: () => void,
   stopped: () => boolean,
-): Promise<{ index: TaskIndex; batches: Batch[] }> {
+): Promise<{ index: TaskIndex; batches: Batch[]; repeats: Set<number> }> {
   const specLimits: SpecLimits = {
     ...defaultSpecLimits(),
     maxPayloadBytes: limits.maxPayloadBytes,
@@ -398,10 +428,17 @@ async function check(
   };
   const index = new TaskIndex();
   const planner = new BatchPlanner(limits);
+  // Which tasks, counted in the order read, repeat an earlier line's definition (not sent again).
+  const repeats = new Set<number>();
+  let ordinal = 0;
   const take = (input: TaskSpecInput | undefined, line: number): void => {
     if (input === undefined) return;
+    ordinal++;
     const spec = checkedSpec(input, line, specLimits);
-    if (!index.add(spec, line)) return;
+    if (!index.add(spec, line)) {
+      repeats.add(ordinal);
+      return;
+    }
     const items = taskItems(input);
     if (items > limits.maxItems) {
       throw new TaskFileError(
@@ -436,7 +473,7 @@ async function check(
     }
   }
   index.checkCycles();
-  return { index, batches: planner.finish() };
+  return { index, batches: planner.finish(), repeats };
 }
 
 /** Which of `names` the hub does not have, one lookup each, in order. */

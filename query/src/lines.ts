@@ -30,6 +30,7 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 export async function* splitLines(chunks: AsyncIterable<Buffer>, onChunk?: (chunk: Buffer) => void): AsyncIterable<Line[]> {
   let pending: Buffer = Buffer.alloc(0);
   let line = 0;
+  /** One line's bytes as text, counting it: the first line loses a byte order mark, every line a CR before its LF. */
   const decode = (bytes: Buffer): string => {
     line++;
     let start = line === 1 && bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf ? 3 : 0;
@@ -44,22 +45,42 @@ export async function* splitLines(chunks: AsyncIterable<Buffer>, onChunk?: (chun
       throw new TaskFileError(line, `not valid UTF-8 (byte 0x${byte} at byte ${bad + 1} of the line); save the file as UTF-8, e.g. iconv -f latin1 -t utf-8`);
     }
   };
+  /**
+   * Whole lines (no LF after the last) decoded in one go, a decode and a Buffer a line being most
+   * of the reading's time. An LF is never part of another character, so the block is UTF-8 when
+   * each line is; when it is not, it is decoded again a line at a time, to name the line.
+   */
+  const block = (bytes: Buffer, out: Line[]): void => {
+    let text: string;
+    try {
+      text = utf8.decode(bytes);
+    } catch {
+      for (let from = 0; ; ) {
+        const newline = bytes.indexOf(0x0a, from);
+        out.push({ text: decode(bytes.subarray(from, newline === -1 ? bytes.length : newline)), line });
+        if (newline === -1) return; // not reached: some line of the block throws
+        from = newline + 1;
+      }
+    }
+    const rows = text.split('\n');
+    for (let row of rows) {
+      line++;
+      if (line === 1 && row.charCodeAt(0) === 0xfeff) row = row.slice(1); // the byte order mark, as `decode` drops it
+      if (row.charCodeAt(row.length - 1) === 0x0d) row = row.slice(0, -1);
+      out.push({ text: row, line });
+    }
+  };
   for await (const chunk of chunks) {
     onChunk?.(chunk);
-    const lines: Line[] = [];
-    let from = 0;
-    for (;;) {
-      const newline = chunk.indexOf(0x0a, from);
-      if (newline === -1) break;
-      const piece = chunk.subarray(from, newline);
-      const bytes = pending.length === 0 ? piece : Buffer.concat([pending, piece]);
-      pending = Buffer.alloc(0);
-      const text = decode(bytes); // counts the line
-      lines.push({ text, line });
-      from = newline + 1;
+    const last = chunk.lastIndexOf(0x0a);
+    if (last === -1) {
+      pending = Buffer.concat([pending, chunk]);
+      continue;
     }
-    if (from < chunk.length) pending = pending.length === 0 ? Buffer.from(chunk.subarray(from)) : Buffer.concat([pending, chunk.subarray(from)]);
-    if (lines.length > 0) yield lines;
+    const lines: Line[] = [];
+    block(pending.length === 0 ? chunk.subarray(0, last) : Buffer.concat([pending, chunk.subarray(0, last)]), lines);
+    pending = Buffer.from(chunk.subarray(last + 1));
+    yield lines;
   }
   if (pending.length > 0) {
     const text = decode(pending);

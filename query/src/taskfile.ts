@@ -217,16 +217,20 @@ function integerField(o: Record<string, unknown>, key: string, min: number, max:
 }
 
 function fromDwork(text: string, line: number): TaskSpecInput {
-  const fields = text.split(',').map((f) => f.trim());
-  if (fields.some((f) => f === '')) throw new TaskFileError(line, `empty name in "${text}" (expected name,dep1,dep2,...)`);
-  const [name, ...deps] = fields as [string, ...string[]];
+  const fields = text.split(',');
+  for (let i = 0; i < fields.length; i++) {
+    const field = (fields[i] as string).trim();
+    if (field === '') throw new TaskFileError(line, `empty name in "${text}" (expected name,dep1,dep2,...)`);
+    fields[i] = field;
+  }
+  const name = fields[0] as string;
   if (name.startsWith('#')) {
     throw new TaskFileError(
       line,
       `a task name in dwork's form may not start with # (a comment starts with # as the line's first character; write a task named "${name}" as JSON: {"name": "${name}"})`,
     );
   }
-  return { name, deps };
+  return { name, deps: fields.slice(1) };
 }
 
 
@@ -299,6 +303,7 @@ export class TaskIndex {
   private readonly defined = new IntList(); // line of the first definition, 0 for a name only depended on
   private readonly needed = new IntList(); // first line that depends on it, 0 if none
   private readonly digests = new IntList(); // two entries a name
+  private readonly digest = new Int32Array(2);
   private readonly depStart = new IntList();
   private readonly depCount = new IntList();
   private readonly deps = new IntList();
@@ -311,7 +316,12 @@ export class TaskIndex {
       id = this.names.length;
       this.ids.set(name, id);
       this.names.push(name);
-      for (const list of [this.defined, this.needed, this.digests, this.digests, this.depStart, this.depCount]) list.push(0);
+      this.defined.push(0);
+      this.needed.push(0);
+      this.digests.push(0);
+      this.digests.push(0);
+      this.depStart.push(0);
+      this.depCount.push(0);
     }
     return id;
   }
@@ -322,7 +332,9 @@ export class TaskIndex {
    */
   add(spec: TaskSpec, line: number): boolean {
     const id = this.id(spec.name);
-    const [a, b] = digest(spec);
+    digest(spec, this.digest);
+    const a = this.digest[0] as number;
+    const b = this.digest[1] as number;
     const earlier = this.defined.get(id);
     if (earlier !== 0) {
       if (this.digests.get(2 * id) === a && this.digests.get(2 * id + 1) === b) return false;
@@ -340,12 +352,6 @@ export class TaskIndex {
     }
     this.tasks++;
     return true;
-  }
-
-  /** True when `line` is the line that first defines `name` (false for a repeat). */
-  definesFirst(name: string, line: number): boolean {
-    const id = this.ids.get(name);
-    return id !== undefined && this.defined.get(id) === line;
   }
 
   /** True when some line of the file defines `name`. */
@@ -415,7 +421,7 @@ export class TaskIndex {
  * a repeated line from a different definition of the same name; were two definitions ever to
  * collide, the hub would still refuse the second (CONFLICT), naming its line.
  */
-function digest(spec: TaskSpec): [number, number] {
+function digest(spec: TaskSpec, out: Int32Array): void {
   let a = 0x811c9dc5;
   let b = 0x9747b28c;
   const mix = (c: number): void => {
@@ -427,13 +433,37 @@ function digest(spec: TaskSpec): [number, number] {
     for (let i = 0; i < s.length; i++) mix(s.charCodeAt(i));
     mix(0x10000); // after every field: no two field lists run together alike
   };
+  // A number as its two 32-bit halves (counts, limits and sizes are below 2^53).
+  const number = (n: number): void => {
+    mix(n | 0);
+    mix(Math.floor(n / 0x100000000) | 0);
+    mix(0x10000);
+  };
   text(spec.name);
-  text(String(spec.priority));
+  number(spec.priority);
   text(spec.pool);
-  text(String(spec.maxAttempts));
-  text(String(spec.leaseMs));
-  const deps = spec.deps.length > 1 ? [...spec.deps].sort() : spec.deps;
-  for (const d of deps) text(d);
+  number(spec.maxAttempts);
+  number(spec.leaseMs);
+  // Dependencies as a set (they come without repeats): each hashed alone, the hashes added up.
+  if (spec.deps.length === 1) text(spec.deps[0] as string);
+  else if (spec.deps.length > 1) {
+    let sumA = 0;
+    let sumB = 0;
+    const outerA = a;
+    const outerB = b;
+    for (const d of spec.deps) {
+      a = 0x811c9dc5;
+      b = 0x9747b28c;
+      text(d);
+      sumA = (sumA + a) | 0;
+      sumB = (sumB + b) | 0;
+    }
+    a = outerA;
+    b = outerB;
+    number(spec.deps.length);
+    mix(sumA);
+    mix(sumB);
+  }
   mix(0x10001);
   // Params, files and the barrier flag count in order, as the hub compares them (sameSpec).
   for (const p of spec.params) {
@@ -441,7 +471,12 @@ function digest(spec: TaskSpec): [number, number] {
     text(p.value);
   }
   mix(0x10002);
-  for (const f of spec.inputs) for (const field of [f.name, f.sha256, String(f.size), String(f.executable)]) text(field);
+  for (const f of spec.inputs) {
+    text(f.name);
+    text(f.sha256);
+    number(f.size);
+    mix(f.executable ? 1 : 0);
+  }
   mix(0x10003);
   for (const o of spec.outputs) text(o);
   mix(0x10004);
@@ -449,11 +484,12 @@ function digest(spec: TaskSpec): [number, number] {
     text(f.name);
     text(f.param);
   }
-  text(String(spec.barrier));
-  if (spec.afterEnded) text('after_ended');
+  mix(spec.barrier ? 0x10005 : 0x10006);
+  mix(spec.afterEnded ? 0x10007 : 0x10008);
   for (let i = 0; i < spec.payload.length; i++) mix(spec.payload[i] as number);
-  text(String(spec.payload.length));
-  return [a | 0, b | 0];
+  number(spec.payload.length);
+  out[0] = a;
+  out[1] = b;
 }
 
 /**
