@@ -474,12 +474,16 @@ export class Graph {
       }
     }
     const fresh = new Map<string, TaskSpec>();
+    // Dependencies not among the new tasks before theirs: when none is a new task either, the
+    // batch is in an order already (batchOrder).
+    const forward: string[] = [];
     let unchanged = 0;
     for (const input of inputs) {
       const spec = normalizeSpec(input, this.options);
       const task = this.byName.get(spec.name);
       const existing = task === undefined ? fresh.get(spec.name) : this.specOf(task);
       if (existing === undefined) {
+        for (const dep of spec.deps) if (!fresh.has(dep)) forward.push(dep);
         fresh.set(spec.name, spec);
       } else if (sameSpec(existing, spec)) {
         unchanged++;
@@ -498,7 +502,7 @@ export class Graph {
         }
       }
     }
-    const order = this.batchOrder(fresh);
+    const order = this.batchOrder(fresh, forward.every((dep) => !fresh.has(dep)));
     this.checkDepRoom(fresh.values());
     this.advance(now);
 
@@ -2249,9 +2253,13 @@ export class Graph {
    * usual case: dependencies created first) the search stays inside the batch; with one, it enters
    * only existing tasks with a dependency not done, the only ones that can wait for a name.
    */
-  private batchOrder(fresh: Map<string, TaskSpec>): string[] {
+  private batchOrder(fresh: Map<string, TaskSpec>, inOrder: boolean): string[] {
     let awaited = false;
     for (const name of fresh.keys()) if (this.missing.has(name)) awaited = true;
+    // A batch that names each new task after the new tasks it depends on (`inOrder`: a file
+    // written in order, as most are) is in an order already, and holds no cycle: its tasks
+    // reach only earlier ones, and the graph's tasks wait for none of them (not awaited).
+    if (inOrder && !awaited) return [...fresh.keys()];
     const depsOf = (name: string): readonly string[] => {
       const spec = fresh.get(name);
       if (spec !== undefined) return spec.deps;
