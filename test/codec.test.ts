@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import protobuf from 'protobufjs';
-import type { LeasedTask, StealResult, TaskRecord } from '../proto/src/types.js';
+import type { LeasedTask, StealResult, TaskRecord, TaskSpecInput } from '../proto/src/types.js';
 import { protoPath } from '../proto/src/proto-path.js';
-import { decodeReply, decodeRequest, encodeReply, encodeRequest } from '../proto/src/codec.js';
+import { decodeCreate, decodeReply, decodeRequest, decodeRequestGeneral, encodeReply, encodeRequest } from '../proto/src/codec.js';
 import { decodeRecord, encodeRecord } from '../hub/src/store/record.js';
 
 const full: TaskRecord = {
@@ -146,6 +146,92 @@ describe('wire codec', () => {
       { op: 'steal' as const, tasks: [{ name: 'n', payload: Buffer.from('x'), attempt: 1, leaseDeadline: 5, leaseMs: 5, pool: 'p', priority: 0, params: full.spec.params, inputs: full.spec.inputs, outputs: full.spec.outputs, paramFiles: full.spec.paramFiles }], finished: false, retryAfterMs: 0 },
     ];
     for (const reply of replies) expect(decodeReply(encodeReply(reply))).toEqual(reply);
+  });
+});
+
+describe('create requests, read straight into specs', () => {
+  const name = fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('a', 'é', '日本', '\u{1f600}', ''));
+  const plain = fc.record(
+    {
+      name,
+      deps: fc.array(name, { maxLength: 4 }),
+      payload: fc.uint8Array({ maxLength: 8 }),
+      priority: fc.oneof(fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }), fc.constantFrom(-1, -(2 ** 31), 2 ** 31 - 1, 0)),
+      pool: name,
+      maxAttempts: fc.oneof(fc.nat(), fc.constantFrom(0, 2 ** 32 - 1)),
+      leaseMs: fc.oneof(fc.nat(), fc.constantFrom(0, 2 ** 32 - 1)),
+      barrier: fc.boolean(),
+      afterEnded: fc.boolean(),
+    },
+    { requiredKeys: ['name'] },
+  );
+  const decoded = (data: Uint8Array): unknown => {
+    try {
+      return decodeRequestGeneral(data);
+    } catch (err) {
+      return `throws ${(err as Error).message}`;
+    }
+  };
+  const same = (data: Uint8Array): void => {
+    let got: unknown;
+    try {
+      got = decodeRequest(data);
+    } catch (err) {
+      got = `throws ${(err as Error).message}`;
+    }
+    expect(got).toEqual(decoded(data));
+  };
+
+  it('reads every task of the usual encoding as protobufjs does (and takes them: not handed on)', () => {
+    fc.assert(
+      fc.property(fc.array(plain, { maxLength: 6 }), (tasks) => {
+        const data = Buffer.from(encodeRequest({ op: 'create', tasks: tasks as TaskSpecInput[] }));
+        const fast = decodeCreate(data);
+        expect(fast).toBeDefined();
+        expect(fast).toEqual(decodeRequestGeneral(data));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('hands anything else to protobufjs: params and files, other requests, a Uint8Array', () => {
+    const withParams = Buffer.from(encodeRequest({ op: 'create', tasks: [{ name: 'p', params: [{ name: 'a', value: '1' }] }] }));
+    expect(decodeCreate(withParams)).toBeUndefined();
+    expect(decodeRequest(withParams)).toEqual(decodeRequestGeneral(withParams));
+    const replace = Buffer.from(encodeRequest({ op: 'replace', tasks: [{ name: 'r' }], rerun: false, createMissing: true }));
+    expect(decodeCreate(replace)).toBeUndefined();
+    const bare = new Uint8Array(encodeRequest({ op: 'create', tasks: [{ name: 'u' }] }));
+    expect(decodeCreate(bare)).toBeUndefined();
+    expect(decodeRequest(bare)).toEqual(decodeRequestGeneral(bare));
+  });
+
+  it('means by any bytes what protobufjs means, or fails as it fails: create frames cut, grown and with bytes changed', () => {
+    fc.assert(
+      fc.property(
+        fc.array(plain, { minLength: 1, maxLength: 3 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'cut')), { minLength: 1, maxLength: 3 }),
+        (tasks, edits) => {
+          const bytes = [...encodeRequest({ op: 'create', tasks: tasks as TaskSpecInput[] })];
+          for (const [at, value, how] of edits) {
+            const i = at % (bytes.length + 1);
+            if (how === 'set' && i < bytes.length) bytes[i] = value;
+            else if (how === 'insert') bytes.splice(i, 0, value);
+            else bytes.length = Math.max(1, i);
+          }
+          same(Buffer.from(bytes));
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('reads names that are not UTF-8, as protobufjs does, and priority written as 64 bits', () => {
+    // Request{create{tasks{name: ff 61, deps: c3, priority: -5 in ten bytes}}}
+    const spec = [0x0a, 0x02, 0xff, 0x61, 0x12, 0x01, 0xc3, 0x20, 0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+    const body = [0x0a, spec.length, ...spec];
+    const data = Buffer.from([body.length + 2, 0x0a, body.length, ...body]);
+    expect(decodeCreate(data)).toMatchObject({ op: 'create', tasks: [{ name: '\ufffda', deps: ['\ufffd'], priority: -5 }] });
+    same(data);
   });
 });
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs/light.js';
 import { DESCRIPTOR_FILE, protoPath } from './proto-path.js';
 import { DagworkError, type ErrorCode } from './errors.js';
-import { bool, bytes, fileRefsFrom, list, namesFrom, num, obj, paramFilesFrom, paramsFrom, str, strings, unlessEmpty, unlessNone, type Obj } from './fields.js';
+import { bool, bytes, EMPTY, fileRefsFrom, list, namesFrom, NONE, num, obj, paramFilesFrom, paramsFrom, str, strings, unlessEmpty, unlessNone, type Obj } from './fields.js';
 import { emptyCounts, TASK_STATES } from './types.js';
 import { LENGTH, varintSize, WireWriter, writeVarint } from './wire-writer.js';
 import type {
@@ -392,6 +392,134 @@ export function inspectRequest(data: Uint8Array, bounds: RequestBounds, allowed:
 
 /** The request in `data`; throws MALFORMED or UNKNOWN_OPERATION. */
 export function decodeRequest(data: Uint8Array): Request {
+  return decodeCreate(data) ?? decodeRequestGeneral(data);
+}
+
+// --- create requests, read straight into specs ------------------------------------------------
+//
+// Creates are the hub's bulk request: protobufjs builds a message object a task, which specFrom
+// then copies. This reads each TaskSpec into its spec at once, for the usual encoding only: a
+// Buffer, the Request's one field `create`, TaskSpec's scalar fields (name, deps, payload,
+// priority, pool, max_attempts, lease_ms, barrier, after_ended) each of its wire type, varints of
+// at most 32 bits (priority's 64-bit form of a negative number too). Anything else (params and
+// files, unknown fields, a second `create`, a frame that does not add up) goes to protobufjs:
+// every odd but valid encoding means exactly what it meant before, and every bad one gets the
+// same error. Strings are read as protobufjs reads them from a Buffer (utf8Slice).
+
+const CREATE_FIELD = RequestType.fields.create!.id;
+/** The fast path cannot read what is at `at`: protobufjs takes the request. */
+const BAIL = -1;
+const EMPTY_BUFFER = Buffer.alloc(0);
+let cBuf: Buffer = EMPTY_BUFFER;
+let cAt = 0;
+
+/** A varint of at most 32 bits at cAt, or BAIL. */
+function cVarint(): number {
+  const buf = cBuf;
+  let value = 0;
+  for (let shift = 0; shift < 28; shift += 7) {
+    const b = buf[cAt++];
+    if (b === undefined) return BAIL;
+    value |= (b & 0x7f) << shift;
+    if (b < 0x80) return value >>> 0;
+  }
+  const last = buf[cAt++];
+  if (last === undefined || last > 0x0f) return BAIL;
+  return (value | (last << 28)) >>> 0;
+}
+
+/** An int32 at cAt: a varint of 32 bits, or the 10 bytes of a negative one; undefined to bail. */
+function cInt32(): number | undefined {
+  const start = cAt;
+  const small = cVarint();
+  if (small !== BAIL) return small | 0;
+  cAt = start;
+  let value = 0;
+  for (let shift = 0; shift < 28; shift += 7) value |= ((cBuf[cAt++] as number) & 0x7f) << shift;
+  const fifth = cBuf[cAt++];
+  // A negative int32 is sign-extended to 64 bits: 1111 in the fifth byte's top, then 0xff x 4, 0x01.
+  if (fifth === undefined || (fifth & 0xf0) !== 0xf0) return undefined;
+  for (let k = 0; k < 4; k++) if (cBuf[cAt++] !== 0xff) return undefined;
+  if (cBuf[cAt++] !== 0x01) return undefined;
+  return (value | ((fifth & 0x0f) << 28)) | 0;
+}
+
+function cSpec(end: number): TaskSpec | undefined {
+  const buf = cBuf as Buffer & { utf8Slice(start: number, end: number): string };
+  let name = '';
+  const deps: string[] = [];
+  let payload: Uint8Array = EMPTY;
+  let priority = 0;
+  let pool = '';
+  let maxAttempts = 0;
+  let leaseMs = 0;
+  let barrier = false;
+  let afterEnded = false;
+  while (cAt < end) {
+    const tag = cVarint();
+    if (tag === BAIL) return undefined;
+    const wire = tag & 7;
+    const field = tag >>> 3;
+    if (wire === LENGTH && (field === 1 || field === 2 || field === 3 || field === 5)) {
+      const length = cVarint();
+      if (length === BAIL || cAt + length > end) return undefined;
+      const from = cAt;
+      cAt += length;
+      if (field === 3) payload = length === 0 ? EMPTY : buf.subarray(from, cAt);
+      else {
+        const text = buf.utf8Slice(from, cAt);
+        if (field === 1) name = text;
+        else if (field === 2) deps.push(text);
+        else pool = text;
+      }
+    } else if (wire === 0 && field >= 4 && field <= 13 && field !== 8 && field !== 9 && field !== 10 && field !== 11) {
+      if (field === 4) {
+        const n = cInt32();
+        if (n === undefined) return undefined;
+        priority = n;
+        continue;
+      }
+      const n = cVarint();
+      if (n === BAIL) return undefined;
+      if (field === 6) maxAttempts = n;
+      else if (field === 7) leaseMs = n;
+      else if (field === 12) barrier = n !== 0;
+      else if (field === 13) afterEnded = n !== 0;
+      else return undefined;
+    } else return undefined;
+  }
+  if (cAt !== end) return undefined;
+  return { name, deps, payload, priority, pool, maxAttempts, leaseMs, params: NONE, inputs: NONE, outputs: NONE, paramFiles: NONE, barrier, afterEnded };
+}
+
+/** `data` as a create request read by the fast path, or undefined when it is anything else (see above). */
+export function decodeCreate(data: Uint8Array): Request | undefined {
+  if (!Buffer.isBuffer(data)) return undefined;
+  cBuf = data;
+  cAt = 0;
+  try {
+    const length = cVarint();
+    if (length === BAIL || cAt + length !== data.length) return undefined;
+    if (cVarint() !== ((CREATE_FIELD << 3) | LENGTH)) return undefined;
+    const bodyLength = cVarint();
+    if (bodyLength === BAIL || cAt + bodyLength !== data.length) return undefined;
+    const tasks: TaskSpec[] = [];
+    while (cAt < data.length) {
+      if (cVarint() !== ((1 << 3) | LENGTH)) return undefined;
+      const specLength = cVarint();
+      if (specLength === BAIL || cAt + specLength > data.length) return undefined;
+      const spec = cSpec(cAt + specLength);
+      if (spec === undefined) return undefined;
+      tasks.push(spec);
+    }
+    return { op: 'create', tasks };
+  } finally {
+    cBuf = EMPTY_BUFFER;
+  }
+}
+
+/** decodeRequest without the create fast path: protobufjs reads every request (what the fast path falls back to). */
+export function decodeRequestGeneral(data: Uint8Array): Request {
   const m = unframe(RequestType, data);
   const op = str(m.op);
   const body = obj(m[op]) ?? {};
