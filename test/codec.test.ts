@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import protobuf from 'protobufjs';
 import type { LeasedTask, StealResult, TaskRecord, TaskSpecInput } from '../proto/src/types.js';
 import { protoPath } from '../proto/src/proto-path.js';
-import { decodeCreate, decodeReply, decodeRequest, decodeRequestGeneral, encodeReply, encodeRequest } from '../proto/src/codec.js';
+import { decodeCreate, decodeReply, decodeRequest, decodeRequestGeneral, encodeReply, encodeRequest, encodeRequestGeneral } from '../proto/src/codec.js';
 import { decodeRecord, encodeRecord } from '../hub/src/store/record.js';
 
 const full: TaskRecord = {
@@ -185,10 +185,41 @@ describe('create requests, read straight into specs', () => {
   it('reads every task of the usual encoding as protobufjs does (and takes them: not handed on)', () => {
     fc.assert(
       fc.property(fc.array(plain, { maxLength: 6 }), (tasks) => {
-        const data = Buffer.from(encodeRequest({ op: 'create', tasks: tasks as TaskSpecInput[] }));
-        const fast = decodeCreate(data);
-        expect(fast).toBeDefined();
-        expect(fast).toEqual(decodeRequestGeneral(data));
+        // As this codec writes it, and as protobufjs does (which writes a field given at its default).
+        for (const encode of [encodeRequest, encodeRequestGeneral]) {
+          const data = Buffer.from(encode({ op: 'create', tasks: tasks as TaskSpecInput[] }));
+          const fast = decodeCreate(data);
+          expect(fast).toBeDefined();
+          expect(fast).toEqual(decodeRequestGeneral(data));
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('writes a create protobufjs reads as it reads its own, every field of a task included', () => {
+    const full = fc.record(
+      {
+        name,
+        deps: fc.array(name, { maxLength: 3 }),
+        payload: fc.uint8Array({ maxLength: 300 }),
+        priority: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
+        pool: name,
+        maxAttempts: fc.oneof(fc.nat(), fc.constant(2 ** 32 - 1)),
+        leaseMs: fc.nat(),
+        params: fc.array(fc.record({ name, value: fc.string({ maxLength: 200 }) }), { maxLength: 2 }),
+        inputs: fc.array(fc.record({ name, sha256: fc.constantFrom('', 'a'.repeat(64)), size: fc.oneof(fc.nat(), fc.constant(2 ** 40)), executable: fc.boolean() }), { maxLength: 2 }),
+        outputs: fc.array(name, { maxLength: 2 }),
+        paramFiles: fc.array(fc.record({ name, param: name }), { maxLength: 2 }),
+        barrier: fc.boolean(),
+        afterEnded: fc.boolean(),
+      },
+      { requiredKeys: ['name'] },
+    );
+    fc.assert(
+      fc.property(fc.array(full, { maxLength: 4 }), (tasks) => {
+        const request = { op: 'create' as const, tasks: tasks as TaskSpecInput[] };
+        expect(decodeRequestGeneral(encodeRequest(request))).toEqual(decodeRequestGeneral(encodeRequestGeneral(request)));
       }),
       { numRuns: 500 },
     );

@@ -599,6 +599,56 @@ export function decodeRequestGeneral(data: Uint8Array): Request {
 }
 
 export function encodeRequest(request: Request): Uint8Array {
+  return request.op === 'create' ? encodeCreate(request.tasks) : encodeRequestGeneral(request);
+}
+
+/**
+ * A create request written straight into bytes (protobufjs would build a writer's list of
+ * operations a field first: a tenth of `dquery addfile`'s time). Fields at their default are
+ * left out, as protobufjs leaves out what is not given.
+ */
+function encodeCreate(tasks: readonly TaskSpecInput[]): Uint8Array {
+  const w = requestWriter;
+  w.at = 0;
+  for (const t of tasks) {
+    const task = w.open(1);
+    w.string(1, t.name);
+    for (const dep of t.deps ?? NONE) w.string(2, dep, true);
+    if (t.payload !== undefined) w.bytes(3, t.payload);
+    w.int64(4, t.priority ?? 0);
+    w.string(5, t.pool ?? '');
+    w.uint(6, t.maxAttempts ?? 0);
+    w.uint(7, t.leaseMs ?? 0);
+    for (const p of t.params ?? NONE) {
+      const param = w.open(8);
+      w.string(1, p.name);
+      w.string(2, p.value);
+      w.close(param);
+    }
+    for (const f of t.inputs ?? NONE) {
+      const file = w.open(9);
+      w.string(1, f.name);
+      w.string(2, f.sha256);
+      w.uint(3, f.size);
+      w.uint(4, f.executable === true ? 1 : 0);
+      w.close(file);
+    }
+    for (const name of t.outputs ?? NONE) w.string(10, name, true);
+    for (const f of t.paramFiles ?? NONE) {
+      const file = w.open(11);
+      w.string(1, f.name);
+      w.string(2, f.param);
+      w.close(file);
+    }
+    w.uint(12, t.barrier === true ? 1 : 0);
+    w.uint(13, t.afterEnded === true ? 1 : 0);
+    w.close(task);
+  }
+  return oneFieldFrame(w, CREATE_FIELD);
+}
+
+/** Every request through protobufjs (encodeRequest writes creates itself). */
+export function encodeRequestGeneral(request: Request): Uint8Array {
   if (request.op === 'list') return frame(RequestType, { list: { ...request, op: undefined, states: request.states.map(stateNumber) } });
   if (request.op === 'graphView') return frame(RequestType, { graphView: { ...request, op: undefined, collapse: collapseNumber(request.collapse) } });
   if (request.op === 'poolSet') {
@@ -637,6 +687,7 @@ function stealResultFrom(m: Obj): StealResult {
 // The steal and complete replies, the hub's most frequent, are written straight into bytes
 // (protobufjs would build an object a task first, and copy each task's fields into it).
 const replyWriter = new WireWriter();
+const requestWriter = new WireWriter();
 /** A reply writer grown past this is let go once the reply is out: one huge steal does not hold its memory for good. */
 const KEPT_REPLY_BUFFER = 1 << 20;
 
@@ -677,8 +728,8 @@ function writeStealResult(w: WireWriter, s: StealResult): void {
   w.uint(3, s.retryAfterMs);
 }
 
-/** The Reply frame whose one field `field` is the message written into `w` (from 0): its length, the field's tag and length, then the message. */
-function replyFrame(w: WireWriter, field: number): Uint8Array {
+/** The Request or Reply frame whose one field `field` is the message written into `w` (from 0): its length, the field's tag and length, then the message. */
+function oneFieldFrame(w: WireWriter, field: number): Uint8Array {
   const length = w.at;
   const tag = (field << 3) | LENGTH;
   const reply = varintSize(tag) + varintSize(length) + length;
@@ -695,7 +746,7 @@ function encodeStealReply(s: StealResult): Uint8Array {
   const w = replyWriter;
   w.at = 0;
   writeStealResult(w, s);
-  return replyFrame(w, STEAL_REPLY_FIELD);
+  return oneFieldFrame(w, STEAL_REPLY_FIELD);
 }
 
 function encodeCompleteReply(results: readonly TaskResult[], next: StealResult | undefined): Uint8Array {
@@ -713,7 +764,7 @@ function encodeCompleteReply(results: readonly TaskResult[], next: StealResult |
     writeStealResult(w, next);
     w.close(steal);
   }
-  return replyFrame(w, COMPLETE_REPLY_FIELD);
+  return oneFieldFrame(w, COMPLETE_REPLY_FIELD);
 }
 
 function taskResult(m: Obj): TaskResult {
