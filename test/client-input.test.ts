@@ -34,6 +34,20 @@ async function refusal(call: Promise<unknown>): Promise<Error> {
 const untyped = <T>(v: unknown): T => v as T;
 
 describe('Client.create and what it is given', () => {
+  it('refuses a name, dependency, pool or param with a lone surrogate, which UTF-8 cannot carry, and sends nothing', async () => {
+    const lone = 'lone-\ud800';
+    for (const task of [{ name: lone }, { name: 'ok-1', deps: [lone] }, { name: 'ok-2', pool: lone }, { name: 'ok-3', params: { x: lone } }]) {
+      const err = await refusal(client.create([task]));
+      expect(err).toBeInstanceOf(TypeError);
+      expect(err.message).toMatch(/"lone-\\ud800" holds a lone surrogate \(half of a UTF-16 pair\): it is not Unicode text, and cannot be sent as UTF-8$/);
+    }
+    expect((await refusal(client.lookup(lone))).message).toMatch(/^lookup: name "lone-\\ud800" holds a lone surrogate/);
+    expect((await client.list({ prefix: 'ok-' })).tasks).toEqual([]);
+    // A pair is text: sent, and found again under the same name.
+    await client.create([{ name: 'pair-\ud83d\ude00' }]);
+    expect((await client.lookup('pair-\u{1f600}')).task.spec.name).toBe('pair-\u{1f600}');
+  });
+
   it('sends a string payload as UTF-8 text', async () => {
     await client.create([{ name: 'utf8', payload: 'echo héllo' }]);
     expect(text((await client.lookup('utf8')).task.spec.payload)).toBe('echo héllo');

@@ -49,6 +49,10 @@ describe('task files', () => {
     ['a cycle', 'a,c\nb,a\nc,b\n', /^line \d: task "\w" would close a cycle: /],
     ['a name that is not valid, on its own line though a later line repeats it', '{"name": "tab\\there"}\n{"name": "tab\\there"}', /^line 1: task name "tab\\there" holds a control character/],
     ['a control character in a name', 'x\n{"name": "tab\\there"}', /^line 2: task name "tab\\there" holds a control character/],
+    ['a lone surrogate in a name (a JSON escape)', 'x\n{"name": "a\\ud800"}', /^line 2: task name "a\\ud800" holds a lone surrogate/],
+    ['a lone surrogate in a dependency', '{"name": "b", "deps": ["\\udc00"]}', /^line 1: dependency of task "b" "\\udc00" holds a lone surrogate/],
+    ['a lone surrogate in a param value', '{"name": "p", "params": {"x": "\\ud800"}}', /^line 1: param "x" of task "p" holds a lone surrogate/],
+    ['a lone surrogate in an output', '{"name": "o", "outputs": ["out\\ud800"]}', /^line 1: output of task "o" "out\\ud800" holds a lone surrogate/],
   ])('names the line of %s', (_what, text, message) => {
     expect(lineError(text)).toMatch(message);
   });

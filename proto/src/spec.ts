@@ -88,6 +88,7 @@ export function checkScratchPath(path: string, what: string): void {
   if (typeof path !== 'string' || path.length === 0) fail('is empty');
   if (Buffer.byteLength(path, 'utf8') > MAX_SCRATCH_PATH_BYTES) fail(`is longer than ${MAX_SCRATCH_PATH_BYTES} bytes`);
   if (CONTROL.test(path) || path.includes('\\')) fail('holds a control character or a backslash');
+  if (!wellFormed(path)) fail(LONE_SURROGATE);
   if (path.startsWith('/')) fail('is absolute; give a path relative to the scratch directory');
   for (const segment of path.split('/')) {
     if (segment === '' || segment === '.' || segment === '..') fail('has an empty, "." or ".." segment');
@@ -124,6 +125,7 @@ function checkParams(params: readonly Param[], maxBytes: number, task: string): 
     seen.add(p.name);
     // An environment variable cannot hold a NUL: no worker could run the task.
     if (typeof p.value === 'string' && p.value.includes('\0')) throw new DagworkError('INVALID_ARGUMENT', `param "${p.name}" of task "${task}" holds a NUL character, which no environment variable can`, { task });
+    if (typeof p.value === 'string' && !wellFormed(p.value)) throw new DagworkError('INVALID_ARGUMENT', `param "${p.name}" of task "${task}" ${LONE_SURROGATE}`, { task });
     bytes += Buffer.byteLength(p.value ?? '', 'utf8');
   }
   if (bytes > maxBytes) throw new DagworkError('TOO_LARGE', `task "${task}" has ${bytes} bytes of param values; the limit is ${maxBytes}`, { task });
@@ -195,6 +197,14 @@ function fileFields(input: TaskSpecInput, payload: Uint8Array, options: SpecLimi
   return { params, inputs, outputs, paramFiles, barrier, afterEnded };
 }
 
+/**
+ * False for a string with a lone surrogate (a JSON line's "\ud800", say): UTF-8 cannot carry one,
+ * so it would reach the hub as U+FFFD (one or three of them, by the encoder): another string
+ * than the one a later lookup of it sends.
+ */
+export const wellFormed = (s: string): boolean => (s as string & { isWellFormed(): boolean }).isWellFormed();
+export const LONE_SURROGATE = 'holds a lone surrogate (half of a UTF-16 pair): it is not Unicode text, and cannot be sent as UTF-8';
+
 /** The pool of a task that names none. */
 export const DEFAULT_POOL = 'default';
 
@@ -216,6 +226,7 @@ export function checkName(name: string, options: SpecLimits, what = 'task name')
   if (CONTROL.test(name)) {
     throw new DagworkError('INVALID_NAME', `${what} ${JSON.stringify(name)} holds a control character`, { task: name });
   }
+  if (!wellFormed(name)) throw new DagworkError('INVALID_NAME', `${what} ${JSON.stringify(name.slice(0, 80))} ${LONE_SURROGATE}`, { task: name });
 }
 
 /** Throws INVALID_ARGUMENT unless `worker` is a usable worker id. */

@@ -12,6 +12,7 @@
  */
 import { INT32_MAX, INT32_MIN, UINT32_MAX } from '../../proto/src/args.js';
 import { DagworkError } from '../../proto/src/errors.js';
+import { LONE_SURROGATE, wellFormed } from '../../proto/src/spec.js';
 import type { Collapse, Completion, FileRef, GraphViewQuery, Param, ParamFile, TaskSpecInput } from '../../proto/src/types.js';
 
 /** A task as the Client takes it: TaskSpecInput, with a payload that may be text (sent as UTF-8). */
@@ -84,13 +85,18 @@ function checkKeys(value: Record<string, unknown>, allowed: readonly string[], w
 /** `v` as a string, or a TypeError naming `what`. */
 export function checkString(v: unknown, what: string): string {
   if (typeof v !== 'string') throw new TypeError(`${what} must be a string, not ${describe(v)}`);
+  if (!wellFormed(v)) throw new TypeError(`${what} ${JSON.stringify(v.slice(0, 40))} ${LONE_SURROGATE}`);
   return v;
 }
 
 /** `v` as an array of strings, or a TypeError naming `what`: a lone string is not a list of one. */
 export function checkNames(v: unknown, what: string): string[] {
   if (!Array.isArray(v)) throw new TypeError(`${what} must be an array of names, not ${describe(v)}${typeof v === 'string' ? ` (write [${JSON.stringify(v)}])` : ''}`);
-  for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'string') throw new TypeError(`${what}[${i}] must be a string, not ${describe(v[i])}`);
+  for (let i = 0; i < v.length; i++) {
+    const name: unknown = v[i];
+    if (typeof name !== 'string') throw new TypeError(`${what}[${i}] must be a string, not ${describe(name)}`);
+    if (!wellFormed(name)) throw new TypeError(`${what}[${i}] ${JSON.stringify(name.slice(0, 40))} ${LONE_SURROGATE}`);
+  }
   return v as string[];
 }
 
@@ -114,6 +120,7 @@ export function checkTask(v: unknown, index: number): TaskSpecInput {
   if (!isObject(v)) throw new TypeError(`task ${index} must be an object with a name, not ${describe(v)}`);
   const name = v.name;
   if (typeof name !== 'string') throw new TypeError(`task ${index}: name must be a string, not ${describe(name)}`);
+  if (!wellFormed(name)) throw new TypeError(`task ${index}: name ${JSON.stringify(name.slice(0, 40))} ${LONE_SURROGATE}`);
   const where = `task "${name}"`;
   checkKeys(v, TASK_FIELDS, where);
   const out: TaskSpecInput = { name };
@@ -142,7 +149,7 @@ function checkParams(v: unknown, what: string): Param[] {
   if (isObject(v)) {
     return Object.entries(v).map(([name, value]) => {
       if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') throw new TypeError(`${what}.${name} must be a string, number or boolean, not ${describe(value)}`);
-      return { name, value: String(value) };
+      return { name, value: typeof value === 'string' ? checkString(value, `${what}.${name}`) : String(value) };
     });
   }
   if (!Array.isArray(v)) throw new TypeError(`${what} must be an array of { name, value } or an object, not ${describe(v)}`);
