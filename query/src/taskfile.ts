@@ -419,7 +419,7 @@ export class TaskIndex {
  * A 64-bit digest of a task's definition (defaults filled in; deps as a set), as two 32-bit
  * hashes (FNV-1a and a multiplicative one, with different seeds). Not cryptographic: it only tells
  * a repeated line from a different definition of the same name; were two definitions ever to
- * collide, the hub would still refuse the second (CONFLICT), naming its line.
+ * collide (about 2^-64 for a pair), the second would be taken for a repeat and not sent.
  */
 function digest(spec: TaskSpec, out: Int32Array): void {
   let a = 0x811c9dc5;
