@@ -118,9 +118,7 @@ function checkInteger(v: unknown, min: number, max: number, wire: string, what: 
 /** A task to create, checked and with its payload as bytes. */
 export function checkTask(v: unknown, index: number): TaskSpecInput {
   if (!isObject(v)) throw new TypeError(`task ${index} must be an object with a name, not ${describe(v)}`);
-  const name = v.name;
-  if (typeof name !== 'string') throw new TypeError(`task ${index}: name must be a string, not ${describe(name)}`);
-  if (!wellFormed(name)) throw new TypeError(`task ${index}: name ${JSON.stringify(name.slice(0, 40))} ${LONE_SURROGATE}`);
+  const name = checkString(v.name, `task ${index}: name`);
   const where = `task "${name}"`;
   checkKeys(v, TASK_FIELDS, where);
   const out: TaskSpecInput = { name };
