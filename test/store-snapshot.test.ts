@@ -89,24 +89,27 @@ async function load(db: string, options: { dropRecords?: string[] } = {}): Promi
 }
 
 describe('the snapshot of a clean stop', () => {
-  it('is what the next start reads (not LevelDB), once: then the file is gone and LevelDB is read', async () => {
+  it('is what the next start reads (not LevelDB), and every start after until another is written: the file stays, and the log kept with it', async () => {
     const stored = records(COUNT);
     // The snapshot given one task more than LevelDB holds: which one the start read shows.
     const extra = taskRecord('only-in-the-snapshot', { seq: COUNT + 1 });
     const db = await storeWith(stored, [...stored, extra]);
     expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(true);
     const first = await load(db);
-    expect(first.lines.filter((l) => l.includes('snapshot'))).toEqual([expect.stringMatching(new RegExp(`^info read ${COUNT + 1} tasks from the snapshot of the last clean stop in \\d+ ms$`))]);
+    expect(first.lines.filter((l) => l.includes('snapshot'))).toEqual([expect.stringMatching(new RegExp(`^info read ${COUNT + 1} tasks from the snapshot in \\d+ ms$`))]);
     expect(byName(first.tasks)).toEqual(byName([...stored, extra]));
     // Told how many come before the first (a restore makes room for them at once).
     expect(first.expected).toEqual([COUNT + 1]);
-    expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
-    // The close after that load had no tasks to give: LevelDB's tasks, without the extra one.
+    expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(true);
+    // The close after that load had no tasks to give (as after a crash): the same snapshot.
     const second = await load(db);
-    expect(second.lines.filter((l) => l.includes('snapshot'))).toEqual([]);
-    expect(byName(second.tasks)).toEqual(byName(stored));
-    // LevelDB does not know how many it holds: nothing told.
-    expect(second.expected).toEqual([-1]);
+    expect(second.lines.filter((l) => l.includes('snapshot'))).toEqual([expect.stringMatching(new RegExp(`^info read ${COUNT + 1} tasks from the snapshot in \\d+ ms$`))]);
+    expect(byName(second.tasks)).toEqual(byName([...stored, extra]));
+    expect(second.expected).toEqual([COUNT + 1]);
+    // Out of the store: LevelDB's tasks, without the extra one, and LevelDB does not know how many it holds.
+    const third = await load(db, { dropRecords: ['meta:snapshot'] });
+    expect(byName(third.tasks)).toEqual(byName(stored));
+    expect(third.expected).toEqual([-1]);
   });
 
   it('writes a dependency on one of the last RECENT_NAMES tasks by its place and reads it back as its name, in its order among the others', async () => {
@@ -260,7 +263,10 @@ describe('the snapshot of a clean stop', () => {
     const stored = records(20);
     const db = await storeWith(stored);
     const file = readFileSync(join(db, SNAPSHOT_FILE));
-    await load(db); // reads it, and the file goes
+    // The store's record of it gone, as when a stop was cut before it wrote the record.
+    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+    await level.del('meta:snapshot');
+    await level.close();
     const extra = taskRecord('only-in-the-snapshot', { seq: 99 });
     const other = await storeWith([...stored, extra]);
     writeFileSync(join(db, SNAPSHOT_FILE), readFileSync(join(other, SNAPSHOT_FILE)));
@@ -321,16 +327,17 @@ describe('the snapshot of a clean stop', () => {
 
   it('a directory in the place of its temporary file is said, and the store opens', async () => {
     const stored = records(5);
-    const db = await storeWith(stored, []);
-    await load(db);
+    const db = await storeWith(stored);
     mkdirSync(join(db, `${SNAPSHOT_FILE}.tmp`));
     writeFileSync(join(db, `${SNAPSHOT_FILE}.tmp`, 'x'), 'x');
     const log = captureLog();
     const store = await Store.open(db, { log });
     expect(byName(await store.loadAll())).toEqual(byName(stored));
     await store.close(() => stored);
-    expect(log.lines.find((l) => l.includes('.tmp'))).toMatch(/^warn cannot delete .*dagwork-snapshot\.tmp: .*; no snapshot is written at the next stop while it is there$/);
-    expect(log.lines.find((l) => l.includes('no snapshot written'))).toMatch(/^warn no snapshot written \(.*EEXIST.*\): the next start reads the tasks from LevelDB$/);
+    expect(log.lines.find((l) => l.includes('.tmp'))).toMatch(/^warn cannot delete .*dagwork-snapshot\.tmp: .*; no snapshot is written while it is there$/);
+    // The one before stays the store's.
+    expect(log.lines.find((l) => l.includes('no snapshot written'))).toMatch(/^warn no snapshot written \(.*EEXIST.*\): the next start reads the one before, with the log kept for it$/);
+    expect((await load(db)).lines.filter((l) => l.includes('from the snapshot'))).toEqual([expect.stringMatching(/^info read 5 tasks from the snapshot in \d+ ms$/)]);
   });
 
   it('cut short after its check, while its tasks are read: the start fails, saying the next one reads LevelDB, and no task is handed over twice', async () => {
@@ -347,23 +354,27 @@ describe('the snapshot of a clean stop', () => {
       }
       seen.set(r.spec.name, (seen.get(r.spec.name) ?? 0) + 1);
     });
-    await expect(loading).rejects.toThrow(/^the snapshot .* holds a task that cannot be read \(the snapshot changed or failed while it was read: it was cut short while it was read \(at byte \d+\)\); it is deleted, and the next start reads the tasks from LevelDB: start dhub again$/);
+    await expect(loading).rejects.toThrow(/^the snapshot .* or the log kept with it holds a task that cannot be read \(the snapshot changed or failed while it was read: it was cut short while it was read \(at byte \d+\)\); the snapshot is deleted, and the next start reads the tasks from LevelDB: start dhub again$/);
     await store.close();
     expect([...seen.values()].filter((n) => n > 1)).toEqual([]);
     expect(existsSync(path)).toBe(false);
     expect(byName((await load(db)).tasks)).toEqual(byName(stored));
   });
 
-  it('is not read once the store was written after the start', async () => {
+  it('is not read by a load after a write (LevelDB and the log are), and stays for the next start, which reads the write from the log kept with it', async () => {
     const stored = records(10);
-    const db = await storeWith(stored, [...stored, taskRecord('only-in-the-snapshot', { seq: 11 })]);
+    const extra = taskRecord('only-in-the-snapshot', { seq: 11 });
+    const db = await storeWith(stored, [...stored, extra]);
     const store = await Store.open(db);
     const late = taskRecord('late', { seq: 12 });
     await store.write([late], { deleted: ['t0'], pools: [], specs: new Set(['late']) });
     const tasks = await store.loadAll();
     await store.close();
     expect(tasks.map((r) => r.spec.name).sort()).toEqual([...stored.slice(1), late].map((r) => r.spec.name).sort());
-    expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(false);
+    expect(existsSync(join(db, SNAPSHOT_FILE))).toBe(true);
+    const next = await load(db);
+    expect(next.tasks.map((r) => r.spec.name).sort()).toEqual([...stored.slice(1), extra, late].map((r) => r.spec.name).sort());
+    expect(next.lines).toContainEqual(expect.stringMatching(/^info read 11 tasks from the snapshot and 2 tasks' newer records from the log kept with it \(1 not in the snapshot\) in \d+ ms$/));
   });
 
   it('is not written when a write was left in the log (LevelDB refused it)', async () => {
@@ -380,7 +391,7 @@ describe('the snapshot of a clean stop', () => {
 });
 
 describe('dhub and its snapshot', () => {
-  it('a SIGTERM writes it and the next start reads it; after a kill -9 the changes since are read from LevelDB', async () => {
+  it('a SIGTERM writes it and the next start reads it; after a kill -9 the start reads it again, with the changes since from the log kept with it', async () => {
     const db = join(tempDir(), 'db');
     // Every hub and client started here ends, whatever fails (stop() of an ended hub only waits).
     const hubs: RunningHub[] = [];
@@ -401,7 +412,7 @@ describe('dhub and its snapshot', () => {
       expect(first.hub.log()).toMatch(/wrote a snapshot of 300 tasks \(\d+ bytes\) in \d+ ms: the next start reads it/);
 
       const second = await started();
-      expect(second.hub.log()).toMatch(/read 300 tasks from the snapshot of the last clean stop in \d+ ms/);
+      expect(second.hub.log()).toMatch(/read 300 tasks from the snapshot in \d+ ms/);
       const before = await second.client.status();
       expect(before.total).toBe(300);
       expect(before.counts.running).toBe(5);
@@ -411,7 +422,8 @@ describe('dhub and its snapshot', () => {
       await second.hub.stop('SIGKILL');
 
       const third = await started();
-      expect(third.hub.log()).not.toMatch(/snapshot/);
+      // The 5 completed, the tasks they released, and the one created after.
+      expect(third.hub.log()).toMatch(/read 300 tasks from the snapshot and \d+ tasks' newer records from the log kept with it \(1 not in the snapshot\) in \d+ ms/);
       const after = await third.client.status();
       expect(after.total).toBe(301);
       expect(after.counts.done).toBe(5);

@@ -11,7 +11,7 @@ import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { defaultGraphOptions } from './graph/options.js';
 import { defaultHubOptions, Hub, isLocal, roleEndpoints, type HubOptions } from './server.js';
 import { httpBindProblem, isLoopbackHost, parseHttpAddress, readTokenFile } from './http/access.js';
-import { Store, type TaskStore } from './store/store.js';
+import { defaultStoreOptions, Store, type TaskStore } from './store/store.js';
 import { checkStoreUrl, PostgresStore, redactUrl } from './store/postgres.js';
 import { StandbyResponder } from './standby.js';
 
@@ -52,6 +52,12 @@ const program = new Command('dhub')
   .option('--max-chunk-bytes <n>', 'most bytes of one file_put or file_get chunk (at most --max-message-bytes less 1 KiB)', countArg, wireDefaults.maxChunkBytes)
   .option('--curve-secret <file>', "the hub's CURVE key pair (dquery keygen): encrypt every connection, admit only authorized keys")
   .option('--authorized-keys <file>', 'with --curve-secret: client public keys and their roles, "KEY ROLE" a line (worker, submit, admin)')
+  .option(
+    '--snapshot-log-bytes <n>',
+    "LevelDB store: write a snapshot of every task while serving once the log since the last one holds N bytes (or twice that snapshot's size, up to 1 GiB, if more): a start after a crash reads it and the log since, not LevelDB; 0: only a clean stop writes one",
+    byteLimitArg,
+    defaultStoreOptions().checkpointBytes,
+  )
   .option(
     '--drop-record <key>',
     'set the store record KEY aside (kept under dropped:KEY) before starting: the way past a record dhub cannot read, which it names at start; repeatable',
@@ -191,7 +197,8 @@ the graph):
       if (opts.files !== undefined) files.dir = String(opts.files);
       // Unless given, the chunk size is derived from --max-message-bytes (see Hub.start).
       if (program.getOptionValueSource('maxChunkBytes') !== 'default') files.maxChunkBytes = opts.maxChunkBytes as number;
-      let openStore: HubOptions['openStore'] = (location, options) => Store.open(location, { ...options, dropRecords: opts.dropRecord as string[] });
+      let openStore: HubOptions['openStore'] = (location, options) =>
+        Store.open(location, { ...options, dropRecords: opts.dropRecord as string[], checkpointBytes: opts.snapshotLogBytes as number });
       let tookOver: { store: PostgresStore; since: number } | undefined;
       if (storeUrl !== undefined) {
         // A standby may wait for long: a signal meanwhile closes what it holds and exits 0.

@@ -28,7 +28,7 @@ import { DashboardServer, type DashboardSource, type MetricsSource } from './htt
 import { ThroughputHistory, type ThroughputSeries } from './http/history.js';
 import { httpBindProblem, type HttpAddress, type Tokens } from './http/access.js';
 import { rateLimited, silentLogger, type Logger } from './log.js';
-import { Store, type StoreOptions, type TaskStore } from './store/store.js';
+import { Store, type Checkpoint, type StoreOptions, type TaskStore } from './store/store.js';
 import { decodeRequest, encodeReply, inspectRequest, type Reply, type Request, type StealArgs, type WireError } from '../../proto/src/codec.js';
 
 export interface HubOptions {
@@ -216,6 +216,13 @@ const JOB_BYTES_WAITING = 256 << 20;
 const VERIFY_FAULT_RETRY_MS = 5_000;
 /** Room in a request for the file_put fields around its data, in bytes. */
 const PUT_OVERHEAD_BYTES = 1024;
+/**
+ * Longest slice of a snapshot written while serving (ms), between requests: what it adds to the
+ * replies of a group commit it follows. Between slices the hub serves.
+ */
+const CHECKPOINT_SLICE_MS = 2;
+/** While a group commit is under way, the next slice waits this long (ms), unless the commit writes it. */
+const CHECKPOINT_BUSY_WAIT_MS = 5;
 
 export class Hub {
   private outbox: Outgoing[] = [];
@@ -226,6 +233,10 @@ export class Hub {
   private timerAt = Infinity;
   private stopping = false;
   private recovering = false;
+  /** A snapshot the store writes while the hub serves (TaskStore.checkpoint): the seq its next slice starts at. */
+  private checkpoint: { writer: Checkpoint; nextSeq: number } | undefined;
+  /** Cancels the wake-up of its next slice, when one is set. */
+  private checkpointWake: (() => void) | undefined;
   /** Messages that arrived while the graph was being reloaded after a failed write. */
   private held: [Listener, Buffer[]][] = [];
   private heldBytes = 0;
@@ -497,6 +508,8 @@ export class Hub {
     // Every change written (or the graph reloaded from the store after a failed write): the
     // store may keep the graph's tasks as a snapshot for a faster start.
     const clean = !this.recovering && !this.graph.unwritten;
+    // A snapshot being written while serving is given up: a clean stop writes a whole one.
+    this.dropCheckpoint();
     await this.store.close(clean ? () => this.graph.records() : undefined);
     this.hubMetrics.close();
     this.options.log.info('stopped');
@@ -1007,6 +1020,9 @@ export class Hub {
         return;
       }
       this.hubMetrics.committed(records.length + changes.deleted.length, performance.now() - writing);
+      // The graph holds what the store was given (nothing changed it since the write, or it holds
+      // changes not yet taken): a slice of the snapshot here writes only what was acknowledged.
+      this.checkpointSlice();
       for (const caller of callers) caller.written();
       let undelivered = false;
       for (const { envelope, frame, handed } of outgoing) {
@@ -1024,6 +1040,69 @@ export class Hub {
         this.scheduleTimer();
       }
     }
+  }
+
+  /**
+   * Begins a snapshot when the store wants one, and writes a slice of it: only where the graph
+   * holds nothing the store was not given (no group commit under way, every change taken), so
+   * that each task is written as the log has it. Between slices the graph changes; the log kept
+   * from the snapshot's beginning replays those changes over it at a start (store.ts). Never throws.
+   */
+  private checkpointSlice(): void {
+    if (this.stopping || this.recovering || this.graph.unwritten) return;
+    const running = this.checkpoint;
+    try {
+      if (running === undefined) {
+        const writer = this.store.checkpoint?.();
+        if (writer === undefined) return;
+        this.checkpoint = { writer, nextSeq: 0 };
+        return this.checkpointSlice();
+      }
+      const deadline = performance.now() + CHECKPOINT_SLICE_MS;
+      let added = 0;
+      const next = this.graph.recordsFrom(
+        running.nextSeq,
+        (record) => running.writer.add(record),
+        () => (++added & 63) !== 0 || performance.now() < deadline,
+      );
+      if (next === undefined) {
+        this.checkpoint = undefined;
+        // Never rejects: the store logs how it ended.
+        void running.writer.finish();
+        return;
+      }
+      running.nextSeq = next;
+      this.wakeCheckpoint();
+    } catch (err) {
+      this.options.log.warn(`the snapshot being written while serving is given up: ${(err as Error)?.message ?? String(err)}`);
+      this.dropCheckpoint();
+    }
+  }
+
+  /** The next slice: at once when the hub is idle, after a short wait while a group commit is under way (which may write it). */
+  private wakeCheckpoint(): void {
+    if (this.checkpointWake !== undefined || this.checkpoint === undefined) return;
+    const run = (): void => {
+      this.checkpointWake = undefined;
+      if (this.checkpoint === undefined) return;
+      if (this.flushing === undefined) this.checkpointSlice();
+      else this.wakeCheckpoint();
+    };
+    if (this.flushing === undefined) {
+      const immediate = setImmediate(run);
+      this.checkpointWake = () => clearImmediate(immediate);
+    } else {
+      const timeout = setTimeout(run, CHECKPOINT_BUSY_WAIT_MS);
+      this.checkpointWake = () => clearTimeout(timeout);
+    }
+  }
+
+  /** Gives up the snapshot being written (the graph is reloaded, or the hub stops). */
+  private dropCheckpoint(): void {
+    this.checkpointWake?.();
+    this.checkpointWake = undefined;
+    this.checkpoint?.writer.abort();
+    this.checkpoint = undefined;
   }
 
   /** Sends one reply; false when it could not be (the peer is gone, or its queue is full). */
@@ -1051,6 +1130,7 @@ export class Hub {
     }
     if (code === 'STORE_FAILED') log.error(`store write failed: ${(err as Error).message}`);
     this.recovering = true;
+    this.dropCheckpoint();
     // Parked steals may carry completions of the lost batch (complete with next): fail them too.
     const failed = [...outgoing, ...this.outbox, ...this.parked.takeAll()];
     this.outbox = [];

@@ -1250,6 +1250,24 @@ export class Graph {
     for (const task of this.order) yield this.record(task);
   }
 
+  /**
+   * The records of the tasks from seq `fromSeq` on, in creation order, each handed to `sink`
+   * until `more` (asked before each) says stop: a snapshot written a slice at a time while the
+   * graph changes between slices. Returns the seq to go on from, or undefined once the last task
+   * was handed over. A task that exists through the whole walk is handed over once, whatever is
+   * created, replaced or deleted between slices; one created meanwhile may or may not be.
+   */
+  recordsFrom(fromSeq: number, sink: (record: TaskRecord) => void, more: () => boolean): number | undefined {
+    if (this.unwritten) throw new Error('the graph has changes the store was not given (takeDirty)');
+    const order = this.order;
+    for (let i = this.orderIndex(fromSeq); i < order.length; i++) {
+      const task = order[i] as TaskId;
+      if (!more()) return this.tasks.seq[task] as number;
+      sink(this.record(task));
+    }
+    return undefined;
+  }
+
   // --- pools (pool_list, pool_set, pool_delete) ----------------------------------------
 
   /**

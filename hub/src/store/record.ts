@@ -297,6 +297,29 @@ export function decodeSplitRecordIn(
   }
 }
 
+/**
+ * `record` with its state fields read from the state record `state` instead (a snapshot's task
+ * whose state the log wrote again since); throws RecordError naming what is wrong.
+ */
+export function withStateRecord(record: TaskRecord, state: Uint8Array): TaskRecord {
+  const newer = emptyRecord();
+  newer.spec = record.spec;
+  newer.seq = record.seq;
+  const r = reader;
+  try {
+    let hasState: boolean;
+    try {
+      hasState = readStateRecord(r.reset(asBuffer(state), 0, state.length), newer);
+    } catch (err) {
+      throw new RecordError(`not a task's stored state: ${(err as Error).message}`);
+    }
+    if (!hasState) throw new RecordError("not a task's stored state: it has no state");
+    return newer;
+  } finally {
+    r.reset(NO_BYTES, 0, 0);
+  }
+}
+
 const NO_BYTES = Buffer.alloc(0);
 
 function asBuffer(bytes: Uint8Array): Buffer {

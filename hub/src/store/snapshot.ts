@@ -19,7 +19,7 @@
  * The store's marker (SNAPSHOT_KEY in LevelDB) names the id, the file's size and its tasks: a
  * file that does not match it, or whose chunks do not check out, is not used.
  */
-import { closeSync, constants, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { TaskRecord } from '../../../proto/src/types.js';
 import { WireWriter } from '../../../proto/src/wire-writer.js';
@@ -42,79 +42,144 @@ export interface SnapshotMark {
   id: string;
   bytes: number;
   tasks: number;
+  /**
+   * The first log segment written after the snapshot was begun: with every segment from it on,
+   * the snapshot gives what the store holds (the log's later records replayed over it). Absent in
+   * the marks of the release before, which a clean stop wrote with the log empty behind it.
+   */
+  log?: number;
 }
 
 /**
- * Writes `records` to `path` (through `path`.tmp, fsynced and renamed, the directory fsynced: the
- * marker, written after, never names a file that is not whole on disk).
+ * A snapshot written a task at a time (`add`: a hub writes one while it runs, between requests,
+ * into `path`.tmp), then put in place (`finish`: fsynced off the main thread, renamed, the
+ * directory fsynced) or given up (`abort`: the temporary file deleted). Every method throws what
+ * the file system says; `abort` never throws.
  */
-export function writeSnapshot(path: string, id: string, records: Iterable<TaskRecord>): SnapshotMark {
-  const tmp = `${path}.tmp`;
-  try {
-    return writeFile(tmp, path, id, records);
-  } catch (err) {
+export class SnapshotWriter {
+  readonly fd: number;
+  private readonly tmp: string;
+  private bytes = 0;
+  private tasks = 0;
+  private inChunk = 0;
+  private readonly w = new WireWriter(Buffer.allocUnsafe(CHUNK_BYTES * 2));
+  private readonly recent = new RecentNames(true);
+  private readonly back = (dep: string): number | undefined => this.recent.backTo(dep);
+  private closed = false;
+  /** Renamed into place. */
+  placed = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly id: string,
+  ) {
+    this.tmp = `${path}.tmp`;
+    // 'wx': never through a link or into a file someone put there.
+    this.fd = openSync(this.tmp, 'wx');
     try {
-      rmSync(tmp, { force: true });
+      this.write(Buffer.concat([MAGIC, Buffer.from(id, 'latin1')]));
+    } catch (err) {
+      this.abort();
+      throw err;
+    }
+    this.w.at = CHUNK_HEADER;
+  }
+
+  /** Tasks added so far. */
+  get count(): number {
+    return this.tasks;
+  }
+
+  add(record: TaskRecord): void {
+    const w = this.w;
+    const spec = w.open(0);
+    writeSpecRecord(w, record.spec, record.seq, this.back);
+    w.close(spec);
+    this.recent.add(record.spec.name);
+    const state = w.open(0);
+    writeStateRecord(w, record);
+    w.close(state);
+    this.inChunk++;
+    this.tasks++;
+    if (w.at - CHUNK_HEADER >= CHUNK_BYTES) this.flush();
+  }
+
+  /** Writes the chunk being built, if it holds a task. */
+  flush(): void {
+    if (this.inChunk === 0) return;
+    const w = this.w;
+    const header = Buffer.allocUnsafe(CHUNK_HEADER);
+    const payload = w.buf.subarray(CHUNK_HEADER, w.at);
+    header.writeUInt32LE(CHUNK_MAGIC, 0);
+    header.writeUInt32LE(payload.length, 4);
+    header.writeUInt32LE(this.inChunk, 8);
+    header.writeUInt32LE(fnv1a(payload), 12);
+    header.copy(w.buf, 0);
+    this.write(w.buf.subarray(0, w.at));
+    w.at = CHUNK_HEADER;
+    this.inChunk = 0;
+  }
+
+  /** Writes the last chunk, fsyncs the file and puts it in place: what the marker says of it. */
+  finishNow(): SnapshotMark {
+    try {
+      this.flush();
+      fsyncSync(this.fd);
+      return this.place();
+    } catch (err) {
+      this.abort();
+      throw err;
+    }
+  }
+
+  /** finishNow, but the file's fsync runs off the main thread. */
+  async finish(): Promise<SnapshotMark> {
+    try {
+      this.flush();
+      await new Promise<void>((resolve, reject) => fsync(this.fd, (err) => (err === null ? resolve() : reject(err))));
+      return this.place();
+    } catch (err) {
+      this.abort();
+      throw err;
+    }
+  }
+
+  /** Closes the file (fsynced already), renames it into place and fsyncs the directory. */
+  private place(): SnapshotMark {
+    this.closed = true;
+    closeSync(this.fd);
+    renameSync(this.tmp, this.path);
+    this.placed = true;
+    const dir = openSync(dirname(this.path), 'r');
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+    return { id: this.id, bytes: this.bytes, tasks: this.tasks };
+  }
+
+  /** Gives the snapshot up: its temporary file closed and deleted. */
+  abort(): void {
+    if (!this.closed) {
+      this.closed = true;
+      try {
+        closeSync(this.fd);
+      } catch {
+        // Closed either way.
+      }
+    }
+    try {
+      rmSync(this.tmp, { force: true });
     } catch {
       // Not ours to remove (a directory put there): the error that matters is the first.
     }
-    throw err;
   }
-}
 
-function writeFile(tmp: string, path: string, id: string, records: Iterable<TaskRecord>): SnapshotMark {
-  // 'wx': never through a link or into a file someone put there.
-  const fd = openSync(tmp, 'wx');
-  let bytes = 0;
-  let tasks = 0;
-  try {
-    const write = (data: Uint8Array): void => {
-      for (let done = 0; done < data.length; ) done += writeSync(fd, data, done, data.length - done);
-      bytes += data.length;
-    };
-    write(Buffer.concat([MAGIC, Buffer.from(id, 'latin1')]));
-    const w = new WireWriter(Buffer.allocUnsafe(CHUNK_BYTES * 2));
-    let inChunk = 0;
-    const flush = (): void => {
-      const header = Buffer.allocUnsafe(CHUNK_HEADER);
-      const payload = w.buf.subarray(CHUNK_HEADER, w.at);
-      header.writeUInt32LE(CHUNK_MAGIC, 0);
-      header.writeUInt32LE(payload.length, 4);
-      header.writeUInt32LE(inChunk, 8);
-      header.writeUInt32LE(fnv1a(payload), 12);
-      header.copy(w.buf, 0);
-      write(w.buf.subarray(0, w.at));
-      w.at = CHUNK_HEADER;
-      inChunk = 0;
-    };
-    w.at = CHUNK_HEADER;
-    const recent = new RecentNames(true);
-    const back = (dep: string): number | undefined => recent.backTo(dep);
-    for (const record of records) {
-      const spec = w.open(0);
-      writeSpecRecord(w, record.spec, record.seq, back);
-      w.close(spec);
-      recent.add(record.spec.name);
-      const state = w.open(0);
-      writeStateRecord(w, record);
-      w.close(state);
-      inChunk++;
-      tasks++;
-      if (w.at - CHUNK_HEADER >= CHUNK_BYTES) flush();
-    }
-    if (inChunk > 0) flush();
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+  private write(data: Uint8Array): void {
+    for (let done = 0; done < data.length; ) done += writeSync(this.fd, data, done, data.length - done);
+    this.bytes += data.length;
   }
-  renameSync(tmp, path);
-  const dir = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
-  return { id, bytes, tasks };
 }
 
 /** Why a snapshot file is not used, for the log. */

@@ -17,13 +17,13 @@ import { DagworkError } from '../../../proto/src/errors.js';
 import type { PoolSettings, TaskRecord } from '../../../proto/src/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { CommitBuilder, type SegmentReport } from './frame.js';
-import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord, RecordError, writeSpecRecord, writeStateRecord } from './record.js';
+import { decodeRecord, decodeSplitRecord, encodeSpecRecord, encodeStateRecord, RecordError, withStateRecord, writeSpecRecord, writeStateRecord } from './record.js';
 import { WireWriter } from '../../../proto/src/wire-writer.js';
 import { checkDirectory, checkFormat, describeBytes, dropRecords, FORMAT_KEY, storeId, unreadableRecords } from './startup.js';
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSnapshot, SNAPSHOT_FILE, SnapshotError, writeSnapshot, type SnapshotMark } from './snapshot.js';
+import { readSnapshot, SNAPSHOT_FILE, SnapshotError, SnapshotWriter, type SnapshotMark } from './snapshot.js';
 import { Wal } from './wal.js';
 
 /** Bumped when the layout of the store changes; a hub refuses a store newer than itself. */
@@ -78,6 +78,14 @@ const POOL_END = 'p;';
  * which would write without taking it out, refuses a store of format 7 (checkFormat).
  */
 const SNAPSHOT_KEY = 'meta:snapshot';
+/**
+ * A snapshot while running is begun once the log since the last one holds this many times its
+ * size (and StoreOptions.checkpointBytes): writing it then costs at most half as much again as
+ * the log did, and a start reads the snapshot and at most about this many times its size of log.
+ */
+const CHECKPOINT_GROWTH = 2;
+/** ... but never waits for more log than this: a start holds the kept log's latest records in memory. */
+const CHECKPOINT_MAX_BYTES = 1 << 30;
 /** Bytes a task's records take in a log frame, roughly: where a commit's first frame starts. */
 const RECORD_BYTES_GUESS = 96;
 /** Unreadable records named in a refusal (all are counted). */
@@ -100,18 +108,25 @@ export interface StoreOptions {
   maxPendingBytes?: number;
   /** Keys set aside at open under `dropped:KEY`, to start past unreadable records (dhub --drop-record). Default none. */
   dropRecords?: readonly string[];
+  /**
+   * Log bytes written since the last snapshot began after which the hub writes a new one while it
+   * runs (Store.checkpoint), at least CHECKPOINT_GROWTH times the last one's size (up to
+   * CHECKPOINT_MAX_BYTES); 0: only a clean stop writes one. Default 64 MiB.
+   */
+  checkpointBytes?: number;
 }
 
 type Settings = Required<StoreOptions>;
 
 export function defaultStoreOptions(): Settings {
-  return { sync: false, log: silentLogger, maxFrameBytes: 32 << 20, maxPendingBytes: 256 << 20, dropRecords: [] };
+  return { sync: false, log: silentLogger, maxFrameBytes: 32 << 20, maxPendingBytes: 256 << 20, dropRecords: [], checkpointBytes: 64 << 20 };
 }
 
 function settingsOf(options: Partial<StoreOptions>): Settings {
   const s: Settings = { ...defaultStoreOptions(), ...options };
   if (!Number.isInteger(s.maxFrameBytes) || s.maxFrameBytes < 1024 || s.maxFrameBytes > 1 << 30) throw new TypeError(`maxFrameBytes ${s.maxFrameBytes} is not 1 KiB to 1 GiB`);
   if (!Number.isInteger(s.maxPendingBytes) || s.maxPendingBytes < 0) throw new TypeError(`maxPendingBytes ${s.maxPendingBytes} is not a byte count`);
+  if (!Number.isSafeInteger(s.checkpointBytes) || s.checkpointBytes < 0) throw new TypeError(`checkpointBytes ${s.checkpointBytes} is not a byte count`);
   return s;
 }
 
@@ -153,9 +168,96 @@ export interface TaskStore {
    * store holds, but for leases' renewals): a store may keep them to start faster next time.
    */
   close(tasks?: () => Iterable<TaskRecord>): Promise<void>;
+  /**
+   * Optional: a snapshot to write while the hub runs, when the store wants one now (the log since
+   * the last is long); undefined otherwise. Asked after a write, when the graph holds nothing the
+   * store was not given.
+   */
+  checkpoint?(): Checkpoint | undefined;
 }
 
 const toError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
+
+/**
+ * A snapshot written while the hub runs (TaskStore.checkpoint): the hub adds every task, in its
+ * creation order, each as it is at a moment when the graph holds nothing the log does not (all
+ * written), between requests; then finishes it. Tasks may change between one add and the next:
+ * the log from the snapshot's first segment on, replayed over it at a start, gives what the store
+ * holds. Nothing here throws but `add` (the file's error, after which the snapshot is given up).
+ */
+export interface Checkpoint {
+  add(record: TaskRecord): void;
+  /** Puts the snapshot in place and names it in the store (the log before it then goes); never rejects. */
+  finish(): Promise<void>;
+  /** Gives it up (the hub reloaded its graph, or stops): its file is deleted. */
+  abort(): void;
+}
+
+class RunningCheckpoint implements Checkpoint {
+  readonly started = Date.now();
+  private phase: 'adding' | 'finishing' | 'ended' = 'adding';
+  private finishing: Promise<void> | undefined;
+
+  constructor(
+    private readonly writer: SnapshotWriter,
+    /** The first log segment written after it was begun. */
+    readonly from: number,
+    /** Names the snapshot, in place, in the store. */
+    private readonly name: (mark: SnapshotMark & { log: number }) => Promise<void>,
+    /** Told once how it ended: named (`mark`), failed (`error`) or given up (neither). */
+    private readonly ended: (mark: (SnapshotMark & { log: number }) | undefined, error: unknown) => void,
+  ) {}
+
+  /** Its file was put in place (renamed over the snapshot before). */
+  get placed(): boolean {
+    return this.writer.placed;
+  }
+
+  add(record: TaskRecord): void {
+    if (this.phase !== 'adding') throw new Error('a task added to a snapshot no longer being written');
+    try {
+      this.writer.add(record);
+    } catch (err) {
+      this.end(undefined, err);
+      throw err;
+    }
+  }
+
+  finish(): Promise<void> {
+    if (this.finishing !== undefined) return this.finishing;
+    if (this.phase === 'ended') return Promise.resolve();
+    this.phase = 'finishing';
+    this.finishing = (async () => {
+      let mark: SnapshotMark & { log: number };
+      try {
+        mark = { ...(await this.writer.finish()), log: this.from };
+        await this.name(mark);
+      } catch (err) {
+        this.end(undefined, err);
+        return;
+      }
+      this.end(mark, undefined);
+    })();
+    return this.finishing;
+  }
+
+  abort(): void {
+    if (this.phase === 'adding') this.end(undefined, undefined);
+  }
+
+  /** Waits for a finish under way; gives up a snapshot still being added to. */
+  async close(): Promise<void> {
+    if (this.finishing !== undefined) await this.finishing;
+    else this.abort();
+  }
+
+  private end(mark: (SnapshotMark & { log: number }) | undefined, error: unknown): void {
+    if (this.phase === 'ended') return;
+    this.phase = 'ended';
+    if (mark === undefined) this.writer.abort();
+    this.ended(mark, error);
+  }
+}
 
 /** A task's records logged but not yet in LevelDB: each undefined when not written since (empty: deleted). */
 interface PendingTask {
@@ -239,8 +341,23 @@ export class Store implements TaskStore {
    * the next start puts them all into LevelDB again.
    */
   private levelUntrusted = false;
-  /** The last clean stop's snapshot, when LevelDB holds exactly what it does: the first load reads it. */
-  private snapshot: SnapshotMark | undefined;
+  /**
+   * The snapshot the store names, which gives what the store holds with the log from its `log`
+   * segment on replayed over it: those segments are kept (keepFrom) until the next snapshot.
+   */
+  private snapshot: (SnapshotMark & { log: number }) | undefined;
+  /** The snapshot the first load reads (none once anything was written before it). */
+  private toLoad: SnapshotMark | undefined;
+  /** The kept log's records (from the snapshot's segment on, each key's latest), for the first load. */
+  private overlay: Pending | undefined;
+  /** A segment replayed at open was damaged: no snapshot is trusted. */
+  private logDamaged = false;
+  /** The last snapshot's size, and the log's bytes since it was begun (kept segments at open, then appends past `checkpointAt`). */
+  private lastSnapshotBytes = 0;
+  private logBeforeRun = 0;
+  private checkpointAt = 0;
+  /** A snapshot being written while the hub runs. */
+  private running: RunningCheckpoint | undefined;
 
   private constructor(
     private readonly db: Db,
@@ -272,10 +389,13 @@ export class Store implements TaskStore {
       const meta = (k: string): boolean => k === FORMAT_KEY || k === SNAPSHOT_KEY;
       await dropRecords(db, settings.dropRecords.filter(meta), settings.log);
       const format = await checkFormat(db, location, STORE_FORMAT);
-      const snapshot = await store.takeSnapshotMark();
-      const { wal, old } = Wal.open(location, { sync: settings.sync, maxFrameBytes: settings.maxFrameBytes });
+      const snapshot = await store.readSnapshotMark();
+      // Segments are numbered past the snapshot's first: those it needs are never confused with new ones.
+      const { wal, old } = Wal.open(location, { sync: settings.sync, maxFrameBytes: settings.maxFrameBytes }, snapshot?.log ?? 1);
       store.wal = wal;
-      const replayed = await store.replay(wal, old);
+      // An older release's mark was written with the log empty behind it: its log is this run's.
+      const needs = snapshot === undefined ? undefined : (snapshot.log ?? (old.length === 0 ? wal.current : undefined));
+      await store.replay(wal, old, needs);
       const dropped = await dropRecords(db, settings.dropRecords.filter((k) => !meta(k)), settings.log);
       const converted = await store.convert();
       store.id = await storeId(db);
@@ -285,16 +405,30 @@ export class Store implements TaskStore {
         const changed =
           format < STORE_FORMAT
             ? `the store was opened by a dhub of format ${format}`
-            : replayed > 0
+            : needs === undefined
               ? 'the log held changes'
-              : converted > 0
-                ? 'records were converted'
-                : dropped > 0
-                  ? 'records were dropped (--drop-record)'
-                  : '';
-        if (changed === '') store.snapshot = snapshot;
-        else store.dropSnapshot(`it is not used: ${changed} since it was written`);
+              : !old.filter((n) => n >= needs).every((n, i) => n === needs + i)
+                ? `a segment of the log it needs (from ${needs} on) is missing`
+                : store.logDamaged
+                  ? 'the log was damaged'
+                  : converted > 0
+                    ? 'records were converted'
+                    : dropped > 0
+                      ? 'records were dropped (--drop-record)'
+                      : '';
+        if (changed === '') {
+          const mark = { ...snapshot, log: needs as number };
+          if (snapshot.log === undefined) await db.put(SNAPSHOT_KEY, markBytes(mark), { sync: true });
+          store.snapshot = mark;
+          store.toLoad = mark;
+          store.lastSnapshotBytes = mark.bytes;
+        } else {
+          store.overlay = undefined;
+          await store.forgetSnapshot(`it is not used: ${changed} since it was written`);
+        }
       }
+      // What LevelDB now holds and no snapshot needs goes.
+      for (const e of wal.discard(old.filter((n) => n < store.keepFrom))) settings.log.warn(e.message);
     } catch (err) {
       store.wal?.close(false);
       await db.close();
@@ -304,38 +438,56 @@ export class Store implements TaskStore {
     return store;
   }
 
+  /** The first log segment a snapshot needs (the named one, or one being written): this one and every later one are kept. */
+  private get keepFrom(): number {
+    return Math.min(this.snapshot?.log ?? Infinity, this.running?.from ?? Infinity);
+  }
+
   private get snapshotPath(): string {
     return join(this.location, SNAPSHOT_FILE);
   }
 
   /**
-   * The snapshot the last clean stop wrote, taken out of the store before anything is written (a
-   * crash from now on leaves none: the next start reads LevelDB); a snapshot file no marker
-   * names, or one half-written, is deleted.
+   * The snapshot the store names (a clean stop's, or one written while the hub ran); a snapshot
+   * file no marker names, or one half-written, is deleted. The mark stays: with the log it names
+   * kept, the snapshot is good for every start until the next one replaces it.
    */
-  private async takeSnapshotMark(): Promise<SnapshotMark | undefined> {
-    // A stop killed while it wrote its snapshot leaves the temporary file.
+  private async readSnapshotMark(): Promise<SnapshotMark | undefined> {
+    // A stop or a hub killed while it wrote a snapshot leaves the temporary file.
     const tmp = `${this.snapshotPath}.tmp`;
     try {
       rmSync(tmp, { force: true });
     } catch (err) {
-      this.options.log.warn(`cannot delete ${tmp}: ${causeMessage(err)}; no snapshot is written at the next stop while it is there`);
+      this.options.log.warn(`cannot delete ${tmp}: ${causeMessage(err)}; no snapshot is written while it is there`);
     }
     const stored = await this.db.get(SNAPSHOT_KEY);
     if (stored === undefined) {
       if (existsSync(this.snapshotPath)) this.dropSnapshot('the store does not name it (its stop was cut short, or the store lost its record of it)');
       return undefined;
     }
-    await this.db.del(SNAPSHOT_KEY, { sync: true });
     try {
       const mark = JSON.parse(Buffer.from(stored).toString('utf8')) as Partial<SnapshotMark>;
       const count = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
-      if (typeof mark.id === 'string' && count(mark.bytes) && count(mark.tasks)) return { id: mark.id, bytes: mark.bytes as number, tasks: mark.tasks as number };
+      if (typeof mark.id === 'string' && count(mark.bytes) && count(mark.tasks) && (mark.log === undefined || (count(mark.log) && (mark.log as number) > 0))) {
+        return { id: mark.id, bytes: mark.bytes as number, tasks: mark.tasks as number, ...(mark.log === undefined ? {} : { log: mark.log }) };
+      }
     } catch {
       // Said below.
     }
-    this.dropSnapshot(`the store's record of it (${SNAPSHOT_KEY}) holds ${describeBytes(stored)}`);
+    await this.forgetSnapshot(`the store's record of it (${SNAPSHOT_KEY}) holds ${describeBytes(stored)}`);
     return undefined;
+  }
+
+  /**
+   * Takes the snapshot out of the store (its mark first, durably, then its file): from then on
+   * the log is kept only until LevelDB holds it, and starts read LevelDB.
+   */
+  private async forgetSnapshot(reason: string): Promise<void> {
+    this.snapshot = undefined;
+    this.toLoad = undefined;
+    this.overlay = undefined;
+    await this.db.del(SNAPSHOT_KEY, { sync: true });
+    this.dropSnapshot(reason);
   }
 
   /** Deletes the snapshot file, saying why when there is a reason worth a line. */
@@ -357,24 +509,34 @@ export class Store implements TaskStore {
     }
   }
 
-  /** Puts what the last run logged into LevelDB, segment by segment, then deletes the segments; the entries replayed. */
-  private async replay(wal: Wal, old: readonly number[]): Promise<number> {
+  /**
+   * Puts what the last run logged into LevelDB, segment by segment; the entries replayed. The
+   * records of segments from `overlayFrom` on are also held for the first load (a snapshot's
+   * log). The caller deletes the segments no snapshot needs.
+   */
+  private async replay(wal: Wal, old: readonly number[], overlayFrom: number | undefined): Promise<number> {
     const started = Date.now();
     let entries = 0;
+    const overlay = overlayFrom === undefined ? undefined : new Pending();
     for (const n of old) {
       const commits = wal.replay(n);
+      const kept = overlay !== undefined && n >= (overlayFrom as number) ? overlay : undefined;
+      if (kept !== undefined) this.logBeforeRun += segmentBytes(wal.path(n));
       for (let next = commits.next(); ; next = commits.next()) {
         if (next.done === true) {
           this.report(wal, n, next.value);
           break;
         }
-        for (const e of next.value) this.pending.key(e.key, e.value);
+        for (const e of next.value) {
+          this.pending.key(e.key, e.value);
+          kept?.key(e.key, e.value);
+        }
         entries += next.value.length;
         if (this.pending.bytes > this.options.maxPendingBytes) await this.moveOrThrow();
       }
     }
     await this.moveOrThrow();
-    for (const e of wal.discard(old)) this.options.log.warn(e.message);
+    this.overlay = overlay;
     if (old.length > 0) this.options.log.info(`replayed ${entries} log entries from ${old.length} segment(s) into LevelDB in ${Date.now() - started} ms`);
     return entries;
   }
@@ -387,6 +549,7 @@ export class Store implements TaskStore {
   private report(wal: Wal, n: number, report: SegmentReport): void {
     const log = this.options.log;
     const path = wal.path(n);
+    if (report.damage.length > 0) this.logDamaged = true;
     if (report.torn !== undefined) {
       log.info(`${path}: dropped a torn tail of ${report.torn.bytes} bytes at byte ${report.torn.offset} (the last write, cut by a crash: never acknowledged)`);
     }
@@ -457,7 +620,7 @@ export class Store implements TaskStore {
    */
   async loadEach(sink: (record: TaskRecord) => void, expect?: (tasks: number) => void): Promise<void> {
     await this.background;
-    if (this.snapshot !== undefined && this.loadSnapshot(this.snapshot, sink, expect)) return;
+    if (this.toLoad !== undefined && (await this.loadSnapshot(this.toLoad, sink, expect))) return;
     const logged = this.pending;
     const bad: { key: string; reason: string }[] = [];
     let badCount = 0;
@@ -523,29 +686,59 @@ export class Store implements TaskStore {
   }
 
   /**
-   * Hands the snapshot's tasks to `sink`; false (nothing handed over) when the file does not
-   * check out. Read once: the file is deleted after (it stops matching LevelDB at the first write).
+   * Hands the snapshot's tasks to `sink`, each with the kept log's newer records of it, then the
+   * tasks only the kept log holds; false (nothing handed over) when the file does not check out,
+   * and the snapshot is taken out of the store (the caller reads LevelDB). Read once.
    */
-  private loadSnapshot(mark: SnapshotMark, sink: (record: TaskRecord) => void, expect?: (tasks: number) => void): boolean {
-    this.snapshot = undefined;
+  private async loadSnapshot(mark: SnapshotMark, sink: (record: TaskRecord) => void, expect?: (tasks: number) => void): Promise<boolean> {
+    const overlay = this.overlay;
+    this.toLoad = undefined;
+    this.overlay = undefined;
     const started = Date.now();
+    const logged = overlay === undefined || overlay.tasks.size === 0 ? undefined : overlay.tasks;
+    let fromLog = 0;
     try {
-      readSnapshot(this.snapshotPath, mark, sink, expect);
+      if (logged === undefined) readSnapshot(this.snapshotPath, mark, sink, expect);
+      else {
+        const seen = new Set<string>();
+        readSnapshot(
+          this.snapshotPath,
+          mark,
+          (record) => {
+            const held = logged.get(record.spec.name);
+            if (held === undefined) return sink(record);
+            seen.add(record.spec.name);
+            const newer = withLogged(record, held);
+            if (newer !== undefined) sink(newer);
+          },
+          expect,
+        );
+        for (const [name, held] of logged) {
+          if (seen.has(name)) continue;
+          // Created (or made again) after the snapshot was begun: both records are in the log.
+          const hasSpec = held.spec !== undefined && held.spec.length > 0;
+          const hasState = held.state !== undefined && held.state.length > 0;
+          if (!hasSpec && !hasState) continue; // deleted
+          if (!hasSpec || !hasState) throw new RecordError(`the log kept with the snapshot holds ${hasSpec ? 'the spec' : 'the state'} of task ${JSON.stringify(name)}, which the snapshot does not hold, without its ${hasSpec ? 'state' : 'spec'}`);
+          sink(decodeSplitRecord(held.spec as Uint8Array, held.state as Uint8Array));
+          fromLog++;
+        }
+      }
     } catch (err) {
       if (err instanceof SnapshotError) {
-        this.dropSnapshot(`it is not used: ${err.message}`);
+        await this.forgetSnapshot(`it is not used: ${err.message}`);
         return false;
       }
-      this.dropSnapshot('');
+      await this.forgetSnapshot('');
       if (!(err instanceof RecordError)) throw err;
       throw new DagworkError(
         'STORE_FAILED',
-        `the snapshot ${this.snapshotPath} holds a task that cannot be read (${toError(err).message}); it is deleted, and the next start reads the tasks from LevelDB: start dhub again`,
+        `the snapshot ${this.snapshotPath} or the log kept with it holds a task that cannot be read (${toError(err).message}); the snapshot is deleted, and the next start reads the tasks from LevelDB: start dhub again`,
         { cause: err },
       );
     }
-    this.dropSnapshot('');
-    this.options.log.info(`read ${mark.tasks} tasks from the snapshot of the last clean stop in ${Date.now() - started} ms`);
+    const since = logged === undefined ? '' : ` and ${logged.size} tasks' newer records from the log kept with it (${fromLog} not in the snapshot)`;
+    this.options.log.info(`read ${mark.tasks} tasks from the snapshot${since} in ${Date.now() - started} ms`);
     return true;
   }
 
@@ -582,10 +775,11 @@ export class Store implements TaskStore {
     const pools = changes?.pools ?? [];
     const specs = changes?.specs;
     if (records.length === 0 && deleted.length === 0 && pools.length === 0) return Promise.resolve();
-    // Written before the first load (no hub does): the snapshot no longer says what the store holds.
-    if (this.snapshot !== undefined) {
-      this.snapshot = undefined;
-      this.dropSnapshot('');
+    // Written before the first load (no hub does): the first load reads LevelDB and the log, which
+    // hold this write (the snapshot, with the log kept from its segment on, stays good for a start).
+    if (this.toLoad !== undefined) {
+      this.toLoad = undefined;
+      this.overlay = undefined;
     }
     let commit: { frames: Buffer[]; values: Uint8Array[] };
     try {
@@ -688,32 +882,88 @@ export class Store implements TaskStore {
     }
   }
 
+  /**
+   * A snapshot to write while the hub runs, when the log written since the last one began is long
+   * enough (StoreOptions.checkpointBytes, and CHECKPOINT_GROWTH times the last snapshot's size):
+   * every later change goes into a new log segment, which the snapshot names and keeps. Undefined
+   * when none is due, one is being written, or the store cannot begin one (said in the log).
+   */
+  checkpoint(): Checkpoint | undefined {
+    const wal = this.wal;
+    if (this.running !== undefined || this.closing || this.options.checkpointBytes === 0 || wal === undefined || this.segmentTrouble !== undefined) return undefined;
+    const written = this.logBeforeRun + wal.appended - this.checkpointAt;
+    if (written < Math.max(this.options.checkpointBytes, Math.min(CHECKPOINT_GROWTH * this.lastSnapshotBytes, CHECKPOINT_MAX_BYTES))) return undefined;
+    // Begun or not, the next try waits for as much log again.
+    this.logBeforeRun = 0;
+    this.checkpointAt = wal.appended;
+    let writer: SnapshotWriter;
+    try {
+      wal.rotate();
+      writer = new SnapshotWriter(this.snapshotPath, randomBytes(8).toString('hex'));
+    } catch (err) {
+      this.options.log.warn(`no snapshot begun (${causeMessage(err)}): tried again after as much log`);
+      return undefined;
+    }
+    const running = new RunningCheckpoint(
+      writer,
+      wal.current,
+      (mark) => this.db.put(SNAPSHOT_KEY, markBytes(mark), { sync: true }),
+      (mark, error) => this.checkpointEnded(running, mark, error),
+    );
+    this.running = running;
+    return running;
+  }
+
+  private checkpointEnded(running: RunningCheckpoint, mark: (SnapshotMark & { log: number }) | undefined, error: unknown): void {
+    if (this.running === running) this.running = undefined;
+    const log = this.options.log;
+    if (mark !== undefined) {
+      this.snapshot = mark;
+      this.lastSnapshotBytes = mark.bytes;
+      log.info(`wrote a snapshot of ${mark.tasks} tasks (${mark.bytes} bytes) while serving, in ${Date.now() - running.started} ms: a start reads it and the log from segment ${mark.log} on`);
+      return;
+    }
+    if (error === undefined) return; // given up by the hub
+    // Put in place but not named: the snapshot named before is gone (the next start reads LevelDB).
+    if (running.placed) this.snapshot = undefined;
+    log.warn(`the snapshot begun at log segment ${running.from} was not written (${causeMessage(error)}); ${this.snapshot !== undefined ? 'the one before stays' : 'a start reads LevelDB until the next one'}`);
+  }
+
   async close(tasks?: () => Iterable<TaskRecord>): Promise<void> {
     this.closing = true;
+    await this.running?.close();
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.background;
     await this.toLevel(false);
-    // With everything in LevelDB the log goes; otherwise the next start puts it there.
-    // (A LevelDB failure, now or earlier in the run, makes it untrusted: notMoved.)
+    // With everything in LevelDB the log goes, but for the segments a snapshot needs; otherwise
+    // the next start puts it there. (A LevelDB failure, now or earlier in the run, makes it
+    // untrusted: notMoved.)
     const allInLevel = this.pending.size === 0 && !this.levelUntrusted;
     if (this.levelUntrusted) this.options.log.warn('the log is kept, as LevelDB failed a write in this run: the next start puts it into LevelDB again, and deletes it');
-    const logErrors = this.wal?.close(allInLevel) ?? [];
+    // A clean stop's snapshot is named before the log goes: it needs none of it.
+    if (tasks !== undefined && allInLevel && this.segmentTrouble === undefined && this.wal !== undefined) await this.writeSnapshot(tasks(), this.wal.current + 1);
+    const logErrors = this.wal?.close(allInLevel, this.keepFrom) ?? [];
     for (const e of logErrors) this.options.log.warn(e.message);
-    if (tasks !== undefined && allInLevel && logErrors.length === 0 && this.segmentTrouble === undefined) await this.writeSnapshot(tasks());
     await this.db.close();
   }
 
-  /** A snapshot of `tasks`, and the store's record of it; on failure none (the next start reads LevelDB). */
-  private async writeSnapshot(tasks: Iterable<TaskRecord>): Promise<void> {
+  /** A snapshot of `tasks` that needs the log from segment `log` on, and the store's record of it; on failure the one before stays, if it can. */
+  private async writeSnapshot(tasks: Iterable<TaskRecord>, log: number): Promise<void> {
     const started = Date.now();
+    let writer: SnapshotWriter | undefined;
     try {
-      const mark = writeSnapshot(this.snapshotPath, randomBytes(8).toString('hex'), tasks);
-      await this.db.put(SNAPSHOT_KEY, new TextEncoder().encode(JSON.stringify(mark)), { sync: true });
+      writer = new SnapshotWriter(this.snapshotPath, randomBytes(8).toString('hex'));
+      for (const task of tasks) writer.add(task);
+      const mark = { ...writer.finishNow(), log };
+      await this.db.put(SNAPSHOT_KEY, markBytes(mark), { sync: true });
+      this.snapshot = mark;
       this.options.log.info(`wrote a snapshot of ${mark.tasks} tasks (${mark.bytes} bytes) in ${Date.now() - started} ms: the next start reads it`);
     } catch (err) {
-      this.options.log.warn(`no snapshot written (${causeMessage(err)}): the next start reads the tasks from LevelDB`);
-      this.dropSnapshot('');
+      writer?.abort();
+      // Put in place but not named: the snapshot named before is gone.
+      if (writer?.placed === true) this.snapshot = undefined;
+      this.options.log.warn(`no snapshot written (${causeMessage(err)}): the next start reads ${this.snapshot !== undefined ? 'the one before, with the log kept for it' : 'the tasks from LevelDB'}`);
     }
   }
 
@@ -806,7 +1056,10 @@ export class Store implements TaskStore {
     this.levelError = undefined;
     this.levelFailures = 0;
     if (this.levelUntrusted) return; // the segments stay for the next start (notMoved)
-    for (const e of (this.wal as Wal).discard(segments)) this.options.log.warn(`${e.message}; it is tried again at the next background write`);
+    // Those the snapshot needs stay until the next one is named.
+    const keepFrom = this.keepFrom;
+    const done = keepFrom === Infinity ? segments : segments.filter((n) => n < keepFrom);
+    for (const e of (this.wal as Wal).discard(done)) this.options.log.warn(`${e.message}; it is tried again at the next background write`);
   }
 
   private notMoved(batch: Pending, err: Error): void {
@@ -825,6 +1078,32 @@ export class Store implements TaskStore {
       );
     }
   }
+}
+
+/**
+ * A snapshot's task as the log kept with it last wrote it: undefined when deleted; the log's spec
+ * and state when it wrote the task again (created or replaced: both are written together), the
+ * snapshot's spec with the log's state when only the state changed. Throws RecordError.
+ */
+function withLogged(record: TaskRecord, held: PendingTask): TaskRecord | undefined {
+  const spec = held.spec;
+  const state = held.state;
+  if (spec !== undefined && spec.length === 0 && state !== undefined && state.length === 0) return undefined;
+  if (spec === undefined && state !== undefined && state.length > 0) return withStateRecord(record, state);
+  if (spec !== undefined && spec.length > 0 && state !== undefined && state.length > 0) return decodeSplitRecord(spec, state);
+  throw new RecordError(`the log kept with the snapshot holds a ${spec === undefined ? 'state' : 'spec'} record of task ${JSON.stringify(record.spec.name)} without the other (or one of them empty)`);
+}
+
+function segmentBytes(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+function markBytes(mark: SnapshotMark): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(mark));
 }
 
 function errorCode(err: unknown): string | undefined {

@@ -79,26 +79,32 @@ export class Wal {
   private closed: number[];
   /** Closed segments found damaged, and where they go instead of being deleted. */
   private readonly damaged = new Map<number, string>();
+  /** Bytes appended in this run, all segments. */
+  appended = 0;
 
   private constructor(
     private readonly dir: string,
     private readonly options: WalOptions,
     existing: number[],
+    first: number,
   ) {
     this.closed = existing;
-    this.segment = (existing[existing.length - 1] ?? 0) + 1;
+    this.segment = Math.max((existing[existing.length - 1] ?? 0) + 1, first);
     this.fd = this.create(this.segment);
     this.size = SEGMENT_MAGIC.length;
   }
 
-  /** Opens the log for appends, in a new segment after those left by the last run (`old`). */
-  static open(dir: string, options: WalOptions): { wal: Wal; old: number[] } {
+  /**
+   * Opens the log for appends, in a new segment after those left by the last run (`old`), and
+   * numbered `first` at least (a snapshot names the segments after it: their numbers never go back).
+   */
+  static open(dir: string, options: WalOptions, first = 1): { wal: Wal; old: number[] } {
     const old = readdirSync(dir)
       .filter((f) => f.startsWith(WAL_PREFIX))
       .map((f) => Number(f.slice(WAL_PREFIX.length)))
       .filter((n) => Number.isSafeInteger(n) && n > 0)
       .sort((a, b) => a - b);
-    return { wal: new Wal(dir, options, old.slice()), old };
+    return { wal: new Wal(dir, options, old.slice(), first), old };
   }
 
   path(n: number): string {
@@ -183,12 +189,14 @@ export class Wal {
         let written = 0;
         while (written < frame.length) written += writeSync(this.fd, frame, written);
         this.size += frame.length;
+        this.appended += frame.length;
       }
       if (this.options.sync) fdatasyncSync(this.fd);
       this.commits++;
     } catch (err) {
       try {
         ftruncateSync(this.fd, start);
+        this.appended -= this.size - start;
         this.size = start;
       } catch {
         // A partly written commit must stay the last thing in its segment, or it would be
@@ -219,6 +227,11 @@ export class Wal {
     return this.closed.slice();
   }
 
+  /** The segment appends go to. */
+  get current(): number {
+    return this.segment;
+  }
+
   /** Closed segments, oldest first. */
   closedSegments(): number[] {
     return this.closed.slice();
@@ -247,15 +260,19 @@ export class Wal {
     return errors;
   }
 
-  /** Closes the log; with `empty`, everything is in LevelDB and every segment goes. */
-  close(empty: boolean): Error[] {
+  /**
+   * Closes the log; with `empty`, everything is in LevelDB and every segment before `keepFrom`
+   * goes (those from it on stay: a snapshot needs them).
+   */
+  close(empty: boolean, keepFrom = Infinity): Error[] {
     try {
       closeSync(this.fd);
     } catch {
       // nothing more can be done with it
     }
     if (!empty) return [];
-    const errors = this.discard(this.closed.slice());
+    const errors = this.discard(this.closed.filter((n) => n < keepFrom));
+    if (this.segment >= keepFrom) return errors;
     try {
       unlinkSync(this.path(this.segment));
     } catch (err) {

@@ -1,0 +1,296 @@
+/**
+ * Snapshots written while the hub runs (Store.checkpoint): begun when the log since the last one
+ * is long enough, written a task at a time while writes go on between the tasks, then named. A
+ * start after a crash reads the snapshot and the log kept from its first segment on, never
+ * LevelDB: random runs of writes, slices, crashes and clean stops against a model of what was
+ * written; and the log's segments before a named snapshot go, those it needs stay.
+ */
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Logger } from '../hub/src/log.js';
+import { Store, type Checkpoint } from '../hub/src/store/store.js';
+import { WAL_PREFIX } from '../hub/src/store/wal.js';
+import type { TaskRecord } from '../proto/src/types.js';
+import { Client } from '../worker-kit/src/index.js';
+import { cleanTempDirs, startHub, tempDir, type RunningHub } from './helpers.js';
+import { taskRecord } from './support/records.js';
+
+afterAll(() => cleanTempDirs());
+
+function captureLog(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  return { lines, error: (m) => lines.push(`error ${m}`), warn: (m) => lines.push(`warn ${m}`), info: (m) => lines.push(`info ${m}`), debug() {} };
+}
+
+/** The records by name, bytes as hex: what a comparison needs. */
+const byName = (records: Iterable<TaskRecord>): unknown[] =>
+  [...records]
+    .sort((a, b) => (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0))
+    .map((r) => ({ ...r, spec: { ...r.spec, payload: Buffer.from(r.spec.payload).toString('hex') }, result: Buffer.from(r.result).toString('hex') }));
+
+/**
+ * What a kill -9 leaves: the log as written (every append is in the kernel), LevelDB as the
+ * background left it; nothing more is put into LevelDB and no segment is deleted.
+ */
+async function crash(store: Store): Promise<void> {
+  const inside = store as unknown as {
+    closing: boolean;
+    timer: NodeJS.Timeout | undefined;
+    background: Promise<void> | undefined;
+    running: { close(): Promise<void> } | undefined;
+    wal: { close(empty: boolean): void };
+    db: { close(): Promise<void> };
+  };
+  inside.closing = true;
+  clearTimeout(inside.timer);
+  await inside.background;
+  // A snapshot being written dies with the process: its temporary file stays (a start deletes it).
+  inside.running = undefined;
+  inside.wal.close(false);
+  await inside.db.close();
+}
+
+const segments = (db: string): number[] =>
+  readdirSync(db)
+    .filter((f) => f.startsWith(WAL_PREFIX))
+    .map((f) => Number(f.slice(WAL_PREFIX.length)))
+    .sort((a, b) => a - b);
+
+type Step =
+  | { kind: 'create'; n: number }
+  | { kind: 'update'; picks: number[] }
+  | { kind: 'replace'; pick: number }
+  | { kind: 'delete'; picks: number[] }
+  | { kind: 'begin' }
+  | { kind: 'slice'; n: number }
+  | { kind: 'finish' }
+  | { kind: 'abort' }
+  | { kind: 'level' }
+  | { kind: 'crash' }
+  | { kind: 'stop' };
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('create' as const), n: fc.integer({ min: 1, max: 6 }) }) },
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('update' as const), picks: fc.array(fc.nat(), { minLength: 1, maxLength: 12 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('replace' as const), pick: fc.nat() }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), picks: fc.array(fc.nat(), { minLength: 1, maxLength: 3 }) }) },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('begin' as const) }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('slice' as const), n: fc.integer({ min: 1, max: 4 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('finish' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('abort' as const) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('level' as const) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('crash' as const) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('stop' as const) }) },
+);
+
+describe('a snapshot written while the hub runs', () => {
+  it('with the log kept from its beginning gives what was written, whatever changed while it was written (random runs, crashes and clean stops)', async () => {
+    /** Starts over all runs that read a snapshot with records of the log kept after it. */
+    let startsWithLog = 0;
+    let named = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { minLength: 20, maxLength: 100 }), async (steps) => {
+        const db = join(tempDir(), 'db');
+        const log = captureLog();
+        // checkpointBytes 1: a snapshot as soon as the log holds twice the last one's size.
+        const open = (): Promise<Store> => Store.open(db, { log, checkpointBytes: 1 });
+        let store = await open();
+        await store.loadAll();
+        const model = new Map<string, TaskRecord>();
+        let seq = 0;
+        let version = 0;
+        let running: { writer: Checkpoint; from: number } | undefined;
+        const inOrder = (): TaskRecord[] => [...model.values()].sort((a, b) => a.seq - b.seq);
+        const pick = (i: number): TaskRecord | undefined => inOrder()[i % Math.max(1, model.size)];
+        /** A task as a transition writes it: a new state, an entry more in its log. */
+        const changed = (r: TaskRecord): TaskRecord => {
+          version++;
+          const state = (['ready', 'running', 'done', 'failed'] as const)[version % 4] as TaskRecord['state'];
+          return { ...r, state, attempts: r.attempts + 1, log: [...r.log, { state, at: 1_700_000_000_000 + version, worker: `w${version % 3}`, note: '' }] };
+        };
+        const restart = async (how: 'crash' | 'stop'): Promise<void> => {
+          if (how === 'crash') await crash(store);
+          else await store.close(() => inOrder());
+          running = undefined;
+          const before = log.lines.length;
+          store = await open();
+          const loaded = await store.loadAll();
+          expect(byName(loaded)).toEqual(byName(model.values()));
+          if (log.lines.slice(before).some((l) => /newer records from the log kept with it/.test(l))) startsWithLog++;
+          expect(log.lines.filter((l) => l.startsWith('error') || l.startsWith('warn'))).toEqual([]);
+        };
+        for (const s of steps) {
+          switch (s.kind) {
+            case 'create': {
+              const made: TaskRecord[] = [];
+              for (let i = 0; i < s.n; i++) {
+                seq++;
+                const deps = seq > 1 ? [`t${seq - 1}`, `t${Math.max(1, seq - 7)}`].filter((d, j, all) => all.indexOf(d) === j) : [];
+                const r = taskRecord(`t${seq}`, { seq, payload: Buffer.alloc(120, seq % 251), log: [{ state: 'ready', at: 1_700_000_000_000, worker: '', note: 'created' }] });
+                r.spec.deps = deps;
+                made.push(r);
+                model.set(r.spec.name, r);
+              }
+              await store.write(made, { deleted: [], pools: [], specs: new Set(made.map((r) => r.spec.name)) });
+              break;
+            }
+            case 'update': {
+              const names = [...new Set(s.picks.map((i) => pick(i)?.spec.name).filter((n): n is string => n !== undefined))];
+              const records = names.map((n) => changed(model.get(n) as TaskRecord));
+              for (const r of records) model.set(r.spec.name, r);
+              await store.write(records, { deleted: [], pools: [], specs: new Set() });
+              break;
+            }
+            case 'replace': {
+              const old = pick(s.pick);
+              if (old === undefined) break;
+              const r = changed({ ...old, spec: { ...old.spec, payload: Buffer.from(`replaced ${version}`), priority: version % 7 } });
+              model.set(r.spec.name, r);
+              await store.write([r], { deleted: [], pools: [], specs: new Set([r.spec.name]) });
+              break;
+            }
+            case 'delete': {
+              const names = [...new Set(s.picks.map((i) => pick(i)?.spec.name).filter((n): n is string => n !== undefined))];
+              for (const n of names) model.delete(n);
+              await store.write([], { deleted: names, pools: [] });
+              break;
+            }
+            case 'begin': {
+              if (running !== undefined) break;
+              const writer = store.checkpoint();
+              if (writer !== undefined) running = { writer, from: 0 };
+              break;
+            }
+            case 'slice':
+            case 'finish': {
+              if (running === undefined) break;
+              const next = inOrder().filter((r) => r.seq >= (running as { from: number }).from);
+              const take = s.kind === 'finish' ? next : next.slice(0, s.n);
+              for (const r of take) running.writer.add(r);
+              running.from = (take[take.length - 1]?.seq ?? running.from) + 1;
+              if (s.kind === 'finish' || take.length === next.length) {
+                await running.writer.finish();
+                running = undefined;
+                named++;
+              }
+              break;
+            }
+            case 'abort':
+              running?.writer.abort();
+              running = undefined;
+              break;
+            case 'level':
+              // The background write into LevelDB, now: then the segments no snapshot needs go.
+              await (store as unknown as { toLevel(rotate: boolean): Promise<void> }).toLevel(true);
+              break;
+            case 'crash':
+            case 'stop':
+              await restart(s.kind);
+              break;
+            default:
+              throw new Error(`no such step ${(s satisfies never) as string}`);
+          }
+        }
+        await restart('crash');
+        await store.close();
+      }),
+      { numRuns: 80 },
+    );
+    // The runs did go through the paths under test.
+    expect(named).toBeGreaterThan(8);
+    expect(startsWithLog).toBeGreaterThan(20);
+  }, 120_000);
+
+  it('keeps the log from its first segment on, and lets the segments before it go once LevelDB holds them', async () => {
+    const db = join(tempDir(), 'db');
+    const log = captureLog();
+    const store = await Store.open(db, { log, checkpointBytes: 1 });
+    await store.loadAll();
+    const tasks = Array.from({ length: 50 }, (_, i) => taskRecord(`t${i}`, { seq: i + 1, payload: Buffer.alloc(100, i) }));
+    await store.write(tasks, { deleted: [], pools: [], specs: new Set(tasks.map((r) => r.spec.name)) });
+    expect(segments(db)).toEqual([1]);
+    const writer = store.checkpoint() as Checkpoint;
+    expect(writer).toBeDefined();
+    // A second is not begun while one is written.
+    expect(store.checkpoint()).toBeUndefined();
+    // Its first segment: every later change goes there.
+    expect(segments(db)).toEqual([1, 2]);
+    for (const r of tasks) writer.add(r);
+    await store.write([{ ...tasks[0], state: 'done' } as TaskRecord], { deleted: [], pools: [], specs: new Set() });
+    await writer.finish();
+    expect(log.lines).toContainEqual(expect.stringMatching(/^info wrote a snapshot of 50 tasks \(\d+ bytes\) while serving, in \d+ ms: a start reads it and the log from segment 2 on$/));
+    // The background write into LevelDB: segment 1 goes, 2 (the snapshot's) stays, 3 is new.
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    expect(segments(db)).toEqual([2, 3]);
+    await crash(store);
+    const again = await Store.open(db, { log, checkpointBytes: 1 });
+    const loaded = await again.loadAll();
+    expect(byName(loaded)).toEqual(byName([{ ...tasks[0], state: 'done' } as TaskRecord, ...tasks.slice(1)]));
+    expect(log.lines).toContainEqual(expect.stringMatching(/^info read 50 tasks from the snapshot and 1 tasks' newer records from the log kept with it \(0 not in the snapshot\) in \d+ ms$/));
+    // Its log is kept through the start; new segments are numbered after it.
+    expect(segments(db)).toEqual([2, 3, 4]);
+    await again.close(() => loaded);
+    // A clean stop's snapshot needs no log: every segment goes.
+    expect(segments(db)).toEqual([]);
+    const third = await Store.open(db, { log });
+    expect(byName(await third.loadAll())).toEqual(byName(loaded));
+    expect(segments(db)).toEqual([5]);
+    await third.close();
+  });
+});
+
+describe('dhub writing snapshots while it serves', () => {
+  /** Every task's name, state, attempts and worker, page by page. */
+  async function everyTask(client: Client): Promise<string[]> {
+    const tasks: string[] = [];
+    for (let after = 0; ; ) {
+      const page = await client.list({ limit: 1000, after });
+      for (const t of page.tasks) tasks.push(`${t.name} ${t.state} ${t.attempts} ${t.worker}`);
+      if (page.next === 0) return tasks;
+      after = page.next;
+    }
+  }
+
+  it('a start after a kill -9 reads the last one and the log since (not LevelDB), and finds every task as acknowledged', async () => {
+    const db = join(tempDir(), 'db');
+    const hubs: RunningHub[] = [];
+    const clients: Client[] = [];
+    const started = async (): Promise<{ hub: RunningHub; client: Client }> => {
+      // 1 byte: a snapshot as soon as the log holds twice the last one's size.
+      const hub = await startHub({ db, args: ['--snapshot-log-bytes', '1'] });
+      hubs.push(hub);
+      const client = new Client({ hub: hub.endpoint, worker: 'w1' });
+      clients.push(client);
+      return { hub, client };
+    };
+    try {
+      const { hub, client } = await started();
+      // Chains of 10: completions release their successors.
+      const names = Array.from({ length: 3000 }, (_, i) => `job${i}`);
+      for (let i = 0; i < names.length; i += 500) {
+        await client.create(names.slice(i, i + 500).map((name, j) => ({ name, deps: (i + j) % 10 === 0 ? [] : [`job${i + j - 1}`], payload: `echo ${i + j}` })));
+      }
+      let leased = (await client.steal({ n: 64 })).tasks;
+      const serving = (): number => hub.log().match(/wrote a snapshot of \d+ tasks \(\d+ bytes\) while serving/g)?.length ?? 0;
+      for (let round = 0; round < 200 && (serving() < 3 || round < 20); round++) {
+        const { next } = await client.complete(leased.map((t) => ({ name: t.name, result: `done ${t.name}` })), { n: 64 });
+        leased = next?.tasks ?? [];
+        if (round % 7 === 0) await client.fail(leased.pop()?.name ?? 'job0', 'a failure to keep', { permanent: true }).catch(() => undefined);
+      }
+      expect(serving()).toBeGreaterThanOrEqual(3);
+      const before = await everyTask(client);
+      expect(before).toHaveLength(3000);
+      await hub.stop('SIGKILL');
+
+      const second = await started();
+      expect(second.hub.log()).toMatch(/read \d+ tasks from the snapshot( and \d+ tasks' newer records from the log kept with it \(0 not in the snapshot\))? in \d+ ms/);
+      expect(second.hub.log()).not.toMatch(/the tasks are read from LevelDB/);
+      expect(await everyTask(second.client)).toEqual(before);
+    } finally {
+      for (const client of clients) client.close();
+      for (const hub of hubs) await hub.stop();
+    }
+  }, 60_000);
+});
