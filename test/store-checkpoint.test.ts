@@ -5,7 +5,8 @@
  * LevelDB: random runs of writes, slices, crashes and clean stops against a model of what was
  * written; and the log's segments before a named snapshot go, those it needs stay.
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Level } from 'level';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -40,12 +41,15 @@ async function crash(store: Store): Promise<void> {
     timer: NodeJS.Timeout | undefined;
     background: Promise<void> | undefined;
     running: { close(): Promise<void> } | undefined;
+    forgetting: Promise<void> | undefined;
     wal: { close(empty: boolean): void };
     db: { close(): Promise<void> };
   };
   inside.closing = true;
   clearTimeout(inside.timer);
   await inside.background;
+  // A crash between two steps of the store's: the mark's removal under way is done, or not begun.
+  await inside.forgetting;
   // A snapshot being written dies with the process: its temporary file stays (a start deletes it).
   inside.running = undefined;
   inside.wal.close(false);
@@ -63,6 +67,7 @@ type Step =
   | { kind: 'update'; picks: number[] }
   | { kind: 'replace'; pick: number }
   | { kind: 'delete'; picks: number[] }
+  | { kind: 'again'; pick: number }
   | { kind: 'begin' }
   | { kind: 'slice'; n: number }
   | { kind: 'finish' }
@@ -76,6 +81,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 5, arbitrary: fc.record({ kind: fc.constant('update' as const), picks: fc.array(fc.nat(), { minLength: 1, maxLength: 12 }) }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('replace' as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('delete' as const), picks: fc.array(fc.nat(), { minLength: 1, maxLength: 3 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('again' as const), pick: fc.nat() }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('begin' as const) }) },
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('slice' as const), n: fc.integer({ min: 1, max: 4 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('finish' as const) }) },
@@ -90,6 +96,8 @@ describe('a snapshot written while the hub runs', () => {
     /** Starts over all runs that read a snapshot with records of the log kept after it. */
     let startsWithLog = 0;
     let named = 0;
+    /** Snapshots taken out of the store as their log grew past its bound. */
+    let forgotten = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(step, { minLength: 20, maxLength: 100 }), async (steps) => {
         const db = join(tempDir(), 'db');
@@ -101,7 +109,8 @@ describe('a snapshot written while the hub runs', () => {
         const model = new Map<string, TaskRecord>();
         let seq = 0;
         let version = 0;
-        let running: { writer: Checkpoint; from: number } | undefined;
+        /** A snapshot being written as the hub writes one (Graph.recordsFrom): tasks of seqs `from` to `before`, in order. */
+        let running: { writer: Checkpoint; from: number; before: number } | undefined;
         const inOrder = (): TaskRecord[] => [...model.values()].sort((a, b) => a.seq - b.seq);
         const pick = (i: number): TaskRecord | undefined => inOrder()[i % Math.max(1, model.size)];
         /** A task as a transition writes it: a new state, an entry more in its log. */
@@ -119,7 +128,9 @@ describe('a snapshot written while the hub runs', () => {
           const loaded = await store.loadAll();
           expect(byName(loaded)).toEqual(byName(model.values()));
           if (log.lines.slice(before).some((l) => /newer records from the log kept with it/.test(l))) startsWithLog++;
-          expect(log.lines.filter((l) => l.startsWith('error') || l.startsWith('warn'))).toEqual([]);
+          // Taken out, or given up, once the log kept for it grew past its bound: then LevelDB is read.
+          const bounded = /(it is taken out of the store: the log kept with it passed|is given up: \d+ times the log that set it off)/;
+          expect(log.lines.filter((l) => (l.startsWith('error') || l.startsWith('warn')) && !bounded.test(l))).toEqual([]);
         };
         for (const s of steps) {
           switch (s.kind) {
@@ -157,16 +168,29 @@ describe('a snapshot written while the hub runs', () => {
               await store.write([], { deleted: names, pools: [] });
               break;
             }
+            case 'again': {
+              // Deleted, then made again under its name (a new task: a new seq), in two writes.
+              const old = pick(s.pick);
+              if (old === undefined) break;
+              model.delete(old.spec.name);
+              await store.write([], { deleted: [old.spec.name], pools: [] });
+              seq++;
+              const r = taskRecord(old.spec.name, { seq, payload: Buffer.from(`again ${seq}`) });
+              model.set(r.spec.name, r);
+              await store.write([r], { deleted: [], pools: [], specs: new Set([r.spec.name]) });
+              break;
+            }
             case 'begin': {
               if (running !== undefined) break;
               const writer = store.checkpoint();
-              if (writer !== undefined) running = { writer, from: 0 };
+              if (writer !== undefined) running = { writer, from: 0, before: seq + 1 };
               break;
             }
             case 'slice':
             case 'finish': {
               if (running === undefined) break;
-              const next = inOrder().filter((r) => r.seq >= (running as { from: number }).from);
+              const { from, before } = running;
+              const next = inOrder().filter((r) => r.seq >= from && r.seq < before);
               const take = s.kind === 'finish' ? next : next.slice(0, s.n);
               for (const r of take) running.writer.add(r);
               running.from = (take[take.length - 1]?.seq ?? running.from) + 1;
@@ -195,13 +219,15 @@ describe('a snapshot written while the hub runs', () => {
         }
         await restart('crash');
         await store.close();
+        forgotten += log.lines.filter((l) => l.includes('it is taken out of the store: the log kept with it passed')).length;
       }),
       { numRuns: 80 },
     );
     // The runs did go through the paths under test.
     expect(named).toBeGreaterThan(8);
+    expect(forgotten).toBeGreaterThan(0);
     expect(startsWithLog).toBeGreaterThan(20);
-  }, 120_000);
+  }, 180_000);
 
   it('keeps the log from its first segment on, and lets the segments before it go once LevelDB holds them', async () => {
     const db = join(tempDir(), 'db');
@@ -222,7 +248,7 @@ describe('a snapshot written while the hub runs', () => {
     await writer.finish();
     expect(log.lines).toContainEqual(expect.stringMatching(/^info wrote a snapshot of 50 tasks \(\d+ bytes\) while serving, in \d+ ms: a start reads it and the log from segment 2 on$/));
     // The background write into LevelDB: segment 1 goes, 2 (the snapshot's) stays, 3 is new.
-    await new Promise((resolve) => setTimeout(resolve, 600));
+    await (store as unknown as { toLevel(rotate: boolean): Promise<void> }).toLevel(true);
     expect(segments(db)).toEqual([2, 3]);
     await crash(store);
     const again = await Store.open(db, { log, checkpointBytes: 1 });
@@ -272,20 +298,28 @@ describe('dhub writing snapshots while it serves', () => {
       for (let i = 0; i < names.length; i += 500) {
         await client.create(names.slice(i, i + 500).map((name, j) => ({ name, deps: (i + j) % 10 === 0 ? [] : [`job${i + j - 1}`], payload: `echo ${i + j}` })));
       }
-      let leased = (await client.steal({ n: 64 })).tasks;
+      // Tasks of their own pool, deleted and made again under the same names while snapshots are written.
+      const again = Array.from({ length: 40 }, (_, i) => `again${i}`);
+      await client.create(again.map((name) => ({ name, pool: 'side', payload: 'first' })));
+      let leased = (await client.steal({ n: 64, pools: ['default'] })).tasks;
       const serving = (): number => hub.log().match(/wrote a snapshot of \d+ tasks \(\d+ bytes\) while serving/g)?.length ?? 0;
       for (let round = 0; round < 200 && (serving() < 3 || round < 20); round++) {
-        const { next } = await client.complete(leased.map((t) => ({ name: t.name, result: `done ${t.name}` })), { n: 64 });
+        const { next } = await client.complete(leased.map((t) => ({ name: t.name, result: `done ${t.name}` })), { n: 64, pools: ['default'] });
         leased = next?.tasks ?? [];
+        if (round % 3 === 0) {
+          const name = again[round % again.length] as string;
+          await client.deleteTasks([name]);
+          await client.create([{ name, pool: 'side', payload: `made again in round ${round}` }]);
+        }
         if (round % 7 === 0) await client.fail(leased.pop()?.name ?? 'job0', 'a failure to keep', { permanent: true }).catch(() => undefined);
       }
       expect(serving()).toBeGreaterThanOrEqual(3);
       const before = await everyTask(client);
-      expect(before).toHaveLength(3000);
+      expect(before).toHaveLength(3040);
       await hub.stop('SIGKILL');
 
       const second = await started();
-      expect(second.hub.log()).toMatch(/read \d+ tasks from the snapshot( and \d+ tasks' newer records from the log kept with it \(0 not in the snapshot\))? in \d+ ms/);
+      expect(second.hub.log()).toMatch(/read \d+ tasks from the snapshot( and \d+ tasks' newer records from the log kept with it \(\d+ not in the snapshot\))? in \d+ ms/);
       expect(second.hub.log()).not.toMatch(/the tasks are read from LevelDB/);
       expect(await everyTask(second.client)).toEqual(before);
     } finally {
@@ -294,3 +328,139 @@ describe('dhub writing snapshots while it serves', () => {
     }
   }, 60_000);
 });
+
+describe('what a start trusts of a snapshot and its log', () => {
+  const tasks = (count: number, tag = ''): TaskRecord[] => Array.from({ length: count }, (_, i) => taskRecord(`t${i}`, { seq: i + 1, payload: Buffer.from(`payload ${i}${tag}`) }));
+  const specsOf = (records: readonly TaskRecord[]): Set<string> => new Set(records.map((r) => r.spec.name));
+  const toLevel = (store: Store): Promise<void> => (store as unknown as { toLevel(rotate: boolean): Promise<void> }).toLevel(true);
+  async function mark(db: string): Promise<Record<string, unknown> | undefined> {
+    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+    try {
+      const value = await level.get('meta:snapshot');
+      return value === undefined ? undefined : (JSON.parse(Buffer.from(value).toString('utf8')) as Record<string, unknown>);
+    } finally {
+      await level.close();
+    }
+  }
+  /** A store whose snapshot was written while serving (segment 2 on kept), with `later` written after it and put into LevelDB. */
+  async function servingSnapshot(stored: TaskRecord[], later: TaskRecord[]): Promise<string> {
+    const db = join(tempDir(), 'db');
+    const store = await Store.open(db, { checkpointBytes: 1 });
+    await store.loadAll();
+    await store.write(stored, { deleted: [], pools: [], specs: specsOf(stored) });
+    const writer = store.checkpoint() as Checkpoint;
+    for (const r of stored) writer.add(r);
+    await writer.finish();
+    await store.write(later, { deleted: [], pools: [], specs: new Set() });
+    await toLevel(store);
+    await crash(store);
+    return db;
+  }
+
+  it("an older release's mark (no log segment named) is read when the log is empty behind it, and given the segment then", async () => {
+    const stored = tasks(20);
+    const db = join(tempDir(), 'db');
+    const first = await Store.open(db);
+    await first.write(stored, { deleted: [], pools: [], specs: specsOf(stored) });
+    await first.close(() => stored);
+    const written = (await mark(db)) as Record<string, unknown>;
+    expect(written.log).toBeGreaterThan(0);
+    const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
+    await level.put('meta:snapshot', Buffer.from(JSON.stringify({ id: written.id, bytes: written.bytes, tasks: written.tasks })));
+    await level.close();
+    const log = captureLog();
+    const store = await Store.open(db, { log });
+    expect(byName(await store.loadAll())).toEqual(byName(stored));
+    await store.close();
+    expect(log.lines).toContainEqual(expect.stringMatching(/^info read 20 tasks from the snapshot in \d+ ms$/));
+    // The first segment this start wrote (the log was empty behind the mark).
+    expect((await mark(db))?.log).toBe(1);
+  });
+
+  it('a log segment it needs missing, or a damaged one: the start reads LevelDB and takes the snapshot out of the store', async () => {
+    const stored = tasks(30);
+    const later = stored.slice(0, 5).map((r) => ({ ...r, state: 'done' as const }));
+    const expected = [...later, ...stored.slice(5)];
+    // The snapshot's first segment deleted.
+    const missing = await servingSnapshot(stored, later);
+    expect(segments(missing)[0]).toBe(2);
+    rmSync(join(missing, `${WAL_PREFIX}2`));
+    const log = captureLog();
+    let store = await Store.open(missing, { log });
+    expect(byName(await store.loadAll())).toEqual(byName(expected));
+    await store.close();
+    expect(log.lines).toContainEqual(expect.stringMatching(/^warn the snapshot .*: it is not used: a segment of the log it needs \(from 2 on\) is missing since it was written; the tasks are read from LevelDB$/));
+    expect(await mark(missing)).toBeUndefined();
+    // A byte of a kept segment's frame changed.
+    const damaged = await servingSnapshot(stored, later);
+    const path = join(damaged, `${WAL_PREFIX}2`);
+    const bytes = readFileSync(path);
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 5) ^ 0xff, bytes.length - 5);
+    writeFileSync(path, bytes);
+    const log2 = captureLog();
+    store = await Store.open(damaged, { log: log2 });
+    expect(byName(await store.loadAll())).toEqual(byName(expected));
+    await store.close();
+    expect(log2.lines).toContainEqual(expect.stringMatching(/^warn the snapshot .*: it is not used: the log was damaged since it was written; the tasks are read from LevelDB$/));
+    expect(await mark(damaged)).toBeUndefined();
+  });
+
+  it("with checkpointBytes 0 (dhub --snapshot-log-bytes 0) none is written while serving, and a clean stop's is read once: then its file and mark are gone, and the log goes", async () => {
+    const stored = tasks(40);
+    const db = join(tempDir(), 'db');
+    const first = await Store.open(db, { checkpointBytes: 0 });
+    await first.loadAll();
+    for (let i = 0; i < 50; i++) await first.write(stored, { deleted: [], pools: [], specs: specsOf(stored) });
+    expect(first.checkpoint()).toBeUndefined();
+    await first.close(() => stored);
+    const log = captureLog();
+    const store = await Store.open(db, { log, checkpointBytes: 0 });
+    expect(byName(await store.loadAll())).toEqual(byName(stored));
+    expect(log.lines).toContainEqual(expect.stringMatching(/^info read 40 tasks from the snapshot in \d+ ms$/));
+    expect(existsSync(join(db, 'dagwork-snapshot'))).toBe(false);
+    const changed = stored.map((r) => ({ ...r, state: 'done' as const }));
+    await store.write(changed, { deleted: [], pools: [], specs: new Set() });
+    await toLevel(store);
+    await crash(store);
+    expect(await mark(db)).toBeUndefined();
+    // Only the segment the background move began is left (LevelDB holds the rest).
+    expect(segments(db)).toHaveLength(1);
+    const again = await Store.open(db, { checkpointBytes: 0 });
+    expect(byName(await again.loadAll())).toEqual(byName(changed));
+    await again.close();
+  });
+
+  it('snapshots that cannot be written do not keep the log for ever: past its bound the named one is taken out of the store, and the log goes', async () => {
+    const stored = tasks(30);
+    const db = await servingSnapshot(stored, []);
+    const log = captureLog();
+    const store = await Store.open(db, { log, checkpointBytes: 1 });
+    await store.loadAll();
+    // Where snapshots are written, a directory: none can be begun.
+    mkdirSync(join(db, 'dagwork-snapshot.tmp'));
+    let current = stored;
+    for (let i = 0; i < 40 && !log.lines.some((l) => l.includes('taken out of the store')); i++) {
+      current = current.map((r) => ({ ...r, attempts: r.attempts + 1 }));
+      await store.write(current, { deleted: [], pools: [], specs: new Set() });
+      expect(store.checkpoint()).toBeUndefined();
+      // A turn of the event loop, as between requests (LevelDB answers there).
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(log.lines).toContainEqual(expect.stringMatching(/^warn no snapshot begun \(.*EEXIST.*\): tried again after as much log$/));
+    expect(log.lines).toContainEqual(expect.stringMatching(/^warn the snapshot .*: it is taken out of the store: the log kept with it passed 2 times what sets off the next \(no snapshot written since\); the tasks are read from LevelDB$/));
+    await (store as unknown as { forgetting: Promise<void> | undefined }).forgetting;
+    await toLevel(store);
+    // The kept segments went with the snapshot: only the one being written is left.
+    expect(segments(db)).toHaveLength(1);
+    expect(await markOf(store)).toBeUndefined();
+    await store.close();
+    const again = await Store.open(db);
+    expect(byName(await again.loadAll())).toEqual(byName(current));
+    await again.close();
+  });
+});
+
+/** The snapshot's mark as the open store holds it. */
+async function markOf(store: Store): Promise<Uint8Array | undefined> {
+  return (store as unknown as { db: { get(key: string): Promise<Uint8Array | undefined> } }).db.get('meta:snapshot');
+}

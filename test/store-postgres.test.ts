@@ -226,7 +226,7 @@ describe.skipIf(postgresMissing !== undefined)('dhub --store', () => {
     expect(noDb.code).toBe(2);
     expect(noDb.stderr).toMatch(/^dhub: --store postgres:\/\/u:\*\*\*@h:5432\/ names no database/);
     const url = (await pgCluster()).url('postgres');
-    for (const flag of [['--sync'], ['--drop-record', 'spec:x']]) {
+    for (const flag of [['--sync'], ['--drop-record', 'spec:x'], ['--snapshot-log-bytes', '1000']]) {
       const run = await dhub(['--store', url, ...flag]);
       expect(run.code, flag.join(' ')).toBe(2);
       expect(run.stderr).toMatch(new RegExp(`^dhub: ${flag[0]} applies to the LevelDB store`));

@@ -54,7 +54,7 @@ const program = new Command('dhub')
   .option('--authorized-keys <file>', 'with --curve-secret: client public keys and their roles, "KEY ROLE" a line (worker, submit, admin)')
   .option(
     '--snapshot-log-bytes <n>',
-    "LevelDB store: write a snapshot of every task while serving once the log since the last one holds N bytes (or twice that snapshot's size, up to 1 GiB, if more): a start after a crash reads it and the log since, not LevelDB; 0: only a clean stop writes one",
+    "LevelDB store: write a snapshot of every task while serving once the log since the last one began holds N bytes (or twice that snapshot's size, up to 1 GiB, if more): a start after a crash reads it and the log kept since, not LevelDB; 0: only a clean stop writes one, which the next start reads once",
     byteLimitArg,
     defaultStoreOptions().checkpointBytes,
   )
@@ -189,6 +189,7 @@ the graph):
         }
         if (opts.sync === true) program.error("dhub: --sync applies to the LevelDB store; with --store, PostgreSQL's synchronous_commit decides when a commit is durable");
         if ((opts.dropRecord as string[]).length > 0) program.error('dhub: --drop-record applies to the LevelDB store, not to --store');
+        if (program.getOptionValueSource('snapshotLogBytes') !== 'default') program.error('dhub: --snapshot-log-bytes applies to the LevelDB store, not to --store');
       }
       const files: HubOptions['files'] = {
         maxFileBytes: opts.maxFileBytes as number,

@@ -234,7 +234,7 @@ export class Hub {
   private stopping = false;
   private recovering = false;
   /** A snapshot the store writes while the hub serves (TaskStore.checkpoint): the seq its next slice starts at. */
-  private checkpoint: { writer: Checkpoint; nextSeq: number } | undefined;
+  private checkpoint: { writer: Checkpoint; nextSeq: number; beforeSeq: number } | undefined;
   /** Cancels the wake-up of its next slice, when one is set. */
   private checkpointWake: (() => void) | undefined;
   /** Messages that arrived while the graph was being reloaded after a failed write. */
@@ -1055,20 +1055,22 @@ export class Hub {
       if (running === undefined) {
         const writer = this.store.checkpoint?.();
         if (writer === undefined) return;
-        this.checkpoint = { writer, nextSeq: 0 };
+        // Tasks created from now on are in the log the snapshot keeps, whole: the walk stops before them.
+        this.checkpoint = { writer, nextSeq: 0, beforeSeq: this.graph.nextTaskSeq };
         return this.checkpointSlice();
       }
       const deadline = performance.now() + CHECKPOINT_SLICE_MS;
       let added = 0;
       const next = this.graph.recordsFrom(
         running.nextSeq,
+        running.beforeSeq,
         (record) => running.writer.add(record),
-        () => (++added & 63) !== 0 || performance.now() < deadline,
+        () => (++added & 7) !== 0 || performance.now() < deadline,
       );
       if (next === undefined) {
         this.checkpoint = undefined;
         // Never rejects: the store logs how it ended.
-        void running.writer.finish();
+        running.writer.finish().catch(() => undefined);
         return;
       }
       running.nextSeq = next;

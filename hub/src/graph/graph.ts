@@ -1250,19 +1250,28 @@ export class Graph {
     for (const task of this.order) yield this.record(task);
   }
 
+  /** The seq the next task created gets: a walk begun now (recordsFrom) stops before it. */
+  get nextTaskSeq(): number {
+    return this.nextSeq;
+  }
+
   /**
-   * The records of the tasks from seq `fromSeq` on, in creation order, each handed to `sink`
-   * until `more` (asked before each) says stop: a snapshot written a slice at a time while the
-   * graph changes between slices. Returns the seq to go on from, or undefined once the last task
-   * was handed over. A task that exists through the whole walk is handed over once, whatever is
-   * created, replaced or deleted between slices; one created meanwhile may or may not be.
+   * The records of the tasks of seqs `fromSeq` to `beforeSeq` (excluded), in creation order, each
+   * handed to `sink` until `more` (asked before each) says stop: a snapshot written a slice at a
+   * time while the graph changes between slices. Returns the seq to go on from, or undefined once
+   * the last was handed over. A task that exists through the whole walk is handed over once; one
+   * deleted meanwhile may have been; one created meanwhile (a name made again included) is not,
+   * as its seq is `beforeSeq` at least when the walk began at `nextTaskSeq`.
    */
-  recordsFrom(fromSeq: number, sink: (record: TaskRecord) => void, more: () => boolean): number | undefined {
+  recordsFrom(fromSeq: number, beforeSeq: number, sink: (record: TaskRecord) => void, more: () => boolean): number | undefined {
     if (this.unwritten) throw new Error('the graph has changes the store was not given (takeDirty)');
     const order = this.order;
+    const seqs = this.tasks.seq;
     for (let i = this.orderIndex(fromSeq); i < order.length; i++) {
       const task = order[i] as TaskId;
-      if (!more()) return this.tasks.seq[task] as number;
+      const seq = seqs[task] as number;
+      if (seq >= beforeSeq) return undefined;
+      if (!more()) return seq;
       sink(this.record(task));
     }
     return undefined;

@@ -1,8 +1,9 @@
 /**
- * A snapshot of every task, written by a hub that stops cleanly and read by the next start in
- * place of LevelDB's two entries a task (reading those is most of a restart: bench/README). It is
- * an extra copy, never the only one: LevelDB holds the same records, and a start that cannot
- * trust the snapshot reads LevelDB instead (store.ts says when it is trusted).
+ * A snapshot of every task, written by a hub that stops cleanly or while it runs (a task at a
+ * time, between requests: SnapshotWriter), and read by a start in place of LevelDB's two entries a
+ * task (reading those is most of a restart: bench/README), with the log kept since it was begun
+ * replayed over it. It is an extra copy, never the only one: LevelDB holds the same records, and a
+ * start that cannot trust the snapshot reads LevelDB instead (store.ts says when it is trusted).
  *
  * The file (SNAPSHOT_FILE in the store's directory). All integers little-endian.
  *   file    = MAGIC (8 bytes: "dagsnap" 0x02), the snapshot's id (16 ASCII hex digits), then chunks.
@@ -16,8 +17,9 @@
  *   in creation order, and a dependency on one of the RECENT_NAMES tasks before is written as how
  *   many tasks back it is (record.ts, DEP_BACK), not by its name (version 2; version 1, which
  *   wrote every name, is read as well).
- * The store's marker (SNAPSHOT_KEY in LevelDB) names the id, the file's size and its tasks: a
- * file that does not match it, or whose chunks do not check out, is not used.
+ * The store's marker (SNAPSHOT_KEY in LevelDB) names the id, the file's size, its tasks and the
+ * first log segment it needs: a file that does not match it, or whose chunks do not check out, is
+ * not used.
  */
 import { closeSync, constants, fstatSync, fsync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -48,6 +50,8 @@ export interface SnapshotMark {
    * the marks of the release before, which a clean stop wrote with the log empty behind it.
    */
   log?: number;
+  /** Written while the hub served: segment `log` was made when it began, and must be there. */
+  serving?: true;
 }
 
 /**

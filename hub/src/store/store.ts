@@ -3,9 +3,11 @@
  * created or replaced, and its state, written at every transition), in front of them a
  * write-ahead log. The graph decides what changed; the store writes it: one group commit appended
  * to the log per `write` (durable when it resolves), and into LevelDB in the background, many
- * commits at a time, each key's latest value only. A start puts whatever the log still holds into
- * LevelDB, then converts the records of older formats (one key per task). A clean stop also writes
- * a snapshot of every task (snapshot.ts), which the next start reads in place of LevelDB's entries.
+ * commits at a time, each key's latest value only. A start reads what the log still holds (LevelDB
+ * gets it in the background, as when running), then converts the records of older formats (one
+ * key per task). A snapshot of every task (snapshot.ts), written at a clean stop and while the hub
+ * runs (Store.checkpoint), is what a start reads in place of LevelDB's entries, with the log kept
+ * since it was begun replayed over it.
  *
  * Failures: nothing is thrown from a timer or callback of the store. What goes wrong in the
  * background is logged (StoreOptions.log) and, where a client must hear of it, refused on the
@@ -72,12 +74,18 @@ const POOL_END = 'p;';
  * no older entry reads as a deletion; a hub of format 4 refuses a store of format 5 (checkFormat).
  */
 /**
- * Format 7: the snapshot a clean stop wrote ({"id", "bytes", "tasks"} as JSON: snapshot.ts), put
- * after it and after every record was in LevelDB. A start takes it out before anything else is
- * written, so it is there only when nothing was written since the snapshot; a hub of format 6,
- * which would write without taking it out, refuses a store of format 7 (checkFormat).
+ * Format 7: the snapshot the store names ({"id", "bytes", "tasks", "log"} as JSON: snapshot.ts),
+ * put after its file was in place. `log` is the first log segment written after the snapshot was
+ * begun: the snapshot with every segment from it on replayed over it is what the store holds, so
+ * those segments stay until another snapshot is named. A clean stop's names the segment after the
+ * last (it needs none). A mark without `log` is the release before's, written at a clean stop
+ * with the log empty behind it, which that release took out at its next start (so does it still:
+ * it then reads LevelDB, and puts the kept segments there as any log). A hub of format 6, which
+ * would write without a word of it, refuses a store of format 7 (checkFormat).
  */
 const SNAPSHOT_KEY = 'meta:snapshot';
+/** Past any log segment's number a store reaches (one a second for 8 million years): a mark naming one is not the store's. */
+const MAX_SEGMENT = 2 ** 48;
 /**
  * A snapshot while running is begun once the log since the last one holds this many times its
  * size (and StoreOptions.checkpointBytes): writing it then costs at most half as much again as
@@ -86,6 +94,8 @@ const SNAPSHOT_KEY = 'meta:snapshot';
 const CHECKPOINT_GROWTH = 2;
 /** ... but never waits for more log than this: a start holds the kept log's latest records in memory. */
 const CHECKPOINT_MAX_BYTES = 1 << 30;
+/** The log kept for a snapshot, named or being written, is at most this many times what sets one off. */
+const KEEP_FACTOR = 2;
 /** Bytes a task's records take in a log frame, roughly: where a commit's first frame starts. */
 const RECORD_BYTES_GUESS = 96;
 /** Unreadable records named in a refusal (all are counted). */
@@ -202,6 +212,8 @@ class RunningCheckpoint implements Checkpoint {
     private readonly writer: SnapshotWriter,
     /** The first log segment written after it was begun. */
     readonly from: number,
+    /** The log's bytes appended in this run when it was begun (Wal.appended). */
+    readonly appendedAt: number,
     /** Names the snapshot, in place, in the store. */
     private readonly name: (mark: SnapshotMark & { log: number }) => Promise<void>,
     /** Told once how it ended: named (`mark`), failed (`error`) or given up (neither). */
@@ -230,7 +242,7 @@ class RunningCheckpoint implements Checkpoint {
     this.finishing = (async () => {
       let mark: SnapshotMark & { log: number };
       try {
-        mark = { ...(await this.writer.finish()), log: this.from };
+        mark = { ...(await this.writer.finish()), log: this.from, serving: true };
         await this.name(mark);
       } catch (err) {
         this.end(undefined, err);
@@ -255,7 +267,11 @@ class RunningCheckpoint implements Checkpoint {
     if (this.phase === 'ended') return;
     this.phase = 'ended';
     if (mark === undefined) this.writer.abort();
-    this.ended(mark, error);
+    try {
+      this.ended(mark, error);
+    } catch {
+      // The store's bookkeeping and its log line: nothing to throw into (finish never rejects).
+    }
   }
 }
 
@@ -309,6 +325,12 @@ class Pending {
     this.keys.set(key, value);
   }
 
+  /** Holds a task's whole record of formats 2 to 5 (a log written by such a hub): convert reads them from LevelDB. */
+  holdsOldRecords(): boolean {
+    for (const key of this.keys.keys()) if (key.startsWith(TASK_PREFIX)) return true;
+    return false;
+  }
+
   /** Holds what `older` holds and this does not (a newer value wins). */
   under(older: Pending): void {
     for (const [name, held] of older.tasks) {
@@ -352,10 +374,16 @@ export class Store implements TaskStore {
   private overlay: Pending | undefined;
   /** A segment replayed at open was damaged: no snapshot is trusted. */
   private logDamaged = false;
-  /** The last snapshot's size, and the log's bytes since it was begun (kept segments at open, then appends past `checkpointAt`). */
+  /** The last snapshot's size. */
   private lastSnapshotBytes = 0;
+  /** The log's bytes since the last snapshot was begun (or tried): the kept segments' at open, then appends past `checkpointAt`. */
   private logBeforeRun = 0;
   private checkpointAt = 0;
+  /** The log's bytes the named snapshot keeps: the kept segments' at open, then appends past `namedAt`. */
+  private keptBeforeRun = 0;
+  private namedAt = 0;
+  /** The named snapshot being taken out of the store (its log grew past KEEP_FACTOR triggers). */
+  private forgetting: Promise<void> | undefined;
   /** A snapshot being written while the hub runs. */
   private running: RunningCheckpoint | undefined;
 
@@ -396,7 +424,12 @@ export class Store implements TaskStore {
       // An older release's mark was written with the log empty behind it: its log is this run's.
       const needs = snapshot === undefined ? undefined : (snapshot.log ?? (old.length === 0 ? wal.current : undefined));
       await store.replay(wal, old, needs);
-      const dropped = await dropRecords(db, settings.dropRecords.filter((k) => !meta(k)), settings.log);
+      // What the log held goes into LevelDB in the background, as a running hub's log does (the
+      // loads read it from memory meanwhile), unless records are dropped or converted, which
+      // LevelDB must then hold first.
+      const drops = settings.dropRecords.filter((k) => !meta(k));
+      if (drops.length > 0 || (format > 0 && format < 6) || store.pending.holdsOldRecords()) await store.moveOrThrow();
+      const dropped = await dropRecords(db, drops, settings.log);
       const converted = await store.convert();
       store.id = await storeId(db);
       if (snapshot !== undefined) {
@@ -407,7 +440,7 @@ export class Store implements TaskStore {
             ? `the store was opened by a dhub of format ${format}`
             : needs === undefined
               ? 'the log held changes'
-              : !old.filter((n) => n >= needs).every((n, i) => n === needs + i)
+              : !old.filter((n) => n >= needs).every((n, i) => n === needs + i) || (snapshot.serving === true && !old.includes(needs))
                 ? `a segment of the log it needs (from ${needs} on) is missing`
                 : store.logDamaged
                   ? 'the log was damaged'
@@ -418,17 +451,24 @@ export class Store implements TaskStore {
                       : '';
         if (changed === '') {
           const mark = { ...snapshot, log: needs as number };
-          if (snapshot.log === undefined) await db.put(SNAPSHOT_KEY, markBytes(mark), { sync: true });
-          store.snapshot = mark;
           store.toLoad = mark;
           store.lastSnapshotBytes = mark.bytes;
+          store.keptBeforeRun = store.logBeforeRun;
+          if (settings.checkpointBytes === 0) {
+            // No snapshot while serving: this one is read once, and the log goes once LevelDB holds it.
+            await db.del(SNAPSHOT_KEY, { sync: true });
+          } else {
+            if (snapshot.log === undefined) await db.put(SNAPSHOT_KEY, markBytes(mark), { sync: true });
+            store.snapshot = mark;
+          }
         } else {
           store.overlay = undefined;
           await store.forgetSnapshot(`it is not used: ${changed} since it was written`);
         }
       }
-      // What LevelDB now holds and no snapshot needs goes.
-      for (const e of wal.discard(old.filter((n) => n < store.keepFrom))) settings.log.warn(e.message);
+      // The segments LevelDB holds go once no snapshot needs them (Store.moved).
+      // (Scheduled after the first load, which would otherwise wait for it.)
+      if (store.pending.size === 0) for (const e of wal.discard(old.filter((n) => n < store.keepFrom))) settings.log.warn(e.message);
     } catch (err) {
       store.wal?.close(false);
       await db.close();
@@ -468,8 +508,8 @@ export class Store implements TaskStore {
     try {
       const mark = JSON.parse(Buffer.from(stored).toString('utf8')) as Partial<SnapshotMark>;
       const count = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
-      if (typeof mark.id === 'string' && count(mark.bytes) && count(mark.tasks) && (mark.log === undefined || (count(mark.log) && (mark.log as number) > 0))) {
-        return { id: mark.id, bytes: mark.bytes as number, tasks: mark.tasks as number, ...(mark.log === undefined ? {} : { log: mark.log }) };
+      if (typeof mark.id === 'string' && count(mark.bytes) && count(mark.tasks) && (mark.log === undefined || (count(mark.log) && (mark.log as number) > 0 && (mark.log as number) < MAX_SEGMENT))) {
+        return { id: mark.id, bytes: mark.bytes as number, tasks: mark.tasks as number, ...(mark.log === undefined ? {} : { log: mark.log }), ...(mark.serving === true ? { serving: true } : {}) };
       }
     } catch {
       // Said below.
@@ -483,10 +523,17 @@ export class Store implements TaskStore {
    * the log is kept only until LevelDB holds it, and starts read LevelDB.
    */
   private async forgetSnapshot(reason: string): Promise<void> {
-    this.snapshot = undefined;
     this.toLoad = undefined;
     this.overlay = undefined;
-    await this.db.del(SNAPSHOT_KEY, { sync: true });
+    try {
+      await this.db.del(SNAPSHOT_KEY, { sync: true });
+    } catch (err) {
+      // The mark may still be there, naming segments: every one is kept (and LevelDB's own log may be torn: notMoved).
+      this.levelUntrusted = true;
+      throw err;
+    }
+    // Only now may the segments it kept go.
+    this.snapshot = undefined;
     this.dropSnapshot(reason);
   }
 
@@ -510,9 +557,10 @@ export class Store implements TaskStore {
   }
 
   /**
-   * Puts what the last run logged into LevelDB, segment by segment; the entries replayed. The
-   * records of segments from `overlayFrom` on are also held for the first load (a snapshot's
-   * log). The caller deletes the segments no snapshot needs.
+   * Reads what the last run logged, segment by segment, as a running hub's log: each key's latest
+   * value waits in `pending` for LevelDB (moved there at once past maxPendingBytes); the entries
+   * replayed. The records of segments from `overlayFrom` on are also held for the first load (a
+   * snapshot's log).
    */
   private async replay(wal: Wal, old: readonly number[], overlayFrom: number | undefined): Promise<number> {
     const started = Date.now();
@@ -535,9 +583,8 @@ export class Store implements TaskStore {
         if (this.pending.bytes > this.options.maxPendingBytes) await this.moveOrThrow();
       }
     }
-    await this.moveOrThrow();
     this.overlay = overlay;
-    if (old.length > 0) this.options.log.info(`replayed ${entries} log entries from ${old.length} segment(s) into LevelDB in ${Date.now() - started} ms`);
+    if (old.length > 0) this.options.log.info(`replayed ${entries} log entries from ${old.length} segment(s) in ${Date.now() - started} ms (LevelDB gets them in the background)`);
     return entries;
   }
 
@@ -614,13 +661,24 @@ export class Store implements TaskStore {
   }
 
   /**
-   * Every stored task record handed to `sink` as it is read (TaskStore.loadEach): LevelDB's in the
-   * names' order, then those only the log holds. Unreadable records are counted and named at the
-   * end, as loadAll does; the records read meanwhile have gone to `sink`.
+   * Every stored task record handed to `sink` as it is read (TaskStore.loadEach): the first load
+   * after a start, the snapshot the store names with the kept log's newer records (loadSnapshot);
+   * otherwise LevelDB's in the names' order, then those only the log holds. Unreadable records
+   * are counted and named at the end, as loadAll does; the records read meanwhile have gone to `sink`.
    */
   async loadEach(sink: (record: TaskRecord) => void, expect?: (tasks: number) => void): Promise<void> {
     await this.background;
-    if (this.toLoad !== undefined && (await this.loadSnapshot(this.toLoad, sink, expect))) return;
+    try {
+      if (this.toLoad !== undefined && (await this.loadSnapshot(this.toLoad, sink, expect))) return;
+      await this.loadStored(sink);
+    } finally {
+      // What the start read from the log goes into LevelDB now.
+      this.schedule(BACKGROUND_MS);
+    }
+  }
+
+  /** loadEach from LevelDB and the log's records not yet in it. */
+  private async loadStored(sink: (record: TaskRecord) => void): Promise<void> {
     const logged = this.pending;
     const bad: { key: string; reason: string }[] = [];
     let badCount = 0;
@@ -737,6 +795,8 @@ export class Store implements TaskStore {
         { cause: err },
       );
     }
+    // Not the store's (no snapshot while serving: --snapshot-log-bytes 0): read once.
+    if (this.snapshot === undefined) this.dropSnapshot('');
     const since = logged === undefined ? '' : ` and ${logged.size} tasks' newer records from the log kept with it (${fromLog} not in the snapshot)`;
     this.options.log.info(`read ${mark.tasks} tasks from the snapshot${since} in ${Date.now() - started} ms`);
     return true;
@@ -890,9 +950,24 @@ export class Store implements TaskStore {
    */
   checkpoint(): Checkpoint | undefined {
     const wal = this.wal;
-    if (this.running !== undefined || this.closing || this.options.checkpointBytes === 0 || wal === undefined || this.segmentTrouble !== undefined) return undefined;
-    const written = this.logBeforeRun + wal.appended - this.checkpointAt;
-    if (written < Math.max(this.options.checkpointBytes, Math.min(CHECKPOINT_GROWTH * this.lastSnapshotBytes, CHECKPOINT_MAX_BYTES))) return undefined;
+    if (this.closing || this.options.checkpointBytes === 0 || wal === undefined) return undefined;
+    const due = Math.max(this.options.checkpointBytes, Math.min(CHECKPOINT_GROWTH * this.lastSnapshotBytes, CHECKPOINT_MAX_BYTES));
+    // The log a snapshot keeps is bounded: past KEEP_FACTOR times what sets one off (snapshots
+    // that fail, or one that does not end), the one being written is given up and the named one
+    // taken out of the store (a start then reads LevelDB), so that the log goes again.
+    const running = this.running;
+    if (running !== undefined && wal.appended - running.appendedAt > KEEP_FACTOR * due) {
+      this.options.log.warn(`the snapshot begun at log segment ${running.from} is given up: ${KEEP_FACTOR} times the log that set it off was written while it was`);
+      running.abort();
+    }
+    // Never while one is being named: the mark is written by one of them at a time.
+    if (this.snapshot !== undefined && this.running === undefined && this.forgetting === undefined && this.keptBeforeRun + wal.appended - this.namedAt > KEEP_FACTOR * due) {
+      this.forgetting = this.forgetSnapshot(`it is taken out of the store: the log kept with it passed ${KEEP_FACTOR} times what sets off the next (no snapshot written since)`)
+        .catch((err: unknown) => this.options.log.error(`cannot take the snapshot out of the store (every log segment is kept): ${causeMessage(err)}`))
+        .finally(() => (this.forgetting = undefined));
+    }
+    if (this.running !== undefined || this.forgetting !== undefined || this.segmentTrouble !== undefined) return undefined;
+    if (this.logBeforeRun + wal.appended - this.checkpointAt < due) return undefined;
     // Begun or not, the next try waits for as much log again.
     this.logBeforeRun = 0;
     this.checkpointAt = wal.appended;
@@ -904,14 +979,15 @@ export class Store implements TaskStore {
       this.options.log.warn(`no snapshot begun (${causeMessage(err)}): tried again after as much log`);
       return undefined;
     }
-    const running = new RunningCheckpoint(
+    const begun = new RunningCheckpoint(
       writer,
       wal.current,
+      wal.appended,
       (mark) => this.db.put(SNAPSHOT_KEY, markBytes(mark), { sync: true }),
-      (mark, error) => this.checkpointEnded(running, mark, error),
+      (mark, error) => this.checkpointEnded(begun, mark, error),
     );
-    this.running = running;
-    return running;
+    this.running = begun;
+    return begun;
   }
 
   private checkpointEnded(running: RunningCheckpoint, mark: (SnapshotMark & { log: number }) | undefined, error: unknown): void {
@@ -920,18 +996,25 @@ export class Store implements TaskStore {
     if (mark !== undefined) {
       this.snapshot = mark;
       this.lastSnapshotBytes = mark.bytes;
+      this.keptBeforeRun = 0;
+      this.namedAt = running.appendedAt;
       log.info(`wrote a snapshot of ${mark.tasks} tasks (${mark.bytes} bytes) while serving, in ${Date.now() - running.started} ms: a start reads it and the log from segment ${mark.log} on`);
       return;
     }
-    if (error === undefined) return; // given up by the hub
-    // Put in place but not named: the snapshot named before is gone (the next start reads LevelDB).
-    if (running.placed) this.snapshot = undefined;
+    if (error === undefined) return; // given up
+    if (running.placed) {
+      // Put in place, not named: the snapshot named before is gone (a start reads LevelDB), and
+      // LevelDB failed a write (its own log may be torn: notMoved), so every segment is kept.
+      this.snapshot = undefined;
+      this.levelUntrusted = true;
+    }
     log.warn(`the snapshot begun at log segment ${running.from} was not written (${causeMessage(error)}); ${this.snapshot !== undefined ? 'the one before stays' : 'a start reads LevelDB until the next one'}`);
   }
 
   async close(tasks?: () => Iterable<TaskRecord>): Promise<void> {
     this.closing = true;
     await this.running?.close();
+    await this.forgetting;
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.background;
@@ -939,10 +1022,12 @@ export class Store implements TaskStore {
     // With everything in LevelDB the log goes, but for the segments a snapshot needs; otherwise
     // the next start puts it there. (A LevelDB failure, now or earlier in the run, makes it
     // untrusted: notMoved.)
+    // A clean stop's snapshot is named before the log goes: it needs none of it.
+    if (tasks !== undefined && this.pending.size === 0 && !this.levelUntrusted && this.segmentTrouble === undefined && this.wal !== undefined) {
+      await this.writeSnapshot(tasks(), this.wal.current + 1);
+    }
     const allInLevel = this.pending.size === 0 && !this.levelUntrusted;
     if (this.levelUntrusted) this.options.log.warn('the log is kept, as LevelDB failed a write in this run: the next start puts it into LevelDB again, and deletes it');
-    // A clean stop's snapshot is named before the log goes: it needs none of it.
-    if (tasks !== undefined && allInLevel && this.segmentTrouble === undefined && this.wal !== undefined) await this.writeSnapshot(tasks(), this.wal.current + 1);
     const logErrors = this.wal?.close(allInLevel, this.keepFrom) ?? [];
     for (const e of logErrors) this.options.log.warn(e.message);
     await this.db.close();
@@ -961,8 +1046,11 @@ export class Store implements TaskStore {
       this.options.log.info(`wrote a snapshot of ${mark.tasks} tasks (${mark.bytes} bytes) in ${Date.now() - started} ms: the next start reads it`);
     } catch (err) {
       writer?.abort();
-      // Put in place but not named: the snapshot named before is gone.
-      if (writer?.placed === true) this.snapshot = undefined;
+      if (writer?.placed === true) {
+        // Put in place but not named: the snapshot named before is gone, and LevelDB failed a write.
+        this.snapshot = undefined;
+        this.levelUntrusted = true;
+      }
       this.options.log.warn(`no snapshot written (${causeMessage(err)}): the next start reads ${this.snapshot !== undefined ? 'the one before, with the log kept for it' : 'the tasks from LevelDB'}`);
     }
   }
