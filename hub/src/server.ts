@@ -1064,7 +1064,7 @@ export class Hub {
       const next = this.graph.recordsFrom(
         running.nextSeq,
         running.beforeSeq,
-        (record) => running.writer.add(record),
+        (record, dependedOn) => running.writer.add(record, dependedOn),
         () => (++added & 7) !== 0 || performance.now() < deadline,
       );
       if (next === undefined) {

@@ -1257,13 +1257,14 @@ export class Graph {
 
   /**
    * The records of the tasks of seqs `fromSeq` to `beforeSeq` (excluded), in creation order, each
-   * handed to `sink` until `more` (asked before each) says stop: a snapshot written a slice at a
+   * handed to `sink` (with whether a task names it as a dependency) until `more` (asked before
+   * each) says stop: a snapshot written a slice at a
    * time while the graph changes between slices. Returns the seq to go on from, or undefined once
    * the last was handed over. A task that exists through the whole walk is handed over once; one
    * deleted meanwhile may have been; one created meanwhile (a name made again included) is not,
    * as its seq is `beforeSeq` at least when the walk began at `nextTaskSeq`.
    */
-  recordsFrom(fromSeq: number, beforeSeq: number, sink: (record: TaskRecord) => void, more: () => boolean): number | undefined {
+  recordsFrom(fromSeq: number, beforeSeq: number, sink: (record: TaskRecord, dependedOn: boolean) => void, more: () => boolean): number | undefined {
     if (this.unwritten) throw new Error('the graph has changes the store was not given (takeDirty)');
     const order = this.order;
     const seqs = this.tasks.seq;
@@ -1272,7 +1273,7 @@ export class Graph {
       const seq = seqs[task] as number;
       if (seq >= beforeSeq) return undefined;
       if (!more()) return seq;
-      sink(this.record(task));
+      sink(this.record(task), this.dependents.first(task) !== NO_EDGE);
     }
     return undefined;
   }

@@ -554,8 +554,9 @@ export class RecentNames {
     }
   }
 
-  add(name: string): void {
-    if (this.places !== undefined) {
+  /** `keep` false (the writer's): no later record names it as a dependency, so `backTo` never needs its place. */
+  add(name: string, keep = true): void {
+    if (this.places !== undefined && keep) {
       if (this.places.size === RECENT_NAMES / 2) {
         this.older = this.places;
         this.places = new Map();

@@ -94,12 +94,17 @@ export class SnapshotWriter {
     return this.tasks;
   }
 
-  add(record: TaskRecord): void {
+  /**
+   * `dependedOn` false: no task names it as a dependency now. Its place is then not kept (a place
+   * kept costs a map insertion, most of a task's writing); a later task naming it after all has
+   * the name written whole. Default true.
+   */
+  add(record: TaskRecord, dependedOn = true): void {
     const w = this.w;
     const spec = w.open(0);
     writeSpecRecord(w, record.spec, record.seq, this.back);
     w.close(spec);
-    this.recent.add(record.spec.name);
+    this.recent.add(record.spec.name, dependedOn);
     const state = w.open(0);
     writeStateRecord(w, record);
     w.close(state);

@@ -196,7 +196,8 @@ const toError = (err: unknown): Error => (err instanceof Error ? err : new Error
  * holds. Nothing here throws but `add` (the file's error, after which the snapshot is given up).
  */
 export interface Checkpoint {
-  add(record: TaskRecord): void;
+  /** `dependedOn` false: no task names it as a dependency now (its name is then not kept for back references). Default true. */
+  add(record: TaskRecord, dependedOn?: boolean): void;
   /** Puts the snapshot in place and names it in the store (the log before it then goes); never rejects. */
   finish(): Promise<void>;
   /** Gives it up (the hub reloaded its graph, or stops): its file is deleted. */
@@ -225,10 +226,10 @@ class RunningCheckpoint implements Checkpoint {
     return this.writer.placed;
   }
 
-  add(record: TaskRecord): void {
+  add(record: TaskRecord, dependedOn = true): void {
     if (this.phase !== 'adding') throw new Error('a task added to a snapshot no longer being written');
     try {
-      this.writer.add(record);
+      this.writer.add(record, dependedOn);
     } catch (err) {
       this.end(undefined, err);
       throw err;
