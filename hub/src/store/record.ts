@@ -282,13 +282,7 @@ export function decodeSplitRecordIn(
     }
     if (record.spec.name === '') throw new RecordError('the record has no task name');
     recent?.add(record.spec.name);
-    let hasState: boolean;
-    try {
-      hasState = readStateRecord(r.reset(stateBuf, stateFrom, stateEnd), record);
-    } catch (err) {
-      throw new RecordError(`not a task's stored state: ${(err as Error).message}`);
-    }
-    if (!hasState) throw new RecordError("not a task's stored state: it has no state");
+    readState(r.reset(stateBuf, stateFrom, stateEnd), record);
     return record;
   } finally {
     // The shared reader keeps neither the chunk nor the names once the record is read.
@@ -305,19 +299,23 @@ export function withStateRecord(record: TaskRecord, state: Uint8Array): TaskReco
   const newer = emptyRecord();
   newer.spec = record.spec;
   newer.seq = record.seq;
-  const r = reader;
   try {
-    let hasState: boolean;
-    try {
-      hasState = readStateRecord(r.reset(asBuffer(state), 0, state.length), newer);
-    } catch (err) {
-      throw new RecordError(`not a task's stored state: ${(err as Error).message}`);
-    }
-    if (!hasState) throw new RecordError("not a task's stored state: it has no state");
+    readState(reader.reset(asBuffer(state), 0, state.length), newer);
     return newer;
   } finally {
-    r.reset(NO_BYTES, 0, 0);
+    reader.reset(NO_BYTES, 0, 0);
   }
+}
+
+/** readStateRecord, its failures and a record without a state as RecordError. */
+function readState(r: WireReader, record: TaskRecord): void {
+  let hasState: boolean;
+  try {
+    hasState = readStateRecord(r, record);
+  } catch (err) {
+    throw new RecordError(`not a task's stored state: ${(err as Error).message}`);
+  }
+  if (!hasState) throw new RecordError("not a task's stored state: it has no state");
 }
 
 const NO_BYTES = Buffer.alloc(0);
