@@ -129,7 +129,7 @@ describe('a snapshot written while the hub runs', () => {
           expect(byName(loaded)).toEqual(byName(model.values()));
           if (log.lines.slice(before).some((l) => /newer records from the log kept with it/.test(l))) startsWithLog++;
           // Taken out, or given up, once the log kept for it grew past its bound: then LevelDB is read.
-          const bounded = /(it is taken out of the store: the log kept with it passed|is given up: \d+ times the log that set it off)/;
+          const bounded = /(it is taken out of the store: the log kept with it passed|is given up: \d+ times the log that sets one off)/;
           expect(log.lines.filter((l) => (l.startsWith('error') || l.startsWith('warn')) && !bounded.test(l))).toEqual([]);
         };
         for (const s of steps) {
@@ -192,7 +192,15 @@ describe('a snapshot written while the hub runs', () => {
               const { from, before } = running;
               const next = inOrder().filter((r) => r.seq >= from && r.seq < before);
               const take = s.kind === 'finish' ? next : next.slice(0, s.n);
-              for (const r of take) running.writer.add(r);
+              // Whether a task is named as a dependency only spares the writer a map entry: either way is right.
+              try {
+                for (const r of take) running.writer.add(r, r.seq % 3 !== 0);
+              } catch (err) {
+                // Given up by the store (its log grew past the bound while it stalled), as the hub is told.
+                expect((err as Error).message).toMatch(/no longer being written/);
+                running = undefined;
+                break;
+              }
               running.from = (take[take.length - 1]?.seq ?? running.from) + 1;
               if (s.kind === 'finish' || take.length === next.length) {
                 await running.writer.finish();
@@ -319,8 +327,13 @@ describe('dhub writing snapshots while it serves', () => {
       await hub.stop('SIGKILL');
 
       const second = await started();
-      expect(second.hub.log()).toMatch(/read \d+ tasks from the snapshot( and \d+ tasks' newer records from the log kept with it \(\d+ not in the snapshot\))? in \d+ ms/);
-      expect(second.hub.log()).not.toMatch(/the tasks are read from LevelDB/);
+      // Killed between a snapshot's file put in place and its mark written, the start reads LevelDB
+      // (the file is not the one the store names): rare, and right too.
+      const between = /it is not used: it is snapshot \w+, not the \w+ the store names/.test(second.hub.log());
+      if (!between) {
+        expect(second.hub.log()).toMatch(/read \d+ tasks from the snapshot( and \d+ tasks' newer records from the log kept with it \(\d+ not in the snapshot\))? in \d+ ms/);
+        expect(second.hub.log()).not.toMatch(/the tasks are read from LevelDB/);
+      }
       expect(await everyTask(second.client)).toEqual(before);
     } finally {
       for (const client of clients) client.close();
@@ -391,6 +404,14 @@ describe('what a start trusts of a snapshot and its log', () => {
     await store.close();
     expect(log.lines).toContainEqual(expect.stringMatching(/^warn the snapshot .*: it is not used: a segment of the log it needs \(from 2 on\) is missing since it was written; the tasks are read from LevelDB$/));
     expect(await mark(missing)).toBeUndefined();
+    // Every segment it needs gone (none after it to show a gap): its mark says its first was made.
+    const allGone = await servingSnapshot(stored, later);
+    for (const n of segments(allGone)) rmSync(join(allGone, `${WAL_PREFIX}${n}`));
+    const log3 = captureLog();
+    store = await Store.open(allGone, { log: log3 });
+    expect(byName(await store.loadAll())).toEqual(byName(expected));
+    await store.close();
+    expect(log3.lines).toContainEqual(expect.stringMatching(/^warn the snapshot .*: it is not used: a segment of the log it needs \(from 2 on\) is missing since it was written; the tasks are read from LevelDB$/));
     // A byte of a kept segment's frame changed.
     const damaged = await servingSnapshot(stored, later);
     const path = join(damaged, `${WAL_PREFIX}2`);
@@ -451,11 +472,10 @@ describe('what a start trusts of a snapshot and its log', () => {
     await inside.forgetting;
     expect(log.lines).toContainEqual(expect.stringMatching(/^warn no snapshot begun \(.*EEXIST.*\): tried again after as much log$/));
     expect(log.lines).toContainEqual(expect.stringMatching(/^warn the snapshot .*: it is taken out of the store: the log kept with it passed 2 times what sets off the next \(no snapshot written since\); the tasks are read from LevelDB$/));
-    await toLevel(store);
-    // The kept segments went with the snapshot: only the one being written is left.
-    expect(segments(db)).toHaveLength(1);
     expect(await markOf(store)).toBeUndefined();
+    // No snapshot keeps any log now: a close that put everything into LevelDB leaves none.
     await store.close();
+    expect(segments(db)).toEqual([]);
     const again = await Store.open(db);
     expect(byName(await again.loadAll())).toEqual(byName(current));
     await again.close();
@@ -466,3 +486,59 @@ describe('what a start trusts of a snapshot and its log', () => {
 async function markOf(store: Store): Promise<Uint8Array | undefined> {
   return (store as unknown as { db: { get(key: string): Promise<Uint8Array | undefined> } }).db.get('meta:snapshot');
 }
+
+describe('a snapshot written while serving, when things go wrong', () => {
+  const tasks = (count: number): TaskRecord[] => Array.from({ length: count }, (_, i) => taskRecord(`t${i}`, { seq: i + 1, payload: Buffer.from(`payload ${i}`) }));
+  const specsOf = (records: readonly TaskRecord[]): Set<string> => new Set(records.map((r) => r.spec.name));
+
+  it('one still being written is given up once twice the log that sets one off was written meanwhile', async () => {
+    const db = join(tempDir(), 'db');
+    const log = captureLog();
+    const store = await Store.open(db, { log, checkpointBytes: 4096 });
+    await store.loadAll();
+    let current = tasks(40);
+    await store.write(current, { deleted: [], pools: [], specs: specsOf(current) });
+    for (let i = 0; i < 10; i++) await store.write(current, { deleted: [], pools: [], specs: new Set() });
+    const writer = store.checkpoint() as Checkpoint;
+    expect(writer).toBeDefined();
+    writer.add(current[0] as TaskRecord);
+    // The walk stalls while the log grows (no slice in between).
+    for (let i = 0; i < 200 && !log.lines.some((l) => l.includes('is given up')); i++) {
+      current = current.map((r) => ({ ...r, attempts: r.attempts + 1 }));
+      await store.write(current, { deleted: [], pools: [], specs: new Set() });
+    }
+    expect(log.lines).toContainEqual(expect.stringMatching(/^warn the snapshot begun at log segment 2 is given up: 2 times the log that sets one off was written while it was$/));
+    expect(() => writer.add(current[1] as TaskRecord)).toThrow(/no longer being written/);
+    await writer.finish();
+    expect(existsSync(join(db, 'dagwork-snapshot.tmp'))).toBe(false);
+    expect(existsSync(join(db, 'dagwork-snapshot'))).toBe(false);
+    // And the next can begin.
+    expect(store.checkpoint()).toBeDefined();
+    await store.close();
+  });
+
+  it('a failed write of its mark keeps every log segment (LevelDB may have torn its own log) and names none', async () => {
+    const db = join(tempDir(), 'db');
+    const log = captureLog();
+    const store = await Store.open(db, { log, checkpointBytes: 1 });
+    await store.loadAll();
+    const stored = tasks(30);
+    await store.write(stored, { deleted: [], pools: [], specs: specsOf(stored) });
+    const level = (store as unknown as { db: { put(key: string, value: Uint8Array, options?: object): Promise<void> } }).db;
+    const put = level.put.bind(level);
+    level.put = (key, value, options) => (key === 'meta:snapshot' ? Promise.reject(new Error('injected: the disk refused')) : put(key, value, options));
+    const writer = store.checkpoint() as Checkpoint;
+    for (const r of stored) writer.add(r);
+    await writer.finish();
+    level.put = put;
+    expect(log.lines).toContainEqual(expect.stringMatching(/^warn the snapshot begun at log segment 2 was not written \(injected: the disk refused\); a start reads LevelDB until the next one$/));
+    await store.write(stored.map((r) => ({ ...r, state: 'done' as const })), { deleted: [], pools: [], specs: new Set() });
+    await (store as unknown as { toLevel(rotate: boolean): Promise<void> }).toLevel(true);
+    // Untrusted: no segment is deleted, not even those LevelDB now holds (nor a new one begun).
+    expect(segments(db)).toEqual([1, 2]);
+    await crash(store);
+    const again = await Store.open(db);
+    expect(byName(await again.loadAll())).toEqual(byName(stored.map((r) => ({ ...r, state: 'done' as const }))));
+    await again.close();
+  });
+});

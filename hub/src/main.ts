@@ -54,7 +54,7 @@ const program = new Command('dhub')
   .option('--authorized-keys <file>', 'with --curve-secret: client public keys and their roles, "KEY ROLE" a line (worker, submit, admin)')
   .option(
     '--snapshot-log-bytes <n>',
-    "LevelDB store: write a snapshot of every task while serving once the log since the last one began holds N bytes (or twice that snapshot's size, up to 1 GiB, if more): a start after a crash reads it and the log kept since, not LevelDB; 0: only a clean stop writes one, which the next start reads once",
+    "LevelDB store: write a snapshot of every task while serving once the log since the last one began holds N bytes (or twice that snapshot's size, up to 1 GiB, if more): a start after a crash reads it and the log kept since, not LevelDB; 0: none while serving, and a clean stop's is read once by the start after it and not kept",
     byteLimitArg,
     defaultStoreOptions().checkpointBytes,
   )

@@ -1258,9 +1258,8 @@ export class Graph {
   /**
    * The records of the tasks of seqs `fromSeq` to `beforeSeq` (excluded), in creation order, each
    * handed to `sink` (with whether a task names it as a dependency) until `more` (asked before
-   * each) says stop: a snapshot written a slice at a
-   * time while the graph changes between slices. Returns the seq to go on from, or undefined once
-   * the last was handed over. A task that exists through the whole walk is handed over once; one
+   * each) says stop: a snapshot written a slice at a time while the graph changes between slices.
+   * Returns the seq to go on from, or undefined once the last was handed over. A task that exists through the whole walk is handed over once; one
    * deleted meanwhile may have been; one created meanwhile (a name made again included) is not,
    * as its seq is `beforeSeq` at least when the walk began at `nextTaskSeq`.
    */

@@ -50,8 +50,8 @@ export interface SnapshotMark {
    * the marks of the release before, which a clean stop wrote with the log empty behind it.
    */
   log?: number;
-  /** Written while the hub served: segment `log` was made when it began, and must be there. */
-  serving?: true;
+  /** Segment `log` was made (when the snapshot began while serving, or by a start that took it over): it must be there. */
+  made?: true;
 }
 
 /**
@@ -92,6 +92,11 @@ export class SnapshotWriter {
   /** Tasks added so far. */
   get count(): number {
     return this.tasks;
+  }
+
+  /** Bytes written so far (a chunk being built not counted). */
+  get written(): number {
+    return this.bytes;
   }
 
   /**

@@ -226,6 +226,19 @@ class RunningCheckpoint implements Checkpoint {
     return this.writer.placed;
   }
 
+  /** Tasks are still being added (it may be given up). */
+  get adding(): boolean {
+    return this.phase === 'adding';
+  }
+
+  /** Bytes of the snapshot written so far. */
+  get written(): number {
+    return this.writer.written;
+  }
+
+  /** Its file was in place and the store's write of its mark failed (LevelDB's own log may then be torn). */
+  nameFailed = false;
+
   add(record: TaskRecord, dependedOn = true): void {
     if (this.phase !== 'adding') throw new Error('a task added to a snapshot no longer being written');
     try {
@@ -243,9 +256,15 @@ class RunningCheckpoint implements Checkpoint {
     this.finishing = (async () => {
       let mark: SnapshotMark & { log: number };
       try {
-        mark = { ...(await this.writer.finish()), log: this.from, serving: true };
+        mark = { ...(await this.writer.finish()), log: this.from, made: true };
+      } catch (err) {
+        this.end(undefined, err);
+        return;
+      }
+      try {
         await this.name(mark);
       } catch (err) {
+        this.nameFailed = true;
         this.end(undefined, err);
         return;
       }
@@ -441,7 +460,7 @@ export class Store implements TaskStore {
             ? `the store was opened by a dhub of format ${format}`
             : needs === undefined
               ? 'the log held changes'
-              : !old.filter((n) => n >= needs).every((n, i) => n === needs + i) || (snapshot.serving === true && !old.includes(needs))
+              : !old.filter((n) => n >= needs).every((n, i) => n === needs + i) || (snapshot.made === true && !old.includes(needs))
                 ? `a segment of the log it needs (from ${needs} on) is missing`
                 : store.logDamaged
                   ? 'the log was damaged'
@@ -459,8 +478,11 @@ export class Store implements TaskStore {
             // No snapshot while serving: this one is read once, and the log goes once LevelDB holds it.
             await db.del(SNAPSHOT_KEY, { sync: true });
           } else {
-            if (snapshot.log === undefined) await db.put(SNAPSHOT_KEY, markBytes(mark), { sync: true });
-            store.snapshot = mark;
+            // Its first segment exists from now on (this start made it, or one before): a start
+            // that finds it gone must not read the snapshot without it.
+            const taken = { ...mark, made: true as const };
+            if (snapshot.log === undefined || snapshot.made !== true) await db.put(SNAPSHOT_KEY, markBytes(taken), { sync: true });
+            store.snapshot = taken;
           }
         } else {
           store.overlay = undefined;
@@ -510,7 +532,7 @@ export class Store implements TaskStore {
       const mark = JSON.parse(Buffer.from(stored).toString('utf8')) as Partial<SnapshotMark>;
       const count = (n: unknown): boolean => Number.isSafeInteger(n) && (n as number) >= 0;
       if (typeof mark.id === 'string' && count(mark.bytes) && count(mark.tasks) && (mark.log === undefined || (count(mark.log) && (mark.log as number) > 0 && (mark.log as number) < MAX_SEGMENT))) {
-        return { id: mark.id, bytes: mark.bytes as number, tasks: mark.tasks as number, ...(mark.log === undefined ? {} : { log: mark.log }), ...(mark.serving === true ? { serving: true } : {}) };
+        return { id: mark.id, bytes: mark.bytes as number, tasks: mark.tasks as number, ...(mark.log === undefined ? {} : { log: mark.log }), ...(mark.made === true ? { made: true } : {}) };
       }
     } catch {
       // Said below.
@@ -920,6 +942,7 @@ export class Store implements TaskStore {
       }
       (this.wal as Wal).appendFrames(frames);
       hold();
+      this.boundKeptLog();
       this.schedule(BACKGROUND_MS);
       return Promise.resolve();
     } catch (err) {
@@ -952,21 +975,7 @@ export class Store implements TaskStore {
   checkpoint(): Checkpoint | undefined {
     const wal = this.wal;
     if (this.closing || this.options.checkpointBytes === 0 || wal === undefined) return undefined;
-    const due = Math.max(this.options.checkpointBytes, Math.min(CHECKPOINT_GROWTH * this.lastSnapshotBytes, CHECKPOINT_MAX_BYTES));
-    // The log a snapshot keeps is bounded: past KEEP_FACTOR times what sets one off (snapshots
-    // that fail, or one that does not end), the one being written is given up and the named one
-    // taken out of the store (a start then reads LevelDB), so that the log goes again.
-    const running = this.running;
-    if (running !== undefined && wal.appended - running.appendedAt > KEEP_FACTOR * due) {
-      this.options.log.warn(`the snapshot begun at log segment ${running.from} is given up: ${KEEP_FACTOR} times the log that set it off was written while it was`);
-      running.abort();
-    }
-    // Never while one is being named: the mark is written by one of them at a time.
-    if (this.snapshot !== undefined && this.running === undefined && this.forgetting === undefined && this.keptBeforeRun + wal.appended - this.namedAt > KEEP_FACTOR * due) {
-      this.forgetting = this.forgetSnapshot(`it is taken out of the store: the log kept with it passed ${KEEP_FACTOR} times what sets off the next (no snapshot written since)`)
-        .catch((err: unknown) => this.options.log.error(`cannot take the snapshot out of the store (every log segment is kept): ${causeMessage(err)}`))
-        .finally(() => (this.forgetting = undefined));
-    }
+    const due = this.checkpointDue();
     if (this.running !== undefined || this.forgetting !== undefined || this.segmentTrouble !== undefined) return undefined;
     if (this.logBeforeRun + wal.appended - this.checkpointAt < due) return undefined;
     // Begun or not, the next try waits for as much log again.
@@ -991,6 +1000,41 @@ export class Store implements TaskStore {
     return begun;
   }
 
+  /** Log bytes since the last snapshot began (or was tried) that set off the next. */
+  private checkpointDue(): number {
+    return Math.max(this.options.checkpointBytes, Math.min(CHECKPOINT_GROWTH * this.lastSnapshotBytes, CHECKPOINT_MAX_BYTES));
+  }
+
+  /**
+   * The log a snapshot keeps is bounded (checked after every append): past KEEP_FACTOR times what
+   * sets one off and what it wrote so far, a snapshot still being written is given up (it has
+   * stalled: a walk writes more than the log grows between slices), and a named one with none being
+   * written after it (they fail: a full disk, a file in the way) is taken out of the store, so
+   * that the log goes again. At most about KEEP_FACTOR + 1 times that is ever kept.
+   */
+  private boundKeptLog(): void {
+    const wal = this.wal;
+    if (wal === undefined || this.closing || this.options.checkpointBytes === 0) return;
+    const limit = KEEP_FACTOR * this.checkpointDue();
+    const running = this.running;
+    // A walk that goes on writes more snapshot than the log grows: one given up has stalled.
+    if (running !== undefined && running.adding && wal.appended - running.appendedAt > Math.max(limit, KEEP_FACTOR * running.written)) {
+      this.options.log.warn(`the snapshot begun at log segment ${running.from} is given up: ${KEEP_FACTOR} times the log that sets one off was written while it was`);
+      running.abort();
+    }
+    // Never while one is being written or named: the mark is written by one of them at a time.
+    if (this.snapshot === undefined || this.running !== undefined || this.forgetting !== undefined) return;
+    if (this.keptBeforeRun + wal.appended - this.namedAt <= limit) return;
+    this.forgetting = this.forgetSnapshot(`it is taken out of the store: the log kept with it passed ${KEEP_FACTOR} times what sets off the next (no snapshot written since)`)
+      .catch((err: unknown) => {
+        // Tried again after as much log more (LevelDB is untrusted meanwhile: every segment kept).
+        this.keptBeforeRun = 0;
+        this.namedAt = wal.appended;
+        this.options.log.error(`cannot take the snapshot out of the store (every log segment is kept): ${causeMessage(err)}`);
+      })
+      .finally(() => (this.forgetting = undefined));
+  }
+
   private checkpointEnded(running: RunningCheckpoint, mark: (SnapshotMark & { log: number }) | undefined, error: unknown): void {
     if (this.running === running) this.running = undefined;
     const log = this.options.log;
@@ -1003,12 +1047,10 @@ export class Store implements TaskStore {
       return;
     }
     if (error === undefined) return; // given up
-    if (running.placed) {
-      // Put in place, not named: the snapshot named before is gone (a start reads LevelDB), and
-      // LevelDB failed a write (its own log may be torn: notMoved), so every segment is kept.
-      this.snapshot = undefined;
-      this.levelUntrusted = true;
-    }
+    // Put in place, not named: the snapshot named before is gone (a start reads LevelDB).
+    if (running.placed) this.snapshot = undefined;
+    // LevelDB failed a write (its own log may be torn: notMoved): every segment is kept.
+    if (running.nameFailed) this.levelUntrusted = true;
     log.warn(`the snapshot begun at log segment ${running.from} was not written (${causeMessage(error)}); ${this.snapshot !== undefined ? 'the one before stays' : 'a start reads LevelDB until the next one'}`);
   }
 
@@ -1042,16 +1084,19 @@ export class Store implements TaskStore {
       writer = new SnapshotWriter(this.snapshotPath, randomBytes(8).toString('hex'));
       for (const task of tasks) writer.add(task);
       const mark = { ...writer.finishNow(), log };
-      await this.db.put(SNAPSHOT_KEY, markBytes(mark), { sync: true });
+      try {
+        await this.db.put(SNAPSHOT_KEY, markBytes(mark), { sync: true });
+      } catch (err) {
+        // LevelDB failed a write: its own log may be torn (notMoved).
+        this.levelUntrusted = true;
+        throw err;
+      }
       this.snapshot = mark;
       this.options.log.info(`wrote a snapshot of ${mark.tasks} tasks (${mark.bytes} bytes) in ${Date.now() - started} ms: the next start reads it`);
     } catch (err) {
       writer?.abort();
-      if (writer?.placed === true) {
-        // Put in place but not named: the snapshot named before is gone, and LevelDB failed a write.
-        this.snapshot = undefined;
-        this.levelUntrusted = true;
-      }
+      // Put in place but not named: the snapshot named before is gone.
+      if (writer?.placed === true) this.snapshot = undefined;
       this.options.log.warn(`no snapshot written (${causeMessage(err)}): the next start reads ${this.snapshot !== undefined ? 'the one before, with the log kept for it' : 'the tasks from LevelDB'}`);
     }
   }
