@@ -343,8 +343,6 @@ describe('dhub writing snapshots while it serves', () => {
 });
 
 describe('what a start trusts of a snapshot and its log', () => {
-  const tasks = (count: number, tag = ''): TaskRecord[] => Array.from({ length: count }, (_, i) => taskRecord(`t${i}`, { seq: i + 1, payload: Buffer.from(`payload ${i}${tag}`) }));
-  const specsOf = (records: readonly TaskRecord[]): Set<string> => new Set(records.map((r) => r.spec.name));
   const toLevel = (store: Store): Promise<void> => (store as unknown as { toLevel(rotate: boolean): Promise<void> }).toLevel(true);
   async function mark(db: string): Promise<Record<string, unknown> | undefined> {
     const level = new Level<string, Uint8Array>(db, { valueEncoding: 'view' });
@@ -482,22 +480,28 @@ describe('what a start trusts of a snapshot and its log', () => {
   });
 });
 
+const tasks = (count: number, tag = ''): TaskRecord[] => Array.from({ length: count }, (_, i) => taskRecord(`t${i}`, { seq: i + 1, payload: Buffer.from(`payload ${i}${tag}`) }));
+const specsOf = (records: readonly TaskRecord[]): Set<string> => new Set(records.map((r) => r.spec.name));
+
 /** The snapshot's mark as the open store holds it. */
 async function markOf(store: Store): Promise<Uint8Array | undefined> {
   return (store as unknown as { db: { get(key: string): Promise<Uint8Array | undefined> } }).db.get('meta:snapshot');
 }
 
 describe('a snapshot written while serving, when things go wrong', () => {
-  const tasks = (count: number): TaskRecord[] => Array.from({ length: count }, (_, i) => taskRecord(`t${i}`, { seq: i + 1, payload: Buffer.from(`payload ${i}`) }));
-  const specsOf = (records: readonly TaskRecord[]): Set<string> => new Set(records.map((r) => r.spec.name));
-
-  it('one still being written is given up once twice the log that sets one off was written meanwhile', async () => {
+  /** A new store opened and loaded, `stored` written to it. */
+  async function storeHolding(stored: TaskRecord[], checkpointBytes: number): Promise<{ db: string; log: ReturnType<typeof captureLog>; store: Store }> {
     const db = join(tempDir(), 'db');
     const log = captureLog();
-    const store = await Store.open(db, { log, checkpointBytes: 4096 });
+    const store = await Store.open(db, { log, checkpointBytes });
     await store.loadAll();
+    await store.write(stored, { deleted: [], pools: [], specs: specsOf(stored) });
+    return { db, log, store };
+  }
+
+  it('one still being written is given up once twice the log that sets one off was written meanwhile', async () => {
     let current = tasks(40);
-    await store.write(current, { deleted: [], pools: [], specs: specsOf(current) });
+    const { db, log, store } = await storeHolding(current, 4096);
     for (let i = 0; i < 10; i++) await store.write(current, { deleted: [], pools: [], specs: new Set() });
     const writer = store.checkpoint() as Checkpoint;
     expect(writer).toBeDefined();
@@ -518,12 +522,8 @@ describe('a snapshot written while serving, when things go wrong', () => {
   });
 
   it('a failed write of its mark keeps every log segment (LevelDB may have torn its own log) and names none', async () => {
-    const db = join(tempDir(), 'db');
-    const log = captureLog();
-    const store = await Store.open(db, { log, checkpointBytes: 1 });
-    await store.loadAll();
     const stored = tasks(30);
-    await store.write(stored, { deleted: [], pools: [], specs: specsOf(stored) });
+    const { db, log, store } = await storeHolding(stored, 1);
     const level = (store as unknown as { db: { put(key: string, value: Uint8Array, options?: object): Promise<void> } }).db;
     const put = level.put.bind(level);
     level.put = (key, value, options) => (key === 'meta:snapshot' ? Promise.reject(new Error('injected: the disk refused')) : put(key, value, options));

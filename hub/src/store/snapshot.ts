@@ -61,7 +61,7 @@ export interface SnapshotMark {
  * the file system says; `abort` never throws.
  */
 export class SnapshotWriter {
-  readonly fd: number;
+  private readonly fd: number;
   private readonly tmp: string;
   private bytes = 0;
   private tasks = 0;
@@ -87,11 +87,6 @@ export class SnapshotWriter {
       throw err;
     }
     this.w.at = CHUNK_HEADER;
-  }
-
-  /** Tasks added so far. */
-  get count(): number {
-    return this.tasks;
   }
 
   /** Bytes written so far (a chunk being built not counted). */

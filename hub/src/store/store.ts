@@ -789,19 +789,16 @@ export class Store implements TaskStore {
             const held = logged.get(record.spec.name);
             if (held === undefined) return sink(record);
             seen.add(record.spec.name);
-            const newer = withLogged(record, held);
+            const newer = withLogged(record.spec.name, record, held);
             if (newer !== undefined) sink(newer);
           },
           expect,
         );
         for (const [name, held] of logged) {
           if (seen.has(name)) continue;
-          // Created (or made again) after the snapshot was begun: both records are in the log.
-          const hasSpec = held.spec !== undefined && held.spec.length > 0;
-          const hasState = held.state !== undefined && held.state.length > 0;
-          if (!hasSpec && !hasState) continue; // deleted
-          if (!hasSpec || !hasState) throw new RecordError(`the log kept with the snapshot holds ${hasSpec ? 'the spec' : 'the state'} of task ${JSON.stringify(name)}, which the snapshot does not hold, without its ${hasSpec ? 'state' : 'spec'}`);
-          sink(decodeSplitRecord(held.spec as Uint8Array, held.state as Uint8Array));
+          const created = withLogged(name, undefined, held);
+          if (created === undefined) continue;
+          sink(created);
           fromLog++;
         }
       }
@@ -975,9 +972,8 @@ export class Store implements TaskStore {
   checkpoint(): Checkpoint | undefined {
     const wal = this.wal;
     if (this.closing || this.options.checkpointBytes === 0 || wal === undefined) return undefined;
-    const due = this.checkpointDue();
     if (this.running !== undefined || this.forgetting !== undefined || this.segmentTrouble !== undefined) return undefined;
-    if (this.logBeforeRun + wal.appended - this.checkpointAt < due) return undefined;
+    if (this.logBeforeRun + wal.appended - this.checkpointAt < this.checkpointDue()) return undefined;
     // Begun or not, the next try waits for as much log again.
     this.logBeforeRun = 0;
     this.checkpointAt = wal.appended;
@@ -1215,17 +1211,26 @@ export class Store implements TaskStore {
 }
 
 /**
- * A snapshot's task as the log kept with it last wrote it: undefined when deleted; the log's spec
+ * Task `name` as the log kept with the snapshot last wrote it, over the snapshot's record of it
+ * (`record`; undefined when the snapshot does not hold it): undefined when deleted; the log's spec
  * and state when it wrote the task again (created or replaced: both are written together), the
  * snapshot's spec with the log's state when only the state changed. Throws RecordError.
  */
-function withLogged(record: TaskRecord, held: PendingTask): TaskRecord | undefined {
+function withLogged(name: string, record: TaskRecord | undefined, held: PendingTask): TaskRecord | undefined {
   const spec = held.spec;
   const state = held.state;
+  if (record === undefined) {
+    // Created (or made again) after the snapshot was begun: both records are in the log.
+    const hasSpec = spec !== undefined && spec.length > 0;
+    const hasState = state !== undefined && state.length > 0;
+    if (!hasSpec && !hasState) return undefined; // deleted
+    if (!hasSpec || !hasState) throw new RecordError(`the log kept with the snapshot holds ${hasSpec ? 'the spec' : 'the state'} of task ${JSON.stringify(name)}, which the snapshot does not hold, without its ${hasSpec ? 'state' : 'spec'}`);
+    return decodeSplitRecord(spec as Uint8Array, state as Uint8Array);
+  }
   if (spec !== undefined && spec.length === 0 && state !== undefined && state.length === 0) return undefined;
   if (spec === undefined && state !== undefined && state.length > 0) return withStateRecord(record, state);
   if (spec !== undefined && spec.length > 0 && state !== undefined && state.length > 0) return decodeSplitRecord(spec, state);
-  throw new RecordError(`the log kept with the snapshot holds a ${spec === undefined ? 'state' : 'spec'} record of task ${JSON.stringify(record.spec.name)} without the other (or one of them empty)`);
+  throw new RecordError(`the log kept with the snapshot holds a ${spec === undefined ? 'state' : 'spec'} record of task ${JSON.stringify(name)} without the other (or one of them empty)`);
 }
 
 function segmentBytes(path: string): number {
